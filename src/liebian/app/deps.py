@@ -1,0 +1,49 @@
+"""FastAPI dependencies: the request boundary owns the transaction and the principal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from liebian.app.runtime import Runtime
+from liebian.kit.auth import Principal
+from liebian.kit.errors import Unauthorized
+from liebian.workspaces import service as workspaces
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """Commit when the handler returns, roll back when it raises: nothing half-written."""
+    session = get_runtime(request).sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send your API key as 'Authorization: Bearer lb_…'")
+    # A short session of its own: authentication must not share the handler's transaction.
+    with get_runtime(request).sessions() as session:
+        principal = workspaces.authenticate(session, token.strip())
+    request.state.principal = principal
+    return principal
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SessionDep = Annotated[Session, Depends(get_session)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,110 @@
+"""Assembles the process: the lean redirect path in front, the FastAPI app for everything else.
+
+Requests whose first path segment is reserved (``/api``, ``/admin``, ``/static``, …) go to
+FastAPI; any other single-segment path is a short link and goes to the redirect app, which never
+touches the framework or the database on a cache hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI
+
+from liebian.app.errors import install_error_handlers
+from liebian.app.lifecycle import Component, start_components, stop_components
+from liebian.app.limits import BodySizeLimit
+from liebian.app.runtime import Runtime
+from liebian.kit.settings import Settings, get_settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# First path segments that never name a short link. Slugs may not take these.
+RESERVED_SEGMENTS = frozenset(
+    {
+        "",
+        "api",
+        "admin",
+        "static",
+        "docs",
+        "redoc",
+        "openapi.json",
+        "healthz",
+        "t.js",
+        "favicon.ico",
+        "robots.txt",
+        "p",
+        "g",
+        "a",
+        "h5",
+        "console",
+        "login",
+        "logout",
+        "assets",
+        "webhooks",
+        "metrics",
+        "well-known",
+        ".well-known",
+    }
+)
+
+
+class Dispatcher:
+    """Routes by the first path segment without parsing anything else."""
+
+    def __init__(self, api: FastAPI, redirect: ASGIApp | None) -> None:
+        self.api = api
+        self.redirect = redirect
+        self.runtime: Runtime = api.state.runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.redirect is not None and scope["type"] == "http":
+            path: str = scope["path"]
+            end = path.find("/", 1)
+            first = path[1:] if end == -1 else path[1:end]
+            if first not in RESERVED_SEGMENTS:
+                await self.redirect(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Dispatcher:
+    settings = settings or get_settings()
+    runtime = runtime or Runtime.build(settings)
+    components: list[Component] = build_components(runtime)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await start_components(components)
+        try:
+            yield
+        finally:
+            await stop_components(components)
+
+    api = FastAPI(
+        title="liebian API",
+        version="0.1.0",
+        description="裂变 — private-domain growth engine. Authenticate with `Authorization: Bearer lb_…`.",
+        lifespan=lifespan,
+    )
+    api.state.runtime = runtime
+    install_error_handlers(api)
+    api.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    from liebian.app.routes import include_routes
+
+    include_routes(api, runtime)
+    redirect = runtime.extras.get("redirect_app")
+    return Dispatcher(api, redirect)
+
+
+def build_components(runtime: Runtime) -> list[Component]:
+    """Background parts of the one process (spool flusher, scheduler), in start order."""
+    from liebian.app.wiring import wire
+
+    return wire(runtime)

@@ -1,0 +1,23 @@
+"""Every domain's router, mounted under ``/api/v1``, plus health and pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from liebian.app.runtime import Runtime
+
+
+def include_routes(app: FastAPI, runtime: Runtime) -> None:
+    from liebian.workspaces.api import router as workspaces_router
+
+    v1 = APIRouter(prefix="/api/v1")
+    v1.include_router(workspaces_router)
+    for router in runtime.extras.get("routers", []):
+        v1.include_router(router)
+    app.include_router(v1)
+    for router in runtime.extras.get("page_routers", []):
+        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}

@@ -1,0 +1,174 @@
+"""The ``liebian`` command: init, serve, keys, db, and operator tools."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from liebian.kit.auth import Role
+from liebian.kit.settings import Settings
+
+app = typer.Typer(
+    help="liebian (裂变): self-hosted private-domain growth engine", no_args_is_help=True
+)
+keys_app = typer.Typer(help="API keys", no_args_is_help=True)
+db_app = typer.Typer(help="database schema", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+DataDir = Annotated[str | None, typer.Option(help="data directory (env LIEBIAN_DATA_DIR)")]
+
+
+def _settings(data_dir: str | None) -> Settings:
+    if data_dir:
+        os.environ["LIEBIAN_DATA_DIR"] = data_dir
+    return Settings()
+
+
+def _is_initialized(settings: Settings) -> bool:
+    from sqlalchemy import inspect
+
+    from liebian.kit.db import make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        return inspect(engine).has_table("workspaces") and _has_workspace(engine)
+    finally:
+        engine.dispose()
+
+
+def _has_workspace(engine: object) -> bool:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from liebian.workspaces.models import Workspace
+
+    with Session(engine) as session:  # type: ignore[call-overload]
+        return session.scalars(select(Workspace.id).limit(1)).first() is not None
+
+
+def _init(settings: Settings, name: str) -> str:
+    from liebian.app.runtime import Runtime
+    from liebian.kit.db import session_scope
+    from liebian.migrations import upgrade
+    from liebian.workspaces.service import bootstrap
+
+    upgrade(settings.resolved_database_url)
+    runtime = Runtime.build(settings)
+    try:
+        with session_scope(runtime.sessions) as session:
+            workspace, key = bootstrap(session, name)
+            typer.echo(
+                f"workspace {workspace.id} ({workspace.name}) created in {settings.data_dir}"
+            )
+            typer.echo("owner API key (shown once; keep it safe):")
+    finally:
+        runtime.close()
+    return key
+
+
+@app.command()
+def init(
+    data_dir: DataDir = None,
+    name: Annotated[str, typer.Option(help="workspace name")] = "默认工作区",
+) -> None:
+    """Create or upgrade the database, then a workspace and an owner key (printed last)."""
+    settings = _settings(data_dir)
+    key = _init(settings, name)
+    typer.echo(key)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    data_dir: DataDir = None,
+    base_url: Annotated[str | None, typer.Option(help="public base URL for short links")] = None,
+) -> None:
+    """Run everything in one process: API, redirects, event flusher and job scheduler."""
+    settings = _settings(data_dir)
+    host = host or settings.host
+    port = port or settings.port
+    os.environ["LIEBIAN_HOST"] = host
+    os.environ["LIEBIAN_PORT"] = str(port)
+    if base_url:
+        os.environ["LIEBIAN_BASE_URL"] = base_url
+    elif "LIEBIAN_BASE_URL" not in os.environ:
+        os.environ["LIEBIAN_BASE_URL"] = f"http://{host}:{port}"
+    if not _is_initialized(settings):
+        key = _init(settings, "默认工作区")
+        typer.echo(key)
+    else:
+        from liebian.migrations import upgrade
+
+        upgrade(settings.resolved_database_url)
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    typer.echo(f"liebian listening on http://{host}:{port}  (API docs: /docs)", err=True)
+    Granian(
+        "liebian.app.factory:create_app",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        log_access=False,
+    ).serve()
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Role, typer.Option(help="owner|admin|operator|analyst|viewer")] = Role.operator,
+    name: Annotated[str, typer.Option()] = "",
+    workspace: Annotated[str | None, typer.Option(help="workspace id (default: the first)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key; the key is printed alone on the last line."""
+    from sqlalchemy import select
+
+    from liebian.app.runtime import Runtime
+    from liebian.kit.db import session_scope
+    from liebian.workspaces.models import Workspace
+    from liebian.workspaces.service import create_api_key
+
+    runtime = Runtime.build(_settings(data_dir))
+    with session_scope(runtime.sessions) as session:
+        ws_id = workspace or session.scalars(select(Workspace.id).order_by(Workspace.id)).first()
+        if ws_id is None:
+            raise typer.BadParameter("no workspace yet: run `liebian init` first")
+        key, plaintext = create_api_key(session, ws_id, role, name)
+        typer.echo(f"{key.id} role={key.role} workspace={ws_id}")
+    typer.echo(plaintext)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    from sqlalchemy import select
+
+    from liebian.app.runtime import Runtime
+    from liebian.workspaces.models import ApiKey
+
+    runtime = Runtime.build(_settings(data_dir))
+    with runtime.sessions() as session:
+        for key in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+            state = "revoked" if key.revoked_at else "active"
+            typer.echo(
+                f"{key.id}\t{key.workspace_id}\t{key.role}\t{key.key_hint}…\t{state}\t{key.name}"
+            )
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None) -> None:
+    """Apply every pending migration (SQLite or PostgreSQL)."""
+    from liebian.migrations import upgrade
+
+    settings = _settings(data_dir)
+    upgrade(settings.resolved_database_url)
+    typer.echo("database is up to date")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()

@@ -1,0 +1,69 @@
+"""PII at rest: AES-GCM with a key from settings; deterministic hashes for lookups; masking.
+
+Ciphertext is ``v1:`` + urlsafe base64(nonce ‖ ciphertext). A keyed hash (HMAC-SHA256) of the
+normalized value lets us find and compare people (dedupe, fraud signals) without decrypting.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class PiiCipher:
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("PII key must be 32 bytes")
+        self._aead = AESGCM(hashlib.sha256(b"liebian-pii-v1" + key).digest())
+        self._hash_key = hashlib.sha256(b"liebian-lookup-v1" + key).digest()
+
+    def encrypt(self, plaintext: str | None) -> str | None:
+        if plaintext is None or plaintext == "":
+            return None
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), None)
+        return "v1:" + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def decrypt(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        if not token.startswith("v1:"):
+            raise ValueError("unknown PII ciphertext version")
+        raw = base64.urlsafe_b64decode(token[3:])
+        return self._aead.decrypt(raw[:12], raw[12:], None).decode()
+
+    def lookup_hash(self, normalized: str | None) -> str | None:
+        if not normalized:
+            return None
+        return hmac.new(self._hash_key, normalized.encode(), hashlib.sha256).hexdigest()
+
+
+def hash_ip(ip: str, key: bytes) -> str:
+    """Keyed and truncated: enough to count uniques and spot bursts, useless to reverse."""
+    return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def mask_phone(phone: str | None) -> str | None:
+    if not phone:
+        return phone
+    digits = phone.strip()
+    if len(digits) >= 7:
+        return digits[:3] + "****" + digits[-4:]
+    return "*" * len(digits)
+
+
+def mask_email(email: str | None) -> str | None:
+    if not email or "@" not in email:
+        return email
+    local, _, domain = email.partition("@")
+    return (local[:1] + "***" if local else "***") + "@" + domain
+
+
+def mask_name(name: str | None) -> str | None:
+    if not name:
+        return name
+    return name[:1] + "*" * max(1, len(name) - 1)

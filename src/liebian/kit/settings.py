@@ -1,0 +1,89 @@
+"""One settings class for the whole process (env prefix ``LIEBIAN_``).
+
+Services never read the environment themselves: the boundary (CLI, app factory, job runner)
+builds a :class:`Settings` and passes plain values inward.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIEBIAN_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./liebian-data"))
+    # Empty means the embedded default: SQLite (WAL) in the data directory.
+    database_url: str = ""
+    # Empty means the embedded default: a DuckDB file in the data directory.
+    events_url: str = ""
+    # Optional shared cache / counters for scale mode (several server processes).
+    redis_url: str = ""
+    # Base URL used to build short links when a workspace has no healthy custom domain.
+    base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # 32-byte key (hex or urlsafe base64) for AES-GCM of PII and for IP hashing. When unset, a
+    # random key is generated once and kept in <data_dir>/secret.key (mode 0600), never in git.
+    secret_key: str = ""
+    default_timezone: str = "Asia/Shanghai"
+    # Hosts that destinations may never point at (phishing, malware, our own admin, …).
+    url_blocklist: list[str] = Field(default_factory=list)
+    max_body_bytes: int = 16 * 1024 * 1024
+    # Seconds between spool flushes into the event store.
+    flush_interval: float = 1.0
+    # Webhook targets on private/loopback addresses are refused (SSRF) unless this is set;
+    # tests set it to talk to receivers on 127.0.0.1.
+    allow_private_webhooks: bool = False
+    poster_font: str = ""
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'liebian.db').resolve()}"
+
+    @property
+    def resolved_events_url(self) -> str:
+        if self.events_url:
+            return self.events_url
+        return str((self.data_dir / "events.duckdb").resolve())
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    def secret_bytes(self) -> bytes:
+        """The process secret, loading or creating ``secret.key`` in the data directory."""
+        if self.secret_key:
+            return _decode_key(self.secret_key)
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return _decode_key(path.read_text().strip())
+
+
+def _decode_key(text: str) -> bytes:
+    import base64
+
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if len(raw) != 32:
+        raise ValueError("LIEBIAN_SECRET_KEY must be 32 bytes (64 hex characters)")
+    return raw
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,82 @@
+"""Workspaces, members and API keys. Every other domain scopes its data by ``workspace_id``."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.orm import Session
+
+from liebian.kit.auth import Principal, Role, generate_api_key, hash_api_key
+from liebian.kit.clock import utcnow
+from liebian.kit.errors import Forbidden, Invalid, NotFound, Unauthorized
+from liebian.kit.ids import new_id
+from liebian.workspaces import repository
+from liebian.workspaces.models import ApiKey, Workspace
+
+
+def create_workspace(session: Session, name: str, timezone: str = "Asia/Shanghai") -> Workspace:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise Invalid(
+            f"unknown time zone '{timezone}'; use an IANA name such as Asia/Shanghai"
+        ) from exc
+    workspace = Workspace(id=new_id("ws"), name=name, timezone=timezone, created_at=utcnow())
+    session.add(workspace)
+    session.flush()
+    return workspace
+
+
+def create_api_key(
+    session: Session,
+    workspace_id: str,
+    role: Role,
+    name: str = "",
+    *,
+    actor: Principal | None = None,
+) -> tuple[ApiKey, str]:
+    """Returns the stored key and its plaintext, which is shown once and never kept."""
+    if actor is not None:
+        actor.require(Role.admin)
+        if not actor.at_least(role):
+            raise Forbidden("a key cannot create a key with a higher role than its own")
+    plaintext = generate_api_key()
+    key = ApiKey(
+        id=new_id("key"),
+        workspace_id=workspace_id,
+        name=name,
+        role=role.value,
+        key_hash=hash_api_key(plaintext),
+        key_hint=plaintext[:7],
+        created_at=utcnow(),
+    )
+    session.add(key)
+    session.flush()
+    return key, plaintext
+
+
+def authenticate(session: Session, plaintext: str) -> Principal:
+    if not plaintext.startswith("lb_"):
+        raise Unauthorized("API keys start with 'lb_'; send it as 'Authorization: Bearer lb_…'")
+    key = repository.find_key_by_hash(session, hash_api_key(plaintext))
+    if key is None or key.revoked_at is not None:
+        raise Unauthorized("this API key is unknown or revoked", code="invalid_api_key")
+    return Principal(workspace_id=key.workspace_id, role=Role(key.role), key_id=key.id)
+
+
+def revoke_api_key(session: Session, actor: Principal, key_id: str) -> ApiKey:
+    actor.require(Role.admin)
+    key = repository.get_key(session, actor.workspace_id, key_id)
+    if key is None:
+        raise NotFound(f"no API key '{key_id}' in this workspace")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    session.flush()
+    return key
+
+
+def bootstrap(session: Session, name: str = "默认工作区") -> tuple[Workspace, str]:
+    """A workspace with an owner key: what ``liebian init`` makes on a fresh database."""
+    workspace = create_workspace(session, name)
+    _key, plaintext = create_api_key(session, workspace.id, Role.owner, "owner (liebian init)")
+    return workspace, plaintext

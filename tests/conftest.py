@@ -1,0 +1,133 @@
+"""Shared fixtures: every storage-backed test runs on SQLite and, when
+``LIEBIAN_TEST_DATABASE_URL`` points at a server, on PostgreSQL too.
+
+PostgreSQL: each pytest process creates its own database from that URL (so parallel runs never
+collide), migrates it once, and empties the tables before each test. SQLite: migrated once into a
+template file that each test copies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from liebian.app.runtime import Runtime
+from liebian.kit.settings import Settings
+
+TEST_SECRET = "11" * 32
+PG_URL = os.environ.get("LIEBIAN_TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from liebian.migrations import upgrade
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_database() -> Iterator[str]:
+    from liebian.migrations import upgrade
+
+    admin = make_url(PG_URL)
+    name = f"liebian_t_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin_engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        with admin_engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin_engine.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    from liebian import models_registry  # noqa: F401
+    from liebian.kit.db import Base
+
+    engine = create_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        target = tmp_path / "liebian.db"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("_pg_database")
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        secret_key=TEST_SECRET,
+        base_url="http://sho.rt",
+        flush_interval=0.05,
+        allow_private_webhooks=True,
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime.build(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(settings: Settings, runtime: Runtime) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from liebian.app.factory import create_app
+
+    app = create_app(settings, runtime)
+    with TestClient(app, base_url="http://sho.rt", follow_redirects=False) as tc:
+        yield tc
+
+
+@pytest.fixture
+def owner(runtime: Runtime) -> dict[str, str]:
+    """Headers carrying a fresh workspace's owner key."""
+    from liebian.kit.db import session_scope
+    from liebian.workspaces.service import bootstrap
+
+    with session_scope(runtime.sessions) as session:
+        _ws, key = bootstrap(session, "测试工作区")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def make_key(
+    runtime: Runtime, role: str, workspace_id: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """A key of ``role`` in a new (or the given) workspace: (workspace_id, headers)."""
+    from liebian.kit.auth import Role
+    from liebian.kit.db import session_scope
+    from liebian.workspaces.service import create_api_key, create_workspace
+
+    with session_scope(runtime.sessions) as session:
+        ws_id = workspace_id or create_workspace(session, "another").id
+        _key, plaintext = create_api_key(session, ws_id, Role(role))
+    return ws_id, {"Authorization": f"Bearer {plaintext}"}
