@@ -6,6 +6,7 @@ import os
 from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 
 from liebian.kit.auth import Role
 from liebian.kit.settings import Settings
@@ -39,13 +40,13 @@ def _is_initialized(settings: Settings) -> bool:
         engine.dispose()
 
 
-def _has_workspace(engine: object) -> bool:
+def _has_workspace(engine: Engine) -> bool:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
     from liebian.workspaces.models import Workspace
 
-    with Session(engine) as session:  # type: ignore[call-overload]
+    with Session(engine) as session:
         return session.scalars(select(Workspace.id).limit(1)).first() is not None
 
 
