@@ -1,0 +1,220 @@
+"""Durable local spool: append-only NDJSON segment files in one directory.
+
+Why this shape: the redirect answers a 302 only after its click is recorded, and must not
+wait on a database. ``append_line`` is one ``os.write`` to an ``O_APPEND`` descriptor: once it
+returns, the bytes are in the kernel's page cache, which survives the death of the process
+(SIGKILL, crash); only a machine crash can lose them, which ``fsync_interval`` bounds.
+
+Layout: the segment being written is ``<name>.open``; sealing renames it to ``<name>.ndjson``
+(rename is atomic). Names sort by creation time and embed the pid, so a name is never reused
+after a restart: the store records loaded segment names, and a reused name would be skipped.
+The flusher loads each sealed segment in one batch, and deletes it only after the store
+committed; if the process dies between commit and delete, the replay finds the name already
+recorded (DuckDB: same transaction) or drops the rows by event_id (ClickHouse).
+
+One process owns a spool directory at a time (an flock on ``.lock``); give each server
+process its own directory, the next start of that process recovers what it left.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from liebian.events.store.base import EventStore, InsertResult
+
+_OPEN = ".open"
+_SEALED = ".ndjson"
+
+
+class SpoolLocked(RuntimeError):
+    """Another live process owns this spool directory."""
+
+
+class Spool:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        max_segment_bytes: int = 32 * 1024 * 1024,
+        max_segment_age: float = 1.0,
+        fsync_interval: float | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_segment_bytes = max_segment_bytes
+        self.max_segment_age = max_segment_age
+        self.fsync_interval = fsync_interval
+        self._lock = threading.Lock()
+        self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._lock_fd)
+            raise SpoolLocked(f"spool {self.directory} is in use by another process") from exc
+        self._seq = 0
+        self._recover()
+        self._fd = -1
+        self._path: Path | None = None
+        self._size = 0
+        self._opened_at = 0.0
+        self._last_sync = time.monotonic()
+        self._open_segment()
+
+    # -- hot path ------------------------------------------------------------------------
+
+    def append_line(self, line: bytes) -> None:
+        """Append one pre-serialized NDJSON line (must end with b"\\n")."""
+        with self._lock:
+            fd = self._fd
+            view = memoryview(line)
+            while view:  # regular files write fully; the loop is for ENOSPC-adjacent cases
+                written = os.write(fd, view)
+                view = view[written:]
+            self._size += len(line)
+            if self._size >= self.max_segment_bytes:
+                self._rotate_locked()
+
+    def append(self, record: bytes | Mapping[str, Any]) -> None:
+        if isinstance(record, bytes):
+            self.append_line(record if record.endswith(b"\n") else record + b"\n")
+        else:
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+            self.append_line(line.encode())
+
+    # -- segments ------------------------------------------------------------------------
+
+    def _new_name(self) -> str:
+        self._seq += 1
+        return f"seg-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}"
+
+    def _open_segment(self) -> None:
+        self._path = self.directory / (self._new_name() + _OPEN)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = 0
+        self._opened_at = time.monotonic()
+
+    def _rotate_locked(self) -> None:
+        old_fd, old_path, old_size = self._fd, self._path, self._size
+        self._open_segment()
+        if self.fsync_interval is not None:
+            os.fsync(old_fd)
+        os.close(old_fd)
+        assert old_path is not None
+        if old_size == 0:
+            old_path.unlink()
+        else:
+            old_path.rename(old_path.with_suffix(_SEALED))
+
+    def seal(self) -> None:
+        """Close the current segment (if it holds anything) so the flusher can load it."""
+        with self._lock:
+            if self._size:
+                self._rotate_locked()
+
+    def maybe_rotate(self) -> None:
+        """Seal by age, and fsync periodically if asked; called from the flusher loop."""
+        with self._lock:
+            now = time.monotonic()
+            if self._size and now - self._opened_at >= self.max_segment_age:
+                self._rotate_locked()
+            if self.fsync_interval is not None and now - self._last_sync >= self.fsync_interval:
+                os.fsync(self._fd)
+                self._last_sync = now
+
+    def sealed_segments(self) -> list[Path]:
+        return sorted(self.directory.glob("seg-*" + _SEALED))
+
+    def _recover(self) -> None:
+        """Seal segments a dead process left open, cutting a torn last line (never acked)."""
+        for path in sorted(self.directory.glob("seg-*" + _OPEN)):
+            data = path.read_bytes()
+            keep = data.rfind(b"\n") + 1
+            if keep == 0:
+                path.unlink()
+                continue
+            if keep != len(data):
+                with open(path, "r+b") as fh:
+                    fh.truncate(keep)
+            path.rename(path.with_suffix(_SEALED))
+
+    # -- flushing ------------------------------------------------------------------------
+
+    def drain(self, callback: Callable[[Path, str], object]) -> int:
+        """Seal the current segment and hand every sealed one to ``callback(path, name)``;
+        a segment is deleted only after its callback returned. Returns segments drained."""
+        self.seal()
+        done = 0
+        for path in self.sealed_segments():
+            callback(path, path.name.removesuffix(_SEALED))
+            path.unlink()
+            done += 1
+        return done
+
+    def flush_once(self, store: EventStore) -> InsertResult:
+        inserted = duplicates = 0
+
+        def load(path: Path, name: str) -> None:
+            nonlocal inserted, duplicates
+            res = store.insert_ndjson(path, segment=name)
+            inserted += res.inserted
+            duplicates += res.duplicates
+
+        self.drain(load)
+        return InsertResult(inserted, duplicates)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.fsync_interval is not None:
+                os.fsync(self._fd)
+            os.close(self._fd)
+            if self._size == 0 and self._path is not None:
+                self._path.unlink()
+            elif self._path is not None:
+                self._path.rename(self._path.with_suffix(_SEALED))
+            self._fd = -1
+        os.close(self._lock_fd)
+
+
+class Flusher:
+    """Background thread: every ``interval`` seconds rotate by age and load sealed segments.
+
+    A failing store leaves the segments in place; they are retried on the next tick.
+    """
+
+    def __init__(self, spool: Spool, store: EventStore, *, interval: float = 1.0) -> None:
+        self.spool = spool
+        self.store = store
+        self.interval = interval
+        self.last_error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="liebian-spool-flusher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _tick(self) -> None:
+        self.spool.maybe_rotate()
+        for path in self.spool.sealed_segments():
+            self.store.insert_ndjson(path, segment=path.name.removesuffix(_SEALED))
+            path.unlink()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._tick()
+                self.last_error = None
+            except Exception as exc:  # keep the thread alive; the data stays spooled
+                self.last_error = exc
+
+    def stop(self, *, final_flush: bool = True) -> None:
+        self._stop.set()
+        self._thread.join()
+        if final_flush:
+            self.spool.flush_once(self.store)

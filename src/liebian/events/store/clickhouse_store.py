@@ -1,0 +1,254 @@
+"""Scale-mode event store on ClickHouse (clickhouse-connect), or in process through chdb.
+
+Table design (see docs/events-storage.md): ReplacingMergeTree partitioned by month, ordered
+by (workspace_id, event, ts, event_id) so every query's workspace + event filter is a range
+of the primary index. Dedupe is done at insert (anti-join against stored ids, helped by a
+bloom-filter skip index on event_id); ReplacingMergeTree is the safety net that collapses
+the rare duplicate two concurrent writers slip in, at merge time.
+
+ClickHouse has no multi-statement transactions, so a spool segment's name is recorded after
+its rows; a crash in between replays the segment and the event_id dedupe drops the repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from liebian.events.store.base import (
+    COLUMN_NAMES,
+    COLUMNS,
+    Alias,
+    EventRow,
+    InsertResult,
+    rows_to_ndjson,
+)
+
+_STRUCTURE = ", ".join(f"{name} {ch}" for name, _, ch in COLUMNS)
+
+
+class Executor(Protocol):
+    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
+
+    def load_ndjson(self, table: str, data: bytes | Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ChdbExecutor:
+    """ClickHouse in this process. chdb allows one embedded server per process, so every
+    store shares it and keeps apart by database name."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        from chdb import session
+
+        self._session = session.Session(path if path and path != ":memory:" else "")
+
+    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            res = self._session.query(sql, "JSONCompact", params=dict(params or {}))
+        raw = res.bytes()
+        if not raw:
+            return []
+        return [tuple(r) for r in json.loads(raw)["data"]]
+
+    def load_ndjson(self, table: str, data: bytes | Path) -> None:
+        if isinstance(data, Path):
+            self.run(
+                f"INSERT INTO {table} SELECT * FROM file({{p:String}}, JSONEachRow, "
+                f"{{s:String}}) SETTINGS date_time_input_format = 'best_effort'",
+                {"p": str(data), "s": _STRUCTURE},
+            )
+        else:
+            tmp = Path(f"/tmp/liebian-chdb-{uuid.uuid4().hex}.ndjson")
+            tmp.write_bytes(data)
+            try:
+                self.load_ndjson(table, tmp)
+            finally:
+                tmp.unlink()
+
+    def close(self) -> None:
+        # The embedded server lives as long as the process; other stores may share it.
+        pass
+
+
+class ConnectExecutor:
+    """A ClickHouse server over HTTP through clickhouse-connect."""
+
+    def __init__(self, url: str) -> None:
+        import clickhouse_connect
+
+        self._client = clickhouse_connect.get_client(dsn=url)
+
+    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        # {name:Type} placeholders are bound by the server, never spliced into the text.
+        res = self._client.query(sql, parameters=dict(params or {}))
+        return [tuple(r) for r in res.result_rows]
+
+    def load_ndjson(self, table: str, data: bytes | Path) -> None:
+        block = data.read_bytes() if isinstance(data, Path) else data
+        self._client.raw_insert(
+            table,
+            insert_block=block,
+            fmt="JSONEachRow",
+            settings={"date_time_input_format": "best_effort"},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class ClickHouseEventStore:
+    dialect = "clickhouse"
+
+    def __init__(self, executor: Executor, database: str = "liebian") -> None:
+        if not database.replace("_", "").isalnum():
+            raise ValueError(f"bad database name: {database!r}")
+        self._x = executor
+        self.database = database
+        self.events_table = f"{database}.events"
+        self.aliases_table = f"{database}.aliases"
+        self._segments = f"{database}.loaded_segments"
+        self._write_lock = threading.Lock()
+        self._create()
+
+    def _create(self) -> None:
+        self._x.run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        self._x.run(
+            f"CREATE TABLE IF NOT EXISTS {self.events_table} ({_STRUCTURE},"
+            " INDEX event_id_bf event_id TYPE bloom_filter(0.01) GRANULARITY 4)"
+            " ENGINE = ReplacingMergeTree(received_at)"
+            " PARTITION BY toYYYYMM(ts)"
+            " ORDER BY (workspace_id, event, ts, event_id)"
+        )
+        self._x.run(
+            f"CREATE TABLE IF NOT EXISTS {self.aliases_table} (workspace_id String,"
+            " visitor_id String, user_id String, created_at DateTime64(6, 'UTC'))"
+            " ENGINE = ReplacingMergeTree(created_at) ORDER BY (workspace_id, visitor_id)"
+        )
+        self._x.run(
+            f"CREATE TABLE IF NOT EXISTS {self._segments} (name String,"
+            " loaded_at DateTime64(3, 'UTC'), inserted UInt64)"
+            " ENGINE = ReplacingMergeTree ORDER BY name"
+        )
+
+    def aliases_source(self) -> str:
+        """Aliases collapsed to the latest per visitor without relying on merges (no FINAL)."""
+        return (
+            f"(SELECT workspace_id, visitor_id, argMax(user_id, created_at) AS user_id"
+            f" FROM {self.aliases_table} GROUP BY workspace_id, visitor_id)"
+        )
+
+    # -- ingestion -----------------------------------------------------------------------
+
+    def insert(self, rows: Sequence[EventRow]) -> InsertResult:
+        if not rows:
+            return InsertResult(0, 0)
+        return self._insert(rows_to_ndjson(rows), None)
+
+    def insert_ndjson(self, path: Path, *, segment: str | None = None) -> InsertResult:
+        return self._insert(path, segment)
+
+    def segment_loaded(self, segment: str) -> bool:
+        return bool(
+            self._x.run(
+                f"SELECT 1 FROM {self._segments} WHERE name = {{n:String}} LIMIT 1",
+                {"n": segment},
+            )
+        )
+
+    def _insert(self, data: bytes | Path, segment: str | None) -> InsertResult:
+        with self._write_lock:
+            if segment is not None and self.segment_loaded(segment):
+                return InsertResult(0, 0)
+            stage = f"{self.database}._stage_{uuid.uuid4().hex}"
+            self._x.run(f"CREATE TABLE {stage} ({_STRUCTURE}) ENGINE = Memory")
+            try:
+                self._x.load_ndjson(stage, data)
+                total = int(self._x.run(f"SELECT count() FROM {stage}")[0][0])
+                before = self._count_all()
+                cols = ", ".join(COLUMN_NAMES)
+                self._x.run(
+                    f"INSERT INTO {self.events_table} SELECT {cols} FROM {stage}"
+                    f" WHERE (workspace_id, event_id) NOT IN (SELECT workspace_id, event_id"
+                    f" FROM {self.events_table} WHERE event_id IN (SELECT event_id FROM {stage}))"
+                    f" LIMIT 1 BY workspace_id, event_id"
+                )
+                inserted = self._count_all() - before
+            finally:
+                self._x.run(f"DROP TABLE IF EXISTS {stage}")
+            if segment is not None:
+                self._x.run(
+                    f"INSERT INTO {self._segments} VALUES ({{n:String}}, now64(3), {{i:UInt64}})",
+                    {"n": segment, "i": inserted},
+                )
+        return InsertResult(inserted, total - inserted)
+
+    def _count_all(self) -> int:
+        # Exact while a single writer holds _write_lock; used only to report the batch result.
+        return int(self._x.run(f"SELECT count() FROM {self.events_table}")[0][0])
+
+    def add_aliases(self, aliases: Sequence[Alias]) -> int:
+        if not aliases:
+            return 0
+        now = datetime.now(UTC)
+        lines = b"".join(
+            (
+                json.dumps(
+                    {
+                        "workspace_id": a.workspace_id,
+                        "visitor_id": a.visitor_id,
+                        "user_id": a.user_id,
+                        "created_at": (a.created_at or now)
+                        .astimezone(UTC)
+                        .strftime("%Y-%m-%d %H:%M:%S.%f"),
+                    }
+                )
+                + "\n"
+            ).encode()
+            for a in aliases
+        )
+        if isinstance(self._x, ChdbExecutor):
+            tmp = Path(f"/tmp/liebian-chdb-{uuid.uuid4().hex}.ndjson")
+            tmp.write_bytes(lines)
+            try:
+                self._x.run(
+                    f"INSERT INTO {self.aliases_table} SELECT * FROM file({{p:String}},"
+                    " JSONEachRow, 'workspace_id String, visitor_id String, user_id String,"
+                    " created_at DateTime64(6, \\'UTC\\')')",
+                    {"p": str(tmp)},
+                )
+            finally:
+                tmp.unlink()
+        else:
+            self._x.load_ndjson(self.aliases_table, lines)
+        return len(aliases)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return self._x.run(sql, params)
+
+    def event_names(self, workspace_id: str) -> set[str]:
+        rows = self.query(
+            f"SELECT DISTINCT event FROM {self.events_table} WHERE workspace_id = {{ws:String}}",
+            {"ws": workspace_id},
+        )
+        return {r[0] for r in rows}
+
+    def count(self, workspace_id: str) -> int:
+        rows = self.query(
+            f"SELECT count() FROM {self.events_table} WHERE workspace_id = {{ws:String}}",
+            {"ws": workspace_id},
+        )
+        return int(rows[0][0])
+
+    def close(self) -> None:
+        self._x.close()

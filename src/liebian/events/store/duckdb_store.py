@@ -1,0 +1,200 @@
+"""Embedded event store: one DuckDB file beside the OLTP database.
+
+Dedupe happens at insert: a batch is staged, collapsed on (workspace_id, event_id) and
+anti-joined against the ids already stored, all inside one transaction. A unique index
+would do the same but DuckDB's ART index makes bulk loads several times slower and grows
+in memory with the table; the anti-join keeps ingest fast (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from liebian.events.store.base import (
+    COLUMN_NAMES,
+    COLUMNS,
+    Alias,
+    EventRow,
+    InsertResult,
+    rows_to_ndjson,
+)
+
+_EVENTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS events ("
+    + ", ".join(f"{name} {duck}" for name, duck, _ in COLUMNS)
+    + ")"
+)
+_ALIASES_DDL = (
+    "CREATE TABLE IF NOT EXISTS aliases (workspace_id VARCHAR NOT NULL, "
+    "visitor_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, created_at TIMESTAMP, "
+    "PRIMARY KEY (workspace_id, visitor_id))"
+)
+_SEGMENTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS loaded_segments (name VARCHAR PRIMARY KEY, "
+    "loaded_at TIMESTAMP DEFAULT current_timestamp, inserted BIGINT)"
+)
+
+# read_json reads timestamps as text so that both "2024-01-01 00:00:00.123" (UTC, what the
+# spool writes) and ISO 8601 with an offset parse; TIMESTAMPTZ honours the offset and the
+# session time zone is UTC, so naive strings are UTC.
+_JSON_COLUMNS = (
+    "{"
+    + ", ".join(
+        f"'{name}': '{'VARCHAR' if duck == 'TIMESTAMP' else duck}'" for name, duck, _ in COLUMNS
+    )
+    + "}"
+)
+_SELECT_CAST = ", ".join(
+    f"CAST(CAST({name} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) AS {name}"
+    if duck == "TIMESTAMP"
+    else (f"coalesce({name}, false) AS {name}" if duck == "BOOLEAN" else name)
+    for name, duck, _ in COLUMNS
+)
+
+
+class DuckDBEventStore:
+    dialect = "duckdb"
+    events_table = "events"
+    aliases_table = "aliases"
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        self.path = str(path)
+        config: dict[str, Any] = {}
+        if threads:
+            config["threads"] = threads
+        self._con = duckdb.connect(self.path, config=config)
+        # ICU is statically linked but not autoloaded for settings; naive timestamps are UTC.
+        self._con.execute("LOAD icu")
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._write_lock = threading.Lock()
+        for ddl in (_EVENTS_DDL, _ALIASES_DDL, _SEGMENTS_DDL):
+            self._con.execute(ddl)
+
+    def aliases_source(self) -> str:
+        """The aliases relation queries join (one row per visitor thanks to the primary key)."""
+        return "aliases"
+
+    # -- ingestion -----------------------------------------------------------------------
+
+    def insert(self, rows: Sequence[EventRow]) -> InsertResult:
+        if not rows:
+            return InsertResult(0, 0)
+        fd, name = tempfile.mkstemp(suffix=".ndjson", prefix="liebian-batch-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(rows_to_ndjson(rows))
+            return self.insert_ndjson(Path(name))
+        finally:
+            os.unlink(name)
+
+    def insert_ndjson(self, path: Path, *, segment: str | None = None) -> InsertResult:
+        with self._write_lock:
+            con = self._con.cursor()
+            try:
+                con.execute("BEGIN TRANSACTION")
+                if (
+                    segment is not None
+                    and con.execute(
+                        "SELECT 1 FROM loaded_segments WHERE name = $name", {"name": segment}
+                    ).fetchone()
+                ):
+                    con.execute("ROLLBACK")
+                    return InsertResult(0, 0)
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _stage AS SELECT "
+                    + _SELECT_CAST
+                    + f" FROM read_json($path, format='newline_delimited', columns={_JSON_COLUMNS})",
+                    {"path": str(path)},
+                )
+                total = _scalar(con, "SELECT count(*) FROM _stage")
+                # Collapse repeats inside the batch (first wins), then skip ids already stored.
+                inserted = _scalar(
+                    con,
+                    "INSERT INTO events SELECT "
+                    + ", ".join(COLUMN_NAMES)
+                    + " FROM (SELECT *, row_number() OVER (PARTITION BY workspace_id, event_id)"
+                    " AS _rn FROM _stage) s WHERE _rn = 1 AND NOT EXISTS (SELECT 1 FROM events e"
+                    " WHERE e.workspace_id = s.workspace_id AND e.event_id = s.event_id)",
+                )
+                con.execute("DROP TABLE _stage")
+                if segment is not None:
+                    con.execute(
+                        "INSERT INTO loaded_segments (name, inserted) VALUES ($n, $i)",
+                        {"n": segment, "i": inserted},
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
+        return InsertResult(inserted, total - inserted)
+
+    def segment_loaded(self, segment: str) -> bool:
+        cur = self._con.cursor()
+        try:
+            return bool(
+                cur.execute(
+                    "SELECT 1 FROM loaded_segments WHERE name = $n", {"n": segment}
+                ).fetchone()
+            )
+        finally:
+            cur.close()
+
+    def add_aliases(self, aliases: Sequence[Alias]) -> int:
+        if not aliases:
+            return 0
+        with self._write_lock:
+            cur = self._con.cursor()
+            try:
+                # Latest alias of a visitor wins: a visitor re-identified as another user
+                # (shared device) moves to that user from then on.
+                cur.executemany(
+                    "INSERT INTO aliases VALUES ($1, $2, $3, coalesce($4, now()::TIMESTAMP))"
+                    " ON CONFLICT (workspace_id, visitor_id) DO UPDATE SET"
+                    " user_id = excluded.user_id, created_at = excluded.created_at",
+                    [[a.workspace_id, a.visitor_id, a.user_id, a.created_at] for a in aliases],
+                )
+            finally:
+                cur.close()
+        return len(aliases)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cur = self._con.cursor()
+        try:
+            return cur.execute(sql, dict(params)).fetchall()
+        finally:
+            cur.close()
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for callers that need DuckDB itself (e.g. COPY ... TO for exports)."""
+        return self._con.cursor()
+
+    def event_names(self, workspace_id: str) -> set[str]:
+        rows = self.query(
+            "SELECT DISTINCT event FROM events WHERE workspace_id = $ws", {"ws": workspace_id}
+        )
+        return {r[0] for r in rows}
+
+    def count(self, workspace_id: str) -> int:
+        rows = self.query(
+            "SELECT count(*) FROM events WHERE workspace_id = $ws", {"ws": workspace_id}
+        )
+        return int(rows[0][0])
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0

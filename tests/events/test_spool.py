@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from liebian.events.spool import Spool, SpoolLocked
+from liebian.events.store import open_event_store
+
+
+def _line(i: int) -> bytes:
+    rec = {
+        "workspace_id": "ws1",
+        "event_id": f"e{i}",
+        "event": "click",
+        "ts": "2024-03-01 00:00:00",
+    }
+    return (json.dumps(rec) + "\n").encode()
+
+
+def test_sigkill_loses_no_acknowledged_append(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    n = 5000
+    child = textwrap.dedent(
+        f"""
+        import json, sys, time
+        from liebian.events.spool import Spool
+        s = Spool({str(spool_dir)!r}, max_segment_bytes=64 * 1024)
+        for i in range({n}):
+            rec = {{"workspace_id": "ws1", "event_id": f"e{{i}}", "event": "click",
+                    "ts": "2024-03-01 00:00:00"}}
+            s.append_line((json.dumps(rec) + "\\n").encode())
+        print("answered", {n}, flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().split() == [b"answered", str(n).encode()]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    store = open_event_store(tmp_path / "events.duckdb")
+    spool = Spool(spool_dir)  # recovery seals the segment the dead process left open
+    assert spool.flush_once(store).inserted == n
+    assert store.count("ws1") == n
+    assert spool.sealed_segments() == []
+    spool.close()
+    store.close()
+
+
+def test_torn_last_line_is_cut_on_recovery(tmp_path: Path) -> None:
+    (tmp_path / "seg-00000000000000000001-1-000001.open").write_bytes(_line(1) + b'{"workspa')
+    store = open_event_store(tmp_path / "events.duckdb")
+    spool = Spool(tmp_path)
+    assert spool.flush_once(store).inserted == 1
+    spool.close()
+
+
+def test_crash_after_commit_before_delete_does_not_double_insert(tmp_path: Path) -> None:
+    store = open_event_store(tmp_path / "events.duckdb")
+    spool = Spool(tmp_path / "spool")
+    for i in range(10):
+        spool.append_line(_line(i))
+    spool.seal()
+    [segment] = spool.sealed_segments()
+    # Load it as the flusher would, then "crash" before the unlink.
+    store.insert_ndjson(segment, segment=segment.name.removesuffix(".ndjson"))
+    assert spool.flush_once(store).inserted == 0
+    assert store.count("ws1") == 10
+    spool.close()
+
+
+def test_rotation_by_size_and_concurrent_appends(tmp_path: Path) -> None:
+    store = open_event_store(tmp_path / "events.duckdb")
+    spool = Spool(tmp_path / "spool", max_segment_bytes=4096)
+
+    def worker(base: int) -> None:
+        for i in range(2000):
+            spool.append_line(_line(base + i))
+
+    threads = [threading.Thread(target=worker, args=(k * 10_000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(spool.sealed_segments()) > 10
+    assert spool.flush_once(store).inserted == 8000
+    spool.close()
+
+
+def test_one_process_per_spool_directory(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    # flock is per open file description, so a second Spool in this process conflicts too.
+    with pytest.raises(SpoolLocked):
+        Spool(tmp_path)
+    spool.close()
+
+
+def test_append_dict_and_drain_callback(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append({"workspace_id": "ws1", "event_id": "a", "event": "view", "ts": "2024-03-01"})
+    seen: list[bytes] = []
+    assert spool.drain(lambda path, _name: seen.append(path.read_bytes())) == 1
+    assert json.loads(seen[0])["event_id"] == "a"
+    assert spool.drain(lambda path, _name: None) == 0
+    spool.close()
