@@ -18,41 +18,13 @@ from liebian.app.lifecycle import Component, start_components, stop_components
 from liebian.app.limits import BodySizeLimit
 from liebian.app.runtime import Runtime
 from liebian.kit.settings import Settings, get_settings
+from liebian.links.slugs import RESERVED_SEGMENTS
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-# First path segments that never name a short link. Slugs may not take these.
-RESERVED_SEGMENTS = frozenset(
-    {
-        "",
-        "api",
-        "admin",
-        "static",
-        "docs",
-        "redoc",
-        "openapi.json",
-        "healthz",
-        "t.js",
-        "favicon.ico",
-        "robots.txt",
-        "p",
-        "g",
-        "a",
-        "h5",
-        "console",
-        "login",
-        "logout",
-        "assets",
-        "webhooks",
-        "metrics",
-        "well-known",
-        ".well-known",
-    }
-)
 
 
 class Dispatcher:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from liebian.kit.bus import BUS_KEY, LocalBus
 from liebian.kit.crypto import PiiCipher
 from liebian.kit.db import make_engine, make_session_factory
 from liebian.kit.settings import Settings
@@ -24,6 +25,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     secret: bytes
     cipher: PiiCipher
+    bus: LocalBus
     # Filled by the app factory once the domain components exist (link cache, spool, store…).
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -32,10 +34,12 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url)
         secret = settings.secret_bytes()
+        bus = LocalBus()
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_session_factory(engine),
+            sessions=make_session_factory(engine, info={BUS_KEY: bus}),
+            bus=bus,
             secret=secret,
             cipher=PiiCipher(secret),
         )

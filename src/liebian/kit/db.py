@@ -94,8 +94,12 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+def make_session_factory(
+    engine: Engine, info: dict[str, Any] | None = None
+) -> sessionmaker[Session]:
+    # ``info`` is copied into every session: how services reach process-wide helpers (the
+    # change bus) through the session they were handed.
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True, info=info or {})
 
 
 @contextmanager

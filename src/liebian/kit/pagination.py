@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from sqlalchemy import Select
@@ -17,11 +18,19 @@ def encode_cursor(last_id: str) -> str:
     return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
 
 
+_ID_RE = re.compile(r"^[a-z]+_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except Exception as exc:
-        raise Invalid("cursor is not one this API gave out", code="bad_cursor") from exc
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:
+        value = ""
+    if not _ID_RE.match(value):
+        raise Invalid(
+            "cursor is not one this API gave out; pass next_cursor unchanged", code="bad_cursor"
+        )
+    return value
 
 
 def paginate(

@@ -1,0 +1,26 @@
+"""The public path namespace: which slugs are reserved, and how random ones are made."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+# First path segments that belong to the application, never to a short link.
+RESERVED_SEGMENTS = frozenset(
+    {
+        "", "api", "admin", "static", "docs", "redoc", "openapi.json", "healthz", "t.js",
+        "favicon.ico", "robots.txt", "p", "g", "a", "h5", "console", "login", "logout",
+        "assets", "webhooks", "metrics", "well-known", ".well-known", "lc", "qr", "s",
+    }
+)  # fmt: skip
+
+# No look-alikes (0/O, 1/l/I) so a slug read aloud or typed from a poster still works.
+_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
+
+
+def is_reserved(slug: str) -> bool:
+    return slug.lower() in RESERVED_SEGMENTS
+
+
+def random_slug(length: int = 7) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
