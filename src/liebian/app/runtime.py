@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from liebian.events.spool import Spool
+from liebian.events.store.base import EventStore
 from liebian.kit.bus import BUS_KEY, LocalBus
 from liebian.kit.crypto import PiiCipher
 from liebian.kit.db import make_engine, make_session_factory
@@ -26,7 +28,10 @@ class Runtime:
     secret: bytes
     cipher: PiiCipher
     bus: LocalBus
-    # Filled by the app factory once the domain components exist (link cache, spool, store…).
+    # The event pipeline: the server opens both; CLI commands that need no events leave them.
+    event_store: EventStore | None = None
+    spool: Spool | None = None
+    # Filled by the app factory once the domain components exist (routers, redirect app…).
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -44,5 +49,16 @@ class Runtime:
             cipher=PiiCipher(secret),
         )
 
+    def flush_events(self) -> None:
+        """Load everything spooled so far into the event store (reads that must be current)."""
+        if self.spool is not None and self.event_store is not None:
+            self.spool.flush_once(self.event_store)
+
     def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        if self.event_store is not None:
+            self.event_store.close()
+            self.event_store = None
         self.engine.dispose()

@@ -5,12 +5,40 @@ Kept in one place so the whole process can be read top to bottom.
 
 from __future__ import annotations
 
+import asyncio
+
 from liebian.app.lifecycle import Component
 from liebian.app.runtime import Runtime
+from liebian.events.spool import Flusher, Spool
+from liebian.events.store.factory import open_event_store
+
+
+class FlusherComponent:
+    """Moves spooled clicks and events into the event store in batches, in the background."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.flusher: Flusher | None = None
+
+    async def start(self) -> None:
+        self.flusher = Flusher(
+            self.runtime.spool, self.runtime.event_store, interval=self.runtime.settings.flush_interval
+        )
+        self.flusher.start()
+
+    async def stop(self) -> None:
+        if self.flusher is not None:
+            # The final flush may take a moment: keep the event loop free meanwhile.
+            await asyncio.to_thread(self.flusher.stop)
+            self.flusher = None
 
 
 def wire(runtime: Runtime) -> list[Component]:
-    components: list[Component] = []
     runtime.extras.setdefault("routers", [])
     runtime.extras.setdefault("page_routers", [])
+    if runtime.event_store is None:
+        runtime.event_store = open_event_store(runtime.settings.resolved_events_url)
+    if runtime.spool is None:
+        runtime.spool = Spool(runtime.settings.spool_dir)
+    components: list[Component] = [FlusherComponent(runtime)]
     return components
