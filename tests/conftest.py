@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from liebian.app.runtime import Runtime
@@ -56,11 +56,9 @@ def _pg_database() -> Iterator[str]:
 
 
 def _truncate_all(url: str) -> None:
-    from liebian import models_registry  # noqa: F401
-    from liebian.kit.db import Base
-
     engine = create_engine(url)
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    existing = set(inspect(engine).get_table_names()) - {"alembic_version"}
+    names = ", ".join(f'"{name}"' for name in sorted(existing))
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()

@@ -12,6 +12,7 @@ from liebian.app.runtime import Runtime
 from liebian.kit.auth import Principal
 from liebian.kit.errors import Unauthorized
 from liebian.workspaces import service as workspaces
+from liebian.workspaces.key_cache import KeyCache
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -37,9 +38,15 @@ def get_principal(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send your API key as 'Authorization: Bearer lb_…'")
-    # A short session of its own: authentication must not share the handler's transaction.
-    with get_runtime(request).sessions() as session:
-        principal = workspaces.authenticate(session, token.strip())
+    runtime = get_runtime(request)
+    cache: KeyCache = runtime.extras["key_cache"]
+    token = token.strip()
+    principal = cache.get(token)
+    if principal is None:
+        # A short session of its own: authentication must not share the handler's transaction.
+        with runtime.sessions() as session:
+            principal = workspaces.authenticate(session, token)
+        cache.put(token, principal)
     request.state.principal = principal
     return principal
 

@@ -8,12 +8,14 @@ from liebian.app.runtime import Runtime
 
 
 def include_routes(app: FastAPI, runtime: Runtime) -> None:
+    from liebian.events.api import router as events_router
     from liebian.links.api import router as links_router
     from liebian.workspaces.api import router as workspaces_router
 
     v1 = APIRouter(prefix="/api/v1")
     v1.include_router(workspaces_router)
     v1.include_router(links_router)
+    v1.include_router(events_router)
     for router in runtime.extras.get("routers", []):
         v1.include_router(router)
     app.include_router(v1)

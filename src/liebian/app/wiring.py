@@ -11,6 +11,7 @@ from liebian.app.lifecycle import Component
 from liebian.app.runtime import Runtime
 from liebian.events.spool import Flusher, Spool
 from liebian.events.store.factory import open_event_store
+from liebian.workspaces.key_cache import REVOKED_TOPIC, KeyCache
 
 
 class FlusherComponent:
@@ -22,7 +23,9 @@ class FlusherComponent:
 
     async def start(self) -> None:
         self.flusher = Flusher(
-            self.runtime.spool, self.runtime.event_store, interval=self.runtime.settings.flush_interval
+            self.runtime.spool,
+            self.runtime.event_store,
+            interval=self.runtime.settings.flush_interval,
         )
         self.flusher.start()
 
@@ -36,9 +39,21 @@ class FlusherComponent:
 def wire(runtime: Runtime) -> list[Component]:
     runtime.extras.setdefault("routers", [])
     runtime.extras.setdefault("page_routers", [])
+    from liebian.links.domains_api import router as domains_router
+    from liebian.links.live_codes.api import router as live_codes_router
+    from liebian.links.qr_api import router as qr_router
+
+    runtime.extras["routers"] += [domains_router, live_codes_router, qr_router]
+    key_cache = KeyCache()
+    runtime.extras["key_cache"] = key_cache
+    runtime.bus.subscribe(REVOKED_TOPIC, key_cache.clear)
     if runtime.event_store is None:
         runtime.event_store = open_event_store(runtime.settings.resolved_events_url)
     if runtime.spool is None:
         runtime.spool = Spool(runtime.settings.spool_dir)
     components: list[Component] = [FlusherComponent(runtime)]
+    # The lean redirect path (before the routers are mounted: it adds the link stats route).
+    from liebian.redirect.app import install as install_redirect
+
+    install_redirect(runtime)
     return components

@@ -7,10 +7,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.orm import Session
 
 from liebian.kit.auth import Principal, Role, generate_api_key, hash_api_key
+from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import Forbidden, Invalid, NotFound, Unauthorized
 from liebian.kit.ids import new_id
 from liebian.workspaces import repository
+from liebian.workspaces.key_cache import REVOKED_TOPIC
 from liebian.workspaces.models import ApiKey, Workspace
 
 
@@ -72,6 +74,7 @@ def revoke_api_key(session: Session, actor: Principal, key_id: str) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
     session.flush()
+    publish_after_commit(session, REVOKED_TOPIC, key.id)
     return key
 
 

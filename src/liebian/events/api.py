@@ -1,0 +1,72 @@
+"""HTTP for events: server-side ingestion (Bearer key) and identity aliases."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from liebian.app.deps import PrincipalDep, RuntimeDep
+from liebian.events import service
+from liebian.events.schemas import MAX_BATCH, EventIn, IdentifyIn, IngestResult
+from liebian.events.store.base import Alias
+from liebian.kit.auth import Role
+from liebian.kit.clock import utcnow
+
+router = APIRouter(tags=["events"])
+# Documented by hand: the body is read raw so one bad event cannot sink a whole batch.
+_EVENT_SCHEMA = EventIn.model_json_schema()
+
+
+@router.post(
+    "/events",
+    response_model=IngestResult,
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            _EVENT_SCHEMA,
+                            {"type": "array", "items": _EVENT_SCHEMA, "maxItems": MAX_BATCH},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
+async def ingest_events(
+    request: Request, principal: PrincipalDep, runtime: RuntimeDep
+) -> JSONResponse:
+    """One event, or a batch of up to 10,000 (a JSON array or {"events": [...]}).
+
+    A batch stores its valid events and lists the bad ones by index (202 with `rejected`);
+    when none is valid the answer is 422. The same `event_id` is stored once.
+    """
+    principal.require(Role.operator)
+    raw = await request.body()
+    assert runtime.spool is not None and runtime.event_store is not None
+    accepted = await run_in_threadpool(
+        service.ingest,
+        workspace_id=principal.workspace_id,
+        raw=raw,
+        spool=runtime.spool,
+        store=runtime.event_store,
+        now=utcnow(),
+        hooks=runtime.extras.get("event_hooks", []),
+    )
+    return JSONResponse(accepted.result.model_dump(), status_code=202)
+
+
+@router.post("/identify", status_code=204)
+def identify(body: IdentifyIn, principal: PrincipalDep, runtime: RuntimeDep) -> None:
+    """Tie a visitor to a user (on sign-up): their earlier clicks and visits become the user's."""
+    principal.require(Role.operator)
+    assert runtime.event_store is not None
+    ts = (body.ts or utcnow()).replace(tzinfo=None)
+    runtime.event_store.add_aliases(
+        [Alias(principal.workspace_id, body.visitor_id, body.user_id, ts)]
+    )

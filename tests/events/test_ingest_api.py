@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from conftest import make_key
+
+
+def _post(client: Any, headers: dict[str, str], body: Any) -> Any:
+    return client.post(
+        "/api/v1/events",
+        content=json.dumps(body).encode(),
+        headers={**headers, "content-type": "application/json"},
+    )
+
+
+def _stored(runtime: Any, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    runtime.flush_events()
+    return runtime.event_store.query(sql, params)
+
+
+def test_single_event_is_acknowledged_and_stored(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    resp = _post(
+        client,
+        owner,
+        {"event": "signup", "event_id": "e1", "user_id": "u1", "properties": {"plan": "试听"}},
+    )
+    assert resp.status_code == 202
+    assert resp.json() == {"accepted": 1, "rejected": []}
+    rows = _stored(
+        runtime, "SELECT event, user_id, properties FROM events WHERE event_id = $id", id="e1"
+    )
+    assert rows == [("signup", "u1", '{"plan":"试听"}')]
+
+
+def test_same_event_id_is_stored_once(client: Any, owner: dict[str, str], runtime: Any) -> None:
+    event = {
+        "event": "purchase",
+        "event_id": "order-9",
+        "user_id": "u1",
+        "revenue": 9900,
+        "currency": "CNY",
+    }
+    assert _post(client, owner, [event, event]).json()["accepted"] == 2
+    runtime.flush_events()
+    assert _post(client, owner, event).status_code == 202
+    rows = _stored(runtime, "SELECT count(*), sum(revenue) FROM events WHERE event_id = 'order-9'")
+    assert rows == [(1, 9900)]
+
+
+def test_batch_stores_valid_items_and_names_bad_ones(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    future = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    deep: dict[str, Any] = {"a": {"b": {"c": {"d": {"e": 1}}}}}
+    batch = [
+        {"event": "page_view", "event_id": "ok-1", "visitor_id": "v1"},
+        {"event": "page_view", "event_id": "bad-ts", "visitor_id": "v1", "ts": future},
+        {"event": "purchase", "event_id": "bad-rev", "user_id": "u", "revenue": "lots"},
+        {"event": "page_view", "event_id": "bad-field", "colour": "red"},
+        {"event": "page_view", "event_id": "bad-deep", "properties": deep},
+        {"event": "page_view", "event_id": "bad-big", "properties": {"x": "y" * 9000}},
+        {"event": "bad name!", "event_id": "bad-name"},
+        {
+            "event": "purchase",
+            "event_id": "bad-cur",
+            "user_id": "u",
+            "revenue": 1,
+            "currency": "rmb",
+        },
+        {"event": "page_view", "event_id": "ok-2", "visitor_id": "v2"},
+    ]
+    resp = _post(client, owner, {"events": batch})
+    assert resp.status_code == 202
+    body = resp.json()
+    assert body["accepted"] == 2
+    assert [r["index"] for r in body["rejected"]] == [1, 2, 3, 4, 5, 6, 7]
+    fields = {r["index"]: r["errors"][0]["field"] for r in body["rejected"]}
+    assert (
+        fields[1] == "ts"
+        and fields[2] == "revenue"
+        and fields[3] == "colour"
+        and fields[4] == "properties"
+    )
+    stored = _stored(runtime, "SELECT event_id FROM events ORDER BY event_id")
+    assert stored == [("ok-1",), ("ok-2",)]
+
+
+def test_whole_request_errors(client: Any, owner: dict[str, str]) -> None:
+    bad_json = client.post(
+        "/api/v1/events",
+        content=b"{not json",
+        headers={**owner, "content-type": "application/json"},
+    )
+    assert bad_json.status_code == 422 and bad_json.json()["error"]["code"] == "malformed_json"
+    single_bad = _post(client, owner, {"event": "x", "revenue": -5, "user_id": "u"})
+    assert single_bad.status_code == 422 and "revenue" in single_bad.json()["error"]["message"]
+    all_bad = _post(client, owner, [{"nope": 1}, {"event": ""}])
+    assert all_bad.status_code == 422 and len(all_bad.json()["error"]["details"]) == 2
+    too_many = _post(client, owner, [{"event": "e"}] * 10_001)
+    assert too_many.status_code == 413 and too_many.json()["error"]["code"] == "batch_too_large"
+    assert _post(client, owner, []).status_code == 422
+    assert _post(client, owner, "text").status_code == 422
+
+
+def test_late_events_land_in_their_own_time(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    past = "2026-01-02T23:30:00+08:00"
+    _post(client, owner, {"event": "page_view", "event_id": "late", "visitor_id": "v", "ts": past})
+    rows = _stored(runtime, "SELECT ts FROM events WHERE event_id = 'late'")
+    assert rows[0][0] == datetime(2026, 1, 2, 15, 30)  # stored as UTC
+
+
+def test_identity_alias_from_event_and_endpoint(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    _post(client, owner, {"event": "signup", "visitor_id": "v-1", "user_id": "u-1"})
+    assert (
+        client.post(
+            "/api/v1/identify", json={"visitor_id": "v-2", "user_id": "u-2"}, headers=owner
+        ).status_code
+        == 204
+    )
+    rows = sorted(_stored(runtime, "SELECT visitor_id, user_id FROM aliases"))
+    assert rows == [("v-1", "u-1"), ("v-2", "u-2")]
+
+
+def test_events_are_scoped_to_the_key_workspace(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    other_ws, other = make_key(runtime, "operator")
+    _post(client, other, {"event": "signup", "event_id": "same", "user_id": "u"})
+    _post(client, owner, {"event": "signup", "event_id": "same", "user_id": "u"})
+    rows = _stored(
+        runtime, "SELECT count(DISTINCT workspace_id) FROM events WHERE event_id = 'same'"
+    )
+    assert rows == [(2,)]  # an event_id dedupes within a workspace only
+    _, viewer = make_key(runtime, "viewer", other_ws)
+    assert _post(client, viewer, {"event": "x"}).status_code == 403
