@@ -22,11 +22,9 @@ class FlusherComponent:
         self.flusher: Flusher | None = None
 
     async def start(self) -> None:
-        self.flusher = Flusher(
-            self.runtime.spool,
-            self.runtime.event_store,
-            interval=self.runtime.settings.flush_interval,
-        )
+        spool, store = self.runtime.spool, self.runtime.event_store
+        assert spool is not None and store is not None, "wire() opens both before start"
+        self.flusher = Flusher(spool, store, interval=self.runtime.settings.flush_interval)
         self.flusher.start()
 
     async def stop(self) -> None:
