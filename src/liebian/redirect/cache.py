@@ -1,0 +1,349 @@
+"""Slug → compiled entry, in process, so a redirect needs no database round trip.
+
+Decision: a bounded LRU (default 200,000 entries), not every link. A compiled entry costs
+roughly 0.6–1 KB with its strings and pre-serialized click fragment, so holding 1,000,000 links
+would alone take most of the 300 MB budget; an LRU keeps memory flat whatever the link count,
+and a miss costs one indexed primary-key-style lookup in a worker thread (the event loop keeps
+serving hits meanwhile). Hot links — the ones that matter for throughput — stay resident.
+
+Freshness: the links service publishes ``slug.changed`` after every commit that creates,
+updates or deletes a link or live code; we drop that slug (and the negative entry for it) at
+once. A load racing an invalidation is not cached (generation counter), so a stale row read
+before the commit never outlives it. Entries also expire after ``ttl`` seconds as a safety net
+for writers that bypass the bus (another process, manual SQL).
+
+Unknown slugs are negatively cached for a few seconds so a scanner cannot turn every 404 into a
+database query; concurrent misses for one slug share a single load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import Engine, select
+
+from liebian.kit.bus import LocalBus
+from liebian.links.models import Link, LiveCode
+
+KIND_LINK: Final = 0
+KIND_LIVE_CODE: Final = 1
+
+DEFAULT_CAPACITY: Final = 200_000
+DEFAULT_TTL: Final = 300.0
+NEGATIVE_TTL: Final = 5.0
+NEGATIVE_CAPACITY: Final = 50_000
+
+# Characters kept as they are when percent-encoding a destination for the Location header
+# (reserved URL delimiters and an existing escape's '%'); everything else non-ASCII is encoded.
+_URL_SAFE: Final = ":/?#[]@!$&'()*+,;=%~"
+_UTM_KEYS: Final = ("source", "medium", "campaign", "term", "content")
+
+# A destination ready to receive a click id: ``prefix + click_id + suffix``.
+Dest = tuple[str, str]
+
+
+class Entry:
+    """Everything the rules need for one slug, compiled once per load."""
+
+    __slots__ = (
+        "allowed",
+        "android",
+        "dest",
+        "expired_url",
+        "expires_at",
+        "guide",
+        "id",
+        "ios",
+        "kind",
+        "loaded_at",
+        "max_clicks",
+        "password_hash",
+        "row_fragment",
+        "total_weight",
+        "variants",
+        "workspace_id",
+    )
+
+    kind: int
+    id: str
+    workspace_id: str
+    dest: Dest
+    ios: Dest | None
+    android: Dest | None
+    # Cumulative weights: ((upper_bound, dest), ...) so a pick is one scan of ≤ 4 items.
+    variants: tuple[tuple[int, Dest], ...] | None
+    total_weight: int
+    expires_at: float | None  # epoch seconds
+    expired_url: str | None
+    max_clicks: int | None
+    password_hash: str | None
+    allowed: frozenset[str] | None
+    guide: bool
+    # The click row's per-link columns, already JSON: appended verbatim to every click line.
+    row_fragment: str
+    loaded_at: float
+
+
+def _ascii_url(url: str) -> str:
+    return quote(url, safe=_URL_SAFE)
+
+
+def compile_destination(url: str, utm: Mapping[str, str | None] | None) -> Dest:
+    """Merge the link's UTM fields into ``url`` and leave room for ``lb_cid``.
+
+    The link's UTM fields replace same-named parameters already in the destination (the link
+    setting is the explicit, newer intent); every other parameter keeps its place and encoding.
+    """
+    parts = urlsplit(_ascii_url(url))
+    pairs = [p for p in parts.query.split("&") if p] if parts.query else []
+    if utm:
+        add = {f"utm_{k}": v for k in _UTM_KEYS if (v := utm.get(k))}
+        if add:
+            pairs = [p for p in pairs if p.split("=", 1)[0] not in add]
+            pairs.append(urlencode(add))
+    pairs = [p for p in pairs if p.split("=", 1)[0] != "lb_cid"]
+    query = "&".join(pairs)
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, ""))
+    prefix = base + ("&" if query else "?") + "lb_cid="
+    suffix = "#" + parts.fragment if parts.fragment else ""
+    return prefix, suffix
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:  # SQLite stores naive UTC
+        value = value.replace(tzinfo=UTC)
+    return float(value.timestamp())
+
+
+def _loads(value: Any) -> Any:
+    # Raw DBAPI rows: SQLite hands JSON columns back as text, psycopg as Python objects.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def compile_link(row: Mapping[str, Any]) -> Entry:
+    utm: dict[str, str | None] = _loads(row["utm"]) or {}
+    e = Entry()
+    e.kind = KIND_LINK
+    e.id = row["id"]
+    e.workspace_id = row["workspace_id"]
+    e.dest = compile_destination(row["url"], utm)
+    e.ios = compile_destination(row["ios_url"], utm) if row["ios_url"] else None
+    e.android = compile_destination(row["android_url"], utm) if row["android_url"] else None
+    variants = _loads(row["variants"])
+    if variants:
+        total = 0
+        compiled: list[tuple[int, Dest]] = []
+        for v in variants:
+            total += int(v["weight"])
+            compiled.append((total, compile_destination(v["url"], utm)))
+        e.variants = tuple(compiled)
+        e.total_weight = total
+    else:
+        e.variants = None
+        e.total_weight = 0
+    e.expires_at = _epoch(row["expires_at"])
+    e.expired_url = _ascii_url(row["expired_url"]) if row["expired_url"] else None
+    e.max_clicks = row["max_clicks"]
+    e.password_hash = row["password_hash"]
+    allowed = _loads(row["allowed_platforms"])
+    e.allowed = frozenset(allowed) if allowed else None
+    e.guide = bool(row["browser_guide"])
+    fragment = {
+        "workspace_id": e.workspace_id,
+        "event": "click",
+        "link_id": e.id,
+        "channel": row["channel"],
+        "campaign_id": row["campaign_id"],
+        **{f"utm_{k}": utm.get(k) for k in _UTM_KEYS},
+    }
+    e.row_fragment = ",".join(f"{_json(k)}:{_json(v)}" for k, v in fragment.items())
+    e.loaded_at = time.time()
+    return e
+
+
+def compile_live_code(live_code_id: str, workspace_id: str) -> Entry:
+    e = Entry()
+    e.kind = KIND_LIVE_CODE
+    e.id = live_code_id
+    e.workspace_id = workspace_id
+    e.dest = ("", "")
+    e.ios = e.android = None
+    e.variants = None
+    e.total_weight = 0
+    e.expires_at = None
+    e.expired_url = None
+    e.max_clicks = None
+    e.password_hash = None
+    e.allowed = None
+    e.guide = False
+    e.row_fragment = ""
+    e.loaded_at = time.time()
+    return e
+
+
+_LINK_COLUMNS = (
+    Link.id,
+    Link.workspace_id,
+    Link.url,
+    Link.channel,
+    Link.campaign_id,
+    Link.utm,
+    Link.expires_at,
+    Link.expired_url,
+    Link.max_clicks,
+    Link.password_hash,
+    Link.allowed_platforms,
+    Link.ios_url,
+    Link.android_url,
+    Link.variants,
+    Link.browser_guide,
+)
+
+
+class SlugLoader:
+    """Reads one slug through a raw DBAPI connection.
+
+    Raw on purpose: the SQLite engine opens every SQLAlchemy transaction with ``BEGIN
+    IMMEDIATE`` (the write lock), which a read-only lookup must not take — it would queue behind
+    a bulk import. A bare SELECT on pysqlite runs in autocommit mode instead.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        dialect = engine.dialect
+        link_stmt = select(*_LINK_COLUMNS).where(Link.slug == "__slug__")
+        live_stmt = select(LiveCode.id, LiveCode.workspace_id).where(LiveCode.slug == "__slug__")
+        self._link_sql = str(link_stmt.compile(dialect=dialect))
+        self._live_sql = str(live_stmt.compile(dialect=dialect))
+        self._names = [c.key for c in _LINK_COLUMNS]
+        self._positional = dialect.positional
+
+    def _params(self, slug: str) -> Any:
+        return (slug,) if self._positional else {"slug_1": slug}
+
+    def load(self, slug: str) -> Entry | None:
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            cur.execute(self._link_sql, self._params(slug))
+            row = cur.fetchone()
+            if row is not None:
+                return compile_link(dict(zip(self._names, row, strict=True)))
+            cur.execute(self._live_sql, self._params(slug))
+            live = cur.fetchone()
+            if live is not None:
+                return compile_live_code(live[0], live[1])
+            return None
+        finally:
+            conn.close()
+
+
+class LinkCache:
+    def __init__(
+        self,
+        loader: SlugLoader,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        ttl: float = DEFAULT_TTL,
+        negative_ttl: float = NEGATIVE_TTL,
+    ) -> None:
+        self.loader = loader
+        self.capacity = capacity
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._negative: dict[str, float] = {}
+        self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
+        self._generation = 0
+        self.loads = 0
+
+    def subscribe(self, bus: LocalBus) -> None:
+        bus.subscribe("slug.changed", self.invalidate)
+
+    def invalidate(self, slug: Any) -> None:
+        # Called from whichever thread committed (API handlers run in a thread pool); each
+        # dict operation is atomic under the GIL, and the generation bump makes a racing load
+        # skip caching what it read.
+        self._generation += 1
+        self._entries.pop(str(slug), None)
+        self._negative.pop(str(slug), None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+        self._negative.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, slug: str, now: float) -> Entry | bool | None:
+        """Entry on a hit, ``None`` for a known-unknown slug, ``False`` when a load is needed."""
+        entry = self._entries.get(slug)
+        if entry is not None:
+            if now - entry.loaded_at < self.ttl:
+                self._entries.move_to_end(slug)
+                return entry
+            self._entries.pop(slug, None)
+            return False
+        until = self._negative.get(slug)
+        if until is not None:
+            if now < until:
+                return None
+            self._negative.pop(slug, None)
+        return False
+
+    async def load(self, slug: str) -> Entry | None:
+        pending = self._inflight.get(slug)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        self._inflight[slug] = future
+        generation = self._generation
+        try:
+            entry = await asyncio.to_thread(self.loader.load, slug)
+            self.loads += 1
+            if generation == self._generation:
+                self._store(slug, entry)
+            future.set_result(entry)
+            return entry
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise, nobody logs it twice
+            raise
+        finally:
+            self._inflight.pop(slug, None)
+
+    def lookup_sync(self, slug: str) -> Entry | None:
+        """Blocking lookup for callers outside the event loop (tests, CLI tools)."""
+        hit = self.get(slug, time.time())
+        if hit is None or isinstance(hit, Entry):
+            return hit
+        entry = self.loader.load(slug)
+        self._store(slug, entry)
+        return entry
+
+    def _store(self, slug: str, entry: Entry | None) -> None:
+        if entry is None:
+            if len(self._negative) >= NEGATIVE_CAPACITY:
+                self._negative.clear()  # a flood of random slugs: start over, stay bounded
+            self._negative[slug] = time.time() + self.negative_ttl
+            return
+        self._entries[slug] = entry
+        self._entries.move_to_end(slug)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
