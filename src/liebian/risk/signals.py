@@ -110,11 +110,17 @@ W_SAME_DEVICE = 60
 W_SAME_EMAIL = 75
 W_SAME_PHONE = 75
 W_SAME_IP_UA = 45
+# iPhone WeChat UAs carry no device model, only iOS and WeChat versions, so colleagues and
+# family members on the same Wi-Fi often share one exactly; the pair is weaker evidence there.
+W_SAME_IP_GENERIC_UA = 30
 W_RING = 55
 W_SAME_IP = 10
 W_DISPOSABLE = 35
 W_VELOCITY = 25
-W_VELOCITY_MAX = 45
+# Below the default hold threshold on purpose: an honest group owner's post brings dozens of
+# sign-ups in an hour. A burst is held when it comes with another sign (instant conversions,
+# disposable mail, one device).
+W_VELOCITY_MAX = 35
 W_FAST = 30
 W_FAST_BOT = 40
 W_DEVICE_CROWD = 35
@@ -185,14 +191,15 @@ def compute_signals(ctx: ReferralContext, rules: SignalRules | None = None) -> l
         )
     if _same(a.ip, b.ip):
         if _same(a.user_agent, b.user_agent):
+            distinctive = ua_is_distinctive(b.user_agent or "")
             out.append(
                 Signal(
                     "same_ip_ua",
-                    W_SAME_IP_UA,
-                    "strong",
+                    W_SAME_IP_UA if distinctive else W_SAME_IP_GENERIC_UA,
+                    "strong" if distinctive else "medium",
                     "与推荐人 IP 和浏览器标识完全相同",
                     "Same IP address and user agent as the referrer",
-                    {"ip": b.ip},
+                    {"ip": b.ip, "distinctive_ua": distinctive},
                 )
             )
         else:
@@ -247,6 +254,11 @@ def compute_signals(ctx: ReferralContext, rules: SignalRules | None = None) -> l
 
     out.sort(key=lambda s: (-s.weight, s.code))
     return out
+
+
+def ua_is_distinctive(user_agent: str) -> bool:
+    """False for user agents shared by large groups of devices (iOS: no model in the UA)."""
+    return not any(token in user_agent for token in ("iPhone", "iPad", "iPod"))
 
 
 def _same(x: str | None, y: str | None) -> bool:
