@@ -152,12 +152,12 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
             )
         return out
 
-    total = next((r for r in rows if int(r[0]) == 0), None)  # type: ignore[call-overload]
+    total = next((r for r in rows if int(r[0]) == 0), None)
     result = FunnelResult(steps=steps_of(total) if total else steps_of((0, "", *[0] * n)))
     if q.breakdown is not None:
         groups = sorted(
-            (r for r in rows if int(r[0]) == 1),  # type: ignore[call-overload]
-            key=lambda r: (-int(r[2]), str(r[1])),  # type: ignore[call-overload]
+            (r for r in rows if int(r[0]) == 1),
+            key=lambda r: (-int(r[2]), str(r[1])),
         )
         result.breakdown = [
             FunnelBreakdown(value=none_if_empty(str(r[1])), steps=steps_of(r)) for r in groups
