@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from liebian.kit.auth import Role
 from liebian.kit.settings import Settings
+from liebian.links.cli import domains_app
 
 app = typer.Typer(
     help="liebian (裂变): self-hosted private-domain growth engine", no_args_is_help=True
@@ -18,6 +19,7 @@ keys_app = typer.Typer(help="API keys", no_args_is_help=True)
 db_app = typer.Typer(help="database schema", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(domains_app, name="domains")
 
 DataDir = Annotated[str | None, typer.Option(help="data directory (env LIEBIAN_DATA_DIR)")]
 

@@ -2,3 +2,5 @@
 
 from liebian.workspaces import models as workspaces_models  # noqa: F401
 from liebian.links import models as links_models  # noqa: F401
+from liebian.links import domains as links_domains  # noqa: F401
+from liebian.links.live_codes import models as live_codes_models  # noqa: F401
