@@ -19,6 +19,9 @@ def include_routes(app: FastAPI, runtime: Runtime) -> None:
     for router in runtime.extras.get("routers", []):
         v1.include_router(router)
     app.include_router(v1)
+    from liebian.events.collect import router as collect_router
+
+    app.include_router(collect_router)
     for router in runtime.extras.get("page_routers", []):
         app.include_router(router)
 

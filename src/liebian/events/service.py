@@ -119,7 +119,14 @@ def validate_items(
     return good, rejected
 
 
-def to_line(workspace_id: str, event: EventIn, now: datetime, received: str) -> str:
+def to_line(
+    workspace_id: str,
+    event: EventIn,
+    now: datetime,
+    received: str,
+    context: dict[str, Any] | None = None,
+) -> str:
+    """One spool line. ``context`` adds what the server saw (platform, ip_hash, …) for beacons."""
     ts = (event.ts or now).astimezone(now.tzinfo)
     record = {
         "workspace_id": workspace_id,
@@ -139,6 +146,8 @@ def to_line(workspace_id: str, event: EventIn, now: datetime, received: str) -> 
         if event.properties
         else None,
     }
+    if context:
+        record.update(context)
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -52,6 +52,9 @@ class Spool:
         self.max_segment_age = max_segment_age
         self.fsync_interval = fsync_interval
         self._lock = threading.Lock()
+        # One loader at a time: the background flusher and a reader that wants current data
+        # (stats, tests) may both drain; without this they race to load and unlink a segment.
+        self._drain_lock = threading.Lock()
         self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -150,11 +153,16 @@ class Spool:
         """Seal the current segment and hand every sealed one to ``callback(path, name)``;
         a segment is deleted only after its callback returned. Returns segments drained."""
         self.seal()
+        return self.load_sealed(callback)
+
+    def load_sealed(self, callback: Callable[[Path, str], object]) -> int:
+        """Hand each sealed segment to ``callback`` and delete it after; one caller at a time."""
         done = 0
-        for path in self.sealed_segments():
-            callback(path, path.name.removesuffix(_SEALED))
-            path.unlink()
-            done += 1
+        with self._drain_lock:
+            for path in self.sealed_segments():
+                callback(path, path.name.removesuffix(_SEALED))
+                path.unlink()
+                done += 1
         return done
 
     def flush_once(self, store: EventStore) -> InsertResult:
@@ -201,9 +209,7 @@ class Flusher:
 
     def _tick(self) -> None:
         self.spool.maybe_rotate()
-        for path in self.spool.sealed_segments():
-            self.store.insert_ndjson(path, segment=path.name.removesuffix(_SEALED))
-            path.unlink()
+        self.spool.load_sealed(lambda path, name: self.store.insert_ndjson(path, segment=name))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -10,7 +10,7 @@ RESERVED_SEGMENTS = frozenset(
     {
         "", "api", "admin", "static", "docs", "redoc", "openapi.json", "healthz", "t.js",
         "favicon.ico", "robots.txt", "p", "g", "a", "h5", "console", "login", "logout",
-        "assets", "webhooks", "metrics", "well-known", ".well-known", "lc", "qr", "s",
+        "assets", "webhooks", "metrics", "well-known", ".well-known", "lc", "qr", "s", "collect",
     }
 )  # fmt: skip
 

@@ -1,0 +1,111 @@
+"""Browser collection: ``/t.js`` and the public ``/collect`` endpoint it beacons to.
+
+No API key can live in a landing page, so ``/collect`` is public and deliberately narrow: it
+takes visitor-level events only (no user_id, no revenue, no aliases). Anything that moves money
+or identity comes from the brand's server with a key, so a forged beacon can inflate page views
+at worst, never revenue or rewards.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from liebian.app.deps import RuntimeDep
+from liebian.events.schemas import EventIn
+from liebian.events.service import MAX_FUTURE_SKEW, to_line
+from liebian.kit.clock import utcnow
+from liebian.kit.crypto import hash_ip
+from liebian.kit.errors import Invalid, NotFound
+from liebian.links.platforms import classify_cached
+from liebian.workspaces.repository import get_workspace
+
+router = APIRouter(include_in_schema=False)
+_TRACKER = files("liebian.events").joinpath("static/t.js").read_bytes()
+MAX_COLLECT_BYTES = 16 * 1024
+
+
+@router.get("/t.js")
+def tracker() -> Response:
+    return Response(
+        _TRACKER,
+        media_type="application/javascript; charset=utf-8",
+        headers={"cache-control": "public, max-age=3600"},
+    )
+
+
+def _known_workspace(runtime: Any, workspace_id: str) -> bool:
+    known: set[str] = runtime.extras.setdefault("collect_workspaces", set())
+    if workspace_id in known:
+        return True
+    with runtime.sessions() as session:
+        if get_workspace(session, workspace_id) is None:
+            return False
+    known.add(workspace_id)
+    return True
+
+
+@router.post("/collect", status_code=204)
+async def collect(request: Request, runtime: RuntimeDep) -> Response:
+    raw = await request.body()
+    if len(raw) > MAX_COLLECT_BYTES:
+        raise Invalid(
+            f"a beacon is at most {MAX_COLLECT_BYTES} bytes", code="too_large", status=413
+        )
+    try:
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        raise Invalid("beacon body must be a JSON object", code="malformed_json") from exc
+    workspace_id = str(body.get("w") or "")
+    if not await run_in_threadpool(_known_workspace, runtime, workspace_id):
+        raise NotFound("unknown workspace in data-workspace")
+    properties = dict(body.get("p") or {}) if isinstance(body.get("p"), dict) else {}
+    if body.get("url"):
+        properties["url"] = str(body["url"])[:2048]
+    try:
+        event = EventIn.model_validate(
+            {
+                "event": body.get("e") or "page_view",
+                "event_id": body.get("id"),
+                "visitor_id": body.get("vid"),
+                "click_id": body.get("cid"),
+                "ts": body.get("ts"),
+                "properties": properties,
+            }
+        )
+    except ValidationError as exc:
+        raise Invalid(
+            "beacon is not valid",
+            details=[
+                {"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()
+            ],
+        ) from exc
+    now = utcnow()
+    if event.ts is None or event.ts > now + MAX_FUTURE_SKEW:
+        event = event.model_copy(update={"ts": now})
+    user_agent = request.headers.get("user-agent", "")
+    client = classify_cached(user_agent)
+    ip = request.client.host if request.client else ""
+    context = {
+        "platform": client.platform,
+        "device": client.device,
+        "os": client.os,
+        "browser": client.browser,
+        "is_bot": client.is_bot,
+        "referrer": str(body.get("ref") or "")[:1024] or None,
+        "ip_hash": hash_ip(ip, runtime.secret) if ip else None,
+    }
+
+    received = now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    assert runtime.spool is not None
+    runtime.spool.append_line(
+        (to_line(workspace_id, event, now, received, context) + "\n").encode()
+    )
+    return Response(status_code=204, headers={"access-control-allow-origin": "*"})
