@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 UA_FILE = Path(__file__).resolve().parents[1] / "links" / "data" / "ua-samples.tsv"
 
@@ -31,3 +32,16 @@ def ua_samples() -> list[tuple[str, str]]:
         platform, ua = line.split("\t", 1)
         rows.append((platform, ua))
     return rows
+
+
+def other_workspace_key(runtime: Any, role: str = "viewer") -> dict[str, str]:
+    """Headers of a key in a new workspace (tests/conftest.py's make_key, which a conftest
+    in this directory would shadow on import)."""
+    from liebian.kit.auth import Role
+    from liebian.kit.db import session_scope
+    from liebian.workspaces.service import create_api_key, create_workspace
+
+    with session_scope(runtime.sessions) as session:
+        ws_id = create_workspace(session, "another").id
+        _key, plaintext = create_api_key(session, ws_id, Role(role))
+    return {"Authorization": f"Bearer {plaintext}"}
