@@ -8,6 +8,8 @@ from liebian.app.runtime import Runtime
 
 
 def include_routes(app: FastAPI, runtime: Runtime) -> None:
+    from liebian.analytics.api import router as analytics_router
+    from liebian.analytics.api import spend_router
     from liebian.events.api import router as events_router
     from liebian.links.api import router as links_router
     from liebian.workspaces.api import router as workspaces_router
@@ -16,6 +18,8 @@ def include_routes(app: FastAPI, runtime: Runtime) -> None:
     v1.include_router(workspaces_router)
     v1.include_router(links_router)
     v1.include_router(events_router)
+    v1.include_router(analytics_router)
+    v1.include_router(spend_router)
     for router in runtime.extras.get("routers", []):
         v1.include_router(router)
     app.include_router(v1)

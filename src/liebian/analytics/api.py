@@ -1,0 +1,217 @@
+"""HTTP for analytics: every query is a POST of its request model, answered as JSON or, with
+``?format=csv|parquet``, as a file. Spend records live here too (the cost side of CAC)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse
+
+from liebian import analytics
+from liebian.analytics import spend
+from liebian.analytics.schemas import (
+    AbQuery,
+    AbResult,
+    AttributionQuery,
+    AttributionResult,
+    CacQuery,
+    CacResult,
+    CountsQuery,
+    CountsResult,
+    FunnelQuery,
+    FunnelResult,
+    LtvQuery,
+    LtvResult,
+    MetricsQuery,
+    MetricsResult,
+    NewReturningQuery,
+    NewReturningResult,
+    RetentionQuery,
+    RetentionResult,
+    _Range,
+)
+from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
+from liebian.app.runtime import Runtime
+from liebian.events.store.base import EventStore
+from liebian.kit.auth import Principal, Role
+from liebian.workspaces.repository import get_workspace
+
+router = APIRouter(prefix="/analytics", tags=["analytics"])
+spend_router = APIRouter(tags=["analytics"])
+
+Q = TypeVar("Q", bound=BaseModel)
+ExportFormat = Literal["json", "csv", "parquet"]
+_MEDIA = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+
+
+def _with_workspace_tz(query: Q, runtime: Runtime, workspace_id: str) -> Q:
+    """Bucket in the workspace's own zone unless the request named one."""
+    if "tz" in type(query).model_fields and "tz" not in query.model_fields_set:
+        with runtime.sessions() as session:
+            workspace = get_workspace(session, workspace_id)
+        if workspace is not None:
+            return query.model_copy(update={"tz": workspace.timezone})
+    return query
+
+
+async def _run(
+    fn: Callable[[EventStore, str, Any], BaseModel],
+    query: BaseModel,
+    principal: Principal,
+    runtime: Runtime,
+    fmt: ExportFormat,
+    name: str,
+) -> Any:
+    principal.require(Role.analyst)
+    store = runtime.event_store
+    assert store is not None
+    query = _with_workspace_tz(query, runtime, principal.workspace_id)
+    result = await run_in_threadpool(fn, store, principal.workspace_id, query)
+    if fmt == "json":
+        return result
+    fd, name = tempfile.mkstemp(suffix=f".{fmt}", prefix="liebian-export-")
+    os.close(fd)
+    path = Path(name)
+    await run_in_threadpool(analytics.export, result, path, fmt)
+    return FileResponse(
+        path,
+        media_type=_MEDIA[fmt],
+        filename=f"{name}.{fmt}",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+FormatParam = Query("json", alias="format", description="json, or csv / parquet to download")
+
+
+@router.post("/funnel", response_model=FunnelResult)
+async def funnel(
+    body: FunnelQuery, principal: PrincipalDep, runtime: RuntimeDep, fmt: ExportFormat = FormatParam
+) -> Any:
+    """Ordered steps within a window (ClickHouse windowFunnel semantics)."""
+    return await _run(analytics.funnel, body, principal, runtime, fmt, "funnel")
+
+
+@router.post("/retention", response_model=RetentionResult)
+async def retention(
+    body: RetentionQuery,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    fmt: ExportFormat = FormatParam,
+) -> Any:
+    return await _run(analytics.retention, body, principal, runtime, fmt, "retention")
+
+
+@router.post("/counts", response_model=CountsResult)
+async def counts(
+    body: CountsQuery, principal: PrincipalDep, runtime: RuntimeDep, fmt: ExportFormat = FormatParam
+) -> Any:
+    """Events and unique users per time bucket, optionally broken down."""
+    return await _run(analytics.counts, body, principal, runtime, fmt, "counts")
+
+
+@router.post("/new-vs-returning", response_model=NewReturningResult)
+async def new_vs_returning(
+    body: NewReturningQuery,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    fmt: ExportFormat = FormatParam,
+) -> Any:
+    """新老用户 per bucket."""
+    return await _run(analytics.new_vs_returning, body, principal, runtime, fmt, "new_vs_returning")
+
+
+@router.post("/attribution", response_model=AttributionResult)
+async def attribution(
+    body: AttributionQuery,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    fmt: ExportFormat = FormatParam,
+) -> Any:
+    """Conversions and revenue credited to channel/link/campaign: first, last touch or linear."""
+    return await _run(analytics.attribution, body, principal, runtime, fmt, "attribution")
+
+
+@router.post("/ltv", response_model=LtvResult)
+async def ltv(
+    body: LtvQuery, principal: PrincipalDep, runtime: RuntimeDep, fmt: ExportFormat = FormatParam
+) -> Any:
+    return await _run(analytics.ltv, body, principal, runtime, fmt, "ltv")
+
+
+class CacRequest(_Range):
+    revenue_event: str = "purchase"
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+
+
+@router.post("/cac", response_model=CacResult)
+async def cac(
+    body: CacRequest,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    fmt: ExportFormat = FormatParam,
+) -> Any:
+    """CAC and ROI per channel, from spend recorded with POST /api/v1/spend."""
+    workspace = get_workspace(session, principal.workspace_id)
+    tz = workspace.timezone if workspace else "Asia/Shanghai"
+    rows = spend.spend_in_range(
+        session, principal.workspace_id, body.from_, body.to, tz, body.currency
+    )
+    query = CacQuery.model_validate(
+        {
+            "from": body.from_,
+            "to": body.to,
+            "revenue_event": body.revenue_event,
+            "spend": [r.model_dump() for r in rows],
+        }
+    )
+    return await _run(analytics.cac, query, principal, runtime, fmt, "cac")
+
+
+@router.post("/ab", response_model=AbResult)
+async def ab(
+    body: AbQuery, principal: PrincipalDep, runtime: RuntimeDep, fmt: ExportFormat = FormatParam
+) -> Any:
+    """Conversion per arm with a two-proportion test; warns on small or early samples."""
+    return await _run(analytics.ab_readout, body, principal, runtime, fmt, "ab")
+
+
+@router.post("/metrics", response_model=MetricsResult)
+async def metrics(
+    body: MetricsQuery,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    fmt: ExportFormat = FormatParam,
+) -> Any:
+    """入群转化率, 次日/7日留存, 邀请率, 分享率, 转化率, 客单价, ARPU, GMV (docs/metrics.md)."""
+    return await _run(analytics.metrics, body, principal, runtime, fmt, "metrics")
+
+
+@spend_router.post("/spend", response_model=spend.SpendOut, status_code=201)
+def record_spend(
+    body: spend.SpendIn, principal: PrincipalDep, session: SessionDep
+) -> spend.SpendOut:
+    return spend.SpendOut.model_validate(spend.record(session, principal, body))
+
+
+@spend_router.get("/spend", response_model=list[spend.SpendOut])
+def list_spend(principal: PrincipalDep, session: SessionDep) -> list[spend.SpendOut]:
+    principal.require(Role.analyst)
+    return [
+        spend.SpendOut.model_validate(r) for r in spend.list_spend(session, principal.workspace_id)
+    ]
+
+
+@spend_router.delete("/spend/{spend_id}", status_code=204)
+def delete_spend(spend_id: str, principal: PrincipalDep, session: SessionDep) -> Response:
+    spend.delete(session, principal, spend_id)
+    return Response(status_code=204)
