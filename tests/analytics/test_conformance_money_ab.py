@@ -84,7 +84,7 @@ def test_ltv_by_channel_and_cohort(store: EventStore) -> None:
     ]
     # Within 5 days of the first event p2's purchase (day 10) no longer counts.
     q5 = q.model_copy(update={"horizon_days": 5})
-    a = [r for r in ltv(store, "wsa", q5).rows if r.channel == "A"][0]
+    a = next(r for r in ltv(store, "wsa", q5).rows if r.channel == "A")
     assert (a.revenue, a.ltv) == (1000, 500.0)
 
 
