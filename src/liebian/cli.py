@@ -175,3 +175,7 @@ def db_upgrade(data_dir: DataDir = None) -> None:
 
 def main() -> None:  # pragma: no cover - console entry
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m liebian.cli`
+    main()

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from liebian.app.deps import RuntimeDep
 from liebian.events.schemas import EventIn
-from liebian.events.service import MAX_FUTURE_SKEW, to_line
+from liebian.events.service import MAX_FUTURE_SKEW, serialize
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import hash_ip
 from liebian.kit.errors import Invalid, NotFound
@@ -103,9 +103,9 @@ async def collect(request: Request, runtime: RuntimeDep) -> Response:
         "ip_hash": hash_ip(ip, runtime.secret) if ip else None,
     }
 
-    received = now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    _events, lines, rejected = serialize(workspace_id, [(0, event)], now, context)
+    if rejected:
+        raise Invalid("beacon is not valid", details=rejected[0].errors)
     assert runtime.spool is not None
-    runtime.spool.append_line(
-        (to_line(workspace_id, event, now, received, context) + "\n").encode()
-    )
+    runtime.spool.append_line(lines[0])
     return Response(status_code=204, headers={"access-control-allow-origin": "*"})

@@ -7,15 +7,15 @@ replay after a crash store every event once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from liebian.events.schemas import MAX_BATCH, EventIn, IngestResult, Rejected
+from liebian.events.schemas import MAX_BATCH, EventIn, IngestResult, Rejected, properties_problem
 from liebian.events.spool import Spool
 from liebian.events.store.base import Alias, EventStore
 from liebian.kit.errors import Invalid, TooLarge
@@ -41,8 +41,8 @@ def parse_body(raw: bytes) -> tuple[list[Any], bool]:
     """The body is one event object, a JSON array, or {"events": [...]}.
     Returns the items and whether the caller sent a batch."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise Invalid(f"body is not valid JSON: {exc}", code="malformed_json") from exc
     if isinstance(body, dict) and set(body) == {"events"}:
         body = body["events"]
@@ -67,13 +67,10 @@ def _errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-def validate_items(
-    items: list[Any], now: datetime
-) -> tuple[list[tuple[int, EventIn]], list[Rejected]]:
+def validate_items(items: list[Any]) -> tuple[list[tuple[int, EventIn]], list[Rejected]]:
     try:
         # Fast path: the whole batch in one pass through pydantic-core.
-        parsed = list(enumerate(_many.validate_python(items)))
-        rejected: list[Rejected] = []
+        return list(enumerate(_many.validate_python(items))), []
     except ValidationError:
         parsed, rejected = [], []
         for index, item in enumerate(items):
@@ -81,74 +78,70 @@ def validate_items(
                 parsed.append((index, _one.validate_python(item)))
             except ValidationError as exc:
                 rejected.append(Rejected(index=index, errors=_errors(exc)))
-    good: list[tuple[int, EventIn]] = []
-    horizon = now + MAX_FUTURE_SKEW
-    for index, event in parsed:
-        if event.ts is not None and event.ts > horizon:
-            rejected.append(
-                Rejected(
-                    index=index,
-                    errors=[
-                        {
-                            "field": "ts",
-                            "problem": f"is in the future (more than {MAX_FUTURE_SKEW} ahead of the server clock)",
-                        }
-                    ],
-                )
-            )
-        elif (
-            event.revenue is not None
-            and event.revenue > 0
-            and event.user_id is None
-            and event.visitor_id is None
-        ):
-            rejected.append(
-                Rejected(
-                    index=index,
-                    errors=[
-                        {
-                            "field": "user_id",
-                            "problem": "revenue needs a user_id or visitor_id to belong to",
-                        }
-                    ],
-                )
-            )
-        else:
-            good.append((index, event))
-    rejected.sort(key=lambda r: r.index)
-    return good, rejected
+        return parsed, rejected
 
 
-def to_line(
+def _reject(index: int, field: str, problem: str) -> Rejected:
+    return Rejected(index=index, errors=[{"field": field, "problem": problem}])
+
+
+def serialize(
     workspace_id: str,
-    event: EventIn,
+    parsed: list[tuple[int, EventIn]],
     now: datetime,
-    received: str,
     context: dict[str, Any] | None = None,
-) -> str:
-    """One spool line. ``context`` adds what the server saw (platform, ip_hash, …) for beacons."""
-    ts = (event.ts or now).astimezone(now.tzinfo)
-    record = {
-        "workspace_id": workspace_id,
-        "event_id": event.event_id or new_id("evt"),
-        "event": event.event,
-        "ts": ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-        "received_at": received,
-        "visitor_id": event.visitor_id,
-        "user_id": event.user_id,
-        "click_id": event.click_id,
-        "link_id": event.link_id,
-        "channel": event.channel,
-        "campaign_id": event.campaign_id,
-        "revenue": event.revenue,
-        "currency": (event.currency or DEFAULT_CURRENCY) if event.revenue is not None else None,
-        "properties": json.dumps(event.properties, ensure_ascii=False, separators=(",", ":"))
-        if event.properties
-        else None,
-    }
-    if context:
-        record.update(context)
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+) -> tuple[list[EventIn], list[bytes], list[Rejected]]:
+    """Spool lines for the valid events, and the rule-level rejections (future timestamps,
+    oversized or deep properties, revenue with nobody to credit)."""
+    naive_now = now.astimezone(UTC).replace(tzinfo=None)
+    horizon = naive_now + MAX_FUTURE_SKEW
+    events: list[EventIn] = []
+    lines: list[bytes] = []
+    rejected: list[Rejected] = []
+    for index, event in parsed:
+        ts = event.ts.astimezone(UTC).replace(tzinfo=None) if event.ts is not None else naive_now
+        if ts > horizon:
+            rejected.append(
+                _reject(
+                    index,
+                    "ts",
+                    f"is in the future (more than {MAX_FUTURE_SKEW} ahead of the server clock)",
+                )
+            )
+            continue
+        if event.revenue and event.user_id is None and event.visitor_id is None:
+            rejected.append(
+                _reject(index, "user_id", "revenue needs a user_id or visitor_id to belong to")
+            )
+            continue
+        properties = None
+        if event.properties:
+            properties = orjson.dumps(event.properties).decode()
+            problem = properties_problem(event.properties, len(properties))
+            if problem:
+                rejected.append(_reject(index, "properties", problem))
+                continue
+        record = {
+            "workspace_id": workspace_id,
+            "event_id": event.event_id or new_id("evt"),
+            "event": event.event,
+            "ts": ts,
+            "received_at": naive_now,
+            "visitor_id": event.visitor_id,
+            "user_id": event.user_id,
+            "click_id": event.click_id,
+            "link_id": event.link_id,
+            "channel": event.channel,
+            "campaign_id": event.campaign_id,
+            "revenue": event.revenue,
+            "currency": (event.currency or DEFAULT_CURRENCY) if event.revenue is not None else None,
+            "properties": properties,
+        }
+        if context:
+            record.update(context)
+        events.append(event)
+        lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    return events, lines, rejected
 
 
 def ingest(
@@ -161,8 +154,11 @@ def ingest(
     hooks: Sequence[ConversionHook] = (),
 ) -> Accepted:
     items, is_batch = parse_body(raw)
-    good, rejected = validate_items(items, now)
-    if not good:
+    parsed, rejected = validate_items(items)
+    events, lines, late_rejects = serialize(workspace_id, parsed, now)
+    if late_rejects:
+        rejected = sorted(rejected + late_rejects, key=lambda r: r.index)
+    if not events:
         if not is_batch:
             raise Invalid(
                 "the event is not valid: "
@@ -175,13 +171,15 @@ def ingest(
             code="invalid_events",
             details=[r.model_dump() for r in rejected],
         )
-    received = now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    events = [event for _, event in good]
-    payload = "\n".join(to_line(workspace_id, event, now, received) for event in events) + "\n"
     # One write for the whole batch: durable against a process crash once it returns.
-    spool.append_line(payload.encode())
+    spool.append_line(b"".join(lines))
     aliases = [
-        Alias(workspace_id, e.visitor_id, e.user_id, (e.ts or now).replace(tzinfo=None))
+        Alias(
+            workspace_id,
+            e.visitor_id,
+            e.user_id,
+            (e.ts or now).astimezone(UTC).replace(tzinfo=None),
+        )
         for e in events
         if e.visitor_id and e.user_id
     ]

@@ -1,0 +1,173 @@
+"""End-to-end event ingestion through the HTTP API on one `liebian serve` process.
+
+Prints: batch ingestion (events/s, 10,000-event batches, 2 client threads), single-event
+requests (req/s and latency percentiles from wrk, 50 connections) and the server's peak RSS.
+Then checks that every acknowledged event reached the store.
+
+    python bench/bench_ingest_api.py [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def start_server(data_dir: str, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    env = {**os.environ, "LIEBIAN_DATA_DIR": data_dir, "LIEBIAN_FLUSH_INTERVAL": "0.5"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "liebian.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    key = ""
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode().strip()
+        if line.startswith("lb_"):
+            key = line
+            break
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return proc, key
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def batch_bench(base: str, key: str, seconds: float, threads: int = 2) -> tuple[int, float]:
+    headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
+    sent = [0] * threads
+    deadline = time.perf_counter() + seconds
+
+    def worker(n: int) -> None:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            i = 0
+            while time.perf_counter() < deadline:
+                body = json.dumps(
+                    [
+                        {"event": "page_view", "event_id": f"b{n}-{i}-{j}", "visitor_id": f"v{j % 5000}",
+                         "channel": "wx", "properties": {"path": "/landing", "n": j}}
+                        for j in range(10_000)
+                    ]
+                ).encode()  # fmt: skip
+                resp = http.post("/api/v1/events", content=body, headers=headers)
+                assert resp.status_code == 202, resp.text
+                sent[n] += resp.json()["accepted"]
+                i += 1
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(sent), time.perf_counter() - start
+
+
+def single_bench(port: int, key: str, seconds: int) -> dict[str, str]:
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(
+        'wrk.method = "POST"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        "counter = 0\n"
+        "request = function()\n"
+        "  counter = counter + 1\n"
+        '  return wrk.format(nil, "/api/v1/events", nil, '
+        '"{\\"event\\":\\"signup\\",\\"event_id\\":\\"s" .. math.random(1, 2^30) .. "-" .. counter .. "\\",\\"user_id\\":\\"u\\"}")\n'
+        "end\n"
+    )
+    script.close()
+    out = subprocess.run(
+        ["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", "-s", script.name, f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(script.name)
+    figures = {"req/s": re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)}  # type: ignore[union-attr]
+    for pct in ("50%", "99%"):
+        figures[f"p{pct[:-1]}"] = re.search(rf"\s{pct}\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    figures["non-2xx"] = non2xx.group(1) if non2xx else "0"
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as data_dir:
+        port = free_port()
+        proc, key = start_server(data_dir, port)
+        base = f"http://127.0.0.1:{port}"
+        peak = 0.0
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, rss_mb(proc.pid))
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            rates, total = [], 0
+            for _ in range(args.runs):
+                sent, elapsed = batch_bench(base, key, args.seconds)
+                total += sent
+                rates.append(sent / elapsed)
+            print(f"batch ingestion: median {statistics.median(rates):,.0f} events/s over {args.runs} runs "
+                  f"({', '.join(f'{r:,.0f}' for r in rates)}); 10,000-event batches, 2 client threads")  # fmt: skip
+            singles = [single_bench(port, key, int(args.seconds)) for _ in range(args.runs)]
+            med = statistics.median(float(s["req/s"]) for s in singles)
+            print(f"single-event requests: median {med:,.0f} req/s over {args.runs} runs; "
+                  + "; ".join(f"{s['req/s']} req/s p50 {s['p50']} p99 {s['p99']} non-2xx {s['non-2xx']}" for s in singles))  # fmt: skip
+            print(f"server peak RSS during the runs: {peak:.0f} MB")
+            # Every acknowledged batch event must be stored once flushed.
+            time.sleep(2)
+            stats = httpx.post(
+                f"{base}/api/v1/analytics/counts",
+                json={"events": ["page_view"], "from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z", "interval": "month"},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=60,
+            )
+            print(f"stored page_view check: HTTP {stats.status_code} {stats.text[:200]} (sent {total:,})")
+        finally:
+            stop.set()
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
