@@ -42,6 +42,11 @@ def wire(runtime: Runtime) -> list[Component]:
     from liebian.links.qr_api import router as qr_router
 
     runtime.extras["routers"] += [domains_router, live_codes_router, qr_router]
+    # Fission: campaigns, rewards ledger, risk review, contacts, participant H5 pages.
+    from liebian.campaigns.wiring import page_routers, routers
+
+    runtime.extras["routers"] += routers()
+    runtime.extras["page_routers"] += page_routers()
     key_cache = KeyCache()
     runtime.extras["key_cache"] = key_cache
     runtime.bus.subscribe(REVOKED_TOPIC, key_cache.clear)

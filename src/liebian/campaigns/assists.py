@@ -1,0 +1,222 @@
+"""Assist (助力) and bargain (砍价): helpers unlock a reward or cut a price to its floor.
+
+One help per helper per activity (unique (assist, helper)); the n-th help is taken once
+(unique (assist, helper_index)) and the counter moves by compare-and-swap, so concurrent helps
+cannot both be "helper 3" and the price cannot drop below the floor. Cuts come from
+``campaigns.bargain`` and are determined by the assist id, so a retried help computes the same
+cut.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from liebian.campaigns import bargain, repository, service
+from liebian.campaigns.models import Assist, AssistHelp, Campaign, CampaignEvent
+from liebian.campaigns.referrals import ip_hash
+from liebian.campaigns.schemas import AssistConfig
+from liebian.contacts import service as contacts
+from liebian.kit.bus import publish_after_commit
+from liebian.kit.clock import utcnow
+from liebian.kit.crypto import PiiCipher
+from liebian.kit.errors import Conflict, NotFound
+from liebian.kit.ids import new_id
+from liebian.rewards import service as ledger
+
+ASSIST_UNLOCKED = "assist.unlocked"
+
+
+def _config(campaign: Campaign) -> AssistConfig:
+    config = service.config_of(campaign)
+    assert isinstance(config, AssistConfig)
+    return config
+
+
+def start(
+    session: Session,
+    cipher: PiiCipher,
+    workspace_id: str,
+    campaign_id: str,
+    external_id: str,
+    *,
+    visitor_id: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> Assist:
+    """The owner's running activity in this campaign, started if there is none."""
+    now = now or utcnow()
+    campaign = service.get(session, workspace_id, campaign_id)
+    service.require_type(campaign, "assist")
+    service.require_running(campaign, now)
+    config = _config(campaign)
+    owner = contacts.upsert(
+        session,
+        cipher,
+        workspace_id,
+        contacts.ContactInput(external_id=external_id, visitor_id=visitor_id),
+    )
+    existing = repository.open_assist(session, campaign.id, owner.id, now)
+    if existing is not None:
+        return existing
+    bargain_cfg = config.bargain
+    assist = Assist(
+        id=new_id("ast"),
+        workspace_id=workspace_id,
+        campaign_id=campaign.id,
+        owner_contact_id=owner.id,
+        owner_visitor_id=visitor_id or owner.visitor_id,
+        owner_ip_hash=ip_hash(cipher, ip),
+        owner_user_agent=(user_agent or None) and user_agent[:500],
+        mode=config.mode,
+        helpers_count=0,
+        helpers_required=bargain_cfg.max_helpers if bargain_cfg else (config.helpers_required or 1),
+        price_now=bargain_cfg.start_price if bargain_cfg else None,
+        status="open",
+        expires_at=now + timedelta(hours=config.time_limit_hours),
+        created_at=now,
+    )
+    session.add(assist)
+    session.flush()
+    return assist
+
+
+def get_assist(session: Session, workspace_id: str, assist_id: str) -> Assist:
+    assist = repository.get(session, Assist, workspace_id, assist_id)
+    if assist is None:
+        raise NotFound(f"no assist {assist_id!r} in this workspace", code="assist_not_found")
+    return assist
+
+
+def help_assist(
+    session: Session,
+    cipher: PiiCipher,
+    workspace_id: str,
+    assist_id: str,
+    external_id: str,
+    *,
+    visitor_id: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Assist, AssistHelp]:
+    now = now or utcnow()
+    helper = contacts.upsert(
+        session,
+        cipher,
+        workspace_id,
+        contacts.ContactInput(external_id=external_id, visitor_id=visitor_id),
+    )
+    assist = repository.locked(session, Assist, workspace_id, assist_id)
+    if assist is None:
+        raise NotFound(f"no assist {assist_id!r} in this workspace", code="assist_not_found")
+    if helper.id == assist.owner_contact_id:
+        raise Conflict("you cannot help your own activity", code="self_help")
+    # Same browser/device as the owner is the owner with a second account.
+    if visitor_id and assist.owner_visitor_id and visitor_id == assist.owner_visitor_id:
+        raise Conflict("you cannot help your own activity (same device)", code="self_help")
+    helper_ip = ip_hash(cipher, ip)
+    if (
+        helper_ip
+        and user_agent
+        and helper_ip == assist.owner_ip_hash
+        and user_agent[:500] == assist.owner_user_agent
+    ):
+        raise Conflict("you cannot help your own activity (same device)", code="self_help")
+    already = session.scalars(
+        select(AssistHelp.id).where(
+            AssistHelp.assist_id == assist.id, AssistHelp.helper_contact_id == helper.id
+        )
+    ).first()
+    if already is not None:
+        raise Conflict("you have already helped this activity", code="already_helped")
+    if assist.status != "open" or assist.helpers_count >= assist.helpers_required:
+        raise Conflict("this activity needs no more help", code="assist_complete")
+    if assist.expires_at <= now:
+        raise Conflict("this activity has expired", code="assist_expired")
+    campaign = session.get(Campaign, assist.campaign_id)
+    assert campaign is not None
+    config = _config(campaign)
+    if (
+        repository.helps_by_helper_since(session, helper.id, repository.day_ago(now))
+        >= config.max_helps_per_helper_per_day
+    ):
+        raise Conflict(
+            f"you can help at most {config.max_helps_per_helper_per_day} activities a day",
+            code="help_limit_reached",
+        )
+
+    index = assist.helpers_count
+    cut_amount = 0
+    price_after: int | None = None
+    if config.bargain is not None:
+        cut = bargain.next_cut(config.bargain.rules(), assist.id, index)
+        cut_amount, price_after = cut.amount, cut.price_after
+    reached = index + 1 >= assist.helpers_required
+    moved = session.execute(
+        update(Assist)
+        .where(Assist.id == assist.id, Assist.helpers_count == index, Assist.status == "open")
+        .values(
+            helpers_count=index + 1,
+            price_now=price_after if price_after is not None else Assist.price_now,
+            status="unlocked" if reached else "open",
+            unlocked_at=now if reached else None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        raise Conflict(
+            "another help was recorded at the same moment; try again", code="help_conflict"
+        )
+    help_row = AssistHelp(
+        id=new_id("ahp"), assist_id=assist.id, workspace_id=workspace_id, helper_contact_id=helper.id,
+        helper_index=index, cut=cut_amount, price_after=price_after, visitor_id=visitor_id, created_at=now,
+    )  # fmt: skip
+    try:
+        with session.begin_nested():
+            session.add(help_row)
+    except IntegrityError as exc:
+        raise Conflict("you have already helped this activity", code="already_helped") from exc
+    session.refresh(assist)
+    if reached:
+        _unlocked(session, campaign, config, assist)
+    return assist, help_row
+
+
+def _unlocked(session: Session, campaign: Campaign, config: AssistConfig, assist: Assist) -> None:
+    reward = config.reward
+    if config.mode == "unlock" and reward is not None:
+        money = reward.amount if reward.kind in ("coupon", "cash") else 0
+        if service.take_stock(session, campaign, amount=money):  # out of stock: no reward
+            ledger.grant(
+                session,
+                ledger.Grant(
+                    workspace_id=assist.workspace_id, contact_id=assist.owner_contact_id,
+                    key=f"assist:{assist.id}", kind=reward.kind, amount=reward.amount,
+                    name=reward.name, campaign_id=campaign.id, reason="assist", status="issued",
+                ),
+            )  # fmt: skip
+    session.add(
+        CampaignEvent(
+            id=new_id("cev"), workspace_id=assist.workspace_id, campaign_id=campaign.id, kind=ASSIST_UNLOCKED,
+            subject_id=assist.id, contact_id=assist.owner_contact_id,
+            payload={"price": assist.price_now, "helpers": assist.helpers_count}, created_at=utcnow(),
+        )
+    )  # fmt: skip
+    publish_after_commit(
+        session, ASSIST_UNLOCKED, {"assist_id": assist.id, "workspace_id": assist.workspace_id}
+    )
+
+
+def expire_assists(session: Session, now: datetime) -> int:
+    result = session.execute(
+        update(Assist)
+        .where(Assist.status == "open", Assist.expires_at <= now)
+        .values(status="expired")
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,304 @@
+"""All SQL for campaigns, participants, referrals, groups and assists."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from liebian.campaigns.models import (
+    Assist,
+    AssistHelp,
+    Campaign,
+    Conversion,
+    Group,
+    GroupMember,
+    Participant,
+    Referral,
+)
+
+T = TypeVar("T")
+
+# Bound on how many referral edges the ring check loads: rings are small and recent.
+GRAPH_EDGE_LIMIT = 20_000
+
+
+def locked(session: Session, model: type[T], workspace_id: str, row_id: str) -> T | None:
+    """The row under ``SELECT … FOR UPDATE`` (PostgreSQL). SQLite ignores the clause; its
+    ``BEGIN IMMEDIATE`` already serializes writers, which gives the same guarantee."""
+    stmt = (
+        select(model)
+        .where(model.id == row_id, model.workspace_id == workspace_id)  # type: ignore[attr-defined]
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(stmt).first()
+
+
+def get(session: Session, model: type[T], workspace_id: str, row_id: str) -> T | None:
+    table: Any = model
+    stmt = select(model).where(table.id == row_id, table.workspace_id == workspace_id)
+    return session.scalars(stmt).first()
+
+
+def list_campaigns(
+    session: Session,
+    workspace_id: str,
+    *,
+    type_: str | None,
+    status: str | None,
+    cursor_id: str | None,
+    limit: int,
+) -> list[Campaign]:
+    stmt = select(Campaign).where(Campaign.workspace_id == workspace_id)
+    if type_:
+        stmt = stmt.where(Campaign.type == type_)
+    if status:
+        stmt = stmt.where(Campaign.status == status)
+    if cursor_id:
+        stmt = stmt.where(Campaign.id < cursor_id)
+    return list(session.scalars(stmt.order_by(Campaign.id.desc()).limit(limit + 1)))
+
+
+def participant_by_contact(
+    session: Session, campaign_id: str, contact_id: str
+) -> Participant | None:
+    return session.scalars(
+        select(Participant)
+        .where(Participant.campaign_id == campaign_id, Participant.contact_id == contact_id)
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def participant_by_code(session: Session, campaign_id: str, code: str) -> Participant | None:
+    return session.scalars(
+        select(Participant).where(
+            Participant.campaign_id == campaign_id, Participant.invite_code == code
+        )
+    ).first()
+
+
+def has_prior_activity(
+    session: Session, workspace_id: str, contact_id: str, campaign_id: str
+) -> bool:
+    """Was this person already ours before this campaign (another campaign or a purchase)?"""
+    other = session.scalar(
+        select(func.count())
+        .select_from(Participant)
+        .where(
+            Participant.workspace_id == workspace_id,
+            Participant.contact_id == contact_id,
+            Participant.campaign_id != campaign_id,
+        )
+    )
+    if other:
+        return True
+    bought = session.scalar(
+        select(func.count())
+        .select_from(Conversion)
+        .where(Conversion.contact_id == contact_id, Conversion.event == "purchase")
+    )
+    return bool(bought)
+
+
+def current_referral(
+    session: Session, campaign_id: str, referee_participant_id: str
+) -> Referral | None:
+    return session.scalars(
+        select(Referral)
+        .where(
+            Referral.campaign_id == campaign_id,
+            Referral.referee_participant_id == referee_participant_id,
+            Referral.status != "superseded",
+        )
+        .order_by(Referral.seq.desc())
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def max_referral_seq(session: Session, campaign_id: str, referee_participant_id: str) -> int:
+    value = session.scalar(
+        select(func.max(Referral.seq)).where(
+            Referral.campaign_id == campaign_id,
+            Referral.referee_participant_id == referee_participant_id,
+        )
+    )
+    return -1 if value is None else int(value)
+
+
+def recent_referral_times(
+    session: Session, referrer_participant_id: str, since: datetime
+) -> list[datetime]:
+    return list(
+        session.scalars(
+            select(Referral.created_at).where(
+                Referral.referrer_participant_id == referrer_participant_id,
+                Referral.created_at >= since,
+            )
+        )
+    )
+
+
+def participants_on_device(
+    session: Session, campaign_id: str, visitor_id: str | None, device_id: str | None
+) -> int:
+    if not visitor_id and not device_id:
+        return 0
+    cond = (
+        Participant.visitor_id == visitor_id if visitor_id else Participant.device_id == device_id
+    )
+    return int(
+        session.scalar(
+            select(func.count(func.distinct(Participant.contact_id))).where(
+                Participant.campaign_id == campaign_id, cond
+            )
+        )
+        or 0
+    )
+
+
+def referral_edges(session: Session, workspace_id: str) -> list[tuple[str, str]]:
+    rows = session.execute(
+        select(Referral.referrer_contact_id, Referral.referee_contact_id)
+        .where(Referral.workspace_id == workspace_id, Referral.status != "superseded")
+        .order_by(Referral.id.desc())
+        .limit(GRAPH_EDGE_LIMIT)
+    ).all()
+    return [(a, b) for a, b in rows]
+
+
+def order_counts(session: Session, contact_id: str) -> tuple[int, int]:
+    """(orders, refunded orders) of a contact, for the referrer refund-rate signal."""
+    orders = session.scalar(
+        select(func.count(func.distinct(Conversion.order_id))).where(
+            Conversion.contact_id == contact_id, Conversion.event == "purchase"
+        )
+    )
+    refunded = session.scalar(
+        select(func.count(func.distinct(Conversion.order_id))).where(
+            Conversion.contact_id == contact_id, Conversion.event == "refund"
+        )
+    )
+    return int(orders or 0), int(refunded or 0)
+
+
+def counted_referrals(session: Session, referrer_participant_id: str) -> list[Referral]:
+    """Referrals that count toward tiers: approved, qualified, still valid; oldest first."""
+    return list(
+        session.scalars(
+            select(Referral)
+            .where(
+                Referral.referrer_participant_id == referrer_participant_id,
+                Referral.status == "approved",
+                Referral.qualified_at.is_not(None),
+                Referral.invalidated_at.is_(None),
+            )
+            .order_by(Referral.qualified_at, Referral.id)
+        )
+    )
+
+
+def list_referrals(
+    session: Session,
+    workspace_id: str,
+    *,
+    campaign_id: str | None,
+    status: str | None,
+    cursor_id: str | None,
+    limit: int,
+) -> list[Referral]:
+    stmt = select(Referral).where(Referral.workspace_id == workspace_id)
+    if campaign_id:
+        stmt = stmt.where(Referral.campaign_id == campaign_id)
+    if status:
+        stmt = stmt.where(Referral.status == status)
+    if cursor_id:
+        stmt = stmt.where(Referral.id < cursor_id)
+    return list(session.scalars(stmt.order_by(Referral.id.desc()).limit(limit + 1)))
+
+
+def leaderboard(session: Session, campaign_id: str, limit: int) -> list[tuple[str, int]]:
+    count = func.count(Referral.id).label("n")
+    rows = session.execute(
+        select(Referral.referrer_participant_id, count)
+        .where(
+            Referral.campaign_id == campaign_id,
+            Referral.status == "approved",
+            Referral.qualified_at.is_not(None),
+            Referral.invalidated_at.is_(None),
+        )
+        .group_by(Referral.referrer_participant_id)
+        .order_by(count.desc(), Referral.referrer_participant_id)
+        .limit(limit)
+    ).all()
+    return [(pid, int(n)) for pid, n in rows]
+
+
+def group_members(session: Session, group_id: str) -> list[GroupMember]:
+    return list(
+        session.scalars(
+            select(GroupMember).where(GroupMember.group_id == group_id).order_by(GroupMember.seat)
+        )
+    )
+
+
+def due_groups(session: Session, now: datetime, limit: int) -> list[Group]:
+    return list(
+        session.scalars(
+            select(Group)
+            .where(Group.status == "open", Group.expires_at <= now)
+            .order_by(Group.expires_at)
+            .limit(limit)
+        )
+    )
+
+
+def assist_helps(session: Session, assist_id: str) -> list[AssistHelp]:
+    return list(
+        session.scalars(
+            select(AssistHelp)
+            .where(AssistHelp.assist_id == assist_id)
+            .order_by(AssistHelp.helper_index)
+        )
+    )
+
+
+def helps_by_helper_since(session: Session, helper_contact_id: str, since: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(AssistHelp)
+            .where(
+                AssistHelp.helper_contact_id == helper_contact_id, AssistHelp.created_at >= since
+            )
+        )
+        or 0
+    )
+
+
+def open_assist(
+    session: Session, campaign_id: str, owner_contact_id: str, now: datetime
+) -> Assist | None:
+    return session.scalars(
+        select(Assist)
+        .where(
+            Assist.campaign_id == campaign_id,
+            Assist.owner_contact_id == owner_contact_id,
+            Assist.status.in_(("open", "unlocked")),
+            Assist.expires_at > now,
+        )
+        .order_by(Assist.id.desc())
+    ).first()
+
+
+def day_ago(now: datetime) -> datetime:
+    return now - timedelta(days=1)
+
+
+def by_ids(session: Session, model: type[T], ids: set[str]) -> dict[str, T]:
+    if not ids:
+        return {}
+    rows: Any = session.scalars(select(model).where(model.id.in_(ids)))  # type: ignore[attr-defined]
+    return {r.id: r for r in rows}

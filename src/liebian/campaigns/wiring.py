@@ -1,0 +1,22 @@
+"""The routers of the fission domains, for ``app.wiring`` to mount (one import there)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+
+def routers() -> list[APIRouter]:
+    from liebian.campaigns.api import router as campaigns_router
+    from liebian.contacts.api import router as contacts_router
+    from liebian.rewards.api import router as rewards_router
+    from liebian.risk.api import router as risk_router
+
+    return [campaigns_router, rewards_router, risk_router, contacts_router]
+
+
+def page_routers() -> list[APIRouter]:
+    try:
+        from liebian.campaigns.pages import router as pages_router
+    except ImportError:  # pages not built yet
+        return []
+    return [pages_router]

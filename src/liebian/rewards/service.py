@@ -1,0 +1,349 @@
+"""Rewards ledger rules: grant once, move pending → approved → issued, reverse, settle.
+
+Exactly-once comes from the schema, not from luck: a grant is ``INSERT … ON CONFLICT DO
+NOTHING`` on the unique (workspace, idempotency key), and every status move is a conditional
+``UPDATE … WHERE status = <expected>``, so of N concurrent movers exactly one sees a row change.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from liebian.campaigns.models import Referral
+from liebian.contacts.repository import insert_ignore
+from liebian.kit.clock import utcnow
+from liebian.kit.errors import Conflict, Invalid, NotFound
+from liebian.kit.ids import new_id
+from liebian.rewards.models import RewardEntry
+
+RewardKind = Literal["coupon", "points", "gift", "cash"]
+KINDS: tuple[str, ...] = ("coupon", "points", "gift", "cash")
+# Same ceiling as campaign configs: ¥1,000,000 in 分 for one entry.
+MAX_AMOUNT = 100_000_000
+ACTIVE = ("pending", "approved", "issued")
+_COUPON_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read off a phone
+
+
+def new_coupon_code() -> str:
+    # 10 characters of a 31-symbol alphabet ≈ 49 bits; the unique index catches the impossible.
+    return "LB" + "".join(secrets.choice(_COUPON_ALPHABET) for _ in range(10))
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    workspace_id: str
+    contact_id: str
+    key: str
+    kind: str
+    amount: int
+    name: str = ""
+    campaign_id: str | None = None
+    currency: str = "CNY"
+    reason: str = "manual"
+    status: Literal["pending", "approved", "issued"] = "pending"
+    available_at: datetime | None = None
+    referral_id: str | None = None
+    order_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def check_amount(kind: str, amount: int, *, allow_negative: bool = False) -> None:
+    if kind not in KINDS:
+        raise Invalid(
+            f"kind must be one of {', '.join(KINDS)}",
+            code="invalid_kind",
+            details={"field": "kind"},
+        )
+    low = -MAX_AMOUNT if allow_negative else 1
+    if not low <= amount <= MAX_AMOUNT or amount == 0:
+        raise Invalid(
+            f"amount must be a whole number between 1 and {MAX_AMOUNT} (integer 分 / points / units)",
+            code="invalid_amount",
+            details={"field": "amount", "max": MAX_AMOUNT},
+        )
+
+
+def grant(session: Session, g: Grant) -> tuple[RewardEntry, bool]:
+    """Write the entry for ``g.key`` unless it exists; return it and whether it is new."""
+    check_amount(g.kind, g.amount, allow_negative=g.reason == "clawback")
+    if len(g.key) > 200 or not g.key:
+        raise Invalid("idempotency key must be 1–200 characters", code="invalid_idempotency_key")
+    now = utcnow()
+    created = insert_ignore(
+        session,
+        RewardEntry.__table__,
+        {
+            "id": new_id("rwd"),
+            "workspace_id": g.workspace_id,
+            "contact_id": g.contact_id,
+            "campaign_id": g.campaign_id,
+            "idempotency_key": g.key,
+            "kind": g.kind,
+            "name": g.name[:64],
+            "amount": g.amount,
+            "currency": g.currency,
+            "status": g.status,
+            "reason": g.reason,
+            "coupon_code": new_coupon_code() if g.kind == "coupon" else None,
+            "referral_id": g.referral_id,
+            "order_id": g.order_id,
+            "available_at": g.available_at or now,
+            "meta": g.meta,
+            "created_at": now,
+            "approved_at": now if g.status in ("approved", "issued") else None,
+            "issued_at": now if g.status == "issued" else None,
+        },
+        ["workspace_id", "idempotency_key"],
+    )
+    entry = session.scalars(
+        select(RewardEntry)
+        .where(RewardEntry.workspace_id == g.workspace_id, RewardEntry.idempotency_key == g.key)
+        .execution_options(populate_existing=True)
+    ).one()
+    return entry, created
+
+
+def find_by_key(session: Session, workspace_id: str, key: str) -> RewardEntry | None:
+    return session.scalars(
+        select(RewardEntry).where(
+            RewardEntry.workspace_id == workspace_id, RewardEntry.idempotency_key == key
+        )
+    ).first()
+
+
+def get_entry(session: Session, workspace_id: str, entry_id: str) -> RewardEntry:
+    entry = session.scalars(
+        select(RewardEntry)
+        .where(RewardEntry.workspace_id == workspace_id, RewardEntry.id == entry_id)
+        .execution_options(populate_existing=True)
+    ).first()
+    if entry is None:
+        raise NotFound(f"no reward entry {entry_id!r} in this workspace", code="reward_not_found")
+    return entry
+
+
+_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "approve": (("pending",), "approved"),
+    "issue": (("pending", "approved"), "issued"),
+    "reverse": (ACTIVE, "reversed"),
+}
+
+
+def transition(
+    session: Session, workspace_id: str, entry_id: str, action: str, *, reason: str | None = None
+) -> tuple[RewardEntry, bool]:
+    """Apply ``action``; returns (entry, changed). Repeating an action that already happened
+    is not an error (a retried callback must succeed); an impossible move is a 409."""
+    allowed_from, target = _TRANSITIONS[action]
+    now = utcnow()
+    values: dict[str, Any] = {"status": target}
+    if target == "approved":
+        values["approved_at"] = now
+    elif target == "issued":
+        values["issued_at"] = now
+        values["approved_at"] = func.coalesce(RewardEntry.approved_at, now)
+    else:
+        values["reversed_at"] = now
+        values["reversal_reason"] = (reason or "reversed")[:200]
+    result = session.execute(
+        update(RewardEntry)
+        .where(
+            RewardEntry.workspace_id == workspace_id,
+            RewardEntry.id == entry_id,
+            RewardEntry.status.in_(allowed_from),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    entry = get_entry(session, workspace_id, entry_id)
+    changed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if not changed and entry.status != target:
+        raise Conflict(
+            f"cannot {action} an entry that is {entry.status}",
+            code="invalid_reward_transition",
+            details={"status": entry.status, "action": action},
+        )
+    return entry, changed
+
+
+def reverse_where(session: Session, *conditions: Any, reason: str) -> int:
+    """Reverse every active entry matching ``conditions`` (rejections, refunds)."""
+    result = session.execute(
+        update(RewardEntry)
+        .where(RewardEntry.status.in_(ACTIVE), *conditions)
+        .values(status="reversed", reversed_at=utcnow(), reversal_reason=reason[:200])
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    approved: int
+    issued: int
+
+
+def settle(
+    session: Session, now: datetime, *, batch_size: int = 20_000, workspace_id: str | None = None
+) -> SettleResult:
+    """The settlement job: approve pending entries whose waiting period has passed and whose
+    referral (if any) is approved, then issue every approved entry that is due.
+
+    Set-based UPDATEs in batches, so settling is bound by the database, not Python (see
+    bench/bench_settlement.py). Held referrals keep their entries pending; rejected ones were
+    already reversed by the review.
+    """
+    referral_ok = or_(
+        RewardEntry.referral_id.is_(None),
+        RewardEntry.referral_id.in_(select(Referral.id).where(Referral.status == "approved")),
+    )
+    scope = RewardEntry.workspace_id == workspace_id if workspace_id else and_(True)
+    approved = _batched(
+        session,
+        and_(RewardEntry.status == "pending", RewardEntry.available_at <= now, referral_ok, scope),
+        {"status": "approved", "approved_at": now},
+        batch_size,
+    )
+    issued = _batched(
+        session,
+        and_(RewardEntry.status == "approved", RewardEntry.available_at <= now, scope),
+        {"status": "issued", "issued_at": now},
+        batch_size,
+    )
+    return SettleResult(approved=approved, issued=issued)
+
+
+def _batched(session: Session, condition: Any, values: dict[str, Any], batch_size: int) -> int:
+    total = 0
+    while True:
+        ids = select(RewardEntry.id).where(condition).limit(batch_size).scalar_subquery()
+        result = session.execute(
+            update(RewardEntry)
+            .where(RewardEntry.id.in_(ids))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        count = int(result.rowcount)  # type: ignore[attr-defined]
+        total += count
+        if count < batch_size:
+            return total
+
+
+def list_entries(
+    session: Session,
+    workspace_id: str,
+    *,
+    campaign_id: str | None = None,
+    contact_id: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    cursor_id: str | None = None,
+    limit: int = 100,
+) -> list[RewardEntry]:
+    stmt = select(RewardEntry).where(RewardEntry.workspace_id == workspace_id)
+    if campaign_id:
+        stmt = stmt.where(RewardEntry.campaign_id == campaign_id)
+    if contact_id:
+        stmt = stmt.where(RewardEntry.contact_id == contact_id)
+    if status:
+        stmt = stmt.where(RewardEntry.status == status)
+    if kind:
+        stmt = stmt.where(RewardEntry.kind == kind)
+    if cursor_id:
+        stmt = stmt.where(RewardEntry.id < cursor_id)
+    return list(session.scalars(stmt.order_by(RewardEntry.id.desc()).limit(limit + 1)))
+
+
+def balances(session: Session, workspace_id: str, contact_id: str) -> list[dict[str, Any]]:
+    """Per kind and currency: sums of pending, approved and issued entries (reversed count
+    nothing). Computed from the ledger every time, so it cannot disagree with it."""
+
+    def _sum(status: str) -> Any:
+        return func.coalesce(
+            func.sum(case((RewardEntry.status == status, RewardEntry.amount), else_=0)), 0
+        )
+
+    rows = session.execute(
+        select(
+            RewardEntry.kind,
+            RewardEntry.currency,
+            _sum("pending"),
+            _sum("approved"),
+            _sum("issued"),
+        )
+        .where(RewardEntry.workspace_id == workspace_id, RewardEntry.contact_id == contact_id)
+        .group_by(RewardEntry.kind, RewardEntry.currency)
+        .order_by(RewardEntry.kind, RewardEntry.currency)
+    ).all()
+    return [
+        {
+            "kind": kind,
+            "currency": currency,
+            "pending": int(p),
+            "approved": int(a),
+            "issued": int(i),
+            "total": int(p) + int(a) + int(i),
+        }
+        for kind, currency, p, a, i in rows
+    ]
+
+
+def yuan(fen: int) -> str:
+    """Integer 分 as a yuan string without ever going through a float."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+PAYOUT_COLUMNS = (
+    "contact_external_id",
+    "currency",
+    "amount_fen",
+    "amount_yuan",
+    "entries",
+    "entry_ids",
+)
+
+
+def payout_rows(session: Session, workspace_id: str, campaign_id: str | None) -> Iterator[str]:
+    """CSV of issued cash per contact: what finance pays out. Clawbacks (negative entries)
+    are netted in, so the export matches the ledger."""
+    from liebian.contacts.models import Contact
+
+    stmt = (
+        select(Contact.external_id, RewardEntry.currency, RewardEntry.amount, RewardEntry.id)
+        .join(Contact, Contact.id == RewardEntry.contact_id)
+        .where(
+            RewardEntry.workspace_id == workspace_id,
+            RewardEntry.kind == "cash",
+            RewardEntry.status == "issued",
+        )
+        .order_by(Contact.external_id, RewardEntry.id)
+    )
+    if campaign_id:
+        stmt = stmt.where(RewardEntry.campaign_id == campaign_id)
+    totals: dict[tuple[str, str], list[Any]] = {}
+    for external_id, currency, amount, entry_id in session.execute(stmt):
+        slot = totals.setdefault((external_id, currency), [0, []])
+        slot[0] += amount
+        slot[1].append(entry_id)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(PAYOUT_COLUMNS)
+    yield "\ufeff" + buf.getvalue()  # BOM: Excel opens UTF-8 CSV correctly only with it
+    for (external_id, currency), (amount, ids) in totals.items():
+        buf.seek(0)
+        buf.truncate()
+        # Leading =,+,-,@ would run as a formula in Excel: quote it away.
+        safe_id = "'" + external_id if external_id[:1] in "=+-@" else external_id
+        writer.writerow([safe_id, currency, amount, yuan(amount), len(ids), "|".join(ids)])
+        yield buf.getvalue()
