@@ -17,6 +17,8 @@ from liebian.app.errors import install_error_handlers
 from liebian.app.lifecycle import Component, start_components, stop_components
 from liebian.app.limits import BodySizeLimit
 from liebian.app.runtime import Runtime
+from liebian.events.ingest_app import PATH as INGEST_PATH
+from liebian.events.ingest_app import IngestApp
 from liebian.kit.settings import Settings, get_settings
 from liebian.links.slugs import RESERVED_SEGMENTS
 
@@ -30,12 +32,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class Dispatcher:
     """Routes by the first path segment without parsing anything else."""
 
-    def __init__(self, api: FastAPI, redirect: ASGIApp | None) -> None:
+    def __init__(
+        self, api: FastAPI, redirect: ASGIApp | None, ingest: ASGIApp | None = None
+    ) -> None:
         self.api = api
         self.redirect = redirect
+        self.ingest = ingest
         self.runtime: Runtime = api.state.runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.ingest is not None and scope["path"] == INGEST_PATH:
+            if scope["method"] == "POST":
+                await self.ingest(scope, receive, send)
+                return
         if self.redirect is not None and scope["type"] == "http":
             path: str = scope["path"]
             end = path.find("/", 1)
@@ -72,7 +81,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     include_routes(api, runtime)
     redirect = runtime.extras.get("redirect_app")
-    return Dispatcher(api, redirect)
+    return Dispatcher(api, redirect, IngestApp(runtime))
 
 
 def build_components(runtime: Runtime) -> list[Component]:
