@@ -41,10 +41,14 @@ class Dispatcher:
         self.runtime: Runtime = api.state.runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.ingest is not None and scope["path"] == INGEST_PATH:
-            if scope["method"] == "POST":
-                await self.ingest(scope, receive, send)
-                return
+        if (
+            scope["type"] == "http"
+            and self.ingest is not None
+            and scope["path"] == INGEST_PATH
+            and scope["method"] == "POST"
+        ):
+            await self.ingest(scope, receive, send)
+            return
         if self.redirect is not None and scope["type"] == "http":
             path: str = scope["path"]
             end = path.find("/", 1)
