@@ -8,3 +8,4 @@ from liebian.rewards import models as rewards_models  # noqa: F401
 from liebian.risk import models as risk_models  # noqa: F401
 from liebian.links import domains as links_domains  # noqa: F401
 from liebian.links.live_codes import models as live_codes_models  # noqa: F401
+from liebian.analytics import models as analytics_models  # noqa: F401
