@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from liebian.kit.auth import Role
 from liebian.kit.settings import Settings
-from liebian.links.cli import domains_app
+from liebian.links.cli import domains_app, links_app
 
 app = typer.Typer(
     help="liebian (裂变): self-hosted private-domain growth engine", no_args_is_help=True
@@ -20,6 +20,7 @@ db_app = typer.Typer(help="database schema", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(domains_app, name="domains")
+app.add_typer(links_app, name="links")
 
 DataDir = Annotated[str | None, typer.Option(help="data directory (env LIEBIAN_DATA_DIR)")]
 

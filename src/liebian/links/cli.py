@@ -107,3 +107,65 @@ def unblock_cmd(
         actor = _actor(session, workspace)
         found = domains.find_domain(session, actor.workspace_id, domain)
         typer.echo(_line(domains.unblock_domain(session, actor, found.id, note)))
+
+
+links_app = typer.Typer(help="links: import from and export to CSV", no_args_is_help=True)
+
+
+@links_app.command("import")
+def links_import(
+    path: Annotated[str, typer.Argument(help="CSV file (header row; columns as in the export)")],
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create links from a CSV file, 10,000 rows per batch; a bad row rejects its whole batch."""
+    from liebian.kit.auth import Principal, Role
+    from liebian.links import service
+
+    with open(path, encoding="utf-8-sig") as fh:
+        rows = service.parse_csv(fh.read())
+    created = 0
+    for start in range(0, len(rows), service.MAX_BULK):
+        with _session(data_dir) as session:
+            actor = _actor(session, workspace)
+            principal = Principal(workspace_id=actor.workspace_id, role=Role.operator)
+            policy = service.LinkPolicy(blocklist=tuple(Settings().url_blocklist))
+            try:
+                created += len(
+                    service.bulk_create(
+                        session, principal, rows[start : start + service.MAX_BULK], policy
+                    )
+                )
+            except service.BulkRejected as exc:
+                for problem in exc.details or []:
+                    row = problem["row"] + start
+                    typer.echo(
+                        f"row {row}: {problem.get('field') or ''} {problem['message']}", err=True
+                    )
+                typer.echo(
+                    f"error: {exc.message} (rows {start + 1}–{start + service.MAX_BULK})", err=True
+                )
+                raise typer.Exit(1) from None
+    typer.echo(f"{created} links created")
+
+
+@links_app.command("export")
+def links_export(
+    path: Annotated[str, typer.Argument(help="where to write the CSV ('-' for stdout)")] = "-",
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write every link of the workspace as CSV (UTF-8 with BOM, opens in Excel)."""
+    import sys
+
+    from liebian.links import repository, service
+
+    with _session(data_dir) as session:
+        actor = _actor(session, workspace)
+        chunks = service.export_csv(repository.iter_links(session, actor.workspace_id))
+        if path == "-":
+            for chunk in chunks:
+                sys.stdout.write(chunk)
+        else:
+            with open(path, "w", encoding="utf-8", newline="") as fh:
+                fh.writelines(chunks)

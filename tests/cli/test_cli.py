@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from liebian.cli import app
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("LIEBIAN_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LIEBIAN_SECRET_KEY", "22" * 32)
+    return tmp_path / "data"
+
+
+def test_init_prints_the_owner_key_alone_on_the_last_line(data_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["init", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("lb_") and " " not in last
+    assert (data_dir / "liebian.db").exists()
+    keys = CliRunner().invoke(
+        app, ["keys", "create", "--role", "viewer", "--data-dir", str(data_dir)]
+    )
+    assert keys.exit_code == 0 and keys.stdout.strip().splitlines()[-1].startswith("lb_")
+    listed = CliRunner().invoke(app, ["keys", "list", "--data-dir", str(data_dir)])
+    assert "owner" in listed.stdout and "viewer" in listed.stdout and last not in listed.stdout
+
+
+def test_links_import_and_export(data_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "--data-dir", str(data_dir)]).exit_code == 0
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text(
+        "url,slug,channel,tags\nhttps://a.cn/1,cli-one,群1,秋季|新客\nhttps://a.cn/2,,,\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["links", "import", str(csv_path), "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "2 links created" in result.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("url\njavascript:alert(1)\n", encoding="utf-8")
+    rejected = runner.invoke(app, ["links", "import", str(bad), "--data-dir", str(data_dir)])
+    assert rejected.exit_code == 1 and "row 1" in rejected.stderr
+    out = tmp_path / "out.csv"
+    assert (
+        runner.invoke(app, ["links", "export", str(out), "--data-dir", str(data_dir)]).exit_code
+        == 0
+    )
+    text = out.read_text(encoding="utf-8-sig")
+    assert "cli-one" in text and "新客|秋季" in text and text.count("\n") == 3
