@@ -31,8 +31,9 @@ def insert_ignore(
         stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
     else:  # pragma: no cover - only the two supported backends
         stmt = insert(table).values(**values)
-    result = session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    # RETURNING, not rowcount: psycopg reports -1 for a conflicting INSERT … DO NOTHING.
+    pk = next(iter(table.primary_key.columns))
+    return session.execute(stmt.returning(pk)).first() is not None
 
 
 def by_external_id(session: Session, workspace_id: str, external_id: str) -> Contact | None:
