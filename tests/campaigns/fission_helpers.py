@@ -102,3 +102,9 @@ def hammer(n: int, call: Callable[[int], Any]) -> list[Any]:
 
     with ThreadPoolExecutor(max_workers=n) as pool:
         return list(pool.map(run, range(n)))
+
+
+def workspace_id(client: Any, headers: dict[str, str]) -> str:
+    resp = client.get("/api/v1/workspace", headers=headers)
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["id"])
