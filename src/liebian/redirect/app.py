@@ -333,6 +333,30 @@ def install(runtime: Runtime) -> RedirectApp:
         lambda link_id: human_clicks(runtime, link_id), redis_url=runtime.settings.redis_url
     )
     app = RedirectApp(runtime, cache, ClickRecorder(runtime.spool, runtime.secret), counter)
+    _bound_embedded_store(runtime)
     runtime.extras["redirect_app"] = app
     runtime.extras.setdefault("routers", []).append(stats_router)
     return app
+
+
+def _bound_embedded_store(runtime: Runtime) -> None:
+    """Keep the embedded DuckDB from crowding the redirect out of a small machine.
+
+    By default DuckDB may take 80% of RAM for its buffer pool and one thread per core: loading
+    the click spool every second then grows the serving process by ~100 MB and competes with
+    the event loop for both cores (p99 spikes). One thread and a 128 MB pool keep the process
+    well under the 300 MB budget; DuckDB spills larger analytics queries to disk.
+    """
+    store = runtime.event_store
+    if store is None or store.dialect != "duckdb" or runtime.extras.get("duckdb_bounded"):
+        return
+    connection = getattr(store, "connection", None)
+    if connection is None:
+        return
+    cursor = connection()
+    try:
+        cursor.execute("SET threads = 1")
+        cursor.execute("SET memory_limit = '128MB'")
+    finally:
+        cursor.close()
+    runtime.extras["duckdb_bounded"] = True

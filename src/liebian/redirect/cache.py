@@ -1,7 +1,7 @@
 """Slug → compiled entry, in process, so a redirect needs no database round trip.
 
-Decision: a bounded LRU (default 200,000 entries), not every link. A compiled entry costs
-roughly 0.6–1 KB with its strings and pre-serialized click fragment, so holding 1,000,000 links
+Decision: a bounded LRU (default 50,000 entries), not every link. A compiled entry costs
+roughly 0.9 KB with its strings and pre-serialized click fragment, so holding 1,000,000 links
 would alone take most of the 300 MB budget; an LRU keeps memory flat whatever the link count,
 and a miss costs one indexed primary-key-style lookup in a worker thread (the event loop keeps
 serving hits meanwhile). Hot links — the ones that matter for throughput — stay resident.
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -35,7 +37,7 @@ from liebian.links.models import Link, LiveCode
 KIND_LINK: Final = 0
 KIND_LIVE_CODE: Final = 1
 
-DEFAULT_CAPACITY: Final = 200_000
+DEFAULT_CAPACITY: Final = 50_000
 DEFAULT_TTL: Final = 300.0
 NEGATIVE_TTL: Final = 5.0
 NEGATIVE_CAPACITY: Final = 50_000
@@ -140,7 +142,8 @@ def compile_link(row: Mapping[str, Any]) -> Entry:
     e = Entry()
     e.kind = KIND_LINK
     e.id = row["id"]
-    e.workspace_id = row["workspace_id"]
+    # Thousands of links share a handful of workspaces: one string each, not one per link.
+    e.workspace_id = sys.intern(row["workspace_id"])
     e.dest = compile_destination(row["url"], utm)
     e.ios = compile_destination(row["ios_url"], utm) if row["ios_url"] else None
     e.android = compile_destination(row["android_url"], utm) if row["android_url"] else None
@@ -232,12 +235,24 @@ class SlugLoader:
         self._live_sql = str(live_stmt.compile(dialect=dialect))
         self._names = [c.key for c in _LINK_COLUMNS]
         self._positional = dialect.positional
+        self._local = threading.local()
 
     def _params(self, slug: str) -> Any:
         return (slug,) if self._positional else {"slug_1": slug}
 
+    def _connection(self) -> Any:
+        # SQLite: one long-lived connection per loader thread; the engine's NullPool would
+        # otherwise open a file and run four PRAGMAs for every miss. Server databases: the pool.
+        if self.engine.dialect.name != "sqlite":
+            return self.engine.raw_connection()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.engine.raw_connection()
+            self._local.conn = conn
+        return conn
+
     def load(self, slug: str) -> Entry | None:
-        conn = self.engine.raw_connection()
+        conn = self._connection()
         try:
             cur = conn.cursor()
             cur.execute(self._link_sql, self._params(slug))
@@ -249,8 +264,13 @@ class SlugLoader:
             if live is not None:
                 return compile_live_code(live[0], live[1])
             return None
-        finally:
+        except BaseException:
+            self._local.conn = None  # a broken connection is not reused
             conn.close()
+            raise
+        finally:
+            if self.engine.dialect.name != "sqlite":
+                conn.close()
 
 
 class LinkCache:
