@@ -46,13 +46,19 @@ DISTRIBUTION = {
 }
 
 
-def create(client: Any, headers: dict[str, str], type_: str, config: dict[str, Any], name: str = "活动") -> str:
-    resp = client.post("/api/v1/campaigns", json={"type": type_, "name": name, "config": config}, headers=headers)
+def create(
+    client: Any, headers: dict[str, str], type_: str, config: dict[str, Any], name: str = "活动"
+) -> str:
+    resp = client.post(
+        "/api/v1/campaigns", json={"type": type_, "name": name, "config": config}, headers=headers
+    )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["id"])
 
 
-def join(client: Any, headers: dict[str, str], campaign_id: str, external_id: str, **extra: Any) -> Any:
+def join(
+    client: Any, headers: dict[str, str], campaign_id: str, external_id: str, **extra: Any
+) -> Any:
     return client.post(
         f"/api/v1/campaigns/{campaign_id}/participants",
         json={"external_id": external_id, **extra},

@@ -17,28 +17,63 @@ def test_create_get_list_patch(client: Any, owner: dict[str, str]) -> None:
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     # Joining a paused campaign is refused.
     assert join(client, owner, cid, "u1").status_code == 409
-    assert client.patch(f"/api/v1/campaigns/{cid}", json={"status": "ended"}, headers=owner).status_code == 200
+    assert (
+        client.patch(
+            f"/api/v1/campaigns/{cid}", json={"status": "ended"}, headers=owner
+        ).status_code
+        == 200
+    )
     again = client.patch(f"/api/v1/campaigns/{cid}", json={"status": "active"}, headers=owner)
     assert again.status_code == 409
 
 
 def test_bad_configs_are_422_and_write_nothing(client: Any, owner: dict[str, str]) -> None:
     third = {**DISTRIBUTION, "levels": [{"rate_bp": 100}, {"rate_bp": 100}, {"rate_bp": 100}]}
-    resp = client.post("/api/v1/campaigns", json={"type": "distribution", "name": "x", "config": third}, headers=owner)
+    resp = client.post(
+        "/api/v1/campaigns",
+        json={"type": "distribution", "name": "x", "config": third},
+        headers=owner,
+    )
     assert resp.status_code == 422
     assert "2 commission levels" in resp.text
     negative = {**INVITE, "invitee_reward": {"kind": "coupon", "name": "x", "amount": -5}}
-    assert client.post("/api/v1/campaigns", json={"type": "invite", "name": "x", "config": negative}, headers=owner).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/campaigns",
+            json={"type": "invite", "name": "x", "config": negative},
+            headers=owner,
+        ).status_code
+        == 422
+    )
     huge = {**INVITE, "invitee_reward": {"kind": "cash", "name": "x", "amount": 10**12}}
-    assert client.post("/api/v1/campaigns", json={"type": "invite", "name": "x", "config": huge}, headers=owner).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/campaigns", json={"type": "invite", "name": "x", "config": huge}, headers=owner
+        ).status_code
+        == 422
+    )
     fee = {**DISTRIBUTION, "entry_fee": 9900}
-    assert client.post("/api/v1/campaigns", json={"type": "distribution", "name": "x", "config": fee}, headers=owner).status_code == 422
-    assert client.post("/api/v1/campaigns", json={"type": "pyramid", "name": "x", "config": {}}, headers=owner).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/campaigns",
+            json={"type": "distribution", "name": "x", "config": fee},
+            headers=owner,
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/api/v1/campaigns", json={"type": "pyramid", "name": "x", "config": {}}, headers=owner
+        ).status_code
+        == 422
+    )
     assert client.get("/api/v1/campaigns", headers=owner).json()["items"] == []
 
 
 def test_from_template_and_unknown_template(client: Any, owner: dict[str, str]) -> None:
-    resp = client.post("/api/v1/campaigns/from-template", json={"template": "ecom_group_buy_3"}, headers=owner)
+    resp = client.post(
+        "/api/v1/campaigns/from-template", json={"template": "ecom_group_buy_3"}, headers=owner
+    )
     assert resp.status_code == 201, resp.text
     assert resp.json()["type"] == "group_buy" and resp.json()["template"] == "ecom_group_buy_3"
     custom = client.post(
@@ -52,7 +87,8 @@ def test_from_template_and_unknown_template(client: Any, owner: dict[str, str]) 
     assert bad.status_code in (404, 422)
     assert "edu_invite_trial_class" in bad.json()["error"]["details"]["known"]
     bad_override = client.post(
-        "/api/v1/campaigns/from-template", json={"template": "ecom_group_buy_3", "overrides": {"original_price": -1}},
+        "/api/v1/campaigns/from-template",
+        json={"template": "ecom_group_buy_3", "overrides": {"original_price": -1}},
         headers=owner,
     )
     assert bad_override.status_code == 422
@@ -78,9 +114,19 @@ def test_join_is_idempotent_and_records_referral(client: Any, owner: dict[str, s
     assert body["invite_url"] == f"http://sho.rt/p/{cid}/{body['invite_code']}"
     again = join(client, owner, cid, "alice")
     assert again.status_code == 200 and again.json()["participant_id"] == body["participant_id"]
-    bob = join(client, owner, cid, "bob", referrer_code=body["invite_code"], visitor_id="v-bob", ip="10.0.0.2")
+    bob = join(
+        client,
+        owner,
+        cid,
+        "bob",
+        referrer_code=body["invite_code"],
+        visitor_id="v-bob",
+        ip="10.0.0.2",
+    )
     assert bob.status_code == 201
-    items = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()["items"]
+    items = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()[
+        "items"
+    ]
     assert len(items) == 1
     ref = items[0]
     assert ref["referrer"]["external_id"] == "alice" and ref["referee"]["external_id"] == "bob"
@@ -102,7 +148,10 @@ def test_self_referral_and_unknown_code(client: Any, owner: dict[str, str]) -> N
     assert join(client, owner, cid, "carol", referrer_code="zzzzzzzz").status_code == 422
     # Nothing half-written: carol was not created as a participant.
     assert join(client, owner, cid, "carol").status_code == 201
-    assert client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()["items"] == []
+    assert (
+        client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()["items"]
+        == []
+    )
 
 
 def test_bad_phone_is_422_and_nothing_written(client: Any, owner: dict[str, str]) -> None:
@@ -111,13 +160,27 @@ def test_bad_phone_is_422_and_nothing_written(client: Any, owner: dict[str, str]
     assert client.get("/api/v1/contacts/dave", headers=owner).status_code == 404
 
 
-def test_same_device_referral_is_blocked_and_review_can_approve(client: Any, owner: dict[str, str]) -> None:
+def test_same_device_referral_is_blocked_and_review_can_approve(
+    client: Any, owner: dict[str, str]
+) -> None:
     cid = create(client, owner, "invite", INVITE)
-    code = join(client, owner, cid, "alice", visitor_id="dev-1", email="Alice.Smith+x@gmail.com").json()["invite_code"]
+    code = join(
+        client, owner, cid, "alice", visitor_id="dev-1", email="Alice.Smith+x@gmail.com"
+    ).json()["invite_code"]
     # Same browser and same Gmail mailbox (dots/+tags ignored): strong identity evidence.
-    resp = join(client, owner, cid, "alice2", referrer_code=code, visitor_id="dev-1", email="alicesmith@gmail.com")
+    resp = join(
+        client,
+        owner,
+        cid,
+        "alice2",
+        referrer_code=code,
+        visitor_id="dev-1",
+        email="alicesmith@gmail.com",
+    )
     assert resp.status_code == 201
-    ref = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()["items"][0]
+    ref = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()[
+        "items"
+    ][0]
     assert ref["status"] == "blocked"
     assert {r["code"] for r in ref["risk_reasons"]} >= {"same_visitor", "same_email"}
     assert rewards(client, owner, campaign_id=cid, external_id="alice") == []
@@ -132,7 +195,9 @@ def test_same_device_referral_is_blocked_and_review_can_approve(client: Any, own
     assert statuses == {"reversed"}
 
 
-def test_held_referral_waits_in_queue_and_reject_reverses(client: Any, owner: dict[str, str]) -> None:
+def test_held_referral_waits_in_queue_and_reject_reverses(
+    client: Any, owner: dict[str, str]
+) -> None:
     config = {**INVITE, "risk": {"mode": "review", "hold_at": 40, "block_at": 80}}
     cid = create(client, owner, "invite", config)
     code = join(client, owner, cid, "alice", phone="13800138000").json()["invite_code"]
@@ -149,9 +214,22 @@ def test_held_referral_waits_in_queue_and_reject_reverses(client: Any, owner: di
 
 def test_shared_office_ip_alone_does_not_hold(client: Any, owner: dict[str, str]) -> None:
     cid = create(client, owner, "invite", INVITE)
-    code = join(client, owner, cid, "alice", ip="203.0.113.7", user_agent="UA-alice", visitor_id="va").json()["invite_code"]
-    join(client, owner, cid, "bob", referrer_code=code, ip="203.0.113.7", user_agent="UA-bob", visitor_id="vb")
-    ref = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()["items"][0]
+    code = join(
+        client, owner, cid, "alice", ip="203.0.113.7", user_agent="UA-alice", visitor_id="va"
+    ).json()["invite_code"]
+    join(
+        client,
+        owner,
+        cid,
+        "bob",
+        referrer_code=code,
+        ip="203.0.113.7",
+        user_agent="UA-bob",
+        visitor_id="vb",
+    )
+    ref = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()[
+        "items"
+    ][0]
     assert ref["status"] == "approved"
     assert [r["code"] for r in ref["risk_reasons"]] == ["same_ip"]
 
@@ -164,26 +242,40 @@ def test_tiers_cap_stock_and_leaderboard(client: Any, owner: dict[str, str]) -> 
         join(client, owner, cid, f"friend{i}", referrer_code=code, visitor_id=f"v{i}")
     alice = rewards(client, owner, campaign_id=cid, external_id="alice")
     # Tier 1 (coupon) and tier 3 (gift) once each; stock 2 allows exactly those.
-    assert sorted((r["kind"], r["status"]) for r in alice) == [("coupon", "issued"), ("gift", "issued")]
+    assert sorted((r["kind"], r["status"]) for r in alice) == [
+        ("coupon", "issued"),
+        ("gift", "issued"),
+    ]
     board = client.get(f"/api/v1/campaigns/{cid}/leaderboard", headers=owner).json()["items"]
     assert board[0]["external_id"] == "alice" and board[0]["invites"] == 4
 
 
 def test_workspace_isolation(client: Any, owner: dict[str, str], runtime: Any) -> None:
-    from conftest import make_key
+    from testkit import make_key
 
     cid = create(client, owner, "invite", INVITE)
     _, other = make_key(runtime, "owner")
     assert client.get(f"/api/v1/campaigns/{cid}", headers=other).status_code == 404
     assert join(client, other, cid, "x").status_code == 404
-    assert client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=other).json()["items"] == []
+    assert (
+        client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=other).json()["items"]
+        == []
+    )
 
 
 def test_contact_pii_masked_for_analyst(client: Any, owner: dict[str, str], runtime: Any) -> None:
-    from conftest import make_key
+    from testkit import make_key
 
     cid = create(client, owner, "invite", INVITE)
-    join(client, owner, cid, "alice", phone="13812341234", email="alice@example.com", nickname="王小明")
+    join(
+        client,
+        owner,
+        cid,
+        "alice",
+        phone="13812341234",
+        email="alice@example.com",
+        nickname="王小明",
+    )
     full = client.get("/api/v1/contacts/alice", headers=owner).json()
     assert full["phone"] == "13812341234" and full["email"] == "alice@example.com"
     ws = client.get("/api/v1/campaigns", headers=owner)

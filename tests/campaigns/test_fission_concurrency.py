@@ -24,17 +24,23 @@ def _post(url: str, headers: dict[str, str], body: dict[str, Any]) -> httpx.Resp
 
 
 def _campaign(server: str, owner: dict[str, str], type_: str, config: dict[str, Any]) -> str:
-    resp = _post(f"{server}/api/v1/campaigns", owner, {"type": type_, "name": "并发", "config": config})
+    resp = _post(
+        f"{server}/api/v1/campaigns", owner, {"type": type_, "name": "并发", "config": config}
+    )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["id"])
 
 
 def test_group_never_overfills(server: str, owner: dict[str, str]) -> None:
     cid = _campaign(server, owner, "group_buy", GROUP_BUY)
-    group = _post(f"{server}/api/v1/campaigns/{cid}/groups", owner, {"leader_external_id": "leader"}).json()
+    group = _post(
+        f"{server}/api/v1/campaigns/{cid}/groups", owner, {"leader_external_id": "leader"}
+    ).json()
     gid = group["group_id"]
     # The leader holds one of the 5 seats; 30 people race for the other 4.
-    results = hammer(30, lambda i: _post(f"{server}/api/v1/groups/{gid}/join", owner, {"external_id": f"u{i}"}))
+    results = hammer(
+        30, lambda i: _post(f"{server}/api/v1/groups/{gid}/join", owner, {"external_id": f"u{i}"})
+    )
     codes = sorted(r.status_code for r in results)
     assert codes.count(200) == 4, codes
     assert codes.count(409) == 26, codes
@@ -49,8 +55,12 @@ def test_group_never_overfills(server: str, owner: dict[str, str]) -> None:
 
 def test_same_helper_helps_once(server: str, owner: dict[str, str]) -> None:
     cid = _campaign(server, owner, "assist", ASSIST_UNLOCK)
-    aid = _post(f"{server}/api/v1/campaigns/{cid}/assists", owner, {"external_id": "owner"}).json()["assist_id"]
-    results = hammer(20, lambda i: _post(f"{server}/api/v1/assists/{aid}/help", owner, {"external_id": "helper"}))
+    aid = _post(f"{server}/api/v1/campaigns/{cid}/assists", owner, {"external_id": "owner"}).json()[
+        "assist_id"
+    ]
+    results = hammer(
+        20, lambda i: _post(f"{server}/api/v1/assists/{aid}/help", owner, {"external_id": "helper"})
+    )
     codes = sorted(r.status_code for r in results)
     assert codes.count(200) == 1 and codes.count(409) == 19, codes
     with httpx.Client() as http:
@@ -58,10 +68,16 @@ def test_same_helper_helps_once(server: str, owner: dict[str, str]) -> None:
     assert final["helpers_count"] == 1 and len(final["helpers"]) == 1
 
 
-def test_bargain_reaches_floor_exactly_under_concurrency(server: str, owner: dict[str, str]) -> None:
+def test_bargain_reaches_floor_exactly_under_concurrency(
+    server: str, owner: dict[str, str]
+) -> None:
     cid = _campaign(server, owner, "assist", BARGAIN)
-    aid = _post(f"{server}/api/v1/campaigns/{cid}/assists", owner, {"external_id": "owner"}).json()["assist_id"]
-    results = hammer(12, lambda i: _post(f"{server}/api/v1/assists/{aid}/help", owner, {"external_id": f"h{i}"}))
+    aid = _post(f"{server}/api/v1/campaigns/{cid}/assists", owner, {"external_id": "owner"}).json()[
+        "assist_id"
+    ]
+    results = hammer(
+        12, lambda i: _post(f"{server}/api/v1/assists/{aid}/help", owner, {"external_id": f"h{i}"})
+    )
     assert sum(r.status_code == 200 for r in results) == 5
     assert all(r.status_code in (200, 409) for r in results)
     with httpx.Client() as http:
@@ -79,7 +95,9 @@ def test_duplicate_reward_issue_calls_issue_once(server: str, owner: dict[str, s
     assert sum(r.status_code == 201 for r in results) == 1
     assert len({r.json()["id"] for r in results}) == 1
     with httpx.Client() as http:
-        items = http.get(f"{server}/api/v1/rewards", params={"external_id": "winner"}, headers=owner).json()["items"]
+        items = http.get(
+            f"{server}/api/v1/rewards", params={"external_id": "winner"}, headers=owner
+        ).json()["items"]
     assert len(items) == 1 and items[0]["status"] == "issued"
 
 

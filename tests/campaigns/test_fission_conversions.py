@@ -15,7 +15,9 @@ from liebian.kit.errors import Invalid
 from liebian.rewards import service as ledger
 
 
-def _convert(runtime: Any, ws: str, user: str, event: str, event_id: str, revenue: int = 0, **props: Any) -> None:
+def _convert(
+    runtime: Any, ws: str, user: str, event: str, event_id: str, revenue: int = 0, **props: Any
+) -> None:
     ts = props.pop("ts", None) or utcnow()
     with session_scope(runtime.sessions) as session:
         apply_conversion(
@@ -27,13 +29,23 @@ def _convert(runtime: Any, ws: str, user: str, event: str, event_id: str, revenu
 def _chain(client: Any, owner: dict[str, str], cid: str, names: list[str]) -> None:
     code = None
     for i, name in enumerate(names):
-        resp = join(client, owner, cid, name, referrer_code=code, visitor_id=f"v-{name}", ip=f"10.0.0.{i + 1}")
+        resp = join(
+            client,
+            owner,
+            cid,
+            name,
+            referrer_code=code,
+            visitor_id=f"v-{name}",
+            ip=f"10.0.0.{i + 1}",
+        )
         assert resp.status_code == 201, resp.text
         code = resp.json()["invite_code"]
 
 
 def _amounts(client: Any, owner: dict[str, str], cid: str, who: str) -> list[tuple[int, str]]:
-    return sorted((r["amount"], r["status"]) for r in rewards(client, owner, campaign_id=cid, external_id=who))
+    return sorted(
+        (r["amount"], r["status"]) for r in rewards(client, owner, campaign_id=cid, external_id=who)
+    )
 
 
 def test_two_levels_only_and_idempotent(client: Any, owner: dict[str, str], runtime: Any) -> None:
@@ -48,7 +60,9 @@ def test_two_levels_only_and_idempotent(client: Any, owner: dict[str, str], runt
     assert _amounts(client, owner, cid, "d") == []  # no commission on your own purchase
 
 
-def test_commission_waits_for_refund_window_then_settles(client: Any, owner: dict[str, str], runtime: Any) -> None:
+def test_commission_waits_for_refund_window_then_settles(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
     cid = create(client, owner, "distribution", DISTRIBUTION)
     ws = workspace_id(client, owner)
     _chain(client, owner, cid, ["a", "b"])
@@ -74,9 +88,17 @@ def test_partial_then_full_refund(client: Any, owner: dict[str, str], runtime: A
     with session_scope(runtime.sessions) as session:
         ledger.settle(session, utcnow() + timedelta(days=8))
     _convert(runtime, ws, "c", "refund", "evt-3", 0, order_id="o-1")
-    assert _amounts(client, owner, cid, "b") == [(-600, "issued"), (600, "issued"), (1_000, "reversed")]
-    bal = client.get("/api/v1/rewards/balances", params={"external_id": "b"}, headers=owner).json()["balances"]
-    assert bal == [{"kind": "cash", "currency": "CNY", "pending": 0, "approved": 0, "issued": 0, "total": 0}]
+    assert _amounts(client, owner, cid, "b") == [
+        (-600, "issued"),
+        (600, "issued"),
+        (1_000, "reversed"),
+    ]
+    bal = client.get("/api/v1/rewards/balances", params={"external_id": "b"}, headers=owner).json()[
+        "balances"
+    ]
+    assert bal == [
+        {"kind": "cash", "currency": "CNY", "pending": 0, "approved": 0, "issued": 0, "total": 0}
+    ]
 
 
 def test_first_touch_binding_lock(client: Any, owner: dict[str, str], runtime: Any) -> None:
@@ -112,10 +134,22 @@ def test_qualifying_actions_and_leaving(client: Any, owner: dict[str, str], runt
     assert rewards(client, owner, campaign_id=cid) == []  # wrong qualifying action
     _convert(runtime, ws, "bob", "purchase", "p-1", 5_000, order_id="o-1")
     assert _amounts(client, owner, cid, "alice") == [(500, "issued")]
-    ref = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()["items"][0]
+    ref = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()[
+        "items"
+    ][0]
     assert ref["qualified"] is True
 
-    grp = create(client, owner, "invite", {**INVITE, "qualifying_action": "join_group", "invitee_reward": None, "reward_delay_days": 3})
+    grp = create(
+        client,
+        owner,
+        "invite",
+        {
+            **INVITE,
+            "qualifying_action": "join_group",
+            "invitee_reward": None,
+            "reward_delay_days": 3,
+        },
+    )
     code = join(client, owner, grp, "carol").json()["invite_code"]
     join(client, owner, grp, "dan", referrer_code=code, visitor_id="vd")
     _convert(runtime, ws, "dan", "join_group", "j-1")
@@ -132,3 +166,28 @@ def test_bad_revenue_and_unknown_events(runtime: Any, client: Any, owner: dict[s
         _convert(runtime, ws, "x", "purchase", "e-big", 10**12)
     _convert(runtime, ws, "x", "page_view", "e-pv")  # ignored, nothing written
     assert client.get("/api/v1/contacts/x", headers=owner).status_code == 404
+
+
+def test_commission_of_held_referral_waits_for_review(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    config = {**DISTRIBUTION, "risk": {"mode": "review", "hold_at": 40, "block_at": 80}}
+    cid = create(client, owner, "distribution", config)
+    ws = workspace_id(client, owner)
+    code = join(client, owner, cid, "a", phone="13900001111").json()["invite_code"]
+    join(client, owner, cid, "b", referrer_code=code, phone="139 0000 1111")
+    ref = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()[
+        "items"
+    ][0]
+    assert ref["status"] == "held"
+    _convert(runtime, ws, "b", "purchase", "evt-1", 10_000, order_id="o-1")
+    later = utcnow() + timedelta(days=8)
+    with session_scope(runtime.sessions) as session:
+        assert ledger.settle(session, later).approved == 0
+    assert _amounts(client, owner, cid, "a") == [(1_000, "pending")]
+    assert (
+        client.post(f"/api/v1/risk/reviews/{ref['id']}/approve", headers=owner).status_code == 200
+    )
+    with session_scope(runtime.sessions) as session:
+        assert ledger.settle(session, later).issued == 1
+    assert _amounts(client, owner, cid, "a") == [(1_000, "issued")]

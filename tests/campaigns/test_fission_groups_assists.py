@@ -10,7 +10,9 @@ from liebian.kit.db import session_scope
 
 
 def _open(client: Any, owner: dict[str, str], cid: str, leader: str = "leader") -> str:
-    resp = client.post(f"/api/v1/campaigns/{cid}/groups", json={"leader_external_id": leader}, headers=owner)
+    resp = client.post(
+        f"/api/v1/campaigns/{cid}/groups", json={"leader_external_id": leader}, headers=owner
+    )
     assert resp.status_code == 201, resp.text
     assert resp.json()["share_url"].endswith(f"/g/{resp.json()['group_id']}")
     return str(resp.json()["group_id"])
@@ -40,14 +42,22 @@ def test_group_fills_succeeds_and_pays_leader(client: Any, owner: dict[str, str]
 def test_unknown_group_and_bad_size(client: Any, owner: dict[str, str]) -> None:
     cid = create(client, owner, "group_buy", GROUP_BUY)
     assert _join(client, owner, "grp_01JAAAAAAAAAAAAAAAAAAAAAAA", "x").status_code == 404
-    resp = client.post(f"/api/v1/campaigns/{cid}/groups", json={"leader_external_id": "l", "size": 7}, headers=owner)
+    resp = client.post(
+        f"/api/v1/campaigns/{cid}/groups",
+        json={"leader_external_id": "l", "size": 7},
+        headers=owner,
+    )
     assert resp.status_code == 422
     invite = create(client, owner, "assist", ASSIST_UNLOCK)
-    wrong = client.post(f"/api/v1/campaigns/{invite}/groups", json={"leader_external_id": "l"}, headers=owner)
+    wrong = client.post(
+        f"/api/v1/campaigns/{invite}/groups", json={"leader_external_id": "l"}, headers=owner
+    )
     assert wrong.status_code == 409
 
 
-def test_expired_group_refuses_joins_and_job_voids_orders(client: Any, owner: dict[str, str], runtime: Any) -> None:
+def test_expired_group_refuses_joins_and_job_voids_orders(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
     from liebian.campaigns import groups
     from liebian.campaigns.models import CampaignEvent, GroupMember
 
@@ -56,7 +66,9 @@ def test_expired_group_refuses_joins_and_job_voids_orders(client: Any, owner: di
     past = utcnow() - timedelta(hours=30)
     with session_scope(runtime.sessions) as session:
         group = groups.open_group(session, runtime.cipher, ws, cid, "leader", now=past)
-        groups.join_group(session, runtime.cipher, ws, group.id, "early", now=past + timedelta(hours=1))
+        groups.join_group(
+            session, runtime.cipher, ws, group.id, "early", now=past + timedelta(hours=1)
+        )
         gid = group.id
     resp = _join(client, owner, gid, "late")
     assert resp.status_code == 409 and resp.json()["error"]["code"] == "group_expired"
@@ -80,13 +92,17 @@ def test_expired_group_refuses_joins_and_job_voids_orders(client: Any, owner: di
 
 
 def _assist(client: Any, owner: dict[str, str], cid: str, who: str = "owner", **extra: Any) -> str:
-    resp = client.post(f"/api/v1/campaigns/{cid}/assists", json={"external_id": who, **extra}, headers=owner)
+    resp = client.post(
+        f"/api/v1/campaigns/{cid}/assists", json={"external_id": who, **extra}, headers=owner
+    )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["assist_id"])
 
 
 def _help(client: Any, owner: dict[str, str], aid: str, who: str, **extra: Any) -> Any:
-    return client.post(f"/api/v1/assists/{aid}/help", json={"external_id": who, **extra}, headers=owner)
+    return client.post(
+        f"/api/v1/assists/{aid}/help", json={"external_id": who, **extra}, headers=owner
+    )
 
 
 def test_assist_unlock_flow_and_refusals(client: Any, owner: dict[str, str]) -> None:
@@ -105,10 +121,21 @@ def test_assist_unlock_flow_and_refusals(client: Any, owner: dict[str, str]) -> 
     assert last.status_code == 200 and last.json()["unlocked"] is True
     assert _help(client, owner, aid, "h4").status_code == 409
     view = client.get(f"/api/v1/assists/{aid}", headers=owner).json()
-    assert view["status"] == "unlocked" and [h["external_id"] for h in view["helpers"]] == ["h1", "h2", "h3"]
+    assert view["status"] == "unlocked" and [h["external_id"] for h in view["helpers"]] == [
+        "h1",
+        "h2",
+        "h3",
+    ]
     got = rewards(client, owner, campaign_id=cid, external_id="owner")
     assert [(r["kind"], r["status"]) for r in got] == [("gift", "issued")]
-    assert client.post("/api/v1/assists/ast_01JAAAAAAAAAAAAAAAAAAAAAAA/help", json={"external_id": "x"}, headers=owner).status_code == 404
+    assert (
+        client.post(
+            "/api/v1/assists/ast_01JAAAAAAAAAAAAAAAAAAAAAAA/help",
+            json={"external_id": "x"},
+            headers=owner,
+        ).status_code
+        == 404
+    )
 
 
 def test_bargain_cuts_reach_floor_at_last_helper(client: Any, owner: dict[str, str]) -> None:
