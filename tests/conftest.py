@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 
 from liebian.app.runtime import Runtime
 from liebian.kit.settings import Settings
+from testkit import TEST_SECRET
 
-TEST_SECRET = "11" * 32
 PG_URL = os.environ.get("LIEBIAN_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
@@ -115,17 +115,3 @@ def owner(runtime: Runtime) -> dict[str, str]:
     with session_scope(runtime.sessions) as session:
         _ws, key = bootstrap(session, "测试工作区")
     return {"Authorization": f"Bearer {key}"}
-
-
-def make_key(
-    runtime: Runtime, role: str, workspace_id: str | None = None
-) -> tuple[str, dict[str, str]]:
-    """A key of ``role`` in a new (or the given) workspace: (workspace_id, headers)."""
-    from liebian.kit.auth import Role
-    from liebian.kit.db import session_scope
-    from liebian.workspaces.service import create_api_key, create_workspace
-
-    with session_scope(runtime.sessions) as session:
-        ws_id = workspace_id or create_workspace(session, "another").id
-        _key, plaintext = create_api_key(session, ws_id, Role(role))
-    return ws_id, {"Authorization": f"Bearer {plaintext}"}

@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from conftest import make_key
+from testkit import make_key
 
 # Asia/Shanghai local times (+08:00).
 FIXTURE = [

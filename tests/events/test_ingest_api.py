@@ -4,7 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conftest import make_key
+from testkit import make_key
 
 
 def _post(client: Any, headers: dict[str, str], body: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TEST_SECRET, make_key
+from testkit import TEST_SECRET, make_key
 from liebian.app.runtime import Runtime
 from liebian.kit.settings import Settings
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make_key
+from testkit import make_key
 
 
 def _create(client: Any, headers: dict[str, str], **body: Any) -> Any:

@@ -14,7 +14,7 @@ import segno
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import make_key
+from testkit import make_key
 from liebian.app.runtime import Runtime
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope

@@ -8,7 +8,7 @@ from typing import Any
 import zxingcpp
 from PIL import Image
 
-from conftest import make_key
+from testkit import make_key
 from liebian.app.runtime import Runtime
 
 

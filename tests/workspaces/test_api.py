@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import make_key
+from testkit import make_key
 
 
 def test_owner_key_reads_its_workspace(client: Any, owner: dict[str, str]) -> None:
