@@ -264,7 +264,6 @@ def test_workspace_isolation(client: Any, owner: dict[str, str], runtime: Any) -
 
 
 def test_contact_pii_masked_for_analyst(client: Any, owner: dict[str, str], runtime: Any) -> None:
-    from testkit import make_key
 
     cid = create(client, owner, "invite", INVITE)
     join(

@@ -467,3 +467,38 @@ def get_assist(
 ) -> dict[str, Any]:
     assist = assists.get_assist(session, principal.workspace_id, assist_id)
     return assist_out(session, assist, _base(session, principal, runtime))
+
+
+@router.get("/campaigns/{campaign_id}/participants/{participant_id}/poster.png")
+def poster(
+    campaign_id: str,
+    participant_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """The participant's poster: campaign copy, their nickname, and a QR of their invite link.
+    Text is drawn as text (never markup), so nothing a participant typed can alter it."""
+    from liebian.campaigns.poster import PosterContent, PosterTemplate, render_poster
+    from liebian.campaigns.schemas import PosterConfig
+
+    participant = _participant(session, principal, campaign_id, participant_id)
+    campaign = service.get(session, principal.workspace_id, campaign_id)
+    config = service.config_of(campaign)
+    contact = session.get(Contact, participant.contact_id)
+    if isinstance(config, PosterConfig):
+        template = PosterTemplate(
+            width=config.width, height=config.height, background_color=config.background_color,
+            gradient_to=config.gradient_to, text_color=config.text_color,
+        )  # fmt: skip
+        headline, body_text = config.headline, config.body or campaign.share_text
+    else:
+        template, headline, body_text = PosterTemplate(), campaign.name[:40], campaign.share_text
+    url = participant_out(participant, _base(session, principal, runtime))["invite_url"]
+    nickname = runtime.cipher.decrypt(contact.nickname_enc) if contact else None
+    png = render_poster(
+        template,
+        PosterContent(url=url, headline=headline, body=body_text, nickname=nickname),
+        font_path=runtime.settings.poster_font or None,
+    )
+    return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300"})
