@@ -254,16 +254,21 @@ class SlugLoader:
     def load(self, slug: str) -> Entry | None:
         conn = self._connection()
         try:
+            # fetchall + close: an unfinished statement would keep SQLite's read snapshot open
+            # on the reused connection, and later loads would not see newer links.
             cur = conn.cursor()
-            cur.execute(self._link_sql, self._params(slug))
-            row = cur.fetchone()
-            if row is not None:
-                return compile_link(dict(zip(self._names, row, strict=True)))
-            cur.execute(self._live_sql, self._params(slug))
-            live = cur.fetchone()
-            if live is not None:
-                return compile_live_code(live[0], live[1])
-            return None
+            try:
+                cur.execute(self._link_sql, self._params(slug))
+                rows = cur.fetchall()
+                if rows:
+                    return compile_link(dict(zip(self._names, rows[0], strict=True)))
+                cur.execute(self._live_sql, self._params(slug))
+                live = cur.fetchall()
+                if live:
+                    return compile_live_code(live[0][0], live[0][1])
+                return None
+            finally:
+                cur.close()
         except BaseException:
             self._local.conn = None  # a broken connection is not reused
             conn.close()
