@@ -47,6 +47,10 @@ def wire(runtime: Runtime) -> list[Component]:
 
     runtime.extras["routers"] += routers()
     runtime.extras["page_routers"] += page_routers()
+    # Operator console (/admin): HTML shells that call the JSON API above.
+    from liebian.web.console import router as console_router
+
+    runtime.extras["page_routers"].append(console_router)
     key_cache = KeyCache()
     runtime.extras["key_cache"] = key_cache
     runtime.bus.subscribe(REVOKED_TOPIC, key_cache.clear)

@@ -1,0 +1,653 @@
+// liebian operator console. Vanilla JS, no build step, no framework.
+// Every value from the API reaches the page through textContent or setAttribute (never
+// innerHTML), so a link title like "<img onerror=…>" is shown as text.
+"use strict";
+(() => {
+  const KEY = "liebian.apiKey"; // sessionStorage: gone when the tab closes
+  const WS = "liebian.workspace";
+  const $ = (sel, root = document) => root.querySelector(sel);
+
+  // ---- DOM helpers ------------------------------------------------------------------------
+  function h(tag, props, ...kids) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v == null || v === false) continue;
+      if (k === "text") node.textContent = String(v);
+      else if (k === "class") node.className = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const kid of kids.flat()) {
+      if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
+    }
+    return node;
+  }
+  // Only http(s) becomes a clickable href: a stored "javascript:" URL must never run.
+  function safeHref(url) {
+    try {
+      const u = new URL(url, location.href);
+      return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+    } catch (_) { return null; }
+  }
+  const extLink = (url, text) => {
+    const href = safeHref(url);
+    return href ? h("a", { href, target: "_blank", rel: "noopener noreferrer", text: text || url }) : h("span", { text: url });
+  };
+  const badge = (text, kind) => h("span", { class: "badge " + kind, text });
+  const dash = (v) => (v == null || v === "" ? "—" : String(v));
+
+  // ---- workspace, time and numbers --------------------------------------------------------
+  function workspace() {
+    try { return JSON.parse(sessionStorage.getItem(WS) || "{}"); } catch (_) { return {}; }
+  }
+  const tz = () => workspace().timezone || "Asia/Shanghai";
+  function fmtTime(iso) {
+    if (!iso) return "—";
+    const d = new Date(iso);
+    if (isNaN(d)) return String(iso);
+    try {
+      return new Intl.DateTimeFormat("zh-CN", { timeZone: tz(), year: "numeric", month: "2-digit",
+        day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false }).format(d);
+    } catch (_) { return d.toLocaleString("zh-CN"); }
+  }
+  // 'YYYY-MM-DD' of an instant in the workspace time zone (en-CA formats dates that way).
+  const localDate = (d) => new Intl.DateTimeFormat("en-CA", { timeZone: tz() }).format(d);
+  // <input type=datetime-local> is the browser's local time; the API wants an instant.
+  const isoFromLocal = (v) => (v ? new Date(v).toISOString() : null);
+  const pct = (x) => (x == null ? "—" : (x * 100).toFixed(1) + "%");
+  const yuan = (fen) => (fen == null ? "—" : "¥" + (fen / 100).toFixed(2));
+  const num = (n) => (n == null ? "—" : Number(n).toLocaleString("zh-CN"));
+
+  // ---- API --------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, code, message, details) {
+      super(message);
+      Object.assign(this, { status, code, details });
+    }
+  }
+  async function api(method, path, opts = {}) {
+    const headers = { Authorization: "Bearer " + (opts.key || sessionStorage.getItem(KEY) || "") };
+    let body;
+    if (opts.json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      body = JSON.stringify(opts.json);
+    } else if (opts.body !== undefined) {
+      body = opts.body;
+      if (opts.type) headers["Content-Type"] = opts.type;
+    }
+    let resp;
+    try {
+      resp = await fetch(path, { method, headers, body, cache: "no-store" });
+    } catch (_) {
+      throw new ApiError(0, "network", "无法连接服务器，请检查网络后重试。", null);
+    }
+    if (resp.status === 401 && !opts.key) {
+      // The key was revoked or the tab lost it: back to sign-in, then return here.
+      signOut(location.pathname);
+      throw new ApiError(401, "unauthorized", "登录已失效，请重新登录。", null);
+    }
+    if (!resp.ok) {
+      let err = {};
+      try { err = (await resp.json()).error || {}; } catch (_) { /* not JSON */ }
+      throw new ApiError(resp.status, err.code || "http_" + resp.status, err.message || resp.statusText, err.details);
+    }
+    if (opts.raw) return resp;
+    return resp.status === 204 ? null : resp.json();
+  }
+
+  // ---- alerts -----------------------------------------------------------------------------
+  const STATUS_ZH = { 0: "网络错误", 400: "请求有误", 401: "密钥无效或已撤销", 403: "没有权限",
+    404: "未找到", 409: "冲突", 410: "已失效", 413: "内容太大", 422: "输入有误，请修改后重试",
+    429: "操作太频繁，请稍后再试" };
+  const FIELD_ZH = { url: "目标网址", slug: "后缀", title: "标题", channel: "渠道", tags: "标签",
+    expires_at: "过期时间", expired_url: "过期后跳转", max_clicks: "最多点击次数", password: "访问密码",
+    allowed_platforms: "平台", host: "域名", name: "名称", capacity: "容量", reason: "原因" };
+  // What to do, in Chinese, for the errors operators meet most; the API's own message follows.
+  const CODE_ZH = {
+    unauthorized: () => "密钥无效或已撤销，请检查后重新粘贴。",
+    forbidden: () => "当前密钥的角色没有这个权限，请换用管理员密钥。",
+    slug_taken: () => "这个后缀已被占用，请换一个，或留空自动生成。",
+    reserved_slug: () => "这个后缀是系统保留词，请换一个。",
+    invalid_url: () => "网址需以 http:// 或 https:// 开头。",
+    invalid_host: () => "请填写域名本身，如 s.example.com（不带 http:// 和路径）。",
+    domain_taken: () => "这个域名已经添加过了。",
+    bad_csv: () => "CSV 需要表头行（至少有 url 列），并以 UTF-8 编码保存。",
+    bulk_rejected: () => "有错误的行，整批都没有导入。请按下面的行号修改后重新上传。",
+    unknown_event: (d) => `这些事件在本工作区还没有数据：${((d && d.events) || []).join("、")}。请检查事件名。`,
+    invalid_request: () => "请按下面的提示修改后重试。",
+  };
+  const fieldZh = (f) => (f ? String(f).split(".").map((p) => FIELD_ZH[p] || p).join(".") : "");
+  function describe(d) {
+    if (d && typeof d === "object") {
+      if ("row" in d) return `第 ${d.row} 行${d.field ? "（" + fieldZh(d.field) + "）" : ""}：${d.message}`;
+      if ("field" in d) return `${fieldZh(d.field) || "请求"}：${d.problem || d.message || ""}`;
+      return JSON.stringify(d);
+    }
+    return String(d);
+  }
+  function showAlert(kind, title, message, items) {
+    const box = $("#alert");
+    box.replaceChildren(h("button", { type: "button", class: "link close", "aria-label": "关闭", text: "×",
+      onclick: () => { box.hidden = true; } }), h("strong", { text: title }), message ? " " + message : "");
+    if (items && items.length) box.append(h("ul", null, items.slice(0, 200).map((t) => h("li", { text: t }))));
+    box.className = "alert " + kind;
+    box.hidden = false;
+    box.scrollIntoView({ block: "nearest" });
+  }
+  function showError(err) {
+    if (!(err instanceof ApiError)) console.error(err);
+    const title = err instanceof ApiError ? (STATUS_ZH[err.status] || "操作失败") + "：" : "出错了：";
+    const details = err && err.details;
+    const hint = err && CODE_ZH[err.code];
+    const message = hint ? `${hint(details)}（${err.message}）` : err.message || String(err);
+    const items = Array.isArray(details) ? details.map(describe)
+      : details && details.field ? [describe(details)] : [];
+    showAlert("error", title, message, items);
+  }
+  const showOk = (message) => showAlert("ok", "成功：", message);
+  const hideAlert = () => { $("#alert").hidden = true; };
+
+  // Run an action with its button disabled, errors shown in the alert box.
+  async function busy(button, fn) {
+    if (button) button.disabled = true;
+    try { return await fn(); } catch (err) { showError(err); } finally { if (button) button.disabled = false; }
+  }
+  function onSubmit(form, fn) {
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      hideAlert();
+      busy(form.querySelector("button[type=submit]"), () => fn(new FormData(form), form));
+    });
+  }
+  const text = (fd, name) => String(fd.get(name) || "").trim();
+  const splitList = (s) => s.split(/[,，、;\s|]+/).map((t) => t.trim()).filter(Boolean);
+
+  function download(blob, filename) {
+    const url = URL.createObjectURL(blob);
+    const a = h("a", { href: url, download: filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+  async function blobUrl(path) {
+    const resp = await api("GET", path, { raw: true });
+    return URL.createObjectURL(await resp.blob());
+  }
+
+  // ---- sign-in / sign-out -----------------------------------------------------------------
+  function signOut(returnTo) {
+    sessionStorage.removeItem(KEY);
+    sessionStorage.removeItem(WS);
+    const next = returnTo && returnTo !== "/admin/login" ? "?next=" + encodeURIComponent(returnTo) : "";
+    location.replace("/admin/login" + next);
+  }
+  function nextTarget() {
+    const next = new URLSearchParams(location.search).get("next") || "";
+    // Only our own pages: an attacker's ?next=//evil.example must not become a redirect.
+    return /^\/admin(\/[\w\-/]*)?$/.test(next) ? next : "/admin";
+  }
+  function pageLogin() {
+    if (sessionStorage.getItem(KEY)) { location.replace(nextTarget()); return; }
+    onSubmit($("#login-form"), async (fd) => {
+      const key = text(fd, "key");
+      const ws = await api("GET", "/api/v1/workspace", { key });
+      sessionStorage.setItem(KEY, key);
+      sessionStorage.setItem(WS, JSON.stringify(ws));
+      location.replace(nextTarget());
+    });
+  }
+
+  // Follows the cursor to count a list; stops at `cap` so a huge workspace stays fast.
+  async function countAll(path, cap = 2000) {
+    let n = 0, cursor = null;
+    do {
+      const q = new URLSearchParams({ limit: "200" });
+      if (cursor) q.set("cursor", cursor);
+      const pageData = await api("GET", `${path}?${q}`);
+      n += pageData.items.length;
+      cursor = pageData.next_cursor;
+    } while (cursor && n < cap);
+    return cursor ? n + "+" : String(n);
+  }
+
+  // ---- 概览 -------------------------------------------------------------------------------
+  async function pageOverview() {
+    const ws = await api("GET", "/api/v1/workspace");
+    sessionStorage.setItem(WS, JSON.stringify(ws));
+    $("#ov-ws").textContent = ws.name;
+    $("#ws-name").textContent = ws.name;
+    $("#ov-tz").textContent = ws.timezone;
+    const fill = (sel, promise) => promise.then((v) => { $(sel).textContent = v; },
+      (err) => { $(sel).textContent = "—"; showError(err); });
+    fill("#ov-links", countAll("/api/v1/links"));
+    fill("#ov-live", countAll("/api/v1/live-codes"));
+    const now = new Date();
+    const today = api("POST", "/api/v1/analytics/counts", { json: {
+      from: new Date(now.getTime() - 2 * 86400e3).toISOString(),
+      to: new Date(now.getTime() + 60e3).toISOString(), events: ["click"], interval: "day", tz: ws.timezone,
+    } }).then((res) => res.rows.find((r) => r.bucket.startsWith(localDate(now))) || { count: 0, unique_users: 0 },
+      // A workspace whose links were never clicked has no "click" event yet: that is zero.
+      (err) => { if (err.code === "unknown_event") return { count: 0, unique_users: 0 }; throw err; });
+    fill("#ov-clicks", today.then((r) => num(r.count)));
+    fill("#ov-visitors", today.then((r) => num(r.unique_users)));
+  }
+
+  // ---- 短链 -------------------------------------------------------------------------------
+  const PLATFORM_ZH = { wechat: "微信", wecom: "企业微信", qq: "QQ", alipay: "支付宝", douyin: "抖音",
+    weibo: "微博", dingtalk: "钉钉", feishu: "飞书", xiaohongshu: "小红书", browser: "普通浏览器",
+    bot: "爬虫/机器人", other: "其他" };
+  const platformZh = (p) => PLATFORM_ZH[p] || p;
+
+  function linkPayload(fd) {
+    const p = { url: text(fd, "url") };
+    for (const k of ["slug", "title", "channel", "expired_url", "password"]) if (text(fd, k)) p[k] = text(fd, k);
+    const tags = splitList(text(fd, "tags"));
+    if (tags.length) p.tags = tags;
+    const utm = {};
+    for (const k of ["source", "medium", "campaign", "term", "content"]) if (text(fd, "utm_" + k)) utm[k] = text(fd, "utm_" + k);
+    if (Object.keys(utm).length) p.utm = utm;
+    if (text(fd, "expires_at")) p.expires_at = isoFromLocal(text(fd, "expires_at"));
+    if (text(fd, "max_clicks")) p.max_clicks = Number(text(fd, "max_clicks"));
+    const platforms = fd.getAll("allowed_platforms");
+    if (platforms.length) p.allowed_platforms = platforms;
+    p.browser_guide = fd.get("browser_guide") === "on";
+    return p;
+  }
+
+  function linkRow(link, reload) {
+    const detail = "/admin/links/" + encodeURIComponent(link.id);
+    return h("tr", { "data-id": link.id },
+      h("td", null, extLink(link.short_url, "/" + link.slug), h("div", { class: "sub", text: link.short_url })),
+      h("td", null, link.title ? h("div", { text: link.title }) : null, h("div", { class: "sub", text: link.url })),
+      h("td", { text: dash(link.channel) }),
+      h("td", null, link.tags.map((t) => h("span", { class: "tag", text: t }))),
+      h("td", { text: fmtTime(link.created_at) }),
+      h("td", null, h("a", { href: detail, text: "详情" }), " ",
+        h("button", { type: "button", class: "link", text: "删除", onclick: (ev) => busy(ev.target, async () => {
+          if (!confirm(`确定删除短链 /${link.slug}？删除后扫码和点击都会失效。`)) return;
+          await api("DELETE", "/api/v1/links/" + encodeURIComponent(link.id));
+          showOk(`已删除 /${link.slug}`);
+          reload();
+        }) })));
+  }
+
+  function pageLinks() {
+    const tbody = $("#links-table tbody"), more = $("#links-more"), filter = $("#filter-form");
+    let cursor = null;
+    async function load(reset) {
+      const q = new URLSearchParams({ limit: "50" });
+      for (const k of ["q", "channel", "tag"]) { const v = filter.elements[k].value.trim(); if (v) q.set(k, v); }
+      if (!reset && cursor) q.set("cursor", cursor);
+      const res = await api("GET", "/api/v1/links?" + q);
+      if (reset) tbody.replaceChildren();
+      for (const link of res.items) tbody.append(linkRow(link, () => busy(null, () => load(true))));
+      cursor = res.next_cursor;
+      more.hidden = !cursor;
+      $("#links-empty").hidden = tbody.children.length > 0;
+    }
+    onSubmit(filter, () => load(true));
+    filter.addEventListener("reset", () => setTimeout(() => busy(null, () => load(true))));
+    more.addEventListener("click", () => busy(more, () => load(false)));
+    onSubmit($("#link-form"), async (fd, form) => {
+      const link = await api("POST", "/api/v1/links", { json: linkPayload(fd) });
+      form.reset();
+      showOk(`已创建短链 ${link.short_url}`);
+      await load(true);
+    });
+    onSubmit($("#csv-form"), async (fd, form) => {
+      const out = $("#csv-result");
+      out.replaceChildren();
+      try {
+        const res = await api("POST", "/api/v1/links/bulk/csv", { body: fd.get("file"), type: "text/csv" });
+        form.reset();
+        showOk(`已导入 ${res.created} 条短链`);
+        await load(true);
+      } catch (err) {
+        if (Array.isArray(err.details) && err.details.length) {
+          out.append(h("div", { class: "table-wrap" }, h("table", null,
+            h("thead", null, h("tr", null, h("th", { text: "行号" }), h("th", { text: "字段" }), h("th", { text: "问题" }))),
+            h("tbody", null, err.details.map((d) => h("tr", null, h("td", { class: "num", text: d.row }),
+              h("td", { text: fieldZh(d.field) || "—" }), h("td", { text: d.message })))))));
+        }
+        throw err;
+      }
+    });
+    $("#csv-export").addEventListener("click", (ev) => busy(ev.target, async () => {
+      const resp = await api("GET", "/api/v1/links/export.csv", { raw: true });
+      download(await resp.blob(), `links-${localDate(new Date())}.csv`);
+    }));
+    return load(true);
+  }
+
+  // ---- 短链详情 ----------------------------------------------------------------------------
+  async function pageLinkDetail() {
+    const id = $("#link-detail").dataset.linkId;
+    const base = "/api/v1/links/" + encodeURIComponent(id);
+    const link = await api("GET", base);
+    $("#ld-title").textContent = link.title || "/" + link.slug;
+    const utm = Object.entries(link.utm || {}).filter(([, v]) => v).map(([k, v]) => `utm_${k}=${v}`).join("  ");
+    const rows = [
+      ["短链", extLink(link.short_url)], ["目标网址", extLink(link.url)], ["渠道", dash(link.channel)],
+      ["标签", link.tags.length ? link.tags.map((t) => h("span", { class: "tag", text: t })) : "—"],
+      ["UTM", dash(utm)], ["过期时间", fmtTime(link.expires_at)], ["过期后跳转", dash(link.expired_url)],
+      ["最多点击", dash(link.max_clicks)], ["访问密码", link.has_password ? "已设置" : "无"],
+      ["平台限制", link.allowed_platforms ? link.allowed_platforms.map(platformZh).join("、") : "不限"],
+      ["浏览器引导", link.browser_guide ? "开启" : "关闭"],
+      ["iOS / 安卓", [link.ios_url, link.android_url].filter(Boolean).join(" / ") || "—"],
+      ["A/B 分流", link.variants ? link.variants.length + " 个版本" : "无"],
+      ["创建时间", fmtTime(link.created_at)],
+    ];
+    $("#ld-fields").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", null, v)]));
+    $("#ld-copy").addEventListener("click", () => navigator.clipboard.writeText(link.short_url)
+      .then(() => showOk("已复制 " + link.short_url), () => showAlert("error", "无法复制，请手动复制：", link.short_url)));
+    $("#ld-delete").addEventListener("click", (ev) => busy(ev.target, async () => {
+      if (!confirm(`确定删除短链 /${link.slug}？删除后扫码和点击都会失效。`)) return;
+      await api("DELETE", base);
+      location.replace("/admin/links");
+    }));
+    // The QR endpoint needs the Bearer header, so an <img src> cannot fetch it: use a blob URL.
+    busy(null, async () => {
+      const url = await blobUrl(base + "/qr?size=480");
+      $("#ld-qr").src = url;
+      const a = $("#ld-qr-download");
+      a.href = url;
+      a.download = `qr-${link.slug}.png`;
+    });
+    const stats = await api("GET", base + "/stats");
+    $("#st-clicks").textContent = num(stats.clicks);
+    $("#st-uv").textContent = num(stats.unique_visitors);
+    $("#st-qr").textContent = num(stats.qr_scans);
+    $("#st-bots").textContent = num(stats.bot_clicks);
+    $("#st-tz").textContent = stats.timezone;
+    const fillTable = (sel, entries, label) => {
+      const body = $(sel + " tbody");
+      body.replaceChildren(...entries.map(([k, v]) => h("tr", null, h("td", { text: label(k) }), h("td", { class: "num", text: num(v) }))));
+      if (!entries.length) body.append(h("tr", null, h("td", { colspan: 2, class: "empty", text: "暂无数据" })));
+    };
+    fillTable("#st-platform", Object.entries(stats.by_platform).sort((a, b) => b[1] - a[1]), platformZh);
+    fillTable("#st-day", Object.entries(stats.by_day).sort().reverse(), String);
+  }
+
+  // ---- 活码 -------------------------------------------------------------------------------
+  const TARGET_STATUS = { active: ["可用", "ok"], full: ["已满", "warn"], expired: ["已过期", "bad"], disabled: ["已停用", "muted"] };
+  const readDataUrl = (file) => new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(file);
+  });
+  async function targetPayload(row) {
+    const get = (n) => row.querySelector(`[name=${n}]`);
+    const t = { label: get("label").value.trim(), capacity: Number(get("capacity").value) };
+    const url = get("url").value.trim();
+    const file = get("image").files[0];
+    if (file) t.image = await readDataUrl(file);
+    else if (url) t.url = url;
+    if (get("expires_at").value) t.expires_at = isoFromLocal(get("expires_at").value);
+    return t;
+  }
+
+  function liveCodeCard(lc, reload) {
+    const path = "/api/v1/live-codes/" + encodeURIComponent(lc.id);
+    const extra = h("div");
+    const badges = [];
+    if (lc.usable_targets === 0) badges.push(badge("无可用目标", "bad"));
+    else if (lc.alert_below && lc.usable_targets < lc.alert_below) badges.push(badge("可用目标不足", "warn"));
+    else badges.push(badge("正常", "ok"));
+    const rows = lc.targets.map((t) => {
+      const [label, kind] = TARGET_STATUS[t.status] || [t.status, "muted"];
+      const toggle = h("button", { type: "button", class: "link small", text: t.enabled ? "停用" : "启用",
+        onclick: (ev) => busy(ev.target, async () => {
+          await api("PATCH", `${path}/targets/${encodeURIComponent(t.id)}`, { json: { enabled: !t.enabled } });
+          await reload();
+        }) });
+      return h("tr", null,
+        h("td", { class: "num", text: t.position + 1 }),
+        h("td", null, t.label || "—", t.id === lc.current_target_id ? [" ", badge("当前", "ok")] : null,
+          h("div", { class: "sub" }, t.kind === "url" ? extLink(t.url) : "群二维码图片")),
+        h("td", { class: "num", text: `${num(t.scans)} / ${num(t.capacity)}` }),
+        h("td", { class: "num", text: num(t.remaining) }),
+        h("td", null, badge(label, kind)),
+        h("td", { text: fmtTime(t.expires_at) }),
+        h("td", null, toggle));
+    });
+    const addForm = h("form", { class: "inline-form" },
+      h("input", { name: "label", placeholder: "新目标名称，如 4群" }),
+      h("input", { name: "url", type: "url", placeholder: "网址（或到上方新建时上传图片）", required: true }),
+      h("input", { name: "capacity", type: "number", min: 1, value: 200, required: true, "aria-label": "容量" }),
+      h("button", { type: "submit", text: "添加目标" }));
+    onSubmit(addForm, async (fd) => {
+      await api("POST", path + "/targets", { json: { label: text(fd, "label"), url: text(fd, "url"), capacity: Number(text(fd, "capacity")) } });
+      showOk(`已为「${lc.name}」添加目标`);
+      await reload();
+    });
+    const qrBtn = h("button", { type: "button", class: "small", text: "二维码", onclick: (ev) => busy(ev.target, async () => {
+      const url = await blobUrl(path + "/qr?size=480");
+      extra.replaceChildren(h("div", { class: "qr" }, h("img", { src: url, alt: lc.name + " 二维码" }),
+        h("p", null, h("a", { href: url, download: `livecode-${lc.slug}.png`, text: "下载二维码 PNG" }))));
+    }) });
+    const alertsBtn = h("button", { type: "button", class: "small", text: "提醒记录", onclick: (ev) => busy(ev.target, async () => {
+      const res = await api("GET", path + "/alerts?limit=20");
+      extra.replaceChildren(res.items.length ? h("ul", null, res.items.map((a) => h("li", {
+        text: `${fmtTime(a.created_at)}：可用目标 ${a.usable} 个，低于阈值 ${a.threshold}` +
+          (a.delivered_at ? "（已通知）" : "（未通知）") })))
+        : h("p", { class: "hint", text: "暂无提醒。" }));
+    }) });
+    const delBtn = h("button", { type: "button", class: "small danger", text: "删除", onclick: (ev) => busy(ev.target, async () => {
+      if (!confirm(`确定删除活码「${lc.name}」？已印刷的二维码将无法使用。`)) return;
+      await api("DELETE", path);
+      showOk(`已删除活码「${lc.name}」`);
+      await reload();
+    }) });
+    return h("section", { class: "card lc-card", "data-id": lc.id },
+      h("h3", null, lc.name, " ", badges),
+      h("div", { class: "meta" }, extLink(lc.short_url), ` · 渠道 ${dash(lc.channel)} · 可用目标 ${lc.usable_targets} 个 · 总扫码 ${num(lc.total_scans)} · 提醒阈值 ${lc.alert_below}`,
+        lc.alerted_at ? ` · 最近提醒 ${fmtTime(lc.alerted_at)}` : ""),
+      h("div", { class: "row" }, qrBtn, alertsBtn, delBtn),
+      extra,
+      h("div", { class: "table-wrap" }, h("table", null,
+        h("thead", null, h("tr", null, ["顺序", "目标", "扫码/容量", "剩余", "状态", "过期时间", ""].map((t) => h("th", { text: t })))),
+        h("tbody", null, rows.length ? rows : h("tr", null, h("td", { colspan: 7, class: "empty", text: "还没有目标" }))))),
+      addForm);
+  }
+
+  function pageLiveCodes() {
+    const list = $("#lc-list"), more = $("#lc-more"), targets = $("#lc-targets");
+    let cursor = null;
+    async function load(reset) {
+      const q = new URLSearchParams({ limit: "20" });
+      if (!reset && cursor) q.set("cursor", cursor);
+      const res = await api("GET", "/api/v1/live-codes?" + q);
+      if (reset) list.replaceChildren();
+      for (const lc of res.items) list.append(liveCodeCard(lc, () => load(true)));
+      cursor = res.next_cursor;
+      more.hidden = !cursor;
+      $("#lc-empty").hidden = list.children.length > 0;
+    }
+    const addTarget = () => {
+      const row = $("#lc-target-row").content.firstElementChild.cloneNode(true);
+      row.querySelector(".remove-target").addEventListener("click", () => row.remove());
+      targets.append(row);
+    };
+    $("#lc-add-target").addEventListener("click", addTarget);
+    addTarget();
+    more.addEventListener("click", () => busy(more, () => load(false)));
+    onSubmit($("#lc-form"), async (fd, form) => {
+      const p = { name: text(fd, "name"), alert_below: Number(text(fd, "alert_below") || 0) };
+      for (const k of ["slug", "channel"]) if (text(fd, k)) p[k] = text(fd, k);
+      p.targets = await Promise.all([...targets.children].map(targetPayload));
+      const lc = await api("POST", "/api/v1/live-codes", { json: p });
+      form.reset();
+      targets.replaceChildren();
+      addTarget();
+      showOk(`已创建活码「${lc.name}」：${lc.short_url}`);
+      await load(true);
+    });
+    return load(true);
+  }
+
+  // ---- 域名 -------------------------------------------------------------------------------
+  const DOMAIN_STATUS = { healthy: ["正常", "ok"], blocked: ["已封禁", "bad"], suspect: ["疑似异常", "warn"] };
+  function domainRow(d, reload) {
+    const path = "/api/v1/domains/" + encodeURIComponent(d.id);
+    const [label, kind] = DOMAIN_STATUS[d.status] || [d.status, "muted"];
+    const actions = h("td");
+    if (d.status === "blocked") {
+      actions.append(h("button", { type: "button", class: "small", text: "解除封禁", onclick: (ev) => busy(ev.target, async () => {
+        await api("POST", path + "/unblock", { json: { note: "" } });
+        showOk(`已解除封禁 ${d.host}`);
+        await reload();
+      }) }));
+    } else {
+      const form = h("form", { class: "inline-form", hidden: true },
+        h("input", { name: "reason", required: true, maxlength: 500, placeholder: "原因，如 微信内提示停止访问" }),
+        h("button", { type: "submit", class: "small danger", text: "确认封禁" }));
+      onSubmit(form, async (fd) => {
+        await api("POST", path + "/block", { json: { reason: text(fd, "reason") } });
+        showOk(`已标记 ${d.host} 为封禁`);
+        await reload();
+      });
+      actions.append(h("button", { type: "button", class: "small", text: "封禁", onclick: () => { form.hidden = !form.hidden; } }));
+      if (!d.is_primary) {
+        actions.append(" ", h("button", { type: "button", class: "small", text: "设为主域名", onclick: (ev) => busy(ev.target, async () => {
+          await api("PATCH", path, { json: { is_primary: true } });
+          showOk(`${d.host} 已设为主域名`);
+          await reload();
+        }) }));
+      }
+      actions.append(form);
+    }
+    return h("tr", { "data-id": d.id },
+      h("td", { text: d.host }), h("td", null, badge(label, kind)),
+      h("td", { text: d.is_primary ? "是" : "" }), h("td", { text: dash(d.note) }),
+      h("td", { text: fmtTime(d.status_changed_at) }), actions);
+  }
+  function pageDomains() {
+    const tbody = $("#domains-table tbody");
+    async function load() {
+      const res = await api("GET", "/api/v1/domains");
+      tbody.replaceChildren(...res.items.map((d) => domainRow(d, load)));
+      $("#domains-empty").hidden = res.items.length > 0;
+    }
+    onSubmit($("#domain-form"), async (fd, form) => {
+      const d = await api("POST", "/api/v1/domains", { json: { host: text(fd, "host"), is_primary: fd.get("is_primary") === "on" } });
+      form.reset();
+      showOk(`已添加域名 ${d.host}`);
+      await load();
+    });
+    return load();
+  }
+
+  // ---- 数据 -------------------------------------------------------------------------------
+  function rangeOf(form) {
+    const from = form.elements.from.value, to = form.elements.to.value;
+    // Whole local days: [from 00:00, the day after `to` 00:00).
+    const end = new Date(to + "T00:00:00");
+    end.setDate(end.getDate() + 1);
+    return { from: new Date(from + "T00:00:00").toISOString(), to: end.toISOString() };
+  }
+  function pageAnalytics() {
+    const range = $("#range-form");
+    const today = new Date();
+    range.elements.to.value = localDate(today);
+    range.elements.from.value = localDate(new Date(today.getTime() - 6 * 86400e3));
+    const metrics = async () => {
+      const m = await api("POST", "/api/v1/analytics/metrics", { json: { ...rangeOf(range), tz: tz() } });
+      const cards = [["活跃用户", num(m.active_users)], ["转化率", pct(m.conversion_rate)], ["订单数", num(m.orders)],
+        ["成交额 GMV", yuan(m.gmv)], ["客单价", yuan(m.aov)], ["人均收入 ARPU", yuan(m.arpu)],
+        ["入群率", pct(m.group_join_rate)], ["次日留存", pct(m.day1_retention)], ["7 日留存", pct(m.day7_retention)],
+        ["邀请率", pct(m.invite_rate)], ["分享率", pct(m.share_rate)]];
+      $("#metrics-cards").replaceChildren(...cards.map(([k, v]) => h("div", { class: "stat" }, h("span", { class: "label", text: k }), h("b", { text: v }))));
+    };
+    onSubmit(range, metrics);
+    onSubmit($("#funnel-form"), async (fd) => {
+      const steps = splitList(text(fd, "steps")).map((event) => ({ event }));
+      const res = await api("POST", "/api/v1/analytics/funnel", { json: { ...rangeOf(range), steps,
+        window_seconds: Number(text(fd, "window_hours")) * 3600 } });
+      const table = $("#funnel-table");
+      const dur = (s) => (s == null ? "—" : s < 3600 ? Math.round(s / 60) + " 分钟" : (s / 3600).toFixed(1) + " 小时");
+      $("tbody", table).replaceChildren(...res.steps.map((s, i) => h("tr", null, h("td", { class: "num", text: i + 1 }),
+        h("td", { text: s.event }), h("td", { class: "num", text: num(s.count) }), h("td", { class: "num", text: pct(s.conversion_rate) }),
+        h("td", { class: "num", text: pct(s.step_conversion_rate) }), h("td", { class: "num", text: dur(s.median_seconds_to_convert) }))));
+      table.hidden = false;
+    });
+    onSubmit($("#retention-form"), async (fd) => {
+      const periods = Number(text(fd, "periods") || 7);
+      const res = await api("POST", "/api/v1/analytics/retention", { json: { ...rangeOf(range), start_event: text(fd, "start_event"),
+        return_event: text(fd, "return_event"), period: text(fd, "period"), periods, tz: tz() } });
+      const table = $("#retention-table");
+      const unit = text(fd, "period") === "week" ? "周" : "天";
+      const width = Math.max(periods, ...res.cohorts.map((c) => c.retained.length));
+      $("thead", table).replaceChildren(h("tr", null, h("th", { text: "起始" }), h("th", { class: "num", text: "人数" }),
+        Array.from({ length: width }, (_, i) => h("th", { class: "num", text: `第 ${i} ${unit}` }))));
+      $("tbody", table).replaceChildren(...res.cohorts.map((c) => h("tr", null, h("td", { text: c.start }), h("td", { class: "num", text: num(c.size) }),
+        Array.from({ length: width }, (_, i) => h("td", { class: "num", text: c.retained[i] == null ? "" : `${c.retained[i]}（${c.size ? pct(c.retained[i] / c.size) : "—"}）` })))));
+      if (!res.cohorts.length) $("tbody", table).append(h("tr", null, h("td", { colspan: width + 2, class: "empty", text: "这段时间没有符合条件的用户" })));
+      table.hidden = false;
+    });
+    return metrics();
+  }
+
+  // ---- 活动 -------------------------------------------------------------------------------
+  const CAMPAIGN_TYPE = { invite: "邀请有礼", group_buy: "拼团", assist: "助力/砍价", distribution: "分销", poster: "海报裂变" };
+  const CAMPAIGN_STATUS = { draft: ["草稿", "muted"], active: ["进行中", "ok"], paused: ["已暂停", "warn"], ended: ["已结束", "muted"] };
+  const INDUSTRY = { education: "教育", ecommerce: "电商", catering: "餐饮" };
+  function pageCampaigns() {
+    const tbody = $("#cmp-table tbody"), more = $("#cmp-more");
+    let cursor = null;
+    async function load(reset) {
+      const q = new URLSearchParams({ limit: "50" });
+      if (!reset && cursor) q.set("cursor", cursor);
+      const res = await api("GET", "/api/v1/campaigns?" + q);
+      if (reset) tbody.replaceChildren();
+      for (const c of res.items) {
+        const [label, kind] = CAMPAIGN_STATUS[c.status] || [c.status, "muted"];
+        tbody.append(h("tr", null, h("td", { text: c.name }), h("td", { text: CAMPAIGN_TYPE[c.type] || c.type }),
+          h("td", null, badge(label, kind)), h("td", { text: dash(c.template) }), h("td", { text: fmtTime(c.created_at) }),
+          h("td", null, (c.lint_warnings || []).map((w) => h("div", { class: "sub", text: `⚠ ${w.message}${w.suggestion ? "（建议：" + w.suggestion + "）" : ""}` })))));
+      }
+      cursor = res.next_cursor;
+      more.hidden = !cursor;
+      $("#cmp-empty").hidden = tbody.children.length > 0;
+    }
+    async function templates(industry) {
+      const res = await api("GET", "/api/v1/campaigns/templates" + (industry ? "?industry=" + encodeURIComponent(industry) : ""));
+      $("#tpl-list").replaceChildren(...res.items.map((t) => {
+        const form = h("form", { class: "inline-form" },
+          h("input", { name: "name", maxlength: 200, placeholder: t.name, "aria-label": "活动名称（可选）" }),
+          h("button", { type: "submit", class: "primary small", text: "用此模板创建" }));
+        onSubmit(form, async (fd) => {
+          const body = { template: t.key };
+          if (text(fd, "name")) body.name = text(fd, "name");
+          const c = await api("POST", "/api/v1/campaigns/from-template", { json: body });
+          form.reset();
+          const warnings = (c.lint_warnings || []).map((w) => `⚠ ${w.message}`);
+          showAlert("ok", "成功：", `已创建活动「${c.name}」`, warnings);
+          await load(true);
+        });
+        return h("div", { class: "tpl" }, h("strong", { text: t.name }),
+          h("div", null, badge(INDUSTRY[t.industry] || t.industry, "muted"), " ", badge(CAMPAIGN_TYPE[t.type] || t.type, "ok")),
+          h("p", { text: t.description }), form);
+      }));
+    }
+    onSubmit($("#tpl-filter"), (fd) => templates(text(fd, "industry")));
+    more.addEventListener("click", () => busy(more, () => load(false)));
+    return Promise.all([templates(""), load(true)]);
+  }
+
+  // ---- boot -------------------------------------------------------------------------------
+  const PAGES = { login: pageLogin, overview: pageOverview, links: pageLinks, "live-codes": pageLiveCodes,
+    domains: pageDomains, analytics: pageAnalytics, campaigns: pageCampaigns };
+  function boot() {
+    const page = document.body.dataset.page;
+    if (page !== "login") {
+      if (!sessionStorage.getItem(KEY)) { signOut(location.pathname); return; }
+      $("#ws-name").textContent = workspace().name || "";
+      $("#sign-out").addEventListener("click", () => signOut());
+    }
+    const run = page === "links" && $("#link-detail") ? pageLinkDetail : PAGES[page];
+    if (run) busy(null, run).finally(() => document.body.setAttribute("data-ready", "1"));
+  }
+  boot();
+})();

@@ -1,0 +1,92 @@
+"""Headless Chromium for page tests: Debian's /usr/bin/chromium driven by Python Playwright.
+
+Playwright's own browser download cannot work here (no network), so tests use the system
+browser. Without it they skip, unless LIEBIAN_REQUIRE_BROWSER=1 (CI) turns the skip into a
+failure so a missing package cannot hide a broken page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+INSTALL_HINT = "apt-get install chromium fonts-noto-cjk"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+
+def require_browser() -> Any:
+    """The ``playwright.sync_api`` module, or skip (fail when LIEBIAN_REQUIRE_BROWSER=1)."""
+    required = os.environ.get("LIEBIAN_REQUIRE_BROWSER") == "1"
+    problem = None
+    if not CHROMIUM.exists():
+        problem = INSTALL_HINT
+    else:
+        try:
+            import playwright.sync_api as sync_api
+        except ImportError:
+            problem = "pip install playwright (the Python package; the browser is Debian's)"
+    if problem is not None:
+        if required:
+            pytest.fail(f"LIEBIAN_REQUIRE_BROWSER=1 but no browser: {problem}")
+        pytest.skip(problem)
+    return sync_api
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A launched headless browser (closed on exit)."""
+    sync_api = require_browser()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Full-page PNG in artifacts/ (gitignored) for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@contextlib.contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """Serve ``app`` under uvicorn on a free loopback port in a thread (copied from
+    tests/campaigns/fission_helpers.py, which is not importable from here)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("live server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
