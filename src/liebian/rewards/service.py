@@ -193,7 +193,7 @@ class SettleResult:
 
 
 def settle(
-    session: Session, now: datetime, *, batch_size: int = 20_000, workspace_id: str | None = None
+    session: Session, now: datetime, *, batch_size: int = 50_000, workspace_id: str | None = None
 ) -> SettleResult:
     """The settlement job: approve pending entries whose waiting period has passed and whose
     referral (if any) is approved, then issue every approved entry that is due.
@@ -207,13 +207,16 @@ def settle(
         RewardEntry.referral_id.in_(select(Referral.id).where(Referral.status == "approved")),
     )
     scope = RewardEntry.workspace_id == workspace_id if workspace_id else and_(True)
+    # Due pending entries go straight to issued in one write (approved_at and issued_at both
+    # set): every row is touched once, which halves the index maintenance on PostgreSQL.
     approved = _batched(
         session,
         and_(RewardEntry.status == "pending", RewardEntry.available_at <= now, referral_ok, scope),
-        {"status": "approved", "approved_at": now},
+        {"status": "issued", "approved_at": now, "issued_at": now},
         batch_size,
     )
-    issued = _batched(
+    # Entries an operator approved by hand are issued once their date has come.
+    issued = approved + _batched(
         session,
         and_(RewardEntry.status == "approved", RewardEntry.available_at <= now, scope),
         {"status": "issued", "issued_at": now},
