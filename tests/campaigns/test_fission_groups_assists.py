@@ -159,3 +159,41 @@ def test_help_limit_per_day(client: Any, owner: dict[str, str]) -> None:
     assert _help(client, owner, ids[1], "busy").status_code == 200
     third = _help(client, owner, ids[2], "busy")
     assert third.status_code == 409 and third.json()["error"]["code"] == "help_limit_reached"
+
+
+def test_group_stock_sells_out(client: Any, owner: dict[str, str]) -> None:
+    cid = create(
+        client,
+        owner,
+        "group_buy",
+        {**GROUP_BUY, "tiers": [{"size": 2, "price": 19_900}], "stock": 3},
+    )
+    gid = _open(client, owner, cid, "l1")
+    assert _join(client, owner, gid, "a").status_code == 200
+    gid2 = _open(client, owner, cid, "l2")  # third unit
+    sold_out = _join(client, owner, gid2, "b")
+    assert sold_out.status_code == 409 and sold_out.json()["error"]["code"] == "sold_out"
+    assert (
+        client.post(
+            f"/api/v1/campaigns/{cid}/groups", json={"leader_external_id": "l3"}, headers=owner
+        ).status_code
+        == 409
+    )
+    assert client.get(f"/api/v1/campaigns/{cid}", headers=owner).json()["stock_used"] == 3
+
+
+def test_fission_jobs_run_together(client: Any, owner: dict[str, str], runtime: Any) -> None:
+    from liebian.campaigns import assists, groups
+    from liebian.campaigns.tasks import run_fission_jobs
+
+    gcid = create(client, owner, "group_buy", GROUP_BUY)
+    acid = create(client, owner, "assist", ASSIST_UNLOCK)
+    ws = workspace_id(client, owner)
+    past = utcnow() - timedelta(days=2)
+    with session_scope(runtime.sessions) as session:
+        groups.open_group(session, runtime.cipher, ws, gcid, "leader", now=past)
+        assists.start(session, runtime.cipher, ws, acid, "owner", now=past)
+    result = run_fission_jobs(runtime.sessions, utcnow())
+    assert (result.groups_failed, result.assists_expired) == (1, 1)
+    again = run_fission_jobs(runtime.sessions, utcnow())
+    assert (again.groups_failed, again.assists_expired) == (0, 0)

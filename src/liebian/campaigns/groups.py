@@ -67,6 +67,7 @@ def open_group(
     leader = contacts.upsert(
         session, cipher, workspace_id, contacts.ContactInput(external_id=leader_external_id)
     )
+    _take_seat_stock(session, campaign)
     group = Group(
         id=new_id("grp"),
         workspace_id=workspace_id,
@@ -128,6 +129,9 @@ def join_group(
         raise Conflict("this group is full", code="group_full")
     if any(m.contact_id == contact.id for m in repository.group_members(session, group.id)):
         raise Conflict("already a member of this group", code="already_member")
+    campaign = session.get(Campaign, group.campaign_id)
+    assert campaign is not None
+    _take_seat_stock(session, campaign)
     seat = group.member_count
     taken = session.execute(
         update(Group)
@@ -156,6 +160,12 @@ def join_group(
     if group.member_count >= group.size:
         _succeed(session, group, now)
     return group
+
+
+def _take_seat_stock(session: Session, campaign: Campaign) -> None:
+    # Stock counts units sold: every seat (leader included) is one unit of the product.
+    if not service.take_stock(session, campaign, units=1):
+        raise Conflict("this offer is sold out", code="sold_out")
 
 
 _STATUS_ZH = {"success": "already complete (已成团)", "failed": "closed (已失败)"}
