@@ -279,3 +279,16 @@ def test_contact_pii_masked_for_analyst(client: Any, owner: dict[str, str], runt
     assert full["phone"] == "13812341234" and full["email"] == "alice@example.com"
     ws = client.get("/api/v1/campaigns", headers=owner)
     assert ws.status_code == 200
+
+
+def test_referral_graph_stats(client: Any, owner: dict[str, str]) -> None:
+    cid = create(client, owner, "invite", INVITE)
+    code = join(client, owner, cid, "root").json()["invite_code"]
+    child = join(client, owner, cid, "c1", referrer_code=code, visitor_id="v1").json()[
+        "invite_code"
+    ]
+    join(client, owner, cid, "c2", referrer_code=code, visitor_id="v2")
+    join(client, owner, cid, "g1", referrer_code=child, visitor_id="v3")
+    stats = client.get(f"/api/v1/campaigns/{cid}/graph", headers=owner).json()
+    assert stats["participants"] == 4 and stats["referrals"] == 3
+    assert stats["max_depth"] == 2 and stats["k_factor"] == 0.75 and stats["referrers"] == 2

@@ -502,3 +502,12 @@ def poster(
         font_path=runtime.settings.poster_font or None,
     )
     return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300"})
+
+
+@router.get("/campaigns/{campaign_id}/graph")
+def referral_graph(
+    campaign_id: str, principal: PrincipalDep, session: SessionDep
+) -> dict[str, Any]:
+    """Depth, K-factor and viral cycle time of the campaign's approved referrals."""
+    campaign = service.get(session, principal.workspace_id, campaign_id)
+    return referrals.graph_stats(session, campaign)

@@ -414,3 +414,42 @@ def progress(session: Session, campaign: Campaign, participant: Participant) -> 
             nxt = tier
             break
     return {"counted": counted, "next": nxt, "tiers": tiers}
+
+
+def graph_stats(session: Session, campaign: Campaign) -> dict[str, object]:
+    """Referral graph of a campaign: depth, K-factor and viral cycle time.
+
+    K-factor = approved referrals / participants (new people each participant brings); depth =
+    the longest referral chain; cycle time = median time from a referrer joining to their
+    referee joining.
+    """
+    rows = repository.graph_rows(session, campaign.id)
+    participants = repository.participant_count(session, campaign.id)
+    parent = {b: a for a, b, _, _ in rows}
+    depth_of: dict[str, int] = {}
+
+    def depth(node: str) -> int:
+        # Iterative walk up the parent chain; bindings cannot loop, but guard anyway.
+        chain: list[str] = []
+        seen: set[str] = set()
+        while node in parent and node not in depth_of and node not in seen:
+            seen.add(node)
+            chain.append(node)
+            node = parent[node]
+        base = depth_of.get(node, 0)
+        for n in reversed(chain):
+            base += 1
+            depth_of[n] = base
+        return depth_of.get(chain[0], base) if chain else base
+
+    max_depth = max((depth(b) for _, b, _, _ in rows), default=0)
+    gaps = sorted((tb - ta).total_seconds() for _, _, ta, tb in rows)
+    median = gaps[len(gaps) // 2] if gaps else None
+    return {
+        "participants": participants,
+        "referrals": len(rows),
+        "k_factor": round(len(rows) / participants, 4) if participants else 0.0,
+        "max_depth": max_depth,
+        "median_cycle_seconds": median,
+        "referrers": len({a for a, _, _, _ in rows}),
+    }

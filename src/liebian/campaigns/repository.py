@@ -302,3 +302,34 @@ def by_ids(session: Session, model: type[T], ids: set[str]) -> dict[str, T]:
         return {}
     rows: Any = session.scalars(select(model).where(model.id.in_(ids)))  # type: ignore[attr-defined]
     return {r.id: r for r in rows}
+
+
+def graph_rows(session: Session, campaign_id: str) -> list[tuple[str, str, datetime, datetime]]:
+    """(referrer, referee, referrer joined, referee joined) of the campaign's live referrals."""
+    from sqlalchemy.orm import aliased
+
+    referrer = aliased(Participant)
+    referee = aliased(Participant)
+    rows = session.execute(
+        select(
+            Referral.referrer_participant_id,
+            Referral.referee_participant_id,
+            referrer.joined_at,
+            referee.joined_at,
+        )
+        .join(referrer, referrer.id == Referral.referrer_participant_id)
+        .join(referee, referee.id == Referral.referee_participant_id)
+        .where(Referral.campaign_id == campaign_id, Referral.status == "approved")
+    ).all()
+    return [(a, b, ta, tb) for a, b, ta, tb in rows]
+
+
+def participant_count(session: Session, campaign_id: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Participant)
+            .where(Participant.campaign_id == campaign_id)
+        )
+        or 0
+    )
