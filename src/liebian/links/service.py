@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,7 @@ from liebian.links.slugs import is_reserved, random_slug
 from liebian.links.validation import validate_destination
 
 SLUG_CHANGED = "slug.changed"
+_link_rows: TypeAdapter[list[LinkCreate]] = TypeAdapter(list[LinkCreate])
 MAX_BULK = 10_000
 CSV_LIST_SEPARATOR = "|"
 CSV_COLUMNS = (
@@ -222,17 +223,24 @@ def bulk_create(
         raise Invalid(f"at most {MAX_BULK} links per call; got {len(rows)}", code="bulk_too_large")
     errors: list[BulkError] = []
     parsed: list[tuple[int, LinkCreate]] = []
-    for number, raw in enumerate(rows, start=1):
+    try:
+        # Fast path: the whole batch through pydantic at once; row-by-row only to name errors.
+        candidates = list(enumerate(_link_rows.validate_python(rows), start=1))
+    except ValidationError:
+        candidates = []
+        for number, raw in enumerate(rows, start=1):
+            try:
+                candidates.append((number, LinkCreate.model_validate(raw)))
+            except ValidationError as exc:
+                for err in exc.errors():
+                    field = ".".join(str(p) for p in err["loc"]) or None
+                    errors.append(BulkError(row=number, field=field, message=err["msg"]))
+    for number, data in candidates:
         try:
-            data = LinkCreate.model_validate(raw)
             _check_urls(data, policy)
             if data.slug is not None:
                 _check_slug(data.slug)
             parsed.append((number, data))
-        except ValidationError as exc:
-            for err in exc.errors():
-                field = ".".join(str(p) for p in err["loc"]) or None
-                errors.append(BulkError(row=number, field=field, message=err["msg"]))
         except Invalid as exc:
             field = (exc.details or {}).get("field") if isinstance(exc.details, dict) else None
             errors.append(BulkError(row=number, field=field, message=exc.message))

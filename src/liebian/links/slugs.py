@@ -23,4 +23,11 @@ def is_reserved(slug: str) -> bool:
 
 
 def random_slug(length: int = 7) -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    # One random draw per slug instead of one per character: bulk imports make 10,000 at once.
+    # A byte per character plus two spare bytes: the modulo bias stays below one in 65,000.
+    value = int.from_bytes(secrets.token_bytes(length + 2), "big")
+    chars = []
+    for _ in range(length):
+        value, index = divmod(value, len(_ALPHABET))
+        chars.append(_ALPHABET[index])
+    return "".join(chars)

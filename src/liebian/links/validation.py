@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from liebian.kit.errors import Invalid
+
+_WHITESPACE = re.compile(r"\s")
 
 
 def validate_destination(
@@ -32,7 +35,7 @@ def validate_destination(
     if parts.username or parts.password:
         # user:pass@host hides the real host from a quick glance: a phishing staple.
         raise Invalid(f"{field} may not carry a user name or password", details={"field": field})
-    if any(c.isspace() for c in url):
+    if _WHITESPACE.search(url):
         raise Invalid(
             f"{field} may not contain spaces; percent-encode them", details={"field": field}
         )
