@@ -20,7 +20,9 @@ class Slug(Base):
     slug: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # "link" | "live_code"
     target_id: Mapped[str] = mapped_column(String(40), unique=True)
-    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
 
 
 class Link(Base):
@@ -28,7 +30,9 @@ class Link(Base):
     __table_args__ = (Index("ix_links_workspace_channel", "workspace_id", "channel"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     url: Mapped[str] = mapped_column(Text)
     title: Mapped[str] = mapped_column(String(300), default="")
@@ -62,7 +66,9 @@ class LinkTag(Base):
     __tablename__ = "link_tags"
     __table_args__ = (Index("ix_link_tags_workspace_tag", "workspace_id", "tag"),)
 
-    link_id: Mapped[str] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"), primary_key=True)
+    link_id: Mapped[str] = mapped_column(
+        ForeignKey("links.id", ondelete="CASCADE"), primary_key=True
+    )
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(String(40))
 
@@ -74,7 +80,9 @@ class Domain(Base):
     __tablename__ = "domains"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
     host: Mapped[str] = mapped_column(String(253), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="healthy")  # healthy | blocked
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -89,7 +97,9 @@ class LiveCode(Base):
     __tablename__ = "live_codes"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -107,7 +117,9 @@ class LiveCodeTarget(Base):
     __tablename__ = "live_code_targets"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    live_code_id: Mapped[str] = mapped_column(ForeignKey("live_codes.id", ondelete="CASCADE"), index=True)
+    live_code_id: Mapped[str] = mapped_column(
+        ForeignKey("live_codes.id", ondelete="CASCADE"), index=True
+    )
     position: Mapped[int] = mapped_column(Integer)
     label: Mapped[str] = mapped_column(String(200), default="")
     url: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -91,10 +91,10 @@ def bulk_insert(
     """Core inserts on the session's connection (no ORM bookkeeping per row): 10,000 rows are
     one executemany per table inside the request's transaction."""
     connection = session.connection()
-    connection.execute(insert(Slug.__table__), list(slugs))
-    connection.execute(insert(Link.__table__), list(links))
+    connection.execute(insert(Slug), list(slugs))
+    connection.execute(insert(Link), list(links))
     if tags:
-        connection.execute(insert(LinkTag.__table__), list(tags))
+        connection.execute(insert(LinkTag), list(tags))
 
 
 def delete_slug(session: Session, slug: str) -> None:
