@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 
-from scipy.stats import norm
-
 from liebian.analytics.common import require_events
 from liebian.analytics.filters import breakdown_expr
 from liebian.analytics.schemas import AbArm, AbQuery, AbResult
@@ -61,6 +59,10 @@ def readout(counts: list[tuple[str, int, int]], q: AbQuery) -> AbResult:
         warnings.append(f"control arm {q.control!r} has no exposures; using {control!r}")
     n0, c0 = by_arm[control]
     p0 = c0 / n0
+    # Imported here: scipy.stats costs ~70 MB resident, which a redirect server should not
+    # carry for a report that is rarely run.
+    from scipy.stats import norm
+
     zcrit = float(norm.ppf(1 - (1 - q.confidence) / 2))
     small = [a for a, n, c in counts if n < q.min_sample]
     sufficient = not small
