@@ -20,8 +20,9 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from liebian.campaigns.models import Campaign, Participant, Referral
@@ -35,7 +36,7 @@ from liebian.rewards.models import RewardEntry
 from liebian.workspaces.models import Workspace
 
 
-def fresh_database(base_url: str | None) -> tuple[str, object]:
+def fresh_database(base_url: str | None) -> tuple[str, tuple[Engine, str] | None]:
     if not base_url:
         path = Path(tempfile.mkdtemp(prefix="liebian-settle-")) / "bench.db"
         return f"sqlite:///{path}", None
@@ -47,10 +48,10 @@ def fresh_database(base_url: str | None) -> tuple[str, object]:
     return admin.set(database=name).render_as_string(hide_password=False), (engine, name)
 
 
-def drop(handle: object) -> None:
+def drop(handle: tuple[Engine, str] | None) -> None:
     if handle is None:
         return
-    engine, name = handle  # type: ignore[misc]
+    engine, name = handle
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
@@ -98,7 +99,7 @@ def fill(url: str, entries: int) -> None:
             for c in contacts[:2]
         ]
         s.execute(insert(Participant), parts)
-        refs = []
+        refs: list[dict[str, Any]] = []
         for status in ("approved", "held"):
             refs.append({"id": new_id("ref"), "workspace_id": ws.id, "campaign_id": cmp.id, "referrer_participant_id": parts[0]["id"],
                          "referee_participant_id": parts[1]["id"], "referrer_contact_id": parts[0]["contact_id"],

@@ -121,7 +121,12 @@ def test_pages_in_headless_chromium(
             )
             page = context.new_page()
             dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+            def on_dialog(dialog: Any) -> None:
+                dialogs.append(dialog.message)
+                dialog.dismiss()
+
+            page.on("dialog", on_dialog)
             for path, name, expect in [
                 (f"/p/{cid}/{code}", "invite", "已成功邀请"),
                 (f"/g/{gid}", "group", "5 人团"),

@@ -48,7 +48,7 @@ def test_balances_equal_sum_of_entries_after_random_operations(
                     session,
                     ledger.Grant(
                         workspace_id=ws, contact_id=rng.choice(people), key=key, kind=kind,
-                        amount=rng.randint(1, 10_000), status=status,  # type: ignore[arg-type]
+                        amount=rng.randint(1, 10_000), status=status,
                         available_at=utcnow() + timedelta(days=rng.choice([0, 0, 10])),
                     ),
                 )  # fmt: skip
@@ -226,7 +226,7 @@ def test_payout_csv(client: Any, owner: dict[str, str], runtime: Any) -> None:
                     amount=amount,
                     status=status,
                 ),
-            )  # type: ignore[arg-type]
+            )
     resp = client.get("/api/v1/rewards/payouts.csv", headers=owner)
     assert resp.status_code == 200
     rows = list(csv.DictReader(io.StringIO(resp.text.lstrip("\ufeff"))))
