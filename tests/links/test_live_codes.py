@@ -238,6 +238,23 @@ def test_scan_records_through_the_redirect_hook(
     assert call["visitor"].platform == "wechat"
 
 
+def test_scans_are_counted_in_stats_end_to_end(
+    client: Any, owner: dict[str, str], runtime: Runtime
+) -> None:
+    """With the real recorder the redirect installs: two human scans become two clicks."""
+    out = _create(
+        client, owner, channel="poster_b", targets=[{"url": "https://example.com/b", "capacity": 5}]
+    )
+    _scan(client, out["slug"] + "?qr=1")
+    _scan(client, out["slug"])
+    runtime.flush_events()
+    rows = runtime.event_store.query(  # type: ignore[union-attr]
+        "SELECT count(*), sum(CASE WHEN is_qr THEN 1 ELSE 0 END), min(channel) FROM events WHERE link_id = $id",
+        {"id": out["id"]},
+    )
+    assert rows == [(2, 1, "poster_b")]
+
+
 # -- alerts ------------------------------------------------------------------------------
 
 

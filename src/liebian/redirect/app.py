@@ -21,7 +21,14 @@ from liebian.kit.visitor import Visitor
 from liebian.links.schemas import SLUG_RE
 from liebian.redirect import pages
 from liebian.redirect.cache import KIND_LIVE_CODE, Entry, LinkCache
-from liebian.redirect.clicks import VISITOR_COOKIE, VISITOR_MAX_AGE, ClickRecorder, new_id, valid_id
+from liebian.redirect.clicks import (
+    VISITOR_COOKIE,
+    VISITOR_MAX_AGE,
+    ClickRecorder,
+    new_id,
+    scan_recorder,
+    valid_id,
+)
 from liebian.redirect.counters import ClickCounter
 from liebian.redirect.rules import (
     UNLOCK_SECONDS,
@@ -335,6 +342,7 @@ def install(runtime: Runtime) -> RedirectApp:
     app = RedirectApp(runtime, cache, ClickRecorder(runtime.spool, runtime.secret), counter)
     _bound_embedded_store(runtime)
     runtime.extras["redirect_app"] = app
+    runtime.extras["record_click"] = scan_recorder(runtime.spool, runtime.secret)
     runtime.extras.setdefault("routers", []).append(stats_router)
     return app
 

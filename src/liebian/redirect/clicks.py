@@ -18,10 +18,15 @@ import json
 import os
 import re
 import time
-from typing import Final
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
 
 from liebian.events.spool import Spool
 from liebian.kit.crypto import hash_ip
+from liebian.kit.visitor import Visitor
 from liebian.links.platforms import ClientInfo, classify_cached
 from liebian.redirect.cache import Entry
 
@@ -111,3 +116,43 @@ class ClickRecorder:
 
     def record(self, line: bytes) -> None:
         self.spool.append_line(line)
+
+
+def scan_recorder(spool: Spool, secret: bytes) -> Callable[..., None]:
+    """What live codes call for each answered human scan: a click row whose ``link_id`` is the
+    live code's id (so link stats work for live codes too), written before the answer."""
+
+    def record(
+        *,
+        workspace_id: str,
+        link_id: str,
+        channel: str | None,
+        visitor: Visitor,
+        is_qr: bool,
+        properties: dict[str, Any],
+    ) -> None:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        click_id = new_id()
+        row = {
+            "workspace_id": workspace_id,
+            "event_id": click_id,
+            "event": "click",
+            "ts": now,
+            "received_at": now,
+            "visitor_id": visitor.visitor_id,
+            "click_id": click_id,
+            "link_id": link_id,
+            "channel": channel,
+            "platform": "bot" if visitor.is_bot else visitor.platform,
+            "device": visitor.device,
+            "os": visitor.os,
+            "browser": visitor.browser,
+            "is_bot": visitor.is_bot,
+            "is_qr": is_qr,
+            "referrer": visitor.referrer[:MAX_REFERRER] or None,
+            "ip_hash": hash_ip(visitor.ip, secret) if visitor.ip else None,
+            "properties": orjson.dumps(properties).decode() if properties else None,
+        }
+        spool.append_line(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+
+    return record
