@@ -14,13 +14,13 @@ import segno
 from PIL import Image
 from sqlalchemy import func, select
 
-from testkit import make_key
 from liebian.app.runtime import Runtime
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
 from liebian.links.live_codes import service
 from liebian.links.live_codes.models import LiveCodeAlert
 from liebian.links.models import LiveCode, LiveCodeTarget, Slug
+from testkit import make_key
 
 API = "/api/v1/live-codes"
 PHONE = {
