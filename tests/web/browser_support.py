@@ -57,6 +57,8 @@ def chromium() -> Iterator[Any]:
 def screenshot(page: Any, name: str) -> Path:
     """Full-page PNG in artifacts/ (gitignored) for a person to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
+    # From the top: a sticky header would otherwise be painted mid-page in a full-page shot.
+    page.evaluate("() => window.scrollTo(0, 0)")
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
