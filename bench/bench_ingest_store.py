@@ -4,7 +4,10 @@
 
 1. append: pre-serialized lines through Spool.append_line (the redirect's cost per click)
 2. flush: sealed segments loaded into DuckDB by read_json with event_id dedupe, measured on
-   top of an existing table (--base rows already stored) so the anti-join has work to do.
+   top of an existing table (--base rows already stored, with their dedupe keys) so the
+   anti-join has work to do.
+
+    /work/venv/bin/python bench/bench_ingest_store.py --events 500000 --batch 50000 --base 10000000
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 from liebian.events.spool import Spool
-from liebian.events.store import open_event_store
+from liebian.events.store import duckdb_store, open_event_store
 
 
 def main() -> None:
@@ -36,6 +39,12 @@ def main() -> None:
                 " FROM range($n) t(i)",
                 {"n": args.base},
             )
+            # The stored rows' dedupe keys, as insert_ndjson would have written them.
+            con = store.connection()  # type: ignore[attr-defined]
+            if con.execute(
+                "SELECT 1 FROM duckdb_tables() WHERE table_name = 'event_keys'"
+            ).fetchone():
+                con.execute(f"INSERT INTO event_keys SELECT {duckdb_store.KEY_SQL} FROM events")
         lines = [
             (
                 json.dumps(

