@@ -15,7 +15,14 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from liebian.events.schemas import MAX_BATCH, EventIn, IngestResult, Rejected, properties_problem
+from liebian.events.schemas import (
+    MAX_BATCH,
+    MAX_PROPERTIES_BYTES,
+    EventIn,
+    IngestResult,
+    Rejected,
+    properties_problem,
+)
 from liebian.events.spool import Spool
 from liebian.events.store.base import Alias, EventStore
 from liebian.kit.errors import Invalid, TooLarge
@@ -81,6 +88,32 @@ def validate_items(items: list[Any]) -> tuple[list[tuple[int, EventIn]], list[Re
         return parsed, rejected
 
 
+def _parse_and_validate(raw: bytes) -> tuple[list[tuple[int, EventIn]], list[Rejected], int, bool]:
+    """Parsed events, rejections, item count and whether it was a batch.
+
+    A plain JSON array is validated straight from the bytes by pydantic-core (parse and check
+    in one pass, the common case for batches); anything else, or a batch with a bad item, goes
+    through orjson and item-by-item validation so each bad item is named.
+    """
+    if raw.lstrip()[:1] == b"[":
+        try:
+            events = _many.validate_json(raw)
+        except ValidationError:
+            pass
+        else:
+            if not events:
+                raise Invalid("the batch is empty")
+            if len(events) > MAX_BATCH:
+                raise TooLarge(
+                    f"a batch holds at most {MAX_BATCH} events; got {len(events)}: split it up",
+                    code="batch_too_large",
+                )
+            return list(enumerate(events)), [], len(events), True
+    items, is_batch = parse_body(raw)
+    parsed, rejected = validate_items(items)
+    return parsed, rejected, len(items), is_batch
+
+
 def _reject(index: int, field: str, problem: str) -> Rejected:
     return Rejected(index=index, errors=[{"field": field, "problem": problem}])
 
@@ -114,13 +147,6 @@ def serialize(
                 _reject(index, "user_id", "revenue needs a user_id or visitor_id to belong to")
             )
             continue
-        properties = None
-        if event.properties:
-            properties = orjson.dumps(event.properties).decode()
-            problem = properties_problem(event.properties, len(properties))
-            if problem:
-                rejected.append(_reject(index, "properties", problem))
-                continue
         record = {
             "workspace_id": workspace_id,
             "event_id": event.event_id or new_id("evt"),
@@ -135,12 +161,23 @@ def serialize(
             "campaign_id": event.campaign_id,
             "revenue": event.revenue,
             "currency": (event.currency or DEFAULT_CURRENCY) if event.revenue is not None else None,
-            "properties": properties,
+            # Nested as an object: both stores read a JSON object into their text column, so
+            # the properties are serialized once, with the line.
+            "properties": event.properties or None,
         }
         if context:
             record.update(context)
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        if event.properties:
+            # The line bounds the properties' size, so they are measured alone only when it
+            # could be over the limit.
+            size = len(orjson.dumps(event.properties)) if len(line) > MAX_PROPERTIES_BYTES else 0
+            problem = properties_problem(event.properties, size)
+            if problem:
+                rejected.append(_reject(index, "properties", problem))
+                continue
         events.append(event)
-        lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        lines.append(line)
     return events, lines, rejected
 
 
@@ -153,8 +190,7 @@ def ingest(
     now: datetime,
     hooks: Sequence[ConversionHook] = (),
 ) -> Accepted:
-    items, is_batch = parse_body(raw)
-    parsed, rejected = validate_items(items)
+    parsed, rejected, count, is_batch = _parse_and_validate(raw)
     events, lines, late_rejects = serialize(workspace_id, parsed, now)
     if late_rejects:
         rejected = sorted(rejected + late_rejects, key=lambda r: r.index)
@@ -167,7 +203,7 @@ def ingest(
                 details=rejected[0].errors,
             )
         raise Invalid(
-            f"none of the {len(items)} events is valid",
+            f"none of the {count} events is valid",
             code="invalid_events",
             details=[r.model_dump() for r in rejected],
         )
