@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,9 +41,36 @@ MAX_REFERRER: Final = 1024
 _UA_CACHE_SIZE: Final = 4096
 
 
-def new_id() -> str:
-    """16 urlsafe characters (96 random bits): click ids and visitor ids."""
-    return base64.urlsafe_b64encode(os.urandom(12)).decode()
+class _RandomIds:
+    """Ids cut from a buffer of OS randomness refilled 4 KiB at a time.
+
+    One ``os.urandom`` call per id was ~15% of a redirect's CPU in a profile (a syscall per
+    click and another per new visitor); the ids stay unpredictable, the syscalls become rare.
+    """
+
+    _ID_BYTES = 12
+    _REFILL = 4096 - 4096 % 12
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._offset + self._ID_BYTES > len(self._buffer):
+                self._buffer = os.urandom(self._REFILL)
+                self._offset = 0
+            start = self._offset
+            self._offset = start + self._ID_BYTES
+            chunk = self._buffer[start : start + self._ID_BYTES]
+        return base64.urlsafe_b64encode(chunk).decode()
+
+
+new_id = _RandomIds()
+# A forked worker must never hand out the bytes its parent already buffered.
+os.register_at_fork(after_in_child=lambda: setattr(new_id, "_buffer", b""))
+new_id.__doc__ = "16 urlsafe characters (96 random bits): click ids and visitor ids."
 
 
 def valid_id(value: str) -> bool:
