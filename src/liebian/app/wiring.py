@@ -47,6 +47,9 @@ def wire(runtime: Runtime) -> list[Component]:
 
     runtime.extras["routers"] += routers()
     runtime.extras["page_routers"] += page_routers()
+    from liebian.campaigns.event_hook import conversion_hook
+
+    runtime.extras["event_hooks"] = [conversion_hook(runtime.sessions)]
     # Operator console (/admin): HTML shells that call the JSON API above.
     from liebian.web.console import router as console_router
 

@@ -147,9 +147,12 @@ def serialize(
                 _reject(index, "user_id", "revenue needs a user_id or visitor_id to belong to")
             )
             continue
+        if event.event_id is None:
+            # Given here, not later, so hooks (campaign conversions) see the stored id.
+            event.event_id = new_id("evt")
         record = {
             "workspace_id": workspace_id,
-            "event_id": event.event_id or new_id("evt"),
+            "event_id": event.event_id,
             "event": event.event,
             "ts": ts,
             "received_at": naive_now,
