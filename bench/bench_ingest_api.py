@@ -72,7 +72,9 @@ def start_server(data_dir: str, port: int) -> tuple[subprocess.Popen[bytes], str
     raise RuntimeError("server did not start")
 
 
-def batch_bench(base: str, key: str, seconds: float, run: int, threads: int = 2) -> tuple[int, float]:
+def batch_bench(
+    base: str, key: str, seconds: float, run: int, threads: int = 2
+) -> tuple[int, float]:
     """Events accepted per second; each thread sends at most 30 batches (300,000 events)."""
     headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
     sent = [0] * threads

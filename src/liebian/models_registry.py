@@ -1,11 +1,11 @@
 """Imports every domain's models so ``Base.metadata`` knows all tables (Alembic, tests)."""
 
-from liebian.workspaces import models as workspaces_models  # noqa: F401
-from liebian.links import models as links_models  # noqa: F401
-from liebian.contacts import models as contacts_models  # noqa: F401
+from liebian.analytics import models as analytics_models  # noqa: F401
 from liebian.campaigns import models as campaigns_models  # noqa: F401
+from liebian.contacts import models as contacts_models  # noqa: F401
+from liebian.links import domains as links_domains  # noqa: F401
+from liebian.links import models as links_models  # noqa: F401
+from liebian.links.live_codes import models as live_codes_models  # noqa: F401
 from liebian.rewards import models as rewards_models  # noqa: F401
 from liebian.risk import models as risk_models  # noqa: F401
-from liebian.links import domains as links_domains  # noqa: F401
-from liebian.links.live_codes import models as live_codes_models  # noqa: F401
-from liebian.analytics import models as analytics_models  # noqa: F401
+from liebian.workspaces import models as workspaces_models  # noqa: F401

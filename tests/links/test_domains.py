@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from testkit import TEST_SECRET, make_key
 from liebian.app.runtime import Runtime
 from liebian.kit.settings import Settings
+from testkit import TEST_SECRET, make_key
 
 API = "/api/v1/domains"
 

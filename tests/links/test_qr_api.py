@@ -8,8 +8,8 @@ from typing import Any
 import zxingcpp
 from PIL import Image
 
-from testkit import make_key
 from liebian.app.runtime import Runtime
+from testkit import make_key
 
 
 def _decode(png: bytes) -> list[str]:

@@ -12,7 +12,6 @@ from alembic import op
 
 import liebian.kit.db
 
-
 revision: str = "0004_campaigns"
 down_revision: str | Sequence[str] | None = "0002_links"
 branch_labels: str | Sequence[str] | None = None
