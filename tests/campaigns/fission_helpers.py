@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from browser_support import live_server  # noqa: F401  (re-exported for the fission tests)
 
 INVITE = {
     "tiers": [
@@ -70,32 +69,6 @@ def rewards(client: Any, headers: dict[str, str], **params: str) -> list[dict[st
     resp = client.get("/api/v1/rewards", params=params, headers=headers)
     assert resp.status_code == 200, resp.text
     return list(resp.json()["items"])
-
-
-@contextlib.contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a free loopback port in a thread: real HTTP, real
-    concurrency (the sync handlers run in uvicorn's thread pool)."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("live server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def hammer(n: int, call: Callable[[int], Any]) -> list[Any]:

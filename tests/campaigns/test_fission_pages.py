@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,8 @@ from typing import Any
 import pytest
 from fission_helpers import ASSIST_UNLOCK, BARGAIN, GROUP_BUY, INVITE, create, join, live_server
 from PIL import Image
+
+from browser_support import require_browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 XSS = '<img src=x onerror="alert(1)">'
@@ -93,11 +94,10 @@ def server(settings: Any, runtime: Any) -> Iterator[str]:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not shutil.which("chromium"), reason="no chromium on this machine")
 def test_pages_in_headless_chromium(
     client: Any, owner: dict[str, str], server: str, db_url: str
 ) -> None:
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    playwright_api = require_browser()  # skips, or fails when LIEBIAN_REQUIRE_BROWSER=1
     cid, code = _invite_setup(client, owner)
     gcid = create(client, owner, "group_buy", GROUP_BUY)
     gid = client.post(

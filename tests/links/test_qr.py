@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -14,6 +13,7 @@ import segno
 import zxingcpp
 from PIL import Image
 
+from browser_support import require_browser
 from liebian.kit.errors import Invalid
 from liebian.links.qr import MAX_LOGO_BYTES, qr_target, render_qr
 
@@ -232,9 +232,8 @@ def test_svg_with_logo_embeds_png_and_decodes(size: int) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not shutil.which("chromium"), reason="no chromium on this machine")
 def test_svg_with_logo_decodes_after_chromium_renders_it() -> None:
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    playwright_api = require_browser()  # skips, or fails when LIEBIAN_REQUIRE_BROWSER=1
     svg = render_qr(URL, fmt="svg", size=400, logo=_logo_jpeg(), dark="#0b3d2e")
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(

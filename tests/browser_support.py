@@ -66,8 +66,8 @@ def screenshot(page: Any, name: str) -> Path:
 
 @contextlib.contextmanager
 def live_server(app: Any) -> Iterator[str]:
-    """Serve ``app`` under uvicorn on a free loopback port in a thread (copied from
-    tests/campaigns/fission_helpers.py, which is not importable from here)."""
+    """Serve ``app`` under uvicorn on a free loopback port in a thread: real HTTP and real
+    concurrency (sync handlers run in uvicorn's thread pool) for browser and load tests."""
     import socket
     import threading
     import time
