@@ -17,7 +17,7 @@ from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
 from liebian.kit.auth import Principal, Role
 from liebian.kit.errors import NotFound
-from liebian.kit.pagination import decode_cursor, encode_cursor
+from liebian.kit.pagination import encode_cursor
 from liebian.kit.schemas import StrictModel
 from liebian.links.domains import public_base_url
 from liebian.risk import service as risk_service
@@ -161,7 +161,7 @@ def list_campaigns(
     limit = max(1, min(limit, 200))
     rows = repository.list_campaigns(
         session, principal.workspace_id, type_=type, status=status,
-        cursor_id=decode_cursor(cursor) if cursor else None, limit=limit,
+        cursor=cursor, limit=limit,
     )  # fmt: skip
     return _page([campaign_out(c) for c in rows], limit)
 
@@ -325,7 +325,7 @@ def list_referrals(
     limit = max(1, min(limit, 500))
     rows = repository.list_referrals(
         session, principal.workspace_id, campaign_id=campaign_id, status=status,
-        cursor_id=decode_cursor(cursor) if cursor else None, limit=limit,
+        cursor=cursor, limit=limit,
     )  # fmt: skip
     return _page(referral_items(session, rows), limit)
 

@@ -18,6 +18,7 @@ from liebian.campaigns.models import (
     Participant,
     Referral,
 )
+from liebian.kit.pagination import paginate
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ def list_campaigns(
     *,
     type_: str | None,
     status: str | None,
-    cursor_id: str | None,
+    cursor: str | None,
     limit: int,
 ) -> list[Campaign]:
     stmt = select(Campaign).where(Campaign.workspace_id == workspace_id)
@@ -57,9 +58,7 @@ def list_campaigns(
         stmt = stmt.where(Campaign.type == type_)
     if status:
         stmt = stmt.where(Campaign.status == status)
-    if cursor_id:
-        stmt = stmt.where(Campaign.id < cursor_id)
-    return list(session.scalars(stmt.order_by(Campaign.id.desc()).limit(limit + 1)))
+    return list(session.scalars(paginate(stmt, Campaign.id, cursor, limit)))
 
 
 def participant_by_contact(
@@ -206,7 +205,7 @@ def list_referrals(
     *,
     campaign_id: str | None,
     status: str | None,
-    cursor_id: str | None,
+    cursor: str | None,
     limit: int,
 ) -> list[Referral]:
     stmt = select(Referral).where(Referral.workspace_id == workspace_id)
@@ -214,9 +213,7 @@ def list_referrals(
         stmt = stmt.where(Referral.campaign_id == campaign_id)
     if status:
         stmt = stmt.where(Referral.status == status)
-    if cursor_id:
-        stmt = stmt.where(Referral.id < cursor_id)
-    return list(session.scalars(stmt.order_by(Referral.id.desc()).limit(limit + 1)))
+    return list(session.scalars(paginate(stmt, Referral.id, cursor, limit)))
 
 
 def leaderboard(session: Session, campaign_id: str, limit: int) -> list[tuple[str, int]]:

@@ -18,7 +18,7 @@ from liebian.contacts.models import Contact
 from liebian.kit.auth import Role
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import Invalid
-from liebian.kit.pagination import decode_cursor, encode_cursor
+from liebian.kit.pagination import encode_cursor
 from liebian.kit.schemas import StrictModel
 from liebian.rewards import service
 from liebian.rewards.models import RewardEntry
@@ -79,7 +79,7 @@ def list_rewards(
         contact_id = contact.id
     rows = service.list_entries(
         session, principal.workspace_id, campaign_id=campaign_id, contact_id=contact_id, status=status,
-        kind=kind, cursor_id=decode_cursor(cursor) if cursor else None, limit=limit,
+        kind=kind, cursor=cursor, limit=limit,
     )  # fmt: skip
     next_cursor = None
     if len(rows) > limit:

@@ -23,6 +23,7 @@ from liebian.contacts.repository import insert_ignore
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
+from liebian.kit.pagination import paginate
 from liebian.rewards.models import RewardEntry
 
 RewardKind = Literal["coupon", "points", "gift", "cash"]
@@ -249,7 +250,7 @@ def list_entries(
     contact_id: str | None = None,
     status: str | None = None,
     kind: str | None = None,
-    cursor_id: str | None = None,
+    cursor: str | None = None,
     limit: int = 100,
 ) -> list[RewardEntry]:
     stmt = select(RewardEntry).where(RewardEntry.workspace_id == workspace_id)
@@ -261,9 +262,7 @@ def list_entries(
         stmt = stmt.where(RewardEntry.status == status)
     if kind:
         stmt = stmt.where(RewardEntry.kind == kind)
-    if cursor_id:
-        stmt = stmt.where(RewardEntry.id < cursor_id)
-    return list(session.scalars(stmt.order_by(RewardEntry.id.desc()).limit(limit + 1)))
+    return list(session.scalars(paginate(stmt, RewardEntry.id, cursor, limit)))
 
 
 def balances(session: Session, workspace_id: str, contact_id: str) -> list[dict[str, Any]]:
