@@ -35,6 +35,8 @@ from pathlib import Path
 
 import httpx
 
+from liebian.cli import SERVE_LOOP  # the bare app runs on the same event loop as liebian
+
 VENV_BIN = Path(sys.executable).parent
 UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
@@ -304,7 +306,8 @@ def main() -> None:
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=ports["nginx"], workers="auto"))
     bare_cmd = [
         str(VENV_BIN / "granian"), "--interface", "asgi", "--workers", "1", "--host",
-        "127.0.0.1", "--port", str(ports["bare"]), "--no-log", "bare_app:app",
+        "127.0.0.1", "--port", str(ports["bare"]), "--no-log", "--loop", SERVE_LOOP,
+        "bare_app:app",
     ]  # fmt: skip
     labels = {
         "liebian": "liebian redirect (click capture on, granian, 1 worker)",

@@ -119,9 +119,21 @@ def serve(
         [
             sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
             "--host", host, "--port", str(port), "--workers", "1", "--no-ws", "--no-access-log",
-            "liebian.app.factory:create_app",
+            "--loop", SERVE_LOOP, "liebian.app.factory:create_app",
         ],
     )  # fmt: skip
+
+
+def _serve_loop() -> str:
+    """uvloop where it is installed (Linux/macOS; ~5% more redirects/s here), else asyncio."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+SERVE_LOOP = _serve_loop()
 
 
 @keys_app.command("create")

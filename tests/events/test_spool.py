@@ -112,3 +112,33 @@ def test_append_dict_and_drain_callback(tmp_path: Path) -> None:
     assert json.loads(seen[0])["event_id"] == "a"
     assert spool.drain(lambda path, _name: None) == 0
     spool.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+def test_flusher_thread_runs_in_the_idle_scheduling_class(tmp_path: Path) -> None:
+    # The loader must never take a core from the request path (docs/benchmarks.md).
+    from liebian.events.spool import Flusher
+
+    spool = Spool(tmp_path / "spool")
+    store = open_event_store(f"duckdb:///{tmp_path / 'events.duckdb'}")
+    seen: list[int] = []
+    original = store.insert_ndjson
+
+    def spy(path: Path, *, segment: str | None = None):  # type: ignore[no-untyped-def]
+        seen.append(os.sched_getscheduler(threading.get_native_id()))
+        return original(path, segment=segment)
+
+    store.insert_ndjson = spy  # type: ignore[method-assign]
+    flusher = Flusher(spool, store, interval=0.05)
+    flusher.start()
+    spool.append_line(_line(1))
+    for _ in range(200):  # up to 10 s for the first tick
+        if seen:
+            break
+        threading.Event().wait(0.05)
+    flusher.stop(final_flush=False)
+    assert seen and seen[0] == os.SCHED_IDLE
+    # The thread that started the flusher keeps its normal policy.
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    spool.close()
+    store.close()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from browser_support import chromium, live_server, screenshot
 
 PAGES = [

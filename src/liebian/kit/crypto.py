@@ -43,8 +43,13 @@ class PiiCipher:
 
 
 def hash_ip(ip: str, key: bytes) -> str:
-    """Keyed and truncated: enough to count uniques and spot bursts, useless to reverse."""
-    return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:16]
+    """Keyed and truncated: enough to count uniques and spot bursts, useless to reverse.
+
+    Keyed BLAKE2b is a MAC on its own (RFC 7693) and one C call, where ``hmac.new`` runs two
+    SHA-256 passes through Python-level wrapper code: this runs once per click on the
+    redirect path, where HMAC was ~10% of the request's CPU.
+    """
+    return hashlib.blake2b(ip.encode(), key=key[:64], digest_size=8, person=b"lb-ip-v2").hexdigest()
 
 
 def mask_phone(phone: str | None) -> str | None:
