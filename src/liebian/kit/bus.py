@@ -21,13 +21,31 @@ BUS_KEY = "liebian.bus"
 class LocalBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
+        self._relays: list[Callable[[str, Any], None]] = []
 
     def subscribe(self, topic: str, callback: Callable[[Any], None]) -> None:
         self._subscribers[topic].append(callback)
 
     def publish(self, topic: str, payload: Any) -> None:
+        """A change made in this process: local subscribers, then the relays (other processes)."""
+        try:
+            self.deliver(topic, payload)
+        finally:
+            for relay in self._relays:
+                relay(topic, payload)
+
+    def deliver(self, topic: str, payload: Any) -> None:
+        """Local subscribers only: for changes another process made (never relayed back)."""
         for callback in list(self._subscribers.get(topic, ())):
             callback(payload)
+
+    def add_relay(self, relay: Callable[[str, Any], None]) -> None:
+        """Also hand every local publish to ``relay(topic, payload)`` (see kit/bus_relay.py)."""
+        self._relays.append(relay)
+
+    def remove_relay(self, relay: Callable[[str, Any], None]) -> None:
+        if relay in self._relays:
+            self._relays.remove(relay)
 
 
 def publish_after_commit(session: Session, topic: str, payload: Any) -> None:
