@@ -65,5 +65,16 @@ def wire(runtime: Runtime) -> list[Component]:
     # The lean redirect path (before the routers are mounted: it adds the link stats route).
     from liebian.redirect.app import install as install_redirect
 
-    install_redirect(runtime)
+    redirect_app = install_redirect(runtime)
+    if runtime.settings.redis_url:
+        # Scale mode: invalidations reach the other server processes (kit/bus_relay.py).
+        from liebian.kit.bus_relay import RESYNC_TOPIC, RedisBusRelay
+
+        runtime.bus.subscribe(RESYNC_TOPIC, key_cache.clear)
+        runtime.bus.subscribe(RESYNC_TOPIC, lambda _payload: redirect_app.cache.clear())
+        relay = RedisBusRelay(
+            runtime.bus, runtime.settings.redis_url, prefix=runtime.settings.redis_prefix
+        )
+        runtime.extras["bus_relay"] = relay
+        components.append(relay)
     return components

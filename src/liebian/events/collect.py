@@ -17,8 +17,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from liebian.app.deps import RuntimeDep
-from liebian.events.schemas import EventIn
+from liebian.events.schemas import ONE_EVENT
 from liebian.events.service import MAX_FUTURE_SKEW, serialize
+from liebian.kit.client_ip import client_ip
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import hash_ip
 from liebian.kit.errors import Invalid, NotFound
@@ -70,7 +71,7 @@ async def collect(request: Request, runtime: RuntimeDep) -> Response:
     if body.get("url"):
         properties["url"] = str(body["url"])[:2048]
     try:
-        event = EventIn.model_validate(
+        event = ONE_EVENT.validate_python(
             {
                 "event": body.get("e") or "page_view",
                 "event_id": body.get("id"),
@@ -88,11 +89,12 @@ async def collect(request: Request, runtime: RuntimeDep) -> Response:
             ],
         ) from exc
     now = utcnow()
-    if event.ts is None or event.ts > now + MAX_FUTURE_SKEW:
-        event = event.model_copy(update={"ts": now})
+    ts = event.get("ts")
+    if ts is None or ts > now + MAX_FUTURE_SKEW:
+        event["ts"] = now
     user_agent = request.headers.get("user-agent", "")
     client = classify_cached(user_agent)
-    ip = request.client.host if request.client else ""
+    ip = client_ip(request.scope, runtime.settings.trusted_proxies)
     context = {
         "platform": client.platform,
         "device": client.device,

@@ -10,9 +10,10 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -25,6 +26,12 @@ class Settings(BaseSettings):
     events_url: str = ""
     # Optional shared cache / counters for scale mode (several server processes).
     redis_url: str = ""
+    # Prefix of every Redis key and channel liebian uses (several installs may share a Redis).
+    redis_prefix: str = "lb:"
+    # Reverse proxies / load balancers (CIDRs) whose X-Forwarded-For is believed, e.g.
+    # LIEBIAN_TRUSTED_PROXIES="10.0.0.0/8,127.0.0.1" (or a JSON list). Empty: the socket peer
+    # is the client, and X-Forwarded-For is ignored (anyone can send it).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Base URL used to build short links when a workspace has no healthy custom domain.
     base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
@@ -41,7 +48,44 @@ class Settings(BaseSettings):
     # Webhook targets on private/loopback addresses are refused (SSRF) unless this is set;
     # tests set it to talk to receivers on 127.0.0.1.
     allow_private_webhooks: bool = False
+    # Seconds between runs of the fission jobs (expire groups and assists, settle rewards,
+    # qualify retained invites); 0 turns the in-process scheduler off (cron runs
+    # `liebian jobs run` instead).
+    jobs_interval: float = 10.0
+    # Seconds between passes of the webhook deliverer over due deliveries.
+    webhook_interval: float = 1.0
+    # A delivery is given up (dead) after this many failed attempts; the wait between
+    # attempts doubles from webhook_backoff seconds (30 s, 1 min, 2 min, … capped at 6 h).
+    webhook_max_attempts: int = 8
+    webhook_backoff: float = 30.0
+    webhook_timeout: float = 10.0
     poster_font: str = ""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part for part in text.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"LIEBIAN_TRUSTED_PROXIES: {cidr!r} is not an IP address or CIDR"
+                ) from exc
+        return value
 
     @property
     def resolved_database_url(self) -> str:

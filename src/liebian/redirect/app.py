@@ -16,6 +16,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs
 
 from liebian.app.runtime import Runtime
+from liebian.kit import client_ip
 from liebian.kit.passwords import verify_password
 from liebian.kit.visitor import Visitor
 from liebian.links.schemas import SLUG_RE
@@ -85,6 +86,8 @@ class RedirectApp:
         self.recorder = recorder
         self.counter = counter
         self.secret = runtime.secret
+        # None unless LIEBIAN_TRUSTED_PROXIES is set: then X-Forwarded-For names the client.
+        self.proxies = client_ip.resolver(runtime.settings.trusted_proxies)
         self._live_code_server: LiveCodeServer | None = None
 
     # -- responses -----------------------------------------------------------------------
@@ -152,6 +155,8 @@ class RedirectApp:
         assert visitor_id is not None
         client = scope.get("client")
         ip: str = client[0] if client else ""
+        if self.proxies is not None and ip:
+            ip = self.proxies.from_headers(ip, scope["headers"])
 
         if entry.kind == KIND_LIVE_CODE:
             await self._live_code(entry, scope, receive, send, info, visitor_id, ip, referrer)
@@ -337,7 +342,9 @@ def install(runtime: Runtime) -> RedirectApp:
     cache = LinkCache(SlugLoader(runtime.engine), capacity=capacity)
     cache.subscribe(runtime.bus)
     counter = ClickCounter(
-        lambda link_id: human_clicks(runtime, link_id), redis_url=runtime.settings.redis_url
+        lambda link_id: human_clicks(runtime, link_id),
+        redis_url=runtime.settings.redis_url,
+        prefix=runtime.settings.redis_prefix,
     )
     app = RedirectApp(runtime, cache, ClickRecorder(runtime.spool, runtime.secret), counter)
     _bound_embedded_store(runtime)

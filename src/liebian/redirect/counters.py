@@ -6,10 +6,20 @@ predecessor answered are counted) and incremented in the same synchronous step t
 to redirect. With no ``await`` between check and increment, concurrent requests on the event
 loop can never push a link past its limit.
 
-Scale mode (``settings.redis_url``): the count lives in Redis under ``lb:clicks:<link id>``,
-seeded with ``SET NX`` from the same store count and spent with ``INCR`` — atomic across
-processes. If Redis is unreachable the counter falls back to the local count (availability over
-a possible overshoot of a few clicks), and says so in ``last_error``.
+Scale mode (``settings.redis_url``, the ``redis`` extra): the count lives in Redis under
+``<prefix>clicks:<link id>``, seeded with ``SET NX`` from the same store count and spent with
+one server-side script (``INCRBY`` + ``EXPIRE``), so every process draws from one budget and
+two processes can never both take the last click. A key that has gone (expired after
+:data:`KEY_TTL` idle seconds, evicted, Redis restarted without persistence) is re-seeded from
+the store instead of silently restarting at zero.
+
+Redis unreachable → **fail open** on the local count (docs/decisions/0005-scale-mode-redis.md):
+the link keeps redirecting, each process enforcing the limit against the last shared value it
+saw plus its own clicks since, so the overshoot is bounded by what the *other* processes let
+through during the outage. Those offline clicks are owed to Redis and added with the first
+successful call afterwards. After a failure the counter leaves Redis alone for
+``retry_after`` seconds, so an outage costs one timeout, not one per redirect. ``last_error``
+says what went wrong.
 
 Only links that have ``max_clicks`` touch this module.
 """
@@ -17,21 +27,54 @@ Only links that have ``max_clicks`` touch this module.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
+import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from typing import Any
 
 from liebian.redirect.cache import Entry
 
 SeedFn = Callable[[str], int]
+log = logging.getLogger(__name__)
+
+# A counter key idle this long expires; the next click re-seeds it from the event store.
+KEY_TTL = 30 * 24 * 3600
+
+# KEYS[1] counter; ARGV[1] clicks to add; ARGV[2] seed ("" = do not seed); ARGV[3] ttl.
+# Answers the new value, or nil when the key is missing and no seed was given.
+_TAKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[2] == '' then return false end
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return value
+"""
+
+
+class RedisUnavailable(Exception):
+    """Redis could not answer (down, timed out, refused); the caller falls back."""
 
 
 class ClickCounter:
-    def __init__(self, seed: SeedFn, *, redis_url: str = "") -> None:
+    def __init__(
+        self,
+        seed: SeedFn,
+        *,
+        redis_url: str = "",
+        prefix: str = "lb:",
+        timeout: float = 0.5,
+        retry_after: float = 5.0,
+    ) -> None:
         self._seed_fn = seed
         self._counts: dict[str, int] = {}
         self._seeding: dict[str, asyncio.Future[None]] = {}
-        self.redis = RedisCounter(redis_url) if redis_url else None
+        # Clicks let through while Redis was unreachable, not yet added to the shared count.
+        self._owed: dict[str, int] = {}
+        self.redis = RedisClicks(redis_url, prefix=prefix, timeout=timeout) if redis_url else None
+        self.retry_after = retry_after
+        self._redis_down_until = 0.0
         self.last_error: BaseException | None = None
 
     def is_seeded(self, link_id: str) -> bool:
@@ -48,11 +91,12 @@ class ClickCounter:
         self._seeding[link_id] = future
         try:
             count = await asyncio.to_thread(self._seed_fn, link_id)
-            if self.redis is not None:
+            redis = self._redis()
+            if redis is not None:
                 try:
-                    await self.redis.seed(link_id, count)
-                except (OSError, RedisError) as exc:
-                    self.last_error = exc
+                    count = await redis.seed(link_id, count)
+                except RedisUnavailable as exc:
+                    self._redis_failed(exc)
             self._counts.setdefault(link_id, count)
             future.set_result(None)
         except BaseException as exc:
@@ -72,105 +116,101 @@ class ClickCounter:
         limit = entry.max_clicks
         if limit is None:
             return True
-        if self.redis is not None:
+        redis = self._redis()
+        if redis is not None:
+            owed = self._owed.pop(entry.id, 0)
             try:
-                value = await self.redis.incr(entry.id)
+                value = await redis.take(entry.id, 1 + owed)
+                if value is None:
+                    count = await asyncio.to_thread(self._seed_fn, entry.id)
+                    value = await redis.take(entry.id, 1 + owed, seed=count)
+                    assert value is not None
+            except RedisUnavailable as exc:
+                if owed:
+                    self._owed[entry.id] = self._owed.get(entry.id, 0) + owed
+                self._redis_failed(exc)
+            else:
                 self._counts[entry.id] = value
                 return value <= limit
-            except (OSError, RedisError) as exc:
-                self.last_error = exc
         current = self._counts.get(entry.id, 0)
         if current >= limit:
             return False
         self._counts[entry.id] = current + 1
+        if self.redis is not None:
+            self._owed[entry.id] = self._owed.get(entry.id, 0) + 1
         return True
 
     def forget(self, link_id: str) -> None:
         self._counts.pop(link_id, None)
 
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
 
-class RedisError(Exception):
-    pass
+    def _redis(self) -> RedisClicks | None:
+        if self.redis is None or time.monotonic() < self._redis_down_until:
+            return None
+        return self.redis
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        # At most one line per ``retry_after``: Redis is left alone in between.
+        log.warning("max_clicks: Redis unavailable, counting locally (%s)", exc)
+        self.last_error = exc
+        self._redis_down_until = time.monotonic() + self.retry_after
 
 
-class RedisCounter:
-    """The two commands we need over RESP2, on one connection (requests serialized by a lock).
+class RedisClicks:
+    """The shared counters, through redis-py's asyncio client (a pool per process)."""
 
-    The redis client library is not a dependency; INCR and SET NX do not justify one.
-    """
+    def __init__(self, url: str, *, prefix: str = "lb:", timeout: float = 0.5) -> None:
+        try:
+            from redis.asyncio import Redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "LIEBIAN_REDIS_URL is set but the redis client is not installed: "
+                "pip install 'liebian[redis]'"
+            ) from exc
+        self.prefix = prefix + "clicks:"
+        # One quick retry covers a pooled connection that went stale (Redis restarted); more
+        # would turn an outage into seconds of waiting per redirect.
+        self.client: Any = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._take = self.client.register_script(_TAKE)
 
-    def __init__(self, url: str, *, prefix: str = "lb:clicks:", timeout: float = 0.5) -> None:
-        parts = urlsplit(url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 6379
-        self.password = parts.password
-        self.db = int(parts.path.strip("/") or 0)
-        self.prefix = prefix
-        self.timeout = timeout
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._lock = asyncio.Lock()
+    async def seed(self, link_id: str, count: int) -> int:
+        """Set the count unless another process already did; the shared value."""
+        key = self.prefix + link_id
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.set(key, count, nx=True, ex=KEY_TTL)
+                pipe.get(key)
+                _, value = await pipe.execute()
+        except _errors() as exc:
+            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+        return int(value) if value is not None else count
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        self._reader, self._writer = reader, writer
-        if self.password:
-            await self._roundtrip(reader, writer, "AUTH", self.password)
-        if self.db:
-            await self._roundtrip(reader, writer, "SELECT", str(self.db))
-        return reader, writer
+    async def take(self, link_id: str, clicks: int, *, seed: int | None = None) -> int | None:
+        """Add ``clicks``; the new value, or None when the key is gone and no seed was given."""
+        try:
+            value = await self._take(
+                keys=[self.prefix + link_id],
+                args=[clicks, "" if seed is None else seed, KEY_TTL],
+            )
+        except _errors() as exc:
+            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+        return None if value is None else int(value)
 
-    @staticmethod
-    async def _roundtrip(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *args: str
-    ) -> int | str | None:
-        out = [f"*{len(args)}\r\n".encode()]
-        for arg in args:
-            raw = arg.encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-        writer.write(b"".join(out))
-        await writer.drain()
-        line = await reader.readline()
-        if not line:
-            raise RedisError("connection closed")
-        kind, body = line[:1], line[1:-2].decode()
-        if kind == b"-":
-            raise RedisError(body)
-        if kind == b":":
-            return int(body)
-        if kind == b"+":
-            return body
-        if kind == b"$":
-            if body == "-1":
-                return None
-            data = await reader.readexactly(int(body) + 2)
-            return data[:-2].decode()
-        raise RedisError(f"unexpected reply {line!r}")
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
-    async def command(self, *args: str) -> int | str | None:
-        async with self._lock:
-            try:
-                if self._reader is None or self._writer is None:
-                    reader, writer = await asyncio.wait_for(self._connect(), self.timeout)
-                else:
-                    reader, writer = self._reader, self._writer
-                return await asyncio.wait_for(self._roundtrip(reader, writer, *args), self.timeout)
-            except (OSError, RedisError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                await self.close()
-                raise RedisError(str(exc) or type(exc).__name__) from exc
 
-    async def seed(self, link_id: str, count: int) -> None:
-        await self.command("SET", self.prefix + link_id, str(count), "NX")
+def _errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
 
-    async def incr(self, link_id: str) -> int:
-        value = await self.command("INCR", self.prefix + link_id)
-        if not isinstance(value, int):
-            raise RedisError(f"INCR answered {value!r}")
-        return value
-
-    async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+    return (RedisError, OSError, TimeoutError)
