@@ -14,7 +14,7 @@ would make the client resend events that were accepted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,34 +27,40 @@ from liebian.kit.errors import DomainError
 log = logging.getLogger("liebian.campaigns")
 
 
-def conversion_hook(sessions: sessionmaker[Session]) -> Callable[[str, Sequence[EventIn]], None]:
-    def apply(workspace_id: str, events: Sequence[EventIn]) -> None:
-        relevant = [e for e in events if e.event in CONVERSION_EVENTS and e.user_id]
-        if not relevant:
-            return
+class ConversionHook:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def select(self, events: Sequence[EventIn]) -> list[EventIn]:
+        return [e for e in events if e["event"] in CONVERSION_EVENTS and e.get("user_id")]
+
+    def __call__(self, workspace_id: str, events: Sequence[EventIn]) -> None:
         now = utcnow()
-        with session_scope(sessions) as session:
-            for event in relevant:
-                assert event.user_id is not None and event.event_id is not None
+        with session_scope(self.sessions) as session:
+            for event in events:
+                user_id, event_id = event.get("user_id"), event.get("event_id")
+                assert user_id is not None and event_id is not None
                 try:
                     with session.begin_nested():
                         apply_conversion(
                             session,
                             workspace_id,
-                            user_id=event.user_id,
-                            event=event.event,
-                            event_id=event.event_id,
-                            revenue=event.revenue,
-                            currency=event.currency,
-                            ts=event.ts or now,
-                            properties=event.properties,
+                            user_id=user_id,
+                            event=event["event"],
+                            event_id=event_id,
+                            revenue=event.get("revenue"),
+                            currency=event.get("currency"),
+                            ts=event.get("ts") or now,
+                            properties=event.get("properties"),
                         )
                 except DomainError as exc:
                     log.warning(
                         "conversion %s (%s) not applied to campaigns: %s",
-                        event.event_id,
-                        event.event,
+                        event_id,
+                        event["event"],
                         exc.message,
                     )
 
-    return apply
+
+def conversion_hook(sessions: sessionmaker[Session]) -> ConversionHook:
+    return ConversionHook(sessions)

@@ -8,14 +8,14 @@ from fastapi.responses import JSONResponse
 
 from liebian.app.deps import PrincipalDep, RuntimeDep
 from liebian.events import service
-from liebian.events.schemas import MAX_BATCH, EventIn, IdentifyIn, IngestResult
+from liebian.events.schemas import MAX_BATCH, ONE_EVENT, IdentifyIn, IngestResult
 from liebian.events.store.base import Alias
 from liebian.kit.auth import Role
 from liebian.kit.clock import utcnow
 
 router = APIRouter(tags=["events"])
 # Documented by hand: the body is read raw so one bad event cannot sink a whole batch.
-_EVENT_SCHEMA = EventIn.model_json_schema()
+_EVENT_SCHEMA = ONE_EVENT.json_schema()
 
 
 @router.post(

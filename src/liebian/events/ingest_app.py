@@ -68,31 +68,36 @@ class IngestApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _ingest(self, workspace_id: str, raw: bytes) -> bytes:
+    def _accept(self, workspace_id: str, raw: bytes) -> service.Accepted:
         runtime = self.runtime
         assert runtime.spool is not None and runtime.event_store is not None
-        accepted = service.ingest(
+        return service.ingest(
             workspace_id=workspace_id,
             raw=raw,
             spool=runtime.spool,
             store=runtime.event_store,
             now=utcnow(),
-            hooks=runtime.extras.get("event_hooks", []),
         )
-        return orjson.dumps(accepted.result.model_dump())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             principal = self._principal(scope)
             principal.require(Role.operator)
             raw = await self._body(receive)
-            # Small bodies inline: a thread hop costs more than spooling one event. Conversion
-            # hooks (campaign rewards) may touch the OLTP database for purchase/refund events;
-            # those are rare next to page views and take milliseconds.
+            # Small bodies inline: a thread hop costs more than spooling one event.
             if len(raw) > INLINE_BYTES:
-                payload = await asyncio.to_thread(self._ingest, principal.workspace_id, raw)
+                accepted = await asyncio.to_thread(self._accept, principal.workspace_id, raw)
             else:
-                payload = self._ingest(principal.workspace_id, raw)
+                accepted = self._accept(principal.workspace_id, raw)
+            # Conversion hooks (campaign rewards) write to the OLTP database for the few
+            # events they select (purchase, refund, signup…): in a worker thread, never on the
+            # loop, and still before the answer, so a 202 means the rewards are applied.
+            hooks = self.runtime.extras.get("event_hooks", [])
+            if hooks and any(hook.select(accepted.events) for hook in hooks):
+                await asyncio.to_thread(
+                    service.run_hooks, principal.workspace_id, accepted.events, hooks
+                )
+            payload = orjson.dumps(accepted.result.model_dump())
             status = 202
         except DomainError as exc:
             payload, status = orjson.dumps(exc.to_body()), exc.status

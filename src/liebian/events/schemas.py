@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import TypedDict
 
 from liebian.kit.schemas import StrictModel
 
@@ -28,35 +29,55 @@ def _depth(value: Any, level: int = 1) -> int:
     return level - 1
 
 
-class EventIn(StrictModel):
-    """One event. Constraints are declared (not Python validators) so a batch of 10,000 is
-    checked inside pydantic-core; the properties size and depth are checked when the row is
-    serialized (see ``events.service``), where the JSON is produced anyway."""
+# A TypedDict, not a model: pydantic-core validates a 10,000-event batch into plain dicts
+# about 3x faster than into model instances, and the dicts go straight to orjson for the
+# spool line (docs/decisions/0004). The same constraints, declared, so they run in Rust.
+@with_config(ConfigDict(extra="forbid", str_strip_whitespace=True))
+class EventIn(TypedDict):
+    """One event. The properties' size and depth are checked when the line is serialized
+    (see ``events.service``), where the JSON is produced anyway."""
 
-    event: str = Field(
-        pattern=EVENT_NAME_RE.pattern,
-        description="event name, e.g. page_view, signup, purchase, refund: 1–64 of letters, digits, _ . : $ -",
-    )
-    event_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        description="idempotency key: the same id is stored once",
-    )
-    visitor_id: str | None = Field(default=None, max_length=128)
-    user_id: str | None = Field(default=None, max_length=128, description="the brand's external_id")
-    click_id: str | None = Field(
-        default=None, max_length=64, description="lb_cid from the redirect"
-    )
-    ts: AwareDatetime | None = Field(default=None, description="when it happened (default: now)")
-    properties: dict[str, Any] = Field(default_factory=dict, max_length=MAX_PROPERTIES_KEYS)
-    revenue: int | None = Field(default=None, ge=0, le=MAX_REVENUE, description="minor units (分)")
-    currency: str | None = Field(
-        default=None, pattern=CURRENCY_RE.pattern, description="ISO 4217, e.g. CNY"
-    )
-    channel: str | None = Field(default=None, max_length=64)
-    campaign_id: str | None = Field(default=None, max_length=40)
-    link_id: str | None = Field(default=None, max_length=40)
+    event: Annotated[
+        str,
+        Field(
+            pattern=EVENT_NAME_RE.pattern,
+            description="event name, e.g. page_view, signup, purchase, refund: 1–64 of letters, digits, _ . : $ -",
+        ),
+    ]
+    event_id: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=128,
+                description="idempotency key: the same id is stored once",
+            ),
+        ]
+    ]
+    visitor_id: NotRequired[Annotated[str | None, Field(max_length=128)]]
+    user_id: NotRequired[
+        Annotated[str | None, Field(max_length=128, description="the brand's external_id")]
+    ]
+    click_id: NotRequired[
+        Annotated[str | None, Field(max_length=64, description="lb_cid from the redirect")]
+    ]
+    ts: NotRequired[
+        Annotated[AwareDatetime | None, Field(description="when it happened (default: now)")]
+    ]
+    properties: NotRequired[Annotated[dict[str, Any], Field(max_length=MAX_PROPERTIES_KEYS)]]
+    revenue: NotRequired[
+        Annotated[int | None, Field(ge=0, le=MAX_REVENUE, description="minor units (分)")]
+    ]
+    currency: NotRequired[
+        Annotated[str | None, Field(pattern=CURRENCY_RE.pattern, description="ISO 4217, e.g. CNY")]
+    ]
+    channel: NotRequired[Annotated[str | None, Field(max_length=64)]]
+    campaign_id: NotRequired[Annotated[str | None, Field(max_length=40)]]
+    link_id: NotRequired[Annotated[str | None, Field(max_length=40)]]
+
+
+ONE_EVENT: TypeAdapter[EventIn] = TypeAdapter(EventIn)
+EVENT_BATCH: TypeAdapter[list[EventIn]] = TypeAdapter(list[EventIn])
 
 
 def properties_problem(properties: dict[str, Any], serialized_size: int) -> str | None:

@@ -7,17 +7,19 @@ replay after a crash store every event once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from liebian.events.schemas import (
+    EVENT_BATCH,
     MAX_BATCH,
     MAX_PROPERTIES_BYTES,
+    ONE_EVENT,
     EventIn,
     IngestResult,
     Rejected,
@@ -32,10 +34,26 @@ from liebian.kit.ids import new_id
 MAX_FUTURE_SKEW = timedelta(minutes=10)
 DEFAULT_CURRENCY = "CNY"
 
-_one = TypeAdapter(EventIn)
-_many = TypeAdapter(list[EventIn])
 
-ConversionHook = Callable[[str, Sequence[EventIn]], None]
+class ConversionHook(Protocol):
+    """Something that acts on some accepted events (campaign conversions), after the spool.
+
+    ``select`` is cheap and runs on the request path; the call may touch the OLTP database,
+    so the raw ingestion app runs it in a worker thread, and only when ``select`` found some.
+    """
+
+    def select(self, events: Sequence[EventIn]) -> list[EventIn]: ...
+
+    def __call__(self, workspace_id: str, events: Sequence[EventIn]) -> None: ...
+
+
+def run_hooks(
+    workspace_id: str, events: Sequence[EventIn], hooks: Sequence[ConversionHook]
+) -> None:
+    for hook in hooks:
+        chosen = hook.select(events)
+        if chosen:
+            hook(workspace_id, chosen)
 
 
 @dataclass(frozen=True)
@@ -77,12 +95,12 @@ def _errors(exc: ValidationError) -> list[dict[str, str]]:
 def validate_items(items: list[Any]) -> tuple[list[tuple[int, EventIn]], list[Rejected]]:
     try:
         # Fast path: the whole batch in one pass through pydantic-core.
-        return list(enumerate(_many.validate_python(items))), []
+        return list(enumerate(EVENT_BATCH.validate_python(items))), []
     except ValidationError:
         parsed, rejected = [], []
         for index, item in enumerate(items):
             try:
-                parsed.append((index, _one.validate_python(item)))
+                parsed.append((index, ONE_EVENT.validate_python(item)))
             except ValidationError as exc:
                 rejected.append(Rejected(index=index, errors=_errors(exc)))
         return parsed, rejected
@@ -97,7 +115,7 @@ def _parse_and_validate(raw: bytes) -> tuple[list[tuple[int, EventIn]], list[Rej
     """
     if raw.lstrip()[:1] == b"[":
         try:
-            events = _many.validate_json(raw)
+            events = EVENT_BATCH.validate_json(raw)
         except ValidationError:
             pass
         else:
@@ -125,15 +143,24 @@ def serialize(
     context: dict[str, Any] | None = None,
 ) -> tuple[list[EventIn], list[bytes], list[Rejected]]:
     """Spool lines for the valid events, and the rule-level rejections (future timestamps,
-    oversized or deep properties, revenue with nobody to credit)."""
-    naive_now = now.astimezone(UTC).replace(tzinfo=None)
-    horizon = naive_now + MAX_FUTURE_SKEW
+    oversized or deep properties, revenue with nobody to credit).
+
+    The validated dicts are completed in place (workspace, defaults) and dumped as they are:
+    ``ts`` stays an aware datetime, written as RFC 3339 with its offset, which both stores
+    turn into UTC when they load the line. Keys left out are NULL in the store.
+    """
+    now = now.astimezone(UTC)
+    received_at = now.replace(tzinfo=None).isoformat(sep=" ")
+    horizon = now + MAX_FUTURE_SKEW
     events: list[EventIn] = []
     lines: list[bytes] = []
     rejected: list[Rejected] = []
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     for index, event in parsed:
-        ts = event.ts.astimezone(UTC).replace(tzinfo=None) if event.ts is not None else naive_now
-        if ts > horizon:
+        ts = event.get("ts")
+        if ts is None:
+            event["ts"] = now
+        elif ts > horizon:
             rejected.append(
                 _reject(
                     index,
@@ -142,40 +169,35 @@ def serialize(
                 )
             )
             continue
-        if event.revenue and event.user_id is None and event.visitor_id is None:
-            rejected.append(
-                _reject(index, "user_id", "revenue needs a user_id or visitor_id to belong to")
-            )
-            continue
-        if event.event_id is None:
+        revenue = event.get("revenue")
+        if revenue is not None:
+            if event.get("user_id") is None and event.get("visitor_id") is None and revenue:
+                rejected.append(
+                    _reject(index, "user_id", "revenue needs a user_id or visitor_id to belong to")
+                )
+                continue
+            event["currency"] = event.get("currency") or DEFAULT_CURRENCY
+        elif "currency" in event:
+            event["currency"] = None
+        if event.get("event_id") is None:
             # Given here, not later, so hooks (campaign conversions) see the stored id.
-            event.event_id = new_id("evt")
-        record = {
-            "workspace_id": workspace_id,
-            "event_id": event.event_id,
-            "event": event.event,
-            "ts": ts,
-            "received_at": naive_now,
-            "visitor_id": event.visitor_id,
-            "user_id": event.user_id,
-            "click_id": event.click_id,
-            "link_id": event.link_id,
-            "channel": event.channel,
-            "campaign_id": event.campaign_id,
-            "revenue": event.revenue,
-            "currency": (event.currency or DEFAULT_CURRENCY) if event.revenue is not None else None,
-            # Nested as an object: both stores read a JSON object into their text column, so
-            # the properties are serialized once, with the line.
-            "properties": event.properties or None,
-        }
+            event["event_id"] = new_id("evt")
+        record: dict[str, Any] = event  # type: ignore[assignment]
+        record["workspace_id"] = workspace_id
+        record["received_at"] = received_at
+        properties = event.get("properties")
+        if not properties:
+            record.pop("properties", None)
         if context:
             record.update(context)
-        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-        if event.properties:
-            # The line bounds the properties' size, so they are measured alone only when it
-            # could be over the limit.
-            size = len(orjson.dumps(event.properties)) if len(line) > MAX_PROPERTIES_BYTES else 0
-            problem = properties_problem(event.properties, size)
+        line = dumps(record, option=newline)
+        # The line bounds the properties' size, and it holds exactly two "{" and no "[" when
+        # nothing nests (a brace inside a string only costs the exact check below): so the
+        # properties are measured and walked alone only when they could break a limit.
+        if properties and (
+            len(line) > MAX_PROPERTIES_BYTES or line.count(b"{") + line.count(b"[") > 2
+        ):
+            problem = properties_problem(properties, len(dumps(properties)))
             if problem:
                 rejected.append(_reject(index, "properties", problem))
                 continue
@@ -212,20 +234,17 @@ def ingest(
         )
     # One write for the whole batch: durable against a process crash once it returns.
     spool.append_line(b"".join(lines))
-    aliases = [
-        Alias(
-            workspace_id,
-            e.visitor_id,
-            e.user_id,
-            (e.ts or now).astimezone(UTC).replace(tzinfo=None),
-        )
-        for e in events
-        if e.visitor_id and e.user_id
-    ]
+    aliases = []
+    for e in events:
+        visitor_id, user_id = e.get("visitor_id"), e.get("user_id")
+        if visitor_id and user_id:
+            ts = e.get("ts") or now
+            aliases.append(
+                Alias(workspace_id, visitor_id, user_id, ts.astimezone(UTC).replace(tzinfo=None))
+            )
     if aliases:
         store.add_aliases(_latest_per_visitor(aliases))
-    for hook in hooks:
-        hook(workspace_id, events)
+    run_hooks(workspace_id, events, hooks)
     return Accepted(events, IngestResult(accepted=len(events), rejected=rejected))
 
 
