@@ -162,9 +162,11 @@ class ClickCounter:
 class RedisClicks:
     """The shared counters, through redis-py's asyncio client (a pool per process)."""
 
-    def __init__(self, url: str, *, prefix: str = "lb:", timeout: float = 0.5) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "lb:", timeout: float = 0.5, max_connections: int = 32
+    ) -> None:
         try:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
             from redis.backoff import NoBackoff
             from redis.retry import Retry
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -173,14 +175,18 @@ class RedisClicks:
                 "pip install 'liebian[redis]'"
             ) from exc
         self.prefix = prefix + "clicks:"
-        # One quick retry covers a pooled connection that went stale (Redis restarted); more
-        # would turn an outage into seconds of waiting per redirect.
-        self.client: Any = Redis.from_url(
+        # A burst of capped redirects waits (up to ``timeout``) for one of a few connections
+        # instead of opening one each. One quick retry covers a pooled connection that went
+        # stale (Redis restarted); more would turn an outage into seconds per redirect.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
+        self.client: Any = Redis(connection_pool=pool)
         self._take = self.client.register_script(_TAKE)
 
     async def seed(self, link_id: str, count: int) -> int:
