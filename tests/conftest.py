@@ -85,6 +85,10 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         base_url="http://sho.rt",
         flush_interval=0.05,
         allow_private_webhooks=True,
+        # Background jobs off by default: tests that check "pending" must not race the
+        # settlement job. Scheduler and webhook tests turn them on themselves.
+        jobs_interval=0,
+        webhook_interval=0,
     )
 
 

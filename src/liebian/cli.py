@@ -18,8 +18,12 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys", no_args_is_help=True)
 db_app = typer.Typer(help="database schema", no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="background jobs (for cron when the server's scheduler is off)", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(domains_app, name="domains")
 app.add_typer(links_app, name="links")
 
@@ -185,6 +189,40 @@ def db_upgrade(data_dir: DataDir = None) -> None:
     settings = _settings(data_dir)
     upgrade(settings.resolved_database_url)
     typer.echo("database is up to date")
+
+
+@jobs_app.command("run")
+def jobs_run(
+    data_dir: DataDir = None,
+    webhooks: Annotated[bool, typer.Option(help="also deliver due webhooks")] = True,
+) -> None:
+    """Run every job once: expire groups (voiding orders) and assists, settle due rewards,
+    deliver due webhooks. Safe beside a running server or another cron run."""
+    from liebian.app.runtime import Runtime
+    from liebian.app.scheduler import delivery_policy
+    from liebian.campaigns.tasks import run_fission_jobs
+    from liebian.kit.clock import utcnow
+    from liebian.webhooks.deliver import deliver_due
+    from liebian.webhooks.outbox import install
+
+    runtime = Runtime.build(_settings(data_dir))
+    try:
+        install(runtime.sessions)
+        result = run_fission_jobs(runtime.sessions, utcnow())
+        typer.echo(
+            f"拼团失败 groups failed: {result.groups_failed}  助力过期 assists expired: "
+            f"{result.assists_expired}  奖励发放 rewards issued: {result.rewards_issued}"
+        )
+        if webhooks:
+            sent = deliver_due(
+                runtime.sessions, runtime.cipher, delivery_policy(runtime), limit=500
+            )
+            typer.echo(
+                f"webhooks delivered: {sent.delivered}  failed (will retry): {sent.failed}  "
+                f"dead: {sent.dead}"
+            )
+    finally:
+        runtime.close()
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
+
 from liebian.app.lifecycle import Component
 from liebian.app.runtime import Runtime
+from liebian.app.scheduler import Scheduler, jobs_for
 from liebian.events.spool import Flusher, Spool
 from liebian.events.store.factory import open_event_store
 from liebian.workspaces.key_cache import REVOKED_TOPIC, KeyCache
@@ -34,6 +37,31 @@ class FlusherComponent:
             self.flusher = None
 
 
+class SchedulerComponent:
+    """Runs the fission jobs (expire groups and assists, settle rewards) and the webhook
+    deliverer in one background thread (see app/scheduler.py)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.scheduler: Scheduler | None = None
+        self._client: httpx.Client | None = None
+
+    async def start(self) -> None:
+        timeout = self.runtime.settings.webhook_timeout
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self.scheduler = Scheduler(jobs_for(self.runtime, self._client))
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            # A job may be mid-run (a webhook POST): wait for it off the event loop.
+            await asyncio.to_thread(self.scheduler.stop)
+            self.scheduler = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 def wire(runtime: Runtime) -> list[Component]:
     runtime.extras.setdefault("routers", [])
     runtime.extras.setdefault("page_routers", [])
@@ -46,6 +74,12 @@ def wire(runtime: Runtime) -> list[Component]:
     from liebian.campaigns.wiring import page_routers, routers
 
     runtime.extras["routers"] += routers()
+    # Webhooks: endpoints API, and the outbox writer in every session (publish → outbox row).
+    from liebian.webhooks.api import router as webhooks_router
+    from liebian.webhooks.outbox import install as install_outbox
+
+    runtime.extras["routers"].append(webhooks_router)
+    install_outbox(runtime.sessions)
     runtime.extras["page_routers"] += page_routers()
     from liebian.campaigns.event_hook import conversion_hook
 
@@ -61,7 +95,8 @@ def wire(runtime: Runtime) -> list[Component]:
         runtime.event_store = open_event_store(runtime.settings.resolved_events_url)
     if runtime.spool is None:
         runtime.spool = Spool(runtime.settings.spool_dir)
-    components: list[Component] = [FlusherComponent(runtime)]
+    # The scheduler starts after the flusher and so stops before it.
+    components: list[Component] = [FlusherComponent(runtime), SchedulerComponent(runtime)]
     # The lean redirect path (before the routers are mounted: it adds the link stats route).
     from liebian.redirect.app import install as install_redirect
 

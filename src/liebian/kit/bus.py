@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -48,7 +48,31 @@ class LocalBus:
             self._relays.remove(relay)
 
 
+OUTBOX_KEY = "liebian.outbox"
+
+
+class OutboxWriter(Protocol):
+    """Writes durable rows for a published topic in the publisher's own transaction (the
+    webhook outbox), so a committed change always has its notification and a rolled-back one
+    never does."""
+
+    def __call__(self, session: Session, topic: str, payload: Any) -> None: ...
+
+    def wants(self, session: Session, topic: str) -> bool:
+        """Whether anything would be written for ``topic`` (lets set-based writers skip
+        collecting ids nobody will read)."""
+        ...
+
+
 def publish_after_commit(session: Session, topic: str, payload: Any) -> None:
+    writer: OutboxWriter | None = session.info.get(OUTBOX_KEY)
+    if writer is not None:
+        writer(session, topic, payload)
     bus: LocalBus | None = session.info.get(BUS_KEY)
     if bus is not None:
         after_commit(session, lambda: bus.publish(topic, payload))
+
+
+def outbox_wants(session: Session, topic: str) -> bool:
+    writer: OutboxWriter | None = session.info.get(OUTBOX_KEY)
+    return writer is not None and writer.wants(session, topic)

@@ -1,0 +1,105 @@
+"""The in-process job scheduler: one background thread running periodic jobs.
+
+Every job it runs is safe to run in several processes at once (conditional UPDATEs, claimed
+rows), so two servers, or a server plus ``liebian jobs run`` from cron, never double-apply.
+A failing job is logged and retried on its next tick; it never stops the thread or the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from liebian.app.runtime import Runtime
+
+log = logging.getLogger("liebian.scheduler")
+
+
+@dataclass
+class PeriodicJob:
+    name: str
+    interval: float
+    run: Callable[[], Any]
+    runs: int = 0
+    last_result: Any = None
+    last_error: BaseException | None = None
+    _due: float = field(default=0.0, repr=False)
+
+
+class Scheduler:
+    def __init__(self, jobs: list[PeriodicJob]) -> None:
+        self.jobs = [j for j in jobs if j.interval > 0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="liebian-scheduler", daemon=True)
+
+    def start(self) -> None:
+        if self.jobs:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        # monotonic: a wall-clock jump must neither stall nor burst the jobs
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for job in self.jobs:
+                if job._due <= now and not self._stop.is_set():
+                    self._run(job)
+                    job._due = time.monotonic() + job.interval
+            wait = min(j._due for j in self.jobs) - time.monotonic()
+            self._stop.wait(max(wait, 0.01))
+
+    @staticmethod
+    def _run(job: PeriodicJob) -> None:
+        try:
+            job.last_result = job.run()
+            job.last_error = None
+        except Exception as exc:  # keep the thread alive; the job retries on its next tick
+            job.last_error = exc
+            log.exception("scheduled job %s failed", job.name)
+        finally:
+            job.runs += 1
+
+
+def fission_job(runtime: Runtime) -> Callable[[], Any]:
+    from liebian.campaigns.tasks import run_fission_jobs
+    from liebian.kit.clock import utcnow
+
+    return lambda: run_fission_jobs(runtime.sessions, utcnow())
+
+
+def delivery_policy(runtime: Runtime) -> Any:
+    from liebian.webhooks.deliver import DeliveryPolicy
+
+    settings = runtime.settings
+    return DeliveryPolicy(
+        max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff,
+        timeout_seconds=settings.webhook_timeout,
+        allow_private=settings.allow_private_webhooks,
+    )
+
+
+def webhook_job(runtime: Runtime, client: httpx.Client | None) -> Callable[[], Any]:
+    from liebian.webhooks.deliver import deliver_due
+
+    policy = delivery_policy(runtime)
+    return lambda: deliver_due(runtime.sessions, runtime.cipher, policy, client=client)
+
+
+def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[PeriodicJob]:
+    """``client``: one pooled HTTP client for the deliverer (keep-alive to the receivers)."""
+    settings = runtime.settings
+    return [
+        PeriodicJob("fission", settings.jobs_interval, fission_job(runtime)),
+        PeriodicJob("webhooks", settings.webhook_interval, webhook_job(runtime, client)),
+    ]
