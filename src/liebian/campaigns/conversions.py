@@ -4,13 +4,20 @@
 
 - ``signup`` — qualifies pending invites whose campaign's qualifying action is ``signup``;
 - ``join_group`` — qualifies invites/posters whose qualifying action is ``join_group``;
-- ``purchase`` / ``order_paid`` (same meaning) — qualifies ``first_purchase`` invites and
-  writes distribution commission on ``revenue`` (integer 分) for ``properties.order_id``
-  (the event id when absent);
+- ``purchase`` / ``order_paid`` (same meaning) — qualifies ``first_purchase`` invites (the
+  buyer's first purchase that is not fully refunded) and writes distribution commission on
+  ``revenue`` (integer 分) for ``properties.order_id`` (the event id when absent), at the
+  campaign's rate for ``properties.product_id`` when it sets one;
 - ``refund`` — ``revenue`` is the refunded amount (0/absent = the whole order) of
-  ``properties.order_id``; commission is recalculated or reversed, and invite rewards that the
-  order qualified are reversed while still unpaid;
-- ``leave_group`` / ``unfollow`` — the invitee left: their invites stop counting.
+  ``properties.order_id``; commission is recalculated or reversed. A *full* refund of the
+  purchase that qualified a ``first_purchase`` invite un-qualifies it: the invitee reward and
+  every tier reward that referral crossed are reversed (their stock returns) and the
+  referrer's tiers are recomputed from the invites that still count. A later purchase
+  qualifies it again;
+- ``leave_group`` / ``unfollow`` — the invitee left: their invites stop counting;
+- ``active`` — a heartbeat the brand sends for a returning user. Any of these events dated at
+  least ``retained_days`` after the invite qualifies ``retained`` invites (see
+  docs/decisions/0005-fission-jobs-webhooks-ledger.md for why not every event).
 
 Idempotent per ``event_id``: the conversion row is inserted with ON CONFLICT DO NOTHING and
 nothing else happens when it was already there, so replays and retries change nothing.
@@ -19,14 +26,15 @@ nothing else happens when it was already there, so replays and retries change no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from liebian.campaigns import distribution, referrals, service
 from liebian.campaigns.models import Campaign, Conversion, Referral
+from liebian.campaigns.schemas import InviteConfig
 from liebian.contacts import service as contacts
 from liebian.contacts.repository import insert_ignore
 from liebian.kit.clock import as_utc, utcnow
@@ -35,8 +43,19 @@ from liebian.kit.ids import new_id
 from liebian.rewards import service as ledger
 from liebian.rewards.models import RewardEntry
 
+_INVITE_REWARDS = ("tier", "invitee")
+
 CONVERSION_EVENTS = frozenset(
-    {"purchase", "order_paid", "refund", "signup", "join_group", "leave_group", "unfollow"}
+    {
+        "purchase",
+        "order_paid",
+        "refund",
+        "signup",
+        "join_group",
+        "leave_group",
+        "unfollow",
+        "active",
+    }
 )
 _ALIASES = {"order_paid": "purchase", "unfollow": "leave_group"}
 MAX_REVENUE = 100_000_000  # ¥1,000,000 per order in 分; anything above is a unit mistake
@@ -78,7 +97,10 @@ def apply_conversion(
             distribution._order_total(session, workspace_id, order_id, "purchase")
             - distribution._order_total(session, workspace_id, order_id, "refund"),
         )
-    first_purchase = name == "purchase" and not _has_purchase(session, contact.id)
+    first_purchase = name == "purchase" and not _has_standing_purchase(
+        session, workspace_id, contact.id
+    )
+    product_id = props.get("product_id")
     inserted = insert_ignore(
         session,
         Conversion.__table__,
@@ -95,27 +117,43 @@ def apply_conversion(
         distribution.on_purchase(
             session, workspace_id, contact.id, order_id=order_id, revenue=amount,
             currency=(currency or "CNY").upper()[:3], ts=ts,
+            product_id=str(product_id)[:128] if product_id not in (None, "") else None,
         )  # fmt: skip
         if first_purchase:
             _qualify(session, workspace_id, contact.id, "first_purchase", ts, order_id=order_id)
     elif name == "refund":
         distribution.on_refund(session, workspace_id, order_id=order_id, event_id=event_id)
-        _reverse_invite_rewards_of_order(session, workspace_id, order_id, event_id)
+        _unqualify_refunded(session, workspace_id, order_id, event_id, ts)
     elif name in ("signup", "join_group"):
         _qualify(session, workspace_id, contact.id, name, ts)
     elif name == "leave_group":
         _invalidate(session, workspace_id, contact.id, ts)
+    if name != "leave_group":
+        _qualify_retained(session, workspace_id, contact.id, ts)
 
 
-def _has_purchase(session: Session, contact_id: str) -> bool:
-    return (
-        session.scalars(
-            select(Conversion.id)
-            .where(Conversion.contact_id == contact_id, Conversion.event == "purchase")
-            .limit(1)
-        ).first()
-        is not None
-    )
+def _has_standing_purchase(session: Session, workspace_id: str, contact_id: str) -> bool:
+    """Whether the contact has a purchase that was not refunded in full."""
+    orders = session.execute(
+        select(Conversion.order_id, func.sum(Conversion.revenue))
+        .where(
+            Conversion.workspace_id == workspace_id,
+            Conversion.contact_id == contact_id,
+            Conversion.event == "purchase",
+        )
+        .group_by(Conversion.order_id)
+    ).all()
+    for order_id, paid in orders:
+        refunds = session.execute(
+            select(func.count(), func.coalesce(func.sum(Conversion.revenue), 0)).where(
+                Conversion.workspace_id == workspace_id,
+                Conversion.order_id == order_id,
+                Conversion.event == "refund",
+            )
+        ).one()
+        if refunds[0] == 0 or int(refunds[1]) < int(paid or 0):
+            return True
+    return False
 
 
 def _referee_referrals(
@@ -157,17 +195,49 @@ def _invalidate(session: Session, workspace_id: str, contact_id: str, ts: dateti
             referrals.invalidate(session, referral, ts, reason="invitee left")
 
 
-def _reverse_invite_rewards_of_order(
-    session: Session, workspace_id: str, order_id: str, event_id: str
+def _qualify_retained(session: Session, workspace_id: str, contact_id: str, ts: datetime) -> None:
+    """``retained``: the invitee is still around ``retained_days`` after being invited."""
+    for referral, campaign in _referee_referrals(session, workspace_id, contact_id):
+        if referral.qualified_at is not None or referral.invalidated_at is not None:
+            continue
+        config = service.config_of(campaign)
+        if not isinstance(config, InviteConfig) or config.qualifying_action != "retained":
+            continue
+        assert config.retained_days is not None  # the schema requires it for "retained"
+        if ts >= referral.created_at + timedelta(days=config.retained_days):
+            referrals.qualify(session, campaign, referral, ts)
+
+
+def _unqualify_refunded(
+    session: Session, workspace_id: str, order_id: str, event_id: str, ts: datetime
 ) -> None:
-    """A refunded first purchase no longer qualifies its invite: unpaid rewards go back."""
-    entries = session.scalars(
-        select(RewardEntry).where(
-            RewardEntry.workspace_id == workspace_id,
-            RewardEntry.order_id == order_id,
-            RewardEntry.reason.in_(("tier", "invitee")),
-            RewardEntry.status.in_(("pending", "approved")),
+    """A purchase refunded in full no longer qualifies the ``first_purchase`` invite it
+    qualified, unless the buyer has another purchase that stands."""
+    paid = distribution._order_total(session, workspace_id, order_id, "purchase")
+    if paid - distribution._order_total(session, workspace_id, order_id, "refund") > 0:
+        return  # a partial refund: the purchase still happened
+    buyer = session.scalars(
+        select(Conversion.contact_id).where(
+            Conversion.workspace_id == workspace_id,
+            Conversion.order_id == order_id,
+            Conversion.event == "purchase",
         )
-    )
-    for entry in list(entries):
-        ledger.transition(session, workspace_id, entry.id, "reverse", reason=f"refund {event_id}")
+    ).first()
+    if buyer is None or _has_standing_purchase(session, workspace_id, buyer):
+        return
+    for referral, campaign in _referee_referrals(session, workspace_id, buyer):
+        config = service.config_of(campaign)
+        if referral.qualified_at is None or referrals.qualifying_action(config) != "first_purchase":
+            continue
+        referral.qualified_at = None
+        session.flush()
+        # The invitee reward and every tier this referral crossed; the tiers are then
+        # re-granted from the invites that still count, if they still reach them.
+        ledger.reverse_where(
+            session,
+            RewardEntry.workspace_id == workspace_id,
+            RewardEntry.referral_id == referral.id,
+            RewardEntry.reason.in_(_INVITE_REWARDS),
+            reason=f"refund {event_id}",
+        )
+        referrals.evaluate_tiers(session, campaign, referral.referrer_participant_id, ts)

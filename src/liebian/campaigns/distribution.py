@@ -1,6 +1,7 @@
 """Distribution (分销) commissions: on real sales only, two levels at most.
 
-Commission is ``revenue × rate_bp / 10 000`` (integer 分, rounded down) for the buyer's bound
+Commission is ``revenue × rate_bp / 10 000`` (integer 分, rounded down; the rate of the
+purchased product when the campaign sets one in ``product_rates``) for the buyer's bound
 referrer and, when the campaign has a second level, that referrer's own referrer. It waits
 ``freeze_days`` (the refund window) as *pending*; the settlement job approves and issues it.
 A refund recalculates: untouched commission is reversed and re-granted on the remaining amount;
@@ -40,8 +41,10 @@ def on_purchase(
     revenue: int,
     currency: str,
     ts: datetime,
+    product_id: str | None = None,
 ) -> int:
-    """Write pending commission for every distribution campaign the buyer is bound in."""
+    """Write pending commission for every distribution campaign the buyer is bound in, at
+    the campaign's rate for ``product_id`` when it has one, else at its level rates."""
     if revenue <= 0:
         return 0
     written = 0
@@ -71,8 +74,11 @@ def on_purchase(
                 # Never pay anyone commission on their own purchase (a loop in the bindings).
                 if level2 is not None and level2.contact_id != contact_id:
                     chain.append(level2)
+        levels = (
+            config.product_rates.get(product_id, config.levels) if product_id else config.levels
+        )
         for level, earner in enumerate(chain[:2], start=1):  # two levels, never more
-            rate = config.levels[level - 1].rate_bp
+            rate = levels[level - 1].rate_bp
             amount = commission(revenue, rate)
             if amount <= 0:
                 continue
@@ -84,7 +90,8 @@ def on_purchase(
                     name=f"分销佣金（{level}级）", campaign_id=campaign.id, currency=currency,
                     reason="commission", status="pending", available_at=ts + timedelta(days=config.freeze_days),
                     referral_id=referral.id, order_id=order_id,
-                    meta={"level": level, "rate_bp": rate, "base": revenue, "buyer": contact_id},
+                    meta={"level": level, "rate_bp": rate, "base": revenue, "buyer": contact_id,
+                          "product_id": product_id},
                 ),
             )  # fmt: skip
             written += 1

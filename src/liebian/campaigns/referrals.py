@@ -21,6 +21,7 @@ from liebian.campaigns.schemas import DistributionConfig, InviteConfig, PosterCo
 from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
 from liebian.contacts.repository import insert_ignore
+from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher
 from liebian.kit.errors import Conflict, Invalid
@@ -221,6 +222,12 @@ def _refer(
     session.add(referral)
     session.flush()
     risk_service.record(session, referral, assessment, decision)
+    if status == "held":  # the webhook outbox tells the operator a review is waiting
+        publish_after_commit(
+            session,
+            "referral.held",
+            {"referral_id": referral.id, "workspace_id": campaign.workspace_id},
+        )
     referee.referrer_participant_id = referrer.id
     referee.bound_at = now
     if _qualifies_at_join(config):

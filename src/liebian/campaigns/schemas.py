@@ -207,6 +207,9 @@ class DistributionConfig(_Strict):
     # Commission stays frozen through the refund window, then settles; a refund reverses it.
     freeze_days: int = Field(default=7, ge=0, le=90)
     min_withdrawal: Amount = 1_000
+    # Per-product rates: product_id (the purchase event's properties.product_id) → one rate
+    # per level, same number of levels as ``levels``; other products use ``levels``.
+    product_rates: dict[str, list[DistributionLevel]] = Field(default_factory=dict)
     # Present only to be rejected with a clear message: people do try to send it.
     entry_fee: int = 0
     duration_days: int = Field(default=90, ge=1, le=3_650)
@@ -223,6 +226,23 @@ class DistributionConfig(_Strict):
         if sum(level.rate_bp for level in levels) > BP_100_PERCENT // 2:
             raise ValueError("total commission across levels must not exceed 5000 bp (50 %)")
         return levels
+
+    @model_validator(mode="after")
+    def _product_rates(self) -> Self:
+        if len(self.product_rates) > 1_000:
+            raise ValueError("product_rates takes at most 1000 products")
+        for product_id, levels in self.product_rates.items():
+            if not 1 <= len(product_id) <= 128:
+                raise ValueError("product ids in product_rates must be 1–128 characters")
+            if len(levels) != len(self.levels):
+                raise ValueError(
+                    f"product_rates[{product_id!r}] needs {len(self.levels)} rate(s), one per level"
+                )
+            if sum(level.rate_bp for level in levels) > BP_100_PERCENT // 2:
+                raise ValueError(
+                    f"product_rates[{product_id!r}]: total commission must not exceed 5000 bp (50 %)"
+                )
+        return self
 
     @field_validator("entry_fee")
     @classmethod

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from liebian.campaigns.assists import expire_assists
 from liebian.campaigns.groups import expire_groups
+from liebian.campaigns.models import Group, GroupMember
 from liebian.kit.db import session_scope
-from liebian.rewards.service import settle
+from liebian.rewards.service import release_stock, settle
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +31,24 @@ def run_fission_jobs(sessions: sessionmaker[Session], now: datetime) -> FissionJ
     each so a failure in one does not roll back the others."""
     with session_scope(sessions) as session:
         failed = expire_groups(session, now)
+        _release_seats(session, failed)
     with session_scope(sessions) as session:
         expired = expire_assists(session, now)
     with session_scope(sessions) as session:
         settled = settle(session, now)
     return FissionJobResult(len(failed), expired, settled.issued)
+
+
+def _release_seats(session: Session, group_ids: list[str]) -> None:
+    """A failed group's seats (one stock unit each, leader included) go back on sale: the
+    orders were voided, so nothing was sold. Same transaction as the failure."""
+    if not group_ids:
+        return
+    rows = session.execute(
+        select(Group.campaign_id, func.count(GroupMember.id))
+        .join(GroupMember, GroupMember.group_id == Group.id)
+        .where(Group.id.in_(group_ids))
+        .group_by(Group.campaign_id)
+    ).all()
+    for campaign_id, seats in rows:
+        release_stock(session, campaign_id, units=int(seats))

@@ -18,8 +18,9 @@ from typing import Any, Literal
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from liebian.campaigns.models import Referral
+from liebian.campaigns.models import Campaign, Referral
 from liebian.contacts.repository import insert_ignore
+from liebian.kit.bus import outbox_wants, publish_after_commit
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
@@ -31,6 +32,12 @@ KINDS: tuple[str, ...] = ("coupon", "points", "gift", "cash")
 # Same ceiling as campaign configs: ¥1,000,000 in 分 for one entry.
 MAX_AMOUNT = 100_000_000
 ACTIVE = ("pending", "approved", "issued")
+# Grants that took a unit of campaign stock (and their money from its budget) when written:
+# reversing one gives both back, so a refund or a rejection does not shrink the campaign.
+STOCKED_REASONS = ("tier", "invitee", "assist")
+# Bus / webhook topics (the webhook outbox turns them into signed POSTs).
+REWARD_ISSUED = "reward.issued"
+REWARD_REVERSED = "reward.reversed"
 _COUPON_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read off a phone
 
 
@@ -110,7 +117,44 @@ def grant(session: Session, g: Grant) -> tuple[RewardEntry, bool]:
         .where(RewardEntry.workspace_id == g.workspace_id, RewardEntry.idempotency_key == g.key)
         .execution_options(populate_existing=True)
     ).one()
+    if created and entry.status == "issued":
+        _announce(session, REWARD_ISSUED, [entry.id])
     return entry, created
+
+
+def _announce(session: Session, topic: str, entry_ids: list[str]) -> None:
+    if entry_ids:
+        publish_after_commit(session, topic, {"entry_ids": entry_ids})
+
+
+def release_stock(session: Session, campaign_id: str, *, units: int, amount: int = 0) -> None:
+    """Give back stock units and budget (分) taken by ``campaigns.service.take_stock``; never
+    below zero."""
+    if units <= 0 and amount <= 0:
+        return
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id)
+        .values(
+            stock_used=case((Campaign.stock_used >= units, Campaign.stock_used - units), else_=0),
+            budget_used=case(
+                (Campaign.budget_used >= amount, Campaign.budget_used - amount), else_=0
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _release_for(session: Session, rows: Any) -> None:
+    """``rows``: (campaign_id, reason, kind, amount) of entries just reversed."""
+    per_campaign: dict[str, list[int]] = {}
+    for campaign_id, reason, kind, amount in rows:
+        if campaign_id and reason in STOCKED_REASONS:
+            slot = per_campaign.setdefault(campaign_id, [0, 0])
+            slot[0] += 1
+            slot[1] += amount if kind in ("coupon", "cash") else 0
+    for campaign_id, (units, money) in per_campaign.items():
+        release_stock(session, campaign_id, units=units, amount=money)
 
 
 def find_by_key(session: Session, workspace_id: str, key: str) -> RewardEntry | None:
@@ -167,6 +211,11 @@ def transition(
     )
     entry = get_entry(session, workspace_id, entry_id)
     changed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if changed and target == "reversed":
+        _release_for(session, [(entry.campaign_id, entry.reason, entry.kind, entry.amount)])
+        _announce(session, REWARD_REVERSED, [entry.id])
+    elif changed and target == "issued":
+        _announce(session, REWARD_ISSUED, [entry.id])
     if not changed and entry.status != target:
         raise Conflict(
             f"cannot {action} an entry that is {entry.status}",
@@ -177,14 +226,24 @@ def transition(
 
 
 def reverse_where(session: Session, *conditions: Any, reason: str) -> int:
-    """Reverse every active entry matching ``conditions`` (rejections, refunds)."""
-    result = session.execute(
+    """Reverse every active entry matching ``conditions`` (rejections, refunds); stock and
+    budget they took go back to their campaigns."""
+    rows = session.execute(
         update(RewardEntry)
         .where(RewardEntry.status.in_(ACTIVE), *conditions)
         .values(status="reversed", reversed_at=utcnow(), reversal_reason=reason[:200])
+        .returning(
+            RewardEntry.id,
+            RewardEntry.campaign_id,
+            RewardEntry.reason,
+            RewardEntry.kind,
+            RewardEntry.amount,
+        )
         .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    ).all()
+    _release_for(session, [row[1:] for row in rows])
+    _announce(session, REWARD_REVERSED, [row[0] for row in rows])
+    return len(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +269,14 @@ def settle(
     scope = RewardEntry.workspace_id == workspace_id if workspace_id else and_(True)
     # Due pending entries go straight to issued in one write (approved_at and issued_at both
     # set): every row is touched once, which halves the index maintenance on PostgreSQL.
+    # Ids are read back only when a webhook endpoint listens for issued rewards.
+    announce = outbox_wants(session, REWARD_ISSUED)
     approved = _batched(
         session,
         and_(RewardEntry.status == "pending", RewardEntry.available_at <= now, referral_ok, scope),
         {"status": "issued", "approved_at": now, "issued_at": now},
         batch_size,
+        announce,
     )
     # Entries an operator approved by hand are issued once their date has come.
     issued = approved + _batched(
@@ -222,21 +284,33 @@ def settle(
         and_(RewardEntry.status == "approved", RewardEntry.available_at <= now, scope),
         {"status": "issued", "issued_at": now},
         batch_size,
+        announce,
     )
     return SettleResult(approved=approved, issued=issued)
 
 
-def _batched(session: Session, condition: Any, values: dict[str, Any], batch_size: int) -> int:
+def _batched(
+    session: Session,
+    condition: Any,
+    values: dict[str, Any],
+    batch_size: int,
+    announce: bool = False,
+) -> int:
     total = 0
     while True:
         ids = select(RewardEntry.id).where(condition).limit(batch_size).scalar_subquery()
-        result = session.execute(
+        stmt = (
             update(RewardEntry)
             .where(RewardEntry.id.in_(ids))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        count = int(result.rowcount)  # type: ignore[attr-defined]
+        if announce:
+            moved = list(session.execute(stmt.returning(RewardEntry.id)).scalars())
+            _announce(session, REWARD_ISSUED, moved)
+            count = len(moved)
+        else:
+            count = int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
         total += count
         if count < batch_size:
             return total
