@@ -51,3 +51,46 @@ def test_links_import_and_export(data_dir: Path, tmp_path: Path) -> None:
     )
     text = out.read_text(encoding="utf-8-sig")
     assert "cli-one" in text and "新客|秋季" in text and text.count("\n") == 3
+
+
+def test_jobs_run_fails_expired_groups(data_dir: Path) -> None:
+    from datetime import timedelta
+
+    from liebian.app.runtime import Runtime
+    from liebian.campaigns import groups
+    from liebian.campaigns import service as campaigns
+    from liebian.campaigns.models import Group
+    from liebian.kit.auth import Principal, Role
+    from liebian.kit.clock import utcnow
+    from liebian.kit.db import session_scope
+    from liebian.kit.settings import Settings
+    from liebian.workspaces.models import Workspace
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "--data-dir", str(data_dir)]).exit_code == 0
+    runtime = Runtime.build(Settings(data_dir=data_dir))
+    try:
+        with session_scope(runtime.sessions) as session:
+            ws = session.query(Workspace).one().id
+            campaign = campaigns.create(
+                session, Principal(ws, Role.owner), campaign_type="group_buy", name="拼团",
+                config={"product_name": "课", "original_price": 1_000,
+                        "tiers": [{"size": 2, "price": 500}]},
+            )  # fmt: skip
+            group = groups.open_group(
+                session, runtime.cipher, ws, campaign.id, "leader",
+                now=utcnow() - timedelta(days=2),
+            )  # fmt: skip
+    finally:
+        runtime.close()
+    result = runner.invoke(app, ["jobs", "run", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "groups failed: 1" in result.stdout
+    again = runner.invoke(app, ["jobs", "run", "--data-dir", str(data_dir)])
+    assert "groups failed: 0" in again.stdout
+    runtime = Runtime.build(Settings(data_dir=data_dir))
+    try:
+        with runtime.sessions() as session:
+            assert session.get(Group, group.id).status == "failed"  # type: ignore[union-attr]
+    finally:
+        runtime.close()
