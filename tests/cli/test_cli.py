@@ -91,6 +91,6 @@ def test_jobs_run_fails_expired_groups(data_dir: Path) -> None:
     runtime = Runtime.build(Settings(data_dir=data_dir))
     try:
         with runtime.sessions() as session:
-            assert session.get(Group, group.id).status == "failed"  # type: ignore[union-attr]
+            assert session.get(Group, group.id).status == "failed"
     finally:
         runtime.close()
