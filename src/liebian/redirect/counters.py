@@ -13,7 +13,7 @@ two processes can never both take the last click. A key that has gone (expired a
 :data:`KEY_TTL` idle seconds, evicted, Redis restarted without persistence) is re-seeded from
 the store instead of silently restarting at zero.
 
-Redis unreachable → **fail open** on the local count (docs/decisions/0005-scale-mode-redis.md):
+Redis unreachable → **fail open** on the local count (docs/decisions/0006-scale-mode-redis.md):
 the link keeps redirecting, each process enforcing the limit against the last shared value it
 saw plus its own clicks since, so the overshoot is bounded by what the *other* processes let
 through during the outage. Those offline clicks are owed to Redis and added with the first
