@@ -130,7 +130,9 @@ class ClickCounter:
                     self._owed[entry.id] = self._owed.get(entry.id, 0) + owed
                 self._redis_failed(exc)
             else:
-                self._counts[entry.id] = value
+                # Replies may arrive out of order: the local view only ever goes up.
+                if value > self._counts.get(entry.id, 0):
+                    self._counts[entry.id] = value
                 return value <= limit
         current = self._counts.get(entry.id, 0)
         if current >= limit:
