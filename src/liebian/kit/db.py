@@ -6,6 +6,8 @@ flushes at most.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import TypeDecorator
@@ -52,6 +55,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Seconds a writer waits for the database, in SQLite's busy handler (other processes) and in
+# the in-process writer queue (other threads) alike.
+SQLITE_BUSY_TIMEOUT = 30.0
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -66,10 +74,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             kwargs.setdefault("max_overflow", 24)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={
+                "check_same_thread": False,
+                "timeout": SQLITE_BUSY_TIMEOUT,
+                "factory": QueuedWriterConnection,
+            },
             **kwargs,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, _writer_lock(path))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     if "poolclass" not in kwargs:
@@ -78,16 +90,104 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+# ── SQLite writer queue ──────────────────────────────────────────────────────────────────────
+#
+# SQLite has one write lock per database and every transaction here takes it up front (BEGIN
+# IMMEDIATE). When threads of one process contend for it, the losers sit in SQLite's busy
+# handler, which sleeps with backoff (1, 2, 5, 10 … 100 ms) and polls: under load most of a
+# request's time was spent asleep while the lock was free. So the threads of a process first
+# queue on a threading.Lock per database file and only then issue BEGIN IMMEDIATE; the next
+# writer wakes the moment the previous one commits. The lock is an optimisation, not the
+# guarantee: SQLite's own lock still serializes writers, and the busy timeout still covers
+# other processes (a CLI command, a second server) on the same file.
+#
+# The lock belongs to the *connection* that began the transaction, not to a thread: FastAPI
+# may run a request's handler and its session's commit on different worker threads. It is
+# given back whenever that connection's transaction ends — commit, rollback (which is also how
+# the pool resets a connection checked in or garbage-collected without a commit), or close.
+
+_WRITER_LOCKS: dict[str, threading.Lock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(path: str) -> threading.Lock:
+    """One lock per database file and process, shared by every engine on that file."""
+    if not path or path == ":memory:":
+        return threading.Lock()  # a private database per engine (per connection, even)
+    key = str(Path(path).resolve())
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(key, threading.Lock())
+
+
+class QueuedWriterConnection(sqlite3.Connection):
+    """A pysqlite connection that releases the process's writer lock when its transaction
+    ends (see the note above)."""
+
+    writer_lock: threading.Lock | None = None
+    holds_writer_lock = False
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release_if_idle()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release_if_idle()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    def _release_if_idle(self) -> None:
+        # A failed COMMIT can leave the transaction open; the lock follows the transaction.
+        if self.holds_writer_lock and not self.in_transaction:
+            self._release()
+
+    def _release(self) -> None:
+        if self.holds_writer_lock and self.writer_lock is not None:
+            self.holds_writer_lock = False
+            self.writer_lock.release()
+
+
+def _begin_immediate(dbapi_conn: Any, cursor_exec: Callable[[], Any]) -> None:
+    queued = isinstance(dbapi_conn, QueuedWriterConnection) and dbapi_conn.writer_lock is not None
+    if queued and not dbapi_conn.holds_writer_lock:
+        lock = dbapi_conn.writer_lock
+        # Bounded like SQLite's own wait: a thread that began a transaction and then opened a
+        # second session of its own would otherwise wait for itself forever.
+        if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT):
+            raise OperationalError(
+                "BEGIN IMMEDIATE",
+                None,
+                sqlite3.OperationalError("database is locked (in-process writer queue)"),
+            )
+        dbapi_conn.holds_writer_lock = True
+    try:
+        cursor_exec()
+    except BaseException:
+        if queued:
+            dbapi_conn._release_if_idle()
+        raise
+
+
+def _configure_sqlite(engine: Engine, writer_lock: threading.Lock) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions defer locking).
         dbapi_conn.isolation_level = None
+        if isinstance(dbapi_conn, QueuedWriterConnection):
+            dbapi_conn.writer_lock = writer_lock
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -95,7 +195,9 @@ def _configure_sqlite(engine: Engine) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
         # writes fails with SQLITE_BUSY at once under concurrency instead of waiting its turn,
         # which would break the "group never over-fills" style invariants.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin_immediate(
+            conn.connection.dbapi_connection, lambda: conn.exec_driver_sql("BEGIN IMMEDIATE")
+        )
 
 
 def make_session_factory(
