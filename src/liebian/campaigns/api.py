@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
 from liebian.app.runtime import Runtime
 from liebian.campaigns import assists, groups, referrals, repository, service
-from liebian.campaigns.models import Assist, Campaign, Group, Participant, Referral
+from liebian.campaigns.models import Campaign, Participant, Referral
 from liebian.campaigns.templates import list_templates
 from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
@@ -333,9 +333,7 @@ def list_referrals(
 # ── group buy ─────────────────────────────────────────────────────────────────────────────
 
 
-def group_out(session: Session, group: Group, base: str) -> dict[str, Any]:
-    members = repository.group_members(session, group.id)
-    people = repository.by_ids(session, Contact, {m.contact_id for m in members})
+def group_out(group: groups.GroupView, base: str) -> dict[str, Any]:
     return {
         "group_id": group.id,
         "campaign_id": group.campaign_id,
@@ -346,10 +344,9 @@ def group_out(session: Session, group: Group, base: str) -> dict[str, Any]:
         "expires_at": group.expires_at,
         "share_url": f"{base}/g/{group.id}",
         "members": [
-            {"external_id": people[m.contact_id].external_id if m.contact_id in people else None,
-             "is_leader": m.is_leader, "seat": m.seat, "price": m.price, "order_status": m.order_status,
-             "joined_at": m.joined_at}
-            for m in members
+            {"external_id": m["external_id"], "is_leader": m["is_leader"], "seat": m["seat"],
+             "price": m["price"], "order_status": m["order_status"], "joined_at": m["joined_at"]}
+            for m in group.members
         ],
     }  # fmt: skip
 
@@ -371,7 +368,7 @@ def open_group(
         body.leader_external_id,
         size=body.size,
     )
-    return group_out(session, group, _base(session, principal, runtime))
+    return group_out(groups.view(session, group), _base(session, principal, runtime))
 
 
 @router.post("/groups/{group_id}/join")
@@ -386,7 +383,12 @@ def join_group(
     group = groups.join_group(
         session, runtime.cipher, principal.workspace_id, group_id, body.external_id
     )
-    return group_out(session, group, _base(session, principal, runtime))
+    base = _base(session, principal, runtime)
+    # Commit here rather than in the dependency's teardown: on SQLite the write lock is held
+    # until then, and the teardown is a hop through the event loop away (see
+    # docs/decisions/0007-sqlite-writer-queue.md). An error before this line still rolls back.
+    session.commit()
+    return group_out(group, base)
 
 
 @router.get("/groups/{group_id}")
@@ -394,22 +396,17 @@ def get_group(
     group_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     group = groups.get_group(session, principal.workspace_id, group_id)
-    return group_out(session, group, _base(session, principal, runtime))
+    return group_out(groups.view(session, group), _base(session, principal, runtime))
 
 
 # ── assist / bargain ──────────────────────────────────────────────────────────────────────
 
 
-def assist_out(session: Session, assist: Assist, base: str) -> dict[str, Any]:
-    helps = repository.assist_helps(session, assist.id)
-    people = repository.by_ids(
-        session, Contact, {h.helper_contact_id for h in helps} | {assist.owner_contact_id}
-    )
-    owner = people.get(assist.owner_contact_id)
+def assist_out(assist: assists.AssistView, base: str) -> dict[str, Any]:
     return {
         "assist_id": assist.id,
         "campaign_id": assist.campaign_id,
-        "owner_external_id": owner.external_id if owner else None,
+        "owner_external_id": assist.owner_external_id,
         "mode": assist.mode,
         "status": assist.status,
         "unlocked": assist.status == "unlocked",
@@ -419,9 +416,9 @@ def assist_out(session: Session, assist: Assist, base: str) -> dict[str, Any]:
         "expires_at": assist.expires_at,
         "share_url": f"{base}/a/{assist.id}",
         "helpers": [
-            {"external_id": people[h.helper_contact_id].external_id if h.helper_contact_id in people else None,
-             "index": h.helper_index, "cut": h.cut, "price_after": h.price_after, "helped_at": h.created_at}
-            for h in helps
+            {"external_id": h["external_id"], "index": h["helper_index"], "cut": h["cut"],
+             "price_after": h["price_after"], "helped_at": h["created_at"]}
+            for h in assist.helpers
         ],
     }  # fmt: skip
 
@@ -439,7 +436,7 @@ def start_assist(
         session, runtime.cipher, principal.workspace_id, campaign_id, body.external_id,
         visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
     )  # fmt: skip
-    return assist_out(session, assist, _base(session, principal, runtime))
+    return assist_out(assists.view(session, assist), _base(session, principal, runtime))
 
 
 @router.post("/assists/{assist_id}/help")
@@ -451,13 +448,15 @@ def help_assist(
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     principal.require(Role.operator)
-    assist, help_row = assists.help_assist(
+    assist = assists.help_assist(
         session, runtime.cipher, principal.workspace_id, assist_id, body.external_id,
         visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
     )  # fmt: skip
-    out = assist_out(session, assist, _base(session, principal, runtime))
-    out["cut"] = help_row.cut
-    out["helper_index"] = help_row.helper_index
+    base = _base(session, principal, runtime)
+    session.commit()  # before the teardown, as in join_group
+    out = assist_out(assist, base)
+    out["cut"] = assist.cut
+    out["helper_index"] = assist.helper_index
     return out
 
 
@@ -466,7 +465,7 @@ def get_assist(
     assist_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     assist = assists.get_assist(session, principal.workspace_id, assist_id)
-    return assist_out(session, assist, _base(session, principal, runtime))
+    return assist_out(assists.view(session, assist), _base(session, principal, runtime))
 
 
 @router.get("/campaigns/{campaign_id}/participants/{participant_id}/poster.png")

@@ -9,14 +9,16 @@ cut.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from liebian.campaigns import bargain, repository, service
-from liebian.campaigns.models import Assist, AssistHelp, Campaign, CampaignEvent
+from liebian.campaigns.models import Assist, Campaign, CampaignEvent
 from liebian.campaigns.referrals import ip_hash
 from liebian.campaigns.schemas import AssistConfig
 from liebian.contacts import service as contacts
@@ -92,6 +94,40 @@ def get_assist(session: Session, workspace_id: str, assist_id: str) -> Assist:
     return assist
 
 
+@dataclass(slots=True)
+class AssistView:
+    """An activity, its helpers (with their external ids) and, after a help, that help."""
+
+    id: str
+    campaign_id: str
+    owner_external_id: str | None
+    mode: str
+    status: str
+    helpers_count: int
+    helpers_required: int
+    price_now: int | None
+    expires_at: datetime
+    helpers: list[dict[str, Any]]
+    cut: int | None = None
+    helper_index: int | None = None
+
+
+def view(session: Session, assist: Assist) -> AssistView:
+    conn = session.connection()
+    owner = conn.execute(repository.CONTACT_EXTERNAL_ID, {"id": assist.owner_contact_id}).scalar()
+    return AssistView(
+        id=assist.id, campaign_id=assist.campaign_id, owner_external_id=owner, mode=assist.mode,
+        status=assist.status, helpers_count=assist.helpers_count,
+        helpers_required=assist.helpers_required, price_now=assist.price_now,
+        expires_at=assist.expires_at, helpers=_helpers(session, assist.id),
+    )  # fmt: skip
+
+
+def _helpers(session: Session, assist_id: str) -> list[dict[str, Any]]:
+    rows = session.connection().execute(repository.ASSIST_HELPS, {"assist_id": assist_id})
+    return [r._asdict() for r in rows]
+
+
 def help_assist(
     session: Session,
     cipher: PiiCipher,
@@ -103,18 +139,28 @@ def help_assist(
     ip: str | None = None,
     user_agent: str | None = None,
     now: datetime | None = None,
-) -> tuple[Assist, AssistHelp]:
+) -> AssistView:
+    # Runs under the write lock, so it is lean (as ``groups.join_group``): Core statements
+    # built once, the activity read with its campaign's config, both helper rules in one read.
     now = now or utcnow()
-    helper = contacts.upsert(
-        session,
-        cipher,
-        workspace_id,
-        contacts.ContactInput(external_id=external_id, visitor_id=visitor_id),
-    )
-    assist = repository.locked(session, Assist, workspace_id, assist_id)
+    if visitor_id:  # the contact may learn its visitor id: the full upsert
+        helper_id = contacts.upsert(
+            session,
+            cipher,
+            workspace_id,
+            contacts.ContactInput(external_id=external_id, visitor_id=visitor_id),
+        ).id
+    else:
+        helper_id = repository.contact_id(
+            session, workspace_id, contacts.check_external_id(external_id)
+        )
+    conn = session.connection()
+    assist = conn.execute(
+        repository.ASSIST_FOR_HELP, {"assist_id": assist_id, "workspace_id": workspace_id}
+    ).first()
     if assist is None:
         raise NotFound(f"no assist {assist_id!r} in this workspace", code="assist_not_found")
-    if helper.id == assist.owner_contact_id:
+    if helper_id == assist.owner_contact_id:
         raise Conflict("you cannot help your own activity", code="self_help")
     # Same browser/device as the owner is the owner with a second account.
     if visitor_id and assist.owner_visitor_id and visitor_id == assist.owner_visitor_id:
@@ -127,24 +173,18 @@ def help_assist(
         and user_agent[:500] == assist.owner_user_agent
     ):
         raise Conflict("you cannot help your own activity (same device)", code="self_help")
-    already = session.scalars(
-        select(AssistHelp.id).where(
-            AssistHelp.assist_id == assist.id, AssistHelp.helper_contact_id == helper.id
-        )
-    ).first()
-    if already is not None:
+    already, helped_today = conn.execute(
+        repository.HELPER_HISTORY,
+        {"assist_id": assist.id, "helper_contact_id": helper_id, "since": repository.day_ago(now)},
+    ).one()
+    if already:
         raise Conflict("you have already helped this activity", code="already_helped")
     if assist.status != "open" or assist.helpers_count >= assist.helpers_required:
         raise Conflict("this activity needs no more help", code="assist_complete")
     if assist.expires_at <= now:
         raise Conflict("this activity has expired", code="assist_expired")
-    campaign = session.get(Campaign, assist.campaign_id)
-    assert campaign is not None
-    config = _config(campaign)
-    if (
-        repository.helps_by_helper_since(session, helper.id, repository.day_ago(now))
-        >= config.max_helps_per_helper_per_day
-    ):
+    config = AssistConfig.model_validate(assist.config)
+    if helped_today >= config.max_helps_per_helper_per_day:
         raise Conflict(
             f"you can help at most {config.max_helps_per_helper_per_day} activities a day",
             code="help_limit_reached",
@@ -157,34 +197,47 @@ def help_assist(
         cut = bargain.next_cut(config.bargain.rules(), assist.id, index)
         cut_amount, price_after = cut.amount, cut.price_after
     reached = index + 1 >= assist.helpers_required
-    moved = session.execute(
-        update(Assist)
-        .where(Assist.id == assist.id, Assist.helpers_count == index, Assist.status == "open")
-        .values(
-            helpers_count=index + 1,
-            price_now=price_after if price_after is not None else Assist.price_now,
-            status="unlocked" if reached else "open",
-            unlocked_at=now if reached else None,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if not moved.rowcount:  # type: ignore[attr-defined]
+    moved: Any = conn.execute(
+        repository.MOVE_HELP,
+        {
+            "assist_id": assist.id, "index": index, "price_after": price_after,
+            "new_status": "unlocked" if reached else "open", "unlocked_at": now if reached else None,
+        },
+    )  # fmt: skip
+    if not moved.rowcount:
         raise Conflict(
             "another help was recorded at the same moment; try again", code="help_conflict"
         )
-    help_row = AssistHelp(
-        id=new_id("ahp"), assist_id=assist.id, workspace_id=workspace_id, helper_contact_id=helper.id,
-        helper_index=index, cut=cut_amount, price_after=price_after, visitor_id=visitor_id, created_at=now,
-    )  # fmt: skip
     try:
-        with session.begin_nested():
-            session.add(help_row)
+        conn.execute(
+            repository.INSERT_HELP,
+            {
+                "id": new_id("ahp"), "assist_id": assist.id, "workspace_id": workspace_id,
+                "helper_contact_id": helper_id, "helper_index": index, "cut": cut_amount,
+                "price_after": price_after, "visitor_id": visitor_id, "created_at": now,
+            },
+        )  # fmt: skip
     except IntegrityError as exc:
+        # Past the checks above (made under the lock) only a racing duplicate gets here; the
+        # request rolls back as a whole, counter included.
         raise Conflict("you have already helped this activity", code="already_helped") from exc
-    session.refresh(assist)
+    cached = session.identity_map.get(session.identity_key(Assist, assist.id))
+    if cached is not None:  # moved with Core: a copy loaded earlier must not stay stale
+        session.expire(cached)
+    price_now = price_after if price_after is not None else assist.price_now
     if reached:
-        _unlocked(session, campaign, config, assist)
-    return assist, help_row
+        campaign = session.get(Campaign, assist.campaign_id)
+        row = session.get(Assist, assist.id)
+        assert campaign is not None and row is not None
+        _unlocked(session, campaign, config, row)
+    helpers = _helpers(session, assist.id)
+    owner = conn.execute(repository.CONTACT_EXTERNAL_ID, {"id": assist.owner_contact_id}).scalar()
+    return AssistView(
+        id=assist.id, campaign_id=assist.campaign_id, owner_external_id=owner, mode=assist.mode,
+        status="unlocked" if reached else assist.status, helpers_count=index + 1,
+        helpers_required=assist.helpers_required, price_now=price_now,
+        expires_at=assist.expires_at, helpers=helpers, cut=cut_amount, helper_index=index,
+    )  # fmt: skip
 
 
 def _unlocked(session: Session, campaign: Campaign, config: AssistConfig, assist: Assist) -> None:

@@ -8,7 +8,9 @@ size``, and each member takes a seat number that is unique within the group.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -30,12 +32,18 @@ GROUP_SUCCEEDED = "group.succeeded"
 
 
 def _event(
-    session: Session, group: Group, kind: str, contact_id: str | None, payload: dict[str, object]
+    session: Session,
+    workspace_id: str,
+    campaign_id: str,
+    group_id: str,
+    kind: str,
+    contact_id: str | None,
+    payload: dict[str, object],
 ) -> None:
     session.add(
         CampaignEvent(
-            id=new_id("cev"), workspace_id=group.workspace_id, campaign_id=group.campaign_id,
-            kind=kind, subject_id=group.id, contact_id=contact_id, payload=payload, created_at=utcnow(),
+            id=new_id("cev"), workspace_id=workspace_id, campaign_id=campaign_id,
+            kind=kind, subject_id=group_id, contact_id=contact_id, payload=payload, created_at=utcnow(),
         )
     )  # fmt: skip
 
@@ -102,6 +110,33 @@ def get_group(session: Session, workspace_id: str, group_id: str) -> Group:
     return group
 
 
+@dataclass(slots=True)
+class GroupView:
+    """A group and its members (with their external ids): what the API and pages show."""
+
+    id: str
+    campaign_id: str
+    status: str
+    size: int
+    price: int
+    member_count: int
+    expires_at: datetime
+    members: list[dict[str, Any]]
+
+
+def _members(session: Session, group_id: str) -> list[dict[str, Any]]:
+    rows = session.connection().execute(repository.GROUP_MEMBERS, {"group_id": group_id})
+    return [r._asdict() for r in rows]
+
+
+def view(session: Session, group: Group) -> GroupView:
+    return GroupView(
+        id=group.id, campaign_id=group.campaign_id, status=group.status, size=group.size,
+        price=group.price, member_count=group.member_count, expires_at=group.expires_at,
+        members=_members(session, group.id),
+    )  # fmt: skip
+
+
 def join_group(
     session: Session,
     cipher: PiiCipher,
@@ -110,12 +145,17 @@ def join_group(
     external_id: str,
     *,
     now: datetime | None = None,
-) -> Group:
+) -> GroupView:
+    # Runs under the write lock, so it is lean: Core statements built once, the group read
+    # with its campaign's config in one go, and the reply built from what was read here.
     now = now or utcnow()
-    contact = contacts.upsert(
-        session, cipher, workspace_id, contacts.ContactInput(external_id=external_id)
+    contact_id = repository.contact_id(
+        session, workspace_id, contacts.check_external_id(external_id)
     )
-    group = repository.locked(session, Group, workspace_id, group_id)
+    conn = session.connection()
+    group = conn.execute(
+        repository.GROUP_FOR_JOIN, {"group_id": group_id, "workspace_id": workspace_id}
+    ).first()
     if group is None:
         raise NotFound(f"no group {group_id!r} in this workspace", code="group_not_found")
     if group.status != "open":
@@ -127,39 +167,62 @@ def join_group(
         raise Conflict("this group has expired", code="group_expired")
     if group.member_count >= group.size:
         raise Conflict("this group is full", code="group_full")
-    if any(m.contact_id == contact.id for m in repository.group_members(session, group.id)):
+    members = _members(session, group.id)
+    if any(m["contact_id"] == contact_id for m in members):
         raise Conflict("already a member of this group", code="already_member")
-    campaign = session.get(Campaign, group.campaign_id)
-    assert campaign is not None
-    _take_seat_stock(session, campaign)
+    # Stock counts units sold: every seat (leader included) is one unit of the product.
+    if not repository.take_stock(session, group.campaign_id, group.config, units=1):
+        raise Conflict("this offer is sold out", code="sold_out")
     seat = group.member_count
-    taken = session.execute(
-        update(Group)
-        .where(
-            Group.id == group.id,
-            Group.status == "open",
-            Group.member_count == seat,
-            Group.member_count < Group.size,
-        )
-        .values(member_count=seat + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if not taken.rowcount:  # type: ignore[attr-defined]
+    taken: Any = conn.execute(repository.TAKE_SEAT, {"group_id": group.id, "seat": seat})
+    if not taken.rowcount:
         raise Conflict("this group is full", code="group_full")
+    member = {
+        "id": new_id("gmb"), "group_id": group.id, "workspace_id": workspace_id,
+        "contact_id": contact_id, "seat": seat, "is_leader": False, "price": group.price,
+        "order_status": "pending", "joined_at": now,
+    }  # fmt: skip
     try:
-        with session.begin_nested():
-            session.add(
-                GroupMember(
-                    id=new_id("gmb"), group_id=group.id, workspace_id=workspace_id, contact_id=contact.id,
-                    seat=seat, is_leader=False, price=group.price, order_status="pending", joined_at=now,
-                )
-            )  # fmt: skip
+        conn.execute(repository.INSERT_MEMBER, member)
     except IntegrityError as exc:
+        # Cannot happen past the checks above (seat and membership are decided under the
+        # lock); if it does, the request rolls back as a whole, seat and stock included.
         raise Conflict("this group is full or you are already in it", code="group_full") from exc
-    session.refresh(group)
-    if group.member_count >= group.size:
-        _succeed(session, group, now)
-    return group
+    _expire_cached(session, group.id)
+    members.append({**member, "external_id": external_id})
+    status = group.status
+    if seat + 1 >= group.size:
+        config = GroupBuyConfig.model_validate(group.config)
+        if _succeed(session, workspace_id, group, config, now):
+            status = "success"
+            for m in members:
+                m["order_status"] = (
+                    "confirmed" if m["order_status"] == "pending" else m["order_status"]
+                )
+    return GroupView(
+        id=group.id, campaign_id=group.campaign_id, status=status, size=group.size,
+        price=group.price, member_count=seat + 1, expires_at=group.expires_at,
+        members=[{k: m[k] for k in _MEMBER_KEYS} for m in members],
+    )  # fmt: skip
+
+
+_MEMBER_KEYS = (
+    "contact_id",
+    "external_id",
+    "is_leader",
+    "seat",
+    "price",
+    "order_status",
+    "joined_at",
+)
+
+
+def _expire_cached(session: Session, group_id: str) -> None:
+    # The seat was taken with Core; a Group this session loaded before must not go on
+    # reporting the old count.
+    cached = session.identity_map.get(session.identity_key(Group, group_id))
+    if cached is not None:
+        session.expire(cached)
 
 
 def _take_seat_stock(session: Session, campaign: Campaign) -> None:
@@ -171,41 +234,42 @@ def _take_seat_stock(session: Session, campaign: Campaign) -> None:
 _STATUS_ZH = {"success": "already complete (已成团)", "failed": "closed (已失败)"}
 
 
-def _succeed(session: Session, group: Group, now: datetime) -> None:
-    done = session.execute(
+def _succeed(
+    session: Session, workspace_id: str, group: Any, config: GroupBuyConfig, now: datetime
+) -> bool:
+    done: Any = session.execute(
         update(Group)
         .where(Group.id == group.id, Group.status == "open")
         .values(status="success", completed_at=now)
         .execution_options(synchronize_session=False)
     )
-    if not done.rowcount:  # type: ignore[attr-defined]
-        return
-    session.refresh(group)
+    if not done.rowcount:
+        return False
     session.execute(
         update(GroupMember)
         .where(GroupMember.group_id == group.id, GroupMember.order_status == "pending")
         .values(order_status="confirmed")
         .execution_options(synchronize_session=False)
     )
-    campaign = session.get(Campaign, group.campaign_id)
-    assert campaign is not None
-    config = service.config_of(campaign)
-    assert isinstance(config, GroupBuyConfig)
     if config.leader_discount > 0:
         # The leader's benefit exists only once the group succeeds, hence a ledger entry
         # rather than a lower price at opening.
         ledger.grant(
             session,
             ledger.Grant(
-                workspace_id=group.workspace_id, contact_id=group.leader_contact_id,
+                workspace_id=workspace_id, contact_id=group.leader_contact_id,
                 key=f"group_leader:{group.id}", kind="coupon", amount=config.leader_discount,
                 name="团长优惠", campaign_id=group.campaign_id, reason="group_leader", status="issued",
             ),
         )  # fmt: skip
-    _event(session, group, GROUP_SUCCEEDED, group.leader_contact_id, {"size": group.size})
+    _event(
+        session, workspace_id, group.campaign_id, group.id, GROUP_SUCCEEDED,
+        group.leader_contact_id, {"size": group.size},
+    )  # fmt: skip
     publish_after_commit(
-        session, GROUP_SUCCEEDED, {"group_id": group.id, "workspace_id": group.workspace_id}
+        session, GROUP_SUCCEEDED, {"group_id": group.id, "workspace_id": workspace_id}
     )
+    return True
 
 
 def expire_groups(session: Session, now: datetime, *, limit: int = 1_000) -> list[str]:
@@ -227,10 +291,14 @@ def expire_groups(session: Session, now: datetime, *, limit: int = 1_000) -> lis
                 continue
             member.order_status = "voided"
             _event(
-                session, group, "order_voided", member.contact_id,
+                session, group.workspace_id, group.campaign_id, group.id, "order_voided",
+                member.contact_id,
                 {"member_id": member.id, "price": member.price, "reason": "group_expired"},
             )  # fmt: skip
-        _event(session, group, GROUP_FAILED, group.leader_contact_id, {"members": len(members)})
+        _event(
+            session, group.workspace_id, group.campaign_id, group.id, GROUP_FAILED,
+            group.leader_contact_id, {"members": len(members)},
+        )  # fmt: skip
         publish_after_commit(
             session,
             GROUP_FAILED,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Table, bindparam, case, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from liebian.campaigns.models import (
@@ -18,6 +19,10 @@ from liebian.campaigns.models import (
     Participant,
     Referral,
 )
+from liebian.contacts.models import Contact
+from liebian.kit.clock import utcnow
+from liebian.kit.db import UTCDateTime
+from liebian.kit.ids import new_id
 from liebian.kit.pagination import paginate
 
 T = TypeVar("T")
@@ -330,3 +335,169 @@ def participant_count(session: Session, campaign_id: str) -> int:
         )
         or 0
     )
+
+
+# ── the join / help hot path ─────────────────────────────────────────────────────────────────
+#
+# Joins and helps run while the database's write lock is held (BEGIN IMMEDIATE on SQLite, the
+# row lock on PostgreSQL), so every microsecond spent there is paid by every waiting writer.
+# These are Core statements built once: no ORM identity map, no per-call statement building
+# or cache-key generation, only the columns the reply needs.
+
+_groups: Table = Group.__table__  # type: ignore[assignment]
+_members: Table = GroupMember.__table__  # type: ignore[assignment]
+_assists: Table = Assist.__table__  # type: ignore[assignment]
+_helps: Table = AssistHelp.__table__  # type: ignore[assignment]
+_campaigns: Table = Campaign.__table__  # type: ignore[assignment]
+_contacts: Table = Contact.__table__  # type: ignore[assignment]
+
+CONTACT_ID = select(_contacts.c.id).where(
+    _contacts.c.workspace_id == bindparam("workspace_id"),
+    _contacts.c.external_id == bindparam("external_id"),
+)
+
+GROUP_FOR_JOIN = (
+    select(
+        _groups.c.id, _groups.c.campaign_id, _groups.c.leader_contact_id, _groups.c.size,
+        _groups.c.price, _groups.c.member_count, _groups.c.status, _groups.c.expires_at,
+        _campaigns.c.config,
+    )
+    .join(_campaigns, _campaigns.c.id == _groups.c.campaign_id)
+    .where(_groups.c.id == bindparam("group_id"), _groups.c.workspace_id == bindparam("workspace_id"))
+    .with_for_update(of=_groups)
+)  # fmt: skip
+
+GROUP_MEMBERS = (
+    select(
+        _members.c.contact_id, _contacts.c.external_id, _members.c.is_leader, _members.c.seat,
+        _members.c.price, _members.c.order_status, _members.c.joined_at,
+    )
+    .join(_contacts, _contacts.c.id == _members.c.contact_id)
+    .where(_members.c.group_id == bindparam("group_id"))
+    .order_by(_members.c.seat)
+)  # fmt: skip
+
+TAKE_SEAT = (
+    update(_groups)
+    .where(
+        _groups.c.id == bindparam("group_id"),
+        _groups.c.status == "open",
+        _groups.c.member_count == bindparam("seat"),
+        _groups.c.member_count < _groups.c.size,
+    )
+    .values(member_count=bindparam("seat") + 1)
+)
+
+INSERT_MEMBER = insert(_members)
+
+ASSIST_FOR_HELP = (
+    select(
+        _assists.c.id, _assists.c.campaign_id, _assists.c.owner_contact_id,
+        _assists.c.owner_visitor_id, _assists.c.owner_ip_hash, _assists.c.owner_user_agent,
+        _assists.c.mode, _assists.c.helpers_count, _assists.c.helpers_required,
+        _assists.c.price_now, _assists.c.status, _assists.c.expires_at, _campaigns.c.config,
+    )
+    .join(_campaigns, _campaigns.c.id == _assists.c.campaign_id)
+    .where(_assists.c.id == bindparam("assist_id"), _assists.c.workspace_id == bindparam("workspace_id"))
+    .with_for_update(of=_assists)
+)  # fmt: skip
+
+# One read for both help rules: has this person helped this activity (ever), and how many
+# activities have they helped since a day ago (the per-day cap).
+HELPER_HISTORY = select(
+    func.count(case((_helps.c.assist_id == bindparam("assist_id"), 1))),
+    func.count(case((_helps.c.created_at >= bindparam("since", type_=UTCDateTime), 1))),
+).where(_helps.c.helper_contact_id == bindparam("helper_contact_id"))
+
+MOVE_HELP = (
+    update(_assists)
+    .where(
+        _assists.c.id == bindparam("assist_id"),
+        _assists.c.helpers_count == bindparam("index"),
+        _assists.c.status == "open",
+    )
+    .values(
+        helpers_count=bindparam("index") + 1,
+        price_now=func.coalesce(bindparam("price_after", type_=Integer), _assists.c.price_now),
+        status=bindparam("new_status"),
+        unlocked_at=bindparam("unlocked_at", type_=UTCDateTime),
+    )
+)
+
+INSERT_HELP = insert(_helps)
+
+ASSIST_HELPS = (
+    select(
+        _contacts.c.external_id, _helps.c.helper_index, _helps.c.cut, _helps.c.price_after,
+        _helps.c.created_at,
+    )
+    .join(_contacts, _contacts.c.id == _helps.c.helper_contact_id)
+    .where(_helps.c.assist_id == bindparam("assist_id"))
+    .order_by(_helps.c.helper_index)
+)  # fmt: skip
+
+CONTACT_EXTERNAL_ID = select(_contacts.c.external_id).where(_contacts.c.id == bindparam("id"))
+
+_INSERT_CONTACT: dict[str, Any] = {}
+
+
+def contact_id(session: Session, workspace_id: str, external_id: str) -> str:
+    """The id of the contact for ``external_id``, created on first sight.
+
+    ``contacts.service.upsert`` without PII, in one or two Core statements: the person is
+    usually known already (a read), else one INSERT … ON CONFLICT DO NOTHING RETURNING.
+    """
+    conn = session.connection()
+    key = {"workspace_id": workspace_id, "external_id": external_id}
+    found = conn.execute(CONTACT_ID, key).scalar()
+    if found is not None:
+        return str(found)
+    name = conn.dialect.name
+    stmt = _INSERT_CONTACT.get(name)
+    if stmt is None:
+        maker = postgresql.insert if name == "postgresql" else sqlite.insert
+        stmt = (
+            maker(_contacts)
+            .on_conflict_do_nothing(index_elements=["workspace_id", "external_id"])
+            .returning(_contacts.c.id)
+        )
+        _INSERT_CONTACT[name] = stmt
+    now = utcnow()
+    new = conn.execute(
+        stmt, {**key, "id": new_id("ctc"), "created_at": now, "updated_at": now}
+    ).scalar()
+    if new is None:  # a concurrent request created it first (PostgreSQL; SQLite serializes)
+        new = conn.execute(CONTACT_ID, key).scalar_one()
+    return str(new)
+
+
+def take_stock(
+    session: Session, campaign_id: str, config: dict[str, Any], *, units: int = 1, amount: int = 0
+) -> bool:
+    """``service.take_stock`` from the campaign's id and stored config, with one statement
+    built per shape (stock limit or not, budget limit or not) instead of per call."""
+    stock = config.get("stock")
+    budget = config.get("budget")
+    shape = (stock is not None, budget is not None)
+    stmt = _TAKE_STOCK.get(shape)
+    if stmt is None:
+        stmt = update(_campaigns).where(_campaigns.c.id == bindparam("campaign_id"))
+        if shape[0]:
+            stmt = stmt.where(_campaigns.c.stock_used + bindparam("units") <= bindparam("stock"))
+        if shape[1]:
+            stmt = stmt.where(_campaigns.c.budget_used + bindparam("amount") <= bindparam("budget"))
+        stmt = stmt.values(
+            stock_used=_campaigns.c.stock_used + bindparam("units"),
+            budget_used=_campaigns.c.budget_used + bindparam("amount"),
+        )
+        _TAKE_STOCK[shape] = stmt
+    params: dict[str, Any] = {"campaign_id": campaign_id, "units": units, "amount": amount}
+    if shape[0]:
+        params["stock"] = stock
+    if shape[1]:
+        params["budget"] = budget
+    result: Any = session.connection().execute(stmt, params)
+    return bool(result.rowcount)
+
+
+_TAKE_STOCK: dict[tuple[bool, bool], Any] = {}
