@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from liebian.campaigns import distribution, referrals, service
@@ -113,6 +113,14 @@ def apply_conversion(
     )  # fmt: skip
     if not inserted:
         return  # replay of an event already applied
+    # The invitee's referrals, read once: several rules below look at the same rows.
+    read: list[list[tuple[Referral, Campaign]]] = []
+
+    def referrals_of() -> list[tuple[Referral, Campaign]]:
+        if not read:
+            read.append(_referee_referrals(session, workspace_id, contact.id))
+        return read[0]
+
     if name == "purchase":
         distribution.on_purchase(
             session, workspace_id, contact.id, order_id=order_id, revenue=amount,
@@ -120,16 +128,16 @@ def apply_conversion(
             product_id=str(product_id)[:128] if product_id not in (None, "") else None,
         )  # fmt: skip
         if first_purchase:
-            _qualify(session, workspace_id, contact.id, "first_purchase", ts, order_id=order_id)
+            _qualify(session, referrals_of(), "first_purchase", ts, order_id=order_id)
     elif name == "refund":
         distribution.on_refund(session, workspace_id, order_id=order_id, event_id=event_id)
         _unqualify_refunded(session, workspace_id, order_id, event_id, ts)
     elif name in ("signup", "join_group"):
-        _qualify(session, workspace_id, contact.id, name, ts)
+        _qualify(session, referrals_of(), name, ts)
     elif name == "leave_group":
         _invalidate(session, workspace_id, contact.id, ts)
     if name != "leave_group":
-        _qualify_retained(session, workspace_id, contact.id, ts)
+        _qualify_retained(session, referrals_of(), ts)
 
 
 def _has_standing_purchase(session: Session, workspace_id: str, contact_id: str) -> bool:
@@ -156,32 +164,35 @@ def _has_standing_purchase(session: Session, workspace_id: str, contact_id: str)
     return False
 
 
+_REFEREE_REFERRALS = (
+    select(Referral, Campaign)
+    .join(Campaign, Campaign.id == Referral.campaign_id)
+    .where(
+        Referral.workspace_id == bindparam("ws"),
+        Referral.referee_contact_id == bindparam("contact"),
+        Referral.status != "superseded",
+        Campaign.type.in_(("invite", "poster")),
+    )
+)
+
+
 def _referee_referrals(
     session: Session, workspace_id: str, contact_id: str
 ) -> list[tuple[Referral, Campaign]]:
-    rows = session.execute(
-        select(Referral, Campaign)
-        .join(Campaign, Campaign.id == Referral.campaign_id)
-        .where(
-            Referral.workspace_id == workspace_id,
-            Referral.referee_contact_id == contact_id,
-            Referral.status != "superseded",
-            Campaign.type.in_(("invite", "poster")),
-        )
-    ).all()
-    return [(r, c) for r, c in rows]
+    # Built once (module level): this runs for every conversion event.
+    rows = session.execute(_REFEREE_REFERRALS, {"ws": workspace_id, "contact": contact_id})
+    return [(r, c) for r, c in rows.all()]
 
 
 def _qualify(
     session: Session,
-    workspace_id: str,
-    contact_id: str,
+    pending: list[tuple[Referral, Campaign]],
     action: str,
     ts: datetime,
     *,
     order_id: str | None = None,
 ) -> None:
-    for referral, campaign in _referee_referrals(session, workspace_id, contact_id):
+    for referral, campaign in pending:
         if referral.qualified_at is not None:
             continue
         wanted = referrals.qualifying_action(service.config_of(campaign))
@@ -195,9 +206,11 @@ def _invalidate(session: Session, workspace_id: str, contact_id: str, ts: dateti
             referrals.invalidate(session, referral, ts, reason="invitee left")
 
 
-def _qualify_retained(session: Session, workspace_id: str, contact_id: str, ts: datetime) -> None:
+def _qualify_retained(
+    session: Session, pending: list[tuple[Referral, Campaign]], ts: datetime
+) -> None:
     """``retained``: the invitee is still around ``retained_days`` after being invited."""
-    for referral, campaign in _referee_referrals(session, workspace_id, contact_id):
+    for referral, campaign in pending:
         if referral.qualified_at is not None or referral.invalidated_at is not None:
             continue
         config = service.config_of(campaign)

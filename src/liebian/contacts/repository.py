@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,29 +20,32 @@ def insert_ignore(
     Unlike catching IntegrityError this never aborts a PostgreSQL transaction, and a
     concurrent insert of the same key waits for the other to commit and then does nothing.
     """
-    dialect = session.get_bind().dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = (
-            postgresql.insert(table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=conflict)
-        )
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
-    else:  # pragma: no cover - only the two supported backends
-        stmt = insert(table).values(**values)
+    stmt = _insert_ignore_stmt(
+        session.get_bind().dialect.name, table, tuple(values), tuple(conflict)
+    )
+    return session.execute(stmt, values).first() is not None
+
+
+@functools.cache
+def _insert_ignore_stmt(
+    dialect: str, table: Any, columns: tuple[str, ...], conflict: tuple[str, ...]
+) -> Any:
+    # Built once per shape and executed with bound values: constructing the statement cost
+    # more than running it (conversions from events call this for every purchase/signup).
+    make: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    stmt = make(table).values({c: bindparam(c) for c in columns})
     # RETURNING, not rowcount: psycopg reports -1 for a conflicting INSERT … DO NOTHING.
     pk = next(iter(table.primary_key.columns))
-    return session.execute(stmt.returning(pk)).first() is not None
+    return stmt.on_conflict_do_nothing(index_elements=list(conflict)).returning(pk)
+
+
+_BY_EXTERNAL_ID = select(Contact).where(
+    Contact.workspace_id == bindparam("ws"), Contact.external_id == bindparam("ext")
+)
 
 
 def by_external_id(session: Session, workspace_id: str, external_id: str) -> Contact | None:
-    return session.scalars(
-        select(Contact).where(
-            Contact.workspace_id == workspace_id, Contact.external_id == external_id
-        )
-    ).first()
+    return session.scalars(_BY_EXTERNAL_ID, {"ws": workspace_id, "ext": external_id}).first()
 
 
 def by_id(session: Session, workspace_id: str, contact_id: str) -> Contact | None:
