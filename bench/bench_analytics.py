@@ -19,6 +19,7 @@ from typing import Any
 from liebian.analytics import funnel, retention
 from liebian.analytics.schemas import FunnelQuery, RetentionQuery
 from liebian.events.store import EventStore, open_event_store
+from liebian.events.store.base import COLUMN_NAMES
 
 WS = "ws_bench"
 FUNNEL = FunnelQuery.model_validate(
@@ -79,7 +80,8 @@ def main() -> None:
     if args.chdb:
         parquet = Path(args.db).with_suffix(".parquet")
         store.connection().execute(  # type: ignore[attr-defined]
-            "COPY events TO $p (FORMAT parquet)", {"p": str(parquet)}
+            f"COPY (SELECT {', '.join(COLUMN_NAMES)} FROM events) TO $p (FORMAT parquet)",
+            {"p": str(parquet)},
         )
         store.close()
         ch = open_event_store("chdb://:memory:?database=bench")

@@ -91,3 +91,39 @@ def test_latest_alias_wins(store: EventStore) -> None:
     store.add_aliases([Alias("ws1", "v1", "u2", datetime(2024, 1, 2, tzinfo=UTC))])
     rows = store.query(f"SELECT visitor_id, user_id FROM {store.aliases_source()}", {})
     assert rows == [("v1", "u2")]
+
+
+def test_duckdb_person_keys_are_stored_and_backfilled(tmp_path: Path) -> None:
+    import duckdb
+
+    from liebian.events.store import open_event_store
+
+    # A file from before events.person_key existed: no column, no recorded hash probe.
+    path = tmp_path / "old.duckdb"
+    store = open_event_store(path)
+    store.insert([_row("e1", visitor_id="v1"), _row("e2", visitor_id="v2", user_id="u2")])
+    store.close()
+    con = duckdb.connect(str(path))
+    con.execute("ALTER TABLE events DROP COLUMN person_key")
+    con.execute("DELETE FROM store_meta")
+    con.close()
+
+    store = open_event_store(path)
+    store.insert([_row("e3", visitor_id="v3", user_id="")])
+    rows = store.query(
+        "SELECT event_id, person_key = hash(coalesce(nullif(user_id, ''), visitor_id)),"
+        " person_key = hash(CASE event_id WHEN 'e2' THEN 'u2' ELSE 'v' || right(event_id, 1) END)"
+        " FROM events ORDER BY event_id",
+        {},
+    )
+    assert rows == [("e1", True, True), ("e2", True, True), ("e3", True, True)]
+    store.close()
+
+    # A recorded probe that no longer matches (another DuckDB's hash): recomputed on open.
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE events SET person_key = 0")
+    con.execute("UPDATE store_meta SET value = 'stale' WHERE key = 'person_hash'")
+    con.close()
+    store = open_event_store(path)
+    assert store.query("SELECT count(*) FROM events WHERE person_key = 0", {}) == [(0,)]
+    store.close()

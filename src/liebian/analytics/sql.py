@@ -106,8 +106,15 @@ class Sql:
 
     def person_key(self, aliases: bool = True) -> str:
         """The person as a 64-bit hash: joins and GROUP BYs on an integer instead of text.
-        Two people would merge only on a 64-bit collision (about 3e-8 for a million people)."""
-        return f"{'cityHash64' if self.ch else 'hash'}({self.person(aliases)})"
+        Two people would merge only on a 64-bit collision (about 3e-8 for a million people).
+
+        DuckDB stores the pre-alias key with each event (``events.person_key``, the same hash
+        of the same text), so only events whose visitor has an alias hash at query time."""
+        if self.ch:
+            return f"cityHash64({self.person(aliases)})"
+        if not aliases:
+            return "e.person_key"
+        return "CASE WHEN coalesce(a.user_id, '') = '' THEN e.person_key ELSE hash(a.user_id) END"
 
     def materialized(self) -> str:
         """CTE keyword so DuckDB computes a CTE read several times only once."""
