@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         try:
             yield
         finally:
+            gc.unfreeze()  # collectable again, so extension objects are freed at exit
             await stop_components(components)
 
     api = FastAPI(
