@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
+from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal
 from liebian.app.runtime import Runtime
 from liebian.campaigns import assists, groups, referrals, repository, service
 from liebian.campaigns.models import Campaign, Participant, Referral
@@ -16,6 +17,7 @@ from liebian.campaigns.templates import list_templates
 from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
 from liebian.kit.auth import Principal, Role
+from liebian.kit.db import session_scope
 from liebian.kit.errors import NotFound
 from liebian.kit.pagination import encode_cursor
 from liebian.kit.schemas import StrictModel
@@ -371,24 +373,48 @@ def open_group(
     return group_out(groups.view(session, group), _base(session, principal, runtime))
 
 
+# Joins and helps are the fission engine's write hot path. Their handlers are async and make
+# one trip to a worker thread, which opens the session, does the work and commits: the usual
+# sync handler with SessionDep/PrincipalDep/RuntimeDep costs five trips (each sync dependency,
+# the session's set-up and its teardown), all through the event loop, and on SQLite the write
+# lock was held across the last of them. See docs/decisions/0007-sqlite-writer-queue.md.
+
+
+async def _principal(request: Request) -> Principal:
+    """``deps.get_principal`` without its worker-thread trip when the key is cached (the
+    usual case); a miss or a malformed header takes the regular path."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        runtime: Runtime = request.app.state.runtime
+        principal = runtime.extras["key_cache"].get(token.strip())
+        if principal is not None:
+            request.state.principal = principal
+            return principal
+    return await run_in_threadpool(get_principal, request)
+
+
+FastPrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+def _join_in_thread(
+    runtime: Runtime, principal: Principal, group_id: str, external_id: str
+) -> dict[str, Any]:
+    with session_scope(runtime.sessions) as session:
+        group = groups.join_group(
+            session, runtime.cipher, principal.workspace_id, group_id, external_id
+        )
+        base = _base(session, principal, runtime)
+    return group_out(group, base)
+
+
 @router.post("/groups/{group_id}/join")
-def join_group(
-    group_id: str,
-    body: GroupJoin,
-    principal: PrincipalDep,
-    session: SessionDep,
-    runtime: RuntimeDep,
+async def join_group(
+    group_id: str, body: GroupJoin, principal: FastPrincipalDep, request: Request
 ) -> dict[str, Any]:
     principal.require(Role.operator)
-    group = groups.join_group(
-        session, runtime.cipher, principal.workspace_id, group_id, body.external_id
+    return await run_in_threadpool(
+        _join_in_thread, request.app.state.runtime, principal, group_id, body.external_id
     )
-    base = _base(session, principal, runtime)
-    # Commit here rather than in the dependency's teardown: on SQLite the write lock is held
-    # until then, and the teardown is a hop through the event loop away (see
-    # docs/decisions/0007-sqlite-writer-queue.md). An error before this line still rolls back.
-    session.commit()
-    return group_out(group, base)
 
 
 @router.get("/groups/{group_id}")
@@ -439,25 +465,29 @@ def start_assist(
     return assist_out(assists.view(session, assist), _base(session, principal, runtime))
 
 
-@router.post("/assists/{assist_id}/help")
-def help_assist(
-    assist_id: str,
-    body: HelpBody,
-    principal: PrincipalDep,
-    session: SessionDep,
-    runtime: RuntimeDep,
+def _help_in_thread(
+    runtime: Runtime, principal: Principal, assist_id: str, body: HelpBody
 ) -> dict[str, Any]:
-    principal.require(Role.operator)
-    assist = assists.help_assist(
-        session, runtime.cipher, principal.workspace_id, assist_id, body.external_id,
-        visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
-    )  # fmt: skip
-    base = _base(session, principal, runtime)
-    session.commit()  # before the teardown, as in join_group
+    with session_scope(runtime.sessions) as session:
+        assist = assists.help_assist(
+            session, runtime.cipher, principal.workspace_id, assist_id, body.external_id,
+            visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
+        )  # fmt: skip
+        base = _base(session, principal, runtime)
     out = assist_out(assist, base)
     out["cut"] = assist.cut
     out["helper_index"] = assist.helper_index
     return out
+
+
+@router.post("/assists/{assist_id}/help")
+async def help_assist(
+    assist_id: str, body: HelpBody, principal: FastPrincipalDep, request: Request
+) -> dict[str, Any]:
+    principal.require(Role.operator)
+    return await run_in_threadpool(
+        _help_in_thread, request.app.state.runtime, principal, assist_id, body
+    )
 
 
 @router.get("/assists/{assist_id}")
