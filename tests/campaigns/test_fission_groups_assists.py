@@ -197,3 +197,21 @@ def test_fission_jobs_run_together(client: Any, owner: dict[str, str], runtime: 
     assert (result.groups_failed, result.assists_expired) == (1, 1)
     again = run_fission_jobs(runtime.sessions, utcnow())
     assert (again.groups_failed, again.assists_expired) == (0, 0)
+
+
+def test_join_and_help_replies_follow_domain_changes(client: Any, owner: dict[str, str]) -> None:
+    # The join/help replies remember each workspace's base URL; a domain change drops it.
+    gid = _open(client, owner, create(client, owner, "group_buy", GROUP_BUY))
+    aid = _assist(client, owner, create(client, owner, "assist", BARGAIN))
+    first = _join(client, owner, gid, "a").json()
+    assert first["share_url"] == f"http://sho.rt/g/{gid}"
+    assert first["expires_at"].endswith("Z") and first["members"][1]["joined_at"].endswith("Z")
+    assert _help(client, owner, aid, "h1").json()["share_url"] == f"http://sho.rt/a/{aid}"
+    domain = client.post("/api/v1/domains", json={"host": "go.example.com"}, headers=owner)
+    assert domain.status_code == 201, domain.text
+    assert _join(client, owner, gid, "b").json()["share_url"] == f"https://go.example.com/g/{gid}"
+    helped = _help(client, owner, aid, "h2").json()
+    assert helped["share_url"] == f"https://go.example.com/a/{aid}"
+    assert helped["helper_index"] == 1 and [h["index"] for h in helped["helpers"]] == [0, 1]
+    client.post(f"/api/v1/domains/{domain.json()['id']}/block", json={"reason": "x"}, headers=owner)
+    assert _join(client, owner, gid, "c").json()["share_url"] == f"http://sho.rt/g/{gid}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
@@ -21,7 +24,7 @@ from liebian.kit.db import session_scope
 from liebian.kit.errors import NotFound
 from liebian.kit.pagination import encode_cursor
 from liebian.kit.schemas import StrictModel
-from liebian.links.domains import public_base_url
+from liebian.links.domains import DOMAINS_CHANGED, public_base_url
 from liebian.risk import service as risk_service
 
 router = APIRouter(tags=["campaigns"])
@@ -380,6 +383,53 @@ def open_group(
 # lock was held across the last of them. See docs/decisions/0007-sqlite-writer-queue.md.
 
 
+class _BaseUrls:
+    """Each workspace's public base URL (``links.domains.public_base_url``), remembered until a
+    domain of that workspace changes (``domains.changed``, which scale mode relays between
+    processes) and for a minute at most: the hot path does not re-read the domains table for
+    every reply."""
+
+    TTL = 60.0
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.default = runtime.settings.base_url
+        self._entries: dict[str, tuple[str, float]] = {}
+        # Bumped by every change: a value read before a change is not stored after it.
+        self._generation = 0
+        runtime.bus.subscribe(DOMAINS_CHANGED, self.drop)
+
+    def get(self, session: Session, workspace_id: str) -> str:
+        hit = self._entries.get(workspace_id)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        generation = self._generation
+        base = public_base_url(session, workspace_id, self.default)
+        if generation == self._generation:
+            self._entries[workspace_id] = (base, time.monotonic() + self.TTL)
+        return base
+
+    def drop(self, workspace_id: object) -> None:
+        self._generation += 1
+        self._entries.pop(str(workspace_id), None)
+
+
+_BASE_URLS_LOCK = threading.Lock()
+
+
+def _base_urls(runtime: Runtime) -> _BaseUrls:
+    cache = runtime.extras.get("campaigns.base_urls")
+    if cache is None:
+        with _BASE_URLS_LOCK:  # one cache (and one bus subscription) per runtime
+            cache = runtime.extras.setdefault("campaigns.base_urls", _BaseUrls(runtime))
+    return cache
+
+
+def _json(out: dict[str, Any]) -> Response:
+    # orjson straight to bytes (UTC as "Z", as pydantic writes it), skipping the response
+    # model's validate-and-dump of a plain dict.
+    return Response(orjson.dumps(out, option=orjson.OPT_UTC_Z), media_type="application/json")
+
+
 async def _principal(request: Request) -> Principal:
     """``deps.get_principal`` without its worker-thread trip when the key is cached (the
     usual case); a miss or a malformed header takes the regular path."""
@@ -403,18 +453,19 @@ def _join_in_thread(
         group = groups.join_group(
             session, runtime.cipher, principal.workspace_id, group_id, external_id
         )
-        base = _base(session, principal, runtime)
+        base = _base_urls(runtime).get(session, principal.workspace_id)
     return group_out(group, base)
 
 
 @router.post("/groups/{group_id}/join")
 async def join_group(
     group_id: str, body: GroupJoin, principal: FastPrincipalDep, request: Request
-) -> dict[str, Any]:
+) -> Response:
     principal.require(Role.operator)
-    return await run_in_threadpool(
+    out = await run_in_threadpool(
         _join_in_thread, request.app.state.runtime, principal, group_id, body.external_id
     )
+    return _json(out)
 
 
 @router.get("/groups/{group_id}")
@@ -473,7 +524,7 @@ def _help_in_thread(
             session, runtime.cipher, principal.workspace_id, assist_id, body.external_id,
             visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
         )  # fmt: skip
-        base = _base(session, principal, runtime)
+        base = _base_urls(runtime).get(session, principal.workspace_id)
     out = assist_out(assist, base)
     out["cut"] = assist.cut
     out["helper_index"] = assist.helper_index
@@ -483,11 +534,12 @@ def _help_in_thread(
 @router.post("/assists/{assist_id}/help")
 async def help_assist(
     assist_id: str, body: HelpBody, principal: FastPrincipalDep, request: Request
-) -> dict[str, Any]:
+) -> Response:
     principal.require(Role.operator)
-    return await run_in_threadpool(
+    out = await run_in_threadpool(
         _help_in_thread, request.app.state.runtime, principal, assist_id, body
     )
+    return _json(out)
 
 
 @router.get("/assists/{assist_id}")
