@@ -20,6 +20,9 @@ PAGES = [
     ("/admin/domains", "添加域名"),
     ("/admin/analytics", "转化漏斗"),
     ("/admin/campaigns", "从模板创建"),
+    ("/admin/review", "风控审核"),
+    ("/admin/rewards", "下载打款 CSV"),
+    ("/admin/webhooks", "新建 Webhook"),
 ]
 BROWSER_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -37,7 +40,7 @@ def test_pages_answer_in_chinese(client: Any, path: str, expect: str) -> None:
     html = resp.text
     assert expect in html and '<html lang="zh-CN">' in html
     if path != "/admin/login":
-        for item in ("概览", "短链", "活码", "域名", "数据", "活动"):
+        for item in ("概览", "短链", "活码", "域名", "数据", "活动", "风控审核", "奖励", "Webhook"):
             assert f">{item}</a>" in html
     # No external resources: the console must work with no network beyond the server.
     assert "http://" not in html and "https://cdn" not in html

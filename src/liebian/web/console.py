@@ -40,7 +40,12 @@ NAV = [
     ("domains", "domains.html", "域名"),
     ("analytics", "analytics.html", "数据"),
     ("campaigns", "campaigns.html", "活动"),
+    ("review", "review.html", "风控审核"),
+    ("rewards", "rewards.html", "奖励"),
+    ("webhooks", "webhooks.html", "Webhook"),
 ]
+# Pages over the fission routers (campaigns, referrals, risk, rewards): optional together.
+FISSION_PAGES = {"campaigns", "review", "rewards"}
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -58,7 +63,7 @@ ASSET_VERSION = _asset_version()
 
 
 def _has_campaigns(request: Request) -> bool:
-    # The campaigns domain is optional in the wiring; hide its menu item when it is absent.
+    # The fission domains are optional in the wiring; hide their menu items when absent.
     # (Asked of the mounted routers: the app's own route list is built lazily.)
     routers = request.app.state.runtime.extras.get("routers", [])
     return any(getattr(r, "path", "") == "/campaigns" for router in routers for r in router.routes)
@@ -68,7 +73,7 @@ def _page(request: Request, template: str, page: str, title: str, **extra: Any) 
     nav = [
         (f"/admin/{seg}" if seg else "/admin", label, seg == page)
         for seg, _tpl, label in NAV
-        if seg != "campaigns" or _has_campaigns(request)
+        if seg not in FISSION_PAGES or _has_campaigns(request)
     ]
     body = _env.get_template(template).render(
         page=page or "overview", title=title, nav=nav, v=ASSET_VERSION, **extra
@@ -114,7 +119,7 @@ def _register(segment: str, template: str, title: str) -> None:
     path = f"/{segment}" if segment else ""
 
     def view(request: Request) -> HTMLResponse:
-        if segment == "campaigns" and not _has_campaigns(request):
+        if segment in FISSION_PAGES and not _has_campaigns(request):
             raise NotFound("campaigns are not enabled in this deployment")
         return _page(request, template, segment, title)
 

@@ -101,7 +101,8 @@
     429: "操作太频繁，请稍后再试" };
   const FIELD_ZH = { url: "目标网址", slug: "后缀", title: "标题", channel: "渠道", tags: "标签",
     expires_at: "过期时间", expired_url: "过期后跳转", max_clicks: "最多点击次数", password: "访问密码",
-    allowed_platforms: "平台", host: "域名", name: "名称", capacity: "容量", reason: "原因" };
+    allowed_platforms: "平台", host: "域名", name: "名称", capacity: "容量", reason: "原因",
+    topics: "订阅的事件", description: "备注", external_id: "用户 ID", campaign_id: "活动", status: "状态" };
   // What to do, in Chinese, for the errors operators meet most; the API's own message follows.
   const CODE_ZH = {
     unauthorized: () => "密钥无效或已撤销，请检查后重新粘贴。",
@@ -115,6 +116,11 @@
     bulk_rejected: () => "有错误的行，整批都没有导入。请按下面的行号修改后重新上传。",
     unknown_event: (d) => `这些事件在本工作区还没有数据：${((d && d.events) || []).join("、")}。请检查事件名。`,
     invalid_request: () => "请按下面的提示修改后重试。",
+    invalid_webhook_url: () => "请检查接收地址：需以 https:// 或 http:// 开头，是公网可访问的地址，不含用户名和密码。",
+    invalid_topics: () => "请从列表中选择要订阅的事件。",
+    webhook_inactive: () => "这个 Webhook 已停用，请先启用再发送测试。",
+    delivery_delivered: () => "这条投递已经成功，无需重试。",
+    not_reviewable: () => "这条邀请的状态已变化，不能再审核，请刷新页面。",
   };
   const fieldZh = (f) => (f ? String(f).split(".").map((p) => FIELD_ZH[p] || p).join(".") : "");
   function describe(d) {
@@ -636,9 +642,290 @@
     return Promise.all([templates(""), load(true)]);
   }
 
+  // Campaign id → name for pages whose rows carry campaign ids only; fills the filter <select>.
+  async function campaignNames(select) {
+    const names = {};
+    let cursor = null, n = 0;
+    do {
+      const q = new URLSearchParams({ limit: "200" });
+      if (cursor) q.set("cursor", cursor);
+      const res = await api("GET", "/api/v1/campaigns?" + q);
+      for (const c of res.items) names[c.id] = c.name;
+      n += res.items.length;
+      cursor = res.next_cursor;
+    } while (cursor && n < 1000);
+    if (select) select.append(...Object.entries(names).map(([id, name]) => h("option", { value: id, text: name })));
+    return names;
+  }
+  const campaignCell = (id, names) => (id ? h("td", null, names[id] || id, names[id] ? h("div", { class: "sub", text: id }) : null)
+    : h("td", { text: "—" }));
+
+  // ---- 风控审核 ----------------------------------------------------------------------------
+  const REFERRAL_STATUS = { held: ["待审核", "warn"], blocked: ["已拦截", "bad"], approved: ["已通过", "ok"],
+    rejected: ["已驳回", "muted"], superseded: ["已被替代", "muted"] };
+  const RISK_REASON = { self_referral: "自己邀请自己", same_visitor: "同一浏览器", same_device: "同一设备",
+    same_email: "同一邮箱", same_phone: "同一手机号", same_ip_ua: "同 IP 同浏览器", same_ip: "同一 IP",
+    disposable_email: "一次性邮箱", velocity: "短时间大量邀请", fast_conversion: "转化过快",
+    device_crowd: "一台设备多人参与", referral_ring: "互相邀请（闭环）", refund_rate: "推荐人退款率高" };
+  const STRENGTH_KIND = { strong: "bad", medium: "warn", weak: "muted" };
+  const scoreKind = (s) => (s >= 80 ? "bad" : s >= 40 ? "warn" : "muted");
+  const personName = (p) => (p && p.external_id) || "（已删除的用户）";
+
+  function referralRow(r, names) {
+    const tr = h("tr", { "data-id": r.id });
+    const who = `${personName(r.referrer)} → ${personName(r.referee)}`;
+    const path = "/api/v1/risk/reviews/" + encodeURIComponent(r.id);
+    const fill = (ref) => {
+      const [label, kind] = REFERRAL_STATUS[ref.status] || [ref.status, "muted"];
+      const verdict = (approve) => (ev) => busy(ev.target, async () => {
+        if (!approve && !confirm(`确定驳回邀请「${who}」？\n驳回会撤销这条邀请已产生的全部奖励（邀请人和被邀请人的），撤销后不能恢复。`)) return;
+        const updated = await api("POST", path + (approve ? "/approve" : "/reject"));
+        fill(updated);
+        showOk(approve ? `已通过邀请「${who}」，奖励将按活动规则发放。` : `已驳回邀请「${who}」，它产生的奖励已撤销。`);
+      });
+      const actions = h("td", { class: "actions" });
+      if (ref.status === "held" || ref.status === "blocked") {
+        actions.append(h("button", { type: "button", class: "small primary", text: "通过", onclick: verdict(true) }), " ");
+      }
+      if (["held", "blocked", "approved"].includes(ref.status)) {
+        actions.append(h("button", { type: "button", class: "small danger", text: "驳回", onclick: verdict(false) }));
+      }
+      const reasons = (ref.risk_reasons || []).map((x) => h("div", { class: "reason" },
+        badge(RISK_REASON[x.code] || x.code, STRENGTH_KIND[x.strength] || "muted"), " ", h("span", { class: "sub", text: x.message || "" })));
+      tr.replaceChildren(
+        h("td", null, h("div", { text: who }), h("div", { class: "sub", text: ref.id })),
+        campaignCell(ref.campaign_id, names),
+        h("td", { class: "num" }, badge(String(ref.risk_score), scoreKind(ref.risk_score))),
+        h("td", null, reasons.length ? reasons : "—"),
+        h("td", null, badge(label, kind), h("div", { class: "sub", text: ref.qualified ? "已完成邀请条件" : "未完成邀请条件" })),
+        h("td", { text: fmtTime(ref.created_at) }),
+        actions);
+      tr.dataset.status = ref.status;
+    };
+    fill(r);
+    return tr;
+  }
+
+  async function pageReview() {
+    const tbody = $("#review-table tbody"), more = $("#review-more"), filter = $("#review-filter");
+    const names = await campaignNames(filter.elements.campaign_id);
+    let cursor = null;
+    async function load(reset) {
+      const q = new URLSearchParams({ limit: "50", status: filter.elements.status.value });
+      if (filter.elements.campaign_id.value) q.set("campaign_id", filter.elements.campaign_id.value);
+      if (!reset && cursor) q.set("cursor", cursor);
+      const res = await api("GET", "/api/v1/referrals?" + q);
+      if (reset) tbody.replaceChildren();
+      for (const r of res.items) tbody.append(referralRow(r, names));
+      cursor = res.next_cursor;
+      more.hidden = !cursor;
+      $("#review-empty").hidden = tbody.children.length > 0;
+    }
+    onSubmit(filter, () => load(true));
+    more.addEventListener("click", () => busy(more, () => load(false)));
+    return load(true);
+  }
+
+  // ---- 奖励 -------------------------------------------------------------------------------
+  const REWARD_STATUS = { pending: ["待确认", "muted"], approved: ["已确认", "warn"], issued: ["已发放", "ok"],
+    reversed: ["已撤销", "bad"] };
+  const REWARD_KIND = { coupon: "优惠券", points: "积分", gift: "礼品", cash: "现金" };
+  const REWARD_REASON = { tier: "邀请达标", invitee: "新人奖励", assist: "助力完成", group_leader: "团长优惠",
+    commission: "分销佣金", clawback: "退款追回", manual: "手动发放" };
+  // 分 for cash and coupons (shown in 元), a count for points and gifts.
+  function rewardAmount(e) {
+    if (e.kind === "cash" || e.kind === "coupon") {
+      return e.currency && e.currency !== "CNY" ? `${(e.amount / 100).toFixed(2)} ${e.currency}` : yuan(e.amount);
+    }
+    return `${num(e.amount)} ${e.kind === "points" ? "积分" : "份"}`;
+  }
+  function rewardRow(e, names) {
+    const [label, kind] = REWARD_STATUS[e.status] || [e.status, "muted"];
+    const reason = REWARD_REASON[e.reason] || (String(e.reason || "").startsWith("refund") ? "退款重算" : dash(e.reason));
+    const when = e.status === "reversed" ? e.reversed_at : e.status === "issued" ? e.issued_at : e.created_at;
+    return h("tr", { "data-id": e.id },
+      h("td", { text: dash(e.external_id) }),
+      campaignCell(e.campaign_id, names),
+      h("td", null, REWARD_KIND[e.kind] || e.kind, e.name ? h("div", { class: "sub", text: e.name }) : null,
+        e.coupon_code ? h("div", { class: "sub", text: "券码 " + e.coupon_code }) : null),
+      h("td", { class: "num", text: rewardAmount(e) }),
+      h("td", null, badge(label, kind), e.status === "reversed" && e.reversal_reason
+        ? h("div", { class: "sub", text: e.reversal_reason }) : null,
+        e.status === "pending" && e.available_at ? h("div", { class: "sub", text: "可结算于 " + fmtTime(e.available_at) }) : null),
+      h("td", { text: reason }),
+      h("td", { text: fmtTime(when) }));
+  }
+  async function pageRewards() {
+    const tbody = $("#rw-table tbody"), more = $("#rw-more"), filter = $("#rw-filter");
+    const names = await campaignNames(filter.elements.campaign_id);
+    let cursor = null;
+    async function load(reset) {
+      const q = new URLSearchParams({ limit: "50" });
+      for (const k of ["campaign_id", "external_id", "status"]) { const v = filter.elements[k].value.trim(); if (v) q.set(k, v); }
+      if (!reset && cursor) q.set("cursor", cursor);
+      const res = await api("GET", "/api/v1/rewards?" + q);
+      if (reset) tbody.replaceChildren();
+      for (const e of res.items) tbody.append(rewardRow(e, names));
+      cursor = res.next_cursor;
+      more.hidden = !cursor;
+      $("#rw-empty").hidden = tbody.children.length > 0;
+    }
+    onSubmit(filter, () => load(true));
+    filter.addEventListener("reset", () => setTimeout(() => busy(null, () => load(true))));
+    more.addEventListener("click", () => busy(more, () => load(false)));
+    $("#rw-payouts").addEventListener("click", (ev) => busy(ev.target, async () => {
+      hideAlert();
+      const cid = filter.elements.campaign_id.value;
+      // Needs the Bearer header, so a plain link cannot fetch it: download through a blob URL.
+      const resp = await api("GET", "/api/v1/rewards/payouts.csv" + (cid ? "?campaign_id=" + encodeURIComponent(cid) : ""), { raw: true });
+      download(await resp.blob(), `payouts-${cid ? cid + "-" : ""}${localDate(new Date())}.csv`);
+      showOk("已下载打款 CSV（金额列 amount_fen 为分，amount_yuan 为元）。");
+    }));
+    return load(true);
+  }
+
+  // ---- Webhook ----------------------------------------------------------------------------
+  const DELIVERY_STATUS = { pending: ["待投递", "warn"], delivered: ["已送达", "ok"], dead: ["失败", "bad"] };
+  // "拼团失败：… (group failed on expiry)" → the Chinese part, for checkbox labels.
+  const topicZh = (topics, t) => (t === "*" ? "全部事件" : ((topics[t] || t).split(" (")[0]));
+
+  function showSecret(endpoint) {
+    $("#wh-secret-for").textContent = `${endpoint.url}（${endpoint.id}）`;
+    $("#wh-secret-value").textContent = endpoint.secret;
+    $("#wh-secret").hidden = false;
+    $("#wh-secret").scrollIntoView({ block: "nearest" });
+  }
+
+  function deliveryRow(endpointPath, d, topics, reload) {
+    const [label, kind] = DELIVERY_STATUS[d.status] || [d.status, "muted"];
+    const last = d.last_status_code ? "HTTP " + d.last_status_code : d.last_error || "—";
+    const log = d.log.length ? h("details", null, h("summary", { text: `${d.log.length} 次尝试` }),
+      h("ul", null, d.log.map((a) => h("li", { text: `#${a.number} ${fmtTime(a.at)} ` +
+        (a.status_code ? "HTTP " + a.status_code : "") + (a.error ? " " + a.error : "") +
+        (a.response_excerpt ? " · " + a.response_excerpt : "") })))) : h("span", { class: "sub", text: "尚未尝试" });
+    const actions = h("td");
+    if (d.status === "dead") {
+      actions.append(h("button", { type: "button", class: "small", text: "重试", onclick: (ev) => busy(ev.target, async () => {
+        await api("POST", `${endpointPath}/deliveries/${encodeURIComponent(d.id)}/retry`);
+        showOk("已重新排队，稍后自动投递。");
+        await reload();
+      }) }));
+    }
+    return h("tr", { "data-id": d.id },
+      h("td", { text: fmtTime(d.created_at) }),
+      h("td", null, topicZh(topics, d.topic), h("div", { class: "sub", text: `${d.topic} · ${d.event_id}` })),
+      h("td", null, badge(label, kind), d.status === "pending" && d.next_attempt_at
+        ? h("div", { class: "sub", text: "下次 " + fmtTime(d.next_attempt_at) }) : null),
+      h("td", { class: "num", text: num(d.attempts) }),
+      h("td", null, h("div", { text: last }), log),
+      actions);
+  }
+
+  function deliveryLog(endpointPath, box, topics) {
+    const tbody = h("tbody"), more = h("button", { type: "button", hidden: true, text: "加载更多" });
+    const status = h("select", { "aria-label": "投递状态" }, h("option", { value: "", text: "全部状态" }),
+      Object.entries(DELIVERY_STATUS).map(([v, [t]]) => h("option", { value: v, text: t })));
+    let cursor = null;
+    async function load(reset) {
+      const q = new URLSearchParams({ limit: "20" });
+      if (status.value) q.set("status", status.value);
+      if (!reset && cursor) q.set("cursor", cursor);
+      const res = await api("GET", `${endpointPath}/deliveries?${q}`);
+      if (reset) tbody.replaceChildren();
+      for (const d of res.items) tbody.append(deliveryRow(endpointPath, d, topics, () => load(true)));
+      if (!tbody.children.length) tbody.append(h("tr", null, h("td", { colspan: 6, class: "empty", text: "暂无投递记录" })));
+      cursor = res.next_cursor;
+      more.hidden = !cursor;
+    }
+    status.addEventListener("change", () => busy(status, () => load(true)));
+    more.addEventListener("click", () => busy(more, () => load(false)));
+    box.replaceChildren(h("h3", null, "投递记录 ", status),
+      h("div", { class: "table-wrap" }, h("table", { class: "wh-log" },
+        h("thead", null, h("tr", null, ["时间", "事件", "状态", "次数", "最近结果", ""].map((t) => h("th", { text: t })))),
+        tbody)), more);
+    return load;
+  }
+
+  function webhookCard(e, topics, reload) {
+    const path = "/api/v1/webhooks/" + encodeURIComponent(e.id);
+    const logBox = h("div", { class: "wh-log-box" });
+    let reloadLog = null;
+    const openLog = async () => {
+      reloadLog = reloadLog || deliveryLog(path, logBox, topics);
+      await reloadLog(true);
+    };
+    const act = (label, cls, fn) => h("button", { type: "button", class: "small " + cls, text: label,
+      onclick: (ev) => busy(ev.target, () => { hideAlert(); return fn(); }) });
+    const buttons = [
+      act("投递记录", "", openLog),
+      act("发送测试", "", async () => {
+        await api("POST", path + "/test");
+        showOk(`已向 ${e.url} 排队发送测试事件，结果见投递记录。`);
+        await openLog();
+      }),
+      act(e.active ? "停用" : "启用", "", async () => {
+        await api("PATCH", path, { json: { active: !e.active } });
+        showOk(e.active ? "已停用，停用期间的事件不会发送到此地址。" : "已启用。");
+        await reload();
+      }),
+      act("重新生成密钥", "", async () => {
+        if (!confirm("重新生成签名密钥？旧密钥立即失效，接收方需要换用新密钥才能校验签名。")) return;
+        const rotated = await api("POST", path + "/rotate-secret");
+        await reload();
+        showSecret(rotated);
+      }),
+      act("删除", "danger", async () => {
+        if (!confirm(`确定删除 Webhook ${e.url}？之后的事件不会再发送到这个地址。`)) return;
+        await api("DELETE", path);
+        showOk(`已删除 Webhook ${e.url}`);
+        await reload();
+      }),
+    ];
+    return h("section", { class: "card wh-card", "data-id": e.id },
+      h("h3", null, e.url, " ", e.active ? badge("启用", "ok") : badge("已停用", "muted")),
+      h("div", { class: "meta" }, `${e.description ? e.description + " · " : ""}密钥 ${e.secret_hint} · 创建于 ${fmtTime(e.created_at)}`),
+      h("div", { class: "meta" }, "订阅：", e.topics.map((t) => h("span", { class: "tag", title: t, text: topicZh(topics, t) }))),
+      h("div", { class: "row" }, buttons),
+      logBox);
+  }
+
+  async function pageWebhooks() {
+    const list = $("#wh-list"), form = $("#wh-form");
+    const meta = await api("GET", "/api/v1/webhooks/topics");
+    const topics = Object.fromEntries(meta.items.map((t) => [t.topic, t.description]));
+    if (meta.signature) $("#wh-sig-header").textContent = meta.signature.header;
+    $("#wh-topics").replaceChildren(
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "topics", value: meta.wildcard }), " 全部事件（包括以后新增的）"),
+      ...meta.items.map((t) => h("label", { class: "check", title: t.description },
+        h("input", { type: "checkbox", name: "topics", value: t.topic }), " " + topicZh(topics, t.topic), h("span", { class: "sub", text: " " + t.topic }))));
+    async function load() {
+      const res = await api("GET", "/api/v1/webhooks");
+      list.replaceChildren(...res.items.map((e) => webhookCard(e, topics, load)));
+      $("#wh-empty").hidden = res.items.length > 0;
+    }
+    onSubmit(form, async (fd) => {
+      const body = { url: text(fd, "url"), topics: fd.getAll("topics").map(String), description: text(fd, "description") };
+      if (!body.topics.length) { showAlert("error", "请检查：", "至少选择一个要订阅的事件。"); return; }
+      const created = await api("POST", "/api/v1/webhooks", { json: body });
+      form.reset();
+      $("#wh-create-box").open = false;
+      await load();
+      showSecret(created);
+      showOk(`已创建 Webhook ${created.url}。请立即保存下方的签名密钥。`);
+    });
+    $("#wh-secret-copy").addEventListener("click", () => navigator.clipboard.writeText($("#wh-secret-value").textContent)
+      .then(() => showOk("已复制签名密钥"), () => showAlert("error", "无法复制，请手动选中复制。", "")));
+    $("#wh-secret-hide").addEventListener("click", () => {
+      $("#wh-secret-value").textContent = "";
+      $("#wh-secret").hidden = true;
+    });
+    return load();
+  }
+
   // ---- boot -------------------------------------------------------------------------------
   const PAGES = { login: pageLogin, overview: pageOverview, links: pageLinks, "live-codes": pageLiveCodes,
-    domains: pageDomains, analytics: pageAnalytics, campaigns: pageCampaigns };
+    domains: pageDomains, analytics: pageAnalytics, campaigns: pageCampaigns, review: pageReview,
+    rewards: pageRewards, webhooks: pageWebhooks };
   function boot() {
     const page = document.body.dataset.page;
     if (page !== "login") {
