@@ -123,6 +123,9 @@ def test_review_page_approves_and_rejects_held_referrals(
         # The reason code has a Chinese label, followed by the API's own explanation.
         assert "同一手机号" in text and "手机号与推荐人相同" in text
         screenshot(page, f"console-review-{_backend(db_url)}")
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.set_viewport_size({"width": 1280, "height": 900})
 
         bob.locator("button", has_text="通过").click()
         page.wait_for_selector(
@@ -221,6 +224,7 @@ def test_webhooks_page_creates_tests_and_retries(
         page.click("#wh-form button[type=submit]")
         page.wait_for_selector("#alert.error")
         assert "must not carry credentials" in page.inner_text("#alert")
+        screenshot(page, f"console-webhooks-form-error-{_backend(db_url)}")
 
         # Create: the secret is shown once, then the list has two endpoints.
         page.fill("#wh-form input[name=url]", "https://hooks.example.com/in")
@@ -241,6 +245,15 @@ def test_webhooks_page_creates_tests_and_retries(
             "button", has_text="启用"
         ).click()
         page.wait_for_selector(".wh-card:has-text('hooks.example.com') .badge.ok")
+
+        # Rotating shows the new secret once, in place of the old one.
+        page.click("#wh-secret-hide")
+        assert page.is_hidden("#wh-secret")
+        page.locator(".wh-card", has_text="hooks.example.com").locator(
+            "button", has_text="重新生成密钥"
+        ).click()
+        page.wait_for_selector("#wh-secret:not([hidden])")
+        assert page.inner_text("#wh-secret-value") not in ("", secret)
 
         # A test event lands in the delivery log; it fails once (max_attempts=1) and is dead.
         card.locator("button", has_text="发送测试").click()

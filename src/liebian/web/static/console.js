@@ -147,7 +147,8 @@
     const hint = err && CODE_ZH[err.code];
     const message = hint ? `${hint(details)}（${err.message}）` : err.message || String(err);
     const items = Array.isArray(details) ? details.map(describe)
-      : details && details.field ? [describe(details)] : [];
+      // A bare {field} adds nothing to the message above it (and its label may not fit the page).
+      : details && details.field && (details.problem || details.message) ? [describe(details)] : [];
     showAlert("error", title, message, items);
   }
   const showOk = (message) => showAlert("ok", "成功：", message);
