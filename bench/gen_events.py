@@ -19,6 +19,7 @@ WS = "ws_bench"
 
 GEN_SQL = """
 INSERT INTO events
+SELECT g.*, {person_key} AS person_key FROM (
 WITH r AS (
     SELECT i, CAST(hash(i) >> 2 AS BIGINT) AS h, CAST(hash(i * 7919 + 13) >> 2 AS BIGINT) AS h2
     FROM range($n) t(i)
@@ -44,9 +45,9 @@ SELECT
     NULL AS utm_content,
     CASE WHEN h % 100 BETWEEN 90 AND 94 THEN CAST(100 + (h // 13) % 20000 AS BIGINT) END AS revenue,
     'CNY' AS currency,
-    NULL AS properties,
-    NULL AS person_key
+    NULL AS properties
 FROM r
+) g
 """
 
 
@@ -63,9 +64,12 @@ def main() -> None:
     store = open_event_store(out)
     t0 = time.perf_counter()
     con = store.connection()
-    con.execute(GEN_SQL, {"n": args.events, "ws": WS, "people": args.people})
-    # What the store's own insert path computes for every event.
-    con.execute(f"UPDATE events SET person_key = {PERSON_KEY_SQL}")
+    # person_key: what the store's own insert path computes for every event.
+    con.execute(
+        GEN_SQL.format(person_key=PERSON_KEY_SQL),
+        {"n": args.events, "ws": WS, "people": args.people},
+    )
+    con.execute("CHECKPOINT")
     dt = time.perf_counter() - t0
     print(
         f"generated {store.count(WS):,} events for {args.people:,} visitors in {dt:.1f} s -> {out}"
