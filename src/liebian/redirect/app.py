@@ -359,7 +359,7 @@ def _bound_embedded_store(runtime: Runtime) -> None:
 
     By default DuckDB may take 80% of RAM for its buffer pool and one thread per core: loading
     the click spool every second then grows the serving process by ~100 MB and competes with
-    the event loop for both cores (p99 spikes). One thread and a 128 MB pool keep the process
+    the event loop for both cores (p99 spikes). One thread and a 96 MB pool keep the process
     well under the 300 MB budget; DuckDB spills larger analytics queries to disk.
     """
     store = runtime.event_store
@@ -371,7 +371,7 @@ def _bound_embedded_store(runtime: Runtime) -> None:
     cursor = connection()
     try:
         cursor.execute("SET threads = 1")
-        cursor.execute("SET memory_limit = '128MB'")
+        cursor.execute("SET memory_limit = '96MB'")
     finally:
         cursor.close()
     runtime.extras["duckdb_bounded"] = True
