@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from liebian.kit.bus import LocalBus
+from liebian.kit.redis_client import redis_asyncio, retries
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +78,14 @@ class RedisBusRelay:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        try:
-            from redis.asyncio import Redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise RuntimeError(
-                "LIEBIAN_REDIS_URL is set but the redis client is not installed: "
-                "pip install 'liebian[redis]'"
-            ) from exc
+        aredis = redis_asyncio()
         self._loop = asyncio.get_running_loop()
         # No silent retries: a dropped subscription must be noticed (it may have lost messages).
-        self.client = Redis.from_url(
+        self.client = aredis.Redis.from_url(
             self.url,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
+            retry=retries(0),
         )
         # Subscribe before hooking into the bus, so the process starts serving only once it
         # hears the others (if Redis is down now, the listener keeps trying in the background).

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from liebian.kit.redis_client import redis_asyncio, retries
 from liebian.redirect.cache import Entry
 
 SeedFn = Callable[[str], int]
@@ -167,28 +168,20 @@ class RedisClicks:
     def __init__(
         self, url: str, *, prefix: str = "lb:", timeout: float = 0.5, max_connections: int = 32
     ) -> None:
-        try:
-            from redis.asyncio import BlockingConnectionPool, Redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise RuntimeError(
-                "LIEBIAN_REDIS_URL is set but the redis client is not installed: "
-                "pip install 'liebian[redis]'"
-            ) from exc
+        aredis = redis_asyncio()
         self.prefix = prefix + "clicks:"
         # A burst of capped redirects waits (up to ``timeout``) for one of a few connections
         # instead of opening one each. One quick retry covers a pooled connection that went
         # stale (Redis restarted); more would turn an outage into seconds per redirect.
-        pool = BlockingConnectionPool.from_url(
+        pool = aredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
             timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
+            retry=retries(1),
         )
-        self.client: Any = Redis(connection_pool=pool)
+        self.client: Any = aredis.Redis(connection_pool=pool)
         self._take = self.client.register_script(_TAKE)
 
     async def seed(self, link_id: str, count: int) -> int:
