@@ -87,3 +87,19 @@ def workspace_id(client: Any, headers: dict[str, str]) -> str:
     resp = client.get("/api/v1/workspace", headers=headers)
     assert resp.status_code == 200, resp.text
     return str(resp.json()["id"])
+
+
+def convert(
+    runtime: Any, ws: str, user: str, event: str, event_id: str, revenue: int = 0, **props: Any
+) -> None:
+    """Apply one conversion event to the campaigns directly (what the ingestion hook does)."""
+    from liebian.campaigns.conversions import apply_conversion
+    from liebian.kit.clock import utcnow
+    from liebian.kit.db import session_scope
+
+    ts = props.pop("ts", None) or utcnow()
+    with session_scope(runtime.sessions) as session:
+        apply_conversion(
+            session, ws, user_id=user, event=event, event_id=event_id, revenue=revenue,
+            currency="CNY", ts=ts, properties=props,
+        )  # fmt: skip

@@ -6,24 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from fission_helpers import DISTRIBUTION, INVITE, create, join, rewards, workspace_id
+from fission_helpers import DISTRIBUTION, INVITE, convert, create, join, rewards, workspace_id
 
-from liebian.campaigns.conversions import apply_conversion
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
 from liebian.kit.errors import Invalid
 from liebian.rewards import service as ledger
-
-
-def _convert(
-    runtime: Any, ws: str, user: str, event: str, event_id: str, revenue: int = 0, **props: Any
-) -> None:
-    ts = props.pop("ts", None) or utcnow()
-    with session_scope(runtime.sessions) as session:
-        apply_conversion(
-            session, ws, user_id=user, event=event, event_id=event_id, revenue=revenue,
-            currency="CNY", ts=ts, properties=props,
-        )  # fmt: skip
 
 
 def _chain(client: Any, owner: dict[str, str], cid: str, names: list[str]) -> None:
@@ -52,8 +40,8 @@ def test_two_levels_only_and_idempotent(client: Any, owner: dict[str, str], runt
     cid = create(client, owner, "distribution", DISTRIBUTION)
     ws = workspace_id(client, owner)
     _chain(client, owner, cid, ["a", "b", "c", "d"])
-    _convert(runtime, ws, "d", "purchase", "evt-1", 10_000, order_id="o-1")
-    _convert(runtime, ws, "d", "order_paid", "evt-1", 10_000, order_id="o-1")  # replay
+    convert(runtime, ws, "d", "purchase", "evt-1", 10_000, order_id="o-1")
+    convert(runtime, ws, "d", "order_paid", "evt-1", 10_000, order_id="o-1")  # replay
     assert _amounts(client, owner, cid, "c") == [(1_000, "pending")]
     assert _amounts(client, owner, cid, "b") == [(500, "pending")]
     assert _amounts(client, owner, cid, "a") == []  # a third level is never paid
@@ -66,7 +54,7 @@ def test_commission_waits_for_refund_window_then_settles(
     cid = create(client, owner, "distribution", DISTRIBUTION)
     ws = workspace_id(client, owner)
     _chain(client, owner, cid, ["a", "b"])
-    _convert(runtime, ws, "b", "purchase", "evt-1", 9_999, order_id="o-1")
+    convert(runtime, ws, "b", "purchase", "evt-1", 9_999, order_id="o-1")
     with session_scope(runtime.sessions) as session:
         assert ledger.settle(session, utcnow() + timedelta(days=6)).approved == 0
     with session_scope(runtime.sessions) as session:
@@ -79,15 +67,15 @@ def test_partial_then_full_refund(client: Any, owner: dict[str, str], runtime: A
     cid = create(client, owner, "distribution", DISTRIBUTION)
     ws = workspace_id(client, owner)
     _chain(client, owner, cid, ["a", "b", "c"])
-    _convert(runtime, ws, "c", "purchase", "evt-1", 10_000, order_id="o-1")
-    _convert(runtime, ws, "c", "refund", "evt-2", 4_000, order_id="o-1")
-    _convert(runtime, ws, "c", "refund", "evt-2", 4_000, order_id="o-1")  # replay: no change
+    convert(runtime, ws, "c", "purchase", "evt-1", 10_000, order_id="o-1")
+    convert(runtime, ws, "c", "refund", "evt-2", 4_000, order_id="o-1")
+    convert(runtime, ws, "c", "refund", "evt-2", 4_000, order_id="o-1")  # replay: no change
     assert _amounts(client, owner, cid, "b") == [(600, "pending"), (1_000, "reversed")]
     assert _amounts(client, owner, cid, "a") == [(300, "pending"), (500, "reversed")]
     # Settle, then refund the rest: issued commission is clawed back with negative entries.
     with session_scope(runtime.sessions) as session:
         ledger.settle(session, utcnow() + timedelta(days=8))
-    _convert(runtime, ws, "c", "refund", "evt-3", 0, order_id="o-1")
+    convert(runtime, ws, "c", "refund", "evt-3", 0, order_id="o-1")
     assert _amounts(client, owner, cid, "b") == [
         (-600, "issued"),
         (600, "issued"),
@@ -111,14 +99,14 @@ def test_first_touch_binding_lock(client: Any, owner: dict[str, str], runtime: A
     join(client, owner, cid, "buyer", referrer_code=code_a, visitor_id="vb")
     # Within the lock period another referrer's link does not steal the buyer.
     assert join(client, owner, cid, "buyer", referrer_code=code_b).status_code == 200
-    _convert(runtime, ws, "buyer", "purchase", "evt-1", 10_000, order_id="o-1")
+    convert(runtime, ws, "buyer", "purchase", "evt-1", 10_000, order_id="o-1")
     assert _amounts(client, owner, cid, "a") == [(1_000, "pending")]
     with session_scope(runtime.sessions) as session:
         referrals.join(
             session, runtime.cipher, ws, cid, referrals.JoinInput(external_id="buyer", referrer_code=code_b),
             now=utcnow() + timedelta(days=31),
         )  # fmt: skip
-    _convert(runtime, ws, "buyer", "purchase", "evt-2", 10_000, order_id="o-2")
+    convert(runtime, ws, "buyer", "purchase", "evt-2", 10_000, order_id="o-2")
     assert _amounts(client, owner, cid, "b") == [(1_000, "pending")]
     assert _amounts(client, owner, cid, "a") == [(1_000, "pending")]
 
@@ -130,9 +118,9 @@ def test_qualifying_actions_and_leaving(client: Any, owner: dict[str, str], runt
     code = join(client, owner, cid, "alice").json()["invite_code"]
     join(client, owner, cid, "bob", referrer_code=code, visitor_id="vb")
     assert rewards(client, owner, campaign_id=cid) == []  # joined, not yet qualified
-    _convert(runtime, ws, "bob", "signup", "s-1")
+    convert(runtime, ws, "bob", "signup", "s-1")
     assert rewards(client, owner, campaign_id=cid) == []  # wrong qualifying action
-    _convert(runtime, ws, "bob", "purchase", "p-1", 5_000, order_id="o-1")
+    convert(runtime, ws, "bob", "purchase", "p-1", 5_000, order_id="o-1")
     assert _amounts(client, owner, cid, "alice") == [(500, "issued")]
     ref = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()[
         "items"
@@ -152,19 +140,19 @@ def test_qualifying_actions_and_leaving(client: Any, owner: dict[str, str], runt
     )
     code = join(client, owner, grp, "carol").json()["invite_code"]
     join(client, owner, grp, "dan", referrer_code=code, visitor_id="vd")
-    _convert(runtime, ws, "dan", "join_group", "j-1")
+    convert(runtime, ws, "dan", "join_group", "j-1")
     assert _amounts(client, owner, grp, "carol") == [(500, "pending")]
-    _convert(runtime, ws, "dan", "leave_group", "l-1")
+    convert(runtime, ws, "dan", "leave_group", "l-1")
     assert _amounts(client, owner, grp, "carol") == [(500, "reversed")]
 
 
 def test_bad_revenue_and_unknown_events(runtime: Any, client: Any, owner: dict[str, str]) -> None:
     ws = workspace_id(client, owner)
     with pytest.raises(Invalid):
-        _convert(runtime, ws, "x", "purchase", "e-neg", -1)
+        convert(runtime, ws, "x", "purchase", "e-neg", -1)
     with pytest.raises(Invalid):
-        _convert(runtime, ws, "x", "purchase", "e-big", 10**12)
-    _convert(runtime, ws, "x", "page_view", "e-pv")  # ignored, nothing written
+        convert(runtime, ws, "x", "purchase", "e-big", 10**12)
+    convert(runtime, ws, "x", "page_view", "e-pv")  # ignored, nothing written
     assert client.get("/api/v1/contacts/x", headers=owner).status_code == 404
 
 
@@ -180,7 +168,7 @@ def test_commission_of_held_referral_waits_for_review(
         "items"
     ][0]
     assert ref["status"] == "held"
-    _convert(runtime, ws, "b", "purchase", "evt-1", 10_000, order_id="o-1")
+    convert(runtime, ws, "b", "purchase", "evt-1", 10_000, order_id="o-1")
     later = utcnow() + timedelta(days=8)
     with session_scope(runtime.sessions) as session:
         assert ledger.settle(session, later).approved == 0

@@ -7,10 +7,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fission_helpers import DISTRIBUTION, GROUP_BUY, INVITE, create, join, rewards, workspace_id
+from fission_helpers import (
+    DISTRIBUTION,
+    GROUP_BUY,
+    INVITE,
+    convert,
+    create,
+    join,
+    rewards,
+    workspace_id,
+)
 from sqlalchemy import select
 
-from liebian.campaigns.conversions import apply_conversion
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
 from liebian.rewards import service as ledger
@@ -23,16 +31,6 @@ FIRST_PURCHASE = {
     "stock": 10,
     "budget": 100_000,
 }
-
-
-def _convert(runtime: Any, ws: str, user: str, event: str, event_id: str, revenue: int = 0,
-             **props: Any) -> None:  # fmt: skip
-    ts = props.pop("ts", None) or utcnow()
-    with session_scope(runtime.sessions) as session:
-        apply_conversion(
-            session, ws, user_id=user, event=event, event_id=event_id, revenue=revenue,
-            currency="CNY", ts=ts, properties=props,
-        )  # fmt: skip
 
 
 def _mine(client: Any, owner: dict[str, str], cid: str, who: str) -> list[tuple[str, int, str]]:
@@ -60,15 +58,15 @@ def test_full_refund_reverses_tier_and_invitee_rewards_and_returns_stock(
     cid = create(client, owner, "invite", FIRST_PURCHASE)
     ws = workspace_id(client, owner)
     _invite(client, owner, cid, "alice", "bob")
-    _convert(runtime, ws, "bob", "purchase", "p-1", 5_000, order_id="o-1")
+    convert(runtime, ws, "bob", "purchase", "p-1", 5_000, order_id="o-1")
     assert _mine(client, owner, cid, "alice") == [("tier", 500, "pending")]
     assert _mine(client, owner, cid, "bob") == [("invitee", 1_000, "pending")]
     used = _campaign(client, owner, cid)
     assert (used["stock_used"], used["budget_used"]) == (2, 1_500)
 
-    _convert(runtime, ws, "bob", "refund", "r-1", 2_000, order_id="o-1")  # partial: still counts
+    convert(runtime, ws, "bob", "refund", "r-1", 2_000, order_id="o-1")  # partial: still counts
     assert _mine(client, owner, cid, "alice") == [("tier", 500, "pending")]
-    _convert(runtime, ws, "bob", "refund", "r-2", 0, order_id="o-1")  # the rest: no longer counts
+    convert(runtime, ws, "bob", "refund", "r-2", 0, order_id="o-1")  # the rest: no longer counts
     assert _mine(client, owner, cid, "alice") == [("tier", 500, "reversed")]
     assert _mine(client, owner, cid, "bob") == [("invitee", 1_000, "reversed")]
     used = _campaign(client, owner, cid)
@@ -79,7 +77,7 @@ def test_full_refund_reverses_tier_and_invitee_rewards_and_returns_stock(
     # A later purchase that stands qualifies the invite again, and it counts toward the next
     # tiers; but the same referral never pays the same reward twice (idempotency keys are per
     # referral), which closes the buy → earn → refund → buy-again loop.
-    _convert(runtime, ws, "bob", "purchase", "p-2", 3_000, order_id="o-2")
+    convert(runtime, ws, "bob", "purchase", "p-2", 3_000, order_id="o-2")
     ref = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()
     assert ref["items"][0]["qualified"] is True
     assert _mine(client, owner, cid, "alice") == [("tier", 500, "reversed")]
@@ -101,11 +99,11 @@ def test_tier_moves_to_the_next_invite_that_still_counts(
     cid = create(client, owner, "invite", {**FIRST_PURCHASE, "invitee_reward": None})
     ws = workspace_id(client, owner)
     _invite(client, owner, cid, "alice", "bob", "carol")
-    _convert(runtime, ws, "bob", "purchase", "p-1", 5_000, order_id="o-b")
-    _convert(runtime, ws, "carol", "purchase", "p-2", 5_000, order_id="o-c")
+    convert(runtime, ws, "bob", "purchase", "p-1", 5_000, order_id="o-b")
+    convert(runtime, ws, "carol", "purchase", "p-2", 5_000, order_id="o-c")
     tier = [r for r in rewards(client, owner, external_id="alice") if r["reason"] == "tier"]
     assert len(tier) == 1
-    _convert(runtime, ws, "bob", "refund", "r-1", 0, order_id="o-b")
+    convert(runtime, ws, "bob", "refund", "r-1", 0, order_id="o-b")
     tiers = [r for r in rewards(client, owner, external_id="alice") if r["reason"] == "tier"]
     active = [r for r in tiers if r["status"] != "reversed"]
     assert len(tiers) == 2 and len(active) == 1  # re-granted, crossed by carol's invite now
@@ -120,9 +118,9 @@ def test_retained_invites_qualify_on_a_later_event(
     cid = create(client, owner, "invite", config)
     ws = workspace_id(client, owner)
     _invite(client, owner, cid, "alice", "bob")
-    _convert(runtime, ws, "bob", "active", "a-1", ts=utcnow() + timedelta(days=3))
+    convert(runtime, ws, "bob", "active", "a-1", ts=utcnow() + timedelta(days=3))
     assert _mine(client, owner, cid, "alice") == []  # too early to call it retained
-    _convert(runtime, ws, "bob", "active", "a-2", ts=utcnow() + timedelta(days=8))
+    convert(runtime, ws, "bob", "active", "a-2", ts=utcnow() + timedelta(days=8))
     assert _mine(client, owner, cid, "alice") == [("tier", 500, "issued")]
 
 
@@ -133,8 +131,8 @@ def test_retained_does_not_count_an_invitee_who_left(
     cid = create(client, owner, "invite", config)
     ws = workspace_id(client, owner)
     _invite(client, owner, cid, "alice", "bob")
-    _convert(runtime, ws, "bob", "leave_group", "l-1")
-    _convert(runtime, ws, "bob", "purchase", "p-1", 100, ts=utcnow() + timedelta(days=2))
+    convert(runtime, ws, "bob", "leave_group", "l-1")
+    convert(runtime, ws, "bob", "purchase", "p-1", 100, ts=utcnow() + timedelta(days=2))
     assert _mine(client, owner, cid, "alice") == []
 
 
@@ -150,12 +148,12 @@ def test_per_product_commission_rates(client: Any, owner: dict[str, str], runtim
         "invite_code"
     ]
     join(client, owner, cid, "c", referrer_code=code_b, visitor_id="vc", ip="10.8.0.3")
-    _convert(runtime, ws, "c", "purchase", "p-1", 10_000, order_id="o-1", product_id="vip-course")
-    _convert(runtime, ws, "c", "purchase", "p-2", 10_000, order_id="o-2", product_id="other")
+    convert(runtime, ws, "c", "purchase", "p-1", 10_000, order_id="o-1", product_id="vip-course")
+    convert(runtime, ws, "c", "purchase", "p-2", 10_000, order_id="o-2", product_id="other")
     assert sorted(r["amount"] for r in rewards(client, owner, external_id="b")) == [1_000, 2_000]
     assert sorted(r["amount"] for r in rewards(client, owner, external_id="a")) == [500, 1_000]
     # A refund recalculates at the rate the sale was paid at.
-    _convert(runtime, ws, "c", "refund", "r-1", 5_000, order_id="o-1")
+    convert(runtime, ws, "c", "refund", "r-1", 5_000, order_id="o-1")
     b = rewards(client, owner, external_id="b", status="pending")
     assert sorted(r["amount"] for r in b) == [1_000, 1_000]
 
@@ -212,10 +210,10 @@ def test_reward_and_review_webhook_events(client: Any, owner: dict[str, str], ru
     cid = create(client, owner, "invite", FIRST_PURCHASE)
     ws = workspace_id(client, owner)
     _invite(client, owner, cid, "alice", "bob")
-    _convert(runtime, ws, "bob", "purchase", "p-1", 5_000, order_id="o-1")
+    convert(runtime, ws, "bob", "purchase", "p-1", 5_000, order_id="o-1")
     with session_scope(runtime.sessions) as session:  # settlement issues both entries
         assert ledger.settle(session, utcnow() + timedelta(days=8)).issued == 2
-    _convert(runtime, ws, "bob", "refund", "r-1", 0, order_id="o-1")
+    convert(runtime, ws, "bob", "refund", "r-1", 0, order_id="o-1")
     dist = create(
         client, owner, "distribution",
         {**DISTRIBUTION, "risk": {"mode": "review", "hold_at": 40, "block_at": 80}},
