@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Annotated, Any, Literal
 
-import anyio
-import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -16,17 +12,16 @@ from sqlalchemy.orm import Session
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal
 from liebian.app.runtime import Runtime
-from liebian.campaigns import assists, groups, referrals, repository, service
+from liebian.campaigns import assists, groups, referrals, repository, service, writes
 from liebian.campaigns.models import Campaign, Participant, Referral
 from liebian.campaigns.templates import list_templates
 from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
 from liebian.kit.auth import Principal, Role
-from liebian.kit.db import session_scope
 from liebian.kit.errors import NotFound
 from liebian.kit.pagination import encode_cursor
 from liebian.kit.schemas import StrictModel
-from liebian.links.domains import DOMAINS_CHANGED, public_base_url
+from liebian.links.domains import public_base_url
 from liebian.risk import service as risk_service
 
 router = APIRouter(tags=["campaigns"])
@@ -378,52 +373,11 @@ def open_group(
     return group_out(groups.view(session, group), _base(session, principal, runtime))
 
 
-# Joins and helps are the fission engine's write hot path. Their handlers are async and make
-# one trip to a worker thread, which opens the session, does the work and commits: the usual
-# sync handler with SessionDep/PrincipalDep/RuntimeDep costs five trips (each sync dependency,
-# the session's set-up and its teardown), all through the event loop, and on SQLite the write
-# lock was held across the last of them. See docs/decisions/0007-sqlite-writer-queue.md.
-
-
-class _BaseUrls:
-    """Each workspace's public base URL (``links.domains.public_base_url``), remembered until a
-    domain of that workspace changes (``domains.changed``, which scale mode relays between
-    processes) and for a minute at most: the hot path does not re-read the domains table for
-    every reply."""
-
-    TTL = 60.0
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.default = runtime.settings.base_url
-        self._entries: dict[str, tuple[str, float]] = {}
-        # Bumped by every change: a value read before a change is not stored after it.
-        self._generation = 0
-        runtime.bus.subscribe(DOMAINS_CHANGED, self.drop)
-
-    def get(self, session: Session, workspace_id: str) -> str:
-        hit = self._entries.get(workspace_id)
-        if hit is not None and hit[1] > time.monotonic():
-            return hit[0]
-        generation = self._generation
-        base = public_base_url(session, workspace_id, self.default)
-        if generation == self._generation:
-            self._entries[workspace_id] = (base, time.monotonic() + self.TTL)
-        return base
-
-    def drop(self, workspace_id: object) -> None:
-        self._generation += 1
-        self._entries.pop(str(workspace_id), None)
-
-
-_BASE_URLS_LOCK = threading.Lock()
-
-
-def _base_urls(runtime: Runtime) -> _BaseUrls:
-    cache = runtime.extras.get("campaigns.base_urls")
-    if cache is None:
-        with _BASE_URLS_LOCK:  # one cache (and one bus subscription) per runtime
-            cache = runtime.extras.setdefault("campaigns.base_urls", _BaseUrls(runtime))
-    return cache
+# Joins and helps are the fission engine's write hot path. The server answers them on the
+# lean ASGI path (campaigns/fast_path.py) when the key is cached and the body valid; these
+# routes document the contract in OpenAPI and serve everything else (a key to look up, bad
+# input to explain). Both hand the work to campaigns/writes.py, which commits it — through the
+# group commit on SQLite — before the answer. See docs/decisions/0007 and 0009.
 
 
 def _json(out: dict[str, Any]) -> Response:
@@ -447,34 +401,6 @@ async def _principal(request: Request) -> Principal:
 
 FastPrincipalDep = Annotated[Principal, Depends(_principal)]
 
-# SQLite runs one write transaction at a time, so more than a few threads working on joins
-# and helps only queue on the writer lock and fight over the GIL (measured: 64 in flight were
-# slower than 16, and 16 no faster than 4). PostgreSQL locks per group/activity, so there the
-# shared thread pool's limit applies.
-SQLITE_WRITER_THREADS = 4
-
-
-def _writers(runtime: Runtime) -> anyio.CapacityLimiter | None:
-    if runtime.engine.dialect.name != "sqlite":
-        return None
-    limiter = runtime.extras.get("campaigns.writer_threads")
-    if limiter is None:  # created on the event loop thread: no race
-        limiter = runtime.extras.setdefault(
-            "campaigns.writer_threads", anyio.CapacityLimiter(SQLITE_WRITER_THREADS)
-        )
-    return limiter
-
-
-def _join_in_thread(
-    runtime: Runtime, principal: Principal, group_id: str, external_id: str
-) -> dict[str, Any]:
-    with session_scope(runtime.sessions) as session:
-        group = groups.join_group(
-            session, runtime.cipher, principal.workspace_id, group_id, external_id
-        )
-        base = _base_urls(runtime).get(session, principal.workspace_id)
-    return group_out(group, base)
-
 
 @router.post("/groups/{group_id}/join")
 async def join_group(
@@ -482,11 +408,10 @@ async def join_group(
 ) -> Response:
     principal.require(Role.operator)
     runtime: Runtime = request.app.state.runtime
-    out = await anyio.to_thread.run_sync(
-        _join_in_thread, runtime, principal, group_id, body.external_id,
-        limiter=_writers(runtime),
-    )  # fmt: skip
-    return _json(out)
+    group, base = await writes.run(
+        runtime, writes.join_work(runtime, principal, group_id, body.external_id)
+    )
+    return _json(group_out(group, base))
 
 
 @router.get("/groups/{group_id}")
@@ -537,15 +462,8 @@ def start_assist(
     return assist_out(assists.view(session, assist), _base(session, principal, runtime))
 
 
-def _help_in_thread(
-    runtime: Runtime, principal: Principal, assist_id: str, body: HelpBody
-) -> dict[str, Any]:
-    with session_scope(runtime.sessions) as session:
-        assist = assists.help_assist(
-            session, runtime.cipher, principal.workspace_id, assist_id, body.external_id,
-            visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
-        )  # fmt: skip
-        base = _base_urls(runtime).get(session, principal.workspace_id)
+def help_out(assist: assists.AssistView, base: str) -> dict[str, Any]:
+    """The reply to a help: the activity, and which help this was and what it cut."""
     out = assist_out(assist, base)
     out["cut"] = assist.cut
     out["helper_index"] = assist.helper_index
@@ -558,10 +476,14 @@ async def help_assist(
 ) -> Response:
     principal.require(Role.operator)
     runtime: Runtime = request.app.state.runtime
-    out = await anyio.to_thread.run_sync(
-        _help_in_thread, runtime, principal, assist_id, body, limiter=_writers(runtime)
-    )
-    return _json(out)
+    assist, base = await writes.run(
+        runtime,
+        writes.help_work(
+            runtime, principal, assist_id, body.external_id,
+            visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
+        ),
+    )  # fmt: skip
+    return _json(help_out(assist, base))
 
 
 @router.get("/assists/{assist_id}")

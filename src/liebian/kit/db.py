@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import TypeDecorator
 
@@ -232,18 +232,59 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the boundary commits (never if it rolls back).
 
     Cache invalidation and job enqueueing go through here so that nothing observes a change
-    the database has not made true.
+    the database has not made true. A callback registered inside a SAVEPOINT
+    (``session.begin_nested()``) belongs to it: releasing the savepoint hands it to the
+    enclosing transaction, rolling the savepoint back drops it — and only the outermost
+    commit runs anything. (Group commit runs many requests in one transaction, a savepoint
+    each: one refused request must not drop, nor run early, the others' callbacks.)
     """
-    session.info.setdefault(_AFTER_COMMIT_KEY, []).append(callback)
+    pending = session.info.setdefault(_AFTER_COMMIT_KEY, [])
+    pending.append((session.get_nested_transaction(), callback))
+
+
+def _enclosing_savepoint(transaction: SessionTransaction) -> SessionTransaction | None:
+    parent = transaction.parent
+    while parent is not None and not parent.nested:
+        parent = parent.parent
+    return parent
+
+
+def _inside(transaction: SessionTransaction | None, savepoint: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+# SQLAlchemy fires ``after_commit`` / ``after_rollback`` for savepoints too, while the savepoint
+# is still the session's nested transaction: that is how the two listeners tell them apart.
 
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
-    callbacks = session.info.pop(_AFTER_COMMIT_KEY, [])
-    for callback in callbacks:
+    savepoint = session.get_nested_transaction()
+    if savepoint is not None:  # a RELEASE SAVEPOINT: nothing is durable yet
+        pending = session.info.get(_AFTER_COMMIT_KEY)
+        if pending:
+            enclosing = _enclosing_savepoint(savepoint)
+            session.info[_AFTER_COMMIT_KEY] = [
+                (enclosing if owner is savepoint else owner, callback)
+                for owner, callback in pending
+            ]
+        return
+    for _owner, callback in session.info.pop(_AFTER_COMMIT_KEY, []):
         callback()
 
 
 @event.listens_for(Session, "after_rollback")
 def _drop_after_commit(session: Session) -> None:
-    session.info.pop(_AFTER_COMMIT_KEY, None)
+    savepoint = session.get_nested_transaction()
+    if savepoint is None:
+        session.info.pop(_AFTER_COMMIT_KEY, None)
+        return
+    pending = session.info.get(_AFTER_COMMIT_KEY)
+    if pending:
+        session.info[_AFTER_COMMIT_KEY] = [
+            (owner, callback) for owner, callback in pending if not _inside(owner, savepoint)
+        ]
