@@ -26,7 +26,7 @@ from liebian.events.schemas import (
     properties_problem,
 )
 from liebian.events.spool import Spool
-from liebian.events.store.base import Alias, EventStore
+from liebian.events.store.base import BATCH_KEY, MAX_BATCH_LINE_BYTES, Alias, EventStore
 from liebian.kit.errors import Invalid, TooLarge
 from liebian.kit.ids import new_id
 
@@ -136,61 +136,66 @@ def _reject(index: int, field: str, problem: str) -> Rejected:
     return Rejected(index=index, errors=[{"field": field, "problem": problem}])
 
 
+def _apply_rules(event: EventIn, now: datetime, horizon: datetime) -> tuple[str, str] | None:
+    """Complete one validated event in place with the server's defaults, or name the rule it
+    breaks as (field, problem): a future timestamp, revenue with nobody to credit.
+
+    ``ts`` stays an aware datetime, dumped as RFC 3339 with its offset, which both stores turn
+    into UTC when they load the line. Keys left out are NULL in the store."""
+    ts = event.get("ts")
+    if ts is None:
+        event["ts"] = now
+    elif ts > horizon:
+        return "ts", f"is in the future (more than {MAX_FUTURE_SKEW} ahead of the server clock)"
+    revenue = event.get("revenue")
+    if revenue is not None:
+        if event.get("user_id") is None and event.get("visitor_id") is None and revenue:
+            return "user_id", "revenue needs a user_id or visitor_id to belong to"
+        event["currency"] = event.get("currency") or DEFAULT_CURRENCY
+    elif "currency" in event:
+        event["currency"] = None
+    if event.get("event_id") is None:
+        # Given here, not later, so hooks (campaign conversions) see the stored id.
+        event["event_id"] = new_id("evt")
+    if "properties" in event and not event["properties"]:
+        del event["properties"]
+    return None
+
+
+def _received_at(now: datetime) -> str:
+    return now.replace(tzinfo=None).isoformat(sep=" ")
+
+
 def serialize(
     workspace_id: str,
     parsed: list[tuple[int, EventIn]],
     now: datetime,
     context: dict[str, Any] | None = None,
 ) -> tuple[list[EventIn], list[bytes], list[Rejected]]:
-    """Spool lines for the valid events, and the rule-level rejections (future timestamps,
-    oversized or deep properties, revenue with nobody to credit).
+    """One spool line per valid event (single events, browser beacons), and the rule-level
+    rejections (see ``_apply_rules``; oversized or deep properties).
 
-    The validated dicts are completed in place (workspace, defaults) and dumped as they are:
-    ``ts`` stays an aware datetime, written as RFC 3339 with its offset, which both stores
-    turn into UTC when they load the line. Keys left out are NULL in the store.
+    The validated dicts are completed in place (workspace, defaults) and dumped as they are.
     """
     now = now.astimezone(UTC)
-    received_at = now.replace(tzinfo=None).isoformat(sep=" ")
+    received_at = _received_at(now)
     horizon = now + MAX_FUTURE_SKEW
     events: list[EventIn] = []
     lines: list[bytes] = []
     rejected: list[Rejected] = []
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     for index, event in parsed:
-        ts = event.get("ts")
-        if ts is None:
-            event["ts"] = now
-        elif ts > horizon:
-            rejected.append(
-                _reject(
-                    index,
-                    "ts",
-                    f"is in the future (more than {MAX_FUTURE_SKEW} ahead of the server clock)",
-                )
-            )
+        broken = _apply_rules(event, now, horizon)
+        if broken is not None:
+            rejected.append(_reject(index, *broken))
             continue
-        revenue = event.get("revenue")
-        if revenue is not None:
-            if event.get("user_id") is None and event.get("visitor_id") is None and revenue:
-                rejected.append(
-                    _reject(index, "user_id", "revenue needs a user_id or visitor_id to belong to")
-                )
-                continue
-            event["currency"] = event.get("currency") or DEFAULT_CURRENCY
-        elif "currency" in event:
-            event["currency"] = None
-        if event.get("event_id") is None:
-            # Given here, not later, so hooks (campaign conversions) see the stored id.
-            event["event_id"] = new_id("evt")
         record: dict[str, Any] = event  # type: ignore[assignment]
         record["workspace_id"] = workspace_id
         record["received_at"] = received_at
-        properties = event.get("properties")
-        if not properties:
-            record.pop("properties", None)
         if context:
             record.update(context)
         line = dumps(record, option=newline)
+        properties = event.get("properties")
         # The line bounds the properties' size, and it holds exactly two "{" and no "[" when
         # nothing nests (a brace inside a string only costs the exact check below): so the
         # properties are measured and walked alone only when they could break a limit.
@@ -206,6 +211,56 @@ def serialize(
     return events, lines, rejected
 
 
+def serialize_batch(
+    workspace_id: str, parsed: list[tuple[int, EventIn]], now: datetime
+) -> tuple[list[EventIn], bytes, list[Rejected]]:
+    """The valid events of a batch as ONE spool line, and the rule-level rejections.
+
+    The line is ``{"workspace_id", "received_at", "events": [...]}`` (docs/events-storage.md):
+    the completed dicts dumped by one orjson call, so every stored value is exactly what the
+    one-line-per-event form stores (same validated values, same encoder) while the per-event
+    cost of a call and a line (~2 µs of the request thread's GIL time) is gone. The stores
+    unnest it when they load the segment.
+    """
+    now = now.astimezone(UTC)
+    horizon = now + MAX_FUTURE_SKEW
+    events: list[EventIn] = []
+    rejected: list[Rejected] = []
+    dumps = orjson.dumps
+    for index, event in parsed:
+        broken = _apply_rules(event, now, horizon)
+        if broken is None:
+            properties = event.get("properties")
+            if properties:
+                # Without a line of its own, the properties are dumped to be measured; a
+                # single "{" and no "[" means nothing nests, so depth needs no walk.
+                blob = dumps(properties)
+                if len(blob) > MAX_PROPERTIES_BYTES or blob.count(b"{") + blob.count(b"[") > 1:
+                    problem = properties_problem(properties, len(blob))
+                    if problem:
+                        broken = ("properties", problem)
+        if broken is not None:
+            rejected.append(_reject(index, *broken))
+            continue
+        events.append(event)
+    line = _batch_lines(workspace_id, _received_at(now), events) if events else b""
+    return events, line, rejected
+
+
+def _batch_lines(workspace_id: str, received_at: str, events: list[EventIn]) -> bytes:
+    """One batch line, or several when one would be longer than the stores read at once."""
+    line = orjson.dumps(
+        {"workspace_id": workspace_id, "received_at": received_at, BATCH_KEY: events},
+        option=orjson.OPT_APPEND_NEWLINE,
+    )
+    if len(line) <= MAX_BATCH_LINE_BYTES or len(events) == 1:
+        return line
+    half = len(events) // 2
+    return _batch_lines(workspace_id, received_at, events[:half]) + _batch_lines(
+        workspace_id, received_at, events[half:]
+    )
+
+
 def ingest(
     *,
     workspace_id: str,
@@ -216,7 +271,11 @@ def ingest(
     hooks: Sequence[ConversionHook] = (),
 ) -> Accepted:
     parsed, rejected, count, is_batch = _parse_and_validate(raw)
-    events, lines, late_rejects = serialize(workspace_id, parsed, now)
+    if is_batch:
+        events, line, late_rejects = serialize_batch(workspace_id, parsed, now)
+    else:
+        events, lines, late_rejects = serialize(workspace_id, parsed, now)
+        line = b"".join(lines)
     if late_rejects:
         rejected = sorted(rejected + late_rejects, key=lambda r: r.index)
     if not events:
@@ -232,8 +291,8 @@ def ingest(
             code="invalid_events",
             details=[r.model_dump() for r in rejected],
         )
-    # One write for the whole batch: durable against a process crash once it returns.
-    spool.append_line(b"".join(lines))
+    # One write for the whole request: durable against a process crash once it returns.
+    spool.append_line(line)
     aliases = []
     for e in events:
         visitor_id, user_id = e.get("visitor_id"), e.get("user_id")
