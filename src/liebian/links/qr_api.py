@@ -11,9 +11,11 @@ hole and a slow request path, and the operator has the file at hand anyway.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,6 +32,9 @@ Size = Annotated[int, Query(description="pixels, 64–2048")]
 Color = Annotated[str, Query(description="hex colour, e.g. #000000")]
 Border = Annotated[int, Query(description="quiet zone in modules, 0–16")]
 Logo = Annotated[UploadFile, File(description="centre logo, ≤ 1 MB image")]
+
+# (session, workspace id, item id, base URL) → (short URL, slug), or NotFound.
+ShortUrlLookup = Callable[[Session, str, str, str], tuple[str, str]]
 
 _MEDIA = {"png": "image/png", "svg": "image/svg+xml"}
 _RESPONSES: dict[int | str, dict[str, object]] = {
@@ -61,18 +66,16 @@ def _live_code_short_url(
     return f"{public_base_url(session, workspace_id, base_url)}/{slug}", slug
 
 
-def _image(
-    short_url: str, slug: str, fmt: str, size: int, dark: str, light: str, border: int,
-    logo: bytes | None,
-) -> Response:  # fmt: skip
+def _image(short_url: str, slug: str, options: QrOptions, logo: bytes | None) -> Response:
+    fmt = options.format
     data = render_qr(
         qr_target(short_url),
-        fmt="svg" if fmt == "svg" else "png",
-        size=size,
+        fmt=fmt,
+        size=options.size,
         logo=logo,
-        dark=dark,
-        light=light,
-        border=border,
+        dark=options.dark,
+        light=options.light,
+        border=options.border,
     )
     return Response(
         content=data,
@@ -92,20 +95,30 @@ async def _read_logo(logo: UploadFile) -> bytes:
     return await logo.read(MAX_LOGO_BYTES + 1)
 
 
+@dataclass
+class QrOptions:
+    """The query parameters every QR endpoint takes (one dependency, so the four stay alike)."""
+
+    format: Format = "png"
+    size: Size = 512
+    dark: Color = "#000000"
+    light: Color = "#ffffff"
+    border: Border = 2
+
+
+QrOptionsDep = Annotated[QrOptions, Depends()]
+
+
 @router.get("/links/{link_id}/qr", response_class=Response, responses=_RESPONSES)
 def link_qr(
     link_id: str,
     principal: PrincipalDep,
     session: SessionDep,
     runtime: RuntimeDep,
-    format: Format = "png",
-    size: Size = 512,
-    dark: Color = "#000000",
-    light: Color = "#ffffff",
-    border: Border = 2,
+    options: QrOptionsDep,
 ) -> Response:
     url, slug = _link_short_url(session, principal.workspace_id, link_id, runtime.settings.base_url)
-    return _image(url, slug, format, size, dark, light, border, None)
+    return _image(url, slug, options, None)
 
 
 @router.post("/links/{link_id}/qr", response_class=Response, responses=_RESPONSES)
@@ -114,15 +127,11 @@ async def link_qr_with_logo(
     principal: PrincipalDep,
     runtime: RuntimeDep,
     logo: Logo,
-    format: Format = "png",
-    size: Size = 512,
-    dark: Color = "#000000",
-    light: Color = "#ffffff",
-    border: Border = 2,
+    options: QrOptionsDep,
 ) -> Response:
     data = await _read_logo(logo)
     return await _in_thread(
-        runtime, "link", link_id, principal.workspace_id, format, size, dark, light, border, data
+        runtime, _link_short_url, link_id, principal.workspace_id, options, data
     )
 
 
@@ -132,16 +141,12 @@ def live_code_qr(
     principal: PrincipalDep,
     session: SessionDep,
     runtime: RuntimeDep,
-    format: Format = "png",
-    size: Size = 512,
-    dark: Color = "#000000",
-    light: Color = "#ffffff",
-    border: Border = 2,
+    options: QrOptionsDep,
 ) -> Response:
     url, slug = _live_code_short_url(
         session, principal.workspace_id, live_code_id, runtime.settings.base_url
     )
-    return _image(url, slug, format, size, dark, light, border, None)
+    return _image(url, slug, options, None)
 
 
 @router.post("/live-codes/{live_code_id}/qr", response_class=Response, responses=_RESPONSES)
@@ -150,30 +155,28 @@ async def live_code_qr_with_logo(
     principal: PrincipalDep,
     runtime: RuntimeDep,
     logo: Logo,
-    format: Format = "png",
-    size: Size = 512,
-    dark: Color = "#000000",
-    light: Color = "#ffffff",
-    border: Border = 2,
+    options: QrOptionsDep,
 ) -> Response:
     data = await _read_logo(logo)
     return await _in_thread(
-        runtime, "live_code", live_code_id, principal.workspace_id, format, size, dark, light,
-        border, data,
-    )  # fmt: skip
+        runtime, _live_code_short_url, live_code_id, principal.workspace_id, options, data
+    )
 
 
 async def _in_thread(
-    runtime: RuntimeDep, kind: str, item_id: str, workspace_id: str, fmt: str, size: int,
-    dark: str, light: str, border: int, logo: bytes,
-) -> Response:  # fmt: skip
+    runtime: RuntimeDep,
+    lookup: ShortUrlLookup,
+    item_id: str,
+    workspace_id: str,
+    options: QrOptions,
+    logo: bytes,
+) -> Response:
     """The upload is read asynchronously; the lookup and the Pillow work run off the loop."""
     import anyio.to_thread
 
     def work() -> Response:
         with runtime.sessions() as session:
-            lookup = _link_short_url if kind == "link" else _live_code_short_url
             url, slug = lookup(session, workspace_id, item_id, runtime.settings.base_url)
-        return _image(url, slug, fmt, size, dark, light, border, logo)
+        return _image(url, slug, options, logo)
 
     return await anyio.to_thread.run_sync(work)
