@@ -15,7 +15,7 @@ from PIL import Image
 
 from browser_support import require_browser
 from liebian.kit.errors import Invalid
-from liebian.links.qr import MAX_LOGO_BYTES, qr_target, render_qr
+from liebian.links.qr import MAX_LOGO_BYTES, has_qr_flag, qr_target, render_qr
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
@@ -354,3 +354,25 @@ def test_qr_target(short_url: str, expected: str) -> None:
 def test_qr_target_rejects_non_http_urls(short_url: str) -> None:
     with pytest.raises(Invalid):
         qr_target(short_url)
+
+
+@pytest.mark.parametrize(
+    ("query", "flag"),
+    [
+        (b"qr=1", True),
+        (b"utm_source=poster&qr=1", True),
+        (b"qr=1&utm_source=poster", True),
+        (b"", False),
+        (b"qr=0", False),
+        (b"qr=10", False),
+        (b"xqr=1", False),
+        (b"utm_content=qr=1x", False),
+    ],
+)
+def test_has_qr_flag_reads_exactly_the_mark_qr_target_adds(query: bytes, flag: bool) -> None:
+    assert has_qr_flag(query) is flag
+
+
+def test_has_qr_flag_recognises_every_qr_target() -> None:
+    for short in ("https://s.cn/a", "https://s.cn/a?utm_source=poster", "https://s.cn/a?qr=0"):
+        assert has_qr_flag(qr_target(short).split("?", 1)[1].encode())

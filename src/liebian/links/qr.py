@@ -285,6 +285,16 @@ def _render_svg(
     return (head + overlay + "</svg>" + closing).encode("ascii")
 
 
+def has_qr_flag(query_string: bytes) -> bool:
+    """Whether a request's raw query carries the ``qr=1`` that :func:`qr_target` adds.
+
+    On the redirect's hot path: the pairs are split only when the bytes are there at all.
+    """
+    if b"qr=" not in query_string:
+        return False
+    return any(pair == b"qr=1" for pair in query_string.split(b"&"))
+
+
 def qr_target(short_url: str) -> str:
     """The URL to encode in a QR code: ``short_url`` with ``qr=1`` added to its query.
 

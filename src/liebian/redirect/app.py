@@ -19,6 +19,7 @@ from liebian.app.runtime import Runtime
 from liebian.kit import client_ip
 from liebian.kit.passwords import verify_password
 from liebian.kit.visitor import Visitor
+from liebian.links.qr import has_qr_flag
 from liebian.links.schemas import SLUG_RE
 from liebian.redirect import pages
 from liebian.redirect.cache import KIND_LIVE_CODE, Entry, LinkCache
@@ -64,13 +65,6 @@ def _cookie(cookie_header: str, name: str) -> str | None:
         if key == name:
             return value
     return None
-
-
-def _has_qr_flag(query: bytes) -> bool:
-    # ``qr=1`` is what qr_target() adds; parse only when the bytes are there at all.
-    if b"qr=" not in query:
-        return False
-    return any(pair == b"qr=1" for pair in query.split(b"&"))
 
 
 class RedirectApp:
@@ -200,7 +194,7 @@ class RedirectApp:
                 head=head,
                 referrer=referrer,
                 ip=ip,
-                is_qr=_has_qr_flag(scope["query_string"]),
+                is_qr=has_qr_flag(scope["query_string"]),
             )
         )
         extra = None

@@ -29,13 +29,13 @@ from __future__ import annotations
 import html
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
-from urllib.parse import parse_qsl
 
 import anyio.to_thread
 
 from liebian.kit.db import session_scope
 from liebian.kit.visitor import Visitor
 from liebian.links.live_codes import service
+from liebian.links.qr import has_qr_flag
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -59,7 +59,7 @@ async def serve_live_code(
     send: Send,
 ) -> None:
     method = scope.get("method", "GET")
-    is_qr = _is_qr(scope.get("query_string", b""))
+    is_qr = has_qr_flag(scope.get("query_string", b""))
     # Link-preview fetchers (WeChat, QQ…) and HEAD probes must not use up a group's places.
     count = method != "HEAD" and not visitor.is_bot
     result = await anyio.to_thread.run_sync(_scan, runtime, live_code_id, count)
@@ -93,12 +93,6 @@ async def serve_live_code(
 def _scan(runtime: _Runtime, live_code_id: str, count: bool) -> service.ScanResult | None:
     with session_scope(runtime.sessions) as session:
         return service.scan(session, live_code_id, count=count)
-
-
-def _is_qr(query_string: bytes) -> bool:
-    if b"qr=" not in query_string:
-        return False
-    return any(k == "qr" and v == "1" for k, v in parse_qsl(query_string.decode("latin-1")))
 
 
 _HEADERS = [
