@@ -18,6 +18,7 @@ from liebian.app.errors import install_error_handlers
 from liebian.app.lifecycle import Component, start_components, stop_components
 from liebian.app.limits import BodySizeLimit
 from liebian.app.runtime import Runtime
+from liebian.campaigns.fast_path import FissionWritesApp, fission_write
 from liebian.events.ingest_app import PATH as INGEST_PATH
 from liebian.events.ingest_app import IngestApp
 from liebian.kit.settings import Settings, get_settings
@@ -34,11 +35,16 @@ class Dispatcher:
     """Routes by the first path segment without parsing anything else."""
 
     def __init__(
-        self, api: FastAPI, redirect: ASGIApp | None, ingest: ASGIApp | None = None
+        self,
+        api: FastAPI,
+        redirect: ASGIApp | None,
+        ingest: ASGIApp | None = None,
+        fission_writes: ASGIApp | None = None,
     ) -> None:
         self.api = api
         self.redirect = redirect
         self.ingest = ingest
+        self.fission_writes = fission_writes
         self.runtime: Runtime = api.state.runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,6 +55,14 @@ class Dispatcher:
             and scope["method"] == "POST"
         ):
             await self.ingest(scope, receive, send)
+            return
+        if (
+            scope["type"] == "http"
+            and self.fission_writes is not None
+            and scope["method"] == "POST"
+            and fission_write(scope["path"]) is not None
+        ):
+            await self.fission_writes(scope, receive, send)
             return
         if self.redirect is not None and scope["type"] == "http":
             path: str = scope["path"]
@@ -93,7 +107,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     include_routes(api, runtime)
     redirect = runtime.extras.get("redirect_app")
-    return Dispatcher(api, redirect, IngestApp(runtime))
+    return Dispatcher(api, redirect, IngestApp(runtime), _fission_writes(runtime, api))
+
+
+def _fission_writes(runtime: Runtime, api: FastAPI) -> ASGIApp | None:
+    """The lean join/help path, only where the FastAPI routes it stands in for are mounted."""
+    from liebian.campaigns.api import router as campaigns_router
+
+    if campaigns_router not in runtime.extras.get("routers", []):
+        return None
+    return FissionWritesApp(runtime, fallback=api)
 
 
 def build_components(runtime: Runtime) -> list[Component]:
