@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,18 +113,18 @@ class AssistView:
 
 
 def view(session: Session, assist: Assist) -> AssistView:
-    conn = session.connection()
-    owner = conn.execute(repository.CONTACT_EXTERNAL_ID, {"id": assist.owner_contact_id}).scalar()
+    conn = repository.hot_connection(session)
+    owner = repository.CONTACT_EXTERNAL_ID.execute(conn, {"id": assist.owner_contact_id}).scalar()
     return AssistView(
         id=assist.id, campaign_id=assist.campaign_id, owner_external_id=owner, mode=assist.mode,
         status=assist.status, helpers_count=assist.helpers_count,
         helpers_required=assist.helpers_required, price_now=assist.price_now,
-        expires_at=assist.expires_at, helpers=_helpers(session, assist.id),
+        expires_at=assist.expires_at, helpers=_helpers(conn, assist.id),
     )  # fmt: skip
 
 
-def _helpers(session: Session, assist_id: str) -> list[dict[str, Any]]:
-    rows = session.connection().execute(repository.ASSIST_HELPS, {"assist_id": assist_id})
+def _helpers(conn: Connection, assist_id: str) -> list[dict[str, Any]]:
+    rows = repository.ASSIST_HELPS.execute(conn, {"assist_id": assist_id}).rows
     return [r._asdict() for r in rows]
 
 
@@ -150,13 +150,14 @@ def help_assist(
             workspace_id,
             contacts.ContactInput(external_id=external_id, visitor_id=visitor_id),
         ).id
+        conn = repository.hot_connection(session)  # writes the visitor id first
     else:
+        conn = repository.hot_connection(session)
         helper_id = repository.contact_id(
-            session, workspace_id, contacts.check_external_id(external_id)
+            conn, workspace_id, contacts.check_external_id(external_id)
         )
-    conn = session.connection()
-    assist = conn.execute(
-        repository.ASSIST_FOR_HELP, {"assist_id": assist_id, "workspace_id": workspace_id}
+    assist = repository.ASSIST_FOR_HELP.execute(
+        conn, {"assist_id": assist_id, "workspace_id": workspace_id}
     ).first()
     if assist is None:
         raise NotFound(f"no assist {assist_id!r} in this workspace", code="assist_not_found")
@@ -173,8 +174,8 @@ def help_assist(
         and user_agent[:500] == assist.owner_user_agent
     ):
         raise Conflict("you cannot help your own activity (same device)", code="self_help")
-    already, helped_today = conn.execute(
-        repository.HELPER_HISTORY,
+    already, helped_today = repository.HELPER_HISTORY.execute(
+        conn,
         {"assist_id": assist.id, "helper_contact_id": helper_id, "since": repository.day_ago(now)},
     ).one()
     if already:
@@ -197,8 +198,8 @@ def help_assist(
         cut = bargain.next_cut(config.bargain.rules(), assist.id, index)
         cut_amount, price_after = cut.amount, cut.price_after
     reached = index + 1 >= assist.helpers_required
-    moved: Any = conn.execute(
-        repository.MOVE_HELP,
+    moved = repository.MOVE_HELP.execute(
+        conn,
         {
             "assist_id": assist.id, "index": index, "price_after": price_after,
             "new_status": "unlocked" if reached else "open", "unlocked_at": now if reached else None,
@@ -209,8 +210,8 @@ def help_assist(
             "another help was recorded at the same moment; try again", code="help_conflict"
         )
     try:
-        conn.execute(
-            repository.INSERT_HELP,
+        repository.INSERT_HELP.execute(
+            conn,
             {
                 "id": new_id("ahp"), "assist_id": assist.id, "workspace_id": workspace_id,
                 "helper_contact_id": helper_id, "helper_index": index, "cut": cut_amount,
@@ -230,10 +231,10 @@ def help_assist(
         row = session.get(Assist, assist.id)
         assert campaign is not None and row is not None
         _unlocked(session, campaign, config, row)
-    helpers = _helpers(session, assist.id)
-    owner = conn.execute(repository.CONTACT_EXTERNAL_ID, {"id": assist.owner_contact_id}).scalar()
+    helpers = _helpers(repository.hot_connection(session), assist.id)
     return AssistView(
-        id=assist.id, campaign_id=assist.campaign_id, owner_external_id=owner, mode=assist.mode,
+        id=assist.id, campaign_id=assist.campaign_id, owner_external_id=assist.owner_external_id,
+        mode=assist.mode,
         status="unlocked" if reached else assist.status, helpers_count=index + 1,
         helpers_required=assist.helpers_required, price_now=price_now,
         expires_at=assist.expires_at, helpers=helpers, cut=cut_amount, helper_index=index,

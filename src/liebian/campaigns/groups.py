@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -124,8 +124,8 @@ class GroupView:
     members: list[dict[str, Any]]
 
 
-def _members(session: Session, group_id: str) -> list[dict[str, Any]]:
-    rows = session.connection().execute(repository.GROUP_MEMBERS, {"group_id": group_id})
+def _members(conn: Connection, group_id: str) -> list[dict[str, Any]]:
+    rows = repository.GROUP_MEMBERS.execute(conn, {"group_id": group_id}).rows
     return [r._asdict() for r in rows]
 
 
@@ -133,7 +133,7 @@ def view(session: Session, group: Group) -> GroupView:
     return GroupView(
         id=group.id, campaign_id=group.campaign_id, status=group.status, size=group.size,
         price=group.price, member_count=group.member_count, expires_at=group.expires_at,
-        members=_members(session, group.id),
+        members=_members(repository.hot_connection(session), group.id),
     )  # fmt: skip
 
 
@@ -149,12 +149,10 @@ def join_group(
     # Runs under the write lock, so it is lean: Core statements built once, the group read
     # with its campaign's config in one go, and the reply built from what was read here.
     now = now or utcnow()
-    contact_id = repository.contact_id(
-        session, workspace_id, contacts.check_external_id(external_id)
-    )
-    conn = session.connection()
-    group = conn.execute(
-        repository.GROUP_FOR_JOIN, {"group_id": group_id, "workspace_id": workspace_id}
+    conn = repository.hot_connection(session)
+    contact_id = repository.contact_id(conn, workspace_id, contacts.check_external_id(external_id))
+    group = repository.GROUP_FOR_JOIN.execute(
+        conn, {"group_id": group_id, "workspace_id": workspace_id}
     ).first()
     if group is None:
         raise NotFound(f"no group {group_id!r} in this workspace", code="group_not_found")
@@ -167,15 +165,14 @@ def join_group(
         raise Conflict("this group has expired", code="group_expired")
     if group.member_count >= group.size:
         raise Conflict("this group is full", code="group_full")
-    members = _members(session, group.id)
+    members = _members(conn, group.id)
     if any(m["contact_id"] == contact_id for m in members):
         raise Conflict("already a member of this group", code="already_member")
     # Stock counts units sold: every seat (leader included) is one unit of the product.
-    if not repository.take_stock(session, group.campaign_id, group.config, units=1):
+    if not repository.take_stock(conn, group.campaign_id, group.config, units=1):
         raise Conflict("this offer is sold out", code="sold_out")
     seat = group.member_count
-    taken: Any = conn.execute(repository.TAKE_SEAT, {"group_id": group.id, "seat": seat})
-    if not taken.rowcount:
+    if not repository.TAKE_SEAT.execute(conn, {"group_id": group.id, "seat": seat}).rowcount:
         raise Conflict("this group is full", code="group_full")
     member = {
         "id": new_id("gmb"), "group_id": group.id, "workspace_id": workspace_id,
@@ -183,7 +180,7 @@ def join_group(
         "order_status": "pending", "joined_at": now,
     }  # fmt: skip
     try:
-        conn.execute(repository.INSERT_MEMBER, member)
+        repository.INSERT_MEMBER.execute(conn, member)
     except IntegrityError as exc:
         # Cannot happen past the checks above (seat and membership are decided under the
         # lock); if it does, the request rolls back as a whole, seat and stock included.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Integer, Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Integer, Table, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from liebian.kit.clock import utcnow
 from liebian.kit.db import UTCDateTime
 from liebian.kit.ids import new_id
 from liebian.kit.pagination import paginate
+from liebian.kit.precompiled import Precompiled, insert_columns
 
 T = TypeVar("T")
 
@@ -341,8 +342,9 @@ def participant_count(session: Session, campaign_id: str) -> int:
 #
 # Joins and helps run while the database's write lock is held (BEGIN IMMEDIATE on SQLite, the
 # row lock on PostgreSQL), so every microsecond spent there is paid by every waiting writer.
-# These are Core statements built once: no ORM identity map, no per-call statement building
-# or cache-key generation, only the columns the reply needs.
+# These statements are built once and compiled once per dialect (``kit.precompiled``): no ORM
+# identity map, no per-call statement building, cache-key generation or result wrapping, only
+# the columns the reply needs. They do not autoflush: ``hot_connection`` flushes first.
 
 _groups: Table = Group.__table__  # type: ignore[assignment]
 _members: Table = GroupMember.__table__  # type: ignore[assignment]
@@ -351,12 +353,22 @@ _helps: Table = AssistHelp.__table__  # type: ignore[assignment]
 _campaigns: Table = Campaign.__table__  # type: ignore[assignment]
 _contacts: Table = Contact.__table__  # type: ignore[assignment]
 
-CONTACT_ID = select(_contacts.c.id).where(
-    _contacts.c.workspace_id == bindparam("workspace_id"),
-    _contacts.c.external_id == bindparam("external_id"),
+
+def hot_connection(session: Session) -> Connection:
+    """The session's connection for the statements below, with pending ORM changes written
+    first (what autoflush does before ``session.execute``)."""
+    session.flush()
+    return session.connection()
+
+
+CONTACT_ID = Precompiled(
+    select(_contacts.c.id).where(
+        _contacts.c.workspace_id == bindparam("workspace_id"),
+        _contacts.c.external_id == bindparam("external_id"),
+    )
 )
 
-GROUP_FOR_JOIN = (
+GROUP_FOR_JOIN = Precompiled(
     select(
         _groups.c.id, _groups.c.campaign_id, _groups.c.leader_contact_id, _groups.c.size,
         _groups.c.price, _groups.c.member_count, _groups.c.status, _groups.c.expires_at,
@@ -367,7 +379,7 @@ GROUP_FOR_JOIN = (
     .with_for_update(of=_groups)
 )  # fmt: skip
 
-GROUP_MEMBERS = (
+GROUP_MEMBERS = Precompiled(
     select(
         _members.c.contact_id, _contacts.c.external_id, _members.c.is_leader, _members.c.seat,
         _members.c.price, _members.c.order_status, _members.c.joined_at,
@@ -377,7 +389,7 @@ GROUP_MEMBERS = (
     .order_by(_members.c.seat)
 )  # fmt: skip
 
-TAKE_SEAT = (
+TAKE_SEAT = Precompiled(
     update(_groups)
     .where(
         _groups.c.id == bindparam("group_id"),
@@ -388,28 +400,36 @@ TAKE_SEAT = (
     .values(member_count=bindparam("seat") + 1)
 )
 
-INSERT_MEMBER = insert(_members)
+INSERT_MEMBER = insert_columns(
+    _members,
+    ("id", "group_id", "workspace_id", "contact_id", "seat", "is_leader", "price",
+     "order_status", "joined_at"),
+)  # fmt: skip
 
-ASSIST_FOR_HELP = (
+ASSIST_FOR_HELP = Precompiled(
     select(
         _assists.c.id, _assists.c.campaign_id, _assists.c.owner_contact_id,
         _assists.c.owner_visitor_id, _assists.c.owner_ip_hash, _assists.c.owner_user_agent,
         _assists.c.mode, _assists.c.helpers_count, _assists.c.helpers_required,
         _assists.c.price_now, _assists.c.status, _assists.c.expires_at, _campaigns.c.config,
+        _contacts.c.external_id.label("owner_external_id"),
     )
     .join(_campaigns, _campaigns.c.id == _assists.c.campaign_id)
+    .join(_contacts, _contacts.c.id == _assists.c.owner_contact_id)
     .where(_assists.c.id == bindparam("assist_id"), _assists.c.workspace_id == bindparam("workspace_id"))
     .with_for_update(of=_assists)
 )  # fmt: skip
 
 # One read for both help rules: has this person helped this activity (ever), and how many
 # activities have they helped since a day ago (the per-day cap).
-HELPER_HISTORY = select(
-    func.count(case((_helps.c.assist_id == bindparam("assist_id"), 1))),
-    func.count(case((_helps.c.created_at >= bindparam("since", type_=UTCDateTime), 1))),
-).where(_helps.c.helper_contact_id == bindparam("helper_contact_id"))
+HELPER_HISTORY = Precompiled(
+    select(
+        func.count(case((_helps.c.assist_id == bindparam("assist_id"), 1))),
+        func.count(case((_helps.c.created_at >= bindparam("since", type_=UTCDateTime), 1))),
+    ).where(_helps.c.helper_contact_id == bindparam("helper_contact_id"))
+)
 
-MOVE_HELP = (
+MOVE_HELP = Precompiled(
     update(_assists)
     .where(
         _assists.c.id == bindparam("assist_id"),
@@ -424,9 +444,13 @@ MOVE_HELP = (
     )
 )
 
-INSERT_HELP = insert(_helps)
+INSERT_HELP = insert_columns(
+    _helps,
+    ("id", "assist_id", "workspace_id", "helper_contact_id", "helper_index", "cut",
+     "price_after", "visitor_id", "created_at"),
+)  # fmt: skip
 
-ASSIST_HELPS = (
+ASSIST_HELPS = Precompiled(
     select(
         _contacts.c.external_id, _helps.c.helper_index, _helps.c.cut, _helps.c.price_after,
         _helps.c.created_at,
@@ -436,68 +460,76 @@ ASSIST_HELPS = (
     .order_by(_helps.c.helper_index)
 )  # fmt: skip
 
-CONTACT_EXTERNAL_ID = select(_contacts.c.external_id).where(_contacts.c.id == bindparam("id"))
+CONTACT_EXTERNAL_ID = Precompiled(
+    select(_contacts.c.external_id).where(_contacts.c.id == bindparam("id"))
+)
 
-_INSERT_CONTACT: dict[str, Any] = {}
+# INSERT … ON CONFLICT DO NOTHING RETURNING: the same SQL on both databases, built with each
+# one's dialect construct.
+_NEW_CONTACT_COLUMNS = ("id", "workspace_id", "external_id", "created_at", "updated_at")
+_INSERT_CONTACT = {
+    name: Precompiled(
+        maker(_contacts)
+        .values({c: bindparam(c, type_=_contacts.c[c].type) for c in _NEW_CONTACT_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["workspace_id", "external_id"])
+        .returning(_contacts.c.id)
+    )
+    for name, maker in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
-def contact_id(session: Session, workspace_id: str, external_id: str) -> str:
+def contact_id(conn: Connection, workspace_id: str, external_id: str) -> str:
     """The id of the contact for ``external_id``, created on first sight.
 
-    ``contacts.service.upsert`` without PII, in one or two Core statements: the person is
-    usually known already (a read), else one INSERT … ON CONFLICT DO NOTHING RETURNING.
+    ``contacts.service.upsert`` without PII, in one or two statements: the person is usually
+    known already (a read), else one INSERT … ON CONFLICT DO NOTHING RETURNING.
     """
-    conn = session.connection()
     key = {"workspace_id": workspace_id, "external_id": external_id}
-    found = conn.execute(CONTACT_ID, key).scalar()
+    found = CONTACT_ID.execute(conn, key).scalar()
     if found is not None:
         return str(found)
-    name = conn.dialect.name
-    stmt = _INSERT_CONTACT.get(name)
-    if stmt is None:
-        maker = postgresql.insert if name == "postgresql" else sqlite.insert
-        stmt = (
-            maker(_contacts)
-            .on_conflict_do_nothing(index_elements=["workspace_id", "external_id"])
-            .returning(_contacts.c.id)
-        )
-        _INSERT_CONTACT[name] = stmt
     now = utcnow()
-    new = conn.execute(
-        stmt, {**key, "id": new_id("ctc"), "created_at": now, "updated_at": now}
-    ).scalar()
+    new = (
+        _INSERT_CONTACT[conn.dialect.name]
+        .execute(conn, {**key, "id": new_id("ctc"), "created_at": now, "updated_at": now})
+        .scalar()
+    )
     if new is None:  # a concurrent request created it first (PostgreSQL; SQLite serializes)
-        new = conn.execute(CONTACT_ID, key).scalar_one()
+        new = CONTACT_ID.execute(conn, key).one()[0]
     return str(new)
 
 
 def take_stock(
-    session: Session, campaign_id: str, config: dict[str, Any], *, units: int = 1, amount: int = 0
+    conn: Connection, campaign_id: str, config: dict[str, Any], *, units: int = 1, amount: int = 0
 ) -> bool:
     """``service.take_stock`` from the campaign's id and stored config, with one statement
-    built per shape (stock limit or not, budget limit or not) instead of per call."""
+    per shape (stock limit or not, budget limit or not) instead of per call."""
     stock = config.get("stock")
     budget = config.get("budget")
-    shape = (stock is not None, budget is not None)
-    stmt = _TAKE_STOCK.get(shape)
-    if stmt is None:
-        stmt = update(_campaigns).where(_campaigns.c.id == bindparam("campaign_id"))
-        if shape[0]:
-            stmt = stmt.where(_campaigns.c.stock_used + bindparam("units") <= bindparam("stock"))
-        if shape[1]:
-            stmt = stmt.where(_campaigns.c.budget_used + bindparam("amount") <= bindparam("budget"))
-        stmt = stmt.values(
+    params: dict[str, Any] = {"campaign_id": campaign_id, "units": units, "amount": amount}
+    if stock is not None:
+        params["stock"] = stock
+    if budget is not None:
+        params["budget"] = budget
+    return bool(_TAKE_STOCK[(stock is not None, budget is not None)].execute(conn, params).rowcount)
+
+
+def _take_stock_statement(stock_limit: bool, budget_limit: bool) -> Precompiled:
+    stmt = update(_campaigns).where(_campaigns.c.id == bindparam("campaign_id"))
+    if stock_limit:
+        stmt = stmt.where(_campaigns.c.stock_used + bindparam("units") <= bindparam("stock"))
+    if budget_limit:
+        stmt = stmt.where(_campaigns.c.budget_used + bindparam("amount") <= bindparam("budget"))
+    return Precompiled(
+        stmt.values(
             stock_used=_campaigns.c.stock_used + bindparam("units"),
             budget_used=_campaigns.c.budget_used + bindparam("amount"),
         )
-        _TAKE_STOCK[shape] = stmt
-    params: dict[str, Any] = {"campaign_id": campaign_id, "units": units, "amount": amount}
-    if shape[0]:
-        params["stock"] = stock
-    if shape[1]:
-        params["budget"] = budget
-    result: Any = session.connection().execute(stmt, params)
-    return bool(result.rowcount)
+    )
 
 
-_TAKE_STOCK: dict[tuple[bool, bool], Any] = {}
+_TAKE_STOCK = {
+    (stock, budget): _take_stock_statement(stock, budget)
+    for stock in (False, True)
+    for budget in (False, True)
+}
