@@ -80,21 +80,23 @@ class Sql:
         return bool(rows)
 
     def events_with_person(
-        self, ws: str, select: str, where: str = "", *, aliases: bool = True
+        self, ws: str, select: str, where: str = "", *, aliases: bool = True, source: str = ""
     ) -> str:
         """SELECT over one workspace's events ``e`` joined to its aliases ``a``; ``select``
         may use ``person``'s expression through ``self.person()``. With ``aliases=False``
         (the caller checked ``has_aliases``) the join is left out and ``self.person(False)``
-        must be used."""
+        must be used. ``source`` replaces the events table by another relation with
+        workspace_id, visitor_id and (DuckDB) person_key columns."""
         ws_p = self.p(ws)
+        rel = source or self.events
         if not aliases:
-            return f"SELECT {select} FROM {self.events} e WHERE e.workspace_id = {ws_p}" + (
+            return f"SELECT {select} FROM {rel} e WHERE e.workspace_id = {ws_p}" + (
                 f" AND ({where})" if where else ""
             )
-        source = self.store.aliases_source()
+        alias_rel = self.store.aliases_source()
         return (
             f"SELECT {select}"
-            f" FROM {self.events} e LEFT JOIN (SELECT visitor_id, user_id FROM {source}"
+            f" FROM {rel} e LEFT JOIN (SELECT visitor_id, user_id FROM {alias_rel}"
             f" WHERE workspace_id = {ws_p}) a ON a.visitor_id = e.visitor_id"
             f" WHERE e.workspace_id = {ws_p}" + (f" AND ({where})" if where else "")
         )

@@ -160,6 +160,9 @@ class EventStore(Protocol):
     dialect: str
     events_table: str
     aliases_table: str
+    # A table kept at ingest with each person's earliest (ms, channel), one row per
+    # (workspace_id, visitor_id, person_key); None when queries compute first touch from events.
+    first_touch_table: str | None
 
     def aliases_source(self) -> str:
         """SQL relation (workspace_id, visitor_id, user_id), one row per visitor."""

@@ -139,6 +139,8 @@ class ClickHouseEventStore:
         self.database = database
         self.events_table = f"{database}.events"
         self.aliases_table = f"{database}.aliases"
+        # First touch is computed per query from the events (no side table to keep in step).
+        self.first_touch_table: str | None = None
         self._segments = f"{database}.loaded_segments"
         self._write_lock = threading.Lock()
         self._create()

@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from liebian.events.store import duckdb_first_touch
 from liebian.events.store.base import (
     BATCH_ITEM_COLUMNS,
     BATCH_KEY,
@@ -101,6 +102,7 @@ class DuckDBEventStore:
     dialect = "duckdb"
     events_table = "events"
     aliases_table = "aliases"
+    first_touch_table: str | None = duckdb_first_touch.TABLE
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         self.path = str(path)
@@ -125,6 +127,8 @@ class DuckDBEventStore:
             self._con.execute(_KEYS_DDL)
             self._con.execute(f"INSERT INTO event_keys SELECT {KEY_SQL} FROM events")
             self._con.execute("COMMIT")
+        probe = (self._con.execute(_HASH_PROBE_SQL).fetchone() or ("",))[0]
+        duckdb_first_touch.ensure(self._con, probe)
 
     def _ensure_person_keys(self) -> None:
         """Add and fill ``events.person_key`` in files from before it existed, or after a
@@ -202,6 +206,7 @@ class DuckDBEventStore:
                     f" SELECT {', '.join(COLUMN_NAMES)}, {PERSON_KEY_SQL} FROM {source}",
                 )
                 con.execute(f"INSERT INTO event_keys SELECT _k FROM {source}")
+                duckdb_first_touch.merge_batch(con, source, PERSON_KEY_SQL)
                 con.execute("DROP TABLE IF EXISTS _new")
                 con.execute("DROP TABLE _stage")
                 con.execute("DROP TABLE _dup")
