@@ -122,8 +122,12 @@ class GroupCommit:
                 # earlier unit changed with Core statements from a stale identity map.
                 session.expunge_all()
             session.commit()
-        except Exception as exc:
+        except BaseException as exc:
+            # Nothing of this batch is committed: a unit that had succeeded (or was not
+            # reached) gets the failure; a refused one keeps its own answer. Every caller
+            # is answered either way, so none waits for ever.
             log.exception("group commit of %d units failed", len(batch))
+            _roll_back(session)
             for unit in batch:
                 if unit.error is None:
                     unit.error = exc
@@ -132,6 +136,16 @@ class GroupCommit:
             session.close()  # rolls back whatever a failure left open
             self.batches += 1
             self.units += len(batch)
+
+
+def _roll_back(session: Session) -> None:
+    # A COMMIT that failed can leave the DBAPI transaction open (and with it, on SQLite, the
+    # write lock); closing the session alone returned such a connection to the pool still in
+    # its transaction (seen in tests/kit/test_group_commit.py).
+    try:
+        session.rollback()
+    except Exception:
+        log.exception("group commit: rollback after a failed batch failed")
 
 
 def _answer(batch: list[_Unit[Any]]) -> None:
