@@ -3,13 +3,15 @@
     /work/venv/bin/python bench/gen_events.py --events 10000000
     /work/venv/bin/python bench/bench_analytics.py [--chdb]
 
-Prints the best of --runs for each query. --chdb also copies the data into chdb (through a
+Prints the best and median wall time of --runs for each query, and the process CPU time
+(DuckDB's threads included), which is steadier than wall time on a shared machine. --chdb also copies the data into chdb (through a
 Parquet file DuckDB writes) and times the same funnel on the ClickHouse backend.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -43,29 +45,33 @@ RETENTION = RetentionQuery.model_validate(
 )
 
 
-def best(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
-    times, out = [], None
+def timed(fn: Callable[[], Any], runs: int) -> tuple[str, Any]:
+    """Run ``fn`` ``runs`` times: 'best / median s wall, best / median s CPU' and its answer."""
+    walls, cpus, out = [], [], None
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return (
+        f"{min(walls):.3f} s (median {statistics.median(walls):.3f} s;"
+        f" CPU {min(cpus):.3f} s, median {statistics.median(cpus):.3f} s)"
+    ), out
 
 
 def bench(store: EventStore, label: str, runs: int, with_retention: bool = True) -> None:
     n = store.count(WS)
-    t, res = best(lambda: funnel(store, WS, FUNNEL), runs)
+    t, res = timed(lambda: funnel(store, WS, FUNNEL), runs)
     counts = [s.count for s in res.steps]
     groups = len(res.breakdown or [])
     print(
-        f"{label}: funnel 3 steps, 7-day window, by channel, {n:,} events: {t:.3f} s"
+        f"{label}: funnel 3 steps, 7-day window, by channel, {n:,} events: {t}"
         f" (steps {counts}, {groups} channels)"
     )
     if with_retention:
-        t, res = best(lambda: retention(store, WS, RETENTION), runs)
+        t, res = timed(lambda: retention(store, WS, RETENTION), runs)
         print(
-            f"{label}: retention daily x 30 periods, {n:,} events: {t:.3f} s"
-            f" ({len(res.cohorts)} cohorts)"
+            f"{label}: retention daily x 30 periods, {n:,} events: {t} ({len(res.cohorts)} cohorts)"
         )
 
 
