@@ -79,8 +79,8 @@ class GroupCommit:
         return await unit.future
 
     def _ensure_writer(self) -> None:
-        if self._thread is not None:
-            return
+        # Always under the guard: the writer decides to end under it too, and a unit queued
+        # between its "queue is empty" and its exit must find no thread and start one.
         with self._guard:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
