@@ -36,11 +36,7 @@ def free_port() -> int:
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (granian answers from a worker)."""
     total = 0.0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for one in pids:
+    for one in server_pids(pid):
         try:
             for line in Path(f"/proc/{one}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -48,6 +44,30 @@ def rss_mb(pid: int) -> float:
         except FileNotFoundError:
             continue
     return total
+
+
+def server_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [pid] + ([int(p) for p in children.read_text().split()] if children.exists() else [])
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of every server thread, summed by thread name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for one in server_pids(pid):
+        for task in Path(f"/proc/{one}/task").glob("*"):
+            try:
+                stat = (task / "stat").read_text()
+            except FileNotFoundError:
+                continue  # the thread ended meanwhile
+            # The name is in parentheses and may hold spaces; the fields after it are fixed.
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            # Numbered names (asyncio_3, tokio-runtime-w…) are one pool.
+            name = re.sub(r"[_-]?\d+$", "", name)
+            totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
 
 
 def start_server(data_dir: str, port: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -195,6 +215,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batches-only", action="store_true", help="skip the wrk runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
         port = free_port()
@@ -212,17 +233,30 @@ def main() -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            acked_rates, stored_rates = [], []
+            acked_rates, stored_rates, cpu_per_event = [], [], []
             for run in range(args.runs):
+                cpu_before = thread_cpu(proc.pid)
                 sent, acked, stored = batch_bench(base, key, args.seconds, run)
+                cpu_after = thread_cpu(proc.pid)
                 acked_rates.append(sent / acked)
                 stored_rates.append(sent / stored)
+                # Server CPU per stored event, by thread (includes the store polls).
+                spent = {
+                    name: (cpu_after[name] - cpu_before.get(name, 0.0)) / sent * 1e6
+                    for name in cpu_after
+                }
+                cpu_per_event.append(sum(spent.values()))
+                top = sorted(spent.items(), key=lambda kv: -kv[1])[:5]
                 print(f"   batch run {run + 1}: {sent:,} events; acknowledged in {acked:.2f} s "
-                      f"({sent / acked:,.0f}/s), all stored after {stored:.2f} s ({sent / stored:,.0f}/s)")  # fmt: skip
+                      f"({sent / acked:,.0f}/s), all stored after {stored:.2f} s ({sent / stored:,.0f}/s); "
+                      f"server CPU {sum(spent.values()):.2f} us/event ("
+                      + ", ".join(f"{name} {us:.2f}" for name, us in top) + ")")  # fmt: skip
             print(f"batch ingestion, 10,000-event batches, 2 client threads (median of {args.runs}): "
                   f"acknowledged {statistics.median(acked_rates):,.0f} events/s; "
-                  f"stored end to end {statistics.median(stored_rates):,.0f} events/s")  # fmt: skip
-            for label, body in (("plain (page_view)", PLAIN), ("conversion (signup)", CONVERSION)):
+                  f"stored end to end {statistics.median(stored_rates):,.0f} events/s; "
+                  f"server CPU {statistics.median(cpu_per_event):.2f} us/event")  # fmt: skip
+            singles_to_run = [] if args.batches_only else [("plain (page_view)", PLAIN), ("conversion (signup)", CONVERSION)]  # fmt: skip
+            for label, body in singles_to_run:
                 singles = [
                     single_bench(port, key, int(args.seconds), body) for _ in range(args.runs)
                 ]

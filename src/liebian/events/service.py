@@ -26,7 +26,7 @@ from liebian.events.schemas import (
     properties_problem,
 )
 from liebian.events.spool import Spool
-from liebian.events.store.base import BATCH_KEY, MAX_BATCH_LINE_BYTES, Alias, EventStore
+from liebian.events.store.base import Alias, EventStore
 from liebian.kit.errors import Invalid, TooLarge
 from liebian.kit.ids import new_id
 
@@ -214,13 +214,12 @@ def serialize(
 def serialize_batch(
     workspace_id: str, parsed: list[tuple[int, EventIn]], now: datetime
 ) -> tuple[list[EventIn], bytes, list[Rejected]]:
-    """The valid events of a batch as ONE spool line, and the rule-level rejections.
+    """The spool lines of a batch's valid events, and the rule-level rejections.
 
-    The line is ``{"workspace_id", "received_at", "events": [...]}`` (docs/events-storage.md):
-    the completed dicts dumped by one orjson call, so every stored value is exactly what the
-    one-line-per-event form stores (same validated values, same encoder) while the per-event
-    cost of a call and a line (~2 µs of the request thread's GIL time) is gone. The stores
-    unnest it when they load the segment.
+    Same lines as ``serialize`` (one NDJSON record per event, the same completed dicts), but
+    made by ONE orjson call over the whole list, split into lines at the items' boundaries:
+    one call per event, each allocating its own buffer and bytes object, cost ~2 µs of the
+    request thread's GIL time per event, the whole list ~0.4.
     """
     now = now.astimezone(UTC)
     horizon = now + MAX_FUTURE_SKEW
@@ -243,22 +242,32 @@ def serialize_batch(
             rejected.append(_reject(index, *broken))
             continue
         events.append(event)
-    line = _batch_lines(workspace_id, _received_at(now), events) if events else b""
-    return events, line, rejected
+    lines = _event_lines(workspace_id, _received_at(now), events) if events else b""
+    return events, lines, rejected
 
 
-def _batch_lines(workspace_id: str, received_at: str, events: list[EventIn]) -> bytes:
-    """One batch line, or several when one would be longer than the stores read at once."""
-    line = orjson.dumps(
-        {"workspace_id": workspace_id, "received_at": received_at, BATCH_KEY: events},
-        option=orjson.OPT_APPEND_NEWLINE,
-    )
-    if len(line) <= MAX_BATCH_LINE_BYTES or len(events) == 1:
-        return line
-    half = len(events) // 2
-    return _batch_lines(workspace_id, received_at, events[:half]) + _batch_lines(
-        workspace_id, received_at, events[half:]
-    )
+def _event_lines(workspace_id: str, received_at: str, events: list[EventIn]) -> bytes:
+    """One NDJSON line per event, each ending with the workspace and receive time.
+
+    orjson writes the list compactly as ``[{…},{…},…]``: consecutive items meet at ``},{``,
+    which makes len(events) - 1 occurrences. When the whole dump holds no more than that
+    (no such bytes inside a string or in a list of objects in the properties), every
+    occurrence is a boundary, and replacing each closing brace there with the server's
+    fields turns the list into lines. Otherwise, rarely, each event is dumped on its own.
+    """
+    server_fields = orjson.dumps({"workspace_id": workspace_id, "received_at": received_at})
+    tail = b"," + server_fields[1:]  # ',"workspace_id":…,"received_at":…}'
+    dump = orjson.dumps(events)
+    if dump.count(b"},{") == len(events) - 1:
+        # dump[1:-2] drops the list's "[" and the last item's "}]".
+        return dump[1:-2].replace(b"},{", tail + b"\n{") + tail + b"\n"
+    lines = []
+    for event in events:
+        record: dict[str, Any] = event  # type: ignore[assignment]
+        record["workspace_id"] = workspace_id
+        record["received_at"] = received_at
+        lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    return b"".join(lines)
 
 
 def ingest(

@@ -50,29 +50,6 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
 STRING_COLUMNS: frozenset[str] = frozenset(c[0] for c in COLUMNS if c[1] == "VARCHAR")
-# A spool line is one event record, or a whole batch accepted by one request:
-#   {"workspace_id": …, "received_at": …, "events": [{…}, …]}
-# whose items carry only these columns (what the ingestion API accepts, events.schemas.EventIn);
-# the stores unnest it while loading. One line per batch saves the request thread a dump and a
-# line per event.
-BATCH_KEY = "events"
-# A longer batch is split into several lines: readers hold a whole line in memory at once
-# (DuckDB sizes its read buffers by the largest value it accepts, 16 MB by default).
-MAX_BATCH_LINE_BYTES = 8 * 1024 * 1024
-BATCH_ITEM_COLUMNS: tuple[str, ...] = (
-    "event_id",
-    "event",
-    "ts",
-    "visitor_id",
-    "user_id",
-    "click_id",
-    "link_id",
-    "channel",
-    "campaign_id",
-    "revenue",
-    "currency",
-    "properties",
-)
 # Columns a query filter or breakdown may name (properties are reached as "properties.<key>").
 QUERYABLE_COLUMNS: frozenset[str] = frozenset(COLUMN_NAMES) - {"workspace_id", "properties"}
 
@@ -173,8 +150,7 @@ class EventStore(Protocol):
     def insert(self, rows: Sequence[EventRow]) -> InsertResult: ...
 
     def insert_ndjson(self, path: Path, *, segment: str | None = None) -> InsertResult:
-        """Load an NDJSON file of ``EventRow.to_record()`` dicts and batch lines (above) in
-        one batch.
+        """Load an NDJSON file of ``EventRow.to_record()`` dicts in one batch.
 
         With ``segment`` set, the name is recorded in the same commit, and a segment already
         recorded is skipped: replaying a spool after a crash never inserts twice.

@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from liebian.events.store.base import (
-    BATCH_ITEM_COLUMNS,
-    BATCH_KEY,
     COLUMN_NAMES,
     COLUMNS,
     Alias,
@@ -32,28 +30,6 @@ from liebian.events.store.base import (
 )
 
 _STRUCTURE = ", ".join(f"{name} {ch}" for name, _, ch in COLUMNS)
-_TYPES = {name: ch for name, _, ch in COLUMNS}
-# What a spool segment is read into: the row columns, plus a batch line's events (base.BATCH_KEY)
-# as named tuples (JSON objects map onto them by key; absent keys take the column's default).
-_LINE_STRUCTURE = (
-    f"{_STRUCTURE}, {BATCH_KEY} Array(Tuple("
-    + ", ".join(f"{name} {_TYPES[name]}" for name in BATCH_ITEM_COLUMNS)
-    + "))"
-)
-# One row per event from both kinds of line: records as they are, batch lines unnested with
-# the line's workspace and receive time.
-_ROWS_FROM_LINES = (
-    "SELECT {cols} FROM {lines} WHERE empty("
-    + BATCH_KEY
-    + ") UNION ALL SELECT "
-    + ", ".join(
-        f"tupleElement(_item, '{name}')" if name in BATCH_ITEM_COLUMNS else name
-        for name in COLUMN_NAMES
-    )
-    + " FROM {lines} ARRAY JOIN "
-    + BATCH_KEY
-    + " AS _item"
-)
 
 
 class Executor(Protocol):
@@ -88,7 +64,7 @@ class ChdbExecutor:
             self.run(
                 f"INSERT INTO {table} SELECT * FROM file({{p:String}}, JSONEachRow, "
                 f"{{s:String}}) SETTINGS date_time_input_format = 'best_effort'",
-                {"p": str(data), "s": _LINE_STRUCTURE},
+                {"p": str(data), "s": _STRUCTURE},
             )
         else:
             tmp = Path(f"/tmp/liebian-chdb-{uuid.uuid4().hex}.ndjson")
@@ -194,18 +170,10 @@ class ClickHouseEventStore:
         with self._write_lock:
             if segment is not None and self.segment_loaded(segment):
                 return InsertResult(0, 0)
-            tag = uuid.uuid4().hex
-            stage = f"{self.database}._stage_{tag}"
-            lines = f"{self.database}._lines_{tag}"
+            stage = f"{self.database}._stage_{uuid.uuid4().hex}"
             self._x.run(f"CREATE TABLE {stage} ({_STRUCTURE}) ENGINE = Memory")
-            self._x.run(f"CREATE TABLE {lines} ({_LINE_STRUCTURE}) ENGINE = Memory")
             try:
-                self._x.load_ndjson(lines, data)
-                self._x.run(
-                    f"INSERT INTO {stage} "
-                    + _ROWS_FROM_LINES.format(cols=", ".join(COLUMN_NAMES), lines=lines)
-                )
-                self._x.run(f"DROP TABLE {lines}")
+                self._x.load_ndjson(stage, data)
                 total = int(self._x.run(f"SELECT count() FROM {stage}")[0][0])
                 before = self._count_all()
                 cols = ", ".join(COLUMN_NAMES)
@@ -217,7 +185,6 @@ class ClickHouseEventStore:
                 )
                 inserted = self._count_all() - before
             finally:
-                self._x.run(f"DROP TABLE IF EXISTS {lines}")
                 self._x.run(f"DROP TABLE IF EXISTS {stage}")
             if segment is not None:
                 self._x.run(

@@ -23,11 +23,8 @@ import duckdb
 
 from liebian.events.store import duckdb_first_touch
 from liebian.events.store.base import (
-    BATCH_ITEM_COLUMNS,
-    BATCH_KEY,
     COLUMN_NAMES,
     COLUMNS,
-    MAX_BATCH_LINE_BYTES,
     Alias,
     EventRow,
     InsertResult,
@@ -64,37 +61,18 @@ _SEGMENTS_DDL = (
 # read_json reads timestamps as text so that both "2024-01-01 00:00:00.123" (UTC, what the
 # spool writes) and ISO 8601 with an offset parse; TIMESTAMPTZ honours the offset and the
 # session time zone is UTC, so naive strings are UTC.
-_JSON_TYPES = {name: "VARCHAR" if duck == "TIMESTAMP" else duck for name, duck, _ in COLUMNS}
-# A batch line (base.BATCH_KEY) holds a list of events with the batch columns.
-_BATCH_ITEM_TYPE = (
-    "STRUCT(" + ", ".join(f"{name} {_JSON_TYPES[name]}" for name in BATCH_ITEM_COLUMNS) + ")[]"
-)
 _JSON_COLUMNS = (
     "{"
-    + ", ".join(f"'{name}': '{json_type}'" for name, json_type in _JSON_TYPES.items())
-    + f", '{BATCH_KEY}': '{_BATCH_ITEM_TYPE}'"
+    + ", ".join(
+        f"'{name}': '{'VARCHAR' if duck == 'TIMESTAMP' else duck}'" for name, duck, _ in COLUMNS
+    )
     + "}"
 )
-# The read buffers are sized by this (a multiple of it is allocated at once), so it stays
-# DuckDB's default; writers split batches into lines of at most half of it.
-_MAX_LINE_BYTES = 2 * MAX_BATCH_LINE_BYTES
 _SELECT_CAST = ", ".join(
     f"CAST(CAST({name} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) AS {name}"
     if duck == "TIMESTAMP"
     else (f"coalesce({name}, false) AS {name}" if duck == "BOOLEAN" else name)
     for name, duck, _ in COLUMNS
-)
-# One row per event from both kinds of line: records as they are, batch lines unnested
-# (the line's workspace and receive time go to each of its events; absent columns are NULL).
-_STAGE_SQL = (
-    "CREATE OR REPLACE TEMP TABLE _stage AS"
-    " WITH lines AS (SELECT * FROM read_json($path, format='newline_delimited',"
-    f" maximum_object_size={_MAX_LINE_BYTES}, columns={_JSON_COLUMNS})),"
-    f" rows AS (SELECT * EXCLUDE ({BATCH_KEY}) FROM lines WHERE {BATCH_KEY} IS NULL"
-    " UNION ALL BY NAME"
-    f" SELECT workspace_id, received_at, unnest({BATCH_KEY}, recursive := true)"
-    f" FROM lines WHERE {BATCH_KEY} IS NOT NULL)"
-    f" SELECT {_SELECT_CAST}, {KEY_SQL} AS _k FROM rows"
 )
 
 
@@ -178,7 +156,13 @@ class DuckDBEventStore:
                 ):
                     con.execute("ROLLBACK")
                     return InsertResult(0, 0)
-                con.execute(_STAGE_SQL, {"path": str(path)})
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _stage AS SELECT "
+                    + _SELECT_CAST
+                    + f", {KEY_SQL} AS _k"
+                    + f" FROM read_json($path, format='newline_delimited', columns={_JSON_COLUMNS})",
+                    {"path": str(path)},
+                )
                 total, distinct = con.execute(
                     "SELECT count(*), count(DISTINCT _k) FROM _stage"
                 ).fetchone() or (0, 0)
