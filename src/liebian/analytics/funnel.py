@@ -20,8 +20,10 @@ A person reaches step k iff v_k has a row of theirs. Time to convert to step k i
 on the person's first v_k entry: its time minus its f. The ASOF joins sort each step's
 entries once (O(n log n), no quadratic blow-up for people with many events), on a 64-bit
 hash of the person so nothing joins on text; the alias join is skipped when the workspace
-has no aliases. On ClickHouse the reached step itself comes from windowFunnel, and the
-conformance suite checks that both agree.
+has no aliases. That is DuckDB's formulation. ClickHouse runs the same walk literally, per
+person in one GROUP BY: the reached step from its own windowFunnel and the times to convert
+from an ``arrayFold`` over the person's sorted entries (its ASOF joins cost five times more
+CPU). The conformance suite and random batches check that both engines agree.
 
 First-touch channel: the channel of the person's earliest event that has one; events in
 the same millisecond are ordered by channel name (DuckDB: the minimum of one BIGINT packing
@@ -94,54 +96,51 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
         ctes = [
             f"base AS {mat}({sql.events_with_person(workspace_id, ', '.join(cols), span, aliases=aliases)})"
         ]
-        ctes.append(
-            "s1 AS (SELECT person, ms" + (", eid, bd" if column_bd else "") + " FROM base WHERE c1)"
-        )
-    ctes.append("v1 AS (SELECT person, ms, ms AS f FROM s1)")
-    for k in range(2, n + 1):
-        # The latest valid step-(k-1) entry at or before each step-k entry (ties: the earlier
-        # step sorts first, so ">=" is right); kept when within the window of its start.
-        ctes.append(
-            f"v{k} AS {mat if k < n else ''}(SELECT s.person AS person, s.ms AS ms, p.f AS f"
-            f" FROM ({step_rows(k)}) s"
-            f" ASOF JOIN v{k - 1} p ON p.person = s.person AND s.ms >= p.ms"
-            f" WHERE s.ms <= p.f + {w})"
-        )
-    p1_bd = f", {sql.arg_min('bd', '(ms, eid)')} AS bd" if column_bd else ""
-    ctes.append(f"p1 AS (SELECT person{p1_bd} FROM s1 GROUP BY person)")
-    for k in range(2, n + 1):
-        ctes.append(
-            f"p{k} AS (SELECT person, 1 AS r, {sql.arg_min('ms - f', 'ms')} AS d"
-            f" FROM v{k} GROUP BY person)"
-        )
-    # LEFT JOIN misses are NULL in DuckDB but default values in ClickHouse: test the marker.
-    reached = {k: f"coalesce(p{k}.r, 0) = 1" for k in range(2, n + 1)}
-    level = (
-        "CASE " + " ".join(f"WHEN {reached[k]} THEN {k}" for k in range(n, 1, -1)) + " ELSE 1 END"
-        if n > 1
-        else "1"
-    )
-    durs = "".join(f", CASE WHEN {reached[k]} THEN p{k}.d END AS d{k}" for k in range(2, n + 1))
-    joins = "".join(f" LEFT JOIN p{k} ON p{k}.person = p1.person" for k in range(2, n + 1))
-    ctes.append(
-        f"pp AS (SELECT p1.person AS person, {level} AS level{durs}, "
-        + ("p1.bd" if column_bd else "''")
-        + f" AS bd FROM p1{joins})"
-    )
-    people = "pp"
-    dcols = "".join(f", pp.d{k} AS d{k}" for k in range(2, n + 1))
+        if not sql.ch:
+            ctes.append(
+                "s1 AS (SELECT person, ms"
+                + (", eid, bd" if column_bd else "")
+                + " FROM base WHERE c1)"
+            )
     if sql.ch:
-        # The reached step straight from ClickHouse's own windowFunnel.
-        wf_conds = ", ".join(f"c{k}" for k in range(1, n + 1))
-        ctes.append(
-            f"wf AS (SELECT person, windowFunnel({w})(toUInt64(ms), {wf_conds}) AS wf_level"
-            " FROM base GROUP BY person)"
-        )
-        ctes.append(
-            f"pw AS (SELECT pp.person AS person, wf.wf_level AS level{dcols}, pp.bd AS bd"
-            " FROM pp INNER JOIN wf ON wf.person = pp.person)"
-        )
+        ctes.append(_clickhouse_people(sql, n, w, column_bd))
         people = "pw"
+    else:
+        ctes.append("v1 AS (SELECT person, ms, ms AS f FROM s1)")
+        for k in range(2, n + 1):
+            # The latest valid step-(k-1) entry at or before each step-k entry (ties: the earlier
+            # step sorts first, so ">=" is right); kept when within the window of its start.
+            ctes.append(
+                f"v{k} AS {mat if k < n else ''}(SELECT s.person AS person, s.ms AS ms, p.f AS f"
+                f" FROM ({step_rows(k)}) s"
+                f" ASOF JOIN v{k - 1} p ON p.person = s.person AND s.ms >= p.ms"
+                f" WHERE s.ms <= p.f + {w})"
+            )
+        p1_bd = f", {sql.arg_min('bd', '(ms, eid)')} AS bd" if column_bd else ""
+        ctes.append(f"p1 AS (SELECT person{p1_bd} FROM s1 GROUP BY person)")
+        for k in range(2, n + 1):
+            ctes.append(
+                f"p{k} AS (SELECT person, 1 AS r, {sql.arg_min('ms - f', 'ms')} AS d"
+                f" FROM v{k} GROUP BY person)"
+            )
+        # A person without a p_k row did not reach step k (the LEFT JOIN leaves r NULL).
+        reached = {k: f"coalesce(p{k}.r, 0) = 1" for k in range(2, n + 1)}
+        level = (
+            "CASE "
+            + " ".join(f"WHEN {reached[k]} THEN {k}" for k in range(n, 1, -1))
+            + " ELSE 1 END"
+            if n > 1
+            else "1"
+        )
+        durs = "".join(f", CASE WHEN {reached[k]} THEN p{k}.d END AS d{k}" for k in range(2, n + 1))
+        joins = "".join(f" LEFT JOIN p{k} ON p{k}.person = p1.person" for k in range(2, n + 1))
+        ctes.append(
+            f"pp AS (SELECT p1.person AS person, {level} AS level{durs}, "
+            + ("p1.bd" if column_bd else "''")
+            + f" AS bd FROM p1{joins})"
+        )
+        people = "pp"
+    dcols = "".join(f", p.d{k} AS d{k}" for k in range(2, n + 1))
     if first_touch:
         # First-touch channel: the channel of the person's earliest event that has one.
         ft_table = store.first_touch_table
@@ -187,7 +186,7 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
             )
         ctes.append(
             "pb AS (SELECT p.person AS person, p.level AS level"
-            + dcols.replace("pp.", "p.")
+            + dcols
             + f", coalesce(ft.ch, '') AS bd FROM {people} p LEFT JOIN ft ON ft.person = p.person)"
         )
         people = "pb"
@@ -196,9 +195,15 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
         [sql.count_if(f"level >= {k}") for k in range(1, n + 1)]
         + [sql.median(f"d{k}") for k in range(2, n + 1)]
     )
-    body = f"SELECT 0 AS grp, '' AS bd, {aggs} FROM {people}"
-    if q.breakdown is not None:
-        body += f" UNION ALL SELECT 1 AS grp, bd, {aggs} FROM {people} GROUP BY bd"
+    if q.breakdown is None:
+        body = f"SELECT 0 AS grp, '' AS bd, {aggs} FROM {people}"
+    else:
+        # The total and the groups in one pass (ClickHouse would compute a CTE read by two
+        # sides of a UNION twice).
+        body = (
+            f"SELECT 1 - grouping(bd) AS grp, bd, {aggs} FROM {people}"
+            " GROUP BY GROUPING SETS ((), (bd))"
+        )
     rows = sql.run("WITH " + ", ".join(ctes) + " " + body)
 
     def steps_of(row: tuple[object, ...]) -> list[FunnelStepResult]:
@@ -235,3 +240,50 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
             FunnelBreakdown(value=none_if_empty(str(r[1])), steps=steps_of(r)) for r in groups
         ]
     return result
+
+
+def _clickhouse_people(sql: Sql, n: int, w: str, column_bd: bool) -> str:
+    """``pw``: one row per person with a step-1 entry in ``base``: the reached step from
+    ClickHouse's own windowFunnel, and the times to convert from one fold over the person's
+    entries sorted by (time, step), in the same GROUP BY.
+
+    The fold carries the module docstring's state: ``f_1..f_n`` (start of the latest chain
+    that reached each step, -1 for none) and ``d_2..d_n`` (time to convert, set by the first
+    valid step-k entry). Five times less CPU than the ASOF chain over 10M events in chdb.
+    """
+    f = [f"acc.{k}" for k in range(1, n + 1)]
+    d = {k: f"acc.{n + k - 1}" for k in range(2, n + 1)}
+
+    def state(items: list[str]) -> str:
+        return f"tuple({', '.join(items)})"
+
+    # One branch per step: the accumulator after an entry (x.1 = time, x.2 = step).
+    fold = "acc"
+    for k in range(n, 0, -1):
+        if k == 1:
+            fold = f"if(x.2 = 1, {state(['x.1', *f[1:], *d.values()])}, {fold})"
+            continue
+        prev = f[k - 2]
+        new_f = [prev if j == k - 1 else a for j, a in enumerate(f)]
+        new_d = [f"if({a} < 0, x.1 - {prev}, {a})" if j == k else a for j, a in d.items()]
+        valid = f"{prev} >= 0 AND x.1 <= {prev} + {w}"
+        fold = f"if(x.2 = {k}, if({valid}, {state(new_f + new_d)}, acc), {fold})"
+    width = 2 * n - 1
+    init = f"CAST(tuple({', '.join(['-1'] * width)}), 'Tuple({', '.join(['Int64'] * width)})')"
+    flags = ", ".join(f"c{k}" for k in range(1, n + 1))
+    steps = ", ".join(str(k) for k in range(1, n + 1))
+    entries = (
+        f"arraySort(arrayFlatten(groupArray(arrayMap(k -> (ms, k),"
+        f" arrayFilter(k -> [{flags}][k], [{steps}])))))"
+    )
+    bd = f"{sql.arg_min_if('bd', '(ms, eid)', 'c1')}" if column_bd else "''"
+    durs = "".join(
+        f", if(level >= {k} AND st.{n + k - 1} >= 0, toNullable(st.{n + k - 1}), NULL) AS d{k}"
+        for k in range(2, n + 1)
+    )
+    return (
+        f"pw AS (SELECT person, level{durs}, bd FROM (SELECT person,"
+        f" windowFunnel({w})(toUInt64(ms), {flags}) AS level,"
+        f" arrayFold((acc, x) -> {fold}, {entries}, {init}) AS st, {bd} AS bd"
+        " FROM base GROUP BY person HAVING level >= 1) t)"
+    )
