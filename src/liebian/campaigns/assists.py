@@ -227,10 +227,7 @@ def help_assist(
         session.expire(cached)
     price_now = price_after if price_after is not None else assist.price_now
     if reached:
-        campaign = session.get(Campaign, assist.campaign_id)
-        row = session.get(Assist, assist.id)
-        assert campaign is not None and row is not None
-        _unlocked(session, campaign, config, row)
+        _unlocked(session, conn, workspace_id, assist, config, price=price_now, helpers=index + 1)
     helpers = _helpers(repository.hot_connection(session), assist.id)
     return AssistView(
         id=assist.id, campaign_id=assist.campaign_id, owner_external_id=assist.owner_external_id,
@@ -241,28 +238,42 @@ def help_assist(
     )  # fmt: skip
 
 
-def _unlocked(session: Session, campaign: Campaign, config: AssistConfig, assist: Assist) -> None:
+def _unlocked(
+    session: Session,
+    conn: Connection,
+    workspace_id: str,
+    assist: Any,
+    config: AssistConfig,
+    *,
+    price: int | None,
+    helpers: int,
+) -> None:
+    """The activity just reached its last help: the owner's reward (unlock mode, while stock
+    and budget last), an ``assist.unlocked`` campaign event, and the bus/webhook event.
+    ``assist`` is the row read for the help (``repository.ASSIST_FOR_HELP``)."""
     reward = config.reward
     if config.mode == "unlock" and reward is not None:
         money = reward.amount if reward.kind in ("coupon", "cash") else 0
-        if service.take_stock(session, campaign, amount=money):  # out of stock: no reward
+        # Out of stock or budget: no reward.
+        if repository.take_stock(conn, assist.campaign_id, assist.config, amount=money):
             ledger.grant(
                 session,
                 ledger.Grant(
-                    workspace_id=assist.workspace_id, contact_id=assist.owner_contact_id,
+                    workspace_id=workspace_id, contact_id=assist.owner_contact_id,
                     key=f"assist:{assist.id}", kind=reward.kind, amount=reward.amount,
-                    name=reward.name, campaign_id=campaign.id, reason="assist", status="issued",
+                    name=reward.name, campaign_id=assist.campaign_id, reason="assist",
+                    status="issued",
                 ),
             )  # fmt: skip
     session.add(
         CampaignEvent(
-            id=new_id("cev"), workspace_id=assist.workspace_id, campaign_id=campaign.id, kind=ASSIST_UNLOCKED,
-            subject_id=assist.id, contact_id=assist.owner_contact_id,
-            payload={"price": assist.price_now, "helpers": assist.helpers_count}, created_at=utcnow(),
+            id=new_id("cev"), workspace_id=workspace_id, campaign_id=assist.campaign_id,
+            kind=ASSIST_UNLOCKED, subject_id=assist.id, contact_id=assist.owner_contact_id,
+            payload={"price": price, "helpers": helpers}, created_at=utcnow(),
         )
     )  # fmt: skip
     publish_after_commit(
-        session, ASSIST_UNLOCKED, {"assist_id": assist.id, "workspace_id": assist.workspace_id}
+        session, ASSIST_UNLOCKED, {"assist_id": assist.id, "workspace_id": workspace_id}
     )
 
 

@@ -234,20 +234,11 @@ _STATUS_ZH = {"success": "already complete (已成团)", "failed": "closed (已�
 def _succeed(
     session: Session, workspace_id: str, group: Any, config: GroupBuyConfig, now: datetime
 ) -> bool:
-    done: Any = session.execute(
-        update(Group)
-        .where(Group.id == group.id, Group.status == "open")
-        .values(status="success", completed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if not done.rowcount:
+    conn = repository.hot_connection(session)
+    params = {"group_id": group.id, "completed_at": now}
+    if not repository.GROUP_SUCCEEDS.execute(conn, params).rowcount:
         return False
-    session.execute(
-        update(GroupMember)
-        .where(GroupMember.group_id == group.id, GroupMember.order_status == "pending")
-        .values(order_status="confirmed")
-        .execution_options(synchronize_session=False)
-    )
+    repository.CONFIRM_ORDERS.execute(conn, {"group_id": group.id})
     if config.leader_discount > 0:
         # The leader's benefit exists only once the group succeeds, hence a ledger entry
         # rather than a lower price at opening.

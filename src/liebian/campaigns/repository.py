@@ -400,6 +400,19 @@ TAKE_SEAT = Precompiled(
     .values(member_count=bindparam("seat") + 1)
 )
 
+# The last seat taken: the group succeeds (once) and its members' orders are confirmed.
+GROUP_SUCCEEDS = Precompiled(
+    update(_groups)
+    .where(_groups.c.id == bindparam("group_id"), _groups.c.status == "open")
+    .values(status="success", completed_at=bindparam("completed_at", type_=UTCDateTime))
+)
+
+CONFIRM_ORDERS = Precompiled(
+    update(_members)
+    .where(_members.c.group_id == bindparam("group_id"), _members.c.order_status == "pending")
+    .values(order_status="confirmed")
+)
+
 INSERT_MEMBER = insert_columns(
     _members,
     ("id", "group_id", "workspace_id", "contact_id", "seat", "is_leader", "price",
