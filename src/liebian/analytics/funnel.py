@@ -87,7 +87,10 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
         return sql.events_with_person(workspace_id, sel, where, aliases=aliases)
 
     if direct:
-        ctes = [f"s1 AS {mat}({step_rows(1)})"]
+        # Step 1 is read twice (the step-2 join and the per-person aggregate) but scanned twice
+        # rather than materialized: equal CPU with two threads and a roomy pool, and ~20% less
+        # in the serving process's 96 MB pool, which 3.5M materialized rows push into spilling.
+        ctes = [f"s1 AS NOT MATERIALIZED ({step_rows(1)})"]
     else:
         span = (
             f"{sql.in_list('e.event', list(dict.fromkeys(events)))} AND e.ts >= {sql.p(q.from_)}"
