@@ -33,6 +33,7 @@ a table updated at ingest (events/store/duckdb_first_touch.py); ClickHouse compu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from liebian.analytics.common import none_if_empty, ratio, require_events
@@ -109,84 +110,11 @@ def funnel(store: EventStore, workspace_id: str, q: FunnelQuery) -> FunnelResult
         ctes.append(_clickhouse_people(sql, n, w, column_bd))
         people = "pw"
     else:
-        ctes.append("v1 AS (SELECT person, ms, ms AS f FROM s1)")
-        for k in range(2, n + 1):
-            # The latest valid step-(k-1) entry at or before each step-k entry (ties: the earlier
-            # step sorts first, so ">=" is right); kept when within the window of its start.
-            ctes.append(
-                f"v{k} AS {mat if k < n else ''}(SELECT s.person AS person, s.ms AS ms, p.f AS f"
-                f" FROM ({step_rows(k)}) s"
-                f" ASOF JOIN v{k - 1} p ON p.person = s.person AND s.ms >= p.ms"
-                f" WHERE s.ms <= p.f + {w})"
-            )
-        p1_bd = f", {sql.arg_min('bd', '(ms, eid)')} AS bd" if column_bd else ""
-        ctes.append(f"p1 AS (SELECT person{p1_bd} FROM s1 GROUP BY person)")
-        for k in range(2, n + 1):
-            ctes.append(
-                f"p{k} AS (SELECT person, 1 AS r, {sql.arg_min('ms - f', 'ms')} AS d"
-                f" FROM v{k} GROUP BY person)"
-            )
-        # A person without a p_k row did not reach step k (the LEFT JOIN leaves r NULL).
-        reached = {k: f"coalesce(p{k}.r, 0) = 1" for k in range(2, n + 1)}
-        level = (
-            "CASE "
-            + " ".join(f"WHEN {reached[k]} THEN {k}" for k in range(n, 1, -1))
-            + " ELSE 1 END"
-            if n > 1
-            else "1"
-        )
-        durs = "".join(f", CASE WHEN {reached[k]} THEN p{k}.d END AS d{k}" for k in range(2, n + 1))
-        joins = "".join(f" LEFT JOIN p{k} ON p{k}.person = p1.person" for k in range(2, n + 1))
-        ctes.append(
-            f"pp AS (SELECT p1.person AS person, {level} AS level{durs}, "
-            + ("p1.bd" if column_bd else "''")
-            + f" AS bd FROM p1{joins})"
-        )
+        ctes += _duckdb_people(sql, n, w, step_rows, column_bd)
         people = "pp"
     dcols = "".join(f", p.d{k} AS d{k}" for k in range(2, n + 1))
     if first_touch:
-        # First-touch channel: the channel of the person's earliest event that has one.
-        ft_table = store.first_touch_table
-        if ft_table:
-            # Kept at ingest, one row per (visitor, pre-alias person): a person's rows are few,
-            # so this reads ~1M rows instead of every event with a channel (~25% of the
-            # query's CPU over 10M events).
-            ftr = sql.events_with_person(
-                workspace_id,
-                f"{sql.person_key(aliases)} AS person, e.ms AS ms, e.channel AS ch",
-                aliases=aliases,
-                source=ft_table,
-            )
-            channels = ft_table
-        else:
-            ftr = sql.events_with_person(
-                workspace_id,
-                f"{sql.person_key(aliases)} AS person, {sql.ms('e.ts')} AS ms, e.channel AS ch",
-                f"{sql.col('channel')} <> ''",
-                aliases=aliases,
-            )
-            channels = sql.events
-        ctes.append(f"ftr AS ({ftr})")
-        if sql.ch:
-            ctes.append(
-                "ft AS (SELECT person, argMin(ch, (ms, ch)) AS ch FROM ftr GROUP BY person)"
-            )
-        else:
-            # The earliest (ms, channel rank) as one BIGINT, ms * 2^20 + rank (epoch ms stay
-            # below 2^42, ranks below 2^20): a plain min() instead of arg_min over a wide key.
-            ctes.append(
-                "chr AS (SELECT ch, row_number() OVER (ORDER BY ch) AS r FROM (SELECT DISTINCT"
-                f" e.channel AS ch FROM {channels} e WHERE e.workspace_id = {sql.p(workspace_id)}"
-                " AND e.channel <> '') t)"
-            )
-            ctes.append(
-                "ftk AS (SELECT f.person AS person, min(f.ms * 1048576 + c.r) AS k"
-                " FROM ftr f INNER JOIN chr c ON c.ch = f.ch GROUP BY f.person)"
-            )
-            ctes.append(
-                "ft AS (SELECT ftk.person AS person, chr.ch AS ch"
-                " FROM ftk INNER JOIN chr ON chr.r = ftk.k % 1048576)"
-            )
+        ctes += _first_touch(sql, store, workspace_id, aliases)
         ctes.append(
             "pb AS (SELECT p.person AS person, p.level AS level"
             + dcols
@@ -290,3 +218,90 @@ def _clickhouse_people(sql: Sql, n: int, w: str, column_bd: bool) -> str:
         f" arrayFold((acc, x) -> {fold}, {entries}, {init}) AS st, {bd} AS bd"
         " FROM base GROUP BY person HAVING level >= 1) t)"
     )
+
+
+def _duckdb_people(
+    sql: Sql, n: int, w: str, step_rows: Callable[[int], str], column_bd: bool
+) -> list[str]:
+    """CTEs up to ``pp``: one row per person with a step-1 entry, the step reached and the
+    times to convert, by the ASOF chain of the module docstring. ``step_rows(k)`` selects
+    (person, ms) of step k's entries; ``s1`` holds step 1's."""
+    ctes = ["v1 AS (SELECT person, ms, ms AS f FROM s1)"]
+    for k in range(2, n + 1):
+        # The latest valid step-(k-1) entry at or before each step-k entry (ties: the earlier
+        # step sorts first, so ">=" is right); kept when within the window of its start.
+        mat = "MATERIALIZED " if k < n else ""  # v_k is read by v_(k+1) and p_k
+        ctes.append(
+            f"v{k} AS {mat}(SELECT s.person AS person, s.ms AS ms, p.f AS f"
+            f" FROM ({step_rows(k)}) s"
+            f" ASOF JOIN v{k - 1} p ON p.person = s.person AND s.ms >= p.ms"
+            f" WHERE s.ms <= p.f + {w})"
+        )
+    p1_bd = f", {sql.arg_min('bd', '(ms, eid)')} AS bd" if column_bd else ""
+    ctes.append(f"p1 AS (SELECT person{p1_bd} FROM s1 GROUP BY person)")
+    for k in range(2, n + 1):
+        ctes.append(
+            f"p{k} AS (SELECT person, 1 AS r, {sql.arg_min('ms - f', 'ms')} AS d"
+            f" FROM v{k} GROUP BY person)"
+        )
+    # A person without a p_k row did not reach step k (the LEFT JOIN leaves r NULL).
+    reached = {k: f"coalesce(p{k}.r, 0) = 1" for k in range(2, n + 1)}
+    level = (
+        "CASE " + " ".join(f"WHEN {reached[k]} THEN {k}" for k in range(n, 1, -1)) + " ELSE 1 END"
+        if n > 1
+        else "1"
+    )
+    durs = "".join(f", CASE WHEN {reached[k]} THEN p{k}.d END AS d{k}" for k in range(2, n + 1))
+    joins = "".join(f" LEFT JOIN p{k} ON p{k}.person = p1.person" for k in range(2, n + 1))
+    ctes.append(
+        f"pp AS (SELECT p1.person AS person, {level} AS level{durs}, "
+        + ("p1.bd" if column_bd else "''")
+        + f" AS bd FROM p1{joins})"
+    )
+    return ctes
+
+
+def _first_touch(sql: Sql, store: EventStore, workspace_id: str, aliases: bool) -> list[str]:
+    """CTEs up to ``ft``: each person's first-touch channel, the channel of their earliest
+    event that has one (same millisecond: the smaller name)."""
+    ctes = []
+    ft_table = store.first_touch_table
+    if ft_table:
+        # Kept at ingest, one row per (visitor, pre-alias person): a person's rows are few,
+        # so this reads ~1M rows instead of every event with a channel (~25% of the
+        # query's CPU over 10M events).
+        ftr = sql.events_with_person(
+            workspace_id,
+            f"{sql.person_key(aliases)} AS person, e.ms AS ms, e.channel AS ch",
+            aliases=aliases,
+            source=ft_table,
+        )
+        channels = ft_table
+    else:
+        ftr = sql.events_with_person(
+            workspace_id,
+            f"{sql.person_key(aliases)} AS person, {sql.ms('e.ts')} AS ms, e.channel AS ch",
+            f"{sql.col('channel')} <> ''",
+            aliases=aliases,
+        )
+        channels = sql.events
+    ctes.append(f"ftr AS ({ftr})")
+    if sql.ch:
+        ctes.append("ft AS (SELECT person, argMin(ch, (ms, ch)) AS ch FROM ftr GROUP BY person)")
+    else:
+        # The earliest (ms, channel rank) as one BIGINT, ms * 2^20 + rank (epoch ms stay
+        # below 2^42, ranks below 2^20): a plain min() instead of arg_min over a wide key.
+        ctes.append(
+            "chr AS (SELECT ch, row_number() OVER (ORDER BY ch) AS r FROM (SELECT DISTINCT"
+            f" e.channel AS ch FROM {channels} e WHERE e.workspace_id = {sql.p(workspace_id)}"
+            " AND e.channel <> '') t)"
+        )
+        ctes.append(
+            "ftk AS (SELECT f.person AS person, min(f.ms * 1048576 + c.r) AS k"
+            " FROM ftr f INNER JOIN chr c ON c.ch = f.ch GROUP BY f.person)"
+        )
+        ctes.append(
+            "ft AS (SELECT ftk.person AS person, chr.ch AS ch"
+            " FROM ftk INNER JOIN chr ON chr.r = ftk.k % 1048576)"
+        )
+    return ctes
