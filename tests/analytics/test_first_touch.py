@@ -197,3 +197,27 @@ def test_table_is_built_when_a_file_lacks_it(tmp_path: Path) -> None:
         assert funnel(store, WS, _q()).model_dump() == expected
     finally:
         store.close()
+
+
+def test_table_follows_person_keys_recomputed_under_a_new_hash(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    store = open_event_store(path)
+    _replay(store, _random_history(8))
+    expected = funnel(store, WS, _q()).model_dump()
+    con = store.connection()  # type: ignore[attr-defined]
+    # What a file written by a DuckDB whose hash() differed looks like: other keys, other probe.
+    con.execute("UPDATE events SET person_key = person_key + 1")
+    con.execute(f"UPDATE {duckdb_first_touch.TABLE} SET person_key = person_key + 1")
+    con.execute("UPDATE store_meta SET value = 'old' WHERE key LIKE '%hash'")
+    store.close()
+    store = open_event_store(path)
+    try:
+        con = store.connection()  # type: ignore[attr-defined]
+        stored = con.execute(
+            f"SELECT count(*) FROM {duckdb_first_touch.TABLE} f WHERE NOT EXISTS"
+            " (SELECT 1 FROM events e WHERE e.person_key = f.person_key)"
+        ).fetchone()
+        assert stored == (0,)  # every row carries a key the events have now
+        assert funnel(store, WS, _q()).model_dump() == expected
+    finally:
+        store.close()
