@@ -201,3 +201,25 @@ def test_oversized_and_chunked_bodies_reach_the_framework_whole(
         headers={**owner, "content-type": "application/json"},
     )
     assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
+
+
+def test_a_failure_inside_the_work_is_a_500_not_a_second_attempt(
+    client: Any,
+    owner: dict[str, str],
+    targets: dict[str, str],
+    fallback: _Counting,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from liebian.campaigns import groups
+    from liebian.campaigns.api import GroupJoin
+
+    attempts: list[str] = []
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        attempts.append("join")
+        GroupJoin.model_validate({})  # a pydantic ValidationError from inside the work
+
+    monkeypatch.setattr(groups, "join_group", broken)
+    resp = client.post(targets["join"], json={"external_id": "a"}, headers=owner)
+    assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal"
+    assert attempts == ["join"] and fallback.calls == 0

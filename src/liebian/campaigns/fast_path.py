@@ -82,27 +82,13 @@ class FissionWritesApp:
             payload = orjson.loads(raw) if raw else None
             if not isinstance(payload, dict):
                 raise _Fallback
-            if kind == "join":
-                body = GroupJoin.model_validate(payload)
-                group, base = await writes.run(
-                    self.runtime,
-                    writes.join_work(self.runtime, principal, subject, body.external_id),
-                )
-                out = group_out(group, base)
-            else:
-                helped = HelpBody.model_validate(payload)
-                assist, base = await writes.run(
-                    self.runtime,
-                    writes.help_work(
-                        self.runtime, principal, subject, helped.external_id,
-                        visitor_id=helped.visitor_id, ip=helped.ip, user_agent=helped.user_agent,
-                    ),
-                )  # fmt: skip
-                out = help_out(assist, base)
-            status, reply = 200, orjson.dumps(out, option=orjson.OPT_UTC_Z)
+            body = (GroupJoin if kind == "join" else HelpBody).model_validate(payload)
         except (_Fallback, orjson.JSONDecodeError, ValidationError):
+            # Nothing has been done yet: the framework answers as if it had had it all along.
             await self.fallback(scope, _replay(received, receive), send)
             return
+        try:
+            status, reply = 200, await self._write(subject, principal, body)
         except DomainError as exc:
             status, reply = exc.status, orjson.dumps(exc.to_body())
         except Exception:
@@ -122,6 +108,25 @@ class FissionWritesApp:
             }
         )
         await send({"type": "http.response.body", "body": reply})
+
+    async def _write(self, subject: str, principal: Principal, body: GroupJoin | HelpBody) -> bytes:
+        """The join or help, committed; the reply's JSON."""
+        runtime = self.runtime
+        if isinstance(body, GroupJoin):
+            group, base = await writes.run(
+                runtime, writes.join_work(runtime, principal, subject, body.external_id)
+            )
+            out = group_out(group, base)
+        else:
+            assist, base = await writes.run(
+                runtime,
+                writes.help_work(
+                    runtime, principal, subject, body.external_id,
+                    visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
+                ),
+            )  # fmt: skip
+            out = help_out(assist, base)
+        return orjson.dumps(out, option=orjson.OPT_UTC_Z)
 
     def _principal(self, scope: Scope) -> Principal:
         """The cached key's principal when it may write; anything else is the framework's
