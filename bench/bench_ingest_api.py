@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -52,22 +53,35 @@ def server_pids(pid: int) -> list[int]:
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) of every server thread, summed by thread name."""
+    """CPU seconds (user + system) of the server's threads, summed by role: Python threads
+    carry no OS name, so the event loop is the process's first thread and the spool flusher
+    the one in SCHED_IDLE; the rest go by their OS name (granian's tokio threads, asyncio_N
+    worker threads show as "python")."""
     tick = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = {}
     for one in server_pids(pid):
+        process = "launcher" if one == pid else "worker"
         for task in Path(f"/proc/{one}/task").glob("*"):
             try:
                 stat = (task / "stat").read_text()
             except FileNotFoundError:
                 continue  # the thread ended meanwhile
             # The name is in parentheses and may hold spaces; the fields after it are fixed.
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2 :].split()
-            # Numbered names (asyncio_3, tokio-runtime-w…) are one pool.
-            name = re.sub(r"[_-]?\d+$", "", name)
+            if int(task.name) == one:
+                role = "main thread"
+            elif int(fields[38]) == os.SCHED_IDLE:
+                role = "flusher"
+            else:
+                role = re.sub(r"[_-]?\d+$", "", stat[stat.index("(") + 1 : stat.rindex(")")])
+            name = f"{process} {role}"
             totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return totals
+
+
+def process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def start_server(data_dir: str, port: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -235,9 +249,9 @@ def main() -> None:
         try:
             acked_rates, stored_rates, cpu_per_event = [], [], []
             for run in range(args.runs):
-                cpu_before = thread_cpu(proc.pid)
+                cpu_before, client_before = thread_cpu(proc.pid), process_cpu()
                 sent, acked, stored = batch_bench(base, key, args.seconds, run)
-                cpu_after = thread_cpu(proc.pid)
+                cpu_after, client_cpu = thread_cpu(proc.pid), process_cpu() - client_before
                 acked_rates.append(sent / acked)
                 stored_rates.append(sent / stored)
                 # Server CPU per stored event, by thread (includes the store polls).
@@ -250,7 +264,8 @@ def main() -> None:
                 print(f"   batch run {run + 1}: {sent:,} events; acknowledged in {acked:.2f} s "
                       f"({sent / acked:,.0f}/s), all stored after {stored:.2f} s ({sent / stored:,.0f}/s); "
                       f"server CPU {sum(spent.values()):.2f} us/event ("
-                      + ", ".join(f"{name} {us:.2f}" for name, us in top) + ")")  # fmt: skip
+                      + ", ".join(f"{name} {us:.2f}" for name, us in top)
+                      + f"); this client {client_cpu / sent * 1e6:.2f} us/event")  # fmt: skip
             print(f"batch ingestion, 10,000-event batches, 2 client threads (median of {args.runs}): "
                   f"acknowledged {statistics.median(acked_rates):,.0f} events/s; "
                   f"stored end to end {statistics.median(stored_rates):,.0f} events/s; "

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,58 @@ def test_flusher_thread_runs_in_the_idle_scheduling_class(tmp_path: Path) -> Non
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
     spool.close()
     store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+def test_flusher_catches_up_at_normal_priority_and_then_yields_again(tmp_path: Path) -> None:
+    # Starved in SCHED_IDLE by a busy machine, the loader fell seconds behind: once the oldest
+    # waiting events are older than catch_up_after, it loads at normal priority.
+    from liebian.events.spool import Flusher
+
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    old = f"seg-{time.time_ns() - 30 * 10**9:020d}-1-000001.ndjson"
+    (spool_dir / old).write_bytes(_line(1))
+    spool = Spool(spool_dir)
+    assert (spool.oldest_sealed_age() or 0) >= 30
+    store = open_event_store(tmp_path / "events.duckdb")
+    seen: list[tuple[str, int]] = []
+    original = store.insert_ndjson
+
+    def spy(path: Path, *, segment: str | None = None):  # type: ignore[no-untyped-def]
+        seen.append((path.name, os.sched_getscheduler(threading.get_native_id())))
+        return original(path, segment=segment)
+
+    store.insert_ndjson = spy  # type: ignore[method-assign]
+    flusher = Flusher(spool, store, interval=0.05, catch_up_after=10)
+    flusher.start()
+    _wait_until(lambda: len(seen) >= 1)
+    spool.append_line(_line(2))  # fresh: loaded once sealed by age, back in SCHED_IDLE
+    spool.max_segment_age = 0.0
+    _wait_until(lambda: len(seen) >= 2)
+    flusher.stop(final_flush=False)
+    assert seen[0] == (old, os.SCHED_OTHER)
+    assert seen[1][1] == os.SCHED_IDLE
+    assert spool.oldest_sealed_age() is None
+    assert store.count("ws1") == 2
+    spool.close()
+    store.close()
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_quiet_segment_is_sealed_before_its_age(tmp_path: Path) -> None:
+    # The tail of a burst should not wait a whole max_segment_age to reach the store.
+    spool = Spool(tmp_path, max_segment_age=3600, max_segment_quiet=3600)
+    spool.append_line(_line(1))
+    spool.maybe_rotate()
+    assert spool.sealed_segments() == []
+    spool.max_segment_quiet = 0.0
+    spool.maybe_rotate()
+    assert len(spool.sealed_segments()) == 1
+    spool.close()

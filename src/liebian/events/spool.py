@@ -45,12 +45,17 @@ class Spool:
         *,
         max_segment_bytes: int = 32 * 1024 * 1024,
         max_segment_age: float = 1.0,
+        max_segment_quiet: float = 0.2,
         fsync_interval: float | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_segment_bytes = max_segment_bytes
         self.max_segment_age = max_segment_age
+        # A segment nobody wrote to for this long is sealed at the next tick even if young:
+        # the last events of a burst reach the store a tick after it ends, not a full
+        # max_segment_age later, while steady traffic still fills segments to their age.
+        self.max_segment_quiet = max_segment_quiet
         self.fsync_interval = fsync_interval
         self._lock = threading.Lock()
         # One loader at a time: the background flusher and a reader that wants current data
@@ -68,6 +73,7 @@ class Spool:
         self._path: Path | None = None
         self._size = 0
         self._opened_at = 0.0
+        self._written_at = 0.0
         self._last_sync = time.monotonic()
         self._open_segment()
 
@@ -82,6 +88,7 @@ class Spool:
                 written = os.write(fd, view)
                 view = view[written:]
             self._size += len(line)
+            self._written_at = time.monotonic()
             if self._size >= self.max_segment_bytes:
                 self._rotate_locked()
 
@@ -123,10 +130,14 @@ class Spool:
                 self._rotate_locked()
 
     def maybe_rotate(self) -> None:
-        """Seal by age, and fsync periodically if asked; called from the flusher loop."""
+        """Seal by age or quiet, and fsync periodically if asked; called from the flusher
+        loop."""
         with self._lock:
             now = time.monotonic()
-            if self._size and now - self._opened_at >= self.max_segment_age:
+            if self._size and (
+                now - self._opened_at >= self.max_segment_age
+                or now - self._written_at >= self.max_segment_quiet
+            ):
                 self._rotate_locked()
             if self.fsync_interval is not None and now - self._last_sync >= self.fsync_interval:
                 os.fsync(self._fd)
@@ -134,6 +145,14 @@ class Spool:
 
     def sealed_segments(self) -> list[Path]:
         return sorted(self.directory.glob("seg-*" + _SEALED))
+
+    def oldest_sealed_age(self) -> float | None:
+        """Seconds since the oldest sealed segment was opened, which bounds how long its events
+        have waited; None when nothing is sealed. Names start with their creation time."""
+        for path in self.sealed_segments():  # sorted, oldest first
+            created_ns = int(path.name.split("-")[1])
+            return max(0.0, (time.time_ns() - created_ns) / 1e9)
+        return None
 
     def _recover(self) -> None:
         """Seal segments a dead process left open, cutting a torn last line (never acked)."""
@@ -191,44 +210,67 @@ class Spool:
         os.close(self._lock_fd)
 
 
-def _yield_cpu_to_serving_threads() -> None:
-    """Put this thread in Linux's SCHED_IDLE class (the policy is per thread).
+def _set_idle_priority(idle: bool) -> None:
+    """Put this thread in Linux's SCHED_IDLE class, or back in the normal one (the policy is
+    per thread).
 
     Loading a segment into the store runs outside the GIL (DuckDB releases it) but still needs
     a core: on a small machine it competed with the event loop and the HTTP runtime and set
     the redirect's tail latency (p99 ~4 ms without the flusher, ~8 ms with it at 1 s ticks,
     docs/benchmarks.md). In SCHED_IDLE the loader runs on cycles nothing else wants and any
-    waking request thread preempts it at once; under sustained saturation it still gets a
-    small share, and the spool on disk holds the backlog meanwhile.
+    waking request thread preempts it at once. But anything runnable on the machine starves
+    it, so under sustained load it fell seconds behind (docs/decisions/0010): the flusher
+    leaves the class while it catches up.
     """
-    # Not Linux, or not permitted: the loader runs at normal priority.
+    policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
+    # Not Linux, or not permitted (leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE):
+    # the thread keeps its policy.
     with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(threading.get_native_id(), policy, os.sched_param(0))
 
 
 class Flusher:
     """Background thread: every ``interval`` seconds rotate by age and load sealed segments.
 
+    It loads in SCHED_IDLE while it keeps up, and at normal priority while the oldest waiting
+    segment holds events older than ``catch_up_after`` seconds: serving keeps the machine
+    until the analytics would fall that far behind, and the backlog on disk stays bounded.
     A failing store leaves the segments in place; they are retried on the next tick.
     """
 
-    def __init__(self, spool: Spool, store: EventStore, *, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        store: EventStore,
+        *,
+        interval: float = 1.0,
+        catch_up_after: float = 2.0,
+    ) -> None:
         self.spool = spool
         self.store = store
         self.interval = interval
+        self.catch_up_after = catch_up_after
         self.last_error: BaseException | None = None
+        self._idle: bool | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="liebian-spool-flusher", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def _use_idle_priority(self, idle: bool) -> None:
+        if idle != self._idle:
+            _set_idle_priority(idle)
+            self._idle = idle
+
     def _tick(self) -> None:
         self.spool.maybe_rotate()
+        behind = self.spool.oldest_sealed_age()
+        self._use_idle_priority(behind is None or behind < self.catch_up_after)
         self.spool.load_sealed(lambda path, name: self.store.insert_ndjson(path, segment=name))
 
     def _run(self) -> None:
-        _yield_cpu_to_serving_threads()
+        self._use_idle_priority(True)
         while not self._stop.wait(self.interval):
             try:
                 self._tick()
