@@ -55,7 +55,7 @@ def server_pids(pid: int) -> list[int]:
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) of the server's threads, summed by role: Python threads
     carry no OS name, so the event loop is the process's first thread and the spool flusher
-    the one in SCHED_IDLE; the rest go by their OS name (granian's tokio threads, asyncio_N
+    names itself (or is the one in SCHED_IDLE); the rest go by their OS name (granian's tokio threads, asyncio_N
     worker threads show as "python")."""
     tick = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = {}
@@ -70,7 +70,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
             fields = stat[stat.rindex(")") + 2 :].split()
             if int(task.name) == one:
                 role = "main thread"
-            elif int(fields[38]) == os.SCHED_IDLE:
+            elif int(fields[38]) == os.SCHED_IDLE or "flusher" in stat:
                 role = "flusher"
             else:
                 role = re.sub(r"[_-]?\d+$", "", stat[stat.index("(") + 1 : stat.rindex(")")])

@@ -19,6 +19,7 @@ process its own directory, the next start of that process recovers what it left.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -229,6 +230,15 @@ def _set_idle_priority(idle: bool) -> None:
         os.sched_setscheduler(threading.get_native_id(), policy, os.sched_param(0))
 
 
+def _name_os_thread(name: str) -> None:
+    """Give this thread its name in the OS too (15 bytes max), so that top -H, /proc and
+    profilers can tell the loader's CPU from the request threads'; Python leaves it unnamed."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_name = 15
+        libc.prctl(pr_set_name, name.encode()[:15], 0, 0, 0)
+
+
 class Flusher:
     """Background thread: every ``interval`` seconds rotate by age and load sealed segments.
 
@@ -270,6 +280,7 @@ class Flusher:
         self.spool.load_sealed(lambda path, name: self.store.insert_ndjson(path, segment=name))
 
     def _run(self) -> None:
+        _name_os_thread("liebian-flusher")
         self._use_idle_priority(True)
         while not self._stop.wait(self.interval):
             try:
