@@ -3,7 +3,8 @@
 DuckDB keeps each person's earliest touch in a table merged at every insert
 (events/store/duckdb_first_touch.py); ClickHouse computes it from the events in the query.
 The hand-worked cases run on both; the random ones check that DuckDB's merged table equals
-one rebuilt from scratch and that both backends give the same funnels.
+one rebuilt from scratch and that both backends give the same funnels (which also pits
+DuckDB's ASOF chain against ClickHouse's windowFunnel + arrayFold on the steps themselves).
 """
 
 from __future__ import annotations
