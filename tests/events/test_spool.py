@@ -203,3 +203,17 @@ def test_a_quiet_segment_is_sealed_before_its_age(tmp_path: Path) -> None:
     spool.maybe_rotate()
     assert len(spool.sealed_segments()) == 1
     spool.close()
+
+
+def test_a_segment_is_sealed_before_a_write_takes_it_past_max_lines(tmp_path: Path) -> None:
+    # Loads of at most one DuckDB row group; a request's lines are never split.
+    spool = Spool(tmp_path, max_segment_lines=10, max_segment_age=3600, max_segment_quiet=3600)
+    spool.append_line(b"".join(_line(i) for i in range(6)))
+    spool.append_line(b"".join(_line(i) for i in range(6, 10)))  # exactly 10: stays open
+    assert spool.sealed_segments() == []
+    spool.append_line(b"".join(_line(i) for i in range(10, 13)))
+    [first] = spool.sealed_segments()
+    assert len(first.read_bytes().splitlines()) == 10
+    spool.seal()
+    assert [len(p.read_bytes().splitlines()) for p in spool.sealed_segments()] == [10, 3]
+    spool.close()
