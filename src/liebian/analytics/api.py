@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from liebian.analytics.schemas import (
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
 from liebian.app.runtime import Runtime
 from liebian.events.store.base import EventStore
+from liebian.events.store.duckdb_budget import DuckDBBudget
 from liebian.kit.auth import Principal, Role
 from liebian.workspaces.repository import get_workspace
 
@@ -74,7 +76,15 @@ async def _run(
     store = runtime.event_store
     assert store is not None
     query = _with_workspace_tz(query, runtime, principal.workspace_id)
-    result = await run_in_threadpool(fn, store, principal.workspace_id, query)
+    budget: DuckDBBudget | None = runtime.extras.get("duckdb_budget")
+
+    def answer() -> BaseModel:
+        # The embedded DuckDB of a serving process gets its cores and a larger pool for the
+        # length of the query (otherwise a 10M-event funnel spills to disk).
+        with budget.analytics() if budget is not None else contextlib.nullcontext():
+            return fn(store, principal.workspace_id, query)
+
+    result = await run_in_threadpool(answer)
     if fmt == "json":
         return result
     fd, name = tempfile.mkstemp(suffix=f".{fmt}", prefix="liebian-export-")

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024 * 1024
     # Seconds between spool flushes into the event store.
     flush_interval: float = 1.0
+    # Buffer pool the embedded DuckDB may use while an analytics query runs in the server
+    # (between queries it keeps 96 MB; events/store/duckdb_budget.py).
+    analytics_memory_mb: int = 640
     # Webhook targets on private/loopback addresses are refused (SSRF) unless this is set;
     # tests set it to talk to receivers on 127.0.0.1.
     allow_private_webhooks: bool = False

@@ -16,6 +16,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs
 
 from liebian.app.runtime import Runtime
+from liebian.events.store.duckdb_budget import DuckDBBudget
 from liebian.kit import client_ip
 from liebian.kit.passwords import verify_password
 from liebian.kit.visitor import Visitor
@@ -349,23 +350,14 @@ def install(runtime: Runtime) -> RedirectApp:
 
 
 def _bound_embedded_store(runtime: Runtime) -> None:
-    """Keep the embedded DuckDB from crowding the redirect out of a small machine.
-
-    By default DuckDB may take 80% of RAM for its buffer pool and one thread per core: loading
-    the click spool every second then grows the serving process by ~100 MB and competes with
-    the event loop for both cores (p99 spikes). One thread and a 96 MB pool keep the process
-    well under the 300 MB budget; DuckDB spills larger analytics queries to disk.
-    """
+    """Keep the embedded DuckDB from crowding the redirect out of a small machine: one thread
+    and a 96 MB pool between analytics queries, more while one runs (duckdb_budget.py)."""
     store = runtime.event_store
-    if store is None or store.dialect != "duckdb" or runtime.extras.get("duckdb_bounded"):
+    if store is None or store.dialect != "duckdb" or "duckdb_budget" in runtime.extras:
         return
     connection = getattr(store, "connection", None)
     if connection is None:
         return
-    cursor = connection()
-    try:
-        cursor.execute("SET threads = 1")
-        cursor.execute("SET memory_limit = '96MB'")
-    finally:
-        cursor.close()
-    runtime.extras["duckdb_bounded"] = True
+    budget = DuckDBBudget(connection, query_memory_mb=runtime.settings.analytics_memory_mb)
+    budget.apply_idle()
+    runtime.extras["duckdb_budget"] = budget
