@@ -4,9 +4,11 @@ Prints, per run: batch ingestion as two rates over the same clock, from the firs
 until (a) the last batch is acknowledged (spooled, durable) and (b) every acknowledged event is
 in the DuckDB store (polled through the counts API); single-event requests (req/s and latency
 percentiles from wrk, 50 connections) for a plain event and for a conversion event that the
-campaigns hook applies to the OLTP database; the server's peak RSS.
+campaigns hook applies to the OLTP database; the server's peak RSS. Batch runs also print the
+server's CPU per event by thread role (request threads, event loop, spool flusher) and this
+client's own, steadier than the rates on a shared machine.
 
-    python bench/bench_ingest_api.py [--seconds 10]
+    python bench/bench_ingest_api.py [--seconds 10] [--runs 3] [--batches-only]
 """
 
 from __future__ import annotations

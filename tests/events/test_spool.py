@@ -217,3 +217,12 @@ def test_a_segment_is_sealed_before_a_write_takes_it_past_max_lines(tmp_path: Pa
     spool.seal()
     assert [len(p.read_bytes().splitlines()) for p in spool.sealed_segments()] == [10, 3]
     spool.close()
+
+
+def test_age_of_a_sealed_segment_named_otherwise_comes_from_its_last_write(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    stray = tmp_path / "seg-copied-by-hand.ndjson"
+    stray.write_bytes(_line(1))
+    os.utime(stray, (time.time() - 60, time.time() - 60))
+    assert 59 <= (spool.oldest_sealed_age() or 0) < 120
+    spool.close()

@@ -164,8 +164,14 @@ class Spool:
         """Seconds since the oldest sealed segment was opened, which bounds how long its events
         have waited; None when nothing is sealed. Names start with their creation time."""
         for path in self.sealed_segments():  # sorted, oldest first
-            created_ns = int(path.name.split("-")[1])
-            return max(0.0, (time.time_ns() - created_ns) / 1e9)
+            try:
+                created = int(path.name.split("-")[1]) / 1e9
+            except (IndexError, ValueError):  # not a name this class wrote: its last write
+                try:
+                    created = path.stat().st_mtime
+                except FileNotFoundError:  # loaded meanwhile by a reader draining the spool
+                    continue
+            return max(0.0, time.time() - created)
         return None
 
     def _recover(self) -> None:
