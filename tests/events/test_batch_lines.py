@@ -92,9 +92,7 @@ def _column(rows: list[tuple[Any, ...]], name: str) -> list[Any]:
     return [r[at] for r in rows]
 
 
-def test_batch_line_stores_what_one_line_per_event_stores(
-    store: EventStore, tmp_path: Path
-) -> None:
+def test_a_batch_stores_what_single_event_requests_store(store: EventStore, tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     for event in LAX_EVENTS:
         _ingest(spool, store, "ws_each", event)  # a single event: one line per event
