@@ -226,3 +226,22 @@ def test_age_of_a_sealed_segment_named_otherwise_comes_from_its_last_write(tmp_p
     os.utime(stray, (time.time() - 60, time.time() - 60))
     assert 59 <= (spool.oldest_sealed_age() or 0) < 120
     spool.close()
+
+
+def test_flusher_loads_a_filled_segment_without_waiting_for_its_tick(tmp_path: Path) -> None:
+    from liebian.events.spool import Flusher
+
+    spool = Spool(tmp_path / "spool", max_segment_lines=5, max_segment_age=3600)
+    store = open_event_store(tmp_path / "events.duckdb")
+    flusher = Flusher(spool, store, interval=3600)
+    flusher.start()
+    spool.append_line(b"".join(_line(i) for i in range(5)))
+    spool.append_line(_line(5))  # seals the first five
+    _wait_until(lambda: store.count("ws1") == 5)
+    stopping = threading.Thread(target=flusher.stop, kwargs={"final_flush": False})
+    stopping.start()
+    stopping.join(30)  # stop wakes the thread instead of waiting out the hour
+    assert not stopping.is_alive()
+    assert store.count("ws1") == 5
+    spool.close()
+    store.close()

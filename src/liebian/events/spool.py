@@ -66,6 +66,9 @@ class Spool:
         self.max_segment_quiet = max_segment_quiet
         self.fsync_interval = fsync_interval
         self._lock = threading.Lock()
+        # Set whenever a segment is sealed: the flusher loads it then instead of at its next
+        # tick, so a burst's full segments do not wait out the interval.
+        self.segment_sealed = threading.Event()
         # One loader at a time: the background flusher and a reader that wants current data
         # (stats, tests) may both drain; without this they race to load and unlink a segment.
         self._drain_lock = threading.Lock()
@@ -136,6 +139,7 @@ class Spool:
             old_path.unlink()
         else:
             old_path.rename(old_path.with_suffix(_SEALED))
+            self.segment_sealed.set()
 
     def seal(self) -> None:
         """Close the current segment (if it holds anything) so the flusher can load it."""
@@ -259,7 +263,8 @@ def _name_os_thread(name: str) -> None:
 
 
 class Flusher:
-    """Background thread: every ``interval`` seconds rotate by age and load sealed segments.
+    """Background thread: every ``interval`` seconds, and whenever a write seals a segment,
+    rotate by age and load sealed segments.
 
     It loads in SCHED_IDLE while it keeps up, and at normal priority while the oldest waiting
     segment holds events older than ``catch_up_after`` seconds: serving keeps the machine
@@ -301,7 +306,12 @@ class Flusher:
     def _run(self) -> None:
         _name_os_thread("liebian-flusher")
         self._use_idle_priority(True)
-        while not self._stop.wait(self.interval):
+        sealed = self.spool.segment_sealed
+        while not self._stop.is_set():
+            sealed.wait(self.interval)  # a tick, or a segment filled up meanwhile
+            sealed.clear()
+            if self._stop.is_set():
+                break
             try:
                 self._tick()
                 self.last_error = None
@@ -310,6 +320,7 @@ class Flusher:
 
     def stop(self, *, final_flush: bool = True) -> None:
         self._stop.set()
+        self.spool.segment_sealed.set()  # wake it now rather than at the next tick
         self._thread.join()
         if final_flush:
             self.spool.flush_once(self.store)
