@@ -245,3 +245,54 @@ def test_flusher_loads_a_filled_segment_without_waiting_for_its_tick(tmp_path: P
     assert store.count("ws1") == 5
     spool.close()
     store.close()
+
+
+def test_click_burst_is_a_rate_over_at_least_its_window() -> None:
+    from liebian.events.spool import ClickBurst
+
+    clicks = [0]
+    burst = ClickBurst(lambda: clicks[0], per_second=100, window=0.05)
+    assert burst() is False
+    clicks[0] += 10_000  # far above 100/s over any window this test can take
+    time.sleep(0.06)
+    assert burst() is True
+    # Called again at once (a seal wakes the flusher twice): the verdict stands, it is not
+    # a rate over a millisecond with no clicks in it.
+    assert burst() is True
+    time.sleep(0.06)  # no clicks for a whole window: the burst is over
+    assert burst() is False
+
+
+def test_flusher_holds_loads_during_a_burst_and_loads_when_it_ends(tmp_path: Path) -> None:
+    from liebian.events.spool import Flusher
+
+    spool = Spool(tmp_path / "spool", max_segment_age=0.0)
+    store = open_event_store(tmp_path / "events.duckdb")
+    bursting = threading.Event()
+    bursting.set()
+    flusher = Flusher(spool, store, interval=0.02, defer=bursting.is_set, max_defer=3600)
+    flusher.start()
+    spool.append_line(b"".join(_line(i) for i in range(4)))
+    _wait_until(lambda: flusher.deferred_ticks >= 5)
+    assert store.count("ws1") == 0  # durable in the spool, waiting
+    assert spool.sealed_segments()
+    bursting.clear()
+    _wait_until(lambda: store.count("ws1") == 4)
+    flusher.stop()
+    spool.close()
+    store.close()
+
+
+def test_a_burst_holds_loads_back_no_longer_than_max_defer(tmp_path: Path) -> None:
+    from liebian.events.spool import Flusher
+
+    spool = Spool(tmp_path / "spool", max_segment_age=0.0)
+    store = open_event_store(tmp_path / "events.duckdb")
+    flusher = Flusher(spool, store, interval=0.02, defer=lambda: True, max_defer=0.3)
+    flusher.start()
+    spool.append_line(b"".join(_line(i) for i in range(3)))
+    _wait_until(lambda: store.count("ws1") == 3)  # loaded although the burst never ends
+    assert flusher.deferred_ticks >= 1
+    flusher.stop()
+    spool.close()
+    store.close()

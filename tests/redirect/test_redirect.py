@@ -400,3 +400,15 @@ def test_other_methods_are_refused(client: Any, create_link: Any, method: str) -
     resp = client.request(method, "/m")
     assert resp.status_code == 405
     assert resp.headers["allow"] == "GET, HEAD, POST"
+
+
+def test_the_flusher_sees_each_recorded_click_for_its_burst_meter(
+    client: Any, create_link: Any, runtime: Any
+) -> None:
+    create_link(slug="burst")
+    burst = runtime.extras["defer_loads"]
+    before = burst.count()
+    for _ in range(3):
+        assert go(client, "/burst").status_code == 302
+    assert go(client, "/no-such-link").status_code == 404  # nothing recorded
+    assert burst.count() - before == 3

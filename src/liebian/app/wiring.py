@@ -27,7 +27,12 @@ class FlusherComponent:
     async def start(self) -> None:
         spool, store = self.runtime.spool, self.runtime.event_store
         assert spool is not None and store is not None, "wire() opens both before start"
-        self.flusher = Flusher(spool, store, interval=self.runtime.settings.flush_interval)
+        self.flusher = Flusher(
+            spool,
+            store,
+            interval=self.runtime.settings.flush_interval,
+            defer=self.runtime.extras.get("defer_loads"),
+        )
         self.flusher.start()
 
     async def stop(self) -> None:

@@ -262,6 +262,36 @@ def _name_os_thread(name: str) -> None:
         libc.prctl(pr_set_name, name.encode()[:15], 0, 0, 0)
 
 
+class ClickBurst:
+    """Whether redirects are arriving in a burst: at least ``per_second`` since the last call.
+
+    Loading clicks into DuckDB costs the serving process several µs of CPU per click and
+    competes with the redirects for both cores even in SCHED_IDLE (with loads running, the
+    redirect's p99 doubled; docs/benchmarks.md). During a burst the clicks are durable on disk
+    already, so their load can wait until it passes (bounded by ``Flusher.max_defer``). The
+    hot path only increments a counter; the flusher turns it into a rate once a tick.
+    """
+
+    def __init__(
+        self, count: Callable[[], int], per_second: float = 2000.0, window: float = 0.5
+    ) -> None:
+        self.count = count
+        self.per_second = per_second
+        # The rate is measured over at least this long: the flusher may tick twice in a row
+        # (a seal wakes it), and a rate over a millisecond says nothing.
+        self.window = window
+        self._last = (time.monotonic(), count())
+        self._bursting = False
+
+    def __call__(self) -> bool:
+        now, n = time.monotonic(), self.count()
+        then, before = self._last
+        if now - then >= self.window:
+            self._bursting = (n - before) / (now - then) >= self.per_second
+            self._last = (now, n)
+        return self._bursting
+
+
 class Flusher:
     """Background thread: every ``interval`` seconds, and whenever a write seals a segment,
     rotate by age and load sealed segments.
@@ -279,11 +309,18 @@ class Flusher:
         *,
         interval: float = 1.0,
         catch_up_after: float = 2.0,
+        defer: Callable[[], bool] | None = None,
+        max_defer: float = 30.0,
     ) -> None:
         self.spool = spool
         self.store = store
         self.interval = interval
         self.catch_up_after = catch_up_after
+        # While ``defer()`` says the foreground is in a burst (redirects), loads wait on disk,
+        # for at most ``max_defer`` seconds; see ClickBurst.
+        self.defer = defer
+        self.max_defer = max_defer
+        self.deferred_ticks = 0
         self.last_error: BaseException | None = None
         self._idle: bool | None = None
         self._stop = threading.Event()
@@ -300,6 +337,11 @@ class Flusher:
     def _tick(self) -> None:
         self.spool.maybe_rotate()
         behind = self.spool.oldest_sealed_age()
+        # Sampled every tick, so its rate covers the time since the previous one.
+        bursting = self.defer is not None and self.defer()
+        if bursting and behind is not None and behind < self.max_defer:
+            self.deferred_ticks += 1
+            return
         self._use_idle_priority(behind is None or behind < self.catch_up_after)
         self.spool.load_sealed(lambda path, name: self.store.insert_ndjson(path, segment=name))
 

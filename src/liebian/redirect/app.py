@@ -16,6 +16,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs
 
 from liebian.app.runtime import Runtime
+from liebian.events.spool import ClickBurst
 from liebian.events.store.duckdb_budget import DuckDBBudget
 from liebian.kit import client_ip
 from liebian.kit.passwords import verify_password
@@ -341,7 +342,10 @@ def install(runtime: Runtime) -> RedirectApp:
         redis_url=runtime.settings.redis_url,
         prefix=runtime.settings.redis_prefix,
     )
-    app = RedirectApp(runtime, cache, ClickRecorder(runtime.spool, runtime.secret), counter)
+    recorder = ClickRecorder(runtime.spool, runtime.secret)
+    app = RedirectApp(runtime, cache, recorder, counter)
+    # The flusher (started after wiring) holds click loads back during bursts of redirects.
+    runtime.extras["defer_loads"] = ClickBurst(lambda: recorder.recorded)
     _bound_embedded_store(runtime)
     runtime.extras["redirect_app"] = app
     runtime.extras["record_click"] = scan_recorder(runtime.spool, runtime.secret)

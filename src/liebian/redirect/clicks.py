@@ -95,6 +95,7 @@ class ClickRecorder:
     def __init__(self, spool: Spool, secret: bytes) -> None:
         self.spool = spool
         self.secret = secret
+        self.recorded = 0  # clicks written; the flusher reads bursts from it (ClickBurst)
         self._clients: dict[str, tuple[ClientInfo, str]] = {}
         self._second = -1
         self._second_text = ""
@@ -160,6 +161,7 @@ class ClickRecorder:
 
     def record(self, line: bytes) -> None:
         self.spool.append_line(line)
+        self.recorded += 1
 
 
 def scan_recorder(spool: Spool, secret: bytes) -> Callable[..., None]:
