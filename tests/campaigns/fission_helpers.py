@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from browser_support import live_server  # noqa: F401  (re-exported for the fission tests)
+import httpx
 
 INVITE = {
     "tiers": [
@@ -69,6 +69,12 @@ def rewards(client: Any, headers: dict[str, str], **params: str) -> list[dict[st
     resp = client.get("/api/v1/rewards", params=params, headers=headers)
     assert resp.status_code == 200, resp.text
     return list(resp.json()["items"])
+
+
+def post_json(url: str, headers: dict[str, str], body: dict[str, Any]) -> httpx.Response:
+    """One POST on its own connection (the concurrency tests call it from many threads)."""
+    with httpx.Client(timeout=60) as http:
+        return http.post(url, json=body, headers=headers)
 
 
 def hammer(n: int, call: Callable[[int], Any]) -> list[Any]:

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
-from fission_helpers import ASSIST_UNLOCK, BARGAIN, GROUP_BUY, hammer, live_server
-
-
-@pytest.fixture
-def server(settings: Any, runtime: Any) -> Iterator[str]:
-    from liebian.app.factory import create_app
-
-    with live_server(create_app(settings, runtime)) as url:
-        yield url
-
-
-def _post(url: str, headers: dict[str, str], body: dict[str, Any]) -> httpx.Response:
-    with httpx.Client(timeout=60) as http:
-        return http.post(url, json=body, headers=headers)
+from fission_helpers import ASSIST_UNLOCK, BARGAIN, GROUP_BUY, hammer, post_json
 
 
 def _campaign(server: str, owner: dict[str, str], type_: str, config: dict[str, Any]) -> str:
-    resp = _post(
+    resp = post_json(
         f"{server}/api/v1/campaigns", owner, {"type": type_, "name": "并发", "config": config}
     )
     assert resp.status_code == 201, resp.text
@@ -33,13 +18,14 @@ def _campaign(server: str, owner: dict[str, str], type_: str, config: dict[str, 
 
 def test_group_never_overfills(server: str, owner: dict[str, str]) -> None:
     cid = _campaign(server, owner, "group_buy", GROUP_BUY)
-    group = _post(
+    group = post_json(
         f"{server}/api/v1/campaigns/{cid}/groups", owner, {"leader_external_id": "leader"}
     ).json()
     gid = group["group_id"]
     # The leader holds one of the 5 seats; 30 people race for the other 4.
     results = hammer(
-        30, lambda i: _post(f"{server}/api/v1/groups/{gid}/join", owner, {"external_id": f"u{i}"})
+        30,
+        lambda i: post_json(f"{server}/api/v1/groups/{gid}/join", owner, {"external_id": f"u{i}"}),
     )
     codes = sorted(r.status_code for r in results)
     assert codes.count(200) == 4, codes
@@ -55,11 +41,14 @@ def test_group_never_overfills(server: str, owner: dict[str, str]) -> None:
 
 def test_same_helper_helps_once(server: str, owner: dict[str, str]) -> None:
     cid = _campaign(server, owner, "assist", ASSIST_UNLOCK)
-    aid = _post(f"{server}/api/v1/campaigns/{cid}/assists", owner, {"external_id": "owner"}).json()[
-        "assist_id"
-    ]
+    aid = post_json(
+        f"{server}/api/v1/campaigns/{cid}/assists", owner, {"external_id": "owner"}
+    ).json()["assist_id"]
     results = hammer(
-        20, lambda i: _post(f"{server}/api/v1/assists/{aid}/help", owner, {"external_id": "helper"})
+        20,
+        lambda i: post_json(
+            f"{server}/api/v1/assists/{aid}/help", owner, {"external_id": "helper"}
+        ),
     )
     codes = sorted(r.status_code for r in results)
     assert codes.count(200) == 1 and codes.count(409) == 19, codes
@@ -72,11 +61,12 @@ def test_bargain_reaches_floor_exactly_under_concurrency(
     server: str, owner: dict[str, str]
 ) -> None:
     cid = _campaign(server, owner, "assist", BARGAIN)
-    aid = _post(f"{server}/api/v1/campaigns/{cid}/assists", owner, {"external_id": "owner"}).json()[
-        "assist_id"
-    ]
+    aid = post_json(
+        f"{server}/api/v1/campaigns/{cid}/assists", owner, {"external_id": "owner"}
+    ).json()["assist_id"]
     results = hammer(
-        12, lambda i: _post(f"{server}/api/v1/assists/{aid}/help", owner, {"external_id": f"h{i}"})
+        12,
+        lambda i: post_json(f"{server}/api/v1/assists/{aid}/help", owner, {"external_id": f"h{i}"}),
     )
     assert sum(r.status_code == 200 for r in results) == 5
     assert all(r.status_code in (200, 409) for r in results)
@@ -90,7 +80,7 @@ def test_bargain_reaches_floor_exactly_under_concurrency(
 def test_duplicate_reward_issue_calls_issue_once(server: str, owner: dict[str, str]) -> None:
     body = {"external_id": "winner", "kind": "cash", "amount": 888, "status": "issued"}
     headers = {**owner, "Idempotency-Key": "callback-42"}
-    results = hammer(20, lambda i: _post(f"{server}/api/v1/rewards", headers, body))
+    results = hammer(20, lambda i: post_json(f"{server}/api/v1/rewards", headers, body))
     assert all(r.status_code in (200, 201) for r in results), [r.text for r in results]
     assert sum(r.status_code == 201 for r in results) == 1
     assert len({r.json()["id"] for r in results}) == 1
@@ -102,12 +92,12 @@ def test_duplicate_reward_issue_calls_issue_once(server: str, owner: dict[str, s
 
 
 def test_concurrent_issue_transitions_once(server: str, owner: dict[str, str]) -> None:
-    created = _post(
+    created = post_json(
         f"{server}/api/v1/rewards", {**owner, "Idempotency-Key": "k1"},
         {"external_id": "w", "kind": "coupon", "amount": 500},
     ).json()  # fmt: skip
     rid = created["id"]
-    results = hammer(20, lambda i: _post(f"{server}/api/v1/rewards/{rid}/issue", owner, {}))
+    results = hammer(20, lambda i: post_json(f"{server}/api/v1/rewards/{rid}/issue", owner, {}))
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     assert sum(r.json()["changed"] for r in results) == 1
     assert len({r.json()["issued_at"] for r in results}) == 1

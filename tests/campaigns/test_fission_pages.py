@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fission_helpers import ASSIST_UNLOCK, BARGAIN, GROUP_BUY, INVITE, create, join, live_server
+from fission_helpers import ASSIST_UNLOCK, BARGAIN, GROUP_BUY, INVITE, create, join
 from PIL import Image
 
 from browser_support import require_browser
@@ -83,14 +82,6 @@ def test_poster_png(client: Any, owner: dict[str, str]) -> None:
         ).status_code
         == 404
     )
-
-
-@pytest.fixture
-def server(settings: Any, runtime: Any) -> Iterator[str]:
-    from liebian.app.factory import create_app
-
-    with live_server(create_app(settings, runtime)) as url:
-        yield url
 
 
 @pytest.mark.browser

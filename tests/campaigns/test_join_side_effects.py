@@ -6,12 +6,10 @@ commit, where refused ones roll back their own savepoint only)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
-from fission_helpers import ASSIST_UNLOCK, GROUP_BUY, hammer, live_server
+from fission_helpers import ASSIST_UNLOCK, GROUP_BUY, hammer, post_json
 from sqlalchemy import func, select
 
 from liebian.campaigns.assists import ASSIST_UNLOCKED
@@ -20,19 +18,6 @@ from liebian.campaigns.models import CampaignEvent
 from liebian.kit.db import session_scope
 from liebian.rewards.models import RewardEntry
 from liebian.webhooks.models import WebhookEvent
-
-
-@pytest.fixture
-def server(settings: Any, runtime: Any) -> Iterator[str]:
-    from liebian.app.factory import create_app
-
-    with live_server(create_app(settings, runtime)) as url:
-        yield url
-
-
-def _post(url: str, headers: dict[str, str], body: dict[str, Any]) -> httpx.Response:
-    with httpx.Client(timeout=60) as http:
-        return http.post(url, json=body, headers=headers)
 
 
 def test_each_success_and_unlock_happens_once(
@@ -51,23 +36,25 @@ def test_each_success_and_unlock_happens_once(
     runtime.bus.subscribe(GROUP_SUCCEEDED, record(GROUP_SUCCEEDED, "group_id"))
     runtime.bus.subscribe(ASSIST_UNLOCKED, record(ASSIST_UNLOCKED, "assist_id"))
     api = f"{server}/api/v1"
-    hook = _post(f"{api}/webhooks", owner, {"url": "http://127.0.0.1:9/x", "topics": ["*"]})
+    hook = post_json(f"{api}/webhooks", owner, {"url": "http://127.0.0.1:9/x", "topics": ["*"]})
     assert hook.status_code == 201, hook.text
 
     def campaign(type_: str, config: dict[str, Any]) -> str:
-        resp = _post(f"{api}/campaigns", owner, {"type": type_, "name": "副作用", "config": config})
+        resp = post_json(
+            f"{api}/campaigns", owner, {"type": type_, "name": "副作用", "config": config}
+        )
         assert resp.status_code == 201, resp.text
         return str(resp.json()["id"])
 
     gcid, acid = campaign("group_buy", GROUP_BUY), campaign("assist", ASSIST_UNLOCK)
     gids = [
-        _post(f"{api}/campaigns/{gcid}/groups", owner, {"leader_external_id": f"l{i}"}).json()[
+        post_json(f"{api}/campaigns/{gcid}/groups", owner, {"leader_external_id": f"l{i}"}).json()[
             "group_id"
         ]
         for i in range(4)
     ]
     aids = [
-        _post(f"{api}/campaigns/{acid}/assists", owner, {"external_id": f"o{i}"}).json()[
+        post_json(f"{api}/campaigns/{acid}/assists", owner, {"external_id": f"o{i}"}).json()[
             "assist_id"
         ]
         for i in range(4)
@@ -77,10 +64,10 @@ def test_each_success_and_unlock_happens_once(
     # activity's 3 helps; all at once.
     def call(i: int) -> httpx.Response:
         if i < 32:
-            return _post(f"{api}/groups/{gids[i % 4]}/join", owner, {"external_id": f"j{i}"})
+            return post_json(f"{api}/groups/{gids[i % 4]}/join", owner, {"external_id": f"j{i}"})
         n = i - 32
         helper = f"h{n // 8}" if n % 8 == 0 else f"h{n}"
-        return _post(f"{api}/assists/{aids[n % 4]}/help", owner, {"external_id": helper})
+        return post_json(f"{api}/assists/{aids[n % 4]}/help", owner, {"external_id": helper})
 
     results = hammer(56, call)
     assert all(r.status_code in (200, 409) for r in results), [r.text for r in results]
