@@ -407,11 +407,17 @@ async def join_group(
     group_id: str, body: GroupJoin, principal: FastPrincipalDep, request: Request
 ) -> Response:
     principal.require(Role.operator)
-    runtime: Runtime = request.app.state.runtime
+    return _json(await join_reply(request.app.state.runtime, principal, group_id, body))
+
+
+async def join_reply(
+    runtime: Runtime, principal: Principal, group_id: str, body: GroupJoin
+) -> dict[str, Any]:
+    """The join, committed, as its reply (this route and campaigns/fast_path.py)."""
     group, base = await writes.run(
         runtime, writes.join_work(runtime, principal, group_id, body.external_id)
     )
-    return _json(group_out(group, base))
+    return group_out(group, base)
 
 
 @router.get("/groups/{group_id}")
@@ -475,7 +481,13 @@ async def help_assist(
     assist_id: str, body: HelpBody, principal: FastPrincipalDep, request: Request
 ) -> Response:
     principal.require(Role.operator)
-    runtime: Runtime = request.app.state.runtime
+    return _json(await help_reply(request.app.state.runtime, principal, assist_id, body))
+
+
+async def help_reply(
+    runtime: Runtime, principal: Principal, assist_id: str, body: HelpBody
+) -> dict[str, Any]:
+    """The help, committed, as its reply (this route and campaigns/fast_path.py)."""
     assist, base = await writes.run(
         runtime,
         writes.help_work(
@@ -483,7 +495,7 @@ async def help_assist(
             visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
         ),
     )  # fmt: skip
-    return _json(help_out(assist, base))
+    return help_out(assist, base)
 
 
 @router.get("/assists/{assist_id}")

@@ -25,8 +25,8 @@ from pydantic import ValidationError
 
 from liebian.app.errors import error_body
 from liebian.app.runtime import Runtime
-from liebian.campaigns import writes
-from liebian.campaigns.api import GroupJoin, HelpBody, group_out, help_out
+from liebian.campaigns.api import GroupJoin, HelpBody, help_reply, join_reply
+from liebian.kit.asgi import send_json
 from liebian.kit.auth import Principal, Role
 from liebian.kit.errors import DomainError
 from liebian.workspaces.key_cache import KeyCache
@@ -97,35 +97,14 @@ class FissionWritesApp:
             reply = orjson.dumps(
                 error_body("internal", "an unexpected error occurred; it has been logged")
             )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(reply)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": reply})
+        await send_json(send, status, reply)
 
     async def _write(self, subject: str, principal: Principal, body: GroupJoin | HelpBody) -> bytes:
         """The join or help, committed; the reply's JSON."""
-        runtime = self.runtime
         if isinstance(body, GroupJoin):
-            group, base = await writes.run(
-                runtime, writes.join_work(runtime, principal, subject, body.external_id)
-            )
-            out = group_out(group, base)
+            out = await join_reply(self.runtime, principal, subject, body)
         else:
-            assist, base = await writes.run(
-                runtime,
-                writes.help_work(
-                    runtime, principal, subject, body.external_id,
-                    visitor_id=body.visitor_id, ip=body.ip, user_agent=body.user_agent,
-                ),
-            )  # fmt: skip
-            out = help_out(assist, base)
+            out = await help_reply(self.runtime, principal, subject, body)
         return orjson.dumps(out, option=orjson.OPT_UTC_Z)
 
     def _principal(self, scope: Scope) -> Principal:

@@ -16,6 +16,7 @@ import orjson
 
 from liebian.app.runtime import Runtime
 from liebian.events import service
+from liebian.kit.asgi import send_json
 from liebian.kit.auth import Role
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import DomainError, TooLarge, Unauthorized
@@ -101,14 +102,4 @@ class IngestApp:
             status = 202
         except DomainError as exc:
             payload, status = orjson.dumps(exc.to_body()), exc.status
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, status, payload)
