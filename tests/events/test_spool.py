@@ -281,18 +281,3 @@ def test_flusher_holds_loads_during_a_burst_and_loads_when_it_ends(tmp_path: Pat
     flusher.stop()
     spool.close()
     store.close()
-
-
-def test_a_burst_holds_loads_back_no_longer_than_max_defer(tmp_path: Path) -> None:
-    from liebian.events.spool import Flusher
-
-    spool = Spool(tmp_path / "spool", max_segment_age=0.0)
-    store = open_event_store(tmp_path / "events.duckdb")
-    flusher = Flusher(spool, store, interval=0.02, defer=lambda: True, max_defer=0.3)
-    flusher.start()
-    spool.append_line(b"".join(_line(i) for i in range(3)))
-    _wait_until(lambda: store.count("ws1") == 3)  # loaded although the burst never ends
-    assert flusher.deferred_ticks >= 1
-    flusher.stop()
-    spool.close()
-    store.close()

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from liebian.app.deps import RuntimeDep
 from liebian.events.schemas import ONE_EVENT
-from liebian.events.service import MAX_FUTURE_SKEW, serialize
+from liebian.events.service import MAX_FUTURE_SKEW, serialize, spool_append
 from liebian.kit.client_ip import client_ip
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import hash_ip
@@ -109,5 +109,5 @@ async def collect(request: Request, runtime: RuntimeDep) -> Response:
     if rejected:
         raise Invalid("beacon is not valid", details=rejected[0].errors)
     assert runtime.spool is not None
-    runtime.spool.append_line(lines[0])
+    spool_append(runtime.spool, lines[0])
     return Response(status_code=204, headers={"access-control-allow-origin": "*"})

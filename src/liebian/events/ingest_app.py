@@ -99,7 +99,7 @@ class IngestApp:
                     service.run_hooks, principal.workspace_id, accepted.events, hooks
                 )
             payload = orjson.dumps(accepted.result.model_dump())
-            status = 202
+            status, headers = 202, None
         except DomainError as exc:
-            payload, status = orjson.dumps(exc.to_body()), exc.status
-        await send_json(send, status, payload)
+            payload, status, headers = orjson.dumps(exc.to_body()), exc.status, exc.headers()
+        await send_json(send, status, payload, headers)

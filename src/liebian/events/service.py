@@ -25,14 +25,17 @@ from liebian.events.schemas import (
     Rejected,
     properties_problem,
 )
-from liebian.events.spool import Spool
+from liebian.events.spool import Spool, SpoolWriteError
 from liebian.events.store.base import Alias, EventStore
-from liebian.kit.errors import Invalid, TooLarge
+from liebian.kit.errors import Invalid, TooLarge, Unavailable
 from liebian.kit.ids import new_id
 
 # Clocks on phones drift; a few minutes ahead is normal, an hour ahead is a bug in the sender.
 MAX_FUTURE_SKEW = timedelta(minutes=10)
 DEFAULT_CURRENCY = "CNY"
+# Seconds a client is told to wait when the spool refuses a write (the flusher frees space
+# within a tick or two once the store takes the backlog).
+SPOOL_RETRY_AFTER = 5
 
 
 class ConversionHook(Protocol):
@@ -301,7 +304,7 @@ def ingest(
             details=[r.model_dump() for r in rejected],
         )
     # One write for the whole request: durable against a process crash once it returns.
-    spool.append_line(line)
+    spool_append(spool, line)
     aliases = []
     for e in events:
         visitor_id, user_id = e.get("visitor_id"), e.get("user_id")
@@ -314,6 +317,19 @@ def ingest(
         store.add_aliases(_latest_per_visitor(aliases))
     run_hooks(workspace_id, events, hooks)
     return Accepted(events, IngestResult(accepted=len(events), rejected=rejected))
+
+
+def spool_append(spool: Spool, line: bytes) -> None:
+    """Append, or refuse the request whole with a 503 when the spool cannot take it (disk
+    full): nothing of it was kept, so the client must retry rather than count it as sent."""
+    try:
+        spool.append_line(line)
+    except SpoolWriteError as exc:
+        raise Unavailable(
+            "events cannot be stored right now (the server's disk is full); nothing was"
+            " stored, send them again shortly",
+            retry_after=SPOOL_RETRY_AFTER,
+        ) from exc
 
 
 def _latest_per_visitor(aliases: list[Alias]) -> list[Alias]:

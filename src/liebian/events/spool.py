@@ -6,7 +6,9 @@ returns, the bytes are in the kernel's page cache, which survives the death of t
 (SIGKILL, crash); only a machine crash can lose them, which ``fsync_interval`` bounds.
 
 Layout: the segment being written is ``<name>.open``; sealing renames it to ``<name>.ndjson``
-(rename is atomic). Names sort by creation time and embed the pid, so a name is never reused
+(rename is atomic). A segment is created by its first write, so the time in its name is when
+its oldest event arrived (what the flusher's deferral and catch-up measure), not when an idle
+spool last rotated. Names sort by that time and embed the pid, so a name is never reused
 after a restart: the store records loaded segment names, and a reused name would be skipped.
 The flusher loads each sealed segment in one batch, and deletes it only after the store
 committed; if the process dies between commit and delete, the replay finds the name already
@@ -14,6 +16,13 @@ recorded (DuckDB: same transaction) or drops the rows by event_id (ClickHouse).
 
 One process owns a spool directory at a time (an flock on ``.lock``); give each server
 process its own directory, the next start of that process recovers what it left.
+
+A write that fails (disk full) is cut back off the segment before the error is raised, so a
+segment never holds a torn line in its middle. A segment the store still refuses — a torn
+line from elsewhere, a line that is not a JSON object — is quarantined: moved to
+``quarantine/``, its good lines written to a new segment that is loaded like any other, the
+fact logged and counted (``Spool.health``). It never holds up the segments after it
+(docs/decisions/0015).
 """
 
 from __future__ import annotations
@@ -22,21 +31,91 @@ import contextlib
 import ctypes
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from liebian.events.store.base import EventStore, InsertResult
 
+log = logging.getLogger("liebian.spool")
+
 _OPEN = ".open"
 _SEALED = ".ndjson"
+QUARANTINE = "quarantine"
+# A segment whose lines all parse but that the store refused this many times in a row, while
+# other segments loaded (so the store itself is up), is quarantined whole.
+MAX_SEGMENT_FAILURES = 3
 
 
 class SpoolLocked(RuntimeError):
     """Another live process owns this spool directory."""
+
+
+class SpoolWriteError(OSError):
+    """An append did not reach the spool (disk full, file too large…); nothing of it was kept,
+    so the request must not be acknowledged."""
+
+
+class SegmentLoadError(RuntimeError):
+    """Some sealed segments could not be loaded; they stay on disk and are retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolHealth:
+    """What an operator needs to see about the spool (/readyz, /metrics)."""
+
+    sealed_segments: int
+    backlog_bytes: int
+    oldest_age: float | None
+    quarantined_segments: int
+    quarantined_total: int
+    write_errors: int
+    failing_segments: int
+    last_error: str | None
+
+
+def _strict_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _record(text: bytes) -> bool:
+    """Whether one line is a JSON object the store can read."""
+    try:
+        value = json.loads(text, parse_constant=_strict_constant)
+    except ValueError:
+        return False
+    return isinstance(value, dict)
+
+
+def salvage_lines(data: bytes) -> tuple[list[bytes], int]:
+    """The good records of a damaged segment, and how many lines were beyond saving.
+
+    A write cut short and followed by another leaves ``<torn part><whole record>`` on one
+    line: the record after the tear is kept (the first suffix starting with ``{"`` that is a
+    whole JSON object). Blank lines are dropped silently.
+    """
+    good: list[bytes] = []
+    bad = 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        if _record(line):
+            good.append(line + b"\n")
+            continue
+        start = line.find(b'{"', 1)
+        while start != -1 and not _record(line[start:]):
+            start = line.find(b'{"', start + 1)
+        if start == -1:
+            bad += 1
+        else:
+            good.append(line[start:] + b"\n")
+            bad += 1  # the torn part before it
+    return good, bad
 
 
 class Spool:
@@ -49,8 +128,11 @@ class Spool:
         max_segment_age: float = 1.0,
         max_segment_quiet: float = 0.2,
         fsync_interval: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = Path(directory)
+        # Wall clock for segment names and ages (tests pass their own to be deterministic).
+        self.clock = clock
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_segment_bytes = max_segment_bytes
         # DuckDB stores rows in groups of 122,880: a load of up to one group goes through
@@ -79,14 +161,21 @@ class Spool:
             os.close(self._lock_fd)
             raise SpoolLocked(f"spool {self.directory} is in use by another process") from exc
         self._seq = 0
+        self.quarantined_total = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+        # Segments the store refused: name -> [failed loads, self._loads at the first one].
+        self._failures: dict[str, list[int]] = {}
+        self._loads = 0
         self._recover()
+        # No segment until the first write (see the module docstring): -1 means none open.
         self._fd = -1
         self._path: Path | None = None
         self._size = 0
+        self._lines = 0
         self._opened_at = 0.0
         self._written_at = 0.0
         self._last_sync = time.monotonic()
-        self._open_segment()
 
     # -- hot path ------------------------------------------------------------------------
 
@@ -97,11 +186,21 @@ class Spool:
         with self._lock:
             if self._lines and self._lines + lines > self.max_segment_lines:
                 self._rotate_locked()
+            if self._fd < 0:
+                self._open_segment()
             fd = self._fd
             view = memoryview(line)
-            while view:  # regular files write fully; the loop is for ENOSPC-adjacent cases
-                written = os.write(fd, view)
-                view = view[written:]
+            try:
+                while view:  # regular files write fully; the loop is for ENOSPC-adjacent cases
+                    written = os.write(fd, view)
+                    view = view[written:]
+            except OSError as exc:
+                # Part of the line may be on disk: cut it off, so no torn line sits in the
+                # middle of the segment once later writes succeed.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._size)
+                self.write_errors += 1
+                raise SpoolWriteError(exc.errno, f"spool write failed: {exc.strerror}") from exc
             self._size += len(line)
             self._lines += lines
             self._written_at = time.monotonic()
@@ -119,7 +218,7 @@ class Spool:
 
     def _new_name(self) -> str:
         self._seq += 1
-        return f"seg-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}"
+        return f"seg-{int(self.clock() * 1e9):020d}-{os.getpid()}-{self._seq:06d}"
 
     def _open_segment(self) -> None:
         self._path = self.directory / (self._new_name() + _OPEN)
@@ -129,8 +228,11 @@ class Spool:
         self._opened_at = time.monotonic()
 
     def _rotate_locked(self) -> None:
+        """Seal the open segment; the next write opens a new one."""
         old_fd, old_path, old_size = self._fd, self._path, self._size
-        self._open_segment()
+        if old_fd < 0:
+            return
+        self._fd, self._path, self._size, self._lines = -1, None, 0, 0
         if self.fsync_interval is not None:
             os.fsync(old_fd)
         os.close(old_fd)
@@ -157,7 +259,11 @@ class Spool:
                 or now - self._written_at >= self.max_segment_quiet
             ):
                 self._rotate_locked()
-            if self.fsync_interval is not None and now - self._last_sync >= self.fsync_interval:
+            if (
+                self.fsync_interval is not None
+                and self._fd >= 0
+                and now - self._last_sync >= self.fsync_interval
+            ):
                 os.fsync(self._fd)
                 self._last_sync = now
 
@@ -165,8 +271,8 @@ class Spool:
         return sorted(self.directory.glob("seg-*" + _SEALED))
 
     def oldest_sealed_age(self) -> float | None:
-        """Seconds since the oldest sealed segment was opened, which bounds how long its events
-        have waited; None when nothing is sealed. Names start with their creation time."""
+        """Seconds since the first write to the oldest sealed segment, which is how long its
+        oldest event has waited; None when nothing is sealed. Names start with that time."""
         for path in self.sealed_segments():  # sorted, oldest first
             try:
                 created = int(path.name.split("-")[1]) / 1e9
@@ -175,8 +281,29 @@ class Spool:
                     created = path.stat().st_mtime
                 except FileNotFoundError:  # loaded meanwhile by a reader draining the spool
                     continue
-            return max(0.0, time.time() - created)
+            return max(0.0, self.clock() - created)
         return None
+
+    def quarantined_segments(self) -> list[Path]:
+        directory = self.directory / QUARANTINE
+        return sorted(directory.glob("seg-*")) if directory.is_dir() else []
+
+    def health(self) -> SpoolHealth:
+        sealed = self.sealed_segments()
+        size = 0
+        for path in sealed:
+            with contextlib.suppress(FileNotFoundError):
+                size += path.stat().st_size
+        return SpoolHealth(
+            sealed_segments=len(sealed),
+            backlog_bytes=size + self._size,
+            oldest_age=self.oldest_sealed_age(),
+            quarantined_segments=len(self.quarantined_segments()),
+            quarantined_total=self.quarantined_total,
+            write_errors=self.write_errors,
+            failing_segments=len(self._failures),
+            last_error=self.last_error,
+        )
 
     def _recover(self) -> None:
         """Seal segments a dead process left open, cutting a torn last line (never acked)."""
@@ -200,14 +327,81 @@ class Spool:
         return self.load_sealed(callback)
 
     def load_sealed(self, callback: Callable[[Path, str], object]) -> int:
-        """Hand each sealed segment to ``callback`` and delete it after; one caller at a time."""
+        """Hand each sealed segment to ``callback`` and delete it after; one caller at a time.
+
+        A segment that fails stays for the next pass and does not hold up the ones after it;
+        a damaged one is quarantined (``_quarantine``). Raises :class:`SegmentLoadError` after
+        the pass if some segment is still waiting on a failure, so callers see it."""
         done = 0
+        failed: list[str] = []
         with self._drain_lock:
-            for path in self.sealed_segments():
-                callback(path, path.name.removesuffix(_SEALED))
+            pending = self.sealed_segments()
+            while pending:
+                path = pending.pop(0)
+                name = path.name.removesuffix(_SEALED)
+                try:
+                    callback(path, name)
+                except Exception as exc:
+                    self.last_error = f"{name}: {type(exc).__name__}: {exc}"
+                    salvaged = self._on_failure(path, name, exc)
+                    if salvaged is not None:
+                        pending.insert(0, salvaged)
+                    elif path.exists():
+                        failed.append(self.last_error)
+                    continue
                 path.unlink()
+                self._failures.pop(name, None)
+                self._loads += 1
                 done += 1
+            if not failed:
+                self.last_error = None
+        if failed:
+            raise SegmentLoadError("; ".join(failed))
         return done
+
+    def _on_failure(self, path: Path, name: str, exc: Exception) -> Path | None:
+        """Decide about a segment the store refused: quarantine it if it is damaged, or if it
+        keeps failing while others load; otherwise leave it for the next pass. Returns the
+        segment holding its salvaged lines, if one was written."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        good, bad = salvage_lines(data)
+        if bad:
+            return self._quarantine(path, name, good, f"{bad} damaged line(s)", exc)
+        record = self._failures.setdefault(name, [0, self._loads])
+        record[0] += 1
+        # Quarantined whole only when the store itself works (another segment loaded since
+        # this one first failed): a store that is down must not empty the spool.
+        if record[0] >= MAX_SEGMENT_FAILURES and self._loads > record[1]:
+            return self._quarantine(path, name, [], f"refused {record[0]} times", exc)
+        log.warning("spool segment %s not loaded (attempt %d): %s", name, record[0], exc)
+        return None
+
+    def _quarantine(
+        self, path: Path, name: str, good: list[bytes], why: str, exc: Exception
+    ) -> Path | None:
+        directory = self.directory / QUARANTINE
+        directory.mkdir(exist_ok=True)
+        salvaged: Path | None = None
+        if good:
+            # A new name (never recorded by the store), sorting right after the original.
+            salvaged = self.directory / f"{name}-salvaged{_SEALED}"
+            temp = salvaged.with_suffix(".tmp")
+            temp.write_bytes(b"".join(good))
+            os.replace(temp, salvaged)
+        os.replace(path, directory / path.name)
+        self._failures.pop(name, None)
+        self.quarantined_total += 1
+        log.error(
+            "spool segment %s quarantined (%s; %d good line(s) kept for loading): %s",
+            name,
+            why,
+            len(good),
+            exc,
+        )
+        return salvaged
 
     def flush_once(self, store: EventStore) -> InsertResult:
         inserted = duplicates = 0
@@ -223,14 +417,7 @@ class Spool:
 
     def close(self) -> None:
         with self._lock:
-            if self.fsync_interval is not None:
-                os.fsync(self._fd)
-            os.close(self._fd)
-            if self._size == 0 and self._path is not None:
-                self._path.unlink()
-            elif self._path is not None:
-                self._path.rename(self._path.with_suffix(_SEALED))
-            self._fd = -1
+            self._rotate_locked()
         os.close(self._lock_fd)
 
 
@@ -299,7 +486,10 @@ class Flusher:
     It loads in SCHED_IDLE while it keeps up, and at normal priority while the oldest waiting
     segment holds events older than ``catch_up_after`` seconds: serving keeps the machine
     until the analytics would fall that far behind, and the backlog on disk stays bounded.
-    A failing store leaves the segments in place; they are retried on the next tick.
+    A failing store leaves the segments in place; they are retried on the next tick. Every
+    failed tick is counted and its error kept (``last_error``, shown by /readyz and
+    /metrics) and logged, once per distinct error so a store that stays down does not flood
+    the log.
     """
 
     def __init__(
@@ -322,6 +512,9 @@ class Flusher:
         self.max_defer = max_defer
         self.deferred_ticks = 0
         self.last_error: BaseException | None = None
+        self.failed_ticks = 0
+        self.last_success: float | None = None  # time.time() of the last tick that loaded
+        self._logged_error = ""
         self._idle: bool | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="liebian-spool-flusher", daemon=True)
@@ -356,9 +549,19 @@ class Flusher:
                 break
             try:
                 self._tick()
-                self.last_error = None
             except Exception as exc:  # keep the thread alive; the data stays spooled
                 self.last_error = exc
+                self.failed_ticks += 1
+                text = f"{type(exc).__name__}: {exc}"
+                if text != self._logged_error:
+                    log.error("spool flush failed (retried every tick): %s", text)
+                    self._logged_error = text
+            else:
+                if self.last_error is not None:
+                    log.warning("spool flush recovered after %d failed tick(s)", self.failed_ticks)
+                self.last_error = None
+                self._logged_error = ""
+                self.last_success = time.time()
 
     def stop(self, *, final_flush: bool = True) -> None:
         self._stop.set()

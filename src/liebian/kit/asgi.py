@@ -8,16 +8,15 @@ from typing import Any
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
+async def send_json(
+    send: Send, status: int, body: bytes, extra: dict[str, str] | None = None
+) -> None:
     """Answer with ``body``, already JSON-encoded, in one start and one body message."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if extra:
+        headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -32,6 +32,10 @@ class DomainError(Exception):
     def to_body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with this error (``Retry-After`` for 429 and 503)."""
+        return {}
+
 
 class Invalid(DomainError):
     status = 422
@@ -66,3 +70,25 @@ class Gone(DomainError):
 class TooLarge(DomainError):
     status = 413
     code = "too_large"
+
+
+class _RetryLater(DomainError):
+    def __init__(self, message: str, *, retry_after: int = 1, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = max(1, int(retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
+
+
+class RateLimited(_RetryLater):
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(_RetryLater):
+    """A fault of ours that passes (disk full, database unreachable): nothing was stored, the
+    client should retry after ``retry_after`` seconds."""
+
+    status = 503
+    code = "unavailable"

@@ -10,13 +10,14 @@ a ``max_clicks`` counter once per link.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qs
 
 from liebian.app.runtime import Runtime
-from liebian.events.spool import ClickBurst
+from liebian.events.spool import ClickBurst, SpoolWriteError
 from liebian.events.store.duckdb_budget import DuckDBBudget
 from liebian.kit import client_ip
 from liebian.kit.passwords import verify_password
@@ -50,11 +51,21 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 LiveCodeServer = Callable[[Runtime, str, Visitor, Scope, Receive, Send], Awaitable[None]]
 
+log = logging.getLogger("liebian.redirect")
+
 MAX_FORM_BYTES: Final = 4096
+RETRY_AFTER_SPOOL: Final = b"5"
 _HTML: Final = (b"content-type", b"text/html; charset=utf-8")
 _NO_STORE: Final = (b"cache-control", b"no-store, max-age=0")
 _NOINDEX: Final = (b"x-robots-tag", b"noindex")
 _EMPTY: Final = (b"content-length", b"0")
+# Participant pages: no script, nothing from elsewhere, not framed, not sniffed.
+_PAGE_SECURITY: Final = (
+    (b"content-security-policy", pages.CSP),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+)
 _VID_MARK: Final = VISITOR_COOKIE + "="
 
 
@@ -97,6 +108,7 @@ class RedirectApp:
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         headers = [_HTML, _NO_STORE, _NOINDEX, (b"content-length", str(len(body)).encode())]
+        headers.extend(_PAGE_SECURITY)
         if extra:
             headers.extend(extra)
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -185,20 +197,28 @@ class RedirectApp:
             await self._refuse(Outcome.EXPIRED, entry, slug, scope, receive, send, head, "")
             return
         click_id = new_id()
-        self.recorder.record(
-            self.recorder.line(
-                entry,
-                now=now,
-                click_id=click_id,
-                visitor_id=visitor_id,
-                info=info,
-                client_fragment=client_fragment,
-                head=head,
-                referrer=referrer,
-                ip=ip,
-                is_qr=has_qr_flag(scope["query_string"]),
-            )
+        line = self.recorder.line(
+            entry,
+            now=now,
+            click_id=click_id,
+            visitor_id=visitor_id,
+            info=info,
+            client_fragment=client_fragment,
+            head=head,
+            referrer=referrer,
+            ip=ip,
+            is_qr=has_qr_flag(scope["query_string"]),
         )
+        try:
+            self.recorder.record(line)
+        except SpoolWriteError:
+            # Disk full: a redirect whose click is not on disk is not answered (the visitor
+            # retries; nothing is counted twice or lost).
+            log.error("redirect /%s: click not recorded, answered 503", slug, exc_info=True)
+            await self._page(
+                send, 503, pages.UNAVAILABLE, head, [(b"retry-after", RETRY_AFTER_SPOOL)]
+            )
+            return
         extra = None
         if new_visitor:
             extra = [(b"set-cookie", self._visitor_cookie(visitor_id, scope))]

@@ -7,6 +7,8 @@ or a request goes through :func:`html.escape`. Pages that never vary are rendere
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterable
 from html import escape
 from typing import Final
@@ -39,6 +41,14 @@ _STYLE: Final = (
 )
 
 
+# The pages run no script and load nothing; their one inline style is allowed by its hash.
+CSP: Final[bytes] = (
+    "default-src 'none'; style-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+    + "'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+).encode()
+
+
 def _page(title: str, body: str) -> bytes:
     return (
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
@@ -60,6 +70,29 @@ GONE: Final[bytes] = _page(
     "<h1>链接已失效</h1><p>这个链接已过期或访问次数已达上限。</p>"
     "<p><small>This link has expired.</small></p>",
 )
+
+
+TOO_MANY: Final[bytes] = _page(
+    "访问太频繁",
+    "<h1>访问太频繁</h1><p>您的访问过于频繁，请稍等片刻后再试。</p>"
+    "<p><small>Too many requests; please wait a moment and try again.</small></p>",
+)
+
+UNAVAILABLE: Final[bytes] = _page(
+    "服务暂时不可用",
+    "<h1>服务暂时不可用</h1><p>服务器正忙，请稍后刷新重试。</p>"
+    "<p><small>The service is briefly unavailable; please try again shortly.</small></p>",
+)
+
+
+def locked_page(minutes: int) -> bytes:
+    """Too many wrong passwords from this network for this link."""
+    return _page(
+        "尝试次数过多",
+        "<h1>🔒 密码错误次数过多</h1>"
+        f"<p>为保护链接安全，请 {minutes} 分钟后再试。</p>"
+        "<p><small>Too many wrong passwords; please try again later.</small></p>",
+    )
 
 
 def password_page(action: str, *, wrong: bool = False) -> bytes:
