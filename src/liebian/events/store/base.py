@@ -126,6 +126,25 @@ class Alias:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PersonEvent:
+    """One event of a person's timeline (what a profile shows; no IP hash)."""
+
+    ts: datetime  # UTC, aware
+    event_id: str
+    event: str
+    channel: str | None
+    campaign_id: str | None
+    link_id: str | None
+    revenue: int | None
+    currency: str | None
+    properties: str | None
+
+
+def erased_marker(digest: str) -> str:
+    return f"erased:{digest[:16]}"
+
+
 @runtime_checkable
 class EventStore(Protocol):
     """What the ingestion path and the analytics queries need from an event backend.
@@ -158,6 +177,35 @@ class EventStore(Protocol):
         ...
 
     def add_aliases(self, aliases: Sequence[Alias]) -> int: ...
+
+    def person_events(
+        self,
+        workspace_id: str,
+        user_ids: Sequence[str],
+        visitor_ids: Sequence[str],
+        *,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[PersonEvent]:
+        """One person's events (by any of their user ids or visitor ids), newest first:
+        ``(ts, event_id)`` descending, strictly before ``before`` when given."""
+        ...
+
+    def move_person(self, workspace_id: str, from_user_id: str, to_user_id: str) -> None:
+        """Contacts merged: the events and aliases of ``from_user_id`` become ``to_user_id``'s."""
+        ...
+
+    def erase_person(
+        self,
+        workspace_id: str,
+        user_ids: Sequence[str],
+        visitor_ids: Sequence[str],
+        marker: str,
+    ) -> int:
+        """PIPL erasure: the person key of every event of this person (user ids, visitor ids)
+        becomes ``marker``, IP hashes and properties are cleared, and the aliases are deleted.
+        Counts and sums keep adding up (one erased person). Returns the events rewritten."""
+        ...
 
     def query(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]: ...
 

@@ -26,6 +26,7 @@ from liebian.events.store.base import (
     Alias,
     EventRow,
     InsertResult,
+    PersonEvent,
     rows_to_ndjson,
 )
 
@@ -40,6 +41,13 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+def _array_text(values: list[Any] | tuple[Any, ...]) -> str:
+    """An Array(String) query parameter as ClickHouse reads it from text (chdb binds text;
+    clickhouse-connect formats Python lists itself)."""
+    quoted = ("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+    return "[" + ",".join(quoted) + "]"
+
+
 class ChdbExecutor:
     """ClickHouse in this process. chdb allows one embedded server per process, so every
     store shares it and keeps apart by database name."""
@@ -52,8 +60,12 @@ class ChdbExecutor:
         self._session = session.Session(path if path and path != ":memory:" else "")
 
     def run(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        bound = {
+            k: _array_text(v) if isinstance(v, list | tuple) else v
+            for k, v in (params or {}).items()
+        }
         with self._lock:
-            res = self._session.query(sql, "JSONCompact", params=dict(params or {}))
+            res = self._session.query(sql, "JSONCompact", params=bound)
         raw = res.bytes()
         if not raw:
             return []
@@ -232,6 +244,117 @@ class ClickHouseEventStore:
         else:
             self._x.load_ndjson(self.aliases_table, lines)
         return len(aliases)
+
+    # -- one person (profiles, merges, PIPL erasure) ------------------------------------
+
+    def _person_match(self) -> str:
+        # The person's user ids, or no user id and a visitor of theirs (their own aliases or
+        # the store's identity map) — as in DuckDB's store.
+        return (
+            "has({u:Array(String)}, user_id) OR (user_id = '' AND (has({v:Array(String)},"
+            f" visitor_id) OR visitor_id IN (SELECT visitor_id FROM {self.aliases_source()} a"
+            " WHERE a.workspace_id = {ws:String} AND has({u:Array(String)}, a.user_id))))"
+        )
+
+    def person_events(
+        self,
+        workspace_id: str,
+        user_ids: Sequence[str],
+        visitor_ids: Sequence[str],
+        *,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[PersonEvent]:
+        params: dict[str, Any] = {
+            "ws": workspace_id,
+            "u": list(user_ids),
+            "v": list(visitor_ids),
+            "n": limit,
+        }
+        page = ""
+        if before is not None:
+            params["bt"] = before[0].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            params["be"] = before[1]
+            page = (
+                " AND (ts < toDateTime64({bt:String}, 3, 'UTC') OR"
+                " (ts = toDateTime64({bt:String}, 3, 'UTC') AND event_id < {be:String}))"
+            )
+        rows = self._x.run(
+            "SELECT toString(ts), event_id, event, channel, campaign_id, link_id, revenue,"
+            f" currency, properties FROM {self.events_table}"
+            f" WHERE workspace_id = {{ws:String}} AND ({self._person_match()}){page}"
+            " ORDER BY ts DESC, event_id DESC LIMIT 1 BY event_id LIMIT {n:UInt32}",
+            params,
+        )
+        return [
+            PersonEvent(
+                datetime.fromisoformat(str(r[0])).replace(tzinfo=UTC),
+                r[1],
+                r[2],
+                r[3] or None,
+                r[4] or None,
+                r[5] or None,
+                int(r[6]) if r[6] is not None else None,
+                r[7] or None,
+                r[8] or None,
+            )
+            for r in rows
+        ]
+
+    def move_person(self, workspace_id: str, from_user_id: str, to_user_id: str) -> None:
+        params = {"ws": workspace_id, "f": from_user_id, "t": to_user_id}
+        with self._write_lock:
+            # Mutations (ALTER … UPDATE) rewrite the affected parts; mutations_sync waits for
+            # them, so the next query already sees the survivor.
+            for table in (self.events_table, self.aliases_table):
+                self._x.run(
+                    f"ALTER TABLE {table} UPDATE user_id = {{t:String}}"
+                    " WHERE workspace_id = {ws:String} AND user_id = {f:String}"
+                    " SETTINGS mutations_sync = 2",
+                    params,
+                )
+
+    def erase_person(
+        self,
+        workspace_id: str,
+        user_ids: Sequence[str],
+        visitor_ids: Sequence[str],
+        marker: str,
+    ) -> int:
+        params: dict[str, Any] = {
+            "ws": workspace_id,
+            "u": list(user_ids),
+            "v": list(visitor_ids),
+            "m": marker,
+        }
+        with self._write_lock:
+            # The aliases name visitors too: resolve them before anything changes.
+            aliased = self._x.run(
+                f"SELECT DISTINCT visitor_id FROM {self.aliases_table}"
+                " WHERE workspace_id = {ws:String} AND has({u:Array(String)}, user_id)",
+                params,
+            )
+            params["v"] = sorted(set(params["v"]) | {r[0] for r in aliased})
+            where = (
+                "workspace_id = {ws:String} AND (has({u:Array(String)}, user_id)"
+                " OR (user_id = '' AND has({v:Array(String)}, visitor_id)))"
+            )
+            changed = int(
+                self._x.run(f"SELECT count() FROM {self.events_table} WHERE {where}", params)[0][0]
+            )
+            self._x.run(
+                f"ALTER TABLE {self.events_table} UPDATE user_id = {{m:String}},"
+                " visitor_id = if(visitor_id = '', '', {m:String}), ip_hash = '',"
+                f" properties = '', referrer = '' WHERE {where} SETTINGS mutations_sync = 2",
+                params,
+            )
+            self._x.run(
+                f"ALTER TABLE {self.aliases_table} DELETE WHERE workspace_id = {{ws:String}}"
+                " AND (has({u:Array(String)}, user_id) OR has({v:Array(String)}, visitor_id))"
+                " SETTINGS mutations_sync = 2",
+                params,
+            )
+        return changed
 
     # -- reading -------------------------------------------------------------------------
 

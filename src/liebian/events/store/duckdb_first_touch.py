@@ -73,6 +73,16 @@ def merge_batch(con: duckdb.DuckDBPyConnection, source: str, person_key_sql: str
     con.execute("DROP TABLE _ft_known")
 
 
+def refill_person(con: duckdb.DuckDBPyConnection, workspace_id: str, user_id: str) -> None:
+    """Insert the rows of the events whose user id is ``user_id`` (after their person key was
+    rewritten by a merge or an erasure, whose caller deleted the person's old rows)."""
+    source = "(SELECT * FROM events WHERE workspace_id = $ws AND user_id = $uid)"
+    con.execute(
+        f"INSERT INTO {TABLE} {_earliest(source, 'person_key')}",
+        {"ws": workspace_id, "uid": user_id},
+    )
+
+
 def rebuild(con: duckdb.DuckDBPyConnection) -> None:
     """Recompute the whole table from ``events`` (inside the caller's transaction)."""
     con.execute(f"DROP TABLE IF EXISTS {TABLE}")

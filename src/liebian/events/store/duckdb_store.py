@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from liebian.events.store.base import (
     Alias,
     EventRow,
     InsertResult,
+    PersonEvent,
     rows_to_ndjson,
 )
 
@@ -236,6 +238,120 @@ class DuckDBEventStore:
                 cur.close()
         return len(aliases)
 
+    # -- one person (profiles, merges, PIPL erasure) ------------------------------------
+
+    def person_events(
+        self,
+        workspace_id: str,
+        user_ids: Sequence[str],
+        visitor_ids: Sequence[str],
+        *,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[PersonEvent]:
+        params: dict[str, Any] = {
+            "ws": workspace_id,
+            "u": list(user_ids),
+            "v": list(visitor_ids),
+            "n": limit,
+        }
+        page = ""
+        if before is not None:
+            params["bt"] = before[0].astimezone(UTC).replace(tzinfo=None)
+            params["be"] = before[1]
+            page = " AND (ts < $bt OR (ts = $bt AND event_id < $be))"
+        rows = self.query(
+            "SELECT ts, event_id, event, nullif(channel, ''), nullif(campaign_id, ''),"
+            " nullif(link_id, ''), revenue, nullif(currency, ''), properties FROM events"
+            f" WHERE workspace_id = $ws AND ({_PERSON_MATCH}){page}"
+            " ORDER BY ts DESC, event_id DESC LIMIT $n",
+            params,
+        )
+        return [PersonEvent(r[0].replace(tzinfo=UTC), *r[1:]) for r in rows]
+
+    def move_person(self, workspace_id: str, from_user_id: str, to_user_id: str) -> None:
+        params = {"ws": workspace_id, "f": from_user_id, "t": to_user_id}
+        with self._write_lock:
+            con = self._con.cursor()
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(
+                    "UPDATE events SET user_id = $t, person_key = hash($t::VARCHAR)"
+                    " WHERE workspace_id = $ws AND user_id = $f",
+                    params,
+                )
+                con.execute(
+                    "UPDATE aliases SET user_id = $t WHERE workspace_id = $ws AND user_id = $f",
+                    params,
+                )
+                con.execute(
+                    f"DELETE FROM {duckdb_first_touch.TABLE} WHERE workspace_id = $ws"
+                    " AND person_key IN (hash($f::VARCHAR), hash($t::VARCHAR))",
+                    params,
+                )
+                duckdb_first_touch.refill_person(con, workspace_id, to_user_id)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
+
+    def erase_person(
+        self,
+        workspace_id: str,
+        user_ids: Sequence[str],
+        visitor_ids: Sequence[str],
+        marker: str,
+    ) -> int:
+        params: dict[str, Any] = {
+            "ws": workspace_id,
+            "u": list(user_ids),
+            "v": list(visitor_ids),
+            "m": marker,
+        }
+        with self._write_lock:
+            con = self._con.cursor()
+            try:
+                con.execute("BEGIN TRANSACTION")
+                # The aliases name visitors too: collect them before the rows change.
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _erase_v AS SELECT unnest($v::VARCHAR[]) AS v"
+                    " UNION SELECT visitor_id FROM aliases"
+                    " WHERE workspace_id = $ws AND list_contains($u::VARCHAR[], user_id)",
+                    _only(params, "ws", "u", "v"),
+                )
+                changed = _scalar_p(
+                    con,
+                    "UPDATE events SET user_id = $m,"
+                    " visitor_id = CASE WHEN coalesce(visitor_id, '') = '' THEN visitor_id"
+                    " ELSE $m END, ip_hash = NULL, properties = NULL, referrer = NULL,"
+                    " person_key = hash($m::VARCHAR) WHERE workspace_id = $ws AND"
+                    " (list_contains($u::VARCHAR[], user_id) OR (coalesce(user_id, '') = ''"
+                    " AND visitor_id IN (SELECT v FROM _erase_v)))",
+                    _only(params, "ws", "u", "m"),
+                )
+                con.execute(
+                    f"DELETE FROM {duckdb_first_touch.TABLE} WHERE workspace_id = $ws AND"
+                    " (person_key IN (SELECT hash(x) FROM (SELECT unnest($u::VARCHAR[]) AS x))"
+                    " OR visitor_id IN (SELECT v FROM _erase_v) OR person_key = hash($m::VARCHAR))",
+                    _only(params, "ws", "u", "m"),
+                )
+                con.execute(
+                    "DELETE FROM aliases WHERE workspace_id = $ws AND"
+                    " (list_contains($u::VARCHAR[], user_id) OR visitor_id IN (SELECT v FROM _erase_v))",
+                    _only(params, "ws", "u"),
+                )
+                con.execute("DROP TABLE _erase_v")
+                duckdb_first_touch.refill_person(con, workspace_id, marker)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
+        return changed
+
     # -- reading -------------------------------------------------------------------------
 
     def query(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
@@ -263,6 +379,25 @@ class DuckDBEventStore:
 
     def close(self) -> None:
         self._con.close()
+
+
+# An event is the person's when its user id is one of theirs, or it has no user id and its
+# visitor is one of theirs (their own alias list, or the store's identity map).
+_PERSON_MATCH = (
+    "list_contains($u::VARCHAR[], user_id) OR (coalesce(user_id, '') = '' AND"
+    " (list_contains($v::VARCHAR[], visitor_id) OR visitor_id IN (SELECT visitor_id FROM aliases"
+    " WHERE workspace_id = $ws AND list_contains($u::VARCHAR[], user_id))))"
+)
+
+
+def _only(params: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    # DuckDB refuses parameters a statement does not use.
+    return {k: params[k] for k in keys}
+
+
+def _scalar_p(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any]) -> int:
+    row = con.execute(sql, dict(params)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
