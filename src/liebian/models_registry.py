@@ -8,5 +8,6 @@ from liebian.links import models as links_models  # noqa: F401
 from liebian.links.live_codes import models as live_codes_models  # noqa: F401
 from liebian.rewards import models as rewards_models  # noqa: F401
 from liebian.risk import models as risk_models  # noqa: F401
+from liebian.segments import models as segments_models  # noqa: F401
 from liebian.webhooks import models as webhooks_models  # noqa: F401
 from liebian.workspaces import models as workspaces_models  # noqa: F401
