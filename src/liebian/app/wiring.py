@@ -79,6 +79,10 @@ def wire(runtime: Runtime) -> list[Component]:
     from liebian.campaigns.wiring import page_routers, routers
 
     runtime.extras["routers"] += routers()
+    # Segments (人群): the condition language, membership kept current by the keeper below.
+    from liebian.segments.api import router as segments_router
+
+    runtime.extras["routers"].append(segments_router)
     # Webhooks: endpoints API, and the outbox writer in every session (publish → outbox row).
     from liebian.webhooks.api import router as webhooks_router
     from liebian.webhooks.outbox import install as install_outbox

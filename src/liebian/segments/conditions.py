@@ -60,7 +60,7 @@ CUSTOM_PREFIX = "custom."
 _CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_\-\u4e00-\u9fff]{1,64}$")
 
 # Which ops apply to which attribute type.
-_OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
+OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "string": ("eq", "neq", "in", "not_in", "contains", "is_set", "is_not_set"),
     "number": (
         "eq",
@@ -79,7 +79,7 @@ _OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "date": ("eq", "neq", "before", "after", "between", "within_last_days", "is_set", "is_not_set"),
     "bool": ("eq", "neq", "is_set", "is_not_set"),
 }
-ATTRIBUTE_OPS = tuple(dict.fromkeys(op for ops in _OPS_BY_TYPE.values() for op in ops))
+ATTRIBUTE_OPS = tuple(dict.fromkeys(op for ops in OPS_BY_TYPE.values() for op in ops))
 MEASURES = ("count", "sum_revenue", "avg_revenue")
 MEASURE_OPS = ("eq", "neq", "lt", "lte", "gt", "gte", "between")
 EVENT_TIME_OPS = ("before", "after", "within_last_days")
@@ -383,7 +383,7 @@ def _attribute(data: dict[str, Any], path: str) -> Attribute:
                 )
             return Attribute(path, name, str(op), data.get("value"), "string", typed=False)
         typ: AttrType = data["value_type"]
-        if typ not in _OPS_BY_TYPE:
+        if typ not in OPS_BY_TYPE:
             raise ConditionInvalid(f"{path}.value_type", "use string, number, date or bool")
     else:
         builtin = BUILTIN_ATTRIBUTES.get(name)
@@ -401,7 +401,7 @@ def _attribute(data: dict[str, Any], path: str) -> Attribute:
 def _bind_attribute(node: Attribute, data: dict[str, Any] | None = None) -> Attribute:
     """Check op and value against the attribute's type; returns the node with a parsed value."""
     path, typ, op = node.path, node.type, node.op
-    ops = _OPS_BY_TYPE[typ]
+    ops = OPS_BY_TYPE[typ]
     if op not in ops:
         raise ConditionInvalid(
             f"{path}.op",

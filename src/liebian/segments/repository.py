@@ -286,11 +286,8 @@ def existing_contacts(session: Session, workspace_id: str, ids: Sequence[str]) -
 def external_ids(session: Session, ids: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in chunks(list(ids)):
-        out.update(
-            dict(
-                session.execute(select(Contact.id, Contact.external_id).where(Contact.id.in_(part)))
-            ).items()
-        )
+        rows = session.execute(select(Contact.id, Contact.external_id).where(Contact.id.in_(part)))
+        out.update({cid: ext for cid, ext in rows})
     return out
 
 
