@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
 
 from liebian.app.errors import install_error_handlers
+from liebian.app.health import RequestStats, route_class
 from liebian.app.lifecycle import Component, start_components, stop_components
 from liebian.app.limits import BodySizeLimit
 from liebian.app.runtime import Runtime
@@ -46,32 +48,44 @@ class Dispatcher:
         self.ingest = ingest
         self.fission_writes = fission_writes
         self.runtime: Runtime = api.state.runtime
+        self.stats: RequestStats = self.runtime.extras.setdefault("request_stats", RequestStats())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and self.ingest is not None
-            and scope["path"] == INGEST_PATH
-            and scope["method"] == "POST"
-        ):
-            await self.ingest(scope, receive, send)
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
             return
+        app, route = self._route(scope)
+        # Counted by route class and status for /metrics: one closure and two clock reads.
+        status = 0
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await app(scope, receive, observed_send)
+        finally:
+            self.stats.observe(route, status, time.perf_counter() - started)
+
+    def _route(self, scope: Scope) -> tuple[ASGIApp, str]:
+        path: str = scope["path"]
+        if self.ingest is not None and path == INGEST_PATH and scope["method"] == "POST":
+            return self.ingest, "ingest"
         if (
-            scope["type"] == "http"
-            and self.fission_writes is not None
+            self.fission_writes is not None
             and scope["method"] == "POST"
-            and fission_write(scope["path"]) is not None
+            and fission_write(path) is not None
         ):
-            await self.fission_writes(scope, receive, send)
-            return
-        if self.redirect is not None and scope["type"] == "http":
-            path: str = scope["path"]
+            return self.fission_writes, "fission_write"
+        if self.redirect is not None:
             end = path.find("/", 1)
             first = path[1:] if end == -1 else path[1:end]
             if first not in RESERVED_SEGMENTS:
-                await self.redirect(scope, receive, send)
-                return
-        await self.api(scope, receive, send)
+                return self.redirect, "redirect"
+        return self.api, route_class(path)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Dispatcher:

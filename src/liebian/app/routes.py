@@ -28,7 +28,7 @@ def include_routes(app: FastAPI, runtime: Runtime) -> None:
     app.include_router(collect_router)
     for router in runtime.extras.get("page_routers", []):
         app.include_router(router)
+    from liebian.app.health import RequestStats, build_router
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    stats = runtime.extras.setdefault("request_stats", RequestStats())
+    app.include_router(build_router(runtime, stats))

@@ -29,6 +29,7 @@ class PeriodicJob:
     runs: int = 0
     last_result: Any = None
     last_error: BaseException | None = None
+    last_success: float | None = None  # time.monotonic() when a run last ended without error
     _due: float = field(default=0.0, repr=False)
 
 
@@ -41,6 +42,15 @@ class Scheduler:
     def start(self) -> None:
         if self.jobs:
             self._thread.start()
+
+    def lag(self) -> dict[str, float]:
+        """Seconds each job is overdue (0 when on time): a job stuck, or one that keeps the
+        thread from the others, shows here."""
+        now = time.monotonic()
+        return {job.name: max(0.0, now - job._due) if job.runs else 0.0 for job in self.jobs}
+
+    def alive(self) -> bool:
+        return not self.jobs or self._thread.is_alive()
 
     def stop(self) -> None:
         self._stop.set()
@@ -63,6 +73,7 @@ class Scheduler:
         try:
             job.last_result = job.run()
             job.last_error = None
+            job.last_success = time.monotonic()
         except Exception as exc:  # keep the thread alive; the job retries on its next tick
             job.last_error = exc
             log.exception("scheduled job %s failed", job.name)

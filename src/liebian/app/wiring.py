@@ -34,6 +34,7 @@ class FlusherComponent:
             defer=self.runtime.extras.get("defer_loads"),
         )
         self.flusher.start()
+        self.runtime.extras["flusher"] = self.flusher  # read by /readyz and /metrics
 
     async def stop(self) -> None:
         if self.flusher is not None:
@@ -56,6 +57,7 @@ class SchedulerComponent:
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
         self.scheduler = Scheduler(jobs_for(self.runtime, self._client))
         self.scheduler.start()
+        self.runtime.extras["scheduler"] = self.scheduler  # read by /readyz and /metrics
 
     async def stop(self) -> None:
         if self.scheduler is not None:

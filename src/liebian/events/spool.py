@@ -163,6 +163,7 @@ class Spool:
         self._seq = 0
         self.quarantined_total = 0
         self.write_errors = 0
+        self.last_write_error_at: float | None = None  # time.monotonic()
         self.last_error: str | None = None
         # Segments the store refused: name -> [failed loads, self._loads at the first one].
         self._failures: dict[str, list[int]] = {}
@@ -200,6 +201,7 @@ class Spool:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, self._size)
                 self.write_errors += 1
+                self.last_write_error_at = time.monotonic()
                 raise SpoolWriteError(exc.errno, f"spool write failed: {exc.strerror}") from exc
             self._size += len(line)
             self._lines += lines

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     webhook_backoff: float = 30.0
     webhook_timeout: float = 10.0
     poster_font: str = ""
+    # /metrics answers a request carrying "Authorization: Bearer <this>"; when empty, only
+    # direct requests from the loopback interface (no X-Forwarded-For: not through a proxy).
+    metrics_token: str = ""
+    # /readyz says "not ready" when events wait longer than this in the spool while the
+    # flusher fails (the disk fills meanwhile), or when a spool write failed this recently.
+    ready_max_backlog_seconds: float = 300.0
+    ready_write_error_seconds: float = 30.0
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ import string
 # First path segments that belong to the application, never to a short link.
 RESERVED_SEGMENTS = frozenset(
     {
-        "", "api", "admin", "static", "docs", "redoc", "openapi.json", "healthz", "t.js",
+        "", "api", "admin", "static", "docs", "redoc", "openapi.json", "healthz", "readyz", "t.js",
         "favicon.ico", "robots.txt", "p", "g", "a", "h5", "console", "login", "logout",
         "assets", "webhooks", "metrics", "well-known", ".well-known", "lc", "qr", "s", "collect",
     }
