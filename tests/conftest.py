@@ -89,6 +89,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         # settlement job. Scheduler and webhook tests turn them on themselves.
         jobs_interval=0,
         webhook_interval=0,
+        segments_rebuild_interval=0,
     )
 
 

@@ -107,10 +107,17 @@ def webhook_job(runtime: Runtime, client: httpx.Client | None) -> Callable[[], A
     return lambda: deliver_due(runtime.sessions, runtime.cipher, policy, client=client)
 
 
+def segments_job(runtime: Runtime) -> Callable[[], Any]:
+    from liebian.segments.tasks import rebuild_job
+
+    return rebuild_job(runtime)
+
+
 def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[PeriodicJob]:
     """``client``: one pooled HTTP client for the deliverer (keep-alive to the receivers)."""
     settings = runtime.settings
     return [
         PeriodicJob("fission", settings.jobs_interval, fission_job(runtime)),
         PeriodicJob("webhooks", settings.webhook_interval, webhook_job(runtime, client)),
+        PeriodicJob("segments", settings.segments_rebuild_interval, segments_job(runtime)),
     ]

@@ -108,6 +108,10 @@ def wire(runtime: Runtime) -> list[Component]:
         runtime.spool = Spool(runtime.settings.spool_dir)
     # The scheduler starts after the flusher and so stops before it.
     components: list[Component] = [FlusherComponent(runtime), SchedulerComponent(runtime)]
+    # Segments and rule tags follow events and tag/attribute changes (segments/tasks.py).
+    from liebian.segments.tasks import KeeperComponent
+
+    components.append(KeeperComponent(runtime))
     # The lean redirect path (before the routers are mounted: it adds the link stats route).
     from liebian.redirect.app import install as install_redirect
 

@@ -167,6 +167,8 @@ class Spool:
         self.last_error: str | None = None
         # Segments the store refused: name -> [failed loads, self._loads at the first one].
         self._failures: dict[str, list[int]] = {}
+        # Called with each loaded segment's path before it is deleted (see _after_load).
+        self.after_load: list[Callable[[Path], None]] = []
         self._loads = 0
         self._recover()
         # No segment until the first write (see the module docstring): -1 means none open.
@@ -351,6 +353,7 @@ class Spool:
                     elif path.exists():
                         failed.append(self.last_error)
                     continue
+                self._after_load(path)
                 path.unlink()
                 self._failures.pop(name, None)
                 self._loads += 1
@@ -360,6 +363,16 @@ class Spool:
         if failed:
             raise SegmentLoadError("; ".join(failed))
         return done
+
+    def _after_load(self, path: Path) -> None:
+        """Hand a loaded segment to the ``after_load`` hooks before it is deleted (segments/
+        reads the persons in it to keep membership current). A failing hook is logged and not
+        retried: the store has the rows, and the hook's owner reconciles on its own."""
+        for hook in self.after_load:
+            try:
+                hook(path)
+            except Exception:
+                log.exception("spool after-load hook failed for %s", path.name)
 
     def _on_failure(self, path: Path, name: str, exc: Exception) -> Path | None:
         """Decide about a segment the store refused: quarantine it if it is damaged, or if it

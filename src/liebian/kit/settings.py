@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # flusher fails (the disk fills meanwhile), or when a spool write failed this recently.
     ready_max_backlog_seconds: float = 300.0
     ready_write_error_seconds: float = 30.0
+    # Segments and rule tags: seconds between full rebuilds that reconcile the incremental
+    # membership (0: off; run a rebuild with the API or the keeper), and whether membership follows events
+    # and tag/attribute changes as they happen.
+    segments_rebuild_interval: float = 3600.0
+    segments_live: bool = True
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -1,0 +1,456 @@
+"""Keeping segments and rule tags current.
+
+``MembershipKeeper`` is one background thread fed by three streams:
+
+- the spool's after-load hook: for each batch the store just took, the (workspace, event,
+  person) triples in it, read by an in-memory DuckDB straight from the NDJSON file (no GIL,
+  no events in Python objects);
+- the bus topics ``contact.tags_changed`` and ``contact.attributes_changed``;
+- ``rebuild_all`` (the scheduler's periodic job, ``liebian jobs run``).
+
+Queued work is merged per workspace, then only the affected contacts are re-evaluated, and
+only against the segments and rule tags whose condition could have changed: those naming one
+of the batch's events, or tags / attributes, plus every segment that refers to one of them
+(referenced segments are written first). Each segment is written in its own transaction, so
+the next one reads its new members. Full rebuilds run in the same thread, so a rebuild and an
+incremental pass never interleave in this process; they reconcile what the stream cannot see
+(time passing: "no visit in the last 14 days", campaign changes, a lost batch).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from liebian.events.store.base import EventRow, EventStore
+from liebian.kit.clock import utcnow
+from liebian.kit.db import session_scope
+from liebian.kit.ids import new_id
+from liebian.segments import conditions as c
+from liebian.segments import repository, service
+from liebian.segments.evaluation import evaluate
+from liebian.segments.models import Segment
+
+log = logging.getLogger("liebian.segments")
+
+TAGS_CHANGED = "contact.tags_changed"
+ATTRIBUTES_CHANGED = "contact.attributes_changed"
+# Change sets larger than this are not copied into the event store as segment_entered /
+# segment_exited events (a first build of a big segment would flood the spool).
+MAX_EMITTED = 10_000
+
+
+@dataclass
+class Work:
+    workspace_id: str
+    contact_ids: set[str] = field(default_factory=set)
+    externals: set[str] = field(default_factory=set)
+    visitors: set[str] = field(default_factory=set)
+    events: set[str] = field(default_factory=set)
+    kinds: set[str] = field(default_factory=set)  # "tags", "attributes", "events"
+
+    def merge(self, other: Work) -> None:
+        self.contact_ids |= other.contact_ids
+        self.externals |= other.externals
+        self.visitors |= other.visitors
+        self.events |= other.events
+        self.kinds |= other.kinds
+
+    @property
+    def cause(self) -> str:
+        parts = [f"event:{e}" for e in sorted(self.events)[:3]]
+        parts += [k + "_changed" for k in sorted(self.kinds - {"events"})]
+        return ",".join(parts) or "change"
+
+
+@dataclass
+class Target:
+    """A dynamic segment or a rule tag with its parsed condition."""
+
+    kind: str  # "segment" | "tag"
+    id: str
+    node: c.Condition
+    segment: Segment | None = None
+
+
+def _affects(node: c.Condition, work: Work) -> bool:
+    for leaf in c.walk(node):
+        if isinstance(leaf, c.Event | c.EventTime) and leaf.event in work.events:
+            return True
+        if isinstance(leaf, c.Tags) and "tags" in work.kinds:
+            return True
+        if isinstance(leaf, c.Attribute | c.Channel) and "attributes" in work.kinds:
+            return True
+    return False
+
+
+class MembershipKeeper:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        readers: sessionmaker[Session],
+        store: EventStore | None,
+        *,
+        emit: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.readers = readers
+        self.store = store
+        # Appends NDJSON event lines to the spool (segment_entered / segment_exited).
+        self.emit = emit
+        self._queue: queue.Queue[Work | str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="liebian-segments", daemon=True)
+        self._lock = threading.Lock()  # one pass (incremental or full) at a time
+        self._duck: Any = None
+        self.passes = 0
+        self.last_error: BaseException | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._duck is not None:
+            self._duck.close()
+            self._duck = None
+
+    def submit(self, work: Work) -> None:
+        self._idle.clear()
+        self._queue.put(work)
+
+    def on_contacts_changed(self, kind: str) -> Callable[[Any], None]:
+        def handler(payload: Any) -> None:
+            if isinstance(payload, dict) and payload.get("workspace_id"):
+                ids = set(payload.get("contact_ids") or ())
+                if ids:
+                    self.submit(Work(payload["workspace_id"], contact_ids=ids, kinds={kind}))
+
+        return handler
+
+    def on_loaded(self, path: Path) -> None:
+        """Spool after-load hook: who did what in the batch just stored (runs in the flusher
+        thread; DuckDB reads the file without holding the GIL)."""
+        import duckdb
+
+        if self._duck is None:
+            self._duck = duckdb.connect()
+        rows = self._duck.execute(
+            "SELECT DISTINCT workspace_id, event, nullif(user_id, ''), nullif(visitor_id, '')"
+            " FROM read_json($p, format='newline_delimited', columns={'workspace_id': 'VARCHAR',"
+            " 'event': 'VARCHAR', 'user_id': 'VARCHAR', 'visitor_id': 'VARCHAR'})",
+            {"p": str(path)},
+        ).fetchall()
+        by_ws: dict[str, Work] = {}
+        for ws, event, user, visitor in rows:
+            if not ws or not event:
+                continue
+            work = by_ws.setdefault(ws, Work(ws, kinds={"events"}))
+            work.events.add(event)
+            if user:
+                work.externals.add(user)
+            elif visitor:
+                work.visitors.add(visitor)
+        for work in by_ws.values():
+            self.submit(work)
+
+    def rebuild_all(self, workspace_id: str | None = None) -> int:
+        """Full rebuild of every dynamic segment and rule tag (runs in the caller's thread,
+        serialized with the incremental passes). Returns how many were rebuilt."""
+        with self._lock:
+            return self._rebuild(workspace_id)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Tests and benchmarks: wait until the queue is drained."""
+        return self._idle.wait(timeout)
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch: dict[str, Work] = {}
+            stop = False
+            while True:
+                if isinstance(item, Work):
+                    if item.workspace_id in batch:
+                        batch[item.workspace_id].merge(item)
+                    else:
+                        batch[item.workspace_id] = item
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+            for work in batch.values():
+                try:
+                    with self._lock:
+                        self.process(work)
+                    self.last_error = None
+                except Exception as exc:  # keep the thread alive; the rebuild reconciles
+                    self.last_error = exc
+                    log.exception("segments: incremental pass failed")
+            self.passes += 1
+            if self._queue.empty():
+                self._idle.set()
+            if stop:
+                return
+
+    def _targets(self, session: Session, workspace_id: str | None) -> list[Target]:
+        out: list[Target] = []
+        segments = service.ordered_for_build(repository.dynamic_segments(session, workspace_id))
+        for seg in segments:
+            try:
+                node = service.check_condition(session, seg.workspace_id, seg.condition)
+            except c.ConditionInvalid as exc:
+                log.warning("segment %s has an invalid condition: %s", seg.id, exc)
+                continue
+            out.append(Target("segment", seg.id, node, seg))
+        for tag in repository.rule_tags(session, workspace_id):
+            try:
+                node = service.check_condition(session, tag.workspace_id, tag.condition)
+            except c.ConditionInvalid as exc:
+                log.warning("rule tag %s has an invalid condition: %s", tag.id, exc)
+                continue
+            out.append(Target("tag", tag.id, node))
+        return out
+
+    def _contacts_of(self, reader: Session, work: Work) -> list[str]:
+        ids = set(work.contact_ids)
+        externals = set(work.externals)
+        if work.visitors and self.store is not None and len(work.visitors) <= 5000:
+            externals |= _aliased_users(self.store, work.workspace_id, work.visitors)
+        if externals:
+            ids |= set(
+                repository.contact_ids_by_external(
+                    reader, work.workspace_id, sorted(externals)
+                ).values()
+            )
+        return sorted(ids)
+
+    def process(self, work: Work, now: datetime | None = None) -> int:
+        """One incremental pass; returns how many memberships changed."""
+        at = now or utcnow()
+        with self.readers() as reader:
+            contact_ids = self._contacts_of(reader, work)
+            if not contact_ids:
+                return 0
+            targets = [t for t in self._targets(reader, work.workspace_id)]
+        affected = {t.id for t in targets if _affects(t.node, work)}
+        # anything that refers to an affected segment may change too (targets are ordered)
+        for t in targets:
+            if c.referenced_segments(t.node) & affected:
+                affected.add(t.id)
+        changed = 0
+        for t in targets:
+            if t.id in affected:
+                changed += self._apply(t, contact_ids, work.cause, at)
+        return changed
+
+    def _apply(self, target: Target, contact_ids: list[str], cause: str, at: datetime) -> int:
+        if target.kind == "tag" or target.segment is None:
+            return self._apply_tag(target, contact_ids, cause, at)
+        with session_scope(self.sessions) as session, self.readers() as reader:
+            segment = repository.get(session, target.segment.workspace_id, target.id, lock=True)
+            if segment is None or segment.kind != "dynamic":
+                return 0
+            ch = service.refresh(
+                session, reader, self.store, segment, contact_ids, cause=cause, now=at
+            )
+        self._emit(ch, target, cause)
+        return len(ch.entered) + len(ch.exited)
+
+    def _apply_tag(
+        self, target: Target, contact_ids: list[str] | None, cause: str, at: datetime
+    ) -> int:
+        from liebian.contacts.models import ContactTag, Tag
+
+        # add_tags / remove_tags record each change with its reason and publish
+        # contact.tags_changed (PEOPLE.md); imported by name, the module belongs to contacts.
+        contact_tags: Any = importlib.import_module("liebian.contacts.tags")
+
+        with session_scope(self.sessions) as session, self.readers() as reader:
+            tag = session.get(Tag, target.id)
+            if tag is None or tag.kind != "rule":
+                return 0
+            ws = tag.workspace_id
+            want = evaluate(reader, self.store, ws, target.node, contact_ids, now=at)
+            stmt = select(ContactTag.contact_id).where(
+                ContactTag.workspace_id == ws, ContactTag.tag_id == tag.id
+            )
+            have: set[str] = set()
+            if contact_ids is None:
+                have = set(session.scalars(stmt))
+            else:
+                for part in repository.chunks(contact_ids):
+                    have |= set(session.scalars(stmt.where(ContactTag.contact_id.in_(part))))
+            add, remove = sorted(want - have), sorted(have - want)
+            reason = f"规则标签: {cause}"
+            if add:
+                contact_tags.add_tags(session, ws, add, [tag.id], source="rule", reason=reason)
+            if remove:
+                contact_tags.remove_tags(
+                    session, ws, remove, [tag.id], source="rule", reason=reason
+                )
+        return len(add) + len(remove)
+
+    def _rebuild(self, workspace_id: str | None) -> int:
+        at = utcnow()
+        with self.readers() as reader:
+            targets = self._targets(reader, workspace_id)
+        done = 0
+        for t in targets:
+            try:
+                if t.kind == "tag":
+                    self._apply_tag(t, None, "rebuild", at)
+                else:
+                    assert t.segment is not None
+                    with session_scope(self.sessions) as session, self.readers() as reader:
+                        segment = repository.get(session, t.segment.workspace_id, t.id, lock=True)
+                        if segment is None:
+                            continue
+                        ch = service.build(
+                            session, reader, self.store, segment, cause="rebuild", now=at
+                        )
+                    self._emit(ch, t, "rebuild")
+                done += 1
+            except Exception:
+                log.exception("segments: rebuild of %s failed", t.id)
+                self._record_error(t)
+        return done
+
+    def _record_error(self, t: Target) -> None:
+        if t.kind != "segment" or t.segment is None:
+            return
+        import sys
+
+        exc = sys.exc_info()[1]
+        with session_scope(self.sessions) as session:
+            seg = repository.get(session, t.segment.workspace_id, t.id)
+            if seg is not None:
+                seg.build_error = f"{type(exc).__name__}: {exc}"[:500]
+
+    def _emit(self, ch: service.Changes, target: Target, cause: str) -> None:
+        """segment_entered / segment_exited as events, so funnels and journeys see them."""
+        if self.emit is None or not (ch.entered or ch.exited):
+            return
+        if len(ch.entered) + len(ch.exited) > MAX_EMITTED:
+            log.info(
+                "segments: %s changed %d memberships; not copied to the event store",
+                target.id,
+                len(ch.entered) + len(ch.exited),
+            )
+            return
+        assert target.segment is not None
+        ws = target.segment.workspace_id
+        with self.readers() as reader:
+            ext = repository.external_ids(reader, sorted(ch.entered | ch.exited))
+        now = utcnow()
+        lines = b"".join(
+            EventRow(
+                workspace_id=ws,
+                event_id=new_id("evt"),
+                event=name,
+                ts=now,
+                user_id=ext[cid],
+                properties={"segment_id": target.id, "cause": cause, "version": ch.version},
+            ).to_json_line()
+            for name, ids in (("segment_entered", ch.entered), ("segment_exited", ch.exited))
+            for cid in sorted(ids)
+            if cid in ext
+        )
+        if lines:
+            self.emit(lines)
+
+
+def _aliased_users(store: EventStore, workspace_id: str, visitors: Iterable[str]) -> set[str]:
+    from liebian.analytics.sql import Sql
+
+    sql = Sql(store)
+    listed = sql.in_list("visitor_id", sorted(visitors))
+    rows = store.query(
+        f"SELECT DISTINCT user_id FROM {store.aliases_source()}"
+        f" WHERE workspace_id = {sql.p(workspace_id)} AND {listed}",
+        sql.params,
+    )
+    return {r[0] for r in rows if r[0]}
+
+
+class KeeperComponent:
+    """Starts the keeper with the server: subscribes it to the bus and to the spool."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.keeper: MembershipKeeper | None = None
+
+    def build(self) -> MembershipKeeper:
+        from liebian.segments.reading import reader_factory
+
+        rt = self.runtime
+        spool = rt.spool
+        keeper = MembershipKeeper(
+            rt.sessions,
+            reader_factory(rt.engine, rt.extras),
+            rt.event_store,
+            emit=spool.append_line if spool is not None else None,
+        )
+        rt.extras["segments_keeper"] = keeper
+        return keeper
+
+    async def start(self) -> None:
+        keeper = self.runtime.extras.get("segments_keeper") or self.build()
+        self.keeper = keeper
+        keeper.start()
+        if self.runtime.settings.segments_live:
+            bus = self.runtime.bus
+            bus.subscribe(TAGS_CHANGED, keeper.on_contacts_changed("tags"))
+            bus.subscribe(ATTRIBUTES_CHANGED, keeper.on_contacts_changed("attributes"))
+            if self.runtime.spool is not None:
+                self.runtime.spool.after_load.append(keeper.on_loaded)
+
+    async def stop(self) -> None:
+        import asyncio
+
+        if self.keeper is not None:
+            if (
+                self.runtime.spool is not None
+                and self.keeper.on_loaded in self.runtime.spool.after_load
+            ):
+                self.runtime.spool.after_load.remove(self.keeper.on_loaded)
+            await asyncio.to_thread(self.keeper.stop)
+            self.keeper = None
+
+
+def rebuild_job(runtime: Any) -> Callable[[], Any]:
+    """The scheduler's periodic full rebuild (reconciles what the stream missed)."""
+
+    def run() -> int:
+        keeper: MembershipKeeper | None = runtime.extras.get("segments_keeper")
+        if keeper is None:
+            keeper = KeeperComponent(runtime).build()
+        started = time.monotonic()
+        n = keeper.rebuild_all()
+        log.info("segments: rebuilt %d in %.1f s", n, time.monotonic() - started)
+        return n
+
+    return run
