@@ -7,6 +7,7 @@ from liebian.links import domains as links_domains  # noqa: F401
 from liebian.links import models as links_models  # noqa: F401
 from liebian.links.live_codes import models as live_codes_models  # noqa: F401
 from liebian.rewards import models as rewards_models  # noqa: F401
+from liebian.rewards.payouts import models as payouts_models  # noqa: F401
 from liebian.risk import models as risk_models  # noqa: F401
 from liebian.segments import models as segments_models  # noqa: F401
 from liebian.webhooks import models as webhooks_models  # noqa: F401

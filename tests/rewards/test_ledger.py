@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 from collections import defaultdict
 from datetime import timedelta
@@ -203,33 +201,3 @@ def test_api_bad_input(client: Any, owner: dict[str, str]) -> None:
         ).status_code
         == 404
     )
-
-
-def test_payout_csv(client: Any, owner: dict[str, str], runtime: Any) -> None:
-    ws = _ws(client, owner)
-    a = _contact(runtime, ws, "=cmd")
-    b = _contact(runtime, ws, "bob")
-    with session_scope(runtime.sessions) as session:
-        for key, contact, amount, status in [
-            ("1", a, 1_234, "issued"),
-            ("2", a, 100, "issued"),
-            ("3", b, 50, "pending"),
-            ("4", b, 5, "issued"),
-        ]:
-            ledger.grant(
-                session,
-                ledger.Grant(
-                    workspace_id=ws,
-                    contact_id=contact,
-                    key=key,
-                    kind="cash",
-                    amount=amount,
-                    status=status,
-                ),
-            )
-    resp = client.get("/api/v1/rewards/payouts.csv", headers=owner)
-    assert resp.status_code == 200
-    rows = list(csv.DictReader(io.StringIO(resp.text.lstrip("\ufeff"))))
-    assert [(r["contact_external_id"], r["amount_fen"], r["amount_yuan"]) for r in rows] == [
-        ("'=cmd", "1334", "13.34"), ("bob", "5", "0.05"),
-    ]  # fmt: skip

@@ -154,13 +154,15 @@ def test_review_page_approves_and_rejects_held_referrals(
     assert statuses == {by_referee["bob"]: "approved", by_referee["carol"]: "rejected"}
 
 
-def test_rewards_page_lists_ledger_and_downloads_payouts(
+def test_rewards_page_lists_ledger_and_pays_a_batch(
     server: str, api: httpx.Client, owner: dict[str, str], db_url: str
 ) -> None:
     cid = _campaign(api, "分享返现")
     grant = {"external_id": "dave", "kind": "cash", "amount": 1234, "name": "邀请返现",
              "campaign_id": cid, "status": "issued", "idempotency_key": "seed-cash-1"}  # fmt: skip
     cash = _ok(api.post("/api/v1/rewards", json=grant), 201)
+    frank = {**grant, "external_id": "frank", "amount": 500, "idempotency_key": "seed-cash-2"}
+    _ok(api.post("/api/v1/rewards", json=frank), 201)
     points = {"external_id": "erin", "kind": "points", "amount": 300, "name": "签到积分",
               "idempotency_key": "seed-points-1"}  # fmt: skip
     _ok(api.post("/api/v1/rewards", json=points), 201)
@@ -187,16 +189,35 @@ def test_rewards_page_lists_ledger_and_downloads_payouts(
         page.click("#rw-filter button[type=reset]")
         page.wait_for_selector(f"#rw-table tr[data-id='{cash['id']}']")
 
-        # The payout CSV comes through fetch with the Bearer header and a blob URL.
+        # Payout batches: create one for the campaign, download it (fetch with the Bearer
+        # header and a blob URL), mark one line failed and the rest paid.
         page.select_option("#rw-filter select[name=campaign_id]", cid)
-        with page.expect_download() as download_info:
-            page.click("#rw-payouts")
-        download = download_info.value
-        assert download.suggested_filename.startswith(f"payouts-{cid}-")
-        csv_text = Path(download.path()).read_text(encoding="utf-8-sig")
-        assert csv_text.splitlines()[0].startswith("contact_external_id,currency,amount_fen")
-        assert "dave,CNY,1234,12.34" in csv_text
+        page.wait_for_function(
+            "document.querySelector('#po-preview').textContent.includes('可打款 2 人')"
+        )
+        page.click("#po-create")
         page.wait_for_selector("#alert.ok")
+        batch_row = page.locator("#po-table tbody tr").first
+        batch_id = batch_row.get_attribute("data-id")
+        assert "¥17.34" in batch_row.inner_text()
+        with page.expect_download() as download_info:
+            batch_row.locator(".po-csv").click()
+        download = download_info.value
+        assert download.suggested_filename == f"payouts-{batch_id}.csv"
+        csv_text = Path(download.path()).read_text(encoding="utf-8-sig")
+        assert csv_text.splitlines()[0].startswith("batch_id,line_id,payee_external_id")
+        assert f",dave,{cid},CNY,1234,12.34,1,pending" in csv_text
+        page.wait_for_selector("#po-lines:not([hidden])")
+        page.locator("#po-lines-table tr", has_text="frank").locator(".po-failed").click()
+        page.wait_for_selector("#po-lines-table tr:has-text('frank'):has-text('打款失败')")
+        page.locator(f"#po-table tr[data-id='{batch_id}'] .po-all-paid").click()
+        page.wait_for_selector(f"#po-table tr[data-id='{batch_id}']:has-text('已完成')")
+        page.wait_for_selector("#po-lines-table tr:has-text('dave'):has-text('已打款')")
+        # Frank's failed line is back in the pool for the next batch.
+        page.wait_for_function(
+            "document.querySelector('#po-preview').textContent.includes('可打款 1 人')"
+        )
+        screenshot(page, f"console-payouts-{_backend(db_url)}")
         assert errors == []
 
 

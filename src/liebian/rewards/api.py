@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Response
-from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
@@ -17,9 +15,9 @@ from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
 from liebian.kit.auth import Role
 from liebian.kit.clock import utcnow
-from liebian.kit.errors import Invalid
+from liebian.kit.errors import Gone, Invalid
 from liebian.kit.pagination import encode_cursor
-from liebian.kit.schemas import StrictModel
+from liebian.kit.schemas import StrictModel, error_responses
 from liebian.rewards import service
 from liebian.rewards.models import RewardEntry
 
@@ -139,20 +137,20 @@ def balances(external_id: str, principal: PrincipalDep, session: SessionDep) -> 
     }
 
 
-@router.get("/rewards/payouts.csv", response_class=StreamingResponse)
-def payouts(
-    principal: PrincipalDep, runtime: RuntimeDep, campaign_id: str | None = None
-) -> StreamingResponse:
-    principal.require(Role.admin)
-
-    def rows() -> Iterator[str]:
-        with runtime.sessions() as session:
-            yield from service.payout_rows(session, principal.workspace_id, campaign_id)
-
-    return StreamingResponse(
-        rows(),
-        media_type="text/csv; charset=utf-8",
-        headers={"content-disposition": 'attachment; filename="payouts.csv"'},
+@router.get(
+    "/rewards/payouts.csv",
+    deprecated=True,
+    status_code=410,
+    responses=error_responses(410),
+)
+def payouts(principal: PrincipalDep) -> None:
+    """Replaced by payout batches: a CSV of all issued cash paid the same commission again
+    at every export. Use ``POST /api/v1/payouts/batches``, then its ``export.csv``."""
+    raise Gone(
+        "payouts.csv is replaced by payout batches, which pay each entry once: create one with "
+        "POST /api/v1/payouts/batches, download GET /api/v1/payouts/batches/{id}/export.csv, "
+        "then report paid/failed lines with POST /api/v1/payouts/batches/{id}/outcomes",
+        code="use_payout_batches",
     )
 
 

@@ -7,10 +7,7 @@ NOTHING`` on the unique (workspace, idempotency key), and every status move is a
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -26,6 +23,7 @@ from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
 from liebian.kit.pagination import paginate
 from liebian.rewards.models import RewardEntry
+from liebian.rewards.payouts import repository as payouts_repo
 
 RewardKind = Literal["coupon", "points", "gift", "cash"]
 KINDS: tuple[str, ...] = ("coupon", "points", "gift", "cash")
@@ -187,8 +185,17 @@ def transition(
     session: Session, workspace_id: str, entry_id: str, action: str, *, reason: str | None = None
 ) -> tuple[RewardEntry, bool]:
     """Apply ``action``; returns (entry, changed). Repeating an action that already happened
-    is not an error (a retried callback must succeed); an impossible move is a 409."""
+    is not an error (a retried callback must succeed); an impossible move is a 409.
+
+    Reversing cash that a payout batch holds (paid, or exported and waiting) leaves the entry
+    as it is and writes a debit instead (``changed`` says whether the debit is new): the
+    money has left or is leaving, so the next batch takes it back."""
     allowed_from, target = _TRANSITIONS[action]
+    if target == "reversed":
+        payouts_repo.lock_workspace(session, workspace_id)
+        entry = get_entry(session, workspace_id, entry_id)
+        if entry.status in ACTIVE and payouts_repo.held_entry_ids(session, [entry.id]):
+            return entry, _debit(session, entry, reason or "reversed")
     now = utcnow()
     values: dict[str, Any] = {"status": target}
     if target == "approved":
@@ -225,12 +232,52 @@ def transition(
     return entry, changed
 
 
+def _debit(session: Session, entry: RewardEntry, reason: str) -> bool:
+    """Take back held (paid or being paid) cash with a negative entry the next payout batch
+    nets out; once per entry. The stock and budget it took go back as for a reversal."""
+    _debit_entry, created = grant(
+        session,
+        Grant(
+            workspace_id=entry.workspace_id, contact_id=entry.contact_id, key=f"debit:{entry.id}",
+            kind="cash", amount=-entry.amount, name=entry.name, campaign_id=entry.campaign_id,
+            currency=entry.currency, reason="clawback", status="issued",
+            referral_id=entry.referral_id, order_id=entry.order_id,
+            meta={"debit_of": entry.id, "why": reason[:200]},
+        ),
+    )  # fmt: skip
+    if created:
+        _release_for(session, [(entry.campaign_id, entry.reason, entry.kind, entry.amount)])
+        _announce(session, REWARD_REVERSED, [entry.id])
+    return created
+
+
 def reverse_where(session: Session, *conditions: Any, reason: str) -> int:
     """Reverse every active entry matching ``conditions`` (rejections, refunds); stock and
-    budget they took go back to their campaigns."""
+    budget they took go back to their campaigns. Cash a payout batch holds is debited
+    instead (``_debit``)."""
+    workspaces = session.scalars(
+        select(RewardEntry.workspace_id)
+        .where(RewardEntry.status.in_(ACTIVE), RewardEntry.kind == "cash", *conditions)
+        .distinct()
+    ).all()
+    for workspace_id in sorted(workspaces):
+        payouts_repo.lock_workspace(session, workspace_id)
+    held_entries: list[RewardEntry] = []
+    if workspaces:
+        held_entries = list(
+            session.scalars(
+                select(RewardEntry).where(
+                    RewardEntry.status.in_(ACTIVE),
+                    RewardEntry.kind == "cash",
+                    payouts_repo.held(RewardEntry.id),
+                    *conditions,
+                )
+            )
+        )
+    debited = sum(1 for entry in held_entries if _debit(session, entry, reason))
     rows = session.execute(
         update(RewardEntry)
-        .where(RewardEntry.status.in_(ACTIVE), *conditions)
+        .where(RewardEntry.status.in_(ACTIVE), ~payouts_repo.held(RewardEntry.id), *conditions)
         .values(status="reversed", reversed_at=utcnow(), reversal_reason=reason[:200])
         .returning(
             RewardEntry.id,
@@ -243,7 +290,7 @@ def reverse_where(session: Session, *conditions: Any, reason: str) -> int:
     ).all()
     _release_for(session, [row[1:] for row in rows])
     _announce(session, REWARD_REVERSED, [row[0] for row in rows])
-    return len(rows)
+    return len(rows) + debited
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,17 +407,25 @@ def balances(session: Session, workspace_id: str, contact_id: str) -> list[dict[
         .group_by(RewardEntry.kind, RewardEntry.currency)
         .order_by(RewardEntry.kind, RewardEntry.currency)
     ).all()
-    return [
-        {
-            "kind": kind,
-            "currency": currency,
-            "pending": int(p),
-            "approved": int(a),
-            "issued": int(i),
-            "total": int(p) + int(a) + int(i),
-        }
-        for kind, currency, p, a, i in rows
-    ]
+    payouts = payouts_repo.paid_and_held_sums(session, workspace_id, contact_id)
+    out = []
+    for kind, currency, p, a, i in rows:
+        paid, in_payout = payouts.get(currency, (0, 0)) if kind == "cash" else (0, 0)
+        out.append(
+            {
+                "kind": kind,
+                "currency": currency,
+                "pending": int(p),
+                "approved": int(a),
+                "issued": int(i),
+                "total": int(p) + int(a) + int(i),
+                # Of the issued cash: paid out, and in a batch finance has not reported yet;
+                # the rest (issued - paid - in_payout) is what the next batch pays.
+                "paid": paid,
+                "in_payout": in_payout,
+            }
+        )
+    return out
 
 
 def yuan(fen: int) -> str:
@@ -378,48 +433,3 @@ def yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     whole, cents = divmod(abs(fen), 100)
     return f"{sign}{whole}.{cents:02d}"
-
-
-PAYOUT_COLUMNS = (
-    "contact_external_id",
-    "currency",
-    "amount_fen",
-    "amount_yuan",
-    "entries",
-    "entry_ids",
-)
-
-
-def payout_rows(session: Session, workspace_id: str, campaign_id: str | None) -> Iterator[str]:
-    """CSV of issued cash per contact: what finance pays out. Clawbacks (negative entries)
-    are netted in, so the export matches the ledger."""
-    from liebian.contacts.models import Contact
-
-    stmt = (
-        select(Contact.external_id, RewardEntry.currency, RewardEntry.amount, RewardEntry.id)
-        .join(Contact, Contact.id == RewardEntry.contact_id)
-        .where(
-            RewardEntry.workspace_id == workspace_id,
-            RewardEntry.kind == "cash",
-            RewardEntry.status == "issued",
-        )
-        .order_by(Contact.external_id, RewardEntry.id)
-    )
-    if campaign_id:
-        stmt = stmt.where(RewardEntry.campaign_id == campaign_id)
-    totals: dict[tuple[str, str], list[Any]] = {}
-    for external_id, currency, amount, entry_id in session.execute(stmt):
-        slot = totals.setdefault((external_id, currency), [0, []])
-        slot[0] += amount
-        slot[1].append(entry_id)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(PAYOUT_COLUMNS)
-    yield "\ufeff" + buf.getvalue()  # BOM: Excel opens UTF-8 CSV correctly only with it
-    for (external_id, currency), (amount, ids) in totals.items():
-        buf.seek(0)
-        buf.truncate()
-        # Leading =,+,-,@ would run as a formula in Excel: quote it away.
-        safe_id = "'" + external_id if external_id[:1] in "=+-@" else external_id
-        writer.writerow([safe_id, currency, amount, yuan(amount), len(ids), "|".join(ids)])
-        yield buf.getvalue()

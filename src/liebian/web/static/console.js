@@ -121,6 +121,8 @@
     webhook_inactive: () => "这个 Webhook 已停用，请先启用再发送测试。",
     delivery_delivered: () => "这条投递已经成功，无需重试。",
     not_reviewable: () => "这条邀请的状态已变化，不能再审核，请刷新页面。",
+    nothing_to_pay: (d) => "没有可打款的现金奖励：都已在批次中，或未达最低提现金额" + (d && d.below_minimum ? `（${d.below_minimum} 人未达到，留待下次）` : "") + "。",
+    line_already_decided: () => "这一行已标记过结果，不能改成相反的结果，请刷新页面。",
   };
   const fieldZh = (f) => (f ? String(f).split(".").map((p) => FIELD_ZH[p] || p).join(".") : "");
   function describe(d) {
@@ -774,15 +776,97 @@
     onSubmit(filter, () => load(true));
     filter.addEventListener("reset", () => setTimeout(() => busy(null, () => load(true))));
     more.addEventListener("click", () => busy(more, () => load(false)));
-    $("#rw-payouts").addEventListener("click", (ev) => busy(ev.target, async () => {
+    await payoutBatches(filter, names);
+    return load(true);
+  }
+
+  // 打款批次: each settled, unpaid cash entry is paid in exactly one batch (decision 0019).
+  const LINE_STATUS = { pending: ["待打款", "warn"], paid: ["已打款", "ok"], failed: ["打款失败", "bad"] };
+  const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random());
+  const totalsText = (t) => Object.entries(t || {}).map(([cur, fen]) => (cur === "CNY" ? yuan(fen) : `${(fen / 100).toFixed(2)} ${cur}`)).join(" + ") || "—";
+  async function payoutBatches(filter, names) {
+    const tbody = $("#po-table tbody");
+    async function preview() {
+      const cid = filter.elements.campaign_id.value;
+      const p = await api("GET", "/api/v1/payouts/preview" + (cid ? "?campaign_id=" + encodeURIComponent(cid) : ""));
+      const below = p.lines.length - p.eligible_lines;
+      $("#po-preview").textContent = `可打款 ${p.eligible_lines} 人，共 ${totalsText(p.totals)}` + (below ? `；${below} 人未达最低提现金额，留待下次` : "");
+    }
+    async function showLines(batch) {
+      const res = await api("GET", `/api/v1/payouts/batches/${batch.id}/lines?limit=500`);
+      $("#po-lines-title").textContent = `批次 ${batch.id} 的打款行`;
+      const body = $("#po-lines-table tbody");
+      body.replaceChildren(...res.items.map((line) => {
+        const [label, kind] = LINE_STATUS[line.status] || [line.status, "muted"];
+        const decide = (outcome) => async (ev) => busy(ev.target, async () => {
+          hideAlert();
+          let reason = null;
+          if (outcome === "failed") {
+            reason = prompt("打款失败的原因（如：实名不符、账户冻结）", "");
+            if (reason === null) return;
+          }
+          await api("POST", `/api/v1/payouts/batches/${batch.id}/outcomes`, { json: {
+            idempotency_key: newKey(), lines: [{ line_id: line.id, outcome, reason: reason || null }] } });
+          showOk(outcome === "paid" ? "已标记为已打款。" : "已标记为打款失败，这些奖励会进入下一个批次。");
+          await reload(batch.id);
+        });
+        return h("tr", { "data-id": line.id },
+          h("td", { text: dash(line.external_id) }),
+          campaignCell(line.campaign_id, names),
+          h("td", { class: "num", text: line.currency === "CNY" ? yuan(line.amount) : `${line.amount_yuan} ${line.currency}` }),
+          h("td", { class: "num", text: num(line.entry_count) }),
+          h("td", null, badge(label, kind), line.failure_reason ? h("div", { class: "sub", text: line.failure_reason }) : null),
+          h("td", null, line.status === "pending" ? [
+            h("button", { type: "button", class: "link po-paid", text: "已打款", onclick: decide("paid") }),
+            h("button", { type: "button", class: "link po-failed", text: "打款失败", onclick: decide("failed") })] : "—"));
+      }));
+      $("#po-lines").hidden = false;
+    }
+    function batchRow(b) {
+      const progress = `已打款 ${b.lines_paid} · 失败 ${b.lines_failed} · 待打款 ${b.lines_pending}`;
+      const csvButton = h("button", { type: "button", class: "link po-csv", text: "下载 CSV", onclick: (ev) => busy(ev.target, async () => {
+        hideAlert();
+        // Needs the Bearer header, so a plain link cannot fetch it: download through a blob URL.
+        const resp = await api("GET", `/api/v1/payouts/batches/${b.id}/export.csv`, { raw: true });
+        download(await resp.blob(), `payouts-${b.id}.csv`);
+        showOk("已下载打款 CSV（amount_fen 为分，amount_yuan 为元）。重复下载得到的是同一批，不会重复打款。");
+        await reload();
+      }) });
+      const allPaid = b.lines_pending ? h("button", { type: "button", class: "link po-all-paid", text: "全部标记已打款",
+        onclick: (ev) => busy(ev.target, async () => {
+          hideAlert();
+          if (!confirm(`确认批次 ${b.id} 中 ${b.lines_pending} 行都已打款？`)) return;
+          await api("POST", `/api/v1/payouts/batches/${b.id}/outcomes`, { json: { idempotency_key: newKey(), all_pending: "paid" } });
+          showOk("已全部标记为已打款。");
+          await reload(b.id);
+        }) }) : null;
+      const linesButton = h("button", { type: "button", class: "link po-lines", text: "明细", onclick: (ev) => busy(ev.target, () => showLines(b)) });
+      return h("tr", { "data-id": b.id },
+        h("td", null, b.id, b.note ? h("div", { class: "sub", text: b.note }) : null,
+          b.campaign_id ? h("div", { class: "sub", text: names[b.campaign_id] || b.campaign_id }) : null),
+        h("td", null, fmtTime(b.created_at), b.exported_at ? h("div", { class: "sub", text: `已下载 ${b.export_count} 次` }) : null),
+        h("td", { class: "num", text: num(b.line_count) }),
+        h("td", { class: "num", text: totalsText(b.totals) }),
+        h("td", null, badge(b.status === "closed" ? "已完成" : "进行中", b.status === "closed" ? "ok" : "warn"), h("div", { class: "sub", text: progress })),
+        h("td", null, csvButton, linesButton, allPaid));
+    }
+    async function reload(openBatch) {
+      const res = await api("GET", "/api/v1/payouts/batches?limit=20");
+      tbody.replaceChildren(...res.items.map(batchRow));
+      $("#po-empty").hidden = res.items.length > 0;
+      const open = openBatch && res.items.find((b) => b.id === openBatch);
+      if (open) await showLines(open);
+      await preview();
+    }
+    $("#po-create").addEventListener("click", (ev) => busy(ev.target, async () => {
       hideAlert();
       const cid = filter.elements.campaign_id.value;
-      // Needs the Bearer header, so a plain link cannot fetch it: download through a blob URL.
-      const resp = await api("GET", "/api/v1/rewards/payouts.csv" + (cid ? "?campaign_id=" + encodeURIComponent(cid) : ""), { raw: true });
-      download(await resp.blob(), `payouts-${cid ? cid + "-" : ""}${localDate(new Date())}.csv`);
-      showOk("已下载打款 CSV（金额列 amount_fen 为分，amount_yuan 为元）。");
+      const batch = await api("POST", "/api/v1/payouts/batches", { json: { idempotency_key: newKey(), campaign_id: cid || null } });
+      showOk(`已新建打款批次 ${batch.id}：${batch.line_count} 行，共 ${totalsText(batch.totals)}。请下载 CSV 交给财务。`);
+      await reload(batch.id);
     }));
-    return load(true);
+    filter.elements.campaign_id.addEventListener("change", () => busy(null, preview));
+    try { await reload(); } catch (err) { if (!(err instanceof ApiError && err.status === 403)) throw err; }
   }
 
   // ---- Webhook ----------------------------------------------------------------------------

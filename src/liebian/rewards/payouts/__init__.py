@@ -1,0 +1,1 @@
+"""Payout batches: settled cash leaves the ledger once (decision 0019)."""
