@@ -85,8 +85,9 @@ def test_partial_then_full_refund(client: Any, owner: dict[str, str], runtime: A
         "balances"
     ]
     assert bal == [
-        {"kind": "cash", "currency": "CNY", "pending": 0, "approved": 0, "issued": 0, "total": 0}
-    ]
+        {"kind": "cash", "currency": "CNY", "pending": 0, "approved": 0, "issued": 0, "total": 0,
+         "paid": 0, "in_payout": 0}
+    ]  # fmt: skip
 
 
 def test_first_touch_binding_lock(client: Any, owner: dict[str, str], runtime: Any) -> None:
