@@ -3,6 +3,7 @@
 from liebian.analytics import models as analytics_models  # noqa: F401
 from liebian.campaigns import models as campaigns_models  # noqa: F401
 from liebian.contacts import models as contacts_models  # noqa: F401
+from liebian.events import models as events_models  # noqa: F401
 from liebian.links import domains as links_domains  # noqa: F401
 from liebian.links import models as links_models  # noqa: F401
 from liebian.links.live_codes import models as live_codes_models  # noqa: F401

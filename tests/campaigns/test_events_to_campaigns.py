@@ -7,7 +7,9 @@ from typing import Any
 from fission_helpers import DISTRIBUTION, create, join, rewards
 
 
-def test_purchase_and_refund_events_drive_commission(client: Any, owner: dict[str, str]) -> None:
+def test_purchase_and_refund_events_drive_commission(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
     cid = create(client, owner, "distribution", DISTRIBUTION)
     first = join(client, owner, cid, "a", visitor_id="v-a", ip="10.0.0.1")
     assert first.status_code == 201, first.text
@@ -28,12 +30,14 @@ def test_purchase_and_refund_events_drive_commission(client: Any, owner: dict[st
     assert resp.status_code == 202 and resp.json()["accepted"] == 2
     # A retry of the same event pays nothing more.
     client.post("/api/v1/events", json=purchase, headers=owner)
+    runtime.apply_event_hooks()  # what the hooks worker does in the background
     assert [
         (r["amount"], r["status"]) for r in rewards(client, owner, campaign_id=cid, external_id="a")
     ] == [(2_000, "pending")]
     refund = {"event": "refund", "event_id": "ord-1-refund", "user_id": "b", "revenue": 20_000,
               "properties": {"order_id": "ord-1"}}  # fmt: skip
     assert client.post("/api/v1/events", json=refund, headers=owner).status_code == 202
+    runtime.apply_event_hooks()
     assert [
         (r["amount"], r["status"]) for r in rewards(client, owner, campaign_id=cid, external_id="a")
     ] == [(2_000, "reversed")]

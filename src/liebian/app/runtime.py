@@ -54,7 +54,16 @@ class Runtime:
         if self.spool is not None and self.event_store is not None:
             self.spool.flush_once(self.event_store)
 
+    def apply_event_hooks(self) -> int:
+        """Apply every conversion spooled so far to its consumers (reads that must be current,
+        tests); the hooks worker does it in the background."""
+        worker = self.extras.get("event_hooks_worker")
+        return int(worker.drain()) if worker is not None else 0
+
     def close(self) -> None:
+        hooks = self.extras.pop("event_hooks", None)
+        if hooks is not None:
+            hooks.spool.close()
         if self.spool is not None:
             self.spool.close()
             self.spool = None

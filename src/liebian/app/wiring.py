@@ -12,6 +12,7 @@ import httpx
 from liebian.app.lifecycle import Component
 from liebian.app.runtime import Runtime
 from liebian.app.scheduler import Scheduler, jobs_for
+from liebian.events.hooks import HookRegistry, HookWorker, open_hooks
 from liebian.events.spool import Flusher, Spool
 from liebian.events.store.factory import open_event_store
 from liebian.workspaces.key_cache import REVOKED_TOPIC, KeyCache
@@ -41,6 +42,23 @@ class FlusherComponent:
             # The final flush may take a moment: keep the event loop free meanwhile.
             await asyncio.to_thread(self.flusher.stop)
             self.flusher = None
+
+
+class HookWorkerComponent:
+    """Applies the side effects of conversion events (campaigns, rewards, commissions and any
+    other registered consumer) from the hooks spool, after the 202 (events/hooks.py)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def start(self) -> None:
+        worker: HookWorker = self.runtime.extras["event_hooks_worker"]
+        worker.start()
+
+    async def stop(self) -> None:
+        worker: HookWorker = self.runtime.extras["event_hooks_worker"]
+        # The last batch may be mid-transaction: wait for it off the event loop.
+        await asyncio.to_thread(worker.stop)
 
 
 class SchedulerComponent:
@@ -92,9 +110,6 @@ def wire(runtime: Runtime) -> list[Component]:
     runtime.extras["routers"].append(webhooks_router)
     install_outbox(runtime.sessions)
     runtime.extras["page_routers"] += page_routers()
-    from liebian.campaigns.event_hook import conversion_hook
-
-    runtime.extras["event_hooks"] = [conversion_hook(runtime.sessions)]
     # Operator console (/admin): HTML shells that call the JSON API above.
     from liebian.web.console import router as console_router
 
@@ -106,8 +121,22 @@ def wire(runtime: Runtime) -> list[Component]:
         runtime.event_store = open_event_store(runtime.settings.resolved_events_url)
     if runtime.spool is None:
         runtime.spool = Spool(runtime.settings.spool_dir)
+    if "event_hooks" not in runtime.extras:
+        # Side effects of events (conversions), applied after the 202 by the hooks worker;
+        # the registry is where other parts add their consumers.
+        from liebian.campaigns.event_hook import CampaignConversions
+
+        registry = HookRegistry()
+        registry.register(CampaignConversions())
+        hooks = open_hooks(runtime.settings.spool_dir, registry)
+        runtime.extras["event_hooks"] = hooks
+        runtime.extras["event_hooks_worker"] = HookWorker(hooks, runtime.sessions)
     # The scheduler starts after the flusher and so stops before it.
-    components: list[Component] = [FlusherComponent(runtime), SchedulerComponent(runtime)]
+    components: list[Component] = [
+        FlusherComponent(runtime),
+        HookWorkerComponent(runtime),
+        SchedulerComponent(runtime),
+    ]
     # Segments and rule tags follow events and tag/attribute changes (segments/tasks.py).
     from liebian.segments.tasks import KeeperComponent
 

@@ -1,6 +1,7 @@
 """Conversions from the event pipeline into campaigns.
 
-``POST /api/v1/events`` calls :func:`apply_conversion` synchronously for these event names:
+The event hooks worker (``events/hooks.py``, after the 202) applies batches of these event
+names with :func:`apply_conversions`, one event at a time with :func:`apply_conversion`:
 
 - ``signup`` — qualifies pending invites whose campaign's qualifying action is ``signup``;
 - ``join_group`` — qualifies invites/posters whose qualifying action is ``join_group``;
@@ -21,27 +22,43 @@
 
 Idempotent per ``event_id``: the conversion row is inserted with ON CONFLICT DO NOTHING and
 nothing else happens when it was already there, so replays and retries change nothing.
+
+A batch is applied set-based: its contacts are found or created in two queries, two more find
+which of them any campaign could care about (a referee of an invite/poster campaign, a bound
+buyer in a distribution campaign); the conversions of everyone else only need their
+``campaign_conversions`` row, written in one multi-row INSERT. Only the rest (and refunds, whose
+order may belong to someone else) go through :func:`apply_conversion`, each in a savepoint so a
+refused one (a DomainError) leaves the others. Rows are written in the batch's order, so a
+person's purchase sees their earlier signup and a refund its purchase.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from liebian.campaigns import distribution, referrals, service
-from liebian.campaigns.models import Campaign, Conversion, Referral
+from liebian.campaigns.models import Campaign, Conversion, Participant, Referral
 from liebian.campaigns.schemas import InviteConfig
 from liebian.contacts import service as contacts
 from liebian.contacts.repository import insert_ignore
 from liebian.kit.clock import as_utc, utcnow
-from liebian.kit.errors import Invalid
+from liebian.kit.errors import DomainError, Invalid
 from liebian.kit.ids import new_id
 from liebian.rewards import service as ledger
 from liebian.rewards.models import RewardEntry
+
+if TYPE_CHECKING:
+    from liebian.events.hooks import HookEvent
+
+log = logging.getLogger("liebian.campaigns")
 
 _INVITE_REWARDS = ("tier", "invitee")
 
@@ -76,13 +93,7 @@ def apply_conversion(
     if event not in CONVERSION_EVENTS:
         return
     name = _ALIASES.get(event, event)
-    amount = int(revenue or 0)
-    if not 0 <= amount <= MAX_REVENUE:
-        raise Invalid(
-            f"revenue must be between 0 and {MAX_REVENUE} (integer 分)",
-            code="invalid_revenue",
-            details={"field": "revenue"},
-        )
+    amount = _checked_revenue(revenue)
     props = dict(properties or {})
     order_id = str(props.get("order_id") or event_id)[:128]
     ts = as_utc(ts)
@@ -138,6 +149,143 @@ def apply_conversion(
         _invalidate(session, workspace_id, contact.id, ts)
     if name != "leave_group":
         _qualify_retained(session, referrals_of(), ts)
+
+
+def _checked_revenue(revenue: int | None) -> int:
+    amount = int(revenue or 0)
+    if not 0 <= amount <= MAX_REVENUE:
+        raise Invalid(
+            f"revenue must be between 0 and {MAX_REVENUE} (integer 分)",
+            code="invalid_revenue",
+            details={"field": "revenue"},
+        )
+    return amount
+
+
+def apply_conversions(session: Session, workspace_id: str, events: Sequence[HookEvent]) -> int:
+    """Apply a batch of one workspace's conversion events in order (see the module docstring);
+    returns how many were applied. A conversion the rules refuse is logged and skipped: the
+    event itself is stored and acknowledged already."""
+    valid: list[tuple[HookEvent, str, int]] = []
+    for event in events:
+        if event.event not in CONVERSION_EVENTS or not event.user_id:
+            continue
+        try:
+            external_id = contacts.check_external_id(event.user_id)
+            amount = _checked_revenue(event.revenue)
+        except DomainError as exc:
+            _refused(event, exc)
+            continue
+        valid.append((event, external_id, amount))
+    if not valid:
+        return 0
+    contact_ids = contacts.ensure_ids(session, workspace_id, {ext for _, ext, _ in valid})
+    referees = _referees_among(session, workspace_id, contact_ids.values())
+    buyers = (
+        _bound_buyers_among(session, workspace_id, contact_ids.values())
+        if any(_ALIASES.get(e.event, e.event) == "purchase" for e, _, _ in valid)
+        else set()
+    )
+    pending: list[dict[str, Any]] = []
+    created = utcnow()
+    for event, external_id, amount in valid:
+        name = _ALIASES.get(event.event, event.event)
+        contact_id = contact_ids[external_id]
+        if name != "refund" and contact_id not in referees and contact_id not in buyers:
+            # Nothing in any campaign depends on it: only its row, in the batch's INSERT.
+            props = event.properties or {}
+            pending.append(
+                {
+                    "id": new_id("cnv"), "workspace_id": workspace_id,
+                    "event_id": event.event_id[:128], "contact_id": contact_id, "event": name,
+                    "order_id": str(props.get("order_id") or event.event_id)[:128],
+                    "revenue": amount, "currency": (event.currency or "CNY").upper()[:3],
+                    "ts": as_utc(event.ts), "created_at": created,
+                }
+            )  # fmt: skip
+            continue
+        # The full rules read earlier rows (purchases, refunds): write those first.
+        _insert_conversions(session, pending)
+        try:
+            with session.begin_nested():
+                apply_conversion(
+                    session, workspace_id, user_id=external_id, event=event.event,
+                    event_id=event.event_id, revenue=amount, currency=event.currency,
+                    ts=event.ts, properties=event.properties,
+                )  # fmt: skip
+        except DomainError as exc:
+            _refused(event, exc)
+    _insert_conversions(session, pending)
+    return len(valid)
+
+
+def _refused(event: HookEvent, exc: DomainError) -> None:
+    log.warning(
+        "conversion %s (%s) not applied to campaigns: %s", event.event_id, event.event, exc.message
+    )
+
+
+def _chunks(values: Iterable[str], size: int = 500) -> Iterable[list[str]]:
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+def _referees_among(session: Session, workspace_id: str, contact_ids: Iterable[str]) -> set[str]:
+    """Those of ``contact_ids`` who are invitees in an invite/poster campaign."""
+    found: set[str] = set()
+    for chunk in _chunks(contact_ids):
+        found.update(
+            session.scalars(
+                select(Referral.referee_contact_id)
+                .join(Campaign, Campaign.id == Referral.campaign_id)
+                .where(
+                    Referral.workspace_id == workspace_id,
+                    Referral.referee_contact_id.in_(chunk),
+                    Referral.status != "superseded",
+                    Campaign.type.in_(("invite", "poster")),
+                )
+                .distinct()
+            )
+        )
+    return found
+
+
+def _bound_buyers_among(
+    session: Session, workspace_id: str, contact_ids: Iterable[str]
+) -> set[str]:
+    """Those of ``contact_ids`` bound to a referrer in an active distribution campaign."""
+    found: set[str] = set()
+    for chunk in _chunks(contact_ids):
+        found.update(
+            session.scalars(
+                select(Participant.contact_id)
+                .join(Campaign, Campaign.id == Participant.campaign_id)
+                .where(
+                    Participant.workspace_id == workspace_id,
+                    Participant.contact_id.in_(chunk),
+                    Participant.referrer_participant_id.is_not(None),
+                    Campaign.type == "distribution",
+                    Campaign.status == "active",
+                )
+                .distinct()
+            )
+        )
+    return found
+
+
+@functools.cache
+def _insert_conversions_stmt(dialect: str) -> Any:
+    make: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    return make(Conversion.__table__).on_conflict_do_nothing(
+        index_elements=["workspace_id", "event_id"]
+    )
+
+
+def _insert_conversions(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(_insert_conversions_stmt(session.get_bind().dialect.name), rows)
+        rows.clear()
 
 
 def _has_standing_purchase(session: Session, workspace_id: str, contact_id: str) -> bool:

@@ -1,66 +1,32 @@
-"""Conversions reach the fission engine from event ingestion.
+"""Conversions reach the fission engine from event ingestion, through the event hooks.
 
-``POST /api/v1/events`` spools every accepted event; for the conversion events a campaign cares
-about (purchase/order_paid, refund, signup, join_group, leave_group/unfollow — see
-``conversions.CONVERSION_EVENTS``) this hook then applies them to campaigns, rewards and
-commissions in one OLTP transaction. ``apply_conversion`` is idempotent per event_id, so a client
-retrying a batch never pays twice.
-
-A conversion the fission rules refuse (say, an order above their sanity limit) is logged and
-skipped: the event itself is already stored and acknowledged, and failing the whole request
-would make the client resend events that were accepted.
+``POST /api/v1/events`` spools every accepted event and answers; the conversion events a
+campaign cares about (purchase/order_paid, refund, signup, join_group, leave_group/unfollow,
+active — ``conversions.CONVERSION_EVENTS``) also go to the hooks spool, and the hooks worker
+(``events/hooks.py``) hands them here in batches, in arrival order, inside its transaction,
+once each. This consumer applies them to campaigns, rewards and commissions set-based
+(``conversions.apply_conversions``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from liebian.campaigns.conversions import CONVERSION_EVENTS, apply_conversion
-from liebian.events.schemas import EventIn
-from liebian.kit.clock import utcnow
-from liebian.kit.db import session_scope
-from liebian.kit.errors import DomainError
-
-log = logging.getLogger("liebian.campaigns")
+from liebian.campaigns.conversions import CONVERSION_EVENTS, apply_conversions
+from liebian.events.hooks import HookEvent
 
 
-class ConversionHook:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self.sessions = sessions
+class CampaignConversions:
+    """The campaigns' event consumer: qualification, rewards, distribution commission."""
 
-    def select(self, events: Sequence[EventIn]) -> list[EventIn]:
-        return [e for e in events if e["event"] in CONVERSION_EVENTS and e.get("user_id")]
+    name = "campaigns"
+    events = CONVERSION_EVENTS
 
-    def __call__(self, workspace_id: str, events: Sequence[EventIn]) -> None:
-        now = utcnow()
-        with session_scope(self.sessions) as session:
-            for event in events:
-                user_id, event_id = event.get("user_id"), event.get("event_id")
-                assert user_id is not None and event_id is not None
-                try:
-                    with session.begin_nested():
-                        apply_conversion(
-                            session,
-                            workspace_id,
-                            user_id=user_id,
-                            event=event["event"],
-                            event_id=event_id,
-                            revenue=event.get("revenue"),
-                            currency=event.get("currency"),
-                            ts=event.get("ts") or now,
-                            properties=event.get("properties"),
-                        )
-                except DomainError as exc:
-                    log.warning(
-                        "conversion %s (%s) not applied to campaigns: %s",
-                        event_id,
-                        event["event"],
-                        exc.message,
-                    )
-
-
-def conversion_hook(sessions: sessionmaker[Session]) -> ConversionHook:
-    return ConversionHook(sessions)
+    def __call__(self, session: Session, events: Sequence[HookEvent]) -> None:
+        by_workspace: dict[str, list[HookEvent]] = {}
+        for event in events:  # a person is in one workspace: their order is kept
+            by_workspace.setdefault(event.workspace_id, []).append(event)
+        for workspace_id, batch in by_workspace.items():
+            apply_conversions(session, workspace_id, batch)

@@ -58,3 +58,40 @@ def by_ids(session: Session, ids: set[str]) -> dict[str, Contact]:
     if not ids:
         return {}
     return {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
+
+
+def ids_by_external_id(
+    session: Session, workspace_id: str, external_ids: set[str]
+) -> dict[str, str]:
+    """external_id → contact id for those that exist (one query per 500 ids)."""
+    found: dict[str, str] = {}
+    wanted = sorted(external_ids)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        found.update(
+            session.execute(
+                select(Contact.external_id, Contact.id).where(
+                    Contact.workspace_id == workspace_id, Contact.external_id.in_(chunk)
+                )
+            ).all()
+        )
+    return found
+
+
+@functools.cache
+def _insert_contacts_stmt(dialect: str) -> Any:
+    make: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    table = Contact.__table__
+    return (
+        make(table)
+        .on_conflict_do_nothing(index_elements=["workspace_id", "external_id"])
+        .returning(table.c.external_id, table.c.id)
+    )
+
+
+def insert_missing(session: Session, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Insert contacts (ON CONFLICT DO NOTHING); external_id → id of those that went in."""
+    if not rows:
+        return {}
+    stmt = _insert_contacts_stmt(session.get_bind().dialect.name)
+    return {str(ext): str(cid) for ext, cid in session.execute(stmt, rows)}

@@ -91,6 +91,30 @@ def upsert(
     return contact
 
 
+def ensure_ids(session: Session, workspace_id: str, external_ids: set[str]) -> dict[str, str]:
+    """external_id → contact id for every given (checked) external_id, creating the contacts
+    not seen before: set-based, for batches (the event hooks), no PII."""
+    found = repository.ids_by_external_id(session, workspace_id, external_ids)
+    missing = external_ids - found.keys()
+    if missing:
+        now = utcnow()
+        found.update(
+            repository.insert_missing(
+                session,
+                [
+                    {"id": new_id("ctc"), "workspace_id": workspace_id, "external_id": ext,
+                     "created_at": now, "updated_at": now}
+                    for ext in sorted(missing)
+                ],
+            )
+        )  # fmt: skip
+        # Created meanwhile by a concurrent transaction (PostgreSQL): read them now.
+        late = missing - found.keys()
+        if late:
+            found.update(repository.ids_by_external_id(session, workspace_id, late))
+    return found
+
+
 def get_by_external_id(session: Session, workspace_id: str, external_id: str) -> Contact:
     contact = repository.by_external_id(session, workspace_id, external_id)
     if contact is None:

@@ -56,7 +56,7 @@ async def ingest_events(
         spool=runtime.spool,
         store=runtime.event_store,
         now=utcnow(),
-        hooks=runtime.extras.get("event_hooks", []),
+        hooks=runtime.extras.get("event_hooks"),
     )
     return JSONResponse(accepted.result.model_dump(), status_code=202)
 

@@ -78,6 +78,7 @@ class IngestApp:
             spool=runtime.spool,
             store=runtime.event_store,
             now=utcnow(),
+            hooks=runtime.extras.get("event_hooks"),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,14 +91,6 @@ class IngestApp:
                 accepted = await asyncio.to_thread(self._accept, principal.workspace_id, raw)
             else:
                 accepted = self._accept(principal.workspace_id, raw)
-            # Conversion hooks (campaign rewards) write to the OLTP database for the few
-            # events they select (purchase, refund, signup…): in a worker thread, never on the
-            # loop, and still before the answer, so a 202 means the rewards are applied.
-            hooks = self.runtime.extras.get("event_hooks", [])
-            if hooks and any(hook.select(accepted.events) for hook in hooks):
-                await asyncio.to_thread(
-                    service.run_hooks, principal.workspace_id, accepted.events, hooks
-                )
             payload = orjson.dumps(accepted.result.model_dump())
             status, headers = 202, None
         except DomainError as exc:

@@ -7,14 +7,14 @@ replay after a crash store every event once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
+from liebian.events.hooks import HookQueue
 from liebian.events.schemas import (
     EVENT_BATCH,
     MAX_BATCH,
@@ -36,27 +36,6 @@ DEFAULT_CURRENCY = "CNY"
 # Seconds a client is told to wait when the spool refuses a write (the flusher frees space
 # within a tick or two once the store takes the backlog).
 SPOOL_RETRY_AFTER = 5
-
-
-class ConversionHook(Protocol):
-    """Something that acts on some accepted events (campaign conversions), after the spool.
-
-    ``select`` is cheap and runs on the request path; the call may touch the OLTP database,
-    so the raw ingestion app runs it in a worker thread, and only when ``select`` found some.
-    """
-
-    def select(self, events: Sequence[EventIn]) -> list[EventIn]: ...
-
-    def __call__(self, workspace_id: str, events: Sequence[EventIn]) -> None: ...
-
-
-def run_hooks(
-    workspace_id: str, events: Sequence[EventIn], hooks: Sequence[ConversionHook]
-) -> None:
-    for hook in hooks:
-        chosen = hook.select(events)
-        if chosen:
-            hook(workspace_id, chosen)
 
 
 @dataclass(frozen=True)
@@ -280,7 +259,7 @@ def ingest(
     spool: Spool,
     store: EventStore,
     now: datetime,
-    hooks: Sequence[ConversionHook] = (),
+    hooks: HookQueue | None = None,
 ) -> Accepted:
     parsed, rejected, count, is_batch = _parse_and_validate(raw)
     if is_batch:
@@ -305,6 +284,12 @@ def ingest(
         )
     # One write for the whole request: durable against a process crash once it returns.
     spool_append(spool, line)
+    if hooks is not None:
+        # The events a consumer wants (conversions), to the hooks spool, before the answer:
+        # the hooks worker applies them after it (events/hooks.py).
+        hook_lines = hooks.lines(workspace_id, events, now)
+        if hook_lines:
+            spool_append(hooks.spool, hook_lines)
     aliases = []
     for e in events:
         visitor_id, user_id = e.get("visitor_id"), e.get("user_id")
@@ -315,7 +300,6 @@ def ingest(
             )
     if aliases:
         store.add_aliases(_latest_per_visitor(aliases))
-    run_hooks(workspace_id, events, hooks)
     return Accepted(events, IngestResult(accepted=len(events), rejected=rejected))
 
 

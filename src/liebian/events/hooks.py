@@ -1,0 +1,294 @@
+"""Event hooks: side effects of some events (conversions), applied after the 202 by a worker.
+
+``POST /api/v1/events`` answers once the events are in the spool; it never waits for the OLTP
+database. The events some consumer asked for (campaign conversions: signup, purchase, refund…)
+are also appended, in the same request and before the answer, to a second spool of their own
+(``<spool>/hooks``): one line per event, so they are as durable as the events themselves.
+
+The :class:`HookWorker` thread reads that spool's sealed segments in order and applies them in
+batches: one transaction per batch that
+
+1. inserts a marker row per event (``event_hook_applied``, primary key workspace + event_id)
+   with ``INSERT … ON CONFLICT DO NOTHING RETURNING`` — the events it returns are the ones not
+   applied before (a replay after SIGKILL, a client resending an ``event_id``);
+2. hands those events, in arrival order, to every registered consumer that wants their name.
+
+It commits, then deletes the segment. A crash between the commit and the delete replays the
+segment and the markers turn it into nothing; a crash before the commit rolls everything
+back. So every event is applied exactly once, and the events of one person in the order this
+process received them (one worker, segments and lines in order).
+
+Consumers register in a :class:`HookRegistry` (``app/wiring.py``): campaigns today; the people,
+segments and journeys parts add theirs the same way. A consumer gets the session of the batch's
+transaction and must not commit; it should look things up set-based for the whole batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from liebian.events import repository
+from liebian.events.schemas import EventIn
+from liebian.events.spool import Spool, _name_os_thread
+from liebian.kit.clock import utcnow
+from liebian.kit.db import session_scope
+
+log = logging.getLogger("liebian.events.hooks")
+
+# Conversions are sealed and applied quickly: a campaign should show a signup within a
+# second or so, far inside the 5 s the product promises.
+SEGMENT_AGE = 0.25
+SEGMENT_QUIET = 0.05
+WORKER_INTERVAL = 0.1
+# Events per transaction: large enough that the per-batch queries are amortized, small enough
+# that the SQLite writer lock is never held for long (a few tens of ms).
+BATCH_SIZE = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class HookEvent:
+    """One accepted event as a consumer sees it."""
+
+    workspace_id: str
+    event_id: str
+    event: str
+    ts: datetime
+    received_at: datetime
+    user_id: str | None = None
+    visitor_id: str | None = None
+    revenue: int | None = None
+    currency: str | None = None
+    properties: dict[str, Any] | None = None
+
+    @classmethod
+    def from_line(cls, line: bytes) -> HookEvent:
+        record = orjson.loads(line)
+        return cls(
+            workspace_id=record["workspace_id"],
+            event_id=record["event_id"],
+            event=record["event"],
+            ts=_parse_time(record["ts"]),
+            received_at=_parse_time(record["hook_received_at"]),
+            user_id=record.get("user_id"),
+            visitor_id=record.get("visitor_id"),
+            revenue=record.get("revenue"),
+            currency=record.get("currency"),
+            properties=record.get("properties"),
+        )
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class EventConsumer(Protocol):
+    """Applies the side effects of some events, a batch at a time, inside the worker's
+    transaction (flush, never commit). ``events`` names the event names it wants."""
+
+    name: str
+    events: frozenset[str]
+
+    def __call__(self, session: Session, events: Sequence[HookEvent]) -> None: ...
+
+
+class HookRegistry:
+    def __init__(self) -> None:
+        self._consumers: list[EventConsumer] = []
+        # The union of the wanted names: the request path tests each event against it.
+        self.names: frozenset[str] = frozenset()
+
+    def register(self, consumer: EventConsumer) -> None:
+        if any(c.name == consumer.name for c in self._consumers):
+            raise ValueError(f"an event consumer named {consumer.name!r} is registered already")
+        self._consumers.append(consumer)
+        self.names = self.names | consumer.events
+
+    @property
+    def consumers(self) -> tuple[EventConsumer, ...]:
+        return tuple(self._consumers)
+
+
+class HookQueue:
+    """The request-side half: writes the events some consumer wants to the hooks spool."""
+
+    def __init__(self, registry: HookRegistry, spool: Spool) -> None:
+        self.registry = registry
+        self.spool = spool
+
+    def lines(self, workspace_id: str, events: Iterable[EventIn], now: datetime) -> bytes:
+        """The hooks spool lines of the wanted ones among ``events`` (completed: each has its
+        event_id and ts), for one write after the events' own, before the answer."""
+        names = self.registry.names
+        if not names:
+            return b""
+        chosen = [e for e in events if e["event"] in names]
+        if not chosen:
+            return b""
+        head = {"workspace_id": workspace_id, "hook_received_at": now.astimezone(UTC).isoformat()}
+        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        return b"".join(dumps({**e, **head}, option=newline) for e in chosen)
+
+
+class HookWorker:
+    """Applies the hooks spool to the registered consumers (see the module docstring)."""
+
+    def __init__(
+        self,
+        queue: HookQueue,
+        sessions: sessionmaker[Session],
+        *,
+        interval: float = WORKER_INTERVAL,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.queue = queue
+        self.sessions = sessions
+        self.interval = interval
+        self.batch_size = batch_size
+        self.applied = 0  # events applied (markers written) since start
+        self.batches = 0
+        self.busy_seconds = 0.0  # wall time spent applying batches
+        self.last_error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def spool(self) -> Spool:
+        return self.queue.spool
+
+    # -- one pass ------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Seal the open segment if it is old or quiet, apply every sealed one; events applied."""
+        with self._lock:
+            self.spool.maybe_rotate()
+            return self._apply_sealed()
+
+    def drain(self) -> int:
+        """Apply everything spooled so far (tests, shutdown); events applied."""
+        with self._lock:
+            self.spool.seal()
+            return self._apply_sealed()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the worker between two batches (maintenance, tests); requests still spool."""
+        with self._lock:
+            yield
+
+    def _apply_sealed(self) -> int:
+        """Each sealed segment in order, deleted once applied. A failure (the database away)
+        stops the pass: later segments wait, so a person's later events never overtake."""
+        applied = 0
+        for path in self.spool.sealed_segments():
+            lines = [line for line in path.read_bytes().split(b"\n") if line]
+            for start in range(0, len(lines), self.batch_size):
+                applied += self._apply_lines(lines[start : start + self.batch_size], path)
+            path.unlink()
+        return applied
+
+    def _apply_lines(self, lines: list[bytes], path: Path) -> int:
+        events: list[HookEvent] = []
+        kept: list[bytes] = []
+        for line in lines:
+            try:
+                events.append(HookEvent.from_line(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                self._quarantine(path, line, exc)
+            else:
+                kept.append(line)
+        if not events:
+            return 0
+        try:
+            return self._apply_batch(events)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away or locked: keep the segment, retry next tick
+        except Exception:
+            if len(events) == 1:
+                raise
+            log.exception("a batch of %d hook events failed; applying them one by one", len(events))
+        # Isolate what fails (a bug one event triggers) so it cannot block the others; each
+        # event still runs after the earlier ones of its person.
+        applied = 0
+        for event, line in zip(events, kept, strict=True):
+            try:
+                applied += self._apply_batch([event])
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception as exc:
+                self._quarantine(path, line, exc)
+        return applied
+
+    def _apply_batch(self, events: list[HookEvent]) -> int:
+        started = time.perf_counter()
+        now = utcnow()
+        with session_scope(self.sessions) as session:
+            fresh = repository.mark_applied(session, events, now)
+            for consumer in self.queue.registry.consumers:
+                wanted = [e for e in fresh if e.event in consumer.events]
+                if wanted:
+                    consumer(session, wanted)
+        self.applied += len(fresh)
+        self.batches += 1
+        self.busy_seconds += time.perf_counter() - started
+        return len(fresh)
+
+    def _quarantine(self, path: Path, line: bytes, exc: BaseException) -> None:
+        """Keep an event no consumer could apply beside the spool, with the reason, and go on."""
+        log.error("hook event from %s not applied, kept in failed.ndjson: %r", path.name, exc)
+        record = orjson.dumps({"line": line.decode("utf-8", "replace"), "error": repr(exc)})
+        with open(self.spool.directory / "failed.ndjson", "ab") as fh:
+            fh.write(record + b"\n")
+
+    # -- thread --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="liebian-hooks", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        _name_os_thread("liebian-hooks")
+        sealed = self.spool.segment_sealed
+        while not self._stop.is_set():
+            sealed.wait(self.interval)
+            sealed.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.run_once()
+                self.last_error = None
+            except Exception as exc:  # the events stay spooled; retried at the next tick
+                if self.last_error is None or repr(exc) != repr(self.last_error):
+                    log.exception("applying hook events failed; retrying")
+                self.last_error = exc
+                self._stop.wait(1.0)
+
+    def stop(self, *, final_drain: bool = True) -> None:
+        self._stop.set()
+        self.spool.segment_sealed.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if final_drain:
+            with contextlib.suppress(Exception):  # left on disk; the next start applies it
+                self.drain()
+
+
+def open_hooks(spool_dir: Path, registry: HookRegistry) -> HookQueue:
+    """The hooks spool lives in its own directory beside (inside) the events' spool."""
+    spool = Spool(spool_dir / "hooks", max_segment_age=SEGMENT_AGE, max_segment_quiet=SEGMENT_QUIET)
+    return HookQueue(registry, spool)

@@ -1,0 +1,58 @@
+"""The event hooks: a registry of consumers fed from the hooks spool, in order, once each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+
+from liebian.events.hooks import HookEvent
+from liebian.events.models import AppliedEvent
+
+
+class Recorder:
+    name = "recorder"
+    events = frozenset({"signup", "purchase", "visit"})
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self.batches = 0
+
+    def __call__(self, session: Any, events: Sequence[HookEvent]) -> None:
+        self.batches += 1
+        self.seen += [(e.user_id or "", e.event_id) for e in events]
+
+
+def test_consumers_see_each_person_s_events_once_in_order(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    recorder = Recorder()
+    runtime.extras["event_hooks"].registry.register(recorder)
+    worker = runtime.extras["event_hooks_worker"]
+    worker.batch_size = 7  # many batches, so the order must hold across them too
+    sent: dict[str, list[str]] = {}
+    with worker.paused():
+        for request in range(4):
+            batch = []
+            for i in range(12):
+                user = f"u{(request * 12 + i) % 5}"
+                name = ("signup", "visit", "purchase", "page_view")[i % 4]
+                event_id = f"r{request}-{i}"
+                batch.append({"event": name, "event_id": event_id, "user_id": user, "revenue": 100 if name == "purchase" else None})  # fmt: skip
+                if name != "page_view":
+                    sent.setdefault(user, []).append(event_id)
+            # A client retry of the first request's events: stored once, applied once.
+            resp = client.post("/api/v1/events", json=batch, headers=owner)
+            assert resp.status_code == 202, resp.text
+        assert client.post("/api/v1/events", json=batch, headers=owner).status_code == 202
+    runtime.apply_event_hooks()
+    seen: dict[str, list[str]] = {}
+    for user, event_id in recorder.seen:
+        seen.setdefault(user, []).append(event_id)
+    assert seen == sent
+    assert recorder.batches > 1
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AppliedEvent)) == sum(
+            len(v) for v in sent.values()
+        )
