@@ -15,7 +15,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from browser_support import live_server
 from liebian.contacts import service as contacts
 from liebian.kit.db import session_scope
 from liebian.rewards import service as ledger
@@ -255,13 +254,12 @@ def test_bad_input_is_a_clear_4xx(client: Any, owner: dict[str, str], runtime: A
 
 
 def test_concurrent_batch_creation_pays_each_entry_once(
-    settings: Any, runtime: Any, client: Any, owner: dict[str, str]
+    server: str, runtime: Any, http: httpx.Client, owner: dict[str, str]
 ) -> None:
     """Many clients create batches at once (new keys and retried keys) while refunds reverse
     entries: every entry is paid at most once, and no reversed entry is in a batch."""
-    from liebian.app.factory import create_app
-
-    ws = _ws(client, owner)
+    url = server
+    ws = _ws(http, owner)
     rng = random.Random(7)
     entries = []
     with session_scope(runtime.sessions) as session:
@@ -279,55 +277,54 @@ def test_concurrent_batch_creation_pays_each_entry_once(
             )  # fmt: skip
             entries.append(entry.id)
     to_reverse = rng.sample(entries, 30)
-    with live_server(create_app(settings, runtime)) as url:
-        barrier = threading.Barrier(16)
+    barrier = threading.Barrier(16)
 
-        def create(i: int) -> tuple[int, str]:
-            barrier.wait()
-            key = f"same-{i % 3}" if i < 6 else f"key-{i}"
-            with httpx.Client(timeout=60) as http:
-                resp = http.post(
-                    f"{url}/api/v1/payouts/batches", json={},
-                    headers={**owner, "Idempotency-Key": key},
-                )  # fmt: skip
-            return resp.status_code, resp.json().get("id", resp.json().get("error", {}).get("code"))
+    def create(i: int) -> tuple[int, str]:
+        barrier.wait()
+        key = f"same-{i % 3}" if i < 6 else f"key-{i}"
+        with httpx.Client(timeout=60) as http:
+            resp = http.post(
+                f"{url}/api/v1/payouts/batches", json={},
+                headers={**owner, "Idempotency-Key": key},
+            )  # fmt: skip
+        return resp.status_code, resp.json().get("id", resp.json().get("error", {}).get("code"))
 
-        def reverse(i: int) -> None:
-            barrier.wait()
-            with httpx.Client(timeout=60) as http:
-                for entry_id in to_reverse[i::4]:
-                    resp = http.post(f"{url}/api/v1/rewards/{entry_id}/reverse", headers=owner)
-                    assert resp.status_code == 200, resp.text
+    def reverse(i: int) -> None:
+        barrier.wait()
+        with httpx.Client(timeout=60) as http:
+            for entry_id in to_reverse[i::4]:
+                resp = http.post(f"{url}/api/v1/rewards/{entry_id}/reverse", headers=owner)
+                assert resp.status_code == 200, resp.text
 
-        def earn(i: int) -> None:
-            barrier.wait()
-            with httpx.Client(timeout=60) as http:
-                for n in range(15):
-                    body = {"external_id": f"p{n}", "kind": "cash", "amount": 100 + n,
-                            "status": "issued", "idempotency_key": f"late-{i}-{n}"}  # fmt: skip
-                    resp = http.post(f"{url}/api/v1/rewards", json=body, headers=owner)
-                    assert resp.status_code == 201, resp.text
+    def earn(i: int) -> None:
+        barrier.wait()
+        with httpx.Client(timeout=60) as http:
+            for n in range(15):
+                body = {"external_id": f"p{n}", "kind": "cash", "amount": 100 + n,
+                        "status": "issued", "idempotency_key": f"late-{i}-{n}"}  # fmt: skip
+                resp = http.post(f"{url}/api/v1/rewards", json=body, headers=owner)
+                assert resp.status_code == 201, resp.text
 
-        results: list[tuple[int, str]] = []
-        errors: list[BaseException] = []
+    results: list[tuple[int, str]] = []
+    errors: list[BaseException] = []
 
-        def guarded(call: Any, i: int) -> None:
-            try:
-                out = call(i)
-                if out is not None:
-                    results.append(out)
-            except BaseException as exc:  # surfaced below: a thread's assert must fail the test
-                errors.append(exc)
+    def guarded(call: Any, i: int) -> None:
+        try:
+            out = call(i)
+            if out is not None:
+                results.append(out)
+        except BaseException as exc:  # surfaced below: a thread's assert must fail the test
+            errors.append(exc)
 
-        threads = (
-            [threading.Thread(target=guarded, args=(create, i)) for i in range(10)]
-            + [threading.Thread(target=guarded, args=(reverse, i)) for i in range(4)]
-            + [threading.Thread(target=guarded, args=(earn, i)) for i in range(2)]
-        )
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    threads = (
+        [threading.Thread(target=guarded, args=(create, i)) for i in range(10)]
+        + [threading.Thread(target=guarded, args=(reverse, i)) for i in range(4)]
+        + [threading.Thread(target=guarded, args=(earn, i)) for i in range(2)]
+    )
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     assert not errors, errors
     statuses = Counter(status for status, _ in results)
     print(sorted(results))
@@ -362,30 +359,28 @@ def test_concurrent_batch_creation_pays_each_entry_once(
 
 @pytest.mark.parametrize("outcome", ["paid", "failed"])
 def test_concurrent_outcome_reports_decide_a_line_once(
-    settings: Any, runtime: Any, client: Any, owner: dict[str, str], outcome: str
+    server: str, runtime: Any, http: httpx.Client, owner: dict[str, str], outcome: str
 ) -> None:
-    from liebian.app.factory import create_app
-
-    ws = _ws(client, owner)
+    url = server
+    ws = _ws(http, owner)
     _pay(runtime, ws, "z", 1_000, "z1")
-    batch = _batch(client, owner, "z").json()
-    line_id = _lines(client, owner, batch["id"])["z"]["id"]
-    with live_server(create_app(settings, runtime)) as url:
-        barrier = threading.Barrier(8)
+    batch = _batch(http, owner, "z").json()
+    line_id = _lines(http, owner, batch["id"])["z"]["id"]
+    barrier = threading.Barrier(8)
 
-        def report(i: int) -> Any:
-            barrier.wait()
-            with httpx.Client(timeout=60) as http:
-                return http.post(
-                    f"{url}/api/v1/payouts/batches/{batch['id']}/outcomes",
-                    json={"lines": [{"line_id": line_id, "outcome": outcome}]},
-                    headers={**owner, "Idempotency-Key": f"r{i}"},
-                ).json()
+    def report(i: int) -> Any:
+        barrier.wait()
+        with httpx.Client(timeout=60) as http:
+            return http.post(
+                f"{url}/api/v1/payouts/batches/{batch['id']}/outcomes",
+                json={"lines": [{"line_id": line_id, "outcome": outcome}]},
+                headers={**owner, "Idempotency-Key": f"r{i}"},
+            ).json()
 
-        out: list[Any] = []
-        threads = [threading.Thread(target=lambda i=i: out.append(report(i))) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    out: list[Any] = []
+    threads = [threading.Thread(target=lambda i=i: out.append(report(i))) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     assert sorted(o["changed"] for o in out) == [0] * 7 + [1], out
