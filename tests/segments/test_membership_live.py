@@ -70,7 +70,7 @@ def test_events_and_tag_changes_move_membership(client: Any, runtime: Runtime) -
     assert _wait_for(lambda: _members(client, headers, sid) == ["mom"])
     hist = client.get(f"/api/v1/segments/{sid}/history", headers=headers).json()["items"]
     assert [(h["external_id"], h["change"], h["cause"]) for h in hist] == [
-        ("mom", "entered", "event:purchase,event:visit")
+        ("mom", "entered", "event:purchase")
     ]
     assert _wait_for(lambda: seen)
     assert seen[0][0] == "entered" and seen[0][1]["contact_ids"] == [ids["mom"]]

@@ -131,10 +131,23 @@ def engine_query(
             test = f"m > {sql.p(leaf.value)}"
         else:
             test = f"m >= {sql.p(now - timedelta(days=leaf.value))}"
-    inner = sql.events_with_person(
-        workspace_id, f"{person} AS person, {m} AS m", " AND ".join(conds), aliases=aliases
-    )
-    text = f"SELECT person FROM ({inner} GROUP BY person) t WHERE person IS NOT NULL AND ({test})"
+    if not aliases and not sql.ch:
+        # Without aliases a contact's events are those with its user_id; DuckDB stores their
+        # hash (person_key), and grouping on it is cheaper than on the text.
+        conds.append("nullif(e.user_id, '') IS NOT NULL")
+        inner = sql.events_with_person(
+            workspace_id,
+            f"any_value(e.user_id) AS person, {m} AS m",
+            " AND ".join(conds),
+            aliases=False,
+        )
+        group = "e.person_key"
+    else:
+        inner = sql.events_with_person(
+            workspace_id, f"{person} AS person, {m} AS m", " AND ".join(conds), aliases=aliases
+        )
+        group = "person"
+    text = f"SELECT person FROM ({inner} GROUP BY {group}) t WHERE person IS NOT NULL AND ({test})"
     return EngineQuery(text, dict(sql.params), complement)
 
 

@@ -33,9 +33,12 @@ from liebian.segments.compilers import (
 # Up to this many candidates are named in the engine's SQL; more scan the whole event kind.
 _ENGINE_IN_LIMIT = 2000
 _CHUNK = 500
+# Ids named in one IN list of the OLTP queries (SQLite allows 32,766 variables).
+_IN_CHUNK = 5000
 
 
 def state_tables() -> StateTables:
+    import liebian.models_registry  # noqa: F401  (every table in Base.metadata)
     from liebian.kit.db import Base
 
     t = Base.metadata.tables
@@ -69,6 +72,9 @@ class _Run:
     ids: dict[str, str] = field(default_factory=dict)  # ext → contact id, learned on the way
     aliases: bool | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    # Engine answers shared by the evaluations of one incremental pass (the same leaf in
+    # several segments is asked once).
+    cache: dict[Any, Part] | None = None
 
     def has_aliases(self) -> bool:
         if self.aliases is None:
@@ -90,16 +96,29 @@ def _pure_state(node: c.Condition) -> bool:
     return not c.has_behaviour(node)
 
 
-def _state(run: _Run, node: c.Condition) -> Part:
+def _state(run: _Run, node: c.Condition, within: set[str] | None = None) -> Part:
+    """One SQL query for a subtree of state leaves. ``within`` (external ids) limits it to
+    people already known to be the only candidates (an ``and``'s behaviour parts)."""
     contacts = run.tables.contacts
     stmt = select(contacts.c.id, contacts.c.external_id).where(
         live(contacts, run.ws), state_clause(run.tables, node, run.now, run.ws)
     )
     out: set[str] = set()
-    if run.candidates is not None:
+    if within is not None:
+        if run.candidates is not None:
+            within = {e for e in within if e in run.candidates}
+        wanted = sorted(within)
+        for i in range(0, len(wanted), _IN_CHUNK):
+            rows = run.session.execute(
+                stmt.where(contacts.c.external_id.in_(wanted[i : i + _IN_CHUNK]))
+            )
+            for cid, ext in rows:
+                out.add(ext)
+                run.ids[ext] = cid
+    elif run.candidates is not None:
         ids = list(run.candidates.values())
-        for i in range(0, len(ids), _CHUNK):
-            rows = run.session.execute(stmt.where(contacts.c.id.in_(ids[i : i + _CHUNK])))
+        for i in range(0, len(ids), _IN_CHUNK):
+            rows = run.session.execute(stmt.where(contacts.c.id.in_(ids[i : i + _IN_CHUNK])))
             out.update(ext for _cid, ext in rows)
     else:
         for cid, ext in run.session.execute(stmt):
@@ -115,10 +134,17 @@ def _behaviour(run: _Run, node: c.Event | c.EventTime) -> Part:
     persons: list[str] | None = None
     if run.candidates is not None and len(run.candidates) <= _ENGINE_IN_LIMIT:
         persons = list(run.candidates)
+    key = (run.ws, repr(node), tuple(persons) if persons is not None else None, run.now)
+    if run.cache is not None and key in run.cache:
+        hit = run.cache[key]
+        return Part(set(hit.ext), hit.negated)
     query = engine_query(run.store, run.ws, node, run.now, persons, aliases=run.has_aliases())
     found = run_engine(run.store, query)
     run.stats["engine_queries"] = run.stats.get("engine_queries", 0) + 1
-    return Part(found, negated=query.complement)
+    part = Part(found, negated=query.complement)
+    if run.cache is not None:
+        run.cache[key] = Part(set(found), query.complement)
+    return part
 
 
 def _eval(run: _Run, node: c.Condition) -> Part:
@@ -133,11 +159,11 @@ def _eval(run: _Run, node: c.Condition) -> Part:
     # The state children of a mixed group go to the database as one query.
     state = [n for n in node.items if _pure_state(n)]
     rest = [n for n in node.items if not _pure_state(n)]
-    parts: list[Part] = []
+    group: c.Condition | None = None
     if state:
         group = (c.And if isinstance(node, c.And) else c.Or)(node.path, tuple(state))
-        parts.append(_state(run, group if len(state) > 1 else state[0]))
-    parts.extend(_eval(run, n) for n in rest)
+        group = group if len(state) > 1 else state[0]
+    parts = [_eval(run, n) for n in rest]
     positives = sorted((p.ext for p in parts if not p.negated), key=len)
     negatives = [p.ext for p in parts if p.negated]
     if isinstance(node, c.And):
@@ -145,9 +171,18 @@ def _eval(run: _Run, node: c.Condition) -> Part:
             result = set(positives[0]).intersection(*positives[1:])
             for neg in negatives:
                 result -= neg
+            if group is not None:
+                # only people the behaviour parts let through can match: ask the database
+                # about those few instead of listing everyone the state part selects
+                result &= _state(run, group, within=result).ext
             return Part(result)
-        return Part(set().union(*negatives), negated=True)
+        excluded = set().union(*negatives)
+        if group is not None:
+            return Part(_state(run, group).ext - excluded)
+        return Part(excluded, negated=True)
     # or
+    if group is not None:
+        positives.append(_state(run, group).ext)
     if not negatives:
         return Part(set().union(*positives))
     negatives.sort(key=len)
@@ -200,6 +235,7 @@ def evaluate(
     *,
     now: datetime | None = None,
     stats: dict[str, int] | None = None,
+    cache: dict[Any, Any] | None = None,
 ) -> set[str]:
     """The ids of the workspace's contacts that match ``condition`` (restricted to
     ``contact_ids`` when given). A dict is validated first."""
@@ -228,7 +264,7 @@ def evaluate(
             candidates.update({ext: cid for cid, ext in rows})
         if not candidates:
             return set()
-    run = _Run(session, event_store, workspace_id, now or utcnow(), tables, candidates)
+    run = _Run(session, event_store, workspace_id, now or utcnow(), tables, candidates, cache=cache)
     part = _eval(run, node)
     if stats is not None:
         stats.update(run.stats)

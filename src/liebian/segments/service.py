@@ -371,11 +371,19 @@ def refresh(
     *,
     cause: str,
     now: datetime | None = None,
+    cache: dict[Any, Any] | None = None,
 ) -> Changes:
-    """Re-evaluate only ``contact_ids`` against a dynamic segment (incremental)."""
+    """Re-evaluate only ``contact_ids`` against a dynamic segment (incremental); ``cache``
+    shares engine answers between the segments of one pass."""
     at = now or utcnow()
     computed = evaluate(
-        reader, store, segment.workspace_id, segment.condition or {}, contact_ids, now=at
+        reader,
+        store,
+        segment.workspace_id,
+        segment.condition or {},
+        contact_ids,
+        now=at,
+        cache=cache,
     )
     scope = list(dict.fromkeys(contact_ids))
     return _write(session, segment, computed, scope, cause, segment.version, at)

@@ -53,24 +53,30 @@ MAX_EMITTED = 10_000
 
 @dataclass
 class Work:
+    """What changed in one workspace: contacts whose tags / attributes changed, and per event
+    name the people (external ids, or visitor ids to resolve) who did it."""
+
     workspace_id: str
-    contact_ids: set[str] = field(default_factory=set)
-    externals: set[str] = field(default_factory=set)
-    visitors: set[str] = field(default_factory=set)
-    events: set[str] = field(default_factory=set)
-    kinds: set[str] = field(default_factory=set)  # "tags", "attributes", "events"
+    changed: dict[str, set[str]] = field(default_factory=dict)  # "tags"/"attributes" → ids
+    people: dict[str, set[str]] = field(default_factory=dict)  # event → external ids
+    visitors: dict[str, set[str]] = field(default_factory=dict)  # event → visitor ids
 
     def merge(self, other: Work) -> None:
-        self.contact_ids |= other.contact_ids
-        self.externals |= other.externals
-        self.visitors |= other.visitors
-        self.events |= other.events
-        self.kinds |= other.kinds
+        for mine, theirs in (
+            (self.changed, other.changed),
+            (self.people, other.people),
+            (self.visitors, other.visitors),
+        ):
+            for key, values in theirs.items():
+                mine.setdefault(key, set()).update(values)
 
-    @property
-    def cause(self) -> str:
-        parts = [f"event:{e}" for e in sorted(self.events)[:3]]
-        parts += [k + "_changed" for k in sorted(self.kinds - {"events"})]
+    def cause_for(self, node: c.Condition) -> str:
+        events = sorted(
+            c.referenced_events(node) & set(self.people)
+            | (c.referenced_events(node) & set(self.visitors))
+        )
+        parts = [f"event:{e}" for e in events[:3]]
+        parts += [k + "_changed" for k in sorted(self.changed)]
         return ",".join(parts) or "change"
 
 
@@ -84,15 +90,18 @@ class Target:
     segment: Segment | None = None
 
 
-def _affects(node: c.Condition, work: Work) -> bool:
+def _candidates(node: c.Condition, work: Work, ids: dict[str, set[str]]) -> set[str]:
+    """Contacts whose change may move them in or out of ``node``: those who did one of its
+    events, or whose tags / attributes changed when it names tags / attributes."""
+    out: set[str] = set()
     for leaf in c.walk(node):
-        if isinstance(leaf, c.Event | c.EventTime) and leaf.event in work.events:
-            return True
-        if isinstance(leaf, c.Tags) and "tags" in work.kinds:
-            return True
-        if isinstance(leaf, c.Attribute | c.Channel) and "attributes" in work.kinds:
-            return True
-    return False
+        if isinstance(leaf, c.Event | c.EventTime):
+            out |= ids.get(leaf.event, set())
+        elif isinstance(leaf, c.Tags):
+            out |= work.changed.get("tags", set())
+        elif isinstance(leaf, c.Attribute | c.Channel):
+            out |= work.changed.get("attributes", set())
+    return out
 
 
 class MembershipKeeper:
@@ -140,7 +149,7 @@ class MembershipKeeper:
             if isinstance(payload, dict) and payload.get("workspace_id"):
                 ids = set(payload.get("contact_ids") or ())
                 if ids:
-                    self.submit(Work(payload["workspace_id"], contact_ids=ids, kinds={kind}))
+                    self.submit(Work(payload["workspace_id"], changed={kind: ids}))
 
         return handler
 
@@ -161,12 +170,11 @@ class MembershipKeeper:
         for ws, event, user, visitor in rows:
             if not ws or not event:
                 continue
-            work = by_ws.setdefault(ws, Work(ws, kinds={"events"}))
-            work.events.add(event)
+            work = by_ws.setdefault(ws, Work(ws))
             if user:
-                work.externals.add(user)
+                work.people.setdefault(event, set()).add(user)
             elif visitor:
-                work.visitors.add(visitor)
+                work.visitors.setdefault(event, set()).add(visitor)
         for work in by_ws.values():
             self.submit(work)
 
@@ -235,39 +243,63 @@ class MembershipKeeper:
             out.append(Target("tag", tag.id, node))
         return out
 
-    def _contacts_of(self, reader: Session, work: Work) -> list[str]:
-        ids = set(work.contact_ids)
-        externals = set(work.externals)
-        if work.visitors and self.store is not None and len(work.visitors) <= 5000:
-            externals |= _aliased_users(self.store, work.workspace_id, work.visitors)
-        if externals:
-            ids |= set(
-                repository.contact_ids_by_external(
-                    reader, work.workspace_id, sorted(externals)
-                ).values()
-            )
-        return sorted(ids)
+    def _contacts_by_event(
+        self, reader: Session, work: Work, wanted: set[str]
+    ) -> dict[str, set[str]]:
+        """event → contact ids of the people who did it, for the events in ``wanted`` (those
+        some condition names: a burst of clicks costs nothing when no segment uses clicks)."""
+        work = Work(
+            work.workspace_id,
+            people={e: p for e, p in work.people.items() if e in wanted},
+            visitors={e: v for e, v in work.visitors.items() if e in wanted},
+        )
+        visitors = set().union(*work.visitors.values()) if work.visitors else set()
+        aliased: dict[str, str] = {}
+        if visitors and self.store is not None and len(visitors) <= 5000:
+            aliased = _aliased_users(self.store, work.workspace_id, visitors)
+        externals = set().union(*work.people.values()) if work.people else set()
+        externals |= set(aliased.values())
+        if not externals:
+            return {}
+        to_id = repository.contact_ids_by_external(reader, work.workspace_id, sorted(externals))
+        out: dict[str, set[str]] = {}
+        for event, people in work.people.items():
+            out.setdefault(event, set()).update(to_id[p] for p in people if p in to_id)
+        for event, vis in work.visitors.items():
+            users = {aliased[v] for v in vis if v in aliased}
+            out.setdefault(event, set()).update(to_id[u] for u in users if u in to_id)
+        return out
 
     def process(self, work: Work, now: datetime | None = None) -> int:
         """One incremental pass; returns how many memberships changed."""
         at = now or utcnow()
         with self.readers() as reader:
-            contact_ids = self._contacts_of(reader, work)
-            if not contact_ids:
+            targets = self._targets(reader, work.workspace_id)
+            if not targets:
                 return 0
-            targets = [t for t in self._targets(reader, work.workspace_id)]
-        affected = {t.id for t in targets if _affects(t.node, work)}
-        # anything that refers to an affected segment may change too (targets are ordered)
-        for t in targets:
-            if c.referenced_segments(t.node) & affected:
-                affected.add(t.id)
+            wanted = set().union(*(c.referenced_events(t.node) for t in targets))
+            by_event = self._contacts_by_event(reader, work, wanted)
+        chosen: dict[str, set[str]] = {}
         changed = 0
-        for t in targets:
-            if t.id in affected:
-                changed += self._apply(t, contact_ids, work.cause, at)
+        cache: dict[Any, Any] = {}
+        for t in targets:  # referenced segments come first
+            cands = _candidates(t.node, work, by_event)
+            for ref in c.referenced_segments(t.node):
+                cands |= chosen.get(ref, set())
+            if not cands:
+                continue
+            chosen[t.id] = cands
+            changed += self._apply(t, sorted(cands), work.cause_for(t.node), at, cache)
         return changed
 
-    def _apply(self, target: Target, contact_ids: list[str], cause: str, at: datetime) -> int:
+    def _apply(
+        self,
+        target: Target,
+        contact_ids: list[str],
+        cause: str,
+        at: datetime,
+        cache: dict[Any, Any] | None = None,
+    ) -> int:
         if target.kind == "tag" or target.segment is None:
             return self._apply_tag(target, contact_ids, cause, at)
         with session_scope(self.sessions) as session, self.readers() as reader:
@@ -275,7 +307,14 @@ class MembershipKeeper:
             if segment is None or segment.kind != "dynamic":
                 return 0
             ch = service.refresh(
-                session, reader, self.store, segment, contact_ids, cause=cause, now=at
+                session,
+                reader,
+                self.store,
+                segment,
+                contact_ids,
+                cause=cause,
+                now=at,
+                cache=cache,
             )
         self._emit(ch, target, cause)
         return len(ch.entered) + len(ch.exited)
@@ -383,17 +422,18 @@ class MembershipKeeper:
             self.emit(lines)
 
 
-def _aliased_users(store: EventStore, workspace_id: str, visitors: Iterable[str]) -> set[str]:
+def _aliased_users(store: EventStore, workspace_id: str, visitors: Iterable[str]) -> dict[str, str]:
+    """visitor id → the user id it was identified as."""
     from liebian.analytics.sql import Sql
 
     sql = Sql(store)
     listed = sql.in_list("visitor_id", sorted(visitors))
     rows = store.query(
-        f"SELECT DISTINCT user_id FROM {store.aliases_source()}"
+        f"SELECT visitor_id, user_id FROM {store.aliases_source()}"
         f" WHERE workspace_id = {sql.p(workspace_id)} AND {listed}",
         sql.params,
     )
-    return {r[0] for r in rows if r[0]}
+    return {r[0]: r[1] for r in rows if r[1]}
 
 
 class KeeperComponent:
