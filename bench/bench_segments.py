@@ -51,6 +51,7 @@ SELECT $ws, 'e' || i,
 FROM (SELECT i, CAST(hash(i) >> 2 AS BIGINT) AS h, CAST(hash(i * 7919 + 13) >> 2 AS BIGINT) AS h2,
              CAST(hash(i * 104729 + 7) >> 2 AS BIGINT) % $people AS p
       FROM range($n) t(i))
+ORDER BY 4  -- by time, as ingestion appends them (DuckDB's zone maps then skip old blocks)
 """
 
 CONDITION = {

@@ -24,7 +24,11 @@ _env = Environment(
     loader=FileSystemLoader(WEB / "templates" / "console"),
     autoescape=select_autoescape(default=True, default_for_string=True),
 )
-_ASSETS = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
+_ASSETS = {
+    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "segments.js": "text/javascript; charset=utf-8",
+}
 # Everything is same-origin; QR images arrive as blob: URLs (fetched with the Bearer header),
 # live-code uploads preview as data: URLs. No inline script, so injected markup cannot run.
 _CSP = (
@@ -43,6 +47,7 @@ NAV = [
     ("review", "review.html", "风控审核"),
     ("rewards", "rewards.html", "奖励"),
     ("webhooks", "webhooks.html", "Webhook"),
+    ("segments", "segments.html", "人群"),
 ]
 # Pages over the fission routers (campaigns, referrals, risk, rewards): optional together.
 FISSION_PAGES = {"campaigns", "review", "rewards"}

@@ -1,0 +1,301 @@
+// 人群 segment builder: compose a condition by clicking, preview the count, save, see the
+// size trend. Values reach the page through textContent / setAttribute only.
+"use strict";
+(() => {
+  const KEY = "liebian.apiKey";
+  const $ = (sel, root = document) => root.querySelector(sel);
+  function h(tag, props, ...kids) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v == null || v === false) continue;
+      if (k === "text") node.textContent = String(v);
+      else if (k === "class") node.className = v;
+      else if (k === "value") node.value = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const kid of kids.flat()) if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
+    return node;
+  }
+  function options(pairs, current) {
+    return pairs.map(([v, label]) => h("option", { value: v, text: label, selected: String(v) === String(current) }));
+  }
+  async function api(method, path, json) {
+    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") };
+    if (json !== undefined) headers["Content-Type"] = "application/json";
+    const resp = await fetch(path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json), cache: "no-store" });
+    const body = resp.status === 204 ? null : await resp.json().catch(() => null);
+    if (!resp.ok) {
+      const err = (body && body.error) || { message: resp.statusText };
+      const e = new Error(err.message || "请求失败");
+      e.details = err.details; e.code = err.code; throw e;
+    }
+    return body;
+  }
+  function alertBox(kind, text) {
+    const box = $("#alert");
+    box.className = "alert " + kind;
+    box.textContent = text;
+    box.hidden = false;
+  }
+
+  const ATTR_ZH = { external_id: "用户ID", created_at: "创建时间", first_seen_at: "首次访问", last_seen_at: "最近活跃",
+    first_channel: "首次渠道", last_channel: "最近渠道", source_campaign_id: "来源活动", referrer_contact_id: "邀请人",
+    orders_count: "订单数", gmv_cents: "消费总额(分)", last_order_at: "最近下单", invites_made: "邀请人数",
+    invites_qualified: "有效邀请", rfm_class: "RFM 分层" };
+  const OP_ZH = { eq: "等于", neq: "不等于", lt: "小于", lte: "小于等于", gt: "大于", gte: "大于等于", between: "介于",
+    in: "是其中之一", not_in: "不是其中之一", contains: "包含", is_set: "有值", is_not_set: "没有值",
+    before: "早于", after: "晚于", within_last_days: "最近N天内" };
+  const KIND_ZH = [["attribute", "用户属性"], ["tags", "标签"], ["event", "行为"], ["event_time", "首次/最近一次行为"],
+    ["campaign", "活动参与"], ["segment", "其他人群"], ["channel", "来源渠道"]];
+  let vocab = { attributes: [], custom_attributes: [], tags: [], events: [], segments: [], operators: {} };
+  let root = newGroup();
+  let editing = null; // segment id being edited
+
+  function newGroup() { return { type: "and", conditions: [newLeaf()] }; }
+  function newLeaf(kind = "attribute") {
+    if (kind === "attribute") return { type: "attribute", attribute: "orders_count", op: "gte", value: 1 };
+    if (kind === "tags") return { type: "tags", match: "any", tags: [] };
+    if (kind === "event") return { type: "event", event: vocab.events[0] || "purchase", did: true, window: { last_days: 30 } };
+    if (kind === "event_time") return { type: "event_time", event: vocab.events[0] || "visit", which: "last", op: "within_last_days", value: 7 };
+    if (kind === "campaign") return { type: "campaign", status: "joined" };
+    if (kind === "segment") return { type: "segment", segment_id: (vocab.segments[0] || {}).id || "", in: true };
+    return { type: "channel", which: "first", in: [] };
+  }
+  function attrType(name) {
+    if (name.startsWith("custom.")) {
+      const d = vocab.custom_attributes.find((a) => "custom." + a.key === name);
+      return d ? d.type : "string";
+    }
+    const d = vocab.attributes.find((a) => a.key === name);
+    return d ? d.type : "string";
+  }
+
+  // ---- rendering --------------------------------------------------------------------------
+  function render() {
+    const tree = $("#seg-tree");
+    tree.replaceChildren(renderGroup(root, null, 0));
+  }
+  function renderGroup(group, parent, depth) {
+    const negated = group.type === "not";
+    const inner = negated ? group.condition : group;
+    const box = h("div", { class: "seg-group" });
+    const head = h("div", { class: "seg-group-head" },
+      h("span", { text: depth ? "条件组：满足" : "满足以下" }),
+      h("select", { "aria-label": "全部或任一", onchange: (e) => { inner.type = e.target.value; } },
+        options([["and", "全部条件"], ["or", "任一条件"]], inner.type)),
+      parent ? h("button", { type: "button", class: "link small", text: "删除条件组",
+        onclick: () => { parent.conditions.splice(parent.conditions.indexOf(group), 1); render(); } }) : null);
+    box.append(head);
+    inner.conditions.forEach((cond, i) => {
+      if (cond.type === "and" || cond.type === "or" || (cond.type === "not" && ["and", "or"].includes(cond.condition.type)))
+        box.append(renderGroup(cond, inner, depth + 1));
+      else box.append(renderLeaf(cond, inner, i));
+    });
+    box.append(h("div", { class: "seg-add" },
+      h("button", { type: "button", class: "small", text: "＋ 添加条件", onclick: () => { inner.conditions.push(newLeaf()); render(); } }),
+      depth < 3 ? h("button", { type: "button", class: "small", text: "＋ 添加条件组",
+        onclick: () => { inner.conditions.push(newGroup()); render(); } }) : null));
+    return box;
+  }
+  function renderLeaf(cond, parent, index) {
+    const negated = cond.type === "not";
+    const leaf = negated ? cond.condition : cond;
+    const row = h("div", { class: "seg-cond" });
+    const setLeaf = (next) => { parent.conditions[index] = negated ? { type: "not", condition: next } : next; render(); };
+    row.append(h("select", { "aria-label": "条件类型", class: "seg-kind", onchange: (e) => setLeaf(newLeaf(e.target.value)) },
+      options(KIND_ZH, leaf.type)));
+    row.append(...leafFields(leaf, () => render()));
+    row.append(h("label", { class: "check" }, h("input", { type: "checkbox", checked: negated,
+      onchange: (e) => { parent.conditions[index] = e.target.checked ? { type: "not", condition: leaf } : leaf; } }), "不满足"));
+    row.append(h("button", { type: "button", class: "link small", text: "删除", "aria-label": "删除条件",
+      onclick: () => { parent.conditions.splice(index, 1); if (!parent.conditions.length) parent.conditions.push(newLeaf()); render(); } }));
+    return row;
+  }
+  function num(value, onchange, label) {
+    return h("input", { type: "number", class: "seg-num", value: value ?? "", "aria-label": label || "数值",
+      oninput: (e) => onchange(e.target.value === "" ? null : Number(e.target.value)) });
+  }
+  function txt(value, onchange, label, placeholder) {
+    return h("input", { value: value ?? "", "aria-label": label, placeholder: placeholder || "", oninput: (e) => onchange(e.target.value) });
+  }
+  function leafFields(leaf, rerender) {
+    if (leaf.type === "attribute") {
+      const attrs = vocab.attributes.map((a) => [a.key, ATTR_ZH[a.key] || a.key])
+        .concat(vocab.custom_attributes.map((a) => ["custom." + a.key, "自定义·" + a.key]));
+      const type = attrType(leaf.attribute);
+      const ops = (vocab.operators[type] || []).map((o) => [o, OP_ZH[o] || o]);
+      const out = [
+        h("select", { "aria-label": "属性", onchange: (e) => { leaf.attribute = e.target.value; leaf.op = (vocab.operators[attrType(leaf.attribute)] || ["eq"])[0]; leaf.value = null; rerender(); } }, options(attrs, leaf.attribute)),
+        h("select", { "aria-label": "比较方式", onchange: (e) => { leaf.op = e.target.value; leaf.value = null; rerender(); } }, options(ops, leaf.op)),
+      ];
+      if (["is_set", "is_not_set"].includes(leaf.op)) { delete leaf.value; return out; }
+      if (leaf.op === "within_last_days") return out.concat(num(leaf.value, (v) => { leaf.value = v; }, "天数"), h("span", { text: "天" }));
+      if (leaf.op === "between") {
+        const pair = Array.isArray(leaf.value) ? leaf.value : [null, null];
+        leaf.value = pair;
+        const conv = (v) => (type === "number" ? (v === "" ? null : Number(v)) : v);
+        return out.concat(txt(pair[0], (v) => { pair[0] = conv(v); }, "下限"), h("span", { text: "至" }), txt(pair[1], (v) => { pair[1] = conv(v); }, "上限"));
+      }
+      if (["in", "not_in"].includes(leaf.op)) {
+        return out.concat(txt((leaf.value || []).join("，"), (v) => {
+          leaf.value = v.split(/[,，、\s]+/).filter(Boolean).map((x) => (type === "number" ? Number(x) : x));
+        }, "取值", "用逗号分隔"));
+      }
+      if (type === "number") return out.concat(num(leaf.value, (v) => { leaf.value = v; }, "取值"));
+      if (type === "bool") { if (leaf.value == null) leaf.value = true; return out.concat(h("select", { "aria-label": "取值", onchange: (e) => { leaf.value = e.target.value === "true"; } }, options([["true", "是"], ["false", "否"]], leaf.value))); }
+      if (type === "datetime" || type === "date") return out.concat(h("input", { type: "date", value: (leaf.value || "").slice(0, 10), "aria-label": "日期", oninput: (e) => { leaf.value = e.target.value; } }));
+      return out.concat(txt(leaf.value, (v) => { leaf.value = v; }, "取值"));
+    }
+    if (leaf.type === "tags") {
+      const boxes = vocab.tags.map((t) => h("label", { class: "check" }, h("input", { type: "checkbox", checked: leaf.tags.includes(t.id),
+        onchange: (e) => { leaf.tags = e.target.checked ? leaf.tags.concat(t.id) : leaf.tags.filter((x) => x !== t.id); } }), t.name));
+      return [h("select", { "aria-label": "标签匹配", onchange: (e) => { leaf.match = e.target.value; } }, options([["any", "有任一标签"], ["all", "有全部标签"], ["none", "没有这些标签"]], leaf.match)),
+        h("span", { class: "seg-tags" }, boxes.length ? boxes : h("span", { class: "hint", text: "还没有标签" }))];
+    }
+    if (leaf.type === "event" || leaf.type === "event_time") {
+      const listId = "seg-events-list";
+      if (!document.getElementById(listId)) document.body.append(h("datalist", { id: listId }, vocab.events.map((e) => h("option", { value: e }))));
+      const eventInput = h("input", { value: leaf.event, list: listId, "aria-label": "事件", placeholder: "事件名，如 purchase", oninput: (e) => { leaf.event = e.target.value.trim(); } });
+      if (leaf.type === "event_time") {
+        const out = [h("select", { "aria-label": "首次或最近一次", onchange: (e) => { leaf.which = e.target.value; } }, options([["first", "首次"], ["last", "最近一次"]], leaf.which)), eventInput,
+          h("select", { "aria-label": "时间比较", onchange: (e) => { leaf.op = e.target.value; leaf.value = leaf.op === "within_last_days" ? 7 : ""; rerender(); } }, options([["before", "早于"], ["after", "晚于"], ["within_last_days", "在最近N天内"]], leaf.op))];
+        if (leaf.op === "within_last_days") return out.concat(num(leaf.value, (v) => { leaf.value = v; }, "天数"), h("span", { text: "天" }));
+        return out.concat(h("input", { type: "date", value: (leaf.value || "").slice(0, 10), "aria-label": "日期", oninput: (e) => { leaf.value = e.target.value; } }));
+      }
+      const mode = leaf.did === true ? "did" : leaf.did === false ? "didnt" : leaf.measure || "count";
+      const out = [
+        h("select", { "aria-label": "时间范围", onchange: (e) => { leaf.window = e.target.value === "all" ? undefined : { last_days: 30 }; rerender(); } },
+          options([["all", "全部时间"], ["days", "最近"]], leaf.window ? "days" : "all")),
+      ];
+      if (leaf.window) out.push(num(leaf.window.last_days, (v) => { leaf.window = { last_days: v }; }, "最近天数"), h("span", { text: "天" }));
+      out.push(h("select", { "aria-label": "做过或没做过", onchange: (e) => {
+        const m = e.target.value;
+        delete leaf.did; delete leaf.measure; delete leaf.op; delete leaf.value;
+        if (m === "did") leaf.did = true; else if (m === "didnt") leaf.did = false;
+        else Object.assign(leaf, { measure: m, op: "gte", value: m === "count" ? 2 : 10000 });
+        rerender(); } }, options([["did", "做过"], ["didnt", "没做过"], ["count", "次数"], ["sum_revenue", "消费总额(分)"], ["avg_revenue", "平均消费(分)"]], mode)), eventInput);
+      if (leaf.measure) {
+        out.push(h("select", { "aria-label": "比较方式", onchange: (e) => { leaf.op = e.target.value; } },
+          options([["gte", "至少"], ["lte", "至多"], ["eq", "等于"], ["gt", "大于"], ["lt", "小于"]], leaf.op)), num(leaf.value, (v) => { leaf.value = v; }, "次数或金额"));
+        if (leaf.measure === "count") out.push(h("span", { text: "次" }));
+      }
+      return out;
+    }
+    if (leaf.type === "campaign") {
+      const out = [h("select", { "aria-label": "参与方式", onchange: (e) => { leaf.status = e.target.value; if (leaf.status !== "invited") delete leaf.min; else leaf.min = 1; rerender(); } },
+        options([["joined", "参与过活动"], ["invited", "邀请人数至少"], ["group_succeeded", "拼团成功过"]], leaf.status))];
+      if (leaf.status === "invited") out.push(num(leaf.min, (v) => { leaf.min = v; }, "邀请人数"), h("span", { text: "人" }));
+      out.push(txt(leaf.campaign_id, (v) => { leaf.campaign_id = v.trim() || null; }, "活动ID", "活动ID（留空为任意活动）"));
+      return out;
+    }
+    if (leaf.type === "segment") {
+      const segs = vocab.segments.filter((s) => s.id !== editing).map((s) => [s.id, s.name]);
+      if (!leaf.segment_id && segs.length) leaf.segment_id = segs[0][0];
+      return [h("select", { "aria-label": "属于或不属于", onchange: (e) => { leaf.in = e.target.value === "in"; } }, options([["in", "属于"], ["out", "不属于"]], leaf.in === false ? "out" : "in")),
+        h("select", { "aria-label": "人群", onchange: (e) => { leaf.segment_id = e.target.value; } }, options(segs, leaf.segment_id))];
+    }
+    return [h("select", { "aria-label": "首次或最近渠道", onchange: (e) => { leaf.which = e.target.value; } }, options([["first", "首次来源渠道"], ["last", "最近来源渠道"]], leaf.which)),
+      txt((leaf.in || []).join("，"), (v) => { leaf.in = v.split(/[,，、\s]+/).filter(Boolean); }, "渠道", "如 wx_group，moments")];
+  }
+
+  // ---- actions ----------------------------------------------------------------------------
+  function condition() { return JSON.parse(JSON.stringify(root)); }
+  function explain(err) {
+    const path = err.details && err.details.path ? `（位置 ${err.details.path}）` : "";
+    alertBox("error", "请检查条件：" + err.message + path);
+  }
+  async function preview() {
+    const btn = $("#seg-preview");
+    btn.disabled = true;
+    try {
+      const r = await api("POST", "/api/v1/segments/preview", { condition: condition() });
+      $("#alert").hidden = true;
+      $("#seg-preview-box").hidden = false;
+      $("#seg-count").textContent = r.count.toLocaleString("zh-CN");
+      $("#seg-took").textContent = `（${r.took_ms} 毫秒）`;
+      $("#seg-warn").textContent = r.warnings.join("；");
+      $("#seg-sample").replaceChildren(...r.sample.map((m) => h("span", { class: "tag", text: m.external_id })));
+    } catch (err) { explain(err); } finally { btn.disabled = false; }
+  }
+  async function save() {
+    const name = $("#seg-name").value.trim();
+    if (!name) { alertBox("error", "请先填写人群名称。"); return; }
+    const btn = $("#seg-save");
+    btn.disabled = true;
+    try {
+      const seg = editing
+        ? await api("PATCH", `/api/v1/segments/${encodeURIComponent(editing)}`, { name, condition: condition() })
+        : await api("POST", "/api/v1/segments", { name, kind: "dynamic", condition: condition() });
+      editing = seg.id;
+      alertBox("ok", `已保存人群「${seg.name}」：${seg.size.toLocaleString("zh-CN")} 人（版本 ${seg.version}）`);
+      await loadList();
+      await showDetail(seg);
+    } catch (err) { explain(err); } finally { btn.disabled = false; }
+  }
+  async function loadList() {
+    const page = await api("GET", "/api/v1/segments?limit=100");
+    vocab.segments = page.items.map((s) => ({ id: s.id, name: s.name, kind: s.kind }));
+    $("#seg-empty").hidden = page.items.length > 0;
+    $("#seg-list").replaceChildren(...page.items.map((s) => h("tr", { class: "seg-row" + (s.id === editing ? " active" : ""), "data-id": s.id,
+      onclick: () => edit(s) },
+      h("td", {}, s.name, h("div", { class: "sub", text: s.kind === "static" ? "静态名单" : "动态人群" })),
+      h("td", { class: "num", text: s.size.toLocaleString("zh-CN") }),
+      h("td", { text: "v" + s.version }))));
+  }
+  async function edit(seg) {
+    editing = seg.id;
+    $("#seg-name").value = seg.name;
+    $("#seg-editing").textContent = "正在编辑：" + seg.name;
+    if (seg.condition) {
+      const c = seg.condition;
+      root = c.type === "and" || c.type === "or" ? c : { type: "and", conditions: [c] };
+    }
+    render();
+    await loadList();
+    await showDetail(seg);
+  }
+  async function showDetail(seg) {
+    $("#seg-detail").hidden = false;
+    $("#seg-detail-title").textContent = `「${seg.name}」近30天人数`;
+    const [sizes, hist] = await Promise.all([
+      api("GET", `/api/v1/segments/${encodeURIComponent(seg.id)}/sizes?days=30`),
+      api("GET", `/api/v1/segments/${encodeURIComponent(seg.id)}/history?limit=10`)]);
+    drawTrend(sizes.items);
+    const CH = { entered: "进入", exited: "离开" };
+    $("#seg-history").replaceChildren(...(hist.items.length ? hist.items.map((x) => h("li", {
+      text: `${new Date(x.at).toLocaleString("zh-CN", { hour12: false })} ${x.external_id || x.contact_id} ${CH[x.change] || x.change}（${x.cause}）` }))
+      : [h("li", { class: "hint", text: "还没有记录" })]));
+  }
+  function drawTrend(points) {
+    const svg = $("#seg-trend");
+    const NS = "http://www.w3.org/2000/svg";
+    svg.replaceChildren();
+    if (!points.length) return;
+    const max = Math.max(1, ...points.map((p) => p.size));
+    const w = 300, hgt = 90, x0 = 10, y0 = 10;
+    const step = points.length > 1 ? w / (points.length - 1) : 0;
+    const coords = points.map((p, i) => `${x0 + i * step},${y0 + hgt - (p.size / max) * hgt}`);
+    const line = document.createElementNS(NS, "polyline");
+    line.setAttribute("points", points.length > 1 ? coords.join(" ") : `${x0},${coords[0].split(",")[1]} ${x0 + w},${coords[0].split(",")[1]}`);
+    svg.append(line);
+    const label = (x, y, text, anchor) => { const t = document.createElementNS(NS, "text"); t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("text-anchor", anchor); t.textContent = text; svg.append(t); };
+    label(x0, 116, points[0].day.slice(5), "start");
+    label(x0 + w, 116, points[points.length - 1].day.slice(5), "end");
+    label(x0 + w, y0 + 2, "最多 " + max.toLocaleString("zh-CN") + " 人", "end");
+  }
+
+  async function boot() {
+    if (document.body.dataset.page !== "segments" || !sessionStorage.getItem(KEY)) return;
+    try {
+      vocab = await api("GET", "/api/v1/segments/vocabulary");
+      await loadList();
+    } catch (err) { alertBox("error", "加载失败：" + err.message); }
+    render();
+    $("#seg-preview").addEventListener("click", preview);
+    $("#seg-save").addEventListener("click", save);
+    $("#seg-new").addEventListener("click", () => { editing = null; root = newGroup(); $("#seg-name").value = ""; $("#seg-editing").textContent = ""; $("#seg-detail").hidden = true; render(); loadList(); });
+    document.body.setAttribute("data-segments-ready", "1");
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
+})();

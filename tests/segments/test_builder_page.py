@@ -1,0 +1,86 @@
+"""The 人群 builder in headless Chromium: compose by clicking, preview, save, see the trend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from browser_support import chromium, live_server, screenshot
+from liebian.app.runtime import Runtime
+
+from .helpers import contacts, events, key, tag, workspace
+
+
+@pytest.fixture
+def server(settings: Any, runtime: Runtime) -> Iterator[str]:
+    from liebian.app.factory import create_app
+
+    with live_server(create_app(settings, runtime)) as url:
+        yield url
+
+
+@pytest.mark.browser
+def test_segment_builder_by_clicking(server: str, runtime: Runtime) -> None:
+    ws, _headers = workspace(runtime)
+    ids = contacts(runtime, ws, ["妈妈A", "妈妈B", "爸爸C"])
+    tag(runtime, ws, "宝妈", [ids["妈妈A"], ids["妈妈B"]])
+    events(
+        runtime,
+        ws,
+        ("妈妈A", "purchase", 5),
+        ("妈妈A", "purchase", 50),
+        ("妈妈B", "purchase", 2),
+        ("爸爸C", "purchase", 1),
+        ("爸爸C", "purchase", 3),
+    )
+    plaintext = key(runtime, ws, "operator")["Authorization"].split(" ", 1)[1]
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server + "/admin/segments")
+        page.wait_for_url("**/admin/login?next=%2Fadmin%2Fsegments")
+        page.fill("input[name=key]", plaintext)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_url("**/admin/segments")
+        page.wait_for_selector("body[data-segments-ready]")
+        assert page.is_visible("#seg-empty")
+
+        page.fill("#seg-name", "近30天复购的宝妈")
+        # first condition: has the tag 宝妈
+        page.select_option(".seg-cond >> nth=0 >> select.seg-kind", "tags")
+        page.get_by_label("宝妈").check()
+        # second: purchased at least 2 times in the last 30 days
+        page.click("text=＋ 添加条件 >> nth=0")
+        second = page.locator(".seg-cond").nth(1)
+        second.locator("select.seg-kind").select_option("event")
+        second.get_by_label("事件").fill("purchase")
+        second.get_by_label("做过或没做过").select_option("count")
+        second = page.locator(".seg-cond").nth(1)
+        second.get_by_label("次数或金额").fill("2")
+        page.click("#seg-preview")
+        page.wait_for_selector("#seg-preview-box:not([hidden])")
+        assert page.inner_text("#seg-count") == "1"
+        assert page.inner_text("#seg-sample") == "妈妈A"
+
+        page.click("#seg-save")
+        page.wait_for_selector("#alert.ok")
+        assert "近30天复购的宝妈" in page.inner_text("#alert")
+        page.wait_for_selector("#seg-list tr.seg-row")
+        assert "近30天复购的宝妈" in page.inner_text("#seg-list")
+        page.wait_for_selector("#seg-trend polyline", state="attached")
+        assert "妈妈A 进入（created）" in page.inner_text("#seg-history")
+
+        # a bad edit is explained, not saved: an empty event name
+        second.get_by_label("事件").fill("")
+        page.click("#seg-save")
+        page.wait_for_selector("#alert.error")
+        assert "$.conditions[1].event" in page.inner_text("#alert")
+        second.get_by_label("事件").fill("purchase")
+        page.click("#seg-preview")
+        page.wait_for_selector("#alert.error", state="hidden")
+        screenshot(page, "segments-builder-1440")
+        assert not errors, errors
