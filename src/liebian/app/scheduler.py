@@ -88,6 +88,21 @@ def fission_job(runtime: Runtime) -> Callable[[], Any]:
     return lambda: run_fission_jobs(runtime.sessions, utcnow())
 
 
+def people_job(runtime: Runtime) -> Callable[[], Any]:
+    """Reconcile contacts' computed attributes from the event store (contacts/computed.py)."""
+    from liebian.contacts.computed import reconcile_all
+    from liebian.kit.clock import utcnow
+    from liebian.kit.db import session_scope
+
+    def run() -> int:
+        if runtime.event_store is None:
+            return 0
+        with session_scope(runtime.sessions) as session:
+            return reconcile_all(session, runtime.event_store, utcnow())
+
+    return run
+
+
 def delivery_policy(runtime: Runtime) -> Any:
     from liebian.webhooks.deliver import DeliveryPolicy
 
@@ -120,4 +135,9 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
         PeriodicJob("fission", settings.jobs_interval, fission_job(runtime)),
         PeriodicJob("webhooks", settings.webhook_interval, webhook_job(runtime, client)),
         PeriodicJob("segments", settings.segments_rebuild_interval, segments_job(runtime)),
+        PeriodicJob(
+            "people",
+            settings.people_interval if settings.jobs_interval > 0 else 0,
+            people_job(runtime),
+        ),
     ]

@@ -125,9 +125,12 @@ def wire(runtime: Runtime) -> list[Component]:
         # Side effects of events (conversions), applied after the 202 by the hooks worker;
         # the registry is where other parts add their consumers.
         from liebian.campaigns.event_hook import CampaignConversions
+        from liebian.contacts.identity import PeopleConsumer
 
         registry = HookRegistry()
         registry.register(CampaignConversions())
+        # Contacts: aliases from events carrying both ids, $set attributes, orders/GMV.
+        registry.register(PeopleConsumer(runtime.cipher))
         hooks = open_hooks(runtime.settings.spool_dir, registry)
         runtime.extras["event_hooks"] = hooks
         runtime.extras["event_hooks_worker"] = HookWorker(hooks, runtime.sessions)

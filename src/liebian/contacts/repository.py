@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from liebian.contacts.models import Contact
+from liebian.contacts.models import (
+    Contact,
+    ContactAlias,
+    ContactAttribute,
+    ContactTag,
+    Tag,
+)
+from liebian.contacts.references import table
+from liebian.contacts.search import SearchTerms
 
 
 def insert_ignore(
@@ -95,3 +105,131 @@ def insert_missing(session: Session, rows: list[dict[str, Any]]) -> dict[str, st
         return {}
     stmt = _insert_contacts_stmt(session.get_bind().dialect.name)
     return {str(ext): str(cid) for ext, cid in session.execute(stmt, rows)}
+
+
+# -- the contacts list -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFilter:
+    tag_ids: tuple[str, ...] = ()
+    tag_match: str = "any"  # any | all
+    channel: str | None = None
+    first_seen_from: datetime | None = None
+    first_seen_to: datetime | None = None
+    last_seen_from: datetime | None = None
+    last_seen_to: datetime | None = None
+    campaign_id: str | None = None
+    search: SearchTerms | None = None
+    # Extra WHERE clauses over Contact from other domains (segments' membership filter).
+    extra: tuple[ColumnElement[bool], ...] = ()
+
+
+def list_stmt(workspace_id: str, f: ContactFilter) -> Select[Contact]:
+    stmt = select(Contact).where(
+        Contact.workspace_id == workspace_id,
+        Contact.merged_into_id.is_(None),
+        Contact.erased_at.is_(None),
+    )
+    if f.tag_ids:
+        tagged = select(ContactTag.contact_id).where(
+            ContactTag.workspace_id == workspace_id, ContactTag.tag_id.in_(f.tag_ids)
+        )
+        if f.tag_match == "all":
+            for tag_id in f.tag_ids:
+                stmt = stmt.where(
+                    exists().where(ContactTag.contact_id == Contact.id, ContactTag.tag_id == tag_id)
+                )
+        else:
+            stmt = stmt.where(Contact.id.in_(tagged))
+    if f.channel:
+        stmt = stmt.where(Contact.first_channel == f.channel)
+    for column, low, high in (
+        (Contact.first_seen_at, f.first_seen_from, f.first_seen_to),
+        (Contact.last_seen_at, f.last_seen_from, f.last_seen_to),
+    ):
+        if low is not None:
+            stmt = stmt.where(column >= low)
+        if high is not None:
+            stmt = stmt.where(column < high)
+    if f.campaign_id:
+        participants = table("participants")
+        stmt = stmt.where(
+            exists().where(
+                participants.c.contact_id == Contact.id,
+                participants.c.campaign_id == f.campaign_id,
+            )
+        )
+    if f.search is not None:
+        t = f.search
+        matches: list[ColumnElement[bool]] = [
+            Contact.external_id == t.external_id,
+            Contact.id.in_(
+                select(ContactAlias.contact_id).where(
+                    ContactAlias.workspace_id == workspace_id,
+                    ContactAlias.value == t.external_id,
+                )
+            ),
+        ]
+        if t.phone_hash:
+            matches.append(Contact.phone_hash == t.phone_hash)
+        if t.email_hash:
+            matches.append(Contact.email_hash == t.email_hash)
+        if t.nick_column and t.nick_hash:
+            matches.append(getattr(Contact, t.nick_column) == t.nick_hash)
+        stmt = stmt.where(or_(*matches))
+    for clause in f.extra:
+        stmt = stmt.where(clause)
+    return stmt
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE/DELETE touched (a CursorResult's rowcount; 0 when unknown)."""
+    return max(0, int(getattr(result, "rowcount", 0) or 0))
+
+
+def tags_of(session: Session, contact_ids: list[str]) -> dict[str, list[tuple[ContactTag, Tag]]]:
+    out: dict[str, list[tuple[ContactTag, Tag]]] = {c: [] for c in contact_ids}
+    if not contact_ids:
+        return out
+    rows = session.execute(
+        select(ContactTag, Tag)
+        .join(Tag, Tag.id == ContactTag.tag_id)
+        .where(ContactTag.contact_id.in_(contact_ids))
+        .order_by(Tag.name)
+    )
+    for link, tag in rows:
+        out[link.contact_id].append((link, tag))
+    return out
+
+
+def aliases_of(session: Session, contact_id: str) -> list[ContactAlias]:
+    return list(
+        session.scalars(
+            select(ContactAlias)
+            .where(ContactAlias.contact_id == contact_id)
+            .order_by(ContactAlias.created_at, ContactAlias.kind)
+        )
+    )
+
+
+def attributes_of(session: Session, contact_id: str) -> list[ContactAttribute]:
+    return list(
+        session.scalars(
+            select(ContactAttribute)
+            .where(ContactAttribute.contact_id == contact_id)
+            .order_by(ContactAttribute.key)
+        )
+    )
+
+
+def by_alias(session: Session, workspace_id: str, kind: str, value: str) -> Contact | None:
+    return session.scalars(
+        select(Contact)
+        .join(ContactAlias, ContactAlias.contact_id == Contact.id)
+        .where(
+            ContactAlias.workspace_id == workspace_id,
+            ContactAlias.kind == kind,
+            ContactAlias.value == value,
+        )
+    ).first()

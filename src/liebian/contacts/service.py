@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from liebian.contacts import repository
+from liebian.contacts import repository, search
 from liebian.contacts.models import Contact
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher, mask_email, mask_name, mask_phone
-from liebian.kit.errors import Invalid, NotFound
-from liebian.kit.ids import new_id
+from liebian.kit.errors import Gone, Invalid, NotFound
+from liebian.kit.ids import has_prefix, new_id
+from liebian.kit.pagination import page_of, paginate
 from liebian.risk.normalize import normalize_email, normalize_phone
 
 
@@ -62,6 +64,9 @@ def upsert(
     )
     contact = repository.by_external_id(session, workspace_id, external_id)
     assert contact is not None  # inserted above or by a concurrent request that committed
+    if contact.merged_into_id is not None:
+        # A merged contact's external id keeps naming the person: the survivor.
+        contact = repository.by_id(session, workspace_id, contact.merged_into_id) or contact
     changed = False
     if cipher is None:
         if email_norm or phone_norm or data.nickname:
@@ -78,7 +83,7 @@ def upsert(
         contact.phone_hash = cipher.lookup_hash(phone_norm)
         changed = True
     if data.nickname and contact.nickname_enc is None:
-        contact.nickname_enc = cipher.encrypt(data.nickname.strip()[:100])
+        set_nickname(cipher, contact, data.nickname)
         changed = True
     if data.avatar_url and contact.avatar_url is None:
         contact.avatar_url = data.avatar_url[:500]
@@ -115,11 +120,192 @@ def ensure_ids(session: Session, workspace_id: str, external_ids: set[str]) -> d
     return found
 
 
+def set_nickname(cipher: PiiCipher, contact: Contact, nickname: str | None) -> None:
+    """Encrypt the nickname and keep its prefix hashes in step (search without decrypting)."""
+    value = (nickname or "").strip()[:100] or None
+    contact.nickname_enc = cipher.encrypt(value)
+    for column, digest in search.nickname_hashes(cipher, value).items():
+        setattr(contact, column, digest)
+
+
 def get_by_external_id(session: Session, workspace_id: str, external_id: str) -> Contact:
     contact = repository.by_external_id(session, workspace_id, external_id)
     if contact is None:
         raise NotFound(f"no contact with external_id {external_id!r}", code="contact_not_found")
     return contact
+
+
+def find(session: Session, workspace_id: str, ref: str, field: str = "contact") -> Contact:
+    """A contact by its id (``ctc_…``) or its external id; a 404 naming ``ref`` otherwise."""
+    contact = repository.by_id(session, workspace_id, ref) if has_prefix(ref, "ctc") else None
+    if contact is None:
+        contact = repository.by_external_id(session, workspace_id, ref)
+    if contact is None:
+        raise NotFound(
+            f"no contact {ref!r} (by id or external_id) in this workspace",
+            code="contact_not_found",
+            details={"field": field, "value": ref},
+        )
+    return contact
+
+
+def list_page(
+    session: Session,
+    workspace_id: str,
+    cipher: PiiCipher,
+    f: repository.ContactFilter,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Contact], str | None]:
+    """One page, newest first. A nickname longer than the prefix hashes matches on its first
+    four characters in SQL and is then checked on the page's decrypted nicknames."""
+    stmt = paginate(repository.list_stmt(workspace_id, f), Contact.id, cursor, limit)
+    rows = list(session.scalars(stmt))
+    page, next_cursor = page_of(rows, limit)
+    t = f.search
+    if t is not None and t.nick_full is not None:
+        page = [c for c in page if _matches(cipher, c, t)]
+    return page, next_cursor
+
+
+def _matches(cipher: PiiCipher, contact: Contact, t: search.SearchTerms) -> bool:
+    if contact.external_id == t.external_id:
+        return True
+    if (t.phone_hash and contact.phone_hash == t.phone_hash) or (
+        t.email_hash and contact.email_hash == t.email_hash
+    ):
+        return True
+    nickname = cipher.decrypt(contact.nickname_enc) or ""
+    if t.nick_full and search.normalize_nickname(nickname).startswith(t.nick_full):
+        return True
+    # Not a nickname hit at all, so it matched through an alias value (openid, visitor id…).
+    return getattr(contact, t.nick_column or "", None) != t.nick_hash
+
+
+def item(
+    cipher: PiiCipher, contact: Contact, tags: list[tuple[Any, Any]], *, may_see_pii: bool
+) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "external_id": contact.external_id,
+        **display(cipher, contact, may_see_pii=may_see_pii),
+        "avatar_url": contact.avatar_url,
+        "first_channel": contact.first_channel,
+        "first_seen_at": contact.first_seen_at,
+        "last_seen_at": contact.last_seen_at,
+        "orders_count": contact.orders_count,
+        "gmv_cents": contact.gmv_cents,
+        "tags": [tag_ref(tag, link) for link, tag in tags],
+        "created_at": contact.created_at,
+    }
+
+
+def tag_ref(tag: Any, link: Any = None) -> dict[str, Any]:
+    return {
+        "id": tag.id,
+        "name": tag.name,
+        "color": tag.color,
+        "kind": tag.kind,
+        "source": getattr(link, "source", None),
+        "added_at": getattr(link, "added_at", None),
+    }
+
+
+def profile(
+    session: Session, cipher: PiiCipher, contact: Contact, *, may_see_pii: bool
+) -> dict[str, Any]:
+    from liebian.contacts import attributes
+
+    now = utcnow()
+    referrer = (
+        repository.by_id(session, contact.workspace_id, contact.referrer_contact_id)
+        if contact.referrer_contact_id
+        else None
+    )
+    aliases = repository.aliases_of(session, contact.id)
+    return {
+        "id": contact.id,
+        "external_id": contact.external_id,
+        **display(cipher, contact, may_see_pii=may_see_pii),
+        "avatar_url": contact.avatar_url,
+        "pii_masked": not may_see_pii,
+        "created_at": contact.created_at,
+        "updated_at": contact.updated_at,
+        "merged_into_id": contact.merged_into_id,
+        "erased_at": contact.erased_at,
+        "aliases": [
+            {"kind": a.kind, "value": a.value, "created_at": a.created_at}
+            for a in aliases
+            # Hashes of PII are PII-derived: shown only to roles that may see PII.
+            if may_see_pii or not a.kind.endswith("_hash")
+        ],
+        "tags": [
+            tag_ref(tag, link)
+            for link, tag in repository.tags_of(session, [contact.id])[contact.id]
+        ],
+        "attributes": attributes.values_of(session, contact.workspace_id, contact.id),
+        "computed": {
+            "first_channel": contact.first_channel,
+            "last_channel": contact.last_channel,
+            "source_channel": contact.first_channel,
+            "source_campaign_id": contact.source_campaign_id,
+            "referrer_contact_id": contact.referrer_contact_id,
+            "referrer_external_id": referrer.external_id if referrer else None,
+            "first_seen_at": contact.first_seen_at,
+            "last_seen_at": contact.last_seen_at,
+            "days_since_last_activity": (
+                (now - contact.last_seen_at).days if contact.last_seen_at else None
+            ),
+            "orders_count": contact.orders_count,
+            "gmv_cents": contact.gmv_cents,
+            "aov_cents": contact.gmv_cents // contact.orders_count
+            if contact.orders_count
+            else None,
+            "last_order_at": contact.last_order_at,
+            "invites_made": contact.invites_made,
+            "invites_qualified": contact.invites_qualified,
+            "rfm_class": contact.rfm_class,
+        },
+    }
+
+
+def patch(
+    session: Session,
+    cipher: PiiCipher,
+    contact: Contact,
+    *,
+    fields: dict[str, Any],
+    attributes_in: dict[str, Any] | None,
+) -> None:
+    """Operator edits: given PII replaces what is stored (validated first, nothing half-written)."""
+    from liebian.contacts import attributes, identity
+
+    if contact.erased_at is not None:
+        raise Gone(f"contact {contact.id} was erased", code="contact_erased")
+    checked = (
+        attributes.validate(attributes.defs(session, contact.workspace_id), attributes_in)
+        if attributes_in
+        else {}
+    )
+    email = fields.get("email")
+    phone = fields.get("phone")
+    email_norm = normalize_email(email) if email else None
+    phone_norm = normalize_phone(phone) if phone else None
+    if "email" in fields:
+        contact.email_enc = cipher.encrypt(email.strip()) if email else None
+        contact.email_hash = cipher.lookup_hash(email_norm)
+    if "phone" in fields:
+        contact.phone_enc = cipher.encrypt(phone_norm)
+        contact.phone_hash = cipher.lookup_hash(phone_norm)
+    if "nickname" in fields:
+        set_nickname(cipher, contact, fields["nickname"])
+    if "avatar_url" in fields:
+        contact.avatar_url = (fields["avatar_url"] or None) and fields["avatar_url"][:500]
+    contact.updated_at = utcnow()
+    identity.attach_pii_aliases(session, contact.workspace_id, contact)
+    if checked and attributes.write(session, contact.workspace_id, contact.id, checked):
+        attributes.announce(session, contact.workspace_id, [contact.id])
 
 
 def normalized_email(cipher: PiiCipher, contact: Contact) -> str | None:

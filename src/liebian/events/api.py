@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from liebian.app.deps import PrincipalDep, RuntimeDep
+from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
+from liebian.contacts import identity
+from liebian.contacts.schemas import errors
 from liebian.events import service
 from liebian.events.schemas import MAX_BATCH, ONE_EVENT, IdentifyIn, IngestResult
 from liebian.events.store.base import Alias
@@ -61,12 +65,26 @@ async def ingest_events(
     return JSONResponse(accepted.result.model_dump(), status_code=202)
 
 
-@router.post("/identify", status_code=204)
-def identify(body: IdentifyIn, principal: PrincipalDep, runtime: RuntimeDep) -> None:
-    """Tie a visitor to a user (on sign-up): their earlier clicks and visits become the user's."""
+@router.post("/identify", status_code=204, responses=errors(403, 409, 422))
+def identify(
+    body: IdentifyIn, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> None:
+    """Tie a visitor to a user (on sign-up): their earlier clicks and visits become the user's.
+
+    The contact for ``user_id`` is created on first sight; the visitor and any other
+    ``aliases`` become its aliases and ``$set`` sets custom attributes (unknown key or wrong
+    type: 422, nothing written)."""
     principal.require(Role.operator)
     assert runtime.event_store is not None
-    ts = (body.ts or utcnow()).replace(tzinfo=None)
+    when = body.ts or utcnow()
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    identity.identify(
+        session, runtime.cipher, principal.workspace_id, user_id=body.user_id,
+        visitor_id=body.visitor_id, aliases=body.aliases, set_values=body.set_attributes,
+        ts=when,
+    )  # fmt: skip
+    session.flush()
+    # The engine's identity map, after the OLTP checks passed (nothing half-written on a 4xx).
     runtime.event_store.add_aliases(
-        [Alias(principal.workspace_id, body.visitor_id, body.user_id, ts)]
+        [Alias(principal.workspace_id, body.visitor_id, body.user_id, when.replace(tzinfo=None))]
     )

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,17 +104,30 @@ class EventConsumer(Protocol):
     def __call__(self, session: Session, events: Sequence[HookEvent]) -> None: ...
 
 
+class SelectingConsumer(EventConsumer, Protocol):
+    """A consumer that also wants events of any name that ``select`` accepts (contacts: an
+    event carrying both a user id and a visitor id). ``select`` runs on the request path for
+    each event: it must be cheap. Such a consumer gets every fresh event of a batch and
+    picks its own."""
+
+    def select(self, event: EventIn) -> bool: ...
+
+
 class HookRegistry:
     def __init__(self) -> None:
         self._consumers: list[EventConsumer] = []
         # The union of the wanted names: the request path tests each event against it.
         self.names: frozenset[str] = frozenset()
+        self.selectors: tuple[Callable[[EventIn], bool], ...] = ()
 
     def register(self, consumer: EventConsumer) -> None:
         if any(c.name == consumer.name for c in self._consumers):
             raise ValueError(f"an event consumer named {consumer.name!r} is registered already")
         self._consumers.append(consumer)
         self.names = self.names | consumer.events
+        select = getattr(consumer, "select", None)
+        if select is not None:
+            self.selectors = (*self.selectors, select)
 
     @property
     def consumers(self) -> tuple[EventConsumer, ...]:
@@ -131,10 +144,12 @@ class HookQueue:
     def lines(self, workspace_id: str, events: Iterable[EventIn], now: datetime) -> bytes:
         """The hooks spool lines of the wanted ones among ``events`` (completed: each has its
         event_id and ts), for one write after the events' own, before the answer."""
-        names = self.registry.names
-        if not names:
+        names, selectors = self.registry.names, self.registry.selectors
+        if not names and not selectors:
             return b""
-        chosen = [e for e in events if e["event"] in names]
+        chosen = [
+            e for e in events if e["event"] in names or any(select(e) for select in selectors)
+        ]
         if not chosen:
             return b""
         head = {"workspace_id": workspace_id, "hook_received_at": now.astimezone(UTC).isoformat()}
@@ -238,7 +253,10 @@ class HookWorker:
         with session_scope(self.sessions) as session:
             fresh = repository.mark_applied(session, events, now)
             for consumer in self.queue.registry.consumers:
-                wanted = [e for e in fresh if e.event in consumer.events]
+                if getattr(consumer, "select", None) is not None:
+                    wanted = fresh  # it picks its own (see SelectingConsumer)
+                else:
+                    wanted = [e for e in fresh if e.event in consumer.events]
                 if wanted:
                     consumer(session, wanted)
         self.applied += len(fresh)

@@ -106,3 +106,15 @@ class IdentifyIn(StrictModel):
     visitor_id: str = Field(min_length=1, max_length=128)
     user_id: str = Field(min_length=1, max_length=128)
     ts: datetime | None = None
+    aliases: dict[str, str] | None = Field(
+        default=None,
+        max_length=10,
+        description="other ids of this person: click_id, wx_openid, wx_unionid, "
+        "wecom_external_userid",
+    )
+    set_attributes: dict[str, Any] | None = Field(
+        default=None,
+        alias="$set",
+        max_length=100,
+        description="custom attributes to set on the contact (defined keys; null removes)",
+    )

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # qualify retained invites); 0 turns the in-process scheduler off (cron runs
     # `liebian jobs run` instead).
     jobs_interval: float = 10.0
+    # Seconds between reconciliations of contacts' computed attributes from the event store
+    # (0 = off; also off while jobs_interval is 0).
+    people_interval: float = 3600.0
     # Seconds between passes of the webhook deliverer over due deliveries.
     webhook_interval: float = 1.0
     # A delivery is given up (dead) after this many failed attempts; the wait between

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liebian.campaigns.models import Assist, Group, GroupMember, Referral
-from liebian.contacts.models import Contact
+from liebian.contacts.models import Contact, Tag
 from liebian.rewards.models import RewardEntry
 
 # Bus topic names published by the domains (kept as literals: importing the modules that
@@ -26,6 +26,7 @@ REFERRAL_HELD = "referral.held"
 REWARD_ISSUED = "reward.issued"
 REWARD_REVERSED = "reward.reversed"
 LIVE_CODE_LOW = "live_code.low_targets"
+TAGS_CHANGED = "contact.tags_changed"
 TEST = "webhook.test"
 
 TOPICS: dict[str, str] = {
@@ -37,6 +38,7 @@ TOPICS: dict[str, str] = {
     REWARD_ISSUED: "奖励已发放 (reward issued)",
     REWARD_REVERSED: "奖励已撤销：退款、驳回或退出 (reward reversed)",
     LIVE_CODE_LOW: "活码可用目标不足 (live code low on usable targets)",
+    TAGS_CHANGED: "用户标签变化：添加或移除，一次操作一条 (contacts tagged or untagged)",
     TEST: "测试事件 (sent by POST /webhooks/{id}/test)",
 }
 WILDCARD = "*"
@@ -171,6 +173,22 @@ def reward_data(entry: RewardEntry, people: Mapping[str, str]) -> dict[str, Any]
     }
 
 
+def _tags_changed(session: Session, payload: Mapping[str, Any]) -> Iterable[Triple]:
+    ids = list(payload["contact_ids"])
+    people: dict[str, str] = {}
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        people.update(_external_ids(session, ids[start : start + 500]))
+    tags = session.execute(
+        select(Tag.id, Tag.name).where(Tag.id.in_(list(payload["tag_ids"])))
+    ).all()
+    data = {
+        "change": payload["change"],
+        "tags": [{"id": tid, "name": name} for tid, name in tags],
+        "external_ids": [people[c] for c in ids if c in people],
+    }
+    return [(payload["workspace_id"], TAGS_CHANGED, data)]
+
+
 def _passthrough(topic: str) -> Builder:
     def build(_session: Session, payload: Mapping[str, Any]) -> Iterable[Triple]:
         data = {k: v for k, v in payload.items() if k != "workspace_id"}
@@ -187,6 +205,7 @@ BUILDERS: dict[str, Builder] = {
     REWARD_ISSUED: _rewards(REWARD_ISSUED),
     REWARD_REVERSED: _rewards(REWARD_REVERSED),
     LIVE_CODE_LOW: _passthrough(LIVE_CODE_LOW),
+    TAGS_CHANGED: _tags_changed,
     TEST: _passthrough(TEST),
 }
 # Bus topic → the webhook topics it can produce (to skip building when nobody listens).
@@ -198,6 +217,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
     REWARD_ISSUED: (REWARD_ISSUED,),
     REWARD_REVERSED: (REWARD_REVERSED,),
     LIVE_CODE_LOW: (LIVE_CODE_LOW,),
+    TAGS_CHANGED: (TAGS_CHANGED,),
     TEST: (TEST,),
 }
 

@@ -24,6 +24,7 @@ from liebian.campaigns.models import Campaign
 from liebian.contacts.models import Contact
 from liebian.kit.auth import Principal
 from liebian.kit.clock import utcnow
+from liebian.kit.csv_safe import neutralize
 from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
 from liebian.kit.pagination import paginate
@@ -302,14 +303,8 @@ CSV_COLUMNS = (
     "entries",
     "status",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def safe_cell(value: Any) -> str:
-    """A text cell Excel/WPS will not run as a formula: a leading = + - @ or control
-    character gets a ' in front. Numbers are written by the caller as plain digits."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+# A text cell Excel/WPS will not run as a formula (shared with the contacts export).
+safe_cell = neutralize
 
 
 def export_csv(session: Session, principal: Principal, batch_id: str) -> tuple[str, str]:
