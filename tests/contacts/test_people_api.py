@@ -206,7 +206,7 @@ def test_custom_attributes_are_typed(client: Any, owner: dict[str, str], runtime
 def test_identify_creates_aliases_and_sets_attributes(
     client: Any, owner: dict[str, str], runtime: Any
 ) -> None:
-    ws = ws_of(client, owner)
+    ws_of(client, owner)
     client.post("/api/v1/contact-attributes", json={"key": "plan", "type": "string"}, headers=owner)
     bad = client.post(
         "/api/v1/identify",
