@@ -251,8 +251,27 @@ def test_identify_creates_aliases_and_sets_attributes(
         headers=owner,
     )  # fmt: skip
     assert ev.status_code == 202, ev.text
+    runtime.extras["event_hooks_worker"].drain()  # applied after the 202, by the hooks worker
     profile = client.get("/api/v1/contacts/u9", headers=owner).json()
     assert ("visitor_id", "v7") in {(a["kind"], a["value"]) for a in profile["aliases"]}
     assert profile["attributes"] == {"plan": "max"}
     with session_scope(runtime.sessions) as session:
         assert session.scalar(select(func.count()).select_from(ContactAttribute)) == 1
+
+
+def test_purchases_keep_orders_and_gmv_once_each(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    ws_of(client, owner)
+    buy = {"event": "purchase", "user_id": "b1", "revenue": 12_000, "event_id": "o-1"}
+    for body in (buy, buy, {**buy, "event_id": "o-2", "revenue": 3_000}):  # o-1 resent
+        assert client.post("/api/v1/events", json=body, headers=owner).status_code == 202
+    client.post(
+        "/api/v1/events",
+        json={"event": "refund", "user_id": "b1", "revenue": 3_000, "event_id": "r-1"},
+        headers=owner,
+    )
+    runtime.extras["event_hooks_worker"].drain()
+    c = client.get("/api/v1/contacts/b1", headers=owner).json()["computed"]
+    assert (c["orders_count"], c["gmv_cents"], c["aov_cents"]) == (2, 12_000, 6_000)
+    assert c["rfm_class"] is not None and c["last_order_at"] is not None
