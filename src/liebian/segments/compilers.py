@@ -96,12 +96,13 @@ def engine_query(
     persons: list[str] | None = None,
     *,
     aliases: bool = True,
+    sql: Sql | None = None,
 ) -> EngineQuery:
     """SQL answering the persons (external ids) of ``leaf``, or of its opposite (complement).
 
     ``persons`` restricts the scan to those people (incremental re-evaluation); ``aliases``
     False when the workspace has none (the join would only cost a probe per event)."""
-    sql = Sql(store)
+    sql = sql or Sql(store)
     person = _person_sql(sql, aliases)
     conds = [f"e.event = {sql.p(leaf.event)}"]
     if leaf.where:
@@ -149,6 +150,35 @@ def engine_query(
         group = "person"
     text = f"SELECT person FROM ({inner} GROUP BY {group}) t WHERE person IS NOT NULL AND ({test})"
     return EngineQuery(text, dict(sql.params), complement)
+
+
+def combined_query(
+    store: EventStore,
+    workspace_id: str,
+    leaves: list[c.Event | c.EventTime],
+    now: datetime,
+    persons: list[str] | None = None,
+    *,
+    aliases: bool = True,
+) -> EngineQuery | None:
+    """The behaviour leaves of one ``and`` as one engine query: the people every positive
+    leaf selects, EXCEPT those a complemented leaf rules out ("no visit in 14 days" removes
+    the visitors inside the engine instead of shipping them to Python). None when no leaf
+    is positive (the answer would be a complement)."""
+    sql = Sql(store)
+    parts = [
+        engine_query(store, workspace_id, leaf, now, persons, aliases=aliases, sql=sql)
+        for leaf in leaves
+    ]
+    positives = [q.sql for q in parts if not q.complement]
+    negatives = [q.sql for q in parts if q.complement]
+    if not positives:
+        return None
+    wrap = [f"SELECT person FROM ({q}) AS b{i}" for i, q in enumerate(positives + negatives)]
+    text = " INTERSECT ".join(wrap[: len(positives)])
+    for neg in wrap[len(positives) :]:
+        text += " EXCEPT " + neg
+    return EngineQuery(text, dict(sql.params), complement=False)
 
 
 def workspace_has_aliases(store: EventStore, workspace_id: str) -> bool:
@@ -226,16 +256,22 @@ _VALUE_COLUMN = {
 }
 
 
-def state_clause(t: StateTables, node: c.Condition, now: datetime, ws: str) -> ColumnElement[bool]:
+def state_clause(
+    t: StateTables, node: c.Condition, now: datetime, ws: str, *, few: bool = False
+) -> ColumnElement[bool]:
     """The boolean clause over ``t.contacts`` for a subtree of state leaves only. Subqueries
-    name the workspace so they use the (workspace_id, …) indexes."""
+    name the workspace so they use the (workspace_id, …) indexes.
+
+    ``few``: the query is limited to a few listed contacts, so tags, custom attributes and
+    segment membership are probed per contact (EXISTS on their primary keys) instead of
+    listing everyone who has the tag (SQLite materializes an IN subquery whole)."""
     contacts = t.contacts
     if isinstance(node, c.And):
-        return and_(true(), *(state_clause(t, n, now, ws) for n in node.items))
+        return and_(true(), *(state_clause(t, n, now, ws, few=few) for n in node.items))
     if isinstance(node, c.Or):
-        return or_(false(), *(state_clause(t, n, now, ws) for n in node.items))
+        return or_(false(), *(state_clause(t, n, now, ws, few=few) for n in node.items))
     if isinstance(node, c.Not):
-        return not_(state_clause(t, node.item, now, ws))
+        return not_(state_clause(t, node.item, now, ws, few=few))
     if isinstance(node, c.Attribute):
         key = node.custom_key
         if key is None:
@@ -243,6 +279,8 @@ def state_clause(t: StateTables, node: c.Condition, now: datetime, ws: str) -> C
         ca = t.contact_attributes
         col = ca.c[_VALUE_COLUMN[node.type]]
         keyed = select(ca.c.contact_id).where(ca.c.workspace_id == ws, ca.c.key == key)
+        if few:
+            keyed = keyed.where(ca.c.contact_id == contacts.c.id)
         if node.op in ("neq", "not_in", "is_not_set"):
             # "unset" counts as different: the contact has no row whose value matches.
             positive = {"neq": "eq", "not_in": "in", "is_not_set": "is_set"}[node.op]
@@ -256,6 +294,13 @@ def state_clause(t: StateTables, node: c.Condition, now: datetime, ws: str) -> C
         tagged = select(ct.c.contact_id).where(
             ct.c.workspace_id == ws, ct.c.tag_id.in_(list(node.tags))
         )
+        if few:
+            own = tagged.where(ct.c.contact_id == contacts.c.id)
+            if node.match == "any":
+                return own.exists()
+            if node.match == "none":
+                return ~own.exists()
+            return own.with_only_columns(func.count()).scalar_subquery() == len(node.tags)
         if node.match == "any":
             return contacts.c.id.in_(tagged)
         if node.match == "none":
@@ -272,7 +317,12 @@ def state_clause(t: StateTables, node: c.Condition, now: datetime, ws: str) -> C
         present = select(sm.c.contact_id).where(
             sm.c.segment_id == node.segment_id, sm.c.source.in_(("computed", "manual_add"))
         )
-        member = and_(contacts.c.id.in_(present), contacts.c.id.not_in(removed))
+        if few:
+            removed = removed.where(sm.c.contact_id == contacts.c.id)
+            present = present.where(sm.c.contact_id == contacts.c.id)
+            member = and_(present.exists(), ~removed.exists())
+        else:
+            member = and_(contacts.c.id.in_(present), contacts.c.id.not_in(removed))
         return member if node.member else not_(member)
     if isinstance(node, c.Channel):
         col = contacts.c.first_channel if node.which == "first" else contacts.c.last_channel

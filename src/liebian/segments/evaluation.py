@@ -24,6 +24,7 @@ from liebian.kit.clock import utcnow
 from liebian.segments import conditions as c
 from liebian.segments.compilers import (
     StateTables,
+    combined_query,
     engine_query,
     run_engine,
     state_clause,
@@ -100,8 +101,9 @@ def _state(run: _Run, node: c.Condition, within: set[str] | None = None) -> Part
     """One SQL query for a subtree of state leaves. ``within`` (external ids) limits it to
     people already known to be the only candidates (an ``and``'s behaviour parts)."""
     contacts = run.tables.contacts
+    few = within is not None or run.candidates is not None
     stmt = select(contacts.c.id, contacts.c.external_id).where(
-        live(contacts, run.ws), state_clause(run.tables, node, run.now, run.ws)
+        live(contacts, run.ws), state_clause(run.tables, node, run.now, run.ws, few=few)
     )
     out: set[str] = set()
     if within is not None:
@@ -163,7 +165,24 @@ def _eval(run: _Run, node: c.Condition) -> Part:
     if state:
         group = (c.And if isinstance(node, c.And) else c.Or)(node.path, tuple(state))
         group = group if len(state) > 1 else state[0]
-    parts = [_eval(run, n) for n in rest]
+    leaves = [n for n in rest if isinstance(n, c.Event | c.EventTime)]
+    if isinstance(node, c.And) and len(leaves) > 1 and run.store is not None:
+        # an and's behaviour leaves become one engine query (intersect / except inside it)
+        persons = None
+        if run.candidates is not None and len(run.candidates) <= _ENGINE_IN_LIMIT:
+            persons = list(run.candidates)
+        combined = combined_query(
+            run.store, run.ws, leaves, run.now, persons, aliases=run.has_aliases()
+        )
+        if combined is not None:
+            rest = [n for n in rest if n not in leaves]
+            run.stats["engine_queries"] = run.stats.get("engine_queries", 0) + 1
+            parts = [Part(run_engine(run.store, combined))]
+            parts += [_eval(run, n) for n in rest]
+        else:
+            parts = [_eval(run, n) for n in rest]
+    else:
+        parts = [_eval(run, n) for n in rest]
     positives = sorted((p.ext for p in parts if not p.negated), key=len)
     negatives = [p.ext for p in parts if p.negated]
     if isinstance(node, c.And):
