@@ -168,3 +168,47 @@ def test_analytics_is_workspace_scoped_and_role_checked(
     assert resp.status_code in (400, 422)  # that workspace has no such events
     _, viewer = make_key(runtime, "viewer", ws)
     assert client.post("/api/v1/analytics/funnel", json=body, headers=viewer).status_code == 403
+
+
+def test_exports_survive_a_pathsend_server_and_name_the_file(
+    client: Any, loaded: dict[str, str]
+) -> None:
+    """granian advertises ASGI ``http.response.pathsend`` and opens a FileResponse's file only
+    after the app returned; a delete-after background task raced it (404 "Cannot open file",
+    ~1 export in 6). Drive the app as such a server does: whatever path the app hands over
+    must still be readable after the app has finished, and the name is the report's, not a
+    /tmp path."""
+    import asyncio
+    import json
+    from pathlib import Path
+
+    body = json.dumps(
+        {"steps": [{"event": "page_view"}, {"event": "signup"}], "window_seconds": 86400, **RANGE}
+    ).encode()
+    for fmt in ("csv", "parquet"):
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": "/api/v1/analytics/funnel", "raw_path": b"/api/v1/analytics/funnel",
+            "query_string": f"format={fmt}".encode(), "root_path": "", "client": ("127.0.0.1", 1),
+            "server": ("sho.rt", 80), "extensions": {"http.response.pathsend": {}},
+            "headers": [(b"host", b"sho.rt"), (b"content-type", b"application/json"),
+                        (b"authorization", loaded["Authorization"].encode())],
+        }  # fmt: skip
+        asyncio.run(client.app(scope, receive, send))
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        assert start["status"] == 200
+        headers = {k.decode(): v.decode() for k, v in start["headers"]}
+        assert headers["content-disposition"] == f'attachment; filename="funnel.{fmt}"'
+        # What the server would send now, after the app returned.
+        paths = [m["path"] for m in sent if m["type"] == "http.response.pathsend"]
+        payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        payload += b"".join(Path(p).read_bytes() for p in paths)  # raises if it was deleted
+        assert payload.startswith(b"PAR1" if fmt == "parquet" else b"breakdown,event,count")

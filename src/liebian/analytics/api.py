@@ -13,8 +13,6 @@ from typing import Any, Literal, TypeVar
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
-from starlette.background import BackgroundTask
-from starlette.responses import FileResponse
 
 from liebian import analytics
 from liebian.analytics import spend
@@ -87,16 +85,27 @@ async def _run(
     result = await run_in_threadpool(answer)
     if fmt == "json":
         return result
-    fd, name = tempfile.mkstemp(suffix=f".{fmt}", prefix="liebian-export-")
-    os.close(fd)
-    path = Path(name)
-    await run_in_threadpool(analytics.export, result, path, fmt)
-    return FileResponse(
-        path,
+    content = await run_in_threadpool(_export_bytes, result, fmt)
+    return Response(
+        content,
         media_type=_MEDIA[fmt],
-        filename=f"{name}.{fmt}",
-        background=BackgroundTask(path.unlink, missing_ok=True),
+        headers={"content-disposition": f'attachment; filename="{name}.{fmt}"'},
     )
+
+
+def _export_bytes(result: BaseModel, fmt: Literal["csv", "parquet"]) -> bytes:
+    """The export as bytes, its staging file already gone. Not a FileResponse with a
+    delete-after background task: under granian (ASGI pathsend) the server opens the file
+    only after the app has returned, when the task may already have deleted it — the
+    "404 Cannot open file" one export in six."""
+    fd, staging = tempfile.mkstemp(suffix=f".{fmt}", prefix="liebian-export-")
+    os.close(fd)
+    path = Path(staging)
+    try:
+        analytics.export(result, path, fmt)
+        return path.read_bytes()
+    finally:
+        path.unlink(missing_ok=True)
 
 
 FormatParam = Query("json", alias="format", description="json, or csv / parquet to download")
