@@ -33,8 +33,8 @@ def link_stats(
     for platform, d, is_bot, n, qr in rows:
         n = int(n)
         if bool(is_bot):
+            # Apart from by_platform: the breakdown adds up to ``clicks`` (humans only).
             bots += n
-            by_platform["bot"] = by_platform.get("bot", 0) + n
             continue
         clicks += n
         scans += int(qr)

@@ -2,8 +2,8 @@
 
 Current within the flush interval by construction, and exactly current here: the handler
 flushes the spool before it queries. Clicks are humans only; bots (UA-detected, and every
-``HEAD``) are counted apart under ``bot_clicks`` and ``by_platform["bot"]``. ``by_day`` buckets
-in the workspace's time zone.
+``HEAD``) are counted apart under ``bot_clicks``, so ``by_platform`` and ``by_day`` each add up
+to ``clicks``. ``by_day`` buckets in the workspace's time zone.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ _DUCK = {
         " FROM {t} WHERE workspace_id = $ws AND link_id = $link AND event = 'click'"
     ),
     "platforms": (
-        "SELECT CASE WHEN is_bot THEN 'bot' ELSE coalesce(NULLIF(platform, ''), 'browser') END"
-        " AS p, count(*) FROM {t} WHERE workspace_id = $ws AND link_id = $link"
-        " AND event = 'click' GROUP BY p"
+        "SELECT coalesce(NULLIF(platform, ''), 'browser') AS p, count(*) FROM {t}"
+        " WHERE workspace_id = $ws AND link_id = $link AND event = 'click' AND NOT is_bot"
+        " GROUP BY p"
     ),
     "days": (
         "SELECT strftime(CAST(timezone($tz, timezone('UTC', ts)) AS DATE), '%Y-%m-%d') AS d,"
@@ -62,9 +62,9 @@ _CLICKHOUSE = {
         " AND event = 'click'"
     ),
     "platforms": (
-        "SELECT if(is_bot, 'bot', if(platform = '', 'browser', platform)) AS p, count()"
+        "SELECT if(platform = '', 'browser', platform) AS p, count()"
         " FROM {t} WHERE workspace_id = {{ws:String}} AND link_id = {{link:String}}"
-        " AND event = 'click' GROUP BY p"
+        " AND event = 'click' AND NOT is_bot GROUP BY p"
     ),
     "days": (
         "SELECT toString(toDate(toTimeZone(ts, {{tz:String}}))) AS d, count() FROM {t}"
