@@ -570,3 +570,25 @@ def test_concurrent_scans_never_exceed_capacity(
     assert outcomes.count(None) == threads_n * scans_each - 90
     # One crossing below the threshold, one alert, however many threads saw it.
     assert _count(runtime, LiveCodeAlert) == 1
+
+
+def test_default_alert_warns_while_places_remain(
+    client: Any, owner: dict[str, str], runtime: Runtime
+) -> None:
+    """By default the operator hears about it when the last group starts filling, not after
+    visitors already see 群已满."""
+    events: list[dict[str, Any]] = []
+    runtime.bus.subscribe("live_code.low_targets", events.append)
+    out = _create(
+        client,
+        owner,
+        targets=[{"url": f"https://example.com/{i}", "capacity": 2} for i in range(2)],
+    )
+    assert out["alert_below"] == 2
+    _scan(client, out["slug"])
+    _scan(client, out["slug"])  # first group full: only the last one is usable
+    assert len(events) == 1 and events[0]["usable"] == 1
+    # The alert came while places remain: the next visitors still get a group.
+    for _ in range(2):
+        assert "群已满" not in _scan(client, out["slug"]).text
+    assert "群已满" in _scan(client, out["slug"]).text  # and now it is full

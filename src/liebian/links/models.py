@@ -103,8 +103,9 @@ class LiveCode(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # Fire ``live_code.low_targets`` when fewer usable targets than this remain.
-    alert_below: Mapped[int] = mapped_column(Integer, default=1)
+    # Fire ``live_code.low_targets`` when fewer usable targets than this remain (API default 2:
+    # while the last group still has places).
+    alert_below: Mapped[int] = mapped_column(Integer, default=2)
     alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -157,15 +157,23 @@ def _check_channel(value: str | None) -> str | None:
     return value
 
 
+# Warn while the last usable target still has places (1 would warn only once none is left).
+DEFAULT_ALERT_BELOW = 2
+
+
 class LiveCodeCreate(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     slug: str | None = Field(default=None, description="custom path; random when omitted")
     channel: str | None = Field(default=None, max_length=64, description="渠道 code")
     alert_below: int = Field(
-        default=1,
+        default=DEFAULT_ALERT_BELOW,
         ge=0,
         le=MAX_TARGETS,
-        description="alert when fewer usable targets than this remain (0: never)",
+        description=(
+            "alert when fewer usable targets than this remain (0: never). The default, 2, "
+            "warns when the last usable group starts filling — while it still has places, in "
+            "time to add a group before visitors see 群已满"
+        ),
     )
     targets: list[TargetIn] = Field(default_factory=list, max_length=MAX_TARGETS)
 
