@@ -107,6 +107,27 @@ def test_device_destinations(client: Any, create_link: Any) -> None:
     )
 
 
+def test_app_store_destinations_get_no_utm(client: Any, create_link: Any) -> None:
+    """App Store / app-market URLs carry their own campaign parameters: UTM fields go to the
+    web destinations only (an iOS/Android URL that is a web page still gets them)."""
+    utm = {"source": "wechat", "medium": "group", "campaign": "spring"}
+    create_link(
+        slug="store", url="https://example.com/web", utm=utm,
+        ios_url="https://apps.apple.com/cn/app/id123?pt=1",
+        android_url="https://appgallery.huawei.com/app/C100",
+    )  # fmt: skip
+    ios = go(client, "/store", IPHONE_SAFARI).headers["location"]
+    android = go(client, "/store", ANDROID_CHROME).headers["location"]
+    web = go(client, "/store", DESKTOP_CHROME).headers["location"]
+    assert ios.startswith("https://apps.apple.com/cn/app/id123?pt=1&lb_cid=") and "utm_" not in ios
+    assert android.startswith("https://appgallery.huawei.com/app/C100?lb_cid=")
+    assert "utm_" not in android
+    assert "utm_source=wechat&utm_medium=group&utm_campaign=spring" in web
+    create_link(slug="mweb", url="https://example.com/web", utm=utm,
+                ios_url="https://m.example.com/ios")  # fmt: skip
+    assert "utm_source=wechat" in go(client, "/mweb", IPHONE_SAFARI).headers["location"]
+
+
 # -- expiry and max clicks --------------------------------------------------------------
 
 

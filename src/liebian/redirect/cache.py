@@ -97,6 +97,28 @@ def _ascii_url(url: str) -> str:
     return quote(url, safe=_URL_SAFE)
 
 
+# App stores and Android app markets: they have their own campaign parameters and do not want
+# UTM fields on their URLs, so an ios_url/android_url pointing at one gets none.
+APP_STORE_HOSTS = frozenset(
+    {
+        "apps.apple.com", "itunes.apple.com", "play.google.com", "app.mi.com",
+        "appgallery.huawei.com", "appgallery.cloud.huawei.com", "sj.qq.com", "a.app.qq.com",
+        "app.vivo.com.cn", "h5coml.vivo.com.cn", "app.meizu.com", "store.oppomobile.com",
+        "app.flyme.cn", "shouji.baidu.com", "m.app.so.com", "apps.samsung.com",
+    }
+)  # fmt: skip
+
+
+def is_app_store(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in APP_STORE_HOSTS
+
+
+def compile_app_destination(url: str, utm: Mapping[str, str | None] | None) -> Dest:
+    """An iOS/Android destination: UTM fields only when it is not an app store."""
+    return compile_destination(url, None if is_app_store(url) else utm)
+
+
 def compile_destination(url: str, utm: Mapping[str, str | None] | None) -> Dest:
     """Merge the link's UTM fields into ``url`` and leave room for ``lb_cid``.
 
@@ -145,8 +167,8 @@ def compile_link(row: Mapping[str, Any]) -> Entry:
     # Thousands of links share a handful of workspaces: one string each, not one per link.
     e.workspace_id = sys.intern(row["workspace_id"])
     e.dest = compile_destination(row["url"], utm)
-    e.ios = compile_destination(row["ios_url"], utm) if row["ios_url"] else None
-    e.android = compile_destination(row["android_url"], utm) if row["android_url"] else None
+    e.ios = compile_app_destination(row["ios_url"], utm) if row["ios_url"] else None
+    e.android = compile_app_destination(row["android_url"], utm) if row["android_url"] else None
     variants = _loads(row["variants"])
     if variants:
         total = 0
