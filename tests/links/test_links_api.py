@@ -257,3 +257,20 @@ def test_expired_url_requires_a_limit(client: Any, owner: dict[str, str]) -> Non
     assert resp.status_code == 422
     naive = _create(client, owner, url="https://a.cn", expires_at="2030-01-01T00:00:00")
     assert naive.status_code == 422  # a time without a zone is ambiguous
+
+
+def test_qr_url_is_absolute_like_a_live_codes(client: Any, owner: dict[str, str]) -> None:
+    link = _create(client, owner, url="https://example.com/qr").json()
+    assert link["qr_url"] == f"http://sho.rt/api/v1/links/{link['id']}/qr"
+    listed = client.get("/api/v1/links", headers=owner).json()["items"][0]
+    assert listed["qr_url"] == link["qr_url"]
+    bulk = client.post(
+        "/api/v1/links/bulk",
+        json={"links": [{"url": "https://example.com/b"}], "return_items": True},
+        headers=owner,
+    ).json()
+    assert bulk["items"][0]["qr_url"].startswith("http://sho.rt/api/v1/links/lnk_")
+    live = client.post("/api/v1/live-codes", json={"name": "群"}, headers=owner).json()
+    assert live["qr_url"].startswith("http://sho.rt/api/v1/live-codes/")
+    png = client.get(link["qr_url"].removeprefix("http://sho.rt"), headers=owner)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")

@@ -26,7 +26,12 @@ def _policy(runtime: RuntimeDep) -> service.LinkPolicy:
     return service.LinkPolicy(blocklist=tuple(runtime.settings.url_blocklist))
 
 
-def to_out(link: Link, base: str) -> LinkOut:
+def qr_url(api_base: str, link_id: str) -> str:
+    """Absolute, like a live code's: the QR image is served by this server (``base_url``)."""
+    return f"{api_base.rstrip('/')}/api/v1/links/{link_id}/qr"
+
+
+def to_out(link: Link, base: str, api_base: str) -> LinkOut:
     return LinkOut(
         id=link.id,
         slug=link.slug,
@@ -46,7 +51,7 @@ def to_out(link: Link, base: str) -> LinkOut:
         android_url=link.android_url,
         variants=link.variants,
         browser_guide=link.browser_guide,
-        qr_url=f"/api/v1/links/{link.id}/qr",
+        qr_url=qr_url(api_base, link.id),
         created_at=link.created_at,
         updated_at=link.updated_at,
     )
@@ -61,7 +66,7 @@ def create_link(
     body: LinkCreate, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> LinkOut:
     link = service.create_link(session, principal, body, _policy(runtime))
-    return to_out(link, _base(session, principal, runtime))
+    return to_out(link, _base(session, principal, runtime), runtime.settings.base_url)
 
 
 @router.get("/links", response_model=Page[LinkOut])
@@ -82,7 +87,8 @@ def list_links(
     )
     items, next_cursor = page_of(rows, limit)
     base = _base(session, principal, runtime)
-    return Page(items=[to_out(link, base) for link in items], next_cursor=next_cursor)
+    api_base = runtime.settings.base_url
+    return Page(items=[to_out(link, base, api_base) for link in items], next_cursor=next_cursor)
 
 
 @router.get("/links/export.csv", response_class=StreamingResponse)
@@ -105,7 +111,8 @@ def export_links(principal: PrincipalDep, runtime: RuntimeDep) -> StreamingRespo
 def get_link(
     link_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> LinkOut:
-    return to_out(service.get_link(session, principal, link_id), _base(session, principal, runtime))
+    link = service.get_link(session, principal, link_id)
+    return to_out(link, _base(session, principal, runtime), runtime.settings.base_url)
 
 
 @router.patch("/links/{link_id}", response_model=LinkOut)
@@ -117,7 +124,7 @@ def update_link(
     runtime: RuntimeDep,
 ) -> LinkOut:
     link = service.update_link(session, principal, link_id, body, _policy(runtime))
-    return to_out(link, _base(session, principal, runtime))
+    return to_out(link, _base(session, principal, runtime), runtime.settings.base_url)
 
 
 @router.delete("/links/{link_id}", status_code=204)
@@ -133,13 +140,15 @@ class BulkCreate(StrictModel):
     return_items: bool = Field(default=False, description="include every created link in the reply")
 
 
-def _bulk_reply(created: list[dict[str, Any]], base: str, return_items: bool) -> BulkResult:
+def _bulk_reply(
+    created: list[dict[str, Any]], base: str, api_base: str, return_items: bool
+) -> BulkResult:
     items = None
     if return_items:
         items = [
             LinkOut.model_validate(
                 {**values, "short_url": f"{base}/{values['slug']}", "tags": [], "has_password": values["password_hash"] is not None,
-                 "qr_url": f"/api/v1/links/{values['id']}/qr", "utm": values["utm"] or {}}
+                 "qr_url": qr_url(api_base, values["id"]), "utm": values["utm"] or {}}
             )
             for values in created
         ]  # fmt: skip
@@ -152,7 +161,9 @@ def bulk_create(
 ) -> BulkResult:
     """All or nothing: any bad row rejects the batch with a 422 listing every bad row."""
     created = service.bulk_create(session, principal, body.links, _policy(runtime))
-    return _bulk_reply(created, _base(session, principal, runtime), body.return_items)
+    return _bulk_reply(
+        created, _base(session, principal, runtime), runtime.settings.base_url, body.return_items
+    )
 
 
 @router.post("/links/bulk/csv", response_model=BulkResult, status_code=201)
@@ -172,4 +183,6 @@ def bulk_create_csv(
         ) from exc
     rows = service.parse_csv(text)
     created = service.bulk_create(session, principal, rows, _policy(runtime))
-    return _bulk_reply(created, _base(session, principal, runtime), False)
+    return _bulk_reply(
+        created, _base(session, principal, runtime), runtime.settings.base_url, False
+    )
