@@ -207,7 +207,9 @@ def test_join_and_help_replies_follow_domain_changes(client: Any, owner: dict[st
     assert first["share_url"] == f"http://sho.rt/g/{gid}"
     assert first["expires_at"].endswith("Z") and first["members"][1]["joined_at"].endswith("Z")
     assert _help(client, owner, aid, "h1").json()["share_url"] == f"http://sho.rt/a/{aid}"
-    domain = client.post("/api/v1/domains", json={"host": "go.example.com"}, headers=owner)
+    domain = client.post(
+        "/api/v1/domains", json={"host": "go.example.com", "is_primary": True}, headers=owner
+    )
     assert domain.status_code == 201, domain.text
     assert _join(client, owner, gid, "b").json()["share_url"] == f"https://go.example.com/g/{gid}"
     helped = _help(client, owner, aid, "h2").json()

@@ -37,10 +37,15 @@ def _live_code_url(client: Any, headers: dict[str, str]) -> tuple[str, str]:
     return r.json()["id"], r.json()["short_url"]
 
 
-def test_add_normalizes_and_first_domain_is_primary(client: Any, owner: dict[str, str]) -> None:
+def test_add_normalizes_and_primary_only_when_asked(client: Any, owner: dict[str, str]) -> None:
+    lc_id, url = _live_code_url(client, owner)
     first = _add(client, owner, "  S.Example.COM. ")
     assert first["host"] == "s.example.com"
-    assert first["status"] == "healthy" and first["is_primary"] and first["in_use"]
+    # 设为主域名 unticked: not primary, not used, every short URL stays where it was.
+    assert first["status"] == "healthy" and not first["is_primary"] and not first["in_use"]
+    assert client.get(f"/api/v1/live-codes/{lc_id}", headers=owner).json()["short_url"] == url
+    link = client.post("/api/v1/links", json={"url": "https://e.example.com/"}, headers=owner)
+    assert link.json()["short_url"].startswith("http://sho.rt/")
     second = _add(client, owner, "短链.中国")
     assert second["host"] == "xn--s7y033d.xn--fiqs8s"  # IDNA, as DNS and TLS certificates hold it
     assert not second["is_primary"]
@@ -127,7 +132,7 @@ def test_block_moves_short_urls_and_unblock_moves_them_back(
     lc_id, url = _live_code_url(client, owner)
     assert url.startswith("http://sho.rt/")  # no domain yet: the server's base URL
     slug = url.rsplit("/", 1)[1]
-    primary = _add(client, owner, "a.example.com")
+    primary = _add(client, owner, "a.example.com", is_primary=True)
     backup = _add(client, owner, "b.example.com")
 
     def short_url() -> str:
@@ -186,7 +191,9 @@ def test_make_primary_and_delete(client: Any, owner: dict[str, str]) -> None:
     assert client.delete(f"{API}/{b['id']}", headers=owner).status_code == 204
     assert client.get(f"{API}/{b['id']}", headers=owner).status_code == 404
     items = client.get(API, headers=owner).json()["items"]
-    assert [d["host"] for d in items] == ["a.example.com"] and items[0]["in_use"]
+    # The primary is gone and none was chosen: links go back to the server's base URL rather
+    # than onto a domain the operator never picked.
+    assert [d["host"] for d in items] == ["a.example.com"] and not items[0]["in_use"]
 
 
 def test_cli_add_list_block_unblock(
@@ -204,7 +211,7 @@ def test_cli_add_list_block_unblock(
         assert result.exit_code == 0, result.output
         return result.output
 
-    assert "s.example.com\thealthy\tprimary" in run("add", "s.example.com")
+    assert "s.example.com\thealthy\tprimary" in run("add", "s.example.com", "--primary")
     run("add", "t.example.com")
     assert "s.example.com\tblocked" in run("block", "s.example.com", "--reason", "封了")
     listing = run("list")

@@ -116,7 +116,9 @@ def test_workspace_scoped_404(client: Any, owner: dict[str, str], runtime: Runti
 
 def test_qr_follows_the_healthy_domain(client: Any, owner: dict[str, str]) -> None:
     link = _link(client, owner)
-    a = client.post("/api/v1/domains", json={"host": "a.example.com"}, headers=owner).json()
+    a = client.post(
+        "/api/v1/domains", json={"host": "a.example.com", "is_primary": True}, headers=owner
+    ).json()
     client.post("/api/v1/domains", json={"host": "b.example.com"}, headers=owner)
     url = f"/api/v1/links/{link['id']}/qr"
     assert _decode(client.get(url, headers=owner).content) == ["https://a.example.com/spring?qr=1"]

@@ -66,17 +66,21 @@ class Actor:
 
 
 def public_base_url(session: Session, workspace_id: str, default_base_url: str) -> str:
-    """Where this workspace's short links are served now: the primary healthy domain, else any
-    healthy one, else the server's own base URL."""
-    rows = session.scalars(
-        select(Domain)
-        .where(Domain.workspace_id == workspace_id, Domain.status == HEALTHY)
+    """Where this workspace's short links are served now: the primary domain while it is
+    healthy; once an operator has blocked it, another healthy domain (the failover they chose
+    by blocking); with no primary, or nothing healthy, the server's own base URL. A domain
+    added without 设为主域名 is never used on its own."""
+    domains = session.execute(
+        select(Domain.host, Domain.is_primary, Domain.status)
+        .where(Domain.workspace_id == workspace_id)
         .order_by(Domain.is_primary.desc(), Domain.created_at)
-        .limit(1)
-    ).first()
-    if rows is None:
+    ).all()
+    if not domains or not domains[0].is_primary:
         return default_base_url.rstrip("/")
-    return f"https://{rows.host}"
+    healthy = next((d for d in domains if d.status == HEALTHY), None)
+    if healthy is None:
+        return default_base_url.rstrip("/")
+    return f"https://{healthy.host}"
 
 
 def normalize_host(value: str) -> str:
@@ -161,9 +165,9 @@ def add_domain(session: Session, actor: Actor, host: str, *, is_primary: bool = 
     # one workspace); say so without revealing which workspace holds it.
     if session.scalars(select(Domain.id).where(Domain.host == host)).first() is not None:
         raise Conflict(f"the domain {host} is already registered", code="domain_taken")
-    existing = list_domains(session, actor.workspace_id)
-    # The first domain becomes primary: a workspace that adds one domain means to use it.
-    primary = is_primary or not existing
+    # Only when asked: an operator adding a domain with 设为主域名 unticked (a backup, one
+    # still being set up) must not have every short URL move onto it.
+    primary = is_primary
     if primary:
         _clear_primary(session, actor.workspace_id)
     now = utcnow()
