@@ -1,5 +1,12 @@
 """End-to-end event ingestion through the HTTP API on one `liebian serve` process.
 
+Two workloads on the same server in the same run: page views only, and the realistic mix
+(1,000,000 events from 40,000 people: 2% signups, 1% purchases with revenue, the rest clicks,
+visits and page views; each person's signup before their purchases). For the mix it also
+prints how long the conversions' side effects (the event hooks worker: campaigns, rewards)
+trailed the 202 — p50/p99 of ``applied_at - received_at`` from ``event_hook_applied`` — and
+the worker thread's CPU per conversion.
+
 Prints, per run: batch ingestion as two rates over the same clock, from the first request
 until (a) the last batch is acknowledged (spooled, durable) and (b) every acknowledged event is
 in the DuckDB store (polled through the counts API); single-event requests (req/s and latency
@@ -8,16 +15,18 @@ campaigns hook applies to the OLTP database; the server's peak RSS. Batch runs a
 server's CPU per event by thread role (request threads, event loop, spool flusher) and this
 client's own, steadier than the rates on a shared machine.
 
-    python bench/bench_ingest_api.py [--seconds 10] [--runs 3] [--batches-only]
+    python bench/bench_ingest_api.py [--seconds 10] [--runs 3] [--batches-only] [--mix-runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import resource
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -110,11 +119,14 @@ def start_server(data_dir: str, port: int) -> tuple[subprocess.Popen[bytes], str
     raise RuntimeError("server did not start")
 
 
-def stored_count(base: str, key: str) -> int:
+MIX_EVENTS = ["page_view", "visit", "click", "signup", "purchase"]
+
+
+def stored_count(base: str, key: str, events: list[str] | None = None) -> int:
     resp = httpx.post(
         f"{base}/api/v1/analytics/counts",
         json={
-            "events": ["page_view"],
+            "events": events or ["page_view"],
             "from": "2020-01-01T00:00:00Z",
             "to": "2040-01-01T00:00:00Z",
             "interval": "month",
@@ -183,6 +195,101 @@ def batch_bench(
     return total, acked, time.perf_counter() - start
 
 
+def mix_bodies(run: int, total: int = 1_000_000, people: int = 40_000) -> tuple[list[bytes], int]:
+    """The realistic stream as 10,000-event batch bodies, and how many conversions it holds.
+
+    Exactly 2% signups (each by a different person, with their visitor id: an alias) and 1%
+    purchases by people who signed up earlier in the stream; clicks, visits and page views by
+    anyone, with the user id once the person signed up, else the visitor id."""
+    rng = random.Random(run)
+    signups, purchases = total * 2 // 100, total // 100
+    rest = total - signups - purchases
+    kinds = (["signup"] * signups + ["purchase"] * purchases + ["click"] * (rest // 5)
+             + ["visit"] * (rest * 3 // 10))  # fmt: skip
+    kinds += ["page_view"] * (total - len(kinds))
+    rng.shuffle(kinds)
+    joined: list[int] = []
+    next_signup = 0
+    events: list[dict[str, object]] = []
+    for i, kind in enumerate(kinds):
+        if kind == "purchase" and not joined:  # nobody signed up yet: swap with the next signup
+            kinds[kinds.index("signup", i)] = "purchase"
+            kind = kinds[i] = "signup"
+        event: dict[str, object] = {"event": kind, "event_id": f"m{run}-{i}"}
+        if kind == "signup":
+            person = next_signup * (people // signups)
+            next_signup += 1
+            joined.append(person)
+            event.update(user_id=f"u{person}", visitor_id=f"v{person}")
+        elif kind == "purchase":
+            person = rng.choice(joined)
+            event.update(user_id=f"u{person}", revenue=rng.randrange(990, 29_900),
+                         properties={"order_id": f"o{run}-{i}", "product_id": "p1"})  # fmt: skip
+        else:
+            person = rng.randrange(people)
+            if person % (people // signups) == 0 and person // (people // signups) < next_signup:
+                event["user_id"] = f"u{person}"
+            else:
+                event["visitor_id"] = f"v{person}"
+            if kind == "click":
+                event["channel"] = "wx_group"
+            else:
+                event["properties"] = {"path": "/course/1"}
+        events.append(event)
+    bodies = [orjson.dumps(events[i : i + 10_000]) for i in range(0, total, 10_000)]
+    return bodies, sum(1 for e in events if e["event"] in ("signup", "purchase"))
+
+
+def applied_lags(db: Path, run: int) -> tuple[int, list[float]]:
+    """Conversions of this run applied so far, and their lags (s) from receipt to applied."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+        rows = conn.execute(
+            "SELECT (julianday(applied_at) - julianday(received_at)) * 86400.0"
+            " FROM event_hook_applied WHERE event_id LIKE ?",
+            (f"m{run}-%",),
+        ).fetchall()
+    return len(rows), sorted(float(r[0]) for r in rows)
+
+
+def mix_bench(
+    base: str, key: str, db: Path, run: int, bodies: list[bytes], conversions: int, threads: int = 2
+) -> dict[str, float]:
+    """Send every body (threads take turns), then wait until all events are stored and all
+    conversions applied. Rates over the same clock as ``batch_bench``."""
+    before = stored_count(base, key, MIX_EVENTS)
+    headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
+    sent = [0] * threads
+
+    def worker(n: int) -> None:
+        with httpx.Client(base_url=base, timeout=120) as http:
+            for body in bodies[n::threads]:
+                resp = http.post("/api/v1/events", content=body, headers=headers)
+                assert resp.status_code == 202, resp.text
+                sent[n] += resp.json()["accepted"]
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    acked = time.perf_counter() - start
+    total = sum(sent)
+    stored = applied = 0.0
+    while not (stored and applied):
+        if not stored and stored_count(base, key, MIX_EVENTS) >= before + total:
+            stored = time.perf_counter() - start
+        if not applied and applied_lags(db, run)[0] >= conversions:
+            applied = time.perf_counter() - start
+        time.sleep(0.25)
+    count, lags = applied_lags(db, run)
+    return {
+        "events": total, "acked": acked, "stored": stored, "applied": applied,
+        "conversions": count, "lag_p50": lags[len(lags) // 2],
+        "lag_p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))], "lag_max": lags[-1],
+    }  # fmt: skip
+
+
 # Lua format strings for the body: %d is a per-request counter, %s a random id prefix.
 PLAIN = '{"event":"page_view","event_id":"p%s-%d","visitor_id":"v%d"}'
 CONVERSION = '{"event":"signup","event_id":"s%s-%d","user_id":"u%d"}'
@@ -232,6 +339,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batches-only", action="store_true", help="skip the wrk runs")
+    parser.add_argument("--mix-runs", type=int, default=3, help="realistic-mix runs (0: none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
         port = free_port()
@@ -272,6 +380,36 @@ def main() -> None:
                   f"acknowledged {statistics.median(acked_rates):,.0f} events/s; "
                   f"stored end to end {statistics.median(stored_rates):,.0f} events/s; "
                   f"server CPU {statistics.median(cpu_per_event):.2f} us/event")  # fmt: skip
+            # The realistic mix, same server, same run.
+            mix = []
+            db = Path(data_dir) / "liebian.db"
+            for run in range(args.mix_runs):
+                bodies, conversions = mix_bodies(run)
+                cpu_before = thread_cpu(proc.pid)
+                figures = mix_bench(base, key, db, run, bodies, conversions)
+                cpu_after = thread_cpu(proc.pid)
+                hooks_cpu = sum(
+                    cpu_after[n] - cpu_before.get(n, 0.0) for n in cpu_after if "hooks" in n
+                )
+                all_cpu = sum(cpu_after[n] - cpu_before.get(n, 0.0) for n in cpu_after)
+                figures["us_per_conversion"] = hooks_cpu / figures["conversions"] * 1e6
+                figures["us_per_event"] = all_cpu / figures["events"] * 1e6
+                mix.append(figures)
+                print(f"   mix run {run + 1}: {figures['events']:,.0f} events ({figures['conversions']:,.0f} signups + purchases); "
+                      f"acknowledged in {figures['acked']:.2f} s ({figures['events'] / figures['acked']:,.0f}/s), "
+                      f"all stored after {figures['stored']:.2f} s ({figures['events'] / figures['stored']:,.0f}/s), "
+                      f"all conversions applied after {figures['applied']:.2f} s; apply lag p50 {figures['lag_p50'] * 1000:.0f} ms "
+                      f"p99 {figures['lag_p99'] * 1000:.0f} ms max {figures['lag_max'] * 1000:.0f} ms; hooks worker CPU "
+                      f"{figures['us_per_conversion']:.1f} us/conversion; server CPU {figures['us_per_event']:.2f} us/event")  # fmt: skip
+            if mix:
+                med = statistics.median
+                print(f"realistic mix, 1,000,000 events in 10,000-event batches, 2 client threads (median of {len(mix)}): "
+                      f"acknowledged {med(f['events'] / f['acked'] for f in mix):,.0f} events/s; "
+                      f"stored end to end {med(f['events'] / f['stored'] for f in mix):,.0f} events/s; "
+                      f"conversion apply lag p50 {med(f['lag_p50'] for f in mix) * 1000:.0f} ms, "
+                      f"p99 {med(f['lag_p99'] for f in mix) * 1000:.0f} ms; "
+                      f"hooks worker {med(f['us_per_conversion'] for f in mix):.1f} us CPU/conversion")  # fmt: skip
+            print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             singles_to_run = [] if args.batches_only else [("plain (page_view)", PLAIN), ("conversion (signup)", CONVERSION)]  # fmt: skip
             for label, body in singles_to_run:
                 singles = [

@@ -56,3 +56,51 @@ def test_consumers_see_each_person_s_events_once_in_order(
         assert session.scalar(select(func.count()).select_from(AppliedEvent)) == sum(
             len(v) for v in sent.values()
         )
+
+
+def test_a_segment_replayed_after_its_commit_applies_nothing_twice(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    """The crash window between the batch's commit and the segment's deletion: the segment
+    comes back (as after a SIGKILL there) and the markers make its replay a no-op."""
+    recorder = Recorder()
+    runtime.extras["event_hooks"].registry.register(recorder)
+    worker = runtime.extras["event_hooks_worker"]
+    body = [{"event": "signup", "event_id": f"s{i}", "user_id": f"u{i}"} for i in range(20)]
+    with worker.paused():
+        assert client.post("/api/v1/events", json=body, headers=owner).status_code == 202
+        worker.spool.seal()
+        saved = {path: path.read_bytes() for path in worker.spool.sealed_segments()}
+        assert saved
+        assert runtime.apply_event_hooks() == 20
+        for path, data in saved.items():
+            path.write_bytes(data)
+        assert runtime.apply_event_hooks() == 0
+    assert sorted(event_id for _, event_id in recorder.seen) == sorted(f"s{i}" for i in range(20))
+    assert not worker.spool.sealed_segments()
+
+
+def test_a_consumer_failing_on_one_event_does_not_block_the_others(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    class Picky(Recorder):
+        name = "picky"
+
+        def __call__(self, session: Any, events: Sequence[HookEvent]) -> None:
+            if any(e.event_id == "bad" for e in events):
+                raise RuntimeError("a bug this event triggers")
+            super().__call__(session, events)
+
+    picky = Picky()
+    runtime.extras["event_hooks"].registry.register(picky)
+    worker = runtime.extras["event_hooks_worker"]
+    body = [{"event": "signup", "event_id": e, "user_id": "u"} for e in ("ok1", "bad", "ok2")]
+    with worker.paused():
+        assert client.post("/api/v1/events", json=body, headers=owner).status_code == 202
+    runtime.apply_event_hooks()
+    assert [event_id for _, event_id in picky.seen] == ["ok1", "ok2"]
+    failed = (worker.spool.directory / "failed.ndjson").read_text()
+    assert '"event_id":"bad"' in failed and "a bug this event triggers" in failed
+    with runtime.sessions() as session:  # the failed one is not marked: it can be replayed
+        marked = set(session.scalars(select(AppliedEvent.event_id)))
+    assert marked == {"ok1", "ok2"}

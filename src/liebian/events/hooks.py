@@ -176,7 +176,8 @@ class HookWorker:
         self.batches = 0
         self.busy_seconds = 0.0  # wall time spent applying batches
         self.last_error: BaseException | None = None
-        self._lock = threading.Lock()
+        # Reentrant: whoever holds the worker paused may still drain by hand (tests, tools).
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -259,6 +260,9 @@ class HookWorker:
                     wanted = [e for e in fresh if e.event in consumer.events]
                 if wanted:
                     consumer(session, wanted)
+            if fresh:
+                # The markers say when the effects were made, not when the batch began.
+                repository.restamp_applied(session, now, utcnow())
         self.applied += len(fresh)
         self.batches += 1
         self.busy_seconds += time.perf_counter() - started
@@ -267,7 +271,11 @@ class HookWorker:
     def _quarantine(self, path: Path, line: bytes, exc: BaseException) -> None:
         """Keep an event no consumer could apply beside the spool, with the reason, and go on."""
         log.error("hook event from %s not applied, kept in failed.ndjson: %r", path.name, exc)
-        record = orjson.dumps({"line": line.decode("utf-8", "replace"), "error": repr(exc)})
+        try:
+            kept: dict[str, Any] = {"event": orjson.loads(line)}
+        except orjson.JSONDecodeError:
+            kept = {"line": line.decode("utf-8", "replace")}
+        record = orjson.dumps({**kept, "error": repr(exc)})
         with open(self.spool.directory / "failed.ndjson", "ab") as fh:
             fh.write(record + b"\n")
 

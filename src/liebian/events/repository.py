@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -55,3 +56,14 @@ def mark_applied(session: Session, events: Sequence[HookEvent], now: datetime) -
         for row in session.execute(_mark_stmt(session.get_bind().dialect.name), rows)
     }
     return [event for key, event in first.items() if key in inserted]
+
+
+def restamp_applied(session: Session, batch_started: datetime, done: datetime) -> None:
+    """Move this batch's markers (``applied_at`` = the instant it started, unique to it) to
+    when its consumers finished: one indexed UPDATE."""
+    session.execute(
+        update(AppliedEvent)
+        .where(AppliedEvent.applied_at == batch_started)
+        .values(applied_at=done)
+        .execution_options(synchronize_session=False)
+    )
