@@ -8,6 +8,7 @@ may see it (``Principal.may_see_pii``), masked otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -99,6 +100,19 @@ MatchQ = Annotated[Literal["any", "all"], Query(description="with several tags: 
 ChannelQ = Annotated[str | None, Query(max_length=64, description="first-touch (source) channel")]
 TimeQ = Annotated[datetime | None, Query()]
 CampaignQ = Annotated[str | None, Query(max_length=40, description="participants of a campaign")]
+SegmentQ = Annotated[str | None, Query(max_length=40, description="members of a segment (seg_…)")]
+
+
+def _in_segment(
+    f: repository.ContactFilter, session: Any, workspace_id: str, segment: str | None
+) -> repository.ContactFilter:
+    if not segment:
+        return f
+    from liebian.segments.service import member_filter
+
+    return dataclasses.replace(
+        f, extra=(*f.extra, member_filter(session, workspace_id, segment))
+    )
 
 
 @router.get("/contacts", response_model=ContactPage, responses=errors(403, 422))
@@ -115,6 +129,7 @@ def list_contacts(
     last_seen_from: TimeQ = None,
     last_seen_to: TimeQ = None,
     campaign_id: CampaignQ = None,
+    segment: SegmentQ = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -124,6 +139,7 @@ def list_contacts(
         runtime, q, tag, tag_match, channel, first_seen_from, first_seen_to,
         last_seen_from, last_seen_to, campaign_id,
     )  # fmt: skip
+    f = _in_segment(f, session, principal.workspace_id, segment)
     page, next_cursor = contacts.list_page(
         session, principal.workspace_id, runtime.cipher, f, cursor=cursor, limit=limit
     )
@@ -155,6 +171,7 @@ def export_contacts(
     last_seen_from: TimeQ = None,
     last_seen_to: TimeQ = None,
     campaign_id: CampaignQ = None,
+    segment: SegmentQ = None,
 ) -> StreamingResponse:
     """The filtered contacts as CSV; phone/email/nickname columns only for roles that may see PII."""
     _require(principal, "read")
@@ -162,6 +179,7 @@ def export_contacts(
         runtime, q, tag, tag_match, channel, first_seen_from, first_seen_to,
         last_seen_from, last_seen_to, campaign_id,
     )  # fmt: skip
+    f = _in_segment(f, session, principal.workspace_id, segment)
     # Rendered here, inside the request's session, so the stream reads one consistent snapshot.
     body = "".join(
         io.export_csv(

@@ -27,6 +27,8 @@ from liebian.segments.schemas import (
     MemberOut,
     PreviewIn,
     PreviewOut,
+    RuleTagIn,
+    RuleTagOut,
     SampleMember,
     SegmentCreate,
     SegmentOut,
@@ -347,3 +349,64 @@ def freeze_segment(
     authorize(principal, _WRITE)
     source = service.get(session, principal.workspace_id, segment_id)
     return to_out(service.freeze(session, source, body.name))
+
+
+@router.post(
+    "/rule-tags", response_model=RuleTagOut, status_code=201, responses=ERRORS, tags=["tags"]
+)
+def create_rule_tag(
+    body: RuleTagIn, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> RuleTagOut:
+    """A tag its condition keeps current (规则标签): applied to everyone now, then kept
+    within seconds of the events and changes that move people in or out."""
+    authorize(principal, _WRITE)
+    with _reader(runtime) as reader:
+        tag, added, removed = service.save_rule_tag(
+            session,
+            reader,
+            runtime.event_store,
+            principal.workspace_id,
+            name=body.name,
+            color=body.color,
+            group_id=body.group_id,
+            condition=body.condition,
+        )
+    return RuleTagOut(
+        id=tag.id,
+        name=tag.name,
+        kind=tag.kind,
+        color=tag.color,
+        condition=tag.condition,
+        added=added,
+        removed=removed,
+    )
+
+
+@router.put("/rule-tags/{tag_id}", response_model=RuleTagOut, responses=ERRORS, tags=["tags"])
+def update_rule_tag(
+    tag_id: str,
+    body: RuleTagIn,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> RuleTagOut:
+    """Change a rule tag's condition; holders are recomputed now."""
+    authorize(principal, _WRITE)
+    with _reader(runtime) as reader:
+        tag, added, removed = service.save_rule_tag(
+            session,
+            reader,
+            runtime.event_store,
+            principal.workspace_id,
+            condition=body.condition,
+            tag_id=tag_id,
+        )
+    return RuleTagOut(
+        id=tag.id,
+        name=tag.name,
+        kind=tag.kind,
+        color=tag.color,
+        condition=tag.condition,
+        added=added,
+        removed=removed,
+    )

@@ -143,3 +143,20 @@ class VocabularyOut(BaseModel):
     events: list[str]
     segments: list[dict[str, Any]]
     operators: dict[str, list[str]]
+
+
+class RuleTagIn(StrictModel):
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    color: str = Field(default="#2f6fed", pattern=r"^#[0-9a-fA-F]{6}$")
+    group_id: str | None = None
+    condition: Condition
+
+
+class RuleTagOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    color: str
+    condition: Condition | None
+    added: int
+    removed: int

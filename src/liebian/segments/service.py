@@ -110,6 +110,27 @@ def _check_segment_refs(
             stack.extend(nested)
 
 
+def member_filter(session: Session, workspace_id: str, segment_id: str) -> Any:
+    """A WHERE clause over ``contacts``: members of the segment (the contacts list filter)."""
+    from sqlalchemy import select
+
+    from liebian.contacts.models import Contact
+    from liebian.segments.models import SegmentMember
+
+    if repository.get(session, workspace_id, segment_id) is None:
+        raise Invalid(
+            f"no segment {segment_id!r} in this workspace; pick one from GET /api/v1/segments",
+            code="unknown_segment",
+            details={"field": "segment"},
+        )
+    sm = SegmentMember
+    present = select(sm.contact_id).where(
+        sm.segment_id == segment_id, sm.source.in_(("computed", "manual_add"))
+    )
+    removed = select(sm.contact_id).where(sm.segment_id == segment_id, sm.source == "manual_remove")
+    return Contact.id.in_(present) & Contact.id.not_in(removed)
+
+
 # -- preview --------------------------------------------------------------------------------
 
 
@@ -569,3 +590,105 @@ def ordered_for_build(segments: Iterable[Segment]) -> list[Segment]:
     for sid in sorted(items):
         visit(sid, set())
     return out
+
+
+# -- rule tags --------------------------------------------------------------------------------
+
+
+def apply_rule_tag(
+    session: Session,
+    reader: Session,
+    store: EventStore | None,
+    tag: Any,
+    node: c.Condition,
+    contact_ids: Sequence[str] | None,
+    *,
+    cause: str,
+    now: datetime | None = None,
+    cache: dict[Any, Any] | None = None,
+) -> tuple[int, int]:
+    """Make a rule tag's holders (among ``contact_ids``, or everyone) exactly those its
+    condition selects, through contacts' add_tags / remove_tags (source 'rule'), so each
+    change is recorded with why and published as contact.tags_changed. (added, removed)."""
+    import importlib
+
+    from sqlalchemy import select
+
+    from liebian.contacts.models import ContactTag
+
+    contact_tags: Any = importlib.import_module("liebian.contacts.tags")
+    ws = tag.workspace_id
+    want = evaluate(reader, store, ws, node, contact_ids, now=now or utcnow(), cache=cache)
+    stmt = select(ContactTag.contact_id).where(
+        ContactTag.workspace_id == ws, ContactTag.tag_id == tag.id
+    )
+    have: set[str] = set()
+    if contact_ids is None:
+        have = set(session.scalars(stmt))
+    else:
+        for part in repository.chunks(list(contact_ids)):
+            have |= set(session.scalars(stmt.where(ContactTag.contact_id.in_(part))))
+    add, remove = sorted(want - have), sorted(have - want)
+    reason = f"规则: {cause}"
+    if add:
+        contact_tags.add_tags(session, ws, add, [tag.id], source="rule", reason=reason)
+    if remove:
+        contact_tags.remove_tags(session, ws, remove, [tag.id], source="rule", reason=reason)
+    return len(add), len(remove)
+
+
+def save_rule_tag(
+    session: Session,
+    reader: Session,
+    store: EventStore | None,
+    workspace_id: str,
+    *,
+    condition: Any,
+    name: str | None = None,
+    color: str = "#2f6fed",
+    group_id: str | None = None,
+    tag_id: str | None = None,
+) -> tuple[Any, int, int]:
+    """Create (``tag_id`` None) or re-define a rule tag and apply it to everyone now."""
+    from sqlalchemy import select
+
+    from liebian.contacts.models import Tag
+
+    node = check_condition(session, workspace_id, condition)
+    at = utcnow()
+    if tag_id is None:
+        label = (name or "").strip()
+        if not label or len(label) > 64:
+            raise Invalid("name must be 1–64 characters", details={"field": "name"})
+        if session.scalar(
+            select(Tag.id).where(Tag.workspace_id == workspace_id, Tag.name == label)
+        ):
+            raise Conflict(
+                f"a tag named {label!r} exists already",
+                code="tag_name_taken",
+                details={"field": "name"},
+            )
+        tag = Tag(
+            id=new_id("tag"),
+            workspace_id=workspace_id,
+            group_id=group_id,
+            name=label,
+            color=color,
+            kind="rule",
+            condition=condition,
+            created_at=at,
+        )
+        session.add(tag)
+        session.flush()
+        cause = "rule_created"
+    else:
+        found = session.scalar(
+            select(Tag).where(Tag.workspace_id == workspace_id, Tag.id == tag_id)
+        )
+        if found is None or found.kind != "rule":
+            raise NotFound(f"no rule tag {tag_id!r} in this workspace", code="tag_not_found")
+        tag = found
+        tag.condition = condition
+        cause = "rule_changed"
+    added, removed = apply_rule_tag(session, reader, store, tag, node, None, cause=cause, now=at)
+    return tag, added, removed

@@ -19,7 +19,6 @@ incremental pass never interleave in this process; they reconcile what the strea
 
 from __future__ import annotations
 
-import importlib
 import logging
 import queue
 import threading
@@ -30,7 +29,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from liebian.events.store.base import EventRow, EventStore
@@ -39,7 +37,6 @@ from liebian.kit.db import session_scope
 from liebian.kit.ids import new_id
 from liebian.segments import conditions as c
 from liebian.segments import repository, service
-from liebian.segments.evaluation import evaluate
 from liebian.segments.models import Segment
 
 log = logging.getLogger("liebian.segments")
@@ -301,7 +298,7 @@ class MembershipKeeper:
         cache: dict[Any, Any] | None = None,
     ) -> int:
         if target.kind == "tag" or target.segment is None:
-            return self._apply_tag(target, contact_ids, cause, at)
+            return self._apply_tag(target, contact_ids, cause, at, cache)
         with session_scope(self.sessions) as session, self.readers() as reader:
             segment = repository.get(session, target.segment.workspace_id, target.id, lock=True)
             if segment is None or segment.kind != "dynamic":
@@ -320,38 +317,31 @@ class MembershipKeeper:
         return len(ch.entered) + len(ch.exited)
 
     def _apply_tag(
-        self, target: Target, contact_ids: list[str] | None, cause: str, at: datetime
+        self,
+        target: Target,
+        contact_ids: list[str] | None,
+        cause: str,
+        at: datetime,
+        cache: dict[Any, Any] | None = None,
     ) -> int:
-        from liebian.contacts.models import ContactTag, Tag
-
-        # add_tags / remove_tags record each change with its reason and publish
-        # contact.tags_changed (PEOPLE.md); imported by name, the module belongs to contacts.
-        contact_tags: Any = importlib.import_module("liebian.contacts.tags")
+        from liebian.contacts.models import Tag
 
         with session_scope(self.sessions) as session, self.readers() as reader:
             tag = session.get(Tag, target.id)
             if tag is None or tag.kind != "rule":
                 return 0
-            ws = tag.workspace_id
-            want = evaluate(reader, self.store, ws, target.node, contact_ids, now=at)
-            stmt = select(ContactTag.contact_id).where(
-                ContactTag.workspace_id == ws, ContactTag.tag_id == tag.id
+            added, removed = service.apply_rule_tag(
+                session,
+                reader,
+                self.store,
+                tag,
+                target.node,
+                contact_ids,
+                cause=cause,
+                now=at,
+                cache=cache,
             )
-            have: set[str] = set()
-            if contact_ids is None:
-                have = set(session.scalars(stmt))
-            else:
-                for part in repository.chunks(contact_ids):
-                    have |= set(session.scalars(stmt.where(ContactTag.contact_id.in_(part))))
-            add, remove = sorted(want - have), sorted(have - want)
-            reason = f"规则标签: {cause}"
-            if add:
-                contact_tags.add_tags(session, ws, add, [tag.id], source="rule", reason=reason)
-            if remove:
-                contact_tags.remove_tags(
-                    session, ws, remove, [tag.id], source="rule", reason=reason
-                )
-        return len(add) + len(remove)
+        return added + removed
 
     def _rebuild(self, workspace_id: str | None) -> int:
         at = utcnow()
