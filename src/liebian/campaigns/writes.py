@@ -113,6 +113,7 @@ class _BaseUrls:
         self._entries: dict[str, tuple[str, float]] = {}
         # Bumped by every change: a value read before a change is not stored after it.
         self._generation = 0
+        self._lock = threading.Lock()
         runtime.bus.subscribe(DOMAINS_CHANGED, self.drop)
 
     def get(self, session: Session, workspace_id: str) -> str:
@@ -121,13 +122,15 @@ class _BaseUrls:
             return hit[0]
         generation = self._generation
         base = public_base_url(session, workspace_id, self.default)
-        if generation == self._generation:
-            self._entries[workspace_id] = (base, time.monotonic() + self.TTL)
+        with self._lock:  # compare and store in one step: a drop lands before or after both
+            if generation == self._generation:
+                self._entries[workspace_id] = (base, time.monotonic() + self.TTL)
         return base
 
     def drop(self, workspace_id: object) -> None:
-        self._generation += 1
-        self._entries.pop(str(workspace_id), None)
+        with self._lock:
+            self._generation += 1
+            self._entries.pop(str(workspace_id), None)
 
 
 def _base_urls(runtime: Runtime) -> _BaseUrls:

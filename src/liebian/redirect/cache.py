@@ -8,8 +8,8 @@ serving hits meanwhile). Hot links — the ones that matter for throughput — s
 
 Freshness: the links service publishes ``slug.changed`` after every commit that creates,
 updates or deletes a link or live code; we drop that slug (and the negative entry for it) at
-once. A load racing an invalidation is not cached (generation counter), so a stale row read
-before the commit never outlives it. Entries also expire after ``ttl`` seconds as a safety net
+once. A load racing an invalidation is not cached (a generation counter compared and stored
+under the cache's lock), so a stale row read before the commit never outlives it. Entries also expire after ``ttl`` seconds as a safety net
 for writers that bypass the bus (another process, manual SQL).
 
 Unknown slugs are negatively cached for a few seconds so a scanner cannot turn every 404 into a
@@ -301,6 +301,19 @@ class SlugLoader:
 
 
 class LinkCache:
+    """The slug → entry table. One lock guards it (see the module's note on freshness).
+
+    ``invalidate`` runs on whichever thread committed the change (a worker thread, the
+    group-commit writer, the bus relay), while hits, misses and stores run on the event loop.
+    Without the lock a hit could move an entry that an invalidation had just popped (KeyError
+    on the redirect path), and a load could check the generation, be overtaken by an
+    invalidation, and store the stale row it read for the full TTL. Under the lock a store
+    compares the generation and writes in one step, so an invalidation is either before the
+    check (the stale row is dropped) or after the store (it removes the row). The lock is never
+    held across I/O; uncontended it costs well under a microsecond on a hit (measured in
+    docs/benchmarks.md).
+    """
+
     def __init__(
         self,
         loader: SlugLoader,
@@ -317,42 +330,46 @@ class LinkCache:
         self._negative: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self._generation = 0
+        self._lock = threading.Lock()
         self.loads = 0
 
     def subscribe(self, bus: LocalBus) -> None:
         bus.subscribe("slug.changed", self.invalidate)
 
     def invalidate(self, slug: Any) -> None:
-        # Called from whichever thread committed (API handlers run in a thread pool); each
-        # dict operation is atomic under the GIL, and the generation bump makes a racing load
-        # skip caching what it read.
-        self._generation += 1
-        self._entries.pop(str(slug), None)
-        self._negative.pop(str(slug), None)
+        # Called from whichever thread committed: the generation bump makes any load already
+        # under way skip storing what it read.
+        key = str(slug)
+        with self._lock:
+            self._generation += 1
+            self._entries.pop(key, None)
+            self._negative.pop(key, None)
 
     def clear(self) -> None:
-        self._generation += 1
-        self._entries.clear()
-        self._negative.clear()
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+            self._negative.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, slug: str, now: float) -> Entry | bool | None:
         """Entry on a hit, ``None`` for a known-unknown slug, ``False`` when a load is needed."""
-        entry = self._entries.get(slug)
-        if entry is not None:
-            if now - entry.loaded_at < self.ttl:
-                self._entries.move_to_end(slug)
-                return entry
-            self._entries.pop(slug, None)
+        with self._lock:
+            entry = self._entries.get(slug)
+            if entry is not None:
+                if now - entry.loaded_at < self.ttl:
+                    self._entries.move_to_end(slug)
+                    return entry
+                del self._entries[slug]
+                return False
+            until = self._negative.get(slug)
+            if until is not None:
+                if now < until:
+                    return None
+                del self._negative[slug]
             return False
-        until = self._negative.get(slug)
-        if until is not None:
-            if now < until:
-                return None
-            self._negative.pop(slug, None)
-        return False
 
     async def load(self, slug: str) -> Entry | None:
         pending = self._inflight.get(slug)
@@ -364,8 +381,7 @@ class LinkCache:
         try:
             entry = await asyncio.to_thread(self.loader.load, slug)
             self.loads += 1
-            if generation == self._generation:
-                self._store(slug, entry)
+            self._store(slug, entry, generation)
             future.set_result(entry)
             return entry
         except BaseException as exc:
@@ -380,17 +396,22 @@ class LinkCache:
         hit = self.get(slug, time.time())
         if hit is None or isinstance(hit, Entry):
             return hit
+        generation = self._generation
         entry = self.loader.load(slug)
-        self._store(slug, entry)
+        self._store(slug, entry, generation)
         return entry
 
-    def _store(self, slug: str, entry: Entry | None) -> None:
-        if entry is None:
-            if len(self._negative) >= NEGATIVE_CAPACITY:
-                self._negative.clear()  # a flood of random slugs: start over, stay bounded
-            self._negative[slug] = time.time() + self.negative_ttl
-            return
-        self._entries[slug] = entry
-        self._entries.move_to_end(slug)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+    def _store(self, slug: str, entry: Entry | None, generation: int) -> None:
+        """Cache what a load read, unless something changed since it began (``generation``)."""
+        with self._lock:
+            if generation != self._generation:
+                return  # an invalidation overtook this load: what it read may be stale
+            if entry is None:
+                if len(self._negative) >= NEGATIVE_CAPACITY:
+                    self._negative.clear()  # a flood of random slugs: start over, stay bounded
+                self._negative[slug] = time.time() + self.negative_ttl
+                return
+            self._entries[slug] = entry
+            self._entries.move_to_end(slug)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
