@@ -139,3 +139,80 @@ def test_many_threads_increment_without_lost_updates_or_busy_errors(engine: Engi
     assert errors == []
     with engine.connect() as conn:
         assert conn.execute(text("SELECT n FROM counter")).scalar_one() == 16 * 25
+
+
+# ── read-only sessions (issue 9, decision 0013) ─────────────────────────────────────────────
+
+
+def test_a_read_only_session_never_waits_for_the_writer_lock(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lock = _lock(engine, tmp_path)
+    writes = make_session_factory(engine)
+    reads = make_session_factory(engine, read_only=True)
+    writer = writes()
+    writer.execute(text("UPDATE counter SET n = n + 1"))  # holds the lock, not committed
+    assert lock.locked()
+    answers: list[int] = []
+    # On another thread, as a request would: it answers while the writer still holds the lock,
+    # and sees the last committed value (WAL snapshot), not the writer's.
+    reader = threading.Thread(
+        target=lambda: answers.append(reads().execute(text("SELECT n FROM counter")).scalar_one())
+    )
+    reader.start()
+    reader.join()
+    assert answers == [0] and lock.locked()
+    writer.commit()
+    writer.close()
+    with reads() as session:
+        assert session.execute(text("SELECT n FROM counter")).scalar_one() == 1
+        assert not lock.locked()
+
+
+def test_a_read_only_session_that_writes_queues_and_never_writes_on_a_stale_read(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lock = _lock(engine, tmp_path)
+    reads = make_session_factory(engine, read_only=True)
+    # Upgrading: the write statement takes the lock first, the commit gives it back.
+    with session_scope(reads) as session:
+        n = session.execute(text("SELECT n FROM counter")).scalar_one()
+        assert not lock.locked()
+        session.execute(text("UPDATE counter SET n = :n"), {"n": n + 1})
+        assert lock.locked()
+    assert not lock.locked()
+    # A reader whose snapshot another writer has moved past cannot write what it read.
+    stale = reads()
+    seen = stale.execute(text("SELECT n FROM counter")).scalar_one()
+    with session_scope(make_session_factory(engine)) as other:
+        other.execute(text("UPDATE counter SET n = n + 10"))
+    with pytest.raises(OperationalError) as refused:
+        stale.execute(text("UPDATE counter SET n = :n"), {"n": seen + 1})
+    stale.rollback()
+    stale.close()
+    assert not lock.locked()
+    from liebian.kit.faults import is_transient
+
+    assert is_transient(refused.value)  # answered 503 + Retry-After
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT n FROM counter")).scalar_one() == 11
+
+
+def test_no_transaction_begins_on_the_event_loop(engine: Engine) -> None:
+    import asyncio
+
+    async def on_the_loop() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    with pytest.raises(db.BlockingOnEventLoop):
+        asyncio.run(on_the_loop())
+
+    async def in_a_thread() -> int:
+        def read() -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(text("SELECT n FROM counter")).scalar_one())
+
+        return await asyncio.to_thread(read)
+
+    assert asyncio.run(in_a_thread()) == 0

@@ -53,9 +53,10 @@ _MEDIA = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.p
 
 
 def _with_workspace_tz(query: Q, runtime: Runtime, workspace_id: str) -> Q:
-    """Bucket in the workspace's own zone unless the request named one."""
+    """Bucket in the workspace's own zone unless the request named one (reads the database:
+    call from a worker thread)."""
     if "tz" in type(query).model_fields and "tz" not in query.model_fields_set:
-        with runtime.sessions() as session:
+        with runtime.read_sessions() as session:
             workspace = get_workspace(session, workspace_id)
         if workspace is not None:
             return query.model_copy(update={"tz": workspace.timezone})
@@ -73,14 +74,15 @@ async def _run(
     principal.require(Role.analyst)
     store = runtime.event_store
     assert store is not None
-    query = _with_workspace_tz(query, runtime, principal.workspace_id)
     budget: DuckDBBudget | None = runtime.extras.get("duckdb_budget")
 
     def answer() -> BaseModel:
+        # In a worker thread, all of it: the workspace's zone is an OLTP read.
+        zoned = _with_workspace_tz(query, runtime, principal.workspace_id)
         # The embedded DuckDB of a serving process gets its cores and a larger pool for the
         # length of the query (otherwise a 10M-event funnel spills to disk).
         with budget.analytics() if budget is not None else contextlib.nullcontext():
-            return fn(store, principal.workspace_id, query)
+            return fn(store, principal.workspace_id, zoned)
 
     result = await run_in_threadpool(answer)
     if fmt == "json":
@@ -176,16 +178,23 @@ async def cac(
     body: CacRequest,
     principal: PrincipalDep,
     runtime: RuntimeDep,
-    session: SessionDep,
     fmt: ExportFormat = FormatParam,
 ) -> Any:
     """CAC and ROI per channel, from spend recorded with POST /api/v1/spend."""
-    workspace = get_workspace(session, principal.workspace_id)
-    tz = workspace.timezone if workspace else "Asia/Shanghai"
-    rows = spend.spend_in_range(
-        session, principal.workspace_id, body.from_, body.to, tz, body.currency
-    )
-    query = CacQuery.model_validate(
+    principal.require(Role.analyst)
+    query = await run_in_threadpool(_cac_query, body, principal, runtime)
+    return await _run(analytics.cac, query, principal, runtime, fmt, "cac")
+
+
+def _cac_query(body: CacRequest, principal: Principal, runtime: Runtime) -> CacQuery:
+    """The spend of the range, read in the caller's worker thread without the writer lock."""
+    with runtime.read_sessions() as session:
+        workspace = get_workspace(session, principal.workspace_id)
+        tz = workspace.timezone if workspace else "Asia/Shanghai"
+        rows = spend.spend_in_range(
+            session, principal.workspace_id, body.from_, body.to, tz, body.currency
+        )
+    return CacQuery.model_validate(
         {
             "from": body.from_,
             "to": body.to,
@@ -193,7 +202,6 @@ async def cac(
             "spend": [r.model_dump() for r in rows],
         }
     )
-    return await _run(analytics.cac, query, principal, runtime, fmt, "cac")
 
 
 @router.post("/ab", response_model=AbResult)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,9 +20,19 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+# Methods whose routes only read: their session never waits for the SQLite writer lock.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """Commit when the handler returns, roll back when it raises: nothing half-written."""
-    session = get_runtime(request).sessions()
+    """Commit when the handler returns, roll back when it raises: nothing half-written.
+
+    A GET/HEAD request gets a read-only session (kit/db.py): on SQLite it reads a snapshot
+    without the writer lock, so a page view never queues behind writers; should such a route
+    write after all, the session upgrades safely (decision 0013)."""
+    runtime = get_runtime(request)
+    factory = runtime.read_sessions if request.method in READ_METHODS else runtime.sessions
+    session = factory()
     try:
         yield session
         session.commit()
@@ -33,20 +43,31 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
+def bearer_token(header: str) -> str:
     scheme, _, token = header.partition(" ")
+    token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send your API key as 'Authorization: Bearer lb_…'")
+    return token
+
+
+def lookup_key(runtime: Runtime) -> Callable[[str], Principal]:
+    """The database look-up of a key (a read-only session: never the writer lock), for
+    ``KeyCache.resolve``; call it from a worker thread."""
+
+    def lookup(token: str) -> Principal:
+        with runtime.read_sessions() as session:
+            return workspaces.authenticate(session, token)
+
+    return lookup
+
+
+def get_principal(request: Request) -> Principal:
+    token = bearer_token(request.headers.get("authorization", ""))
     runtime = get_runtime(request)
     cache: KeyCache = runtime.extras["key_cache"]
-    token = token.strip()
-    principal = cache.get(token)
-    if principal is None:
-        # A short session of its own: authentication must not share the handler's transaction.
-        with runtime.sessions() as session:
-            principal = workspaces.authenticate(session, token)
-        cache.put(token, principal)
+    # A short session of its own: authentication must not share the handler's transaction.
+    principal = cache.resolve(token, lookup_key(runtime))
     request.state.principal = principal
     return principal
 

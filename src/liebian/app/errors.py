@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from liebian.kit.errors import DomainError
+from liebian.kit.faults import error_answer, log_failure, request_id
 
 log = logging.getLogger("liebian.errors")
 
@@ -49,9 +50,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body("internal", "an unexpected error occurred; it has been logged"),
-            status_code=500,
-        )
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with a request id (also in the answer); 503 + Retry-After when transient —
+        # the database busy or unreachable, a full disk (kit/faults.py).
+        rid = request_id(request.scope)
+        log_failure(exc, request.scope, rid)
+        status, body, headers = error_answer(exc, rid)
+        return JSONResponse(body, status_code=status, headers=headers)

@@ -33,6 +33,14 @@ class Runtime:
     spool: Spool | None = None
     # Filled by the app factory once the domain components exist (routers, redirect app…).
     extras: dict[str, Any] = field(default_factory=dict)
+    # Sessions for work that only reads (GET requests, key lookups): on SQLite they never wait
+    # for the writer lock (kit/db.py, decision 0013). Made from ``engine`` when not given.
+    read_sessions: sessionmaker[Session] = field(default=None)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if self.read_sessions is None:
+            info = dict(self.sessions.kw.get("info") or {})
+            self.read_sessions = make_session_factory(self.engine, info, read_only=True)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

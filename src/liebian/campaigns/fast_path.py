@@ -16,19 +16,18 @@ messages), with no second copy of those rules here.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from liebian.app.errors import error_body
 from liebian.app.runtime import Runtime
 from liebian.campaigns.api import GroupJoin, HelpBody, help_reply, join_reply
-from liebian.kit.asgi import send_json
+from liebian.kit.asgi import send_domain_error, send_json
 from liebian.kit.auth import Principal, Role
-from liebian.kit.errors import DomainError
+from liebian.kit.errors import DomainError, Unavailable
+from liebian.kit.faults import guard
 from liebian.workspaces.key_cache import KeyCache
 
 Scope = MutableMapping[str, Any]
@@ -36,8 +35,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-log = logging.getLogger("liebian.campaigns")
 
 GROUPS_PREFIX = "/api/v1/groups/"
 JOIN_SUFFIX = "/join"
@@ -70,6 +67,11 @@ class FissionWritesApp:
         self.max_body = runtime.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Anything unexpected (the database, the group-commit writer, a hook) is logged with a
+        # request id and answered as JSON: 503 + Retry-After when transient (kit/faults.py).
+        await guard(self._serve, scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = fission_write(scope["path"])
         if target is None or scope["method"] != "POST":
             await self.fallback(scope, receive, send)
@@ -88,16 +90,13 @@ class FissionWritesApp:
             await self.fallback(scope, _replay(received, receive), send)
             return
         try:
-            status, reply = 200, await self._write(subject, principal, body)
+            reply = await self._write(subject, principal, body)
+        except Unavailable:
+            raise  # a fault, not a refusal: logged with a request id by the guard
         except DomainError as exc:
-            status, reply = exc.status, orjson.dumps(exc.to_body())
-        except Exception:
-            log.exception("unhandled error on %s", scope["path"])
-            status = 500
-            reply = orjson.dumps(
-                error_body("internal", "an unexpected error occurred; it has been logged")
-            )
-        await send_json(send, status, reply)
+            await send_domain_error(send, exc)
+            return
+        await send_json(send, 200, reply)
 
     async def _write(self, subject: str, principal: Principal, body: GroupJoin | HelpBody) -> bytes:
         """The join or help, committed; the reply's JSON."""

@@ -44,7 +44,7 @@ def _known_workspace(runtime: Any, workspace_id: str) -> bool:
     known: set[str] = runtime.extras.setdefault("collect_workspaces", set())
     if workspace_id in known:
         return True
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         if get_workspace(session, workspace_id) is None:
             return False
     known.add(workspace_id)

@@ -14,13 +14,14 @@ from typing import Any
 
 import orjson
 
+from liebian.app.deps import bearer_token, lookup_key
 from liebian.app.runtime import Runtime
 from liebian.events import service
-from liebian.kit.asgi import send_json
-from liebian.kit.auth import Role
+from liebian.kit.asgi import send_domain_error, send_json
+from liebian.kit.auth import Principal, Role
 from liebian.kit.clock import utcnow
-from liebian.kit.errors import DomainError, TooLarge, Unauthorized
-from liebian.workspaces import service as workspaces
+from liebian.kit.errors import DomainError, TooLarge, Unavailable
+from liebian.kit.faults import guard
 from liebian.workspaces.key_cache import KeyCache
 
 Scope = MutableMapping[str, Any]
@@ -37,24 +38,23 @@ class IngestApp:
         self.runtime = runtime
         self.keys: KeyCache = runtime.extras["key_cache"]
         self.max_body = runtime.settings.max_body_bytes
+        self._lookup = lookup_key(runtime)
 
-    def _principal(self, scope: Scope) -> Any:
-        token = ""
+    async def _principal(self, scope: Scope) -> Principal:
+        header = ""
         for name, value in scope["headers"]:
             if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() != "bearer":
-                    token = ""
+                header = value.decode("latin-1")
                 break
-        token = token.strip()
-        if not token:
-            raise Unauthorized("send your API key as 'Authorization: Bearer lb_…'")
+        token = bearer_token(header)
         principal = self.keys.get(token)
-        if principal is None:
-            with self.runtime.sessions() as session:
-                principal = workspaces.authenticate(session, token)
-            self.keys.put(token, principal)
-        return principal
+        if principal is not None:
+            return principal
+        refused = self.keys.refusal(token)  # a wrong key repeated: no database read
+        if refused is not None:
+            raise refused
+        # The look-up reads the database: in a worker thread, never on the event loop.
+        return await asyncio.to_thread(self.keys.resolve, token, self._lookup)
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -82,8 +82,13 @@ class IngestApp:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Whatever escapes (a database fault on a key look-up, a full disk under the spool, a
+        # failing hook) is logged with a request id and answered as JSON (503 when transient).
+        await guard(self._serve, scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            principal = self._principal(scope)
+            principal = await self._principal(scope)
             principal.require(Role.operator)
             raw = await self._body(receive)
             # Small bodies inline: a thread hop costs more than spooling one event.
@@ -92,7 +97,9 @@ class IngestApp:
             else:
                 accepted = self._accept(principal.workspace_id, raw)
             payload = orjson.dumps(accepted.result.model_dump())
-            status, headers = 202, None
+        except Unavailable:
+            raise  # a fault, not a refusal: logged with a request id by the guard
         except DomainError as exc:
-            payload, status, headers = orjson.dumps(exc.to_body()), exc.status, exc.headers()
-        await send_json(send, status, payload, headers)
+            await send_domain_error(send, exc)
+            return
+        await send_json(send, 202, payload)

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
+
+from liebian.kit.errors import DomainError
+
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
@@ -20,3 +24,8 @@ async def send_json(
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_domain_error(send: Send, exc: DomainError) -> None:
+    """A domain error in the API's shape, with its headers (``Retry-After`` for 429/503)."""
+    await send_json(send, exc.status, orjson.dumps(exc.to_body()), exc.headers())

@@ -7,6 +7,7 @@ the other processes (and back).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session
 from liebian.kit.db import after_commit
 
 BUS_KEY = "liebian.bus"
+
+log = logging.getLogger("liebian.bus")
 
 
 class LocalBus:
@@ -27,17 +30,24 @@ class LocalBus:
         self._subscribers[topic].append(callback)
 
     def publish(self, topic: str, payload: Any) -> None:
-        """A change made in this process: local subscribers, then the relays (other processes)."""
-        try:
-            self.deliver(topic, payload)
-        finally:
-            for relay in self._relays:
+        """A change made in this process: local subscribers, then the relays (other processes).
+
+        Every subscriber and relay is called even if one fails (logged): a publish follows a
+        commit, and a broken cache must not keep the others stale nor fail the write."""
+        self.deliver(topic, payload)
+        for relay in list(self._relays):
+            try:
                 relay(topic, payload)
+            except Exception:
+                log.exception("bus relay %r failed for %s", relay, topic)
 
     def deliver(self, topic: str, payload: Any) -> None:
         """Local subscribers only: for changes another process made (never relayed back)."""
         for callback in list(self._subscribers.get(topic, ())):
-            callback(payload)
+            try:
+                callback(payload)
+            except Exception:
+                log.exception("bus subscriber %r failed for %s", callback, topic)
 
     def add_relay(self, relay: Callable[[str, Any], None]) -> None:
         """Also hand every local publish to ``relay(topic, payload)`` (see kit/bus_relay.py)."""

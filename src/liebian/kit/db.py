@@ -6,9 +6,11 @@ flushes at most.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("liebian.db")
 
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING = {
@@ -90,24 +94,68 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(_conn: Any) -> None:
+        refuse_on_event_loop("a database transaction")
+
+    return engine
 
 
-# ── SQLite writer queue ──────────────────────────────────────────────────────────────────────
+class BlockingOnEventLoop(RuntimeError):
+    """Database work was started on the thread that runs the event loop.
+
+    A transaction there blocks every request the process serves (and on SQLite, a write
+    waiting for the writer lock while the lock's holder needs the loop to commit was a 30 s
+    freeze of the whole server: issue 9). Refused at once, by construction: run the work in a
+    worker thread (``anyio.to_thread.run_sync`` / ``asyncio.to_thread``, a sync route).
+    """
+
+
+def refuse_on_event_loop(what: str) -> None:
+    """Raise :class:`BlockingOnEventLoop` when called on a thread running an event loop."""
+    if asyncio._get_running_loop() is not None:
+        raise BlockingOnEventLoop(
+            f"{what} was started on the event-loop thread; run it in a worker thread"
+        )
+
+
+# ── SQLite: readers never wait, writers queue ───────────────────────────────────────────────
 #
-# SQLite has one write lock per database and every transaction here takes it up front (BEGIN
-# IMMEDIATE). When threads of one process contend for it, the losers sit in SQLite's busy
-# handler, which sleeps with backoff (1, 2, 5, 10 … 100 ms) and polls: under load most of a
-# request's time was spent asleep while the lock was free. So the threads of a process first
-# queue on a threading.Lock per database file and only then issue BEGIN IMMEDIATE; the next
-# writer wakes the moment the previous one commits. The lock is an optimisation, not the
-# guarantee: SQLite's own lock still serializes writers, and the busy timeout still covers
-# other processes (a CLI command, a second server) on the same file.
+# A session knows it is read-only by where it came from: ``make_session_factory(engine,
+# read_only=True)`` binds it to the engine with the ``liebian_read_only`` execution option.
+# Its transactions begin with a plain deferred ``BEGIN``: on WAL a reader works on a snapshot,
+# never waits for the write lock and never blocks a writer. Every other transaction is a write
+# transaction and takes the write lock up front (``BEGIN IMMEDIATE``), so read-then-write
+# invariants ("a group never over-fills") never race and never fail with SQLITE_BUSY.
+#
+# A read-only session that writes after all (a GET route with a side effect) upgrades: before
+# its first write statement it queues for the writer lock like any writer, and SQLite itself
+# refuses the write if another transaction committed since the reader's snapshot
+# (SQLITE_BUSY_SNAPSHOT, "database is locked", answered 503 + Retry-After): a write can never
+# be based on a stale read. Decision 0013.
+#
+# The writer queue: SQLite has one write lock per database. When threads of one process
+# contend for it, the losers sat in SQLite's busy handler, which sleeps with backoff (1, 2, 5,
+# 10 … 100 ms) and polls: under load most of a request's time was spent asleep while the lock
+# was free. So the threads of a process first queue on a threading.Lock per database file and
+# only then issue BEGIN IMMEDIATE; the next writer wakes the moment the previous one commits.
+# The lock is an optimisation, not the guarantee: SQLite's own lock still serializes writers,
+# and the busy timeout still covers other processes (a CLI command, a second server).
 #
 # The lock belongs to the *connection* that began the transaction, not to a thread: FastAPI
 # may run a request's handler and its session's commit on different worker threads. It is
 # given back whenever that connection's transaction ends — commit, rollback (which is also how
 # the pool resets a connection checked in or garbage-collected without a commit), or close.
+#
+# No deadlock by construction (issue 9): nothing may begin a transaction or wait for the lock
+# on a thread that runs an event loop (``refuse_on_event_loop``), so the loop — through which a
+# request's session commits — is never the one waiting; readers never wait at all; and the
+# holder of the lock (a worker thread, the group-commit writer, a job) needs neither the loop
+# nor a free worker thread to commit (FastAPI exits a dependency outside the thread limiter).
+
+READ_ONLY = "liebian_read_only"
 
 _WRITER_LOCKS: dict[str, threading.Lock] = {}
 _WRITER_LOCKS_GUARD = threading.Lock()
@@ -128,6 +176,8 @@ class QueuedWriterConnection(sqlite3.Connection):
 
     writer_lock: threading.Lock | None = None
     holds_writer_lock = False
+    # In a read-only (deferred) transaction: a write statement must queue for the lock first.
+    reading = False
 
     def commit(self) -> None:
         try:
@@ -145,38 +195,59 @@ class QueuedWriterConnection(sqlite3.Connection):
         try:
             super().close()
         finally:
+            self.reading = False
             self._release()
 
     def _release_if_idle(self) -> None:
         # A failed COMMIT can leave the transaction open; the lock follows the transaction.
-        if self.holds_writer_lock and not self.in_transaction:
-            self._release()
+        if not self.in_transaction:
+            self.reading = False
+            if self.holds_writer_lock:
+                self._release()
 
     def _release(self) -> None:
         if self.holds_writer_lock and self.writer_lock is not None:
             self.holds_writer_lock = False
             self.writer_lock.release()
 
-
-def _begin_immediate(dbapi_conn: Any, cursor_exec: Callable[[], Any]) -> None:
-    queued = isinstance(dbapi_conn, QueuedWriterConnection) and dbapi_conn.writer_lock is not None
-    if queued and not dbapi_conn.holds_writer_lock:
-        lock = dbapi_conn.writer_lock
-        # Bounded like SQLite's own wait: a thread that began a transaction and then opened a
-        # second session of its own would otherwise wait for itself forever.
+    def take_writer_lock(self) -> None:
+        """Queue for the process's writer lock (no-op if held or not queued)."""
+        lock = self.writer_lock
+        if lock is None or self.holds_writer_lock:
+            return
+        refuse_on_event_loop("waiting for the SQLite writer lock")
+        # Bounded like SQLite's own wait: only a thread that holds a write transaction and
+        # opens a second one of its own (a bug) could wait here for long.
         if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT):
             raise OperationalError(
                 "BEGIN IMMEDIATE",
                 None,
                 sqlite3.OperationalError("database is locked (in-process writer queue)"),
             )
-        dbapi_conn.holds_writer_lock = True
+        self.holds_writer_lock = True
+
+
+def _begin_immediate(dbapi_conn: Any, cursor_exec: Callable[[], Any]) -> None:
+    queued = isinstance(dbapi_conn, QueuedWriterConnection)
+    if queued:
+        dbapi_conn.take_writer_lock()
     try:
         cursor_exec()
     except BaseException:
         if queued:
             dbapi_conn._release_if_idle()
         raise
+
+
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+
+
+def _is_write(statement: str, context: Any) -> bool:
+    if context is not None and (context.isinsert or context.isupdate or context.isdelete):
+        return True
+    # Text statements. One that this misses (``WITH … INSERT``) is still safe: SQLite upgrades
+    # the transaction itself, waiting in its busy handler instead of the queue.
+    return statement.lstrip()[:7].upper().startswith(_WRITE_VERBS)
 
 
 def _configure_sqlite(engine: Engine, writer_lock: threading.Lock) -> None:
@@ -195,20 +266,41 @@ def _configure_sqlite(engine: Engine, writer_lock: threading.Lock) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        refuse_on_event_loop("a database transaction")
+        dbapi_conn = conn.connection.dbapi_connection
+        if conn._execution_options.get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            if isinstance(dbapi_conn, QueuedWriterConnection):
+                dbapi_conn.reading = True
+            return
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
         # writes fails with SQLITE_BUSY at once under concurrency instead of waiting its turn,
         # which would break the "group never over-fills" style invariants.
-        _begin_immediate(
-            conn.connection.dbapi_connection, lambda: conn.exec_driver_sql("BEGIN IMMEDIATE")
-        )
+        _begin_immediate(dbapi_conn, lambda: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_execute(
+        _conn: Any, cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        dbapi_conn = cursor.connection
+        if (
+            dbapi_conn.reading
+            and not dbapi_conn.holds_writer_lock
+            and _is_write(statement, context)
+        ):
+            dbapi_conn.take_writer_lock()
 
 
 def make_session_factory(
-    engine: Engine, info: dict[str, Any] | None = None
+    engine: Engine, info: dict[str, Any] | None = None, *, read_only: bool = False
 ) -> sessionmaker[Session]:
+    """Sessions on ``engine``. ``read_only``: for work that only reads (GET requests, key
+    look-ups, analytics parameters) — on SQLite its transactions never take the writer lock
+    (see the note above); on PostgreSQL it changes nothing."""
     # ``info`` is copied into every session: how services reach process-wide helpers (the
     # change bus) through the session they were handed.
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True, info=info or {})
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return sessionmaker(bind=bind, expire_on_commit=False, autoflush=True, info=info or {})
 
 
 @contextmanager
@@ -273,8 +365,23 @@ def _run_after_commit(session: Session) -> None:
                 for owner, callback in pending
             ]
         return
-    for _owner, callback in session.info.pop(_AFTER_COMMIT_KEY, []):
-        callback()
+    run_after_commit_callbacks(
+        callback for _owner, callback in session.info.pop(_AFTER_COMMIT_KEY, [])
+    )
+
+
+def run_after_commit_callbacks(callbacks: Iterable[Callable[[], None]]) -> None:
+    """Run each callback; one that fails is logged and the rest still run.
+
+    The data is committed by now: a failing cache invalidation or bus subscriber must neither
+    turn the committed write into an error for its caller nor skip the callbacks after it
+    (issue 9). Caches also expire by TTL, which bounds what a lost invalidation costs.
+    """
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit callback %r failed; the commit stands", callback)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -16,7 +16,12 @@ What a caller sees is what it would see with a transaction of its own:
 - Each unit starts with an empty identity map, as a fresh session would.
 
 The writer thread starts with the first unit of work and ends after ``idle_seconds`` without
-any, so nothing needs starting or stopping with the process.
+any, so nothing needs starting or stopping with the process. It is supervised: if anything
+kills it (a session that cannot be opened, a bug outside a unit), the batch in hand is answered
+with the error, and a new writer starts when work is waiting. Nothing waits without bound: the
+queue holds at most ``max_pending`` units (past that a caller gets 503 + Retry-After at once),
+and a caller waits at most ``deadline`` seconds (then 503; its work is withdrawn if the writer
+had not taken it yet). Decisions 0009 and 0013.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from liebian.kit.errors import Unavailable
+
 log = logging.getLogger("liebian.group_commit")
 
 T = TypeVar("T")
@@ -44,6 +51,10 @@ class _Unit(Generic[T]):
     future: asyncio.Future[T]
     result: Any = None
     error: BaseException | None = None
+    # Set under GroupCommit._claims: the writer has taken it (it will run), or its caller's
+    # deadline passed before that (it never runs).
+    taken: bool = False
+    withdrawn: bool = False
 
 
 class GroupCommit:
@@ -55,28 +66,72 @@ class GroupCommit:
         *,
         max_batch: int = 32,
         idle_seconds: float = 2.0,
+        max_pending: int = 2048,
+        deadline: float = 15.0,
         name: str = "liebian-group-commit",
     ) -> None:
         # max_batch bounds how long one batch holds the database's write lock (other writers
         # — the API, jobs — queue behind it) and how long its first caller waits.
+        # max_pending bounds the queue: past it a caller is answered 503 at once instead of
+        # waiting behind work that cannot finish in time. deadline bounds every wait.
         self.sessions = sessions
         self.max_batch = max_batch
         self.idle_seconds = idle_seconds
+        self.deadline = deadline
         self.name = name
-        self._queue: queue.SimpleQueue[_Unit[Any]] = queue.SimpleQueue()
+        self._queue: queue.Queue[_Unit[Any]] = queue.Queue(maxsize=max_pending)
         self._guard = threading.Lock()
+        self._claims = threading.Lock()
         self._thread: threading.Thread | None = None
+        # Units the writer has taken off the queue and not yet answered (answered with the
+        # error if the writer thread dies).
+        self._in_hand: list[_Unit[Any]] = []
         self.batches = 0  # committed or failed batches, for tests and curiosity
         self.units = 0
+        self.restarts = 0  # writer threads that died and were replaced
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """``work(session)``'s result once its batch has committed; its exception if it
-        raised (its savepoint rolled back) or if the batch's commit failed."""
+        raised (its savepoint rolled back) or if the batch's commit failed.
+
+        Raises :class:`~liebian.kit.errors.Unavailable` (503, Retry-After) when the queue is
+        full, or when ``deadline`` seconds pass first: with ``code="busy"`` if the work was
+        withdrawn unrun (nothing written; retry), ``code="write_pending"`` if it was already
+        being committed (read before retrying)."""
         loop = asyncio.get_running_loop()
         unit: _Unit[T] = _Unit(work, loop, loop.create_future())
-        self._queue.put(unit)
+        try:
+            self._queue.put_nowait(unit)
+        except queue.Full:
+            raise Unavailable(
+                "too many writes are waiting; nothing was written, try again in a moment",
+                code="busy",
+            ) from None
         self._ensure_writer()
-        return await unit.future
+        timer = loop.call_later(self.deadline, self._expire, unit)
+        try:
+            return await unit.future
+        finally:
+            timer.cancel()
+
+    def _expire(self, unit: _Unit[Any]) -> None:
+        """The caller's deadline: on its event loop."""
+        if unit.future.done():
+            return
+        with self._claims:
+            if not unit.taken:
+                unit.withdrawn = True
+        if unit.withdrawn:
+            error = Unavailable(
+                "the write waited too long and was withdrawn; nothing was written, try again",
+                code="busy",
+            )
+        else:
+            error = Unavailable(
+                "the write is still being committed; read it back before trying again",
+                code="write_pending",
+            )
+        unit.future.set_exception(error)
 
     def _ensure_writer(self) -> None:
         # Always under the guard: the writer decides to end under it too, and a unit queued
@@ -87,6 +142,29 @@ class GroupCommit:
                 self._thread.start()
 
     def _serve(self) -> None:
+        # Supervised: whatever kills this loop, the thread is forgotten and — when work is
+        # waiting — replaced, so no caller waits for a writer that no longer exists.
+        ended = False
+        try:
+            ended = self._serve_batches()
+        except BaseException as exc:
+            log.exception("group commit: the writer thread failed; starting a new one")
+            # The units it had taken off the queue are answered with what stopped it.
+            in_hand = list(self._in_hand)
+            for unit in in_hand:
+                unit.error = exc
+            _answer(in_hand)  # a caller already answered (deadline) is skipped
+        finally:
+            self._in_hand = []
+            if not ended:
+                with self._guard:
+                    self._thread = None
+                    self.restarts += 1
+                if not self._queue.empty():
+                    self._ensure_writer()
+
+    def _serve_batches(self) -> bool:
+        """Run batches until idle; True once it has ended cleanly (``_thread`` cleared)."""
         while True:
             try:
                 first = self._queue.get(timeout=self.idle_seconds)
@@ -96,20 +174,37 @@ class GroupCommit:
                     # finds no thread and starts a new one.
                     if self._queue.empty():
                         self._thread = None
-                        return
+                        return True
                 continue
-            batch = [first]
+            self._in_hand = [first]
+            batch = self._claim([first])
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    unit = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._run_batch(batch)
-            _answer(batch)
+                self._in_hand.append(unit)
+                batch.extend(self._claim([unit]))
+            if batch:
+                self._run_batch(batch)
+                _answer(batch)  # every caller of the batch is answered, whatever happened
+            self._in_hand = []
+
+    def _claim(self, units: list[_Unit[Any]]) -> list[_Unit[Any]]:
+        """The units still wanted (their callers' deadlines have not withdrawn them)."""
+        kept = []
+        with self._claims:
+            for unit in units:
+                if not unit.withdrawn:
+                    unit.taken = True
+                    kept.append(unit)
+        return kept
 
     def _run_batch(self, batch: list[_Unit[Any]]) -> None:
-        session = self.sessions()
+        committed = False
+        session: Session | None = None
         try:
+            session = self.sessions()
             for unit in batch:
                 try:
                     # The savepoint's context rolls back only this unit's writes (and drops
@@ -122,18 +217,29 @@ class GroupCommit:
                 # earlier unit changed with Core statements from a stale identity map.
                 session.expunge_all()
             session.commit()
+            committed = True
         except BaseException as exc:
-            # Nothing of this batch is committed: a unit that had succeeded (or was not
-            # reached) gets the failure; a refused one keeps its own answer. Every caller
-            # is answered either way, so none waits for ever.
-            log.exception("group commit of %d units failed", len(batch))
-            _roll_back(session)
-            for unit in batch:
-                if unit.error is None:
-                    unit.error = exc
-                    unit.result = None
+            if committed:
+                # Durable already (after-commit callbacks are isolated in kit.db, so this is
+                # not expected): the callers' answers stand.
+                log.exception("group commit: failure after the commit of %d units", len(batch))
+            else:
+                # Nothing of this batch is committed: a unit that had succeeded (or was not
+                # reached) gets the failure; a refused one keeps its own answer. Every caller
+                # is answered either way, so none waits for ever.
+                log.exception("group commit of %d units failed", len(batch))
+                if session is not None:
+                    _roll_back(session)
+                for unit in batch:
+                    if unit.error is None:
+                        unit.error = exc
+                        unit.result = None
         finally:
-            session.close()  # rolls back whatever a failure left open
+            if session is not None:
+                try:
+                    session.close()  # rolls back whatever a failure left open
+                except Exception:
+                    log.exception("group commit: closing the session failed")
             self.batches += 1
             self.units += len(batch)
 

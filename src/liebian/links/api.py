@@ -97,7 +97,7 @@ def export_links(principal: PrincipalDep, runtime: RuntimeDep) -> StreamingRespo
 
     def rows() -> Iterator[str]:
         # Its own session: a streaming body outlives the request's dependency scope.
-        with runtime.sessions() as session:
+        with runtime.read_sessions() as session:  # no writer lock for a slow download
             yield from service.export_csv(repository.iter_links(session, principal.workspace_id))
 
     return StreamingResponse(

@@ -175,7 +175,7 @@ async def _in_thread(
     import anyio.to_thread
 
     def work() -> Response:
-        with runtime.sessions() as session:
+        with runtime.read_sessions() as session:
             url, slug = lookup(session, workspace_id, item_id, runtime.settings.base_url)
         return _image(url, slug, options, logo)
 

@@ -20,6 +20,7 @@ from liebian.app.runtime import Runtime
 from liebian.events.spool import ClickBurst, SpoolWriteError
 from liebian.events.store.duckdb_budget import DuckDBBudget
 from liebian.kit import client_ip
+from liebian.kit.faults import REQUEST_ID_HEADER, guard, request_id
 from liebian.kit.passwords import verify_password
 from liebian.kit.visitor import Visitor
 from liebian.links.qr import has_qr_flag
@@ -127,6 +128,12 @@ class RedirectApp:
     # -- the request ---------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A fault (the database on a cache miss, a full disk under the click spool, a live
+        # code's write) is logged with a request id and answered with a Chinese page: 503 +
+        # Retry-After when transient, 500 otherwise (kit/faults.py).
+        await guard(self._serve, scope, receive, send, html_page=pages.error_page)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         head = method == "HEAD"
         if method != "GET" and not head and method != "POST":
@@ -214,10 +221,13 @@ class RedirectApp:
         except SpoolWriteError:
             # Disk full: a redirect whose click is not on disk is not answered (the visitor
             # retries; nothing is counted twice or lost).
-            log.error("redirect /%s: click not recorded, answered 503", slug, exc_info=True)
-            await self._page(
-                send, 503, pages.UNAVAILABLE, head, [(b"retry-after", RETRY_AFTER_SPOOL)]
-            )
+            rid = request_id(scope)
+            log.error(
+                "request %s: redirect /%s: click not recorded, answered 503", rid, slug,
+                exc_info=True,
+            )  # fmt: skip
+            retry = [(b"retry-after", RETRY_AFTER_SPOOL), (REQUEST_ID_HEADER, rid.encode())]
+            await self._page(send, 503, pages.UNAVAILABLE, head, retry)
             return
         extra = None
         if new_visitor:

@@ -134,3 +134,25 @@ def guide_page(platform: str) -> bytes:
         "<p>点击右上角 <b>···</b> 选择<b>在浏览器打开</b>。</p>"
         "<p><small>Tap ··· at the top right and choose “Open in Browser”.</small></p>",
     )
+
+
+def error_page(status: int, request_id: str) -> bytes:
+    """Shown when the server failed to answer (kit.faults.guard): 503 "busy, try again" for a
+    transient fault, 500 otherwise; the request id lets support find the log line."""
+    if status == 503:
+        title, text, english = (
+            "服务繁忙",
+            "服务暂时繁忙，请稍后刷新重试。",
+            "The service is busy. Please try again in a moment.",
+        )
+    else:
+        title, text, english = (
+            "出错了",
+            "服务器出了点问题，我们已记录，请稍后再试。",
+            "Something went wrong on our side. Please try again later.",
+        )
+    return _page(
+        title,
+        f"<h1>{title}</h1><p>{text}</p>"
+        f"<p><small>{english}<br>错误编号 / request id: {escape(request_id)}</small></p>",
+    )

@@ -2,30 +2,78 @@
 
 Revoking a key publishes ``api_key.revoked``, which empties the cache at once in this process;
 the TTL bounds how long another process (scale mode without the Redis relay) may lag.
+
+Refused keys are remembered too, for a few seconds and in a bounded table of their own: a
+client (or an attacker) repeating a wrong key then costs a hash and a dict lookup, not a
+database read per request (issue 9). A key is 256 random bits shown once after its creation
+commits, so no key can be refused before it exists; a refused key that is revoked stays
+refused.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from liebian.kit.auth import Principal, hash_api_key
+from liebian.kit.errors import Unauthorized
 
 REVOKED_TOPIC = "api_key.revoked"
 
+NEGATIVE_TTL = 10.0
+NEGATIVE_CAPACITY = 10_000
+
 
 class KeyCache:
-    def __init__(self, ttl_seconds: float = 30.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float = 30.0,
+        max_entries: int = 10_000,
+        *,
+        negative_ttl: float = NEGATIVE_TTL,
+        negative_capacity: int = NEGATIVE_CAPACITY,
+    ) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
+        self.negative_ttl = negative_ttl
+        self.negative_capacity = negative_capacity
         self._entries: dict[str, tuple[Principal, float]] = {}
+        # digest → (message, code, until): a fresh exception per refusal (re-raising one
+        # instance would grow its traceback with every request).
+        self._refused: dict[str, tuple[str, str, float]] = {}
         self._lock = threading.Lock()
 
     def get(self, plaintext: str) -> Principal | None:
+        """The key's principal if it is cached (a dict lookup: fine on the event loop)."""
         entry = self._entries.get(hash_api_key(plaintext))
         if entry is None or entry[1] < time.monotonic():
             return None
         return entry[0]
+
+    def refusal(self, plaintext: str) -> Unauthorized | None:
+        """The error ``plaintext`` was refused with in the last ``negative_ttl`` seconds."""
+        refused = self._refused.get(hash_api_key(plaintext))
+        if refused is None or refused[2] < time.monotonic():
+            return None
+        return Unauthorized(refused[0], code=refused[1])
+
+    def resolve(self, plaintext: str, lookup: Callable[[str], Principal]) -> Principal:
+        """The cached principal, the remembered refusal (raised), or ``lookup(plaintext)`` —
+        a database read: call this from a worker thread — whose outcome is remembered."""
+        principal = self.get(plaintext)
+        if principal is not None:
+            return principal
+        refused = self.refusal(plaintext)
+        if refused is not None:
+            raise refused
+        try:
+            principal = lookup(plaintext)
+        except Unauthorized as exc:
+            self.refuse(plaintext, exc)
+            raise
+        self.put(plaintext, principal)
+        return principal
 
     def put(self, plaintext: str, principal: Principal) -> None:
         with self._lock:
@@ -33,6 +81,19 @@ class KeyCache:
                 self._entries.clear()
             self._entries[hash_api_key(plaintext)] = (principal, time.monotonic() + self.ttl)
 
+    def refuse(self, plaintext: str, error: Unauthorized) -> None:
+        """Remember that ``plaintext`` was refused with ``error``."""
+        with self._lock:
+            if len(self._refused) >= self.negative_capacity:
+                # A flood of distinct wrong keys: start over, stay bounded.
+                self._refused.clear()
+            self._refused[hash_api_key(plaintext)] = (
+                error.message,
+                error.code,
+                time.monotonic() + self.negative_ttl,
+            )
+
     def clear(self, _payload: object = None) -> None:
         with self._lock:
             self._entries.clear()
+            self._refused.clear()
