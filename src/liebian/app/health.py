@@ -102,8 +102,9 @@ def database_reachable(runtime: Runtime, timeout: float = DATABASE_TIMEOUT) -> s
 
     def probe() -> None:
         try:
-            with runtime.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            # A read-only session: on SQLite it never waits for the writer lock (decision 0013).
+            with runtime.read_sessions() as session:
+                session.execute(text("SELECT 1"))
             outcome.append(None)
         except Exception as exc:
             outcome.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")

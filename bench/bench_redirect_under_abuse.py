@@ -1,0 +1,257 @@
+"""The redirect's latency while invalid keys and analytics queries hit the same server.
+
+    /work/main/.venv/bin/python bench/bench_redirect_under_abuse.py [--runs 3] [--duration 8]
+        [--links 1000] [--abusers 4] [--micro]
+
+One ``liebian serve`` (granian, 1 worker, as bench_redirect.py). Runs alternate, so the
+machine's background load hits both alike:
+
+- ``quiet``: the redirect load of bench_redirect.py alone (``wrk -t1 -c50``, a Lua script
+  walking the links' slugs; every request records a click);
+- ``abuse``: the same wrk load while ``--abusers`` threads of this process send, back to back,
+  ``POST /api/v1/events`` with invalid keys (half a fixed ``lb_bogus``, half a fresh random key
+  each time, which no cache can answer), ``POST /api/v1/analytics/counts`` and ``/cac`` with a
+  valid key, and ``POST /api/v1/links`` (writes that hold the SQLite writer lock), plus one
+  thread probing ``/healthz``.
+
+Printed per run and as medians: the redirect's req/s, p50, p99; during abuse also the abuse
+requests answered per status and the /healthz probe's median and worst latency (a request
+waiting on another's lock shows there, and as 5xx). ``--micro`` also times the slug cache's
+hit path with its lock against the same code without it, in this process.
+
+Everything runs on 127.0.0.1 in a temporary directory. Prints ``uptime`` before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_redirect import (
+    WRK_SCRIPT,
+    children,
+    create_links_via_api,
+    free_port,
+    liebian_cmd,
+    liebian_env,
+    liebian_init,
+    process,
+    wait_drained,
+    wait_http,
+    wrk,
+)
+
+RANGE = {"from": "2026-03-01T00:00:00+08:00", "to": "2026-03-08T00:00:00+08:00"}
+
+
+class Abuse:
+    """Threads that hit the server until stopped, counting answers by status."""
+
+    def __init__(self, port: int, key: str, abusers: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.key = key
+        self.abusers = abusers
+        self.stop = threading.Event()
+        self.statuses: Counter[str] = Counter()
+        self.health_ms: list[float] = []
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def _count(self, what: str, status: int) -> None:
+        with self._lock:
+            self.statuses[f"{what} {status}"] += 1
+
+    def _abuser(self, n: int) -> None:
+        good = {"Authorization": f"Bearer {self.key}"}
+        with httpx.Client(base_url=self.base, timeout=60) as http:
+            i = 0
+            while not self.stop.is_set():
+                i += 1
+                kind = (n + i) % 5
+                try:
+                    if kind == 0:
+                        r = http.post(
+                            "/api/v1/events",
+                            json={"event": "x"},
+                            headers={"Authorization": "Bearer lb_bogus"},
+                        )
+                        self._count("bogus key (repeated)", r.status_code)
+                    elif kind == 1:
+                        bogus = "lb_" + secrets.token_urlsafe(16)
+                        r = http.post(
+                            "/api/v1/events",
+                            json={"event": "x"},
+                            headers={"Authorization": f"Bearer {bogus}"},
+                        )
+                        self._count("bogus key (fresh)", r.status_code)
+                    elif kind == 2:
+                        r = http.post("/api/v1/analytics/counts", json=RANGE, headers=good)
+                        self._count("analytics counts", r.status_code)
+                    elif kind == 3:
+                        r = http.post("/api/v1/analytics/cac", json=RANGE, headers=good)
+                        self._count("analytics cac", r.status_code)
+                    else:
+                        r = http.post(
+                            "/api/v1/links",
+                            json={"url": f"https://example.com/abuse/{n}/{i}"},
+                            headers=good,
+                        )
+                        self._count("link create", r.status_code)
+                except httpx.HTTPError as exc:
+                    self._count(f"error {type(exc).__name__}", 0)
+
+    def _prober(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=60) as http:
+            while not self.stop.is_set():
+                t0 = time.perf_counter()
+                http.get("/healthz")
+                self.health_ms.append((time.perf_counter() - t0) * 1000)
+                time.sleep(0.05)
+
+    def __enter__(self) -> Abuse:
+        self._threads = [
+            threading.Thread(target=self._abuser, args=(n,), daemon=True)
+            for n in range(self.abusers)
+        ] + [threading.Thread(target=self._prober, daemon=True)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(timeout=120)
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def micro_cache(rounds: int = 5, n: int = 300_000) -> None:
+    """The slug cache's hit path with its lock vs. the same code without (the old hit path)."""
+    import timeit
+    from collections import OrderedDict
+
+    from liebian.redirect.cache import LinkCache, compile_link
+
+    row = {
+        "id": "lnk_1", "workspace_id": "ws_1", "url": "https://example.com/a", "channel": None,
+        "campaign_id": None, "utm": {}, "expires_at": None, "expired_url": None,
+        "max_clicks": None, "password_hash": None, "allowed_platforms": None, "ios_url": None,
+        "android_url": None, "variants": None, "browser_guide": False,
+    }  # fmt: skip
+    cache = LinkCache(loader=None)  # type: ignore[arg-type]
+    entry = compile_link(row)
+    cache._entries["s"] = entry
+    now = entry.loaded_at
+
+    entries: OrderedDict[str, Any] = OrderedDict(s=entry)
+
+    def unlocked_get(slug: str, now: float) -> Any:  # the hit path before this change
+        e = entries.get(slug)
+        if e is not None and now - e.loaded_at < 300.0:
+            entries.move_to_end(slug)
+            return e
+        return False
+
+    locked = [timeit.timeit(lambda: cache.get("s", now), number=n) for _ in range(rounds)]
+    bare = [timeit.timeit(lambda: unlocked_get("s", now), number=n) for _ in range(rounds)]
+    ns = 1e9 / n
+    print(
+        f"slug cache hit, median of {rounds} x {n:,}: with lock "
+        f"{statistics.median(locked) * ns:.0f} ns, without {statistics.median(bare) * ns:.0f} ns"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--links", type=int, default=1000)
+    parser.add_argument("--abusers", type=int, default=4)
+    parser.add_argument("--micro", action="store_true")
+    args = parser.parse_args()
+
+    print(f"load before: {uptime()}")
+    if args.micro:
+        micro_cache()
+    tmp = Path(tempfile.mkdtemp(prefix="liebian-abuse-"))
+    script = tmp / "walk.lua"
+    script.write_text(WRK_SCRIPT)
+    data_dir = tmp / "data"
+    key = liebian_init(data_dir)
+    port = free_port()
+    print(
+        f"machine: {os.cpu_count()} cpus; wrk -t1 -c50 -d{args.duration}s; "
+        f"{args.abusers} abuse threads + 1 /healthz probe; {args.runs} runs per mode, alternating"
+    )
+    results: dict[str, list[dict[str, float]]] = {"quiet": [], "abuse": []}
+    health: list[float] = []
+    statuses: Counter[str] = Counter()
+    with contextlib.ExitStack() as stack:
+        lb = stack.enter_context(process(liebian_cmd(port, data_dir), liebian_env(data_dir, port)))
+        wait_http(port)
+        slugs = create_links_via_api(port, key, args.links)
+        slugs_file = tmp / "slugs.txt"
+        slugs_file.write_text("\n".join(slugs) + "\n")
+        wrk(port, slugs_file, script, 2)  # warm-up
+        pids = [lb.pid, *children(lb.pid)]
+        wait_drained(data_dir, pids)
+        for i in range(args.runs):
+            for mode in ("quiet", "abuse"):
+                if mode == "abuse":
+                    with Abuse(port, key, args.abusers) as abuse:
+                        r = wrk(port, slugs_file, script, args.duration)
+                    health.extend(abuse.health_ms)
+                    statuses.update(abuse.statuses)
+                    answered = sum(abuse.statuses.values())
+                    extra = (
+                        f"  abuse answered {answered:,} ({answered / args.duration:,.0f}/s), "
+                        f"/healthz median {statistics.median(abuse.health_ms):.1f} ms "
+                        f"worst {max(abuse.health_ms):.1f} ms"
+                    )
+                else:
+                    r = wrk(port, slugs_file, script, args.duration)
+                    extra = ""
+                results[mode].append(r)
+                print(
+                    f"   run {i + 1} {mode:5s}: {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms  "
+                    f"p99 {r['p99']:.2f} ms{extra}"
+                )
+                wait_drained(data_dir, pids)
+
+    print("\nabuse requests by answer (all runs):")
+    for what, count in sorted(statuses.items()):
+        print(f"  {what:28s} {count:>7,}")
+    print("\nsummary (medians):")
+    for mode in ("quiet", "abuse"):
+        rs = results[mode]
+        med = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")}
+        print(
+            f"  redirect {mode:5s} {med['rps']:>8,.0f} req/s   p50 {med['p50']:.2f} ms   "
+            f"p99 {med['p99']:.2f} ms"
+        )
+    if health:
+        print(
+            f"  /healthz during abuse: median {statistics.median(health):.1f} ms, "
+            f"worst {max(health):.1f} ms over {len(health)} probes"
+        )
+    print(f"load after: {uptime()}")
+
+
+if __name__ == "__main__":
+    main()
