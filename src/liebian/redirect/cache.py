@@ -301,17 +301,18 @@ class SlugLoader:
 
 
 class LinkCache:
-    """The slug → entry table. One lock guards it (see the module's note on freshness).
+    """The slug → entry table (see the module's note on freshness).
 
     ``invalidate`` runs on whichever thread committed the change (a worker thread, the
     group-commit writer, the bus relay), while hits, misses and stores run on the event loop.
-    Without the lock a hit could move an entry that an invalidation had just popped (KeyError
-    on the redirect path), and a load could check the generation, be overtaken by an
-    invalidation, and store the stale row it read for the full TTL. Under the lock a store
-    compares the generation and writes in one step, so an invalidation is either before the
-    check (the stale row is dropped) or after the store (it removes the row). The lock is never
-    held across I/O; uncontended it costs well under a microsecond on a hit (measured in
-    docs/benchmarks.md).
+    Two races were possible: a hit moved an entry that an invalidation had just popped
+    (KeyError on the redirect path), and a load checked the generation, was overtaken by an
+    invalidation, and stored the stale row it read for the full TTL. Now every change to the
+    table — store, invalidate, clear, expiry — holds one lock, and a store compares the
+    generation and writes in one step, so an invalidation is either before the check (the
+    stale row is dropped) or after the store (it removes the row). A hit takes no lock (see
+    ``get``): a lock there measured ~1.5 µs per redirect on this machine
+    (bench/bench_redirect_under_abuse.py --micro).
     """
 
     def __init__(
@@ -355,21 +356,32 @@ class LinkCache:
         return len(self._entries)
 
     def get(self, slug: str, now: float) -> Entry | bool | None:
-        """Entry on a hit, ``None`` for a known-unknown slug, ``False`` when a load is needed."""
-        with self._lock:
-            entry = self._entries.get(slug)
-            if entry is not None:
-                if now - entry.loaded_at < self.ttl:
+        """Entry on a hit, ``None`` for a known-unknown slug, ``False`` when a load is needed.
+
+        The hit path takes no lock: each dict operation is atomic under the GIL, and an
+        invalidation that pops the entry between the lookup and ``move_to_end`` only means this
+        request uses the entry it found (it began before the change committed its
+        invalidation). Removing an expired entry goes through the lock."""
+        entry = self._entries.get(slug)
+        if entry is not None:
+            if now - entry.loaded_at < self.ttl:
+                try:  # noqa: SIM105 (hot path: suppress() costs a context manager)
                     self._entries.move_to_end(slug)
-                    return entry
-                del self._entries[slug]
-                return False
-            until = self._negative.get(slug)
-            if until is not None:
-                if now < until:
-                    return None
-                del self._negative[slug]
+                except KeyError:
+                    pass  # invalidated meanwhile (see above)
+                return entry
+            with self._lock:
+                if self._entries.get(slug) is entry:
+                    del self._entries[slug]
             return False
+        until = self._negative.get(slug)
+        if until is not None:
+            if now < until:
+                return None
+            with self._lock:
+                if self._negative.get(slug) == until:
+                    del self._negative[slug]
+        return False
 
     async def load(self, slug: str) -> Entry | None:
         pending = self._inflight.get(slug)
