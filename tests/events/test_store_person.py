@@ -87,3 +87,21 @@ def test_erase_pseudonymizes_the_person_and_keeps_the_sums(store: EventStore) ->
         )[0][0]
         == 1
     )
+
+
+def test_contact_figures_are_computed_in_the_engine(store: EventStore) -> None:
+    """contacts.computed's per-person SQL (reconciliation) answers alike on both engines."""
+    from liebian.contacts.computed import _event_figures
+
+    _seed(store)
+    store.insert(
+        [
+            EventRow(WS, "e9", "refund", T0 + timedelta(minutes=7), user_id="u1", revenue=900),
+            EventRow(WS, "e10", "click", T0 + timedelta(minutes=8), user_id="u1", channel="sms"),
+        ]
+    )
+    rows = {r[0]: r for r in _event_figures(store, WS)}
+    u1 = rows["u1"]
+    assert (u1[3], u1[4], int(u1[5]), int(u1[6])) == ("wechat", "sms", 1, 9000)
+    assert str(u1[1]).startswith("2026-11-01 08:00") and str(u1[2]).startswith("2026-11-01 08:08")
+    assert int(rows["u2"][5]) == 1 and "v9" in rows and "ws_2" not in str(rows)

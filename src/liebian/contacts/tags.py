@@ -9,13 +9,15 @@ react to. Callers pass ids already scoped to the workspace; unknown tags are a 4
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from liebian.contacts.models import TAG_SOURCES, Contact, ContactTag, Tag, TagChange, TagGroup
-from liebian.contacts.repository import insert_ignore
 from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import Conflict, Invalid, NotFound
@@ -84,23 +86,33 @@ def add_tags(
     have = _existing(session, contacts, ids)
     now = utcnow()
     new = [(c, t) for c in contacts for t in ids if (c, t) not in have]
-    for c, t in new:
+    if new:
         # ON CONFLICT DO NOTHING: a concurrent tagging of the same pair is not an error.
-        if insert_ignore(
-            session,
-            ContactTag.__table__,
-            {"workspace_id": workspace_id, "contact_id": c, "tag_id": t, "source": source,
-             "added_at": now},
-            ["contact_id", "tag_id"],
-        ):  # fmt: skip
-            session.add(
-                TagChange(
-                    id=new_id("tgc"), workspace_id=workspace_id, contact_id=c, tag_id=t,
-                    change="added", reason=(reason or source)[:200], at=now,
-                )
-            )  # fmt: skip
+        session.execute(
+            _insert_links_stmt(session.get_bind().dialect.name),
+            [
+                {"workspace_id": workspace_id, "contact_id": c, "tag_id": t, "source": source,
+                 "added_at": now}
+                for c, t in new
+            ],
+        )  # fmt: skip
+        session.add_all(
+            TagChange(
+                id=new_id("tgc"), workspace_id=workspace_id, contact_id=c, tag_id=t,
+                change="added", reason=(reason or source)[:200], at=now,
+            )
+            for c, t in new
+        )  # fmt: skip
     _announce(session, workspace_id, new, "added")
     return len(new)
+
+
+@functools.cache
+def _insert_links_stmt(dialect: str) -> Any:
+    make: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    return make(ContactTag.__table__).on_conflict_do_nothing(
+        index_elements=["contact_id", "tag_id"]
+    )
 
 
 def remove_tags(
