@@ -17,6 +17,8 @@ from typing import Any, Literal
 import duckdb
 from pydantic import BaseModel
 
+from liebian.kit.csv_safe import neutralize
+
 
 def flatten(result: BaseModel | dict[str, Any]) -> list[dict[str, Any]]:
     data = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
@@ -56,8 +58,11 @@ def export(
     if fmt == "csv":
         with out.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
+            # Text only: a negative number (a difference, a z score) is data, not a formula.
+            writer.writerow({c: neutralize(c) for c in columns})
+            writer.writerows(
+                {k: neutralize(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows
+            )
         return out
     fd, staging = tempfile.mkstemp(suffix=".ndjson")
     try:

@@ -9,6 +9,7 @@ fields and ops raise ``Invalid`` naming each of them; values are bound as parame
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,9 @@ _PROP = re.compile(r"^properties\.([\w\-]{1,64})$")
 _BOOL_COLUMNS = frozenset({"is_bot", "is_qr"})
 
 Where = dict[str, Any]
+# Bounds that keep one query's SQL small: a filter this large is a mistake, not an analysis.
+MAX_WHERE_FIELDS = 50
+MAX_IN_VALUES = 1_000
 
 
 def check_field(field: str) -> str | None:
@@ -44,6 +48,11 @@ def validate_fields(fields: list[str], what: str = "field") -> None:
 
 
 def _normalize(where: Where) -> list[tuple[str, str, Any]]:
+    if len(where) > MAX_WHERE_FIELDS:
+        raise Invalid(
+            f"a where filter takes at most {MAX_WHERE_FIELDS} fields; got {len(where)}",
+            details={"field": "where"},
+        )
     validate_fields(list(where))
     out: list[tuple[str, str, Any]] = []
     bad_ops: list[str] = []
@@ -68,6 +77,11 @@ def _normalize(where: Where) -> list[tuple[str, str, Any]]:
 
 def _check_value(field: str, op: str, value: Any) -> None:
     scalars = (str, int, float, bool)
+    if isinstance(value, list) and len(value) > MAX_IN_VALUES:
+        raise Invalid(
+            f"filter {field}.in takes at most {MAX_IN_VALUES} values; got {len(value)}",
+            details={"field": f"where.{field}"},
+        )
     if op == "in":
         ok = isinstance(value, list) and value and all(isinstance(v, scalars) for v in value)
         if not ok:
@@ -79,6 +93,16 @@ def _check_value(field: str, op: str, value: Any) -> None:
             raise Invalid(f"filter {field}.contains needs a text value")
     elif not isinstance(value, scalars):
         raise Invalid(f"filter {field}.{op} needs a text, number or true/false value")
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise Invalid(f"filter {field}.{op} needs a finite number, not {item}")
+        if field == "revenue" and op != "contains" and (
+            isinstance(item, bool) or not isinstance(item, int)
+        ):
+            raise Invalid(
+                f"filter revenue.{op} needs a whole number of minor units (分), got {item!r}",
+                details={"field": f"where.{field}"},
+            )
 
 
 def _expr(sql: Sql, field: str, sample: Any, alias: str) -> tuple[str, bool]:

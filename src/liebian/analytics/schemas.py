@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_TZ = "Asia/Shanghai"
 
@@ -14,14 +15,61 @@ class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
 
+# Bounds on what one query may ask for, so a mistyped year or an hourly series over decades
+# is a 422 naming the field instead of a query that runs for minutes.
+MAX_RANGE = timedelta(days=3660)  # ten years
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_BUCKETS = 20_000
+MAX_EVENT_NAMES = 100
+_BUCKET = {
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(weeks=1),
+    "month": timedelta(days=28),
+}
+
+
+def _check_tz(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ValueError, KeyError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as {DEFAULT_TZ}") from exc
+    return value
+
+
+TimeZone = Annotated[
+    str, Field(max_length=64, description="IANA time zone name"), AfterValidator(_check_tz)
+]
+EventName = Annotated[str, Field(min_length=1, max_length=128)]
+EventNames = Annotated[list[EventName], Field(max_length=MAX_EVENT_NAMES)]
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 class _Range(_Model):
     from_: datetime = Field(alias="from")
     to: datetime
 
     @model_validator(mode="after")
     def _ordered(self) -> _Range:
-        if self.to <= self.from_:
+        start, end = _aware(self.from_), _aware(self.to)
+        if end <= start:
             raise ValueError("'to' must be after 'from'")
+        if start < EARLIEST or end > LATEST:
+            raise ValueError("'from' and 'to' must lie between 1970 and 2200")
+        if end - start > MAX_RANGE:
+            raise ValueError(
+                f"'to' is more than {MAX_RANGE.days} days after 'from'; query a shorter range"
+            )
+        interval = getattr(self, "interval", None)
+        if interval in _BUCKET and (end - start) / _BUCKET[interval] > MAX_BUCKETS:
+            raise ValueError(
+                f"this range holds more than {MAX_BUCKETS} buckets of one {interval}; choose a"
+                " longer interval or a shorter range"
+            )
         return self
 
 
@@ -66,7 +114,7 @@ class RetentionQuery(_Range):
     period: Literal["day", "week"] = "day"
     periods: int = Field(default=7, ge=1, le=366)
     breakdown: Literal["channel"] | None = None
-    tz: str = DEFAULT_TZ
+    tz: TimeZone = DEFAULT_TZ
 
 
 class Cohort(_Model):
@@ -89,9 +137,9 @@ class RetentionResult(_Model):
 
 
 class CountsQuery(_Range):
-    events: list[str] | None = None  # None = every event
+    events: EventNames | None = None  # None = every event
     interval: Literal["hour", "day", "week", "month"] = "day"
-    tz: str = DEFAULT_TZ
+    tz: TimeZone = DEFAULT_TZ
     breakdown: str | None = None
     where: dict[str, Any] | None = None
     include_bots: bool = False
@@ -109,9 +157,9 @@ class CountsResult(_Model):
 
 
 class NewReturningQuery(_Range):
-    events: list[str] | None = None
+    events: EventNames | None = None
     interval: Literal["hour", "day", "week", "month"] = "day"
-    tz: str = DEFAULT_TZ
+    tz: TimeZone = DEFAULT_TZ
 
 
 class NewReturningRow(_Model):
@@ -129,7 +177,7 @@ class NewReturningResult(_Model):
 
 class AttributionQuery(_Range):
     conversion_event: str = "purchase"
-    touch_events: list[str] = Field(default_factory=lambda: ["click"])
+    touch_events: EventNames = Field(default_factory=lambda: ["click"])
     dimension: Literal["channel", "link_id", "campaign_id", "utm_source", "utm_campaign"] = (
         "channel"
     )
@@ -151,8 +199,8 @@ class AttributionResult(_Model):
 class LtvQuery(_Range):
     revenue_event: str = "purchase"
     cohort_period: Literal["day", "week", "month"] = "month"
-    horizon_days: int | None = Field(default=None, ge=1)
-    tz: str = DEFAULT_TZ
+    horizon_days: int | None = Field(default=None, ge=1, le=MAX_RANGE.days)
+    tz: TimeZone = DEFAULT_TZ
 
 
 class LtvRow(_Model):
@@ -174,7 +222,7 @@ class SpendRow(_Model):
 
 class CacQuery(_Range):
     revenue_event: str = "purchase"
-    spend: list[SpendRow]
+    spend: list[SpendRow] = Field(max_length=10_000)
 
 
 class CacRow(_Model):
@@ -238,7 +286,7 @@ class MetricEvents(_Model):
 
 class MetricsQuery(_Range):
     events: MetricEvents = Field(default_factory=MetricEvents)
-    tz: str = DEFAULT_TZ
+    tz: TimeZone = DEFAULT_TZ
 
 
 class MetricsResult(_Model):

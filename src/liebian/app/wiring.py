@@ -118,7 +118,10 @@ def wire(runtime: Runtime) -> list[Component]:
     runtime.extras["key_cache"] = key_cache
     runtime.bus.subscribe(REVOKED_TOPIC, key_cache.clear)
     if runtime.event_store is None:
-        runtime.event_store = open_event_store(runtime.settings.resolved_events_url)
+        runtime.event_store = open_event_store(
+            runtime.settings.resolved_events_url,
+            query_timeout=runtime.settings.query_timeout or None,
+        )
     if runtime.spool is None:
         runtime.spool = Spool(runtime.settings.spool_dir)
     if "event_hooks" not in runtime.extras:

@@ -62,14 +62,15 @@ async def collect(request: Request, runtime: RuntimeDep) -> Response:
         body = json.loads(raw)
         if not isinstance(body, dict):
             raise ValueError("not an object")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: thousands of nested brackets are no beacon t.js sends.
         raise Invalid("beacon body must be a JSON object", code="malformed_json") from exc
     workspace_id = str(body.get("w") or "")
     if not await run_in_threadpool(_known_workspace, runtime, workspace_id):
         raise NotFound("unknown workspace in data-workspace")
     properties = dict(body.get("p") or {}) if isinstance(body.get("p"), dict) else {}
-    if body.get("url"):
-        properties["url"] = str(body["url"])[:2048]
+    if body.get("url") and isinstance(body["url"], str):
+        properties["url"] = body["url"][:2048]
     try:
         event = ONE_EVENT.validate_python(
             {
@@ -101,7 +102,7 @@ async def collect(request: Request, runtime: RuntimeDep) -> Response:
         "os": client.os,
         "browser": client.browser,
         "is_bot": client.is_bot,
-        "referrer": str(body.get("ref") or "")[:1024] or None,
+        "referrer": (body["ref"][:1024] or None) if isinstance(body.get("ref"), str) else None,
         "ip_hash": hash_ip(ip, runtime.secret) if ip else None,
     }
 

@@ -19,6 +19,7 @@ from liebian.events.schemas import (
     EVENT_BATCH,
     MAX_BATCH,
     MAX_PROPERTIES_BYTES,
+    MAX_PROPERTIES_DEPTH,
     ONE_EVENT,
     EventIn,
     IngestResult,
@@ -144,6 +145,15 @@ def _apply_rules(event: EventIn, now: datetime, horizon: datetime) -> tuple[str,
     return None
 
 
+def _unstorable(exc: orjson.JSONEncodeError) -> str:
+    """What to fix when a validated event still cannot be written as a spool line."""
+    if "64-bit" in str(exc):
+        return "properties hold an integer beyond the 64-bit range; send it as a string"
+    if "recursion" in str(exc).lower():
+        return f"properties may nest at most {MAX_PROPERTIES_DEPTH} levels deep"
+    return f"properties cannot be stored as JSON: {exc}"
+
+
 def _received_at(now: datetime) -> str:
     return now.replace(tzinfo=None).isoformat(sep=" ")
 
@@ -176,7 +186,11 @@ def serialize(
         record["received_at"] = received_at
         if context:
             record.update(context)
-        line = dumps(record, option=newline)
+        try:
+            line = dumps(record, option=newline)
+        except orjson.JSONEncodeError as exc:
+            rejected.append(_reject(index, "properties", _unstorable(exc)))
+            continue
         properties = event.get("properties")
         # The line bounds the properties' size, and it holds exactly two "{" and no "[" when
         # nothing nests (a brace inside a string only costs the exact check below): so the
@@ -215,7 +229,11 @@ def serialize_batch(
             if properties:
                 # Without a line of its own, the properties are dumped to be measured; a
                 # single "{" and no "[" means nothing nests, so depth needs no walk.
-                blob = dumps(properties)
+                try:
+                    blob = dumps(properties)
+                except orjson.JSONEncodeError as exc:
+                    rejected.append(_reject(index, "properties", _unstorable(exc)))
+                    continue
                 if len(blob) > MAX_PROPERTIES_BYTES or blob.count(b"{") + blob.count(b"[") > 1:
                     problem = properties_problem(properties, len(blob))
                     if problem:

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # Buffer pool the embedded DuckDB may use while an analytics query runs in the server
     # (between queries it keeps 96 MB; events/store/duckdb_budget.py).
     analytics_memory_mb: int = 640
+    # Seconds an analytics read may run before the event engine cancels it and the caller gets
+    # 503 query_timeout (DuckDB: interrupt from a timer; ClickHouse: max_execution_time).
+    # 0 means no limit.
+    query_timeout: float = 20.0
     # Webhook targets on private/loopback addresses are refused (SSRF) unless this is set;
     # tests set it to talk to receivers on 127.0.0.1.
     allow_private_webhooks: bool = False

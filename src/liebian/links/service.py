@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from liebian.kit.auth import Principal, Role
 from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import utcnow
+from liebian.kit.csv_safe import neutralize, restore
 from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
 from liebian.kit.passwords import hash_link_password
@@ -314,6 +315,20 @@ def parse_csv(text: str) -> list[dict[str, Any]]:
     """CSV rows → link dicts. Lists (tags, allowed_platforms) use '|' inside a cell.
     Empty cells mean "not set". Raises BulkRejected naming each malformed row."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        return _read_csv_rows(reader)
+    except csv.Error as exc:
+        # The csv module stops at what it cannot read (a bare CR inside an unquoted cell, a
+        # cell over its field size limit): name the line so the file can be fixed.
+        raise Invalid(
+            f"the CSV cannot be read at line {reader.line_num}: {exc}; quote cells that hold"
+            " line breaks and keep each cell under 131,072 characters",
+            code="bad_csv",
+            details={"line": reader.line_num},
+        ) from exc
+
+
+def _read_csv_rows(reader: csv.DictReader[str]) -> list[dict[str, Any]]:
     if not reader.fieldnames or "url" not in reader.fieldnames:
         raise Invalid("CSV needs a header row with at least a 'url' column", code="bad_csv")
     unknown = [f for f in reader.fieldnames if f not in CSV_COLUMNS]
@@ -331,7 +346,7 @@ def parse_csv(text: str) -> list[dict[str, Any]]:
         row: dict[str, Any] = {}
         utm: dict[str, str] = {}
         for key, value in record.items():
-            value = (value or "").strip()
+            value = restore((value or "").strip())
             if value == "":
                 continue
             if key.startswith("utm_"):
@@ -369,7 +384,7 @@ def export_csv(links: Iterable[Link]) -> Iterable[str]:
     for link in links:
         utm = link.utm or {}
         writer.writerow(
-            [
+            neutralize(cell) for cell in [
                 link.url, link.slug, link.title, link.channel or "", link.campaign_id or "",
                 CSV_LIST_SEPARATOR.join(link.tags), utm.get("source", ""), utm.get("medium", ""),
                 utm.get("campaign", ""), utm.get("term", ""), utm.get("content", ""),

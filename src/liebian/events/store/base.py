@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from liebian.kit.errors import DomainError
+
 # (name, DuckDB type, ClickHouse type). Order is the on-disk column order of both backends.
 # ClickHouse strings are non-nullable ('' = absent) because Nullable columns cost a mask per
 # column; queries treat '' and NULL alike through NULLIF, so answers agree across backends.
@@ -110,6 +112,21 @@ class EventRow:
 
 def rows_to_ndjson(rows: Iterable[EventRow]) -> bytes:
     return b"".join(r.to_json_line() for r in rows)
+
+
+class QueryTimeout(DomainError):
+    """A read ran past the store's time limit and was cancelled inside the engine."""
+
+    status = 503
+    code = "query_timeout"
+
+
+def timeout_error(seconds: float) -> QueryTimeout:
+    return QueryTimeout(
+        f"the query ran longer than {seconds:g} s and was cancelled; narrow the date range or"
+        " the filters, or ask an admin to raise LIEBIAN_QUERY_TIMEOUT",
+        details={"limit_seconds": seconds},
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,13 +28,16 @@ from liebian.events.store.base import (
     InsertResult,
     PersonEvent,
     rows_to_ndjson,
+    timeout_error,
 )
 
 _STRUCTURE = ", ".join(f"{name} {ch}" for name, _, ch in COLUMNS)
 
 
 class Executor(Protocol):
-    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
+    def run(
+        self, sql: str, params: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> list[tuple[Any, ...]]: ...
 
     def load_ndjson(self, table: str, data: bytes | Path) -> None: ...
 
@@ -59,13 +62,23 @@ class ChdbExecutor:
 
         self._session = session.Session(path if path and path != ":memory:" else "")
 
-    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    def run(
+        self, sql: str, params: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> list[tuple[Any, ...]]:
         bound = {
             k: _array_text(v) if isinstance(v, list | tuple) else v
             for k, v in (params or {}).items()
         }
+        if timeout:
+            sql = f"{sql} SETTINGS max_execution_time = {float(timeout)}"
         with self._lock:
-            res = self._session.query(sql, "JSONCompact", params=bound)
+            try:
+                res = self._session.query(sql, "JSONCompact", params=bound)
+            except Exception:
+                # chdb leaves a cancelled query's partial output in the session's buffer, to be
+                # prefixed to the next answer: a throwaway query takes it out.
+                self._session.query("SELECT 1", "JSONCompact")
+                raise
         raw = res.bytes()
         if not raw:
             return []
@@ -99,9 +112,12 @@ class ConnectExecutor:
 
         self._client = clickhouse_connect.get_client(dsn=url)
 
-    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    def run(
+        self, sql: str, params: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> list[tuple[Any, ...]]:
         # {name:Type} placeholders are bound by the server, never spliced into the text.
-        res = self._client.query(sql, parameters=dict(params or {}))
+        settings = {"max_execution_time": float(timeout)} if timeout else None
+        res = self._client.query(sql, parameters=dict(params or {}), settings=settings)
         return [tuple(r) for r in res.result_rows]
 
     def load_ndjson(self, table: str, data: bytes | Path) -> None:
@@ -120,10 +136,14 @@ class ConnectExecutor:
 class ClickHouseEventStore:
     dialect = "clickhouse"
 
-    def __init__(self, executor: Executor, database: str = "liebian") -> None:
+    def __init__(
+        self, executor: Executor, database: str = "liebian", *, query_timeout: float | None = None
+    ) -> None:
         if not database.replace("_", "").isalnum():
             raise ValueError(f"bad database name: {database!r}")
         self._x = executor
+        # Seconds a read may run (the server's max_execution_time cancels it); None: no limit.
+        self.query_timeout = query_timeout
         self.database = database
         self.events_table = f"{database}.events"
         self.aliases_table = f"{database}.aliases"
@@ -359,7 +379,14 @@ class ClickHouseEventStore:
     # -- reading -------------------------------------------------------------------------
 
     def query(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        return self._x.run(sql, params)
+        limit = self.query_timeout
+        try:
+            return self._x.run(sql, params, timeout=limit)
+        except Exception as exc:
+            # Code 159 from chdb and from a server alike; anything else is a real fault.
+            if limit and "TIMEOUT_EXCEEDED" in str(exc):
+                raise timeout_error(limit) from exc
+            raise
 
     def event_names(self, workspace_id: str) -> set[str]:
         rows = self.query(

@@ -31,6 +31,7 @@ from liebian.events.store.base import (
     InsertResult,
     PersonEvent,
     rows_to_ndjson,
+    timeout_error,
 )
 
 # The person an event belongs to before identity aliases, as the 64-bit key every analytics
@@ -84,8 +85,12 @@ class DuckDBEventStore:
     aliases_table = "aliases"
     first_touch_table: str | None = duckdb_first_touch.TABLE
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, threads: int | None = None, query_timeout: float | None = None
+    ) -> None:
         self.path = str(path)
+        # Seconds a read may run before it is interrupted inside DuckDB (None: no limit).
+        self.query_timeout = query_timeout
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads
@@ -356,9 +361,19 @@ class DuckDBEventStore:
 
     def query(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         cur = self._con.cursor()
+        limit = self.query_timeout
+        # interrupt() from a timer cancels the running statement inside the engine (its
+        # threads stop and memory is freed), which a thread abandoned by its caller would not.
+        timer = threading.Timer(limit, cur.interrupt) if limit else None
         try:
+            if timer is not None:
+                timer.start()
             return cur.execute(sql, dict(params)).fetchall()
+        except duckdb.InterruptException as exc:
+            raise timeout_error(limit or 0) from exc
         finally:
+            if timer is not None:
+                timer.cancel()
             cur.close()
 
     def connection(self) -> duckdb.DuckDBPyConnection:

@@ -17,7 +17,8 @@ def default_events_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / "events.duckdb"
 
 
-def open_event_store(url_or_path: str | Path) -> EventStore:
+def open_event_store(url_or_path: str | Path, *, query_timeout: float | None = None) -> EventStore:
+    """``query_timeout``: seconds a read may run before the engine cancels it (None: no limit)."""
     target = str(url_or_path)
     if target.startswith("chdb://"):
         from liebian.events.store.clickhouse_store import ChdbExecutor, ClickHouseEventStore
@@ -25,16 +26,20 @@ def open_event_store(url_or_path: str | Path) -> EventStore:
         rest = target[len("chdb://") :]
         path, _, query = rest.partition("?")
         database = parse_qs(query).get("database", ["liebian"])[0]
-        return ClickHouseEventStore(ChdbExecutor(path or ":memory:"), database)
+        return ClickHouseEventStore(
+            ChdbExecutor(path or ":memory:"), database, query_timeout=query_timeout
+        )
     if target.startswith(("clickhouse://", "clickhouses://")):
         from liebian.events.store.clickhouse_store import ClickHouseEventStore, ConnectExecutor
 
         database = urlsplit(target).path.strip("/") or "default"
-        return ClickHouseEventStore(ConnectExecutor(target), database)
+        return ClickHouseEventStore(
+            ConnectExecutor(target), database, query_timeout=query_timeout
+        )
     if target.startswith("duckdb://"):
         target = target[len("duckdb://") :]
     from liebian.events.store.duckdb_store import DuckDBEventStore
 
     db_path = Path(target)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBEventStore(db_path)
+    return DuckDBEventStore(db_path, query_timeout=query_timeout)

@@ -324,7 +324,10 @@ def image_signature(secret: bytes, target_id: str) -> str:
 
 
 def check_image_signature(secret: bytes, target_id: str, signature: str) -> bool:
-    return hmac.compare_digest(image_signature(secret, target_id), signature)
+    # compare_digest refuses str with non-ASCII characters (TypeError): compare bytes.
+    return hmac.compare_digest(
+        image_signature(secret, target_id).encode(), signature.encode("utf-8", "replace")
+    )
 
 
 # -- helpers -----------------------------------------------------------------------------
