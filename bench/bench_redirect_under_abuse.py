@@ -118,7 +118,10 @@ class Abuse:
         with httpx.Client(base_url=self.base, timeout=60) as http:
             while not self.stop.is_set():
                 t0 = time.perf_counter()
-                http.get("/healthz")
+                try:
+                    http.get("/healthz")
+                except httpx.HTTPError as exc:
+                    self._count(f"/healthz error {type(exc).__name__}", 0)
                 self.health_ms.append((time.perf_counter() - t0) * 1000)
                 time.sleep(0.05)
 
