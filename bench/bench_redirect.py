@@ -219,11 +219,19 @@ def wrk(port: int, slugs_file: Path, script: Path, duration: int) -> dict[str, f
 # -- liebian ------------------------------------------------------------------------------
 
 
+# wrk sends every request from one address: the per-IP limit would answer most of them 429.
+# By default the limiter runs on every request with a budget it never exhausts (its cost is
+# measured); --no-limits turns it off (0) for the reference.
+RATE_LIMIT = "1000000000"
+
+
 def liebian_env(data_dir: Path, port: int) -> dict[str, str]:
     return {
         "LIEBIAN_DATA_DIR": str(data_dir),
         "LIEBIAN_SECRET_KEY": SECRET,
         "LIEBIAN_BASE_URL": f"http://127.0.0.1:{port}",
+        "LIEBIAN_RATE_LIMIT_PER_IP": RATE_LIMIT,
+        "LIEBIAN_RATE_LIMIT_PER_VISITOR": RATE_LIMIT,
     }
 
 
@@ -316,7 +324,13 @@ def main() -> None:
     parser.add_argument("--rss-links", type=int, default=1_000_000)
     parser.add_argument("--rss-sample", type=int, default=50_000)
     parser.add_argument("--skip", default="", help="comma list of nginx,bare,liebian,rss")
+    parser.add_argument(
+        "--no-limits", action="store_true", help="rate limits off (the limiter's reference)"
+    )
     args = parser.parse_args()
+    global RATE_LIMIT
+    RATE_LIMIT = "0" if args.no_limits else RATE_LIMIT
+    print(f"rate limits: {'off' if args.no_limits else 'on (never exhausted)'}")
     skip = set(filter(None, args.skip.split(",")))
 
     tmp = Path(tempfile.mkdtemp(prefix="liebian-bench-"))

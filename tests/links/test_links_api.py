@@ -82,7 +82,7 @@ def test_unknown_field_is_422_naming_it(client: Any, owner: dict[str, str]) -> N
 
 def test_get_update_delete_roundtrip(client: Any, owner: dict[str, str]) -> None:
     link = _create(
-        client, owner, url="https://a.cn", password="secret1", utm={"source": "wechat"}
+        client, owner, url="https://a.cn", password="secret-1", utm={"source": "wechat"}
     ).json()
     assert link["has_password"] is True
     got = client.get(f"/api/v1/links/{link['id']}", headers=owner).json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import secrets
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -51,7 +52,11 @@ def _create(client: Any, headers: dict[str, str], **body: Any) -> dict[str, Any]
 
 
 def _scan(client: Any, slug: str, headers: dict[str, str] | None = None) -> Any:
-    return client.get(f"/{slug}", headers=headers or PHONE)
+    """A scan by another phone each time (its own visitor cookie): a phone scanning again
+    keeps its place (see the re-scan tests)."""
+    client.cookies.clear()
+    phone = {"cookie": f"lb_vid={secrets.token_urlsafe(12)}"}
+    return client.get(f"/{slug}", headers={**(headers or PHONE), **phone})
 
 
 def _count(runtime: Runtime, model: Any) -> int:

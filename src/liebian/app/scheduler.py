@@ -112,6 +112,7 @@ def delivery_policy(runtime: Runtime) -> Any:
         backoff_seconds=settings.webhook_backoff,
         timeout_seconds=settings.webhook_timeout,
         allow_private=settings.allow_private_webhooks,
+        lease_seconds=max(settings.webhook_lease, settings.webhook_timeout + 1),
     )
 
 

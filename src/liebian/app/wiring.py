@@ -15,6 +15,7 @@ from liebian.app.scheduler import Scheduler, jobs_for
 from liebian.events.hooks import HookRegistry, HookWorker, open_hooks
 from liebian.events.spool import Flusher, Spool
 from liebian.events.store.factory import open_event_store
+from liebian.kit.ratelimit import limiter_for
 from liebian.workspaces.key_cache import REVOKED_TOPIC, KeyCache
 
 
@@ -88,6 +89,8 @@ class SchedulerComponent:
 
 
 def wire(runtime: Runtime) -> list[Component]:
+    # One limiter for every public endpoint of the process (kit/ratelimit.py).
+    runtime.extras.setdefault("limiter", limiter_for(runtime.settings))
     runtime.extras.setdefault("routers", [])
     runtime.extras.setdefault("page_routers", [])
     from liebian.links.domains_api import router as domains_router

@@ -24,6 +24,7 @@ from liebian.campaigns.schemas import AssistConfig, GroupBuyConfig
 from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
 from liebian.kit.errors import NotFound
+from liebian.kit.page_security import PAGE_HEADERS
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
 _env = Environment(
@@ -47,7 +48,7 @@ def _yuan(fen: int | None) -> str:
 def _html(name: str, **context: Any) -> HTMLResponse:
     body = _env.get_template(name).render(**context)
     # Participants refresh to see progress: never serve a stale count from a cache.
-    return HTMLResponse(body, headers={"cache-control": "no-store"})
+    return HTMLResponse(body, headers={"cache-control": "no-store", **PAGE_HEADERS})
 
 
 def _percent(done: int, total: int) -> int:

@@ -1,14 +1,18 @@
 """Browser collection: ``/t.js`` and the public ``/collect`` endpoint it beacons to.
 
 No API key can live in a landing page, so ``/collect`` is public and deliberately narrow: it
-takes visitor-level events only (no user_id, no revenue, no aliases). Anything that moves money
-or identity comes from the brand's server with a key, so a forged beacon can inflate page views
-at worst, never revenue or rewards.
+takes visitor-level events only (no user_id, no revenue, no aliases), refuses the names of
+conversion events (purchase, signup, refund…, :data:`SERVER_ONLY_EVENTS`) and money-like
+properties, and is rate-limited per IP and visitor. Anything that moves money or identity
+comes from the brand's server with a key, so a forged beacon can inflate page views at worst,
+never revenue, conversions or rewards.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from importlib.resources import files
 from typing import Any
 
@@ -22,11 +26,27 @@ from liebian.events.service import MAX_FUTURE_SKEW, serialize, spool_append
 from liebian.kit.client_ip import client_ip
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import hash_ip
-from liebian.kit.errors import Invalid, NotFound
+from liebian.kit.errors import Forbidden, Invalid, NotFound, RateLimited
+from liebian.kit.ratelimit import Limiter, limiter_for
 from liebian.links.platforms import classify_cached
 from liebian.workspaces.repository import get_workspace
 
 router = APIRouter(include_in_schema=False)
+# Conversions count in revenue analytics and trigger campaign rewards: only the brand's server
+# may send them (POST /api/v1/events with a key). Covers campaigns.conversions's
+# CONVERSION_EVENTS (a test checks) and the usual names of money and sign-up events.
+SERVER_ONLY_EVENTS = frozenset(
+    {
+        "purchase", "order_paid", "paid", "payment", "pay", "checkout_completed", "order",
+        "order_completed", "refund", "signup", "sign_up", "register", "registration",
+        "subscribe", "subscription", "join_group", "leave_group", "unfollow", "follow",
+        "identify", "alias", "reward", "commission", "coupon_redeemed", "active",
+    }
+)  # fmt: skip
+# Properties a page may not set: they would read as money or identity in analytics.
+SERVER_ONLY_PROPERTIES = frozenset(
+    {"revenue", "amount", "price", "currency", "order_id", "user_id", "external_id"}
+)
 _TRACKER = files("liebian.events").joinpath("static/t.js").read_bytes()
 MAX_COLLECT_BYTES = 16 * 1024
 
@@ -65,16 +85,43 @@ async def collect(request: Request, runtime: RuntimeDep) -> Response:
     except (ValueError, RecursionError) as exc:
         # RecursionError: thousands of nested brackets are no beacon t.js sends.
         raise Invalid("beacon body must be a JSON object", code="malformed_json") from exc
+    ip = client_ip(request.scope, runtime.settings.trusted_proxies)
+    limiter: Limiter = runtime.extras.get("limiter") or runtime.extras.setdefault(
+        "limiter", limiter_for(runtime.settings)
+    )
+    visitor = body.get("vid")
+    wait = await limiter.visit(ip, visitor if isinstance(visitor, str) else None, time.time())
+    if wait:
+        raise RateLimited(
+            "too many beacons from this address; wait before sending more",
+            retry_after=math.ceil(wait),
+        )
+    name = body.get("e") or "page_view"
+    if isinstance(name, str) and (name.lower() in SERVER_ONLY_EVENTS or name.startswith("$")):
+        raise Forbidden(
+            f"'{name}' is a conversion event: send it from your server with"
+            " POST /api/v1/events and an API key, not from the page",
+            code="server_only_event",
+            details={"field": "e"},
+        )
     workspace_id = str(body.get("w") or "")
     if not await run_in_threadpool(_known_workspace, runtime, workspace_id):
         raise NotFound("unknown workspace in data-workspace")
     properties = dict(body.get("p") or {}) if isinstance(body.get("p"), dict) else {}
+    refused = sorted(SERVER_ONLY_PROPERTIES.intersection(k.lower() for k in properties))
+    if refused:
+        raise Forbidden(
+            f"properties {', '.join(refused)} may only be sent from your server"
+            " (POST /api/v1/events with an API key)",
+            code="server_only_property",
+            details={"field": "p." + refused[0]},
+        )
     if body.get("url") and isinstance(body["url"], str):
         properties["url"] = body["url"][:2048]
     try:
         event = ONE_EVENT.validate_python(
             {
-                "event": body.get("e") or "page_view",
+                "event": name,
                 "event_id": body.get("id"),
                 "visitor_id": body.get("vid"),
                 "click_id": body.get("cid"),
@@ -95,7 +142,6 @@ async def collect(request: Request, runtime: RuntimeDep) -> Response:
         event["ts"] = now
     user_agent = request.headers.get("user-agent", "")
     client = classify_cached(user_agent)
-    ip = client_ip(request.scope, runtime.settings.trusted_proxies)
     context = {
         "platform": client.platform,
         "device": client.device,

@@ -69,7 +69,22 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = 8
     webhook_backoff: float = 30.0
     webhook_timeout: float = 10.0
+    # A delivery claimed by a worker that died (SIGKILL mid-POST) is taken up again after this
+    # many seconds; keep it above webhook_timeout.
+    webhook_lease: float = 120.0
     poster_font: str = ""
+    # Public endpoints (short links, live codes, /collect, participant pages): at most this
+    # many requests per rate_limit_period seconds from one IP address, and from one visitor
+    # (lb_vid cookie), bursts included; more get 429 with Retry-After. 0 turns one off. In
+    # memory per process; shared through Redis when LIEBIAN_REDIS_URL is set. The IP limit
+    # is generous because many phones share one address (carrier NAT, office Wi-Fi).
+    rate_limit_per_ip: int = 600
+    rate_limit_per_visitor: int = 120
+    rate_limit_period: float = 60.0
+    # Wrong passwords at one password-protected link from one IP: after this many within
+    # password_lockout_seconds, further tries wait (one more per lockout/failures seconds).
+    password_max_failures: int = 5
+    password_lockout_seconds: float = 900.0
     # /metrics answers a request carrying "Authorization: Bearer <this>"; when empty, only
     # direct requests from the loopback interface (no X-Forwarded-For: not through a proxy).
     metrics_token: str = ""

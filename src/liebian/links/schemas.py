@@ -52,7 +52,7 @@ class LinkFields(StrictModel):
     expires_at: AwareDatetime | None = None
     expired_url: str | None = Field(default=None, max_length=MAX_URL)
     max_clicks: int | None = Field(default=None, ge=1, le=1_000_000_000)
-    password: str | None = Field(default=None, min_length=4, max_length=128)
+    password: str | None = Field(default=None, min_length=8, max_length=128)
     allowed_platforms: list[Platform] | None = Field(default=None, min_length=1)
     ios_url: str | None = Field(default=None, max_length=MAX_URL)
     android_url: str | None = Field(default=None, max_length=MAX_URL)
@@ -108,7 +108,7 @@ class LinkUpdate(StrictModel):
     expires_at: AwareDatetime | None = None
     expired_url: str | None = Field(default=None, max_length=MAX_URL)
     max_clicks: int | None = Field(default=None, ge=1, le=1_000_000_000)
-    password: str | None = Field(default=None, min_length=4, max_length=128)
+    password: str | None = Field(default=None, min_length=8, max_length=128)
     allowed_platforms: list[Platform] | None = Field(default=None, min_length=1)
     ios_url: str | None = Field(default=None, max_length=MAX_URL)
     android_url: str | None = Field(default=None, max_length=MAX_URL)

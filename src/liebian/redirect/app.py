@@ -22,14 +22,14 @@ from liebian.events.store.duckdb_budget import DuckDBBudget
 from liebian.kit import client_ip
 from liebian.kit.faults import REQUEST_ID_HEADER, guard, request_id
 from liebian.kit.passwords import verify_password
-from liebian.kit.visitor import Visitor
+from liebian.kit.ratelimit import Limiter, limiter_for, retry_after_header
+from liebian.kit.visitor import Visitor, visitor_cookie
 from liebian.links.qr import has_qr_flag
 from liebian.links.schemas import SLUG_RE
 from liebian.redirect import pages
 from liebian.redirect.cache import KIND_LIVE_CODE, Entry, LinkCache
 from liebian.redirect.clicks import (
     VISITOR_COOKIE,
-    VISITOR_MAX_AGE,
     ClickRecorder,
     new_id,
     scan_recorder,
@@ -97,6 +97,7 @@ class RedirectApp:
         # None unless LIEBIAN_TRUSTED_PROXIES is set: then X-Forwarded-For names the client.
         self.proxies = client_ip.resolver(runtime.settings.trusted_proxies)
         self._live_code_server: LiveCodeServer | None = None
+        self.limiter: Limiter = runtime.extras.get("limiter") or limiter_for(runtime.settings)
 
     # -- responses -----------------------------------------------------------------------
 
@@ -143,6 +144,36 @@ class RedirectApp:
         if slug.endswith("/"):
             slug = slug[:-1]
         now = time.time()
+        user_agent = cookie = referrer = ""
+        for name, value in scope["headers"]:
+            if name == b"user-agent":
+                user_agent = value.decode("latin-1")
+            elif name == b"cookie":
+                cookie = value.decode("latin-1")
+            elif name == b"referer":
+                referrer = value.decode("latin-1")
+        visitor_id = _cookie(cookie, VISITOR_COOKIE) if _VID_MARK in cookie else None
+        new_visitor = visitor_id is None or not valid_id(visitor_id)
+        client = scope.get("client")
+        ip: str = client[0] if client else ""
+        if self.proxies is not None and ip:
+            ip = self.proxies.from_headers(ip, scope["headers"])
+        # Per IP and per (returning) visitor, before anything costs more (a cache miss).
+        known = None if new_visitor else visitor_id
+        if self.limiter.shared is None:
+            wait = self.limiter.visit_local(ip, known, now)
+        else:
+            wait = await self.limiter.visit(ip, known, now)
+        if wait:
+            await self._page(
+                send,
+                429,
+                pages.TOO_MANY,
+                head,
+                [(b"retry-after", retry_after_header(wait).encode())],
+            )
+            return
+
         hit = self.cache.get(slug, now)
         entry: Entry | None
         if hit is False:
@@ -154,27 +185,15 @@ class RedirectApp:
             await self._page(send, 404, pages.NOT_FOUND, head)
             return
 
-        user_agent = cookie = referrer = ""
-        for name, value in scope["headers"]:
-            if name == b"user-agent":
-                user_agent = value.decode("latin-1")
-            elif name == b"cookie":
-                cookie = value.decode("latin-1")
-            elif name == b"referer":
-                referrer = value.decode("latin-1")
         info, client_fragment = self.recorder.client(user_agent)
-        visitor_id = _cookie(cookie, VISITOR_COOKIE) if _VID_MARK in cookie else None
-        new_visitor = visitor_id is None or not valid_id(visitor_id)
         if new_visitor:
             visitor_id = new_id()
         assert visitor_id is not None
-        client = scope.get("client")
-        ip: str = client[0] if client else ""
-        if self.proxies is not None and ip:
-            ip = self.proxies.from_headers(ip, scope["headers"])
 
         if entry.kind == KIND_LIVE_CODE:
-            await self._live_code(entry, scope, receive, send, info, visitor_id, ip, referrer)
+            await self._live_code(
+                entry, scope, receive, send, info, visitor_id, ip, referrer, new_visitor
+            )
             return
 
         if entry.max_clicks is not None and not self.counter.is_seeded(entry.id):
@@ -191,7 +210,7 @@ class RedirectApp:
             unlocked=unlocked,
         )
         if outcome is not None:
-            await self._refuse(outcome, entry, slug, scope, receive, send, head, info.platform)
+            await self._refuse(outcome, entry, slug, scope, receive, send, head, info.platform, ip)
             return
 
         dest = choose(
@@ -236,12 +255,7 @@ class RedirectApp:
 
     @staticmethod
     def _visitor_cookie(visitor_id: str, scope: Scope) -> bytes:
-        # Not HttpOnly: the first-party tracker (/t.js on the same host) reads it to tie
-        # later events to this click's visitor.
-        secure = "; Secure" if scope.get("scheme") == "https" else ""
-        return (
-            f"{VISITOR_COOKIE}={visitor_id}; Max-Age={VISITOR_MAX_AGE}; Path=/; SameSite=Lax{secure}"
-        ).encode()
+        return visitor_cookie(visitor_id, secure=scope.get("scheme") == "https")
 
     async def _refuse(
         self,
@@ -253,6 +267,7 @@ class RedirectApp:
         send: Send,
         head: bool,
         platform: str,
+        ip: str = "",
     ) -> None:
         if outcome is Outcome.EXPIRED:
             if entry.expired_url:
@@ -266,7 +281,7 @@ class RedirectApp:
         elif outcome is Outcome.GUIDE:
             await self._page(send, 200, pages.guide_page(platform), head)
         elif scope["method"] == "POST":
-            await self._unlock(entry, slug, scope, receive, send)
+            await self._unlock(entry, slug, scope, receive, send, ip)
         else:
             await self._page(send, 200, pages.password_page(self._self_url(slug, scope)), head)
 
@@ -276,7 +291,7 @@ class RedirectApp:
         return "/" + slug + ("?" + query.decode("latin-1") if query else "")
 
     async def _unlock(
-        self, entry: Entry, slug: str, scope: Scope, receive: Receive, send: Send
+        self, entry: Entry, slug: str, scope: Scope, receive: Receive, send: Send, ip: str
     ) -> None:
         body = bytearray()
         while True:
@@ -292,12 +307,20 @@ class RedirectApp:
         form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
         password = (form.get("password") or [""])[0]
         assert entry.password_hash is not None
+        # Wrong guesses are counted per link and IP: a few are free, then each waits.
+        guesses, rate = f"pw:{entry.id}:{ip}", self.limiter.limits.password
+        now = time.time()
+        wait = await self.limiter.hit(guesses, rate, now, consume=False)
+        if wait:
+            await self._locked(send, wait)
+            return
         # argon2 is deliberately slow (and memory-hard): keep it off the event loop.
         ok = bool(password) and await asyncio.to_thread(
             verify_password, entry.password_hash, password
         )
         here = self._self_url(slug, scope)
         if not ok:
+            await self.limiter.hit(guesses, rate, now)
             await self._page(send, 403, pages.password_page(here, wrong=True), False)
             return
         secure = "; Secure" if scope.get("scheme") == "https" else ""
@@ -308,6 +331,16 @@ class RedirectApp:
         # 303: the browser repeats the visit as a GET, which now passes the password rule and
         # goes through the same rules (and click capture) as every other visit.
         await self._redirect(send, 303, here, [(b"set-cookie", cookie.encode())])
+
+    async def _locked(self, send: Send, wait: float) -> None:
+        minutes = max(1, int(wait + 59) // 60)
+        await self._page(
+            send,
+            429,
+            pages.locked_page(minutes),
+            False,
+            [(b"retry-after", retry_after_header(wait).encode())],
+        )
 
     # -- live codes ----------------------------------------------------------------------
 
@@ -330,6 +363,7 @@ class RedirectApp:
         visitor_id: str,
         ip: str,
         referrer: str,
+        new_visitor: bool,
     ) -> None:
         server = self._live_code_server_fn()
         if server is None:
@@ -347,6 +381,7 @@ class RedirectApp:
             is_bot=info.is_bot or scope["method"] == "HEAD",
             visitor_id=visitor_id,
             referrer=referrer,
+            new_visitor=new_visitor,
         )
         await server(self.runtime, entry.id, visitor, scope, receive, send)
 

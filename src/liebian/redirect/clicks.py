@@ -26,12 +26,12 @@ import orjson
 
 from liebian.events.spool import Spool
 from liebian.kit.crypto import hash_ip
-from liebian.kit.visitor import Visitor
+from liebian.kit.visitor import VISITOR_COOKIE, VISITOR_MAX_AGE, Visitor
 from liebian.links.platforms import ClientInfo, classify_cached
 from liebian.redirect.cache import Entry
 
-VISITOR_COOKIE: Final = "lb_vid"
-VISITOR_MAX_AGE: Final = 365 * 24 * 3600
+__all__ = ["VISITOR_COOKIE", "VISITOR_MAX_AGE"]  # defined in kit.visitor, imported from here too
+
 CLICK_PARAM: Final = "lb_cid"
 # Ids we hand out are 16 urlsafe characters; accept a little more from older cookies but
 # nothing that would need escaping inside JSON or a header.

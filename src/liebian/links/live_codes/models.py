@@ -33,3 +33,21 @@ class LiveCodeAlert(Base):
     threshold: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class LiveCodeSeat(Base):
+    """The place a visitor took on a live code: a re-scan shows the same target and takes no
+    second place. ``holder`` is the visitor id (``lb_vid``) or, for a scan without one, a
+    keyed hash of IP and user agent, so cookie-less re-scans from one phone keep their place
+    too (migration ``0015_ops``)."""
+
+    __tablename__ = "live_code_seats"
+
+    live_code_id: Mapped[str] = mapped_column(
+        ForeignKey("live_codes.id", ondelete="CASCADE"), primary_key=True
+    )
+    holder: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target_id: Mapped[str] = mapped_column(
+        ForeignKey("live_code_targets.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,14 +12,16 @@ megabytes of group QR screenshots out of the database.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, selectinload
 
 from liebian.kit.pagination import paginate
-from liebian.links.live_codes.models import LiveCodeAlert
+from liebian.links.live_codes.models import LiveCodeAlert, LiveCodeSeat
 from liebian.links.models import LiveCode, LiveCodeTarget, Slug
 
 T = LiveCodeTarget
@@ -136,6 +138,60 @@ def claim_place(session: Session, target_id: str, now: datetime) -> bool:
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def seat_target(
+    session: Session, live_code_id: str, holders: Sequence[str], now: datetime
+) -> Candidate | None:
+    """The target one of these holders already has a place on (the first holder's first),
+    if it is still enabled and unexpired (full or not: the place is theirs)."""
+    row = session.execute(
+        select(T.id, T.label, T.url, T.image_type)
+        .join(LiveCodeSeat, LiveCodeSeat.target_id == T.id)
+        .where(
+            LiveCodeSeat.live_code_id == live_code_id,
+            LiveCodeSeat.holder.in_(list(holders)),
+            T.enabled.is_(True),
+            or_(T.expires_at.is_(None), T.expires_at > now),
+        )
+        .order_by(LiveCodeSeat.holder != holders[0])
+    ).first()
+    return None if row is None else Candidate(row.id, row.label, row.url, row.image_type)
+
+
+def take_seat(
+    session: Session, live_code_id: str, holder: str, target_id: str, now: datetime
+) -> bool:
+    """Record the holder's place; False when a concurrent scan of theirs recorded one first
+    (PostgreSQL; SQLite serializes writers). Only this row is rolled back then."""
+    existing = session.get(LiveCodeSeat, (live_code_id, holder))
+    try:
+        with session.begin_nested():
+            if existing is None:
+                session.add(
+                    LiveCodeSeat(
+                        live_code_id=live_code_id,
+                        holder=holder,
+                        target_id=target_id,
+                        created_at=now,
+                    )
+                )
+            else:  # their old target was disabled or expired: the new place replaces it
+                existing.target_id = target_id
+                existing.created_at = now
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def release_place(session: Session, target_id: str) -> None:
+    session.execute(
+        update(T)
+        .where(T.id == target_id, T.scans > 0)
+        .values(scans=T.scans - 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def count_usable(session: Session, live_code_id: str, now: datetime) -> int:

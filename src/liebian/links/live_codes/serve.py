@@ -26,6 +26,8 @@ here (the redirect may still record bot traffic itself).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
@@ -33,7 +35,8 @@ from typing import Any, Protocol
 import anyio.to_thread
 
 from liebian.kit.db import session_scope
-from liebian.kit.visitor import Visitor
+from liebian.kit.page_security import PAGE_HEADERS_RAW
+from liebian.kit.visitor import Visitor, visitor_cookie
 from liebian.links.live_codes import service
 from liebian.links.qr import has_qr_flag
 
@@ -62,13 +65,15 @@ async def serve_live_code(
     is_qr = has_qr_flag(scope.get("query_string", b""))
     # Link-preview fetchers (WeChat, QQ…) and HEAD probes must not use up a group's places.
     count = method != "HEAD" and not visitor.is_bot
-    result = await anyio.to_thread.run_sync(_scan, runtime, live_code_id, count)
+    result = await anyio.to_thread.run_sync(
+        _scan, runtime, live_code_id, count, _holders(runtime.secret, visitor)
+    )
     head_only = method == "HEAD"
 
     if result is None:
         await _page(send, 404, _not_found_page(), head_only)
         return
-    if result.counted and result.target is not None:
+    if (result.counted or result.rescan) and result.target is not None:
         record = runtime.extras.get("record_click")
         if record is not None:
             record(
@@ -80,29 +85,57 @@ async def serve_live_code(
                 properties={"kind": "live_code", "target_id": result.target.id},
             )
     target = result.target
+    # A phone without the visitor cookie gets it, so its next scan keeps the same place.
+    cookie = (
+        [(b"set-cookie", visitor_cookie(visitor.visitor_id, secure=scope.get("scheme") == "https"))]
+        if visitor.new_visitor and not visitor.is_bot
+        else []
+    )
     if target is None:
-        await _page(send, 200, _full_page(result.live_code.name), head_only, exhausted=True)
+        await _page(
+            send, 200, _full_page(result.live_code.name), head_only, exhausted=True, extra=cookie
+        )
     elif target.url is not None:
-        await _redirect(send, target.url)
+        await _redirect(send, target.url, cookie)
     else:
         sig = service.image_signature(runtime.secret, target.id)
         src = f"/api/v1/live-codes/{result.live_code.id}/targets/{target.id}/image?sig={sig}"
-        await _page(send, 200, _image_page(result.live_code.name, target.label, src), head_only)
+        await _page(
+            send,
+            200,
+            _image_page(result.live_code.name, target.label, src),
+            head_only,
+            extra=cookie,
+        )
 
 
-def _scan(runtime: _Runtime, live_code_id: str, count: bool) -> service.ScanResult | None:
+def _holders(secret: bytes, visitor: Visitor) -> tuple[str, ...]:
+    """Who keeps a place, the one a new place is recorded under first: the visitor id when
+    the phone sent its cookie, and a keyed hash of IP and user agent, so a cookie-less
+    re-scan from the same phone, and its first scan with the cookie it was given, find the
+    place again (two identical phones behind one NAT share a place: a group loses one seat
+    at most)."""
+    digest = hmac.new(
+        secret, f"seat|{visitor.ip}|{visitor.user_agent}".encode(), hashlib.sha256
+    ).hexdigest()
+    anonymous = "anon:" + digest[:40]
+    return (anonymous,) if visitor.new_visitor else (visitor.visitor_id, anonymous)
+
+
+def _scan(
+    runtime: _Runtime, live_code_id: str, count: bool, holders: tuple[str, ...]
+) -> service.ScanResult | None:
     with session_scope(runtime.sessions) as session:
-        return service.scan(session, live_code_id, count=count)
+        return service.scan(session, live_code_id, count=count, holders=holders)
 
 
-_HEADERS = [
-    (b"cache-control", b"no-store"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-]
+_HEADERS = [(b"cache-control", b"no-store"), (b"referrer-policy", b"no-referrer")]
+_PAGE_HEADERS = [h for h in PAGE_HEADERS_RAW if h[0] != b"referrer-policy"]
 
 
-async def _redirect(send: Send, location: str) -> None:
+async def _redirect(
+    send: Send, location: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -111,6 +144,7 @@ async def _redirect(send: Send, location: str) -> None:
                 (b"location", location.encode("utf-8")),
                 (b"content-length", b"0"),
                 *_HEADERS,
+                *(extra or []),
             ],
         }
     )
@@ -118,16 +152,25 @@ async def _redirect(send: Send, location: str) -> None:
 
 
 async def _page(
-    send: Send, status: int, body: str, head_only: bool, *, exhausted: bool = False
+    send: Send,
+    status: int,
+    body: str,
+    head_only: bool,
+    *,
+    exhausted: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     data = body.encode("utf-8")
     headers = [
         (b"content-type", b"text/html; charset=utf-8"),
         (b"content-length", str(len(data)).encode()),
         *_HEADERS,
+        *_PAGE_HEADERS,
     ]
     if exhausted:
         headers.append((b"x-liebian-live-code", b"exhausted"))
+    if extra:
+        headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head_only else data})
 

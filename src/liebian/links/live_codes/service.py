@@ -291,20 +291,33 @@ class ScanResult:
     live_code: repo.ScanHead
     target: repo.Candidate | None  # None: every target is full, expired or disabled
     counted: bool  # whether this scan took a place (bots and HEAD requests only look)
+    rescan: bool = False  # the holder already had a place: shown it again, nothing taken
 
 
 def scan(
-    session: Session, live_code_id: str, *, count: bool = True, now: datetime | None = None
+    session: Session,
+    live_code_id: str,
+    *,
+    count: bool = True,
+    now: datetime | None = None,
+    holders: Sequence[str] = (),
 ) -> ScanResult | None:
     """Serve one scan: claim a place on the first usable target, in position order.
 
     Returns None for an unknown live code. With ``count=False`` the current target is only
-    looked up, so link-preview bots do not use up a group's places.
+    looked up, so link-preview bots do not use up a group's places. ``holders`` (a visitor id
+    and/or a hash standing for a cookie-less phone) keep their place: a re-scan shows the
+    same target and takes no second place; a new place is recorded under the first.
     """
     now = now or utcnow()
     head = repo.scan_head(session, live_code_id)
     if head is None:
         return None
+    holder = holders[0] if holders else None
+    if count and holder:
+        seat = repo.seat_target(session, live_code_id, holders, now)
+        if seat is not None:
+            return ScanResult(head, seat, counted=False, rescan=True)
     chosen: repo.Candidate | None = None
     for candidate in repo.usable_candidates(session, live_code_id, now):
         # A failed claim means a concurrent scan took the last place (or it just expired):
@@ -312,6 +325,16 @@ def scan(
         if not count or repo.claim_place(session, candidate.id, now):
             chosen = candidate
             break
+    if (
+        count
+        and holder
+        and chosen is not None
+        and not repo.take_seat(session, live_code_id, holder, chosen.id, now)
+    ):
+        # The same phone's concurrent scan got a place first: give this one back.
+        repo.release_place(session, chosen.id)
+        seat = repo.seat_target(session, live_code_id, holders, now)
+        return ScanResult(head, seat, counted=False, rescan=True)
     if count:
         _check_low_targets(session, head, now)
     return ScanResult(head, chosen, counted=count and chosen is not None)
