@@ -391,7 +391,8 @@ class Spool:
         # this one first failed): a store that is down must not empty the spool.
         if record[0] >= MAX_SEGMENT_FAILURES and self._loads > record[1]:
             return self._quarantine(path, name, [], f"refused {record[0]} times", exc)
-        log.warning("spool segment %s not loaded (attempt %d): %s", name, record[0], exc)
+        if record[0] in (1, 10, 100) or record[0] % 1000 == 0:  # not once per tick
+            log.warning("spool segment %s not loaded (attempt %d): %s", name, record[0], exc)
         return None
 
     def _quarantine(
