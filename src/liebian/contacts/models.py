@@ -59,6 +59,8 @@ class Contact(Base):
         UniqueConstraint("workspace_id", "external_id", name="uq_contacts_workspace_external"),
         Index("ix_contacts_workspace_email_hash", "workspace_id", "email_hash"),
         Index("ix_contacts_workspace_phone_hash", "workspace_id", "phone_hash"),
+        # The list pages newest first within a workspace.
+        Index("ix_contacts_workspace_id", "workspace_id", "id"),
         Index("ix_contacts_workspace_first_seen", "workspace_id", "first_seen_at"),
         Index("ix_contacts_workspace_last_seen", "workspace_id", "last_seen_at"),
         Index("ix_contacts_workspace_first_channel", "workspace_id", "first_channel"),

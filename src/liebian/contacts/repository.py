@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, exists, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, select, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -162,22 +162,22 @@ def list_stmt(workspace_id: str, f: ContactFilter) -> Select[Contact]:
         )
     if f.search is not None:
         t = f.search
-        matches: list[ColumnElement[bool]] = [
-            Contact.external_id == t.external_id,
-            Contact.id.in_(
-                select(ContactAlias.contact_id).where(
-                    ContactAlias.workspace_id == workspace_id,
-                    ContactAlias.value == t.external_id,
-                )
+        # Each way of matching is an indexed lookup of its own; their union is a handful of
+        # ids (an OR across columns would scan the whole workspace in id order instead).
+        by_key = select(Contact.id).where(Contact.workspace_id == workspace_id)
+        parts = [
+            by_key.where(Contact.external_id == t.external_id),
+            select(ContactAlias.contact_id).where(
+                ContactAlias.workspace_id == workspace_id, ContactAlias.value == t.external_id
             ),
         ]
         if t.phone_hash:
-            matches.append(Contact.phone_hash == t.phone_hash)
+            parts.append(by_key.where(Contact.phone_hash == t.phone_hash))
         if t.email_hash:
-            matches.append(Contact.email_hash == t.email_hash)
+            parts.append(by_key.where(Contact.email_hash == t.email_hash))
         if t.nick_column and t.nick_hash:
-            matches.append(getattr(Contact, t.nick_column) == t.nick_hash)
-        stmt = stmt.where(or_(*matches))
+            parts.append(by_key.where(getattr(Contact, t.nick_column) == t.nick_hash))
+        stmt = stmt.where(Contact.id.in_(union(*parts)))
     for clause in f.extra:
         stmt = stmt.where(clause)
     return stmt

@@ -238,6 +238,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("erased_at", liebian.kit.db.UTCDateTime(timezone=True), nullable=True)
         )
+        batch_op.create_index("ix_contacts_workspace_id", ["workspace_id", "id"], unique=False)
         batch_op.create_index(
             "ix_contacts_workspace_first_channel", ["workspace_id", "first_channel"], unique=False
         )
@@ -273,6 +274,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_contacts_workspace_last_seen")
         batch_op.drop_index("ix_contacts_workspace_first_seen")
         batch_op.drop_index("ix_contacts_workspace_first_channel")
+        batch_op.drop_index("ix_contacts_workspace_id")
         batch_op.drop_column("erased_at")
         batch_op.drop_column("merged_into_id")
         batch_op.drop_column("rfm_class")
