@@ -57,7 +57,7 @@ HAND_WRITTEN = [
 
 def _conditions() -> list[dict]:
     rng = random.Random(20261202)
-    return HAND_WRITTEN + [random_condition(rng) for _ in range(90)]
+    return HAND_WRITTEN + [random_condition(rng) for _ in range(60)]
 
 
 def test_engines_and_databases_match_the_oracle(
