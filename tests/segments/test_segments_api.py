@@ -52,6 +52,10 @@ def test_preview_create_members_history_sizes(client: Any, runtime: Runtime) -> 
     assert r.status_code == 200, r.text
     assert r.json()["count"] == 1
     assert r.json()["sample"] == [{"id": ids["a"], "external_id": "a"}]
+    assert r.json()["warnings"] == []
+    unseen = {"type": "event", "event": "refund", "did": True}
+    r = client.post("/api/v1/segments/preview", json={"condition": unseen}, headers=headers)
+    assert r.json()["count"] == 0 and "refund" in r.json()["warnings"][0]
 
     r = client.post(
         "/api/v1/segments", json={"name": "复购宝妈", "condition": cond}, headers=headers

@@ -160,10 +160,23 @@ def preview(
     warnings = []
     events = c.referenced_events(node)
     if events and store is not None:
-        unknown = sorted(events - store.event_names(workspace_id))
+        unknown = sorted(e for e in events if not _event_seen(store, workspace_id, e))
         if unknown:
             warnings.append(f"这些事件在本工作区还没有出现过: {', '.join(unknown)}")
     return Preview(len(ids), [(i, ext.get(i, "")) for i in sample_ids], took, warnings)
+
+
+def _event_seen(store: EventStore, workspace_id: str, event: str) -> bool:
+    """Whether the workspace ever recorded ``event`` (stops at the first row, unlike a
+    DISTINCT over every event)."""
+    from liebian.analytics.sql import Sql
+
+    sql = Sql(store)
+    rows = sql.run(
+        f"SELECT 1 FROM {sql.events} WHERE workspace_id = {sql.p(workspace_id)}"
+        f" AND event = {sql.p(event)} LIMIT 1"
+    )
+    return bool(rows)
 
 
 # -- CRUD -----------------------------------------------------------------------------------
