@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from liebian.app.runtime import Runtime
+from liebian.kit.schemas import error_responses
 
 
 def include_routes(app: FastAPI, runtime: Runtime) -> None:
@@ -14,7 +15,9 @@ def include_routes(app: FastAPI, runtime: Runtime) -> None:
     from liebian.links.api import router as links_router
     from liebian.workspaces.api import router as workspaces_router
 
-    v1 = APIRouter(prefix="/api/v1")
+    # Every operation under /api/v1 documents the usual error answers with the one error
+    # schema, so clients and the fuzz test (tests/robustness) can hold each reply to the spec.
+    v1 = APIRouter(prefix="/api/v1", responses=error_responses())
     v1.include_router(workspaces_router)
     v1.include_router(links_router)
     v1.include_router(events_router)

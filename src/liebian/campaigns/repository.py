@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Integer, Table, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from liebian.campaigns.models import (
     Assist,
@@ -491,6 +492,16 @@ _INSERT_CONTACT = {
 }
 
 
+# Columns the INSERT above carries because the model gives them a Python-side default
+# (counters added by contacts): the precompiled statement binds every one, so they are
+# passed explicitly, or the row would get NULL where the column is NOT NULL.
+_CONTACT_DEFAULTS = {
+    c.name: c.default.arg
+    for c in _contacts.c
+    if isinstance(c.default, ScalarElementColumnDefault) and c.name not in _NEW_CONTACT_COLUMNS
+}
+
+
 def contact_id(conn: Connection, workspace_id: str, external_id: str) -> str:
     """The id of the contact for ``external_id``, created on first sight.
 
@@ -504,7 +515,10 @@ def contact_id(conn: Connection, workspace_id: str, external_id: str) -> str:
     now = utcnow()
     new = (
         _INSERT_CONTACT[conn.dialect.name]
-        .execute(conn, {**key, "id": new_id("ctc"), "created_at": now, "updated_at": now})
+        .execute(
+            conn,
+            {**_CONTACT_DEFAULTS, **key, "id": new_id("ctc"), "created_at": now, "updated_at": now},
+        )
         .scalar()
     )
     if new is None:  # a concurrent request created it first (PostgreSQL; SQLite serializes)

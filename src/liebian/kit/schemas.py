@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -22,18 +22,40 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: Any = None
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine code, e.g. not_found, invalid_request")
+    message: str = Field(description="what went wrong and what to fix, for a person")
+    details: Any = Field(default=None, description="per-field problems or other specifics")
 
 
-class ErrorOut(BaseModel):
-    """Every 4xx/5xx body: ``{"error": {"code", "message", "details"}}``."""
+class ErrorResponse(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
 
-    error: ErrorDetail
+    error: ErrorBody
+
+
+# What each usual error status means for a caller of the JSON API.
+_ERROR_MEANINGS: dict[int, str] = {
+    400: "the request cannot be understood (malformed body or parameters)",
+    401: "no valid API key: send 'Authorization: Bearer lb_…'",
+    403: "the key's role may not do this",
+    404: "no such resource in this workspace",
+    409: "conflicts with the current state (taken slug, duplicate, wrong status)",
+    410: "the resource is gone (expired or deleted)",
+    413: "the body or batch is too large",
+    422: "the input is not valid; details name each field and what to fix",
+    429: "too many requests; retry after the Retry-After header",
+    500: "a fault on the server, logged under the request_id in details",
+    503: "temporarily unavailable (a query past its time limit, a full queue); retry later",
+}
+USUAL_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: the error schema under each status it can answer."""
-    return {status: {"model": ErrorOut} for status in statuses}
+    """``responses=`` for a route or router: each status with the shared error schema.
+
+    With no argument, the usual set every authenticated JSON operation may answer."""
+    return {
+        status: {"model": ErrorResponse, "description": _ERROR_MEANINGS.get(status, "error")}
+        for status in (statuses or USUAL_ERRORS)
+    }
