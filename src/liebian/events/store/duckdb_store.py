@@ -228,20 +228,32 @@ class DuckDBEventStore:
     def add_aliases(self, aliases: Sequence[Alias]) -> int:
         if not aliases:
             return 0
+        # Latest alias of a visitor wins: a visitor re-identified as another user (shared
+        # device) moves to that user from then on. One upsert may not touch a row twice.
+        latest = {(a.workspace_id, a.visitor_id): a for a in aliases}
+        rows = list(latest.values())
         with self._write_lock:
             cur = self._con.cursor()
             try:
-                # Latest alias of a visitor wins: a visitor re-identified as another user
-                # (shared device) moves to that user from then on.
-                cur.executemany(
-                    "INSERT INTO aliases VALUES ($1, $2, $3, coalesce($4, now()::TIMESTAMP))"
+                # One statement over unnested lists: executemany ran one upsert per alias
+                # (~25 ms each on a busy machine, inside the request: a batch with 200
+                # signups spent 5 s here).
+                cur.execute(
+                    "INSERT INTO aliases SELECT w, v, u, coalesce(t, now()::TIMESTAMP) FROM"
+                    " (SELECT unnest($w) AS w, unnest($v) AS v, unnest($u) AS u,"
+                    " unnest($t::TIMESTAMP[]) AS t)"
                     " ON CONFLICT (workspace_id, visitor_id) DO UPDATE SET"
                     " user_id = excluded.user_id, created_at = excluded.created_at",
-                    [[a.workspace_id, a.visitor_id, a.user_id, a.created_at] for a in aliases],
+                    {
+                        "w": [a.workspace_id for a in rows],
+                        "v": [a.visitor_id for a in rows],
+                        "u": [a.user_id for a in rows],
+                        "t": [a.created_at for a in rows],
+                    },
                 )
             finally:
                 cur.close()
-        return len(aliases)
+        return len(rows)
 
     # -- one person (profiles, merges, PIPL erasure) ------------------------------------
 
