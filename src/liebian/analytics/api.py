@@ -110,10 +110,19 @@ def _export_bytes(result: BaseModel, fmt: Literal["csv", "parquet"]) -> bytes:
         path.unlink(missing_ok=True)
 
 
+# ?format=csv|parquet answers the same result as a file.
+EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
 FormatParam = Query("json", alias="format", description="json, or csv / parquet to download")
 
 
-@router.post("/funnel", response_model=FunnelResult)
+@router.post("/funnel", response_model=FunnelResult, responses=EXPORT_RESPONSES)
 async def funnel(
     body: FunnelQuery, principal: PrincipalDep, runtime: RuntimeDep, fmt: ExportFormat = FormatParam
 ) -> Any:
@@ -121,7 +130,7 @@ async def funnel(
     return await _run(analytics.funnel, body, principal, runtime, fmt, "funnel")
 
 
-@router.post("/retention", response_model=RetentionResult)
+@router.post("/retention", response_model=RetentionResult, responses=EXPORT_RESPONSES)
 async def retention(
     body: RetentionQuery,
     principal: PrincipalDep,
@@ -131,7 +140,7 @@ async def retention(
     return await _run(analytics.retention, body, principal, runtime, fmt, "retention")
 
 
-@router.post("/counts", response_model=CountsResult)
+@router.post("/counts", response_model=CountsResult, responses=EXPORT_RESPONSES)
 async def counts(
     body: CountsQuery, principal: PrincipalDep, runtime: RuntimeDep, fmt: ExportFormat = FormatParam
 ) -> Any:
@@ -139,7 +148,7 @@ async def counts(
     return await _run(analytics.counts, body, principal, runtime, fmt, "counts")
 
 
-@router.post("/new-vs-returning", response_model=NewReturningResult)
+@router.post("/new-vs-returning", response_model=NewReturningResult, responses=EXPORT_RESPONSES)
 async def new_vs_returning(
     body: NewReturningQuery,
     principal: PrincipalDep,
@@ -150,7 +159,7 @@ async def new_vs_returning(
     return await _run(analytics.new_vs_returning, body, principal, runtime, fmt, "new_vs_returning")
 
 
-@router.post("/attribution", response_model=AttributionResult)
+@router.post("/attribution", response_model=AttributionResult, responses=EXPORT_RESPONSES)
 async def attribution(
     body: AttributionQuery,
     principal: PrincipalDep,
@@ -161,7 +170,7 @@ async def attribution(
     return await _run(analytics.attribution, body, principal, runtime, fmt, "attribution")
 
 
-@router.post("/ltv", response_model=LtvResult)
+@router.post("/ltv", response_model=LtvResult, responses=EXPORT_RESPONSES)
 async def ltv(
     body: LtvQuery, principal: PrincipalDep, runtime: RuntimeDep, fmt: ExportFormat = FormatParam
 ) -> Any:
@@ -173,7 +182,7 @@ class CacRequest(_Range):
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
 
 
-@router.post("/cac", response_model=CacResult)
+@router.post("/cac", response_model=CacResult, responses=EXPORT_RESPONSES)
 async def cac(
     body: CacRequest,
     principal: PrincipalDep,
@@ -204,7 +213,7 @@ def _cac_query(body: CacRequest, principal: Principal, runtime: Runtime) -> CacQ
     )
 
 
-@router.post("/ab", response_model=AbResult)
+@router.post("/ab", response_model=AbResult, responses=EXPORT_RESPONSES)
 async def ab(
     body: AbQuery, principal: PrincipalDep, runtime: RuntimeDep, fmt: ExportFormat = FormatParam
 ) -> Any:
@@ -212,7 +221,7 @@ async def ab(
     return await _run(analytics.ab_readout, body, principal, runtime, fmt, "ab")
 
 
-@router.post("/metrics", response_model=MetricsResult)
+@router.post("/metrics", response_model=MetricsResult, responses=EXPORT_RESPONSES)
 async def metrics(
     body: MetricsQuery,
     principal: PrincipalDep,

@@ -52,13 +52,21 @@ def _parse(text: str) -> tuple[list[str], list[list[str]]]:
     reader = csv.reader(io.StringIO(text))
     try:
         header = [h.strip() for h in next(reader)]
+        rows = [r for r in reader if any(cell.strip() for cell in r)]
     except StopIteration:
         raise Invalid(
             "the CSV is empty: the first row must name the columns (external_id, …)",
             code="empty_csv",
             details={"field": "body"},
         ) from None
-    rows = [r for r in reader if any(cell.strip() for cell in r)]
+    except csv.Error as exc:
+        # A bare CR inside an unquoted cell, a cell over the csv module's size limit.
+        raise Invalid(
+            f"the CSV cannot be read at line {reader.line_num}: {exc}; quote cells that hold"
+            " line breaks",
+            code="invalid_csv",
+            details={"field": "body", "line": reader.line_num},
+        ) from exc
     return header, rows
 
 

@@ -90,7 +90,11 @@ def list_rewards(
     }
 
 
-@router.post("/rewards", status_code=201)
+@router.post(
+    "/rewards",
+    status_code=201,
+    responses={200: {"description": "a replay: the entry the first call with this key made"}},
+)
 def create_reward(
     body: RewardCreate,
     response: Response,

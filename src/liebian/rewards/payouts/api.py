@@ -59,7 +59,10 @@ def preview_payouts(
     "/batches",
     response_model=BatchOut,
     status_code=201,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses={
+        200: {"model": BatchOut, "description": "a replay: the batch the first call made"},
+        **error_responses(401, 403, 404, 409, 422),
+    },
 )
 def create_batch(
     body: BatchCreate,
