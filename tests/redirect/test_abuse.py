@@ -232,3 +232,13 @@ def test_redis_limits_are_shared_between_processes_and_fail_open() -> None:
         delete_prefix(prefix)
     assert waits[:4] == [0.0] * 4 and waits[4] > 0  # one budget across both "processes"
     assert open_wait == 0.0
+
+
+def test_participant_pages_share_the_limits(tight: TestClient) -> None:
+    statuses = [tight.get("/g/grp_nope").status_code for _ in range(22)]
+    assert statuses == [404] * 20 + [429] * 2
+    limited = tight.get("/a/ast_nope")
+    assert limited.status_code == 429 and "访问太频繁" in limited.text
+    assert limited.headers["content-type"].startswith("text/html")
+    assert int(limited.headers["retry-after"]) >= 1
+    assert "script-src 'none'" in limited.headers["content-security-policy"]

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from liebian.app.runtime import Runtime
 from liebian.kit.auth import Principal
-from liebian.kit.errors import Unauthorized
+from liebian.kit.errors import RateLimited, Unauthorized
 from liebian.workspaces import service as workspaces
 from liebian.workspaces.key_cache import KeyCache
 
@@ -77,3 +77,25 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 # write sees it, and a failed commit is an error reply rather than a lie.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+class ParticipantPageLimited(RateLimited):
+    """Too many participant-page requests: answered as a Chinese HTML page (app/errors.py)."""
+
+
+async def participant_rate_limit(request: Request) -> None:
+    """The public rate limits (per IP, per returning visitor; kit/ratelimit.py) for the
+    participant pages /p /g /a, shared with the redirect and /collect."""
+    import time
+
+    from liebian.kit.client_ip import client_ip
+    from liebian.kit.ratelimit import limiter_for
+
+    runtime = get_runtime(request)
+    limiter = runtime.extras.get("limiter") or runtime.extras.setdefault(
+        "limiter", limiter_for(runtime.settings)
+    )
+    ip = client_ip(request.scope, runtime.settings.trusted_proxies)
+    wait = await limiter.visit(ip, request.cookies.get("lb_vid"), time.time())
+    if wait:
+        raise ParticipantPageLimited("访问太频繁，请稍后再试", retry_after=int(wait) + 1)

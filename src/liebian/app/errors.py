@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from liebian.kit.errors import DomainError
@@ -29,6 +29,16 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from liebian.app.deps import ParticipantPageLimited
+    from liebian.kit.page_security import PAGE_HEADERS
+    from liebian.redirect.pages import TOO_MANY
+
+    @app.exception_handler(ParticipantPageLimited)
+    async def _page_limited(_: Request, exc: ParticipantPageLimited) -> HTMLResponse:
+        # A phone sees a Chinese page, not JSON.
+        headers = {**exc.headers(), **PAGE_HEADERS, "cache-control": "no-store"}
+        return HTMLResponse(TOO_MANY, status_code=429, headers=headers)
+
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers())

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from liebian.app.deps import RuntimeDep, SessionDep
+from liebian.app.deps import RuntimeDep, SessionDep, participant_rate_limit
 from liebian.campaigns import referrals, repository, service
 from liebian.campaigns.models import Assist, Campaign, Group
 from liebian.campaigns.schemas import AssistConfig, GroupBuyConfig
@@ -35,7 +35,8 @@ _STATUS_ZH = {
     "open": "进行中", "success": "拼团成功", "failed": "拼团失败", "unlocked": "已完成",
     "expired": "已过期", "active": "进行中", "paused": "已暂停", "ended": "已结束", "draft": "未开始",
 }  # fmt: skip
-router = APIRouter(include_in_schema=False)
+# The public rate limits (per IP and visitor) apply to every participant page.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(participant_rate_limit)])
 
 
 def _yuan(fen: int | None) -> str:
