@@ -316,3 +316,74 @@ def test_sigkill_during_a_webhook_delivery_delivers_it_again(tmp_path: Path) -> 
     # At least once at the receiver, and one event there once deduped by its id.
     assert len(receiver.seen) >= 2 and set(receiver.seen) == {event_id}
     assert len(items) == 1
+
+
+def test_sigkill_during_group_commits_keeps_every_acknowledged_join_once(tmp_path: Path) -> None:
+    import threading
+
+    data = tmp_path / "data"
+    server = Server(data)
+    acked: list[str] = []
+    lock = threading.Lock()
+    try:
+        auth = {"Authorization": f"Bearer {server.key()}"}
+        with httpx.Client(base_url=server.base, timeout=30) as http:
+            campaign = http.post(
+                "/api/v1/campaigns",
+                json={
+                    "type": "group_buy",
+                    "name": "拼团",
+                    "config": {
+                        "product_name": "课", "original_price": 49_900,
+                        "tiers": [{"size": 100, "price": 19_900}], "time_limit_hours": 24,
+                    },
+                },
+                headers=auth,
+            )  # fmt: skip
+            assert campaign.status_code == 201, campaign.text
+            group = http.post(
+                f"/api/v1/campaigns/{campaign.json()['id']}/groups",
+                json={"leader_external_id": "leader"},
+                headers=auth,
+            )
+            assert group.status_code in (200, 201), group.text
+            group_id = group.json()["group_id"]
+
+        def joiner(worker: int) -> None:
+            # Joins queue up for the group-commit writer from several connections at once.
+            with httpx.Client(base_url=server.base, timeout=10) as http:
+                for n in range(12):
+                    who = f"w{worker}-{n}"
+                    try:
+                        resp = http.post(
+                            f"/api/v1/groups/{group_id}/join",
+                            json={"external_id": who},
+                            headers=auth,
+                        )
+                    except httpx.HTTPError:
+                        return  # the server is gone: not acknowledged
+                    if resp.status_code == 200:
+                        with lock:
+                            acked.append(who)
+
+        threads = [threading.Thread(target=joiner, args=(w,)) for w in range(6)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < 20 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        server.kill()  # joins are in flight: queued, mid-batch or being answered
+        for t in threads:
+            t.join(30)
+        assert acked, "no join was acknowledged before the kill"
+        server = Server(data)
+        with httpx.Client(base_url=server.base, timeout=30) as http:
+            got = http.get(f"/api/v1/groups/{group_id}", headers=auth)
+            assert got.status_code == 200, got.text
+            body = got.json()
+    finally:
+        server.stop()
+    members = [m["external_id"] for m in body["members"]]
+    assert len(members) == len(set(members)), "a join was stored twice"
+    assert set(acked) <= set(members), "an acknowledged join was lost"
+    assert body["member_count"] == len(members)
