@@ -73,6 +73,10 @@ def test_one_ip_gets_429_after_its_budget_and_only_answered_clicks_count(
     assert refused.headers["x-content-type-options"] == "nosniff"
     stats = tight.get(f"/api/v1/links/{link['id']}/stats", headers=owner).json()
     assert stats["clicks"] == 20 and stats["unique_visitors"] == 20
+    metrics = TestClient(tight.app, base_url="http://sho.rt", client=("127.0.0.1", 9)).get(
+        "/metrics"
+    )
+    assert "liebian_rate_limited_total 11.0" in metrics.text
 
 
 def test_one_visitor_gets_429_after_its_budget(tight: TestClient, runtime: Runtime) -> None:

@@ -240,6 +240,12 @@ class LiebianCollector(Collector):
             "1 while the last flusher tick failed",
             1 if figures.get("flush_last_error") else 0,
         )
+        limiter = self.runtime.extras.get("limiter")
+        yield CounterMetricFamily(
+            "liebian_rate_limited",
+            "public requests answered 429 (per IP or visitor limits, password lockouts)",
+            value=limiter.refused if limiter is not None else 0,
+        )
         lag = GaugeMetricFamily(
             "liebian_job_lag_seconds", "seconds a periodic job is overdue", labels=["job"]
         )
