@@ -7,15 +7,52 @@
     lb.flush()   # or use it as a context manager
 
 Events are buffered and sent in batches of up to 500; ``event_id`` makes retries safe.
+
+Participant pages (/p /g /a) act for a person the brand has signed in: give them a link with
+a signed participant token (the key comes once from ``GET /api/v1/participant-token-key``):
+
+    from liebian.client import participant_token
+    t = participant_token(key, user.id, ttl_seconds=3600)
+    url = f"https://growth.example.cn/p/{campaign_id}?ch=app&t={t}"
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import time
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
+
+PARTICIPANT_TOKEN_VERSION = "v1"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def participant_token_signature(key: str, external_id_b64: str, expires: int) -> str:
+    """HMAC-SHA256 over ``v1.<base64url(external_id)>.<expiry unix seconds>`` with the
+    workspace's participant-token key (its text, as the API returned it)."""
+    message = f"{PARTICIPANT_TOKEN_VERSION}.{external_id_b64}.{expires}".encode()
+    return _b64(hmac.new(key.encode(), message, hashlib.sha256).digest())
+
+
+def participant_token(
+    key: str, external_id: str, *, ttl_seconds: int = 3600, now: float | None = None
+) -> str:
+    """A token that lets the participant pages act for ``external_id`` until it expires:
+    ``v1.<base64url(external_id)>.<expiry>.<signature>``. Sign on your server, never in a
+    page: whoever holds the key can act for any of your users."""
+    if not external_id or len(external_id) > 128:
+        raise ValueError("external_id must be 1–128 characters")
+    expires = int((time.time() if now is None else now) + ttl_seconds)
+    eid = _b64(external_id.encode())
+    return f"{PARTICIPANT_TOKEN_VERSION}.{eid}.{expires}.{participant_token_signature(key, eid, expires)}"
 
 
 class LiebianError(RuntimeError):

@@ -96,13 +96,26 @@ def test_from_template_and_unknown_template(client: Any, owner: dict[str, str]) 
 
 
 def test_lint_warnings_on_forced_share_copy(client: Any, owner: dict[str, str]) -> None:
+    # A draft may hold flagged copy (the console shows the findings) …
     resp = client.post(
         "/api/v1/campaigns",
-        json={"type": "invite", "name": "分享到朋友圈才能领取", "config": INVITE},
+        json={
+            "type": "invite",
+            "name": "分享到朋友圈才能领取",
+            "config": INVITE,
+            "status": "draft",
+        },
         headers=owner,
     )
     assert resp.status_code == 201
     assert resp.json()["lint_warnings"], "forced-share copy must be flagged"
+    # … but a lint error refuses going live.
+    live = client.post(
+        "/api/v1/campaigns",
+        json={"type": "invite", "name": "分享到朋友圈才能领取", "config": INVITE},
+        headers=owner,
+    )
+    assert live.status_code == 422 and live.json()["error"]["code"] == "copy_lint_error"
 
 
 def test_join_is_idempotent_and_records_referral(client: Any, owner: dict[str, str]) -> None:

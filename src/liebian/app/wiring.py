@@ -112,6 +112,10 @@ def wire(runtime: Runtime) -> list[Component]:
 
     runtime.extras["routers"].append(webhooks_router)
     install_outbox(runtime.sessions)
+    # Fission actions → event store (spool lines written after their commit).
+    from liebian.campaigns.fission_events import install as install_fission_events
+
+    install_fission_events(runtime)
     runtime.extras["page_routers"] += page_routers()
     # Operator console (/admin): HTML shells that call the JSON API above.
     from liebian.web.console import router as console_router

@@ -12,13 +12,23 @@ from sqlalchemy.orm import Session
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal
 from liebian.app.runtime import Runtime
-from liebian.campaigns import assists, groups, referrals, repository, service, writes
+from liebian.campaigns import (
+    assists,
+    fission_events,
+    groups,
+    lifecycle,
+    referrals,
+    repository,
+    service,
+    writes,
+)
 from liebian.campaigns.models import Campaign, Participant, Referral
 from liebian.campaigns.templates import list_templates
 from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
 from liebian.kit.auth import Principal, Role
 from liebian.kit.errors import NotFound
+from liebian.kit.ids import new_id
 from liebian.kit.pagination import encode_cursor
 from liebian.kit.schemas import StrictModel
 from liebian.links.domains import public_base_url
@@ -49,6 +59,8 @@ class CampaignPatch(StrictModel):
     status: Literal["draft", "active", "paused", "ended"] | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
     share_text: str | None = Field(default=None, max_length=500)
+    # The whole new config (a new rules version; people who joined keep theirs).
+    config: dict[str, Any] | None = None
 
 
 class JoinBody(StrictModel):
@@ -62,6 +74,7 @@ class JoinBody(StrictModel):
     device_id: str | None = Field(default=None, max_length=128)
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1000)
+    channel: str | None = Field(default=None, max_length=64)
 
 
 class GroupOpen(StrictModel):
@@ -103,6 +116,7 @@ def campaign_out(campaign: Campaign) -> dict[str, Any]:
         "share_text": campaign.share_text,
         "stock_used": campaign.stock_used,
         "budget_used": campaign.budget_used,
+        "config_version": campaign.config_version,
         "starts_at": campaign.starts_at,
         "ends_at": campaign.ends_at,
         "created_at": campaign.created_at,
@@ -184,13 +198,14 @@ def get_campaign(campaign_id: str, principal: PrincipalDep, session: SessionDep)
 def patch_campaign(
     campaign_id: str, body: CampaignPatch, principal: PrincipalDep, session: SessionDep
 ) -> dict[str, Any]:
-    campaign = service.update_campaign(
+    campaign = lifecycle.edit(
         session,
         principal,
         campaign_id,
         status=body.status,
         name=body.name,
         share_text=body.share_text,
+        config=body.config,
     )
     return campaign_out(campaign)
 
@@ -533,6 +548,13 @@ def poster(
         template, headline, body_text = PosterTemplate(), campaign.name[:40], campaign.share_text
     url = participant_out(participant, _base(session, principal, runtime))["invite_url"]
     nickname = runtime.cipher.decrypt(contact.nickname_enc) if contact else None
+    # The participant opened their poster: a share action (分享率).
+    fission_events.emit_now(
+        runtime, workspace_id=principal.workspace_id, event="share", event_id=new_id("evt"),
+        campaign_id=campaign.id, user_id=contact.external_id if contact else None,
+        channel=participant.channel, participant_id=participant.id,
+        properties={"via": "poster"},
+    )  # fmt: skip
     png = render_poster(
         template,
         PosterContent(url=url, headline=headline, body=body_text, nickname=nickname),

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from liebian.campaigns import bargain, repository, service
+from liebian.campaigns import bargain, fission_events, repository, service
 from liebian.campaigns.models import Assist, Campaign, CampaignEvent
 from liebian.campaigns.referrals import ip_hash
 from liebian.campaigns.schemas import AssistConfig
@@ -84,6 +84,13 @@ def start(
     )
     session.add(assist)
     session.flush()
+    fission_events.emit(
+        session, workspace_id=workspace_id, event="assist_start",
+        event_id=f"fx:assist_start:{assist.id}", campaign_id=campaign.id,
+        user_id=owner.external_id, visitor_id=assist.owner_visitor_id,
+        ip_hash=assist.owner_ip_hash, ts=now,
+        properties={"assist_id": assist.id, "mode": assist.mode},
+    )  # fmt: skip
     return assist
 
 
@@ -226,6 +233,12 @@ def help_assist(
     if cached is not None:  # moved with Core: a copy loaded earlier must not stay stale
         session.expire(cached)
     price_now = price_after if price_after is not None else assist.price_now
+    fission_events.emit(
+        session, workspace_id=workspace_id, event="assist_help",
+        event_id=f"fx:help:{assist.id}:{index}", campaign_id=assist.campaign_id,
+        user_id=external_id, visitor_id=visitor_id, referrer=assist.owner_external_id, ts=now,
+        properties={"assist_id": assist.id, "index": index, "cut": cut_amount},
+    )  # fmt: skip
     if reached:
         _unlocked(session, conn, workspace_id, assist, config, price=price_now, helpers=index + 1)
     helpers = _helpers(repository.hot_connection(session), assist.id)
@@ -275,6 +288,11 @@ def _unlocked(
     publish_after_commit(
         session, ASSIST_UNLOCKED, {"assist_id": assist.id, "workspace_id": workspace_id}
     )
+    fission_events.emit(
+        session, workspace_id=workspace_id, event="assist_unlock",
+        event_id=f"fx:unlock:{assist.id}", campaign_id=assist.campaign_id,
+        user_id=assist.owner_external_id, properties={"assist_id": assist.id, "helpers": helpers},
+    )  # fmt: skip
 
 
 def expire_assists(session: Session, now: datetime) -> int:

@@ -16,10 +16,11 @@ from sqlalchemy import Connection, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from liebian.campaigns import repository, service
+from liebian.campaigns import fission_events, repository, service
 from liebian.campaigns.models import Campaign, CampaignEvent, Group, GroupMember
 from liebian.campaigns.schemas import GroupBuyConfig
 from liebian.contacts import service as contacts
+from liebian.contacts.models import Contact
 from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher
@@ -100,6 +101,16 @@ def open_group(
         )
     )  # fmt: skip
     session.flush()
+    common = {"workspace_id": workspace_id, "campaign_id": campaign.id,
+              "user_id": leader.external_id, "ts": now}  # fmt: skip
+    fission_events.emit(
+        session, event="group_open", event_id=f"fx:group_open:{group.id}",
+        properties={"group_id": group.id, "size": size, "price": group.price}, **common,
+    )  # fmt: skip
+    fission_events.emit(
+        session, event="join_group", event_id=f"fx:group_join:{group.id}:0",
+        properties={"group_id": group.id, "leader": True}, **common,
+    )  # fmt: skip
     return group
 
 
@@ -187,6 +198,15 @@ def join_group(
         raise Conflict("this group is full or you are already in it", code="group_full") from exc
     _expire_cached(session, group.id)
     members.append({**member, "external_id": external_id})
+    leader_external = next(
+        (m["external_id"] for m in members if m["contact_id"] == group.leader_contact_id), None
+    )
+    fission_events.emit(
+        session, workspace_id=workspace_id, event="join_group",
+        event_id=f"fx:group_join:{group.id}:{seat}", campaign_id=group.campaign_id,
+        user_id=external_id, referrer=leader_external, ts=now,
+        properties={"group_id": group.id, "leader": False},
+    )  # fmt: skip
     status = group.status
     if seat + 1 >= group.size:
         config = GroupBuyConfig.model_validate(group.config)
@@ -254,6 +274,13 @@ def _succeed(
         session, workspace_id, group.campaign_id, group.id, GROUP_SUCCEEDED,
         group.leader_contact_id, {"size": group.size},
     )  # fmt: skip
+    leader = repository.CONTACT_EXTERNAL_ID.execute(conn, {"id": group.leader_contact_id}).scalar()
+    fission_events.emit(
+        session, workspace_id=workspace_id, event="group_success",
+        event_id=f"fx:group_success:{group.id}", campaign_id=group.campaign_id,
+        user_id=leader, revenue=group.price * group.size, ts=now,
+        properties={"group_id": group.id, "size": group.size},
+    )  # fmt: skip
     publish_after_commit(
         session, GROUP_SUCCEEDED, {"group_id": group.id, "workspace_id": workspace_id}
     )
@@ -286,6 +313,13 @@ def expire_groups(session: Session, now: datetime, *, limit: int = 1_000) -> lis
         _event(
             session, group.workspace_id, group.campaign_id, group.id, GROUP_FAILED,
             group.leader_contact_id, {"members": len(members)},
+        )  # fmt: skip
+        leader = session.get(Contact, group.leader_contact_id)
+        fission_events.emit(
+            session, workspace_id=group.workspace_id, event="group_fail",
+            event_id=f"fx:group_fail:{group.id}", campaign_id=group.campaign_id,
+            user_id=leader.external_id if leader else None, ts=now,
+            properties={"group_id": group.id, "members": len(members)},
         )  # fmt: skip
         publish_after_commit(
             session,

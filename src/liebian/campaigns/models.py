@@ -41,6 +41,9 @@ class Campaign(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     template: Mapped[str | None] = mapped_column(String(64), nullable=True)
     share_text: Mapped[str] = mapped_column(String(500), default="")
+    # Bumped by every change of ``config``; each version's config is kept in
+    # ``campaign_versions`` so a participant keeps the terms they joined under.
+    config_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # Consumed stock (reward grants / group seats) and budget (分); bumped by conditional
     # UPDATEs so two requests can never both take the last unit.
     stock_used: Mapped[int] = mapped_column(Integer, default=0)
@@ -76,7 +79,46 @@ class Participant(Base):
     device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     ip_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # The campaign config version in force when they joined: their reward terms.
+    config_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The share channel of the entry link they came through (dashboard breakdown).
+    channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CampaignVersion(Base):
+    """One config of a campaign as it stood from a change on: version 1 at creation."""
+
+    __tablename__ = "campaign_versions"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "version", name="uq_campaign_versions_campaign_version"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CampaignChange(Base):
+    """The change log of a campaign: every lifecycle action and edit, who did it, before and
+    after (what the operator changed, not the whole row)."""
+
+    __tablename__ = "campaign_changes"
+    __table_args__ = (Index("ix_campaign_changes_campaign_created", "campaign_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # create | launch | pause | resume | end | extend | add_stock | edit | duplicate
+    action: Mapped[str] = mapped_column(String(32))
+    config_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    before: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Referral(Base):

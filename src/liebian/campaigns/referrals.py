@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from liebian.campaigns import repository, service
+from liebian.campaigns import fission_events, repository, service
 from liebian.campaigns.models import Campaign, Participant, Referral
 from liebian.campaigns.schemas import DistributionConfig, InviteConfig, PosterConfig
 from liebian.contacts import service as contacts
@@ -51,6 +51,7 @@ class JoinInput:
     device_id: str | None = None
     ip: str | None = None
     user_agent: str | None = None
+    channel: str | None = None
 
 
 def ip_hash(cipher: PiiCipher, ip: str | None) -> str | None:
@@ -113,16 +114,29 @@ def join(
             "device_id": (data.device_id or None) and data.device_id[:128],
             "ip_hash": ip_hash(cipher, data.ip),
             "user_agent": (data.user_agent or None) and data.user_agent[:500],
+            "config_version": campaign.config_version,
+            "channel": (data.channel or None) and data.channel[:64],
             "joined_at": now,
         },
         ["campaign_id", "contact_id"],
     )
     participant = repository.participant_by_contact(session, campaign.id, contact.id)
     assert participant is not None
+    referrer_external = None
     if created and referrer is not None:
         _refer(
             session, cipher, campaign, referrer, participant, contact, new_user=new_user, now=now
         )
+        referrer_contact = session.get(Contact, referrer.contact_id)
+        referrer_external = referrer_contact.external_id if referrer_contact else None
+    if created:
+        fission_events.emit(
+            session, workspace_id=workspace_id, event="campaign_join",
+            event_id=f"fx:join:{participant.id}", campaign_id=campaign.id,
+            user_id=contact.external_id, visitor_id=participant.visitor_id,
+            channel=participant.channel, participant_id=participant.id,
+            referrer=referrer_external, ip_hash=participant.ip_hash, ts=now,
+        )  # fmt: skip
     return participant, created
 
 
@@ -230,6 +244,15 @@ def _refer(
         )
     referee.referrer_participant_id = referrer.id
     referee.bound_at = now
+    fission_events.emit(
+        session, workspace_id=campaign.workspace_id, event="invite",
+        event_id=f"fx:invite:{referral.id}", campaign_id=campaign.id,
+        user_id=referrer_contact.external_id, channel=referrer.channel,
+        participant_id=referrer.id,
+        properties={"referee": referee_contact.external_id, "status": status,
+                    "referral_id": referral.id},
+        ts=now,
+    )  # fmt: skip
     if _qualifies_at_join(config):
         qualify(session, campaign, referral, now)
     return referral
@@ -261,6 +284,17 @@ def qualify(
         return
     referral.qualified_at = now
     session.flush()
+    referrer_contact = session.get(Contact, referral.referrer_contact_id)
+    referee_contact = session.get(Contact, referral.referee_contact_id)
+    fission_events.emit(
+        session, workspace_id=campaign.workspace_id, event="invite_qualified",
+        event_id=f"fx:qualified:{referral.id}", campaign_id=campaign.id,
+        user_id=referrer_contact.external_id if referrer_contact else None,
+        participant_id=referral.referrer_participant_id,
+        properties={"referee": referee_contact.external_id if referee_contact else None,
+                    "status": referral.status, "referral_id": referral.id},
+        ts=now,
+    )  # fmt: skip
     if referral.status == "approved":
         _on_counted(session, campaign, referral, now, order_id=order_id)
 
@@ -319,7 +353,9 @@ def _on_counted(
     *,
     order_id: str | None = None,
 ) -> None:
-    config = service.config_of(campaign)
+    referee = session.get(Participant, referral.referee_participant_id)
+    # The invitee is rewarded by the terms they joined under.
+    config = service.terms(session, campaign, referee.config_version if referee else None)
     if not isinstance(config, InviteConfig | PosterConfig):
         return
     if isinstance(config, InviteConfig) and config.invitee_reward is not None:
@@ -356,14 +392,19 @@ def evaluate_tiers(
     the threshold, so rejecting that referral reverses it and the next evaluation re-grants it
     from the remaining referrals if they still reach it.
     """
-    config = service.config_of(campaign)
-    if not isinstance(config, InviteConfig | PosterConfig):
+    if campaign.type not in ("invite", "poster"):
         return 0
     referrer = repository.locked(
         session, Participant, campaign.workspace_id, referrer_participant_id
     )
     if referrer is None:
         return 0
+    # The referrer is paid by the terms they joined under (a later, lower reward never
+    # applies to them; a higher one applies to those who join after the change).
+    config = service.terms(session, campaign, referrer.config_version)
+    if not isinstance(config, InviteConfig | PosterConfig):
+        return 0
+    decrease_bp = getattr(config, "cycle_decrease_bp", 0)
     counted = repository.counted_referrals(session, referrer.id)
     cycles = config.max_rewards_per_participant if isinstance(config, InviteConfig) else 1
     cycle_len = config.tiers[-1].invites
@@ -391,8 +432,9 @@ def evaluate_tiers(
             key = f"tier:{referrer.id}:{slot}:{crossing.id}"
             if ledger.find_by_key(session, campaign.workspace_id, key) is not None:
                 continue
+            amount = cycle_amount(tier.reward.amount, cycle, decrease_bp)
             if not service.take_stock(
-                session, campaign, amount=_budget_amount(tier.reward.kind, tier.reward.amount)
+                session, campaign, amount=_budget_amount(tier.reward.kind, amount)
             ):
                 return granted  # stock or budget exhausted: the campaign pays nothing more
             status, available_at = _reward_timing(config, crossing.qualified_at or now)
@@ -400,7 +442,7 @@ def evaluate_tiers(
                 session,
                 ledger.Grant(
                     workspace_id=campaign.workspace_id, contact_id=referrer.contact_id, key=key,
-                    kind=tier.reward.kind, amount=tier.reward.amount, name=tier.reward.name,
+                    kind=tier.reward.kind, amount=amount, name=tier.reward.name,
                     campaign_id=campaign.id, reason="tier", status=status,  # type: ignore[arg-type]
                     available_at=available_at, referral_id=crossing.id,
                     meta={"slot": slot, "invites": threshold},
@@ -410,9 +452,18 @@ def evaluate_tiers(
     return granted
 
 
+def cycle_amount(amount: int, cycle: int, decrease_bp: int) -> int:
+    """Decreasing rewards: cycle 0 pays ``amount``, each later cycle ``decrease_bp`` basis
+    points less than the one before (integer 分, rounded down, never below 1)."""
+    if not decrease_bp or not cycle:
+        return amount
+    keep = 10_000 - decrease_bp
+    return max(1, amount * keep**cycle // 10_000**cycle)
+
+
 def progress(session: Session, campaign: Campaign, participant: Participant) -> dict[str, object]:
     """Counted invites and the next milestone, for the participant's H5 page."""
-    config = service.config_of(campaign)
+    config = service.terms(session, campaign, participant.config_version)
     counted = len(repository.counted_referrals(session, participant.id))
     tiers = getattr(config, "tiers", [])
     nxt = None

@@ -9,6 +9,7 @@ instead of a silently ignored setting.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
@@ -75,6 +76,9 @@ class InviteConfig(_Strict):
     # An invite stops counting if the invitee leaves (deletes the friend / quits the group).
     invalid_on_leave: bool = True
     max_rewards_per_participant: int = Field(default=1, ge=1, le=1_000)
+    # Decreasing rewards (递减奖励): each repeat cycle of the tiers pays this many basis points
+    # less than the previous one (2000 = 20 % less each time); 0 pays every cycle the same.
+    cycle_decrease_bp: int = Field(default=0, ge=0, le=9_000)
     stock: Stock | None = None
     budget: Annotated[int, Field(ge=1, le=MAX_BUDGET)] | None = None
     duration_days: int = Field(default=30, ge=1, le=365)
@@ -303,3 +307,132 @@ def parse_config(campaign_type: str, config: Mapping[str, Any]) -> CampaignConfi
         )
     data["type"] = campaign_type
     return _ADAPTER.validate_python(data)
+
+
+# ── HTTP shapes of the lifecycle, dashboard and tree routes (campaigns/lifecycle_api.py) ──
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorInfo
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorOut} for status in statuses}
+
+
+class LintFinding(BaseModel):
+    code: str
+    severity: str
+    field: str | None
+    matched: str
+    message: str
+    suggestion: str
+
+
+class CampaignOut(BaseModel):
+    id: str
+    type: str
+    name: str
+    status: str
+    config: dict[str, Any]
+    template: str | None
+    share_text: str
+    stock_used: int
+    budget_used: int
+    config_version: int
+    starts_at: datetime
+    ends_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    lint_warnings: list[LintFinding]
+
+
+class CampaignChangeOut(BaseModel):
+    id: str
+    action: str
+    config_version: int | None
+    before: dict[str, Any]
+    after: dict[str, Any]
+    actor: str | None
+    created_at: datetime
+
+
+class CampaignChangePage(BaseModel):
+    items: list[CampaignChangeOut]
+    next_cursor: str | None
+
+
+class DashboardFigures(BaseModel):
+    seen: int
+    participants: int
+    sharers: int
+    shares: int
+    friend_clicks: int
+    friend_joins: int
+    friend_conversions: int
+    gmv: int = Field(description="分")
+    share_rate: float | None
+    click_rate: float | None
+    conversion_rate_per_share: float | None
+    conversion_rate_per_click: float | None
+    k_factor: float | None
+
+
+class DashboardTotals(DashboardFigures):
+    reward_cost: int = Field(description="分: coupon and cash rewards not reversed")
+    roi: float | None
+    cac: int | None = Field(description="分 of reward cost per friend brought in")
+
+
+class FunnelStep(BaseModel):
+    key: str
+    label: str
+    people: int
+    rate_from_previous: float | None
+
+
+class ChannelFigures(DashboardFigures):
+    channel: str
+
+
+class DayFigures(DashboardFigures):
+    day: str
+
+
+class DashboardOut(BaseModel):
+    campaign_id: str
+    tz: str
+    totals: DashboardTotals
+    funnel: list[FunnelStep]
+    by_channel: list[ChannelFigures]
+    by_day: list[DayFigures]
+
+
+class TreeNode(BaseModel):
+    participant_id: str
+    external_id: str | None
+    nickname: str
+    channel: str | None
+    joined_at: datetime
+    depth: int
+    children: int
+    descendants: int
+    referral_status: str | None
+
+
+class TreeOut(BaseModel):
+    campaign_id: str
+    parent: str | None
+    participants: int
+    max_depth: int
+    widest: list[TreeNode]
+    items: list[TreeNode]
+    next_cursor: str | None

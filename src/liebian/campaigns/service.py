@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from liebian.campaigns import repository
 from liebian.campaigns.lint import LintWarning, lint_fields
-from liebian.campaigns.models import Campaign
+from liebian.campaigns.models import Campaign, CampaignChange, CampaignVersion
 from liebian.campaigns.schemas import CAMPAIGN_TYPES, CampaignConfig, parse_config
 from liebian.campaigns.templates import build_config, get_template
 from liebian.kit.auth import Principal, Role
@@ -35,10 +35,16 @@ _NEXT = {
 }
 
 
+def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # The discriminated union puts the campaign type first ("invite.tiers"): the operator's
+    # field is "tiers".
+    return loc[1:] if loc and loc[0] in CAMPAIGN_TYPES else loc
+
+
 def validation_to_invalid(exc: ValidationError, prefix: str = "config") -> Invalid:
     details = [
         {
-            "field": ".".join([prefix, *[str(p) for p in err.get("loc", ())]]),
+            "field": ".".join([prefix, *[str(p) for p in _loc(err.get("loc", ()))]]),
             "problem": err.get("msg", ""),
             "type": err.get("type"),
         }
@@ -70,6 +76,20 @@ def config_of(campaign: Campaign) -> CampaignConfig:
     return parse_config(campaign.type, campaign.config)
 
 
+def terms(session: Session, campaign: Campaign, version: int | None) -> CampaignConfig:
+    """The config a participant who joined under ``version`` is paid by (rules changed since
+    then apply to people who join later; nobody's reward is cut retroactively)."""
+    if version is None or version == campaign.config_version:
+        return config_of(campaign)
+    stored = session.scalars(
+        select(CampaignVersion.config).where(
+            CampaignVersion.campaign_id == campaign.id, CampaignVersion.version == version
+        )
+    ).first()
+    # A campaign created before versions existed has no row: its one config is version 1.
+    return config_of(campaign) if stored is None else parse_config(campaign.type, stored)
+
+
 def lint(name: str, share_text: str, config: CampaignConfig) -> list[LintWarning]:
     fields = [("name", name), ("share_text", share_text)]
     for key in ("headline", "body"):
@@ -77,6 +97,56 @@ def lint(name: str, share_text: str, config: CampaignConfig) -> list[LintWarning
         if isinstance(value, str):
             fields.append((f"config.{key}", value))
     return lint_fields(fields)
+
+
+def require_clean_copy(findings: list[LintWarning]) -> None:
+    """Copy lint errors block going live (a warning does not): 422 naming each finding."""
+    errors = [w for w in findings if w.severity == "error"]
+    if errors:
+        first = errors[0]
+        raise Invalid(
+            f"{first.field or 'copy'}: 「{first.matched}」{first.message}；建议：{first.suggestion}",
+            code="copy_lint_error",
+            details=[
+                {"field": w.field, "code": w.code, "matched": w.matched, "message": w.message,
+                 "suggestion": w.suggestion}
+                for w in errors
+            ],
+        )  # fmt: skip
+
+
+def record_change(
+    session: Session,
+    principal: Principal | None,
+    campaign: Campaign,
+    action: str,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    version: int | None = None,
+) -> CampaignChange:
+    change = CampaignChange(
+        id=new_id("cch"),
+        workspace_id=campaign.workspace_id,
+        campaign_id=campaign.id,
+        action=action,
+        config_version=version,
+        before=before or {},
+        after=after or {},
+        actor=(principal.member_id or principal.key_id) if principal else None,
+        created_at=utcnow(),
+    )
+    session.add(change)
+    return change
+
+
+def add_version(session: Session, campaign: Campaign) -> None:
+    session.add(
+        CampaignVersion(
+            id=new_id("cvr"), workspace_id=campaign.workspace_id, campaign_id=campaign.id,
+            version=campaign.config_version, config=campaign.config, created_at=utcnow(),
+        )
+    )  # fmt: skip
 
 
 def _insert(
@@ -92,6 +162,8 @@ def _insert(
 ) -> Campaign:
     if status not in ("draft", "active"):
         raise Invalid("a new campaign starts as 'draft' or 'active'", code="invalid_status")
+    if status == "active":
+        require_clean_copy(lint(name, share_text, config))
     now = utcnow()
     campaign = Campaign(
         id=new_id("cmp"),
@@ -102,6 +174,7 @@ def _insert(
         config=config.model_dump(mode="json"),
         template=template,
         share_text=share_text,
+        config_version=1,
         stock_used=0,
         budget_used=0,
         starts_at=now,
@@ -110,6 +183,9 @@ def _insert(
         updated_at=now,
     )
     session.add(campaign)
+    session.flush()
+    add_version(session, campaign)
+    record_change(session, principal, campaign, "create", after={"status": status}, version=1)
     session.flush()
     return campaign
 
@@ -160,37 +236,9 @@ def get(session: Session, workspace_id: str, campaign_id: str) -> Campaign:
     return campaign
 
 
-def update_campaign(
-    session: Session,
-    principal: Principal,
-    campaign_id: str,
-    *,
-    status: str | None = None,
-    name: str | None = None,
-    share_text: str | None = None,
-) -> Campaign:
-    principal.require(Role.operator)
-    campaign = get(session, principal.workspace_id, campaign_id)
-    if status is not None and status != campaign.status:
-        if status not in STATUSES:
-            raise Invalid(f"status must be one of {', '.join(STATUSES)}", code="invalid_status")
-        if status not in _NEXT[campaign.status]:
-            raise Conflict(
-                f"a campaign that is {campaign.status} cannot become {status}",
-                code="invalid_status_change",
-                details={"from": campaign.status, "to": status},
-            )
-        campaign.status = status
-    if name is not None:
-        campaign.name = name
-    if share_text is not None:
-        campaign.share_text = share_text
-    campaign.updated_at = utcnow()
-    session.flush()
-    return campaign
-
-
 def require_running(campaign: Campaign, now: datetime) -> None:
+    if campaign.status == "ended":
+        raise Conflict("campaign has ended", code="campaign_ended")
     if campaign.status != "active":
         raise Conflict(
             f"campaign is {campaign.status}; participants can join only while it is active",
@@ -198,6 +246,9 @@ def require_running(campaign: Campaign, now: datetime) -> None:
         )
     if campaign.ends_at is not None and campaign.ends_at <= now:
         raise Conflict("campaign has ended", code="campaign_ended")
+    # Only a scheduled launch (a start later than the campaign's creation) holds people back.
+    if campaign.starts_at > now and campaign.starts_at > campaign.created_at:
+        raise Conflict("campaign has not started yet", code="campaign_not_started")
 
 
 def require_type(campaign: Campaign, *types: str) -> None:

@@ -7,12 +7,16 @@ from fastapi import APIRouter
 
 def routers() -> list[APIRouter]:
     from liebian.campaigns.api import router as campaigns_router
+    from liebian.campaigns.lifecycle_api import router as lifecycle_router
     from liebian.contacts.api import router as contacts_router
     from liebian.rewards.api import router as rewards_router
     from liebian.rewards.payouts.api import router as payouts_router
     from liebian.risk.api import router as risk_router
 
-    return [campaigns_router, rewards_router, payouts_router, risk_router, contacts_router]
+    return [
+        campaigns_router, lifecycle_router, rewards_router, payouts_router, risk_router,
+        contacts_router,
+    ]  # fmt: skip
 
 
 def page_routers() -> list[APIRouter]:

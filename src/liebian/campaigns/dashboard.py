@@ -1,0 +1,258 @@
+"""A campaign's live numbers (实时数据看板) and its fission tree.
+
+Numbers come from two places, each the source of truth for its part:
+
+- the event store (``campaigns/fission_events.py`` writes every action there) for the people
+  counts, the funnel, and the breakdowns by channel and by day — SQL run inside DuckDB or
+  ClickHouse, never rows pulled into Python; fresh within the flusher's interval (1 s by
+  default) plus a segment's seal (≤ 1 s);
+- the OLTP ledger for money paid out (reward cost), and the referrals table for the tree.
+
+Definitions (each a distinct person count unless it says otherwise; ``person`` is
+``coalesce(user_id, visitor_id)``):
+
+- 看到 seen: page_view · 参与 participants: campaign_join · 分享 sharers: share
+- 好友点击 friend clicks: invite_click · 好友参与 friend joins: invite (one per referral)
+- 好友转化 friend conversions: invite_qualified (the campaign's qualifying action happened)
+- 分享率 = sharers / participants · 点击率 = friend clicks / sharers
+- 转化率 = friend conversions / sharers, and / friend clicks
+- K-factor = friend joins / participants · GMV = revenue of the campaign's events (group-buy
+  orders, purchases sent with its campaign_id) · reward cost = coupon and cash rewards not
+  reversed (分) · ROI = (GMV − cost) / cost · CAC = cost / friend joins (new people brought)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from liebian.analytics.sql import Sql, check_tz
+from liebian.campaigns import repository
+from liebian.campaigns.models import Campaign, Participant, Referral
+from liebian.contacts import service as contacts
+from liebian.contacts.models import Contact
+from liebian.events.store.base import EventStore
+from liebian.kit.crypto import PiiCipher
+from liebian.kit.errors import Invalid, NotFound
+from liebian.rewards.models import RewardEntry
+
+# (key, 中文) in funnel order, with the column of ``_COUNTS`` that measures the step.
+FUNNEL = (
+    ("seen", "看到"),
+    ("participants", "参与"),
+    ("sharers", "分享"),
+    ("friend_clicks", "好友点击"),
+    ("friend_joins", "好友参与"),
+    ("friend_conversions", "好友转化"),
+)
+_COUNTS = ("seen", "participants", "sharers", "shares", "friend_clicks", "friend_joins",
+           "friend_conversions", "gmv")  # fmt: skip
+
+
+def _rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def event_counts(
+    store: EventStore, workspace_id: str, campaign_id: str, *, by: str | None, tz: str
+) -> list[tuple[str, dict[str, int]]]:
+    """The campaign's action counts, in total (``by=None``), per ``channel`` or per local
+    ``day`` — one GROUP BY in the engine."""
+    tz = check_tz(tz)
+    sql = Sql(store)
+    person = "coalesce(nullif(e.user_id, ''), e.visitor_id)"
+    if by is None:
+        key = "''"
+    elif by == "channel":
+        key = sql.col("channel")
+    elif by == "day":
+        key = sql.date_str(sql.local_date("e.ts", tz))
+    else:
+        raise ValueError(by)
+
+    def people(event: str) -> str:
+        return sql.uniq_if(person, f"e.event = {sql.p(event)}")
+
+    def count(event: str) -> str:
+        return sql.count_if(f"e.event = {sql.p(event)}")
+
+    money_events = ("reward_issued", "reward_reversed")
+    gmv = sql.sum_if(sql.col("revenue"), f"NOT {sql.in_list('e.event', list(money_events))}")
+    select_ = (
+        f"SELECT {key} AS k, {people('page_view')}, {people('campaign_join')},"
+        f" {people('share')}, {count('share')}, {people('invite_click')}, {count('invite')},"
+        f" {count('invite_qualified')}, {gmv}"
+        f" FROM {sql.events} e WHERE e.workspace_id = {sql.p(workspace_id)}"
+        f" AND e.campaign_id = {sql.p(campaign_id)} AND NOT e.is_bot"
+        " GROUP BY k ORDER BY k"
+    )
+    rows = sql.run(select_)
+    return [
+        (str(r[0] or ""), dict(zip(_COUNTS, (int(v or 0) for v in r[1:]), strict=True)))
+        for r in rows
+    ]
+
+
+def reward_cost(session: Session, campaign_id: str) -> int:
+    """Coupon and cash rewards of the campaign that were not reversed, in 分."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(RewardEntry.amount), 0)).where(
+            RewardEntry.campaign_id == campaign_id,
+            RewardEntry.kind.in_(("coupon", "cash")),
+            RewardEntry.status != "reversed",
+        )
+    )
+    return int(total or 0)
+
+
+def _figures(c: dict[str, int], cost: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = dict(c)
+    out["share_rate"] = _rate(c["sharers"], c["participants"])
+    out["click_rate"] = _rate(c["friend_clicks"], c["sharers"])
+    out["conversion_rate_per_share"] = _rate(c["friend_conversions"], c["sharers"])
+    out["conversion_rate_per_click"] = _rate(c["friend_conversions"], c["friend_clicks"])
+    out["k_factor"] = _rate(c["friend_joins"], c["participants"])
+    if cost is not None:
+        out["reward_cost"] = cost
+        out["roi"] = _rate(c["gmv"] - cost, cost)
+        out["cac"] = round(cost / c["friend_joins"]) if c["friend_joins"] else None
+    return out
+
+
+def dashboard(
+    session: Session, store: EventStore, campaign: Campaign, *, tz: str
+) -> dict[str, Any]:
+    empty = dict.fromkeys(_COUNTS, 0)
+    totals_rows = event_counts(store, campaign.workspace_id, campaign.id, by=None, tz=tz)
+    totals = totals_rows[0][1] if totals_rows else empty
+    cost = reward_cost(session, campaign.id)
+    return {
+        "campaign_id": campaign.id,
+        "tz": tz,
+        "totals": _figures(totals, cost),
+        "funnel": [
+            {
+                "key": key,
+                "label": label,
+                "people": totals[key],
+                "rate_from_previous": _rate(totals[key], totals[FUNNEL[i - 1][0]]) if i else None,
+            }
+            for i, (key, label) in enumerate(FUNNEL)
+        ],
+        "by_channel": [
+            {"channel": k or "(direct)", **_figures(v, None)}
+            for k, v in event_counts(store, campaign.workspace_id, campaign.id, by="channel", tz=tz)
+        ],
+        "by_day": [
+            {"day": k, **_figures(v, None)}
+            for k, v in event_counts(store, campaign.workspace_id, campaign.id, by="day", tz=tz)
+        ],
+    }
+
+
+# ── the fission tree (who brought whom), from OLTP referrals ───────────────────────────────
+
+
+@dataclass(slots=True)
+class _Forest:
+    children: dict[str | None, list[str]]
+    descendants: dict[str, int]
+    depth: dict[str, int]
+
+
+def _forest(session: Session, campaign_id: str) -> _Forest:
+    """Every participant under its referrer (roots under None). One read of two id columns
+    per participant; subtree sizes and depths computed without recursion."""
+    rows = session.execute(
+        select(Participant.id, Participant.referrer_participant_id).where(
+            Participant.campaign_id == campaign_id
+        )
+    ).all()
+    ids = {pid for pid, _ in rows}
+    children: dict[str | None, list[str]] = defaultdict(list)
+    parent: dict[str, str | None] = {}
+    for pid, ref in rows:
+        up = ref if ref in ids and ref != pid else None
+        parent[pid] = up
+        children[up].append(pid)
+    depth: dict[str, int] = {}
+    order: list[str] = []
+    stack = [(pid, 1) for pid in children.get(None, [])]
+    while stack:
+        pid, d = stack.pop()
+        if pid in depth:
+            continue
+        depth[pid] = d
+        order.append(pid)
+        stack.extend((c, d + 1) for c in children.get(pid, []))
+    descendants = dict.fromkeys(order, 0)
+    for pid in reversed(order):
+        up = parent[pid]
+        if up is not None and up in descendants:
+            descendants[up] += descendants[pid] + 1
+    return _Forest(children=children, descendants=descendants, depth=depth)
+
+
+def tree(
+    session: Session,
+    cipher: PiiCipher,
+    campaign: Campaign,
+    *,
+    parent: str | None,
+    offset: int,
+    limit: int,
+) -> dict[str, Any]:
+    """One level of the tree: ``parent``'s direct invitees (roots when None), widest branch
+    first, paged; plus the campaign's depth and its widest branches."""
+    forest = _forest(session, campaign.id)
+    if parent is not None and parent not in forest.depth:
+        raise NotFound(f"no participant {parent!r} in this campaign", code="participant_not_found")
+    if offset < 0:
+        raise Invalid("cursor must be a cursor this API gave out", code="bad_cursor")
+    level = sorted(forest.children.get(parent, []), key=lambda p: (-forest.descendants[p], p))
+    page = level[offset : offset + limit]
+    nodes = repository.by_ids(session, Participant, set(page))
+    people = repository.by_ids(session, Contact, {n.contact_id for n in nodes.values()})
+    status = dict(
+        session.execute(
+            select(Referral.referee_participant_id, Referral.status).where(
+                Referral.campaign_id == campaign.id,
+                Referral.referee_participant_id.in_(page),
+                Referral.status != "superseded",
+            )
+        ).all()
+    ) if page else {}  # fmt: skip
+
+    def node(pid: str) -> dict[str, Any]:
+        p = nodes[pid]
+        contact = people.get(p.contact_id)
+        return {
+            "participant_id": pid, "external_id": contact.external_id if contact else None,
+            "nickname": contacts.public_nickname(cipher, contact), "channel": p.channel,
+            "joined_at": p.joined_at, "depth": forest.depth.get(pid, 1),
+            "children": len(forest.children.get(pid, [])), "descendants": forest.descendants.get(pid, 0),
+            "referral_status": status.get(pid),
+        }  # fmt: skip
+
+    widest = sorted(
+        (p for p in forest.depth if forest.children.get(p)),
+        key=lambda p: (-len(forest.children[p]), p),
+    )[:5]
+    nodes.update(repository.by_ids(session, Participant, set(widest) - set(nodes)))
+    people.update(
+        repository.by_ids(session, Contact, {n.contact_id for n in nodes.values()} - set(people))
+    )
+    nxt = offset + limit if offset + limit < len(level) else None
+    return {
+        "campaign_id": campaign.id,
+        "parent": parent,
+        "participants": len(forest.depth),
+        "max_depth": max(forest.depth.values(), default=0),
+        "widest": [node(p) for p in widest],
+        "items": [node(p) for p in page],
+        "next_cursor": str(nxt) if nxt is not None else None,
+    }

@@ -1,0 +1,220 @@
+"""HTTP for running a campaign: lifecycle (launch/schedule, pause, resume, end, extend, add
+stock, duplicate, change log — rules in ``campaigns/lifecycle.py``) and its live dashboard and
+fission tree (``campaigns/dashboard.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy.orm import Session
+
+from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
+from liebian.app.runtime import Runtime
+from liebian.campaigns import dashboard, lifecycle, participant_token, service
+from liebian.campaigns.api import campaign_out
+from liebian.campaigns.schemas import (
+    CampaignChangeOut,
+    CampaignChangePage,
+    CampaignOut,
+    DashboardOut,
+    TreeOut,
+    error_responses,
+)
+from liebian.events.store.duckdb_budget import DuckDBBudget
+from liebian.kit.auth import Role
+from liebian.kit.pagination import encode_cursor
+from liebian.kit.schemas import StrictModel
+from liebian.workspaces.repository import get_workspace
+
+router = APIRouter(tags=["campaigns"])
+_ERRORS = error_responses(401, 403, 404, 409, 422)
+
+
+class LaunchBody(StrictModel):
+    # Later than now: a scheduled launch (the pages say 「活动尚未开始」 until then).
+    starts_at: AwareDatetime | None = None
+
+
+class ExtendBody(StrictModel):
+    ends_at: AwareDatetime
+
+
+class StockBody(StrictModel):
+    units: int = Field(ge=1, le=10_000_000, description="how many units to add to config.stock")
+
+
+class DuplicateBody(StrictModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+def _out(campaign: Any) -> CampaignOut:
+    return CampaignOut.model_validate(campaign_out(campaign))
+
+
+@router.post("/campaigns/{campaign_id}/launch", response_model=CampaignOut, responses=_ERRORS)
+def launch(
+    campaign_id: str, principal: PrincipalDep, session: SessionDep, body: LaunchBody | None = None
+) -> CampaignOut:
+    """Draft → active, now or at ``starts_at``. Copy lint errors refuse it (422)."""
+    starts_at = body.starts_at if body else None
+    return _out(lifecycle.launch(session, principal, campaign_id, starts_at=starts_at))
+
+
+@router.post("/campaigns/{campaign_id}/pause", response_model=CampaignOut, responses=_ERRORS)
+def pause(campaign_id: str, principal: PrincipalDep, session: SessionDep) -> CampaignOut:
+    return _out(lifecycle.pause(session, principal, campaign_id))
+
+
+@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignOut, responses=_ERRORS)
+def resume(campaign_id: str, principal: PrincipalDep, session: SessionDep) -> CampaignOut:
+    return _out(lifecycle.resume(session, principal, campaign_id))
+
+
+@router.post("/campaigns/{campaign_id}/end", response_model=CampaignOut, responses=_ERRORS)
+def end(campaign_id: str, principal: PrincipalDep, session: SessionDep) -> CampaignOut:
+    """End early. Rewards already earned stay; nothing new can start."""
+    return _out(lifecycle.end(session, principal, campaign_id))
+
+
+@router.post("/campaigns/{campaign_id}/extend", response_model=CampaignOut, responses=_ERRORS)
+def extend(
+    campaign_id: str, body: ExtendBody, principal: PrincipalDep, session: SessionDep
+) -> CampaignOut:
+    return _out(lifecycle.extend(session, principal, campaign_id, body.ends_at))
+
+
+@router.post("/campaigns/{campaign_id}/stock", response_model=CampaignOut, responses=_ERRORS)
+def add_stock(
+    campaign_id: str, body: StockBody, principal: PrincipalDep, session: SessionDep
+) -> CampaignOut:
+    """Add units to the stock (a new rules version; logged)."""
+    return _out(lifecycle.add_stock(session, principal, campaign_id, body.units))
+
+
+@router.post(
+    "/campaigns/{campaign_id}/duplicate",
+    status_code=201,
+    response_model=CampaignOut,
+    responses=_ERRORS,
+)
+def duplicate(
+    campaign_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    body: DuplicateBody | None = None,
+) -> CampaignOut:
+    """A new draft with the same rules and copy."""
+    name = body.name if body else None
+    return _out(lifecycle.duplicate(session, principal, campaign_id, name=name))
+
+
+@router.get(
+    "/campaigns/{campaign_id}/changes", response_model=CampaignChangePage, responses=_ERRORS
+)
+def changes(
+    campaign_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> CampaignChangePage:
+    """The change log, newest first: every lifecycle action and edit with before/after."""
+    limit = max(1, min(limit, 200))
+    rows = lifecycle.changes(
+        session, principal.workspace_id, campaign_id, cursor=cursor, limit=limit
+    )
+    nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return CampaignChangePage(
+        items=[CampaignChangeOut.model_validate(r, from_attributes=True) for r in rows[:limit]],
+        next_cursor=nxt,
+    )
+
+
+# ── the live dashboard and the fission tree ──────────────────────────────────────────────
+
+
+@router.get(
+    "/campaigns/{campaign_id}/dashboard",
+    response_model=DashboardOut,
+    responses=error_responses(401, 403, 404, 422),
+)
+def campaign_dashboard(
+    campaign_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    tz: str | None = None,
+) -> DashboardOut:
+    """实时数据看板: participants, 分享率, 点击率, 转化率, K-factor, reward cost, GMV, ROI,
+    CAC; the funnel 看到→参与→分享→好友点击→好友参与→好友转化; by channel and by day
+    (workspace time zone unless ``tz``). Fresh within ~2 s of the actions."""
+    principal.require(Role.analyst)
+    campaign = service.get(session, principal.workspace_id, campaign_id)
+    zone = tz or _workspace_tz(session, principal.workspace_id, runtime)
+    store = runtime.event_store
+    assert store is not None
+    budget: DuckDBBudget | None = runtime.extras.get("duckdb_budget")
+    with budget.analytics() if budget is not None else contextlib.nullcontext():
+        out = dashboard.dashboard(session, store, campaign, tz=zone)
+    return DashboardOut.model_validate(out)
+
+
+def _workspace_tz(session: Session, workspace_id: str, runtime: Runtime) -> str:
+    workspace = get_workspace(session, workspace_id)
+    return workspace.timezone if workspace is not None else runtime.settings.default_timezone
+
+
+@router.get(
+    "/campaigns/{campaign_id}/tree",
+    response_model=TreeOut,
+    responses=error_responses(401, 403, 404, 422),
+)
+def fission_tree(
+    campaign_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    parent: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> TreeOut:
+    """Who brought whom: ``parent``'s direct invitees (the roots without it), widest branch
+    first, each with its depth, direct invitees and whole-branch size; ``next_cursor`` pages
+    a level. Nicknames are masked."""
+    principal.require(Role.analyst)
+    campaign = service.get(session, principal.workspace_id, campaign_id)
+    try:
+        offset = int(cursor) if cursor else 0
+    except ValueError:
+        offset = -1
+    out = dashboard.tree(
+        session, runtime.cipher, campaign, parent=parent, offset=offset,
+        limit=max(1, min(limit, 200)),
+    )  # fmt: skip
+    return TreeOut.model_validate(out)
+
+
+class ParticipantTokenKeyOut(BaseModel):
+    key: str
+    format: str
+    helper: str
+
+
+@router.get(
+    "/participant-token-key",
+    response_model=ParticipantTokenKeyOut,
+    responses=error_responses(401, 403),
+)
+def participant_token_key(principal: PrincipalDep, runtime: RuntimeDep) -> ParticipantTokenKeyOut:
+    """The workspace's key for signing participant tokens (admins; keep it on your server).
+    Pages take ``?t=<token>`` and then act for that user: join, open or join a group, help."""
+    principal.require(Role.admin)
+    return ParticipantTokenKeyOut(
+        key=participant_token.workspace_key(runtime.secret, principal.workspace_id),
+        format="v1.<base64url(external_id)>.<expiry unix seconds>.<base64url(HMAC-SHA256(key,"
+        " 'v1.<base64url(external_id)>.<expiry>'))>",
+        helper="liebian.client.participant_token(key, external_id, ttl_seconds=3600)",
+    )
