@@ -35,7 +35,7 @@ def test_invite_page_escapes_and_shows_progress(client: Any, owner: dict[str, st
     assert XSS not in html and "&lt;img src=x" in html
     assert "<b>" not in html  # nickname is masked and escaped
     assert '<b id="counted">1</b>' in html
-    assert "邀请 3 位：试听课" in html
+    assert "成功邀请 3 位好友：试听课" in html
     assert client.get(f"/p/{cid}/nope").status_code == 404
 
 
