@@ -50,7 +50,9 @@ def test_three_friends_on_phones(server: str, owner: dict[str, str], db_url: str
         phones = {}
         for name in ("lead", "friend2", "friend3"):
             ctx = browser.new_context(
-                viewport={"width": WIDTH, "height": 740}, user_agent=UA_WECHAT, device_scale_factor=2
+                viewport={"width": WIDTH, "height": 740},
+                user_agent=UA_WECHAT,
+                device_scale_factor=2,
             )
             page = ctx.new_page()
             hosts: set[str] = set()
