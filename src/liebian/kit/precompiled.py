@@ -111,6 +111,13 @@ class Precompiled:
                 bind_processors.append((name, process))
             if not bind.required:
                 literals[name] = bind.value
+        # Columns an INSERT does not name but that have a scalar Python default (``default=0``)
+        # are rendered as parameters SQLAlchemy would fill in at execution: fill them here, so
+        # a column added later with a default does not turn into NULL on the hot path.
+        for column in getattr(compiled, "insert_prefetch", ()) or ():
+            default = column.default
+            if default is not None and getattr(default, "is_scalar", False):
+                literals[column.key] = default.arg
         columns: Sequence[Any] = list(getattr(self.statement, "exported_columns", ()))
         result_processors = tuple(
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
