@@ -156,8 +156,14 @@ def extend(session: Session, principal: Principal, campaign_id: str, ends_at: da
 
 
 def _new_config(
-    session: Session, principal: Principal, campaign: Campaign, config: dict[str, Any], action: str
-) -> None:
+    session: Session,
+    principal: Principal,
+    campaign: Campaign,
+    config: dict[str, Any],
+    action: str | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate and store a new rules version; the changed keys (before, after). Logged as
+    ``action`` unless None (the caller logs it with its other changes)."""
     parsed = service.parse(campaign.type, config)
     stock = getattr(parsed, "stock", None)
     if stock is not None and stock < campaign.stock_used:
@@ -175,16 +181,19 @@ def _new_config(
         )
     dumped = parsed.model_dump(mode="json")
     if dumped == campaign.config:
-        return
+        return {}, {}
     before = campaign.config
     changed = sorted(k for k in set(before) | set(dumped) if before.get(k) != dumped.get(k))
     campaign.config = dumped
     campaign.config_version += 1
     service.add_version(session, campaign)
-    service.record_change(
-        session, principal, campaign, action, version=campaign.config_version,
-        before={k: before.get(k) for k in changed}, after={k: dumped.get(k) for k in changed},
-    )  # fmt: skip
+    was, now = {k: before.get(k) for k in changed}, {k: dumped.get(k) for k in changed}
+    if action is not None:
+        service.record_change(
+            session, principal, campaign, action, version=campaign.config_version,
+            before=was, after=now,
+        )  # fmt: skip
+    return was, now
 
 
 def add_stock(session: Session, principal: Principal, campaign_id: str, units: int) -> Campaign:
@@ -225,18 +234,23 @@ def edit(
     ):
         raise Conflict("an ended campaign cannot be edited; duplicate it", code="campaign_ended")
     copy_before = {"name": campaign.name, "share_text": campaign.share_text}
+    version_before = campaign.config_version
     if name is not None:
         campaign.name = name
     if share_text is not None:
         campaign.share_text = share_text
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
     if config is not None:
-        _new_config(session, principal, campaign, config, "edit")
+        before, after = _new_config(session, principal, campaign, config, None)
     copy_after = {"name": campaign.name, "share_text": campaign.share_text}
-    if copy_after != copy_before:
-        changed = [k for k in copy_after if copy_after[k] != copy_before[k]]
+    for key in copy_after:
+        if copy_after[key] != copy_before[key]:
+            before[key], after[key] = copy_before[key], copy_after[key]
+    if after:  # one log row per edit: rules and copy together
         service.record_change(
-            session, principal, campaign, "edit",
-            before={k: copy_before[k] for k in changed}, after={k: copy_after[k] for k in changed},
+            session, principal, campaign, "edit", before=before, after=after,
+            version=campaign.config_version if campaign.config_version != version_before else None,
         )  # fmt: skip
     if campaign.status in _LIVE and (config is not None or copy_after != copy_before):
         service.require_clean_copy(

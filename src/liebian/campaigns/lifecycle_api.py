@@ -5,9 +5,10 @@ fission tree (``campaigns/dashboard.py``)."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -15,11 +16,13 @@ from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
 from liebian.app.runtime import Runtime
 from liebian.campaigns import dashboard, lifecycle, participant_token, service
 from liebian.campaigns.api import campaign_out
+from liebian.campaigns.lint import lint_fields
 from liebian.campaigns.schemas import (
     CampaignChangeOut,
     CampaignChangePage,
     CampaignOut,
     DashboardOut,
+    LintFinding,
     TreeOut,
     error_responses,
 )
@@ -27,6 +30,8 @@ from liebian.events.store.duckdb_budget import DuckDBBudget
 from liebian.kit.auth import Role
 from liebian.kit.pagination import encode_cursor
 from liebian.kit.schemas import StrictModel
+from liebian.links.domains import public_base_url
+from liebian.links.qr import render_qr
 from liebian.workspaces.repository import get_workspace
 
 router = APIRouter(tags=["campaigns"])
@@ -218,3 +223,103 @@ def participant_token_key(principal: PrincipalDep, runtime: RuntimeDep) -> Parti
         " 'v1.<base64url(external_id)>.<expiry>'))>",
         helper="liebian.client.participant_token(key, external_id, ttl_seconds=3600)",
     )
+
+
+# ── share kit and copy lint (the console's campaign page and wizard) ───────────────────────
+
+
+class LintBody(StrictModel):
+    name: str = Field(default="", max_length=200)
+    share_text: str = Field(default="", max_length=500)
+    headline: str = Field(default="", max_length=200)
+    body: str = Field(default="", max_length=500)
+
+
+class LintOut(BaseModel):
+    ok: bool = Field(description="no error-level finding: the copy may go live")
+    findings: list[LintFinding]
+
+
+@router.post("/campaigns/lint", response_model=LintOut, responses=error_responses(401, 422))
+def lint_copy(body: LintBody, principal: PrincipalDep) -> LintOut:
+    """Lint campaign copy as the operator types (诱导分享 wording): errors block going live,
+    warnings do not."""
+    fields = [(k, v) for k, v in body.model_dump().items() if v]
+    findings = [
+        LintFinding(code=w.code, severity=w.severity, field=w.field, matched=w.matched,
+                    message=w.message, suggestion=w.suggestion)
+        for w in lint_fields([(("config." + k) if k in ("headline", "body") else k, v) for k, v in fields])
+    ]  # fmt: skip
+    return LintOut(ok=not any(f.severity == "error" for f in findings), findings=findings)
+
+
+class ShareChannel(BaseModel):
+    channel: str
+    entry_url: str
+    qr_url: str
+
+
+class ShareKitOut(BaseModel):
+    campaign_id: str
+    entry_url: str
+    share_text: str
+    channels: list[ShareChannel]
+    lint: LintOut
+
+
+DEFAULT_CHANNELS = ("wechat_group", "moments", "official_account", "wecom", "sms")
+
+
+@router.get(
+    "/campaigns/{campaign_id}/share-kit",
+    response_model=ShareKitOut,
+    responses=error_responses(401, 403, 404),
+)
+def share_kit(
+    campaign_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    channel: Annotated[list[str] | None, Query(max_length=20)] = None,
+) -> ShareKitOut:
+    """The campaign's entry link and QR per channel (``?ch=`` so the dashboard breaks down
+    by it), the share copy and its lint result."""
+    campaign = service.get(session, principal.workspace_id, campaign_id)
+    base = public_base_url(session, principal.workspace_id, runtime.settings.base_url)
+    entry = f"{base}/p/{campaign.id}"
+    names = [c[:64] for c in (channel or DEFAULT_CHANNELS) if c.strip()]
+    findings = service.lint(campaign.name, campaign.share_text, service.config_of(campaign))
+    return ShareKitOut(
+        campaign_id=campaign.id, entry_url=entry, share_text=campaign.share_text,
+        channels=[
+            ShareChannel(channel=c, entry_url=f"{entry}?{urlencode({'ch': c})}",
+                         qr_url=f"/api/v1/campaigns/{campaign.id}/entry-qr.png?{urlencode({'ch': c})}")
+            for c in names
+        ],
+        lint=LintOut(
+            ok=not any(w.severity == "error" for w in findings),
+            findings=[LintFinding(code=w.code, severity=w.severity, field=w.field, matched=w.matched,
+                                  message=w.message, suggestion=w.suggestion) for w in findings],
+        ),
+    )  # fmt: skip
+
+
+@router.get(
+    "/campaigns/{campaign_id}/entry-qr.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **error_responses(401, 403, 404, 422)},
+)
+def entry_qr(
+    campaign_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    ch: Annotated[str, Query(max_length=64)] = "",
+    size: Annotated[int, Query(ge=64, le=2048)] = 512,
+) -> Response:
+    """A QR code of the campaign's entry link for one channel (scans count in that channel)."""
+    campaign = service.get(session, principal.workspace_id, campaign_id)
+    base = public_base_url(session, principal.workspace_id, runtime.settings.base_url)
+    url = f"{base}/p/{campaign.id}" + (f"?{urlencode({'ch': ch})}" if ch else "")
+    png = render_qr(url, fmt="png", size=size)
+    return Response(png, media_type="image/png", headers={"cache-control": "private, no-cache"})

@@ -115,6 +115,13 @@ def link_detail(request: Request, link_id: str) -> HTMLResponse:
     return _page(request, "link_detail.html", "links", "短链详情", link_id=link_id)
 
 
+@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+def campaign_detail(request: Request, campaign_id: str) -> HTMLResponse:
+    if not _has_campaigns(request):
+        raise NotFound("campaigns are not enabled in this deployment")
+    return _page(request, "campaign_detail.html", "campaigns", "活动详情", campaign_id=campaign_id)
+
+
 @router.get("/", include_in_schema=False)
 def trailing_slash() -> RedirectResponse:
     return RedirectResponse("/admin", status_code=308)

@@ -612,7 +612,7 @@
       if (reset) tbody.replaceChildren();
       for (const c of res.items) {
         const [label, kind] = CAMPAIGN_STATUS[c.status] || [c.status, "muted"];
-        tbody.append(h("tr", null, h("td", { text: c.name }), h("td", { text: CAMPAIGN_TYPE[c.type] || c.type }),
+        tbody.append(h("tr", null, h("td", null, h("a", { href: "/admin/campaigns/" + encodeURIComponent(c.id), text: c.name })), h("td", { text: CAMPAIGN_TYPE[c.type] || c.type }),
           h("td", null, badge(label, kind)), h("td", { text: dash(c.template) }), h("td", { text: fmtTime(c.created_at) }),
           h("td", null, (c.lint_warnings || []).map((w) => h("div", { class: "sub", text: `⚠ ${w.message}${w.suggestion ? "（建议：" + w.suggestion + "）" : ""}` })))));
       }
@@ -627,13 +627,11 @@
           h("input", { name: "name", maxlength: 200, placeholder: t.name, "aria-label": "活动名称（可选）" }),
           h("button", { type: "submit", class: "primary small", text: "用此模板创建" }));
         onSubmit(form, async (fd) => {
-          const body = { template: t.key };
+          // A draft: the next step sets rewards, stock, dates and copy, then launches.
+          const body = { template: t.key, status: "draft" };
           if (text(fd, "name")) body.name = text(fd, "name");
           const c = await api("POST", "/api/v1/campaigns/from-template", { json: body });
-          form.reset();
-          const warnings = (c.lint_warnings || []).map((w) => `⚠ ${w.message}`);
-          showAlert("ok", "成功：", `已创建活动「${c.name}」`, warnings);
-          await load(true);
+          location.href = "/admin/campaigns/" + encodeURIComponent(c.id);
         });
         return h("div", { class: "tpl" }, h("strong", { text: t.name }),
           h("div", null, badge(INDUSTRY[t.industry] || t.industry, "muted"), " ", badge(CAMPAIGN_TYPE[t.type] || t.type, "ok")),
@@ -643,6 +641,253 @@
     onSubmit($("#tpl-filter"), (fd) => templates(text(fd, "industry")));
     more.addEventListener("click", () => busy(more, () => load(false)));
     return Promise.all([templates(""), load(true)]);
+  }
+
+  // ---- 活动详情：状态、规则（无 JSON）、分享素材、实时数据、裂变树 ------------------------------
+  const CHANNEL_ZH = { wechat_group: "微信群", moments: "朋友圈", official_account: "公众号", wecom: "企业微信", sms: "短信", "(direct)": "直接进入" };
+  const ACTION_ZH = { create: "创建", launch: "上线", pause: "暂停", resume: "恢复", end: "提前结束", extend: "延期",
+    add_stock: "加库存", edit: "修改", duplicate: "复制自" };
+  const REWARD_ZH = { pending: ["待发放", "warn"], approved: ["已确认", "ok"], issued: ["已发放", "ok"], reversed: ["已撤销", "muted"] };
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...kids) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    for (const kid of kids) if (kid != null) node.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    return node;
+  }
+  // Horizontal bars: [label, value, note]. Drawn here, no chart library, no CDN.
+  function barChart(rows, width = 520) {
+    const max = Math.max(1, ...rows.map((r) => r[1]));
+    const rowH = 30, labelW = 90, height = rows.length * rowH + 4;
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img", class: "chart" });
+    rows.forEach(([label, value, note], i) => {
+      const y = i * rowH + 4, w = Math.max(2, ((width - labelW - 120) * value) / max);
+      chart.append(svg("text", { x: 0, y: y + 17, "font-size": 13 }, label),
+        svg("rect", { x: labelW, y, width: w, height: rowH - 8, rx: 3, fill: "#fd7e14" }),
+        svg("text", { x: labelW + w + 6, y: y + 17, "font-size": 13 }, `${num(value)}${note ? "  " + note : ""}`));
+    });
+    return chart;
+  }
+  // Columns per day for one series.
+  function dayChart(days, key, width = 720) {
+    const height = 160, pad = 24, max = Math.max(1, ...days.map((d) => d[key]));
+    const step = (width - pad) / Math.max(1, days.length), chart = svg("svg", { viewBox: `0 0 ${width} ${height + 20}`, width: "100%", role: "img", class: "chart" });
+    days.forEach((d, i) => {
+      const hgt = ((height - pad) * d[key]) / max, x = pad + i * step;
+      chart.append(svg("rect", { x: x + 2, y: height - hgt, width: Math.max(2, step - 4), height: hgt, fill: "#fd7e14" }),
+        svg("text", { x: x + 2, y: height - hgt - 4, "font-size": 11 }, num(d[key])),
+        svg("text", { x: x + 2, y: height + 14, "font-size": 11 }, d.day.slice(5)));
+    });
+    return chart;
+  }
+  const toYuan = (fen) => (fen / 100).toString();
+  const toFen = (v) => Math.round(Number(v) * 100);
+  function field(label, name, value, attrs = {}) {
+    return h("label", null, label, h("input", { name, value: value == null ? "" : value, ...attrs }));
+  }
+  // The config as form fields (money in 元), and back into a config on submit.
+  function ruleFields(type, c) {
+    const money = { type: "number", step: "0.01", min: "0" };
+    const out = [];
+    const rewardFields = (prefix, r, title) => {
+      if (!r) return;
+      out.push(field(`${title}名称`, `${prefix}.name`, r.name, { maxlength: 64 }));
+      out.push(r.kind === "coupon" || r.kind === "cash"
+        ? field(`${title}金额（元）`, `${prefix}.amount_yuan`, toYuan(r.amount), money)
+        : field(`${title}数量`, `${prefix}.amount`, r.amount, { type: "number", min: 1 }));
+    };
+    if (type === "invite" || type === "poster") {
+      (c.tiers || []).forEach((t, i) => {
+        out.push(field(`第 ${i + 1} 档：邀请人数`, `tiers.${i}.invites`, t.invites, { type: "number", min: 1 }));
+        rewardFields(`tiers.${i}.reward`, t.reward, `第 ${i + 1} 档奖励`);
+      });
+      rewardFields("invitee_reward", c.invitee_reward, "新朋友奖励");
+      if (type === "invite") {
+        out.push(field("每人最多领取轮数", "max_rewards_per_participant", c.max_rewards_per_participant, { type: "number", min: 1 }));
+        out.push(field("每轮递减（%）", "cycle_decrease_pct", (c.cycle_decrease_bp || 0) / 100, { type: "number", min: 0, max: 90, step: "1" }));
+        out.push(field("预算（元，留空不限）", "budget_yuan", c.budget == null ? "" : toYuan(c.budget), money));
+      }
+    } else if (type === "group_buy") {
+      out.push(field("商品名称", "product_name", c.product_name, { maxlength: 64 }));
+      out.push(field("原价（元）", "original_price_yuan", toYuan(c.original_price), money));
+      (c.tiers || []).forEach((t, i) => {
+        out.push(field(`第 ${i + 1} 档：成团人数`, `tiers.${i}.size`, t.size, { type: "number", min: 2 }));
+        out.push(field(`第 ${i + 1} 档：拼团价（元）`, `tiers.${i}.price_yuan`, toYuan(t.price), money));
+      });
+      out.push(field("成团时限（小时）", "time_limit_hours", c.time_limit_hours, { type: "number", min: 1 }));
+    } else if (type === "assist") {
+      if (c.mode === "unlock") out.push(field("需要好友助力人数", "helpers_required", c.helpers_required, { type: "number", min: 1 }));
+      rewardFields("reward", c.reward, "奖励");
+    } else if (type === "distribution") {
+      (c.levels || []).forEach((l, i) => out.push(field(`第 ${i + 1} 级佣金（%）`, `levels.${i}.rate_pct`, l.rate_bp / 100, { type: "number", min: 0.01, step: "0.01" })));
+    }
+    if (type !== "distribution") out.push(field("库存（留空不限）", "stock", c.stock == null ? "" : c.stock, { type: "number", min: 1 }));
+    out.push(field("活动天数", "duration_days", c.duration_days, { type: "number", min: 1 }));
+    return out;
+  }
+  function applyRules(config, fd) {
+    const c = JSON.parse(JSON.stringify(config));
+    const setPath = (path, value) => {
+      const parts = path.split(".");
+      let node = c;
+      for (const p of parts.slice(0, -1)) node = node[p];
+      node[parts[parts.length - 1]] = value;
+    };
+    for (const [name, raw] of fd.entries()) {
+      const v = String(raw).trim();
+      if (name === "name" || name === "share_text") continue;
+      if (name === "cycle_decrease_pct") c.cycle_decrease_bp = Math.round(Number(v || 0) * 100);
+      else if (name === "budget_yuan") c.budget = v === "" ? null : toFen(v);
+      else if (name === "stock") c.stock = v === "" ? null : Number(v);
+      else if (name.endsWith("_yuan")) setPath(name.slice(0, -5), toFen(v));
+      else if (name.endsWith(".rate_pct")) setPath(name.replace(".rate_pct", ".rate_bp"), Math.round(Number(v) * 100));
+      else if (name.endsWith(".name") || name === "product_name") setPath(name, v);
+      else setPath(name, Number(v));
+    }
+    return c;
+  }
+  function lintList(findings) {
+    return findings.map((f) => h("div", { class: "sub " + (f.severity === "error" ? "bad" : "warn") },
+      badge(f.severity === "error" ? "不能上线" : "提醒", f.severity === "error" ? "bad" : "warn"),
+      ` ${fieldZh(f.field)}「${f.matched}」${f.message}；建议：${f.suggestion}`));
+  }
+
+  function pageCampaignDetail() {
+    const id = $("#campaign-detail").dataset.campaignId;
+    const base = "/api/v1/campaigns/" + encodeURIComponent(id);
+    let campaign = null;
+    function show(c) {
+      campaign = c;
+      const [label, kind] = CAMPAIGN_STATUS[c.status] || [c.status, "muted"];
+      $("#cd-title").textContent = c.name;
+      $("#cd-status").replaceChildren(badge(label, kind));
+      $("#cd-type").textContent = `${CAMPAIGN_TYPE[c.type] || c.type} · 规则第 ${c.config_version} 版`;
+      $("#cd-dates").textContent = `${fmtTime(c.starts_at)} — ${fmtTime(c.ends_at)}`;
+      $("#cd-launch").hidden = c.status !== "draft";
+      $("#cd-schedule").hidden = c.status !== "draft";
+      $("#cd-pause").hidden = c.status !== "active";
+      $("#cd-resume").hidden = c.status !== "paused";
+      $("#cd-end").hidden = c.status === "ended";
+      $("#cd-extend").hidden = c.status === "ended";
+      $("#cd-stock").hidden = c.status === "ended" || c.config.stock == null;
+      const form = $("#cd-rules");
+      $("#cd-rule-fields").replaceChildren(...ruleFields(c.type, c.config));
+      form.elements.name.value = c.name;
+      form.elements.share_text.value = c.share_text;
+      $("#cd-lint").replaceChildren(...lintList(c.lint_warnings || []));
+    }
+    const act = (button, path, body) => button.addEventListener("click", () => busy(button, async () => {
+      show(await api("POST", base + path, body ? { json: body } : {}));
+      showOk("已" + button.textContent);
+      await refresh();
+    }));
+    act($("#cd-launch"), "/launch");
+    act($("#cd-pause"), "/pause");
+    act($("#cd-resume"), "/resume");
+    $("#cd-end").addEventListener("click", () => {
+      if (confirm("提前结束后不能再恢复，已获得的奖励保留。确定结束？")) busy($("#cd-end"), async () => { show(await api("POST", base + "/end")); await refresh(); });
+    });
+    $("#cd-duplicate").addEventListener("click", () => busy($("#cd-duplicate"), async () => {
+      const copy = await api("POST", base + "/duplicate");
+      location.href = "/admin/campaigns/" + encodeURIComponent(copy.id);
+    }));
+    onSubmit($("#cd-schedule"), async (fd) => { show(await api("POST", base + "/launch", { json: { starts_at: isoFromLocal(text(fd, "starts_at")) } })); showOk("已定时上线"); });
+    onSubmit($("#cd-extend"), async (fd) => { show(await api("POST", base + "/extend", { json: { ends_at: isoFromLocal(text(fd, "ends_at")) } })); showOk("已延期"); await refresh(); });
+    onSubmit($("#cd-stock"), async (fd, form) => { show(await api("POST", base + "/stock", { json: { units: Number(text(fd, "units")) } })); form.reset(); showOk("已增加库存"); await refresh(); });
+    onSubmit($("#cd-rules"), async (fd) => {
+      const body = { name: text(fd, "name"), share_text: text(fd, "share_text"), config: applyRules(campaign.config, fd) };
+      show(await api("PATCH", base, { json: body }));
+      showOk(`已保存（规则第 ${campaign.config_version} 版）`);
+      await refresh();
+    });
+    // Inline lint as the operator types (debounced).
+    let timer = null;
+    $("#cd-rules").addEventListener("input", (ev) => {
+      if (!["name", "share_text"].includes(ev.target.name)) return;
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const f = $("#cd-rules").elements;
+        const res = await api("POST", "/api/v1/campaigns/lint", { json: { name: f.name.value, share_text: f.share_text.value } });
+        $("#cd-lint").replaceChildren(...lintList(res.findings));
+      }, 300);
+    });
+
+    async function shareKit() {
+      const kit = await api("GET", base + "/share-kit");
+      $("#cd-share").replaceChildren(...await Promise.all(kit.channels.map(async (ch) => {
+        const img = h("img", { alt: `${CHANNEL_ZH[ch.channel] || ch.channel}二维码`, width: 160, height: 160 });
+        blobUrl(ch.qr_url).then((u) => { img.src = u; }, () => {});
+        return h("div", { class: "tpl" }, h("strong", { text: CHANNEL_ZH[ch.channel] || ch.channel }),
+          h("p", { class: "sub share-url", text: ch.entry_url }), img,
+          h("button", { type: "button", class: "small", text: "复制链接",
+            onclick: () => navigator.clipboard.writeText(ch.entry_url).then(() => showOk("已复制链接"), () => {}) }));
+      })));
+    }
+    async function dashboard() {
+      const d = await api("GET", base + "/dashboard");
+      const t = d.totals;
+      $("#cd-stats").replaceChildren(...[["参与人数", num(t.participants)], ["分享率", pct(t.share_rate)], ["点击率", pct(t.click_rate)],
+        ["转化率（/分享）", pct(t.conversion_rate_per_share)], ["转化率（/点击）", pct(t.conversion_rate_per_click)], ["K 值", t.k_factor == null ? "—" : t.k_factor],
+        ["好友参与", num(t.friend_joins)], ["奖励成本", yuan(t.reward_cost)], ["带来 GMV", yuan(t.gmv)], ["ROI", pct(t.roi)], ["获客成本", yuan(t.cac)]]
+        .map(([k, v]) => h("div", { class: "stat" }, h("span", { class: "label", text: k }), h("b", { text: String(v) }))));
+      $("#cd-funnel").replaceChildren(barChart(d.funnel.map((s) => [s.label, s.people, s.rate_from_previous == null ? "" : pct(s.rate_from_previous)])));
+      $("#cd-channels tbody").replaceChildren(...d.by_channel.map((c) => h("tr", null, h("td", { text: CHANNEL_ZH[c.channel] || c.channel }),
+        h("td", { text: num(c.participants) }), h("td", { text: pct(c.share_rate) }), h("td", { text: num(c.friend_joins) }), h("td", { text: dash(c.k_factor) }))));
+      $("#cd-days").replaceChildren(d.by_day.length ? dayChart(d.by_day, "participants") : h("p", { class: "empty", text: "还没有数据" }));
+    }
+    let treeCursor = null;
+    function treeNode(n) {
+      const li = h("li", { "data-id": n.participant_id },
+        h("span", { text: `${n.external_id || n.nickname}` }), " ",
+        h("span", { class: "sub", text: `直接邀请 ${n.children} · 整支 ${n.descendants} 人 · 第 ${n.depth} 层${n.channel ? " · " + (CHANNEL_ZH[n.channel] || n.channel) : ""}` }));
+      if (n.children) {
+        const btn = h("button", { type: "button", class: "link small", text: "展开" });
+        btn.addEventListener("click", () => busy(btn, async () => {
+          const res = await api("GET", `${base}/tree?parent=${encodeURIComponent(n.participant_id)}&limit=200`);
+          li.append(h("ul", null, res.items.map(treeNode)));
+          btn.remove();
+        }));
+        li.append(" ", btn);
+      }
+      return li;
+    }
+    async function tree(reset) {
+      const q = new URLSearchParams({ limit: "50" });
+      if (!reset && treeCursor) q.set("cursor", treeCursor);
+      const res = await api("GET", `${base}/tree?${q}`);
+      if (reset) $("#cd-tree").replaceChildren();
+      $("#cd-tree").append(...res.items.map(treeNode));
+      $("#cd-tree-summary").textContent = `共 ${res.participants} 人，最深 ${res.max_depth} 层；带人最多：` +
+        (res.widest.map((n) => `${n.external_id || n.nickname}（${n.children}）`).join("、") || "—");
+      treeCursor = res.next_cursor;
+      $("#cd-tree-more").hidden = !treeCursor;
+    }
+    $("#cd-tree-more").addEventListener("click", () => busy($("#cd-tree-more"), () => tree(false)));
+    async function lists() {
+      const [refs, board, rewards, changes] = await Promise.all([
+        api("GET", "/api/v1/referrals?limit=50&campaign_id=" + encodeURIComponent(id)),
+        api("GET", base + "/leaderboard?limit=10"),
+        api("GET", "/api/v1/rewards?limit=50&campaign_id=" + encodeURIComponent(id)),
+        api("GET", base + "/changes?limit=50"),
+      ]);
+      $("#cd-referrals tbody").replaceChildren(...refs.items.map((r) => {
+        const [label, kind] = REFERRAL_STATUS[r.status] || [r.status, "muted"];
+        return h("tr", null, h("td", { text: `${personName(r.referrer)} → ${personName(r.referee)}` }), h("td", null, badge(label, kind)),
+          h("td", null, badge(String(r.risk_score), scoreKind(r.risk_score))), h("td", { text: fmtTime(r.created_at) }));
+      }));
+      $("#cd-leaderboard").replaceChildren(...board.items.map((b) => h("li", { text: `${b.external_id || b.nickname}：${b.invites} 人` })));
+      $("#cd-rewards tbody").replaceChildren(...rewards.items.map((r) => {
+        const [label, kind] = REWARD_ZH[r.status] || [r.status, "muted"];
+        return h("tr", null, h("td", { text: dash(r.external_id) }), h("td", { text: r.name }),
+          h("td", { text: r.kind === "coupon" || r.kind === "cash" ? yuan(r.amount) : String(r.amount) }), h("td", null, badge(label, kind)), h("td", { text: fmtTime(r.created_at) }));
+      }));
+      $("#cd-changes tbody").replaceChildren(...changes.items.map((c) => h("tr", null, h("td", { text: fmtTime(c.created_at) }),
+        h("td", { text: ACTION_ZH[c.action] || c.action }), h("td", { text: dash(c.config_version) }),
+        h("td", { class: "sub", text: Object.keys(c.after || {}).map((k) => fieldZh(k)).join("、") }))));
+    }
+    async function refresh() { await Promise.all([dashboard(), tree(true), lists()]); }
+    setInterval(() => { if (!document.hidden) dashboard().catch(() => {}); }, 5000);
+    return (async () => { show(await api("GET", base)); await Promise.all([shareKit(), refresh()]); })();
   }
 
   // Campaign id → name for pages whose rows carry campaign ids only; fills the filter <select>.
@@ -1018,7 +1263,8 @@
       $("#ws-name").textContent = workspace().name || "";
       $("#sign-out").addEventListener("click", () => signOut());
     }
-    const run = page === "links" && $("#link-detail") ? pageLinkDetail : PAGES[page];
+    const run = page === "links" && $("#link-detail") ? pageLinkDetail
+      : page === "campaigns" && $("#campaign-detail") ? pageCampaignDetail : PAGES[page];
     if (run) busy(null, run).finally(() => document.body.setAttribute("data-ready", "1"));
   }
   boot();
