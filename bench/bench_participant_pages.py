@@ -1,0 +1,99 @@
+"""Participant pages beside the redirect, in the same run on the same server.
+
+    PYTHONPATH=src /work/main/.venv/bin/python bench/bench_participant_pages.py [--runs 3]
+        [--duration 5] [--participants 200]
+
+One ``liebian serve`` process (granian, one worker) on a free loopback port with a fresh data
+directory: one link (the reference: the redirect hot path) and an invite campaign with
+``--participants`` participants. Then, alternating and ``--runs`` times each, ``wrk -t1 -c50
+--latency`` over: the redirect (``/<slug>``), the invite landing (``/p/<campaign>/<code>``,
+walking the participants' codes: a DB read, a page view and an invite click spooled per
+request), and the campaign entry page (``/p/<campaign>?ch=…``). Medians are printed with the
+load average, since the machine is shared. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_redirect import (
+    WRK_SCRIPT,
+    free_port,
+    liebian_cmd,
+    liebian_env,
+    liebian_init,
+    process,
+    wait_http,
+    wrk,
+)
+
+PATH_SCRIPT = WRK_SCRIPT.replace('"/" .. slugs[i]', "slugs[i]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--participants", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        key = liebian_init(data_dir)
+        port = free_port()
+        with process(liebian_cmd(port, data_dir), env=liebian_env(data_dir, port)):
+            wait_http(port)
+            h = {"Authorization": f"Bearer {key}"}
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=h, timeout=60) as api:
+                slug = api.post("/api/v1/links", json={"url": "https://example.com/a"}).json()[
+                    "slug"
+                ]
+                cid = api.post(
+                    "/api/v1/campaigns",
+                    json={"type": "invite", "name": "bench", "config": {
+                        "tiers": [{"invites": 3, "reward": {"kind": "coupon", "name": "5元券", "amount": 500}}]}},
+                ).json()["id"]  # fmt: skip
+                codes = [
+                    api.post(
+                        f"/api/v1/campaigns/{cid}/participants", json={"external_id": f"u{i}"}
+                    ).json()["invite_code"]
+                    for i in range(args.participants)
+                ]
+            files = {}
+            for name, paths in {
+                "redirect": [f"/{slug}"],
+                "invite page": [f"/p/{cid}/{c}" for c in codes],
+                "entry page": [f"/p/{cid}?ch=wechat_group"],
+            }.items():
+                f = Path(tmp) / f"{name.replace(' ', '_')}.txt"
+                f.write_text("\n".join(paths) + "\n")
+                files[name] = f
+            script = Path(tmp) / "paths.lua"
+            script.write_text(PATH_SCRIPT)
+            # Warm caches and the page templates.
+            for name in files:
+                wrk(port, files[name], script, 1)
+            results: dict[str, list[dict[str, float]]] = {n: [] for n in files}
+            for _ in range(args.runs):
+                for name in files:
+                    results[name].append(wrk(port, files[name], script, args.duration))
+    print(f"load average before/after: {os.getloadavg()}")
+    print(
+        f"{'target':<14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}   (median of {args.runs} × {args.duration}s, wrk -t1 -c50)"
+    )
+    for name, runs in results.items():
+        rps = statistics.median(r["rps"] for r in runs)
+        p50 = statistics.median(r["p50"] for r in runs)
+        p99 = statistics.median(r["p99"] for r in runs)
+        print(f"{name:<14}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
