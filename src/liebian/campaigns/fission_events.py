@@ -39,6 +39,7 @@ Every line carries ``campaign_id`` and, where known, ``channel`` (the entry link
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ from liebian.kit.db import after_commit
 if TYPE_CHECKING:
     from liebian.app.runtime import Runtime
 
+log = logging.getLogger("liebian.campaigns")
 SINK_KEY: Final = "liebian.fission_events"
 EVENTS: Final = (
     "page_view", "invite_click", "share", "campaign_join", "invite", "invite_qualified",
@@ -85,8 +87,12 @@ def install(runtime: Runtime) -> None:
     def on_reward(event: str) -> Any:
         def handle(payload: Any) -> None:
             ids = list((payload or {}).get("entry_ids") or ())
-            if ids:
+            if not ids:
+                return
+            try:
                 _reward_events(runtime.sessions, sink, event, ids)
+            except Exception:  # after the commit: the reward stands, only its event is lost
+                log.exception("reward events for %d entries not written", len(ids))
 
         return handle
 
