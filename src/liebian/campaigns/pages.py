@@ -520,6 +520,22 @@ def group_page(group_id: str, request: Request) -> Response:
     return _guarded(request, work)
 
 
+async def _workspace_of(
+    runtime: Runtime, model: type[Group | Assist], row_id: str, code: str
+) -> str:
+    """The workspace of a group or assist, read in a worker thread (never on the event loop)."""
+    from fastapi.concurrency import run_in_threadpool
+
+    def read() -> str:
+        with session_scope(runtime.sessions) as session:
+            row = session.get(Group, row_id) if model is Group else session.get(Assist, row_id)
+            if row is None:
+                raise NotFound("no such activity", code=code)
+            return row.workspace_id
+
+    return await run_in_threadpool(read)
+
+
 def _page_principal(workspace_id: str) -> Principal:
     # The page acts inside the campaign's workspace for the signed-in person; the person's
     # rights are the campaign's rules, checked by the domain code.
@@ -530,11 +546,7 @@ def _page_principal(workspace_id: str) -> Principal:
 async def group_join_action(group_id: str, request: Request) -> Response:
     runtime = _runtime(request)
     try:
-        with session_scope(runtime.sessions) as session:
-            group = session.get(Group, group_id)
-            if group is None:
-                raise NotFound("no group", code="group_not_found")
-            workspace_id = group.workspace_id
+        workspace_id = await _workspace_of(runtime, Group, group_id, "group_not_found")
         who = _visitor(request, runtime, workspace_id)
         external_id = _signed_in(who)
         await writes.run(
@@ -614,11 +626,7 @@ def assist_page(assist_id: str, request: Request) -> Response:
 async def help_action(assist_id: str, request: Request) -> Response:
     runtime = _runtime(request)
     try:
-        with session_scope(runtime.sessions) as session:
-            assist = session.get(Assist, assist_id)
-            if assist is None:
-                raise NotFound("no assist", code="assist_not_found")
-            workspace_id = assist.workspace_id
+        workspace_id = await _workspace_of(runtime, Assist, assist_id, "assist_not_found")
         who = _visitor(request, runtime, workspace_id)
         external_id = _signed_in(who)
         await writes.run(
