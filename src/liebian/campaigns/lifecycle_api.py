@@ -24,12 +24,11 @@ from liebian.campaigns.schemas import (
     DashboardOut,
     LintFinding,
     TreeOut,
-    error_responses,
 )
 from liebian.events.store.duckdb_budget import DuckDBBudget
 from liebian.kit.auth import Role
 from liebian.kit.pagination import encode_cursor
-from liebian.kit.schemas import StrictModel
+from liebian.kit.schemas import StrictModel, error_responses
 from liebian.links.domains import public_base_url
 from liebian.links.qr import render_qr
 from liebian.workspaces.repository import get_workspace

@@ -312,22 +312,6 @@ def parse_config(campaign_type: str, config: Mapping[str, Any]) -> CampaignConfi
 # ── HTTP shapes of the lifecycle, dashboard and tree routes (campaigns/lifecycle_api.py) ──
 
 
-class ErrorInfo(BaseModel):
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorOut(BaseModel):
-    """Every 4xx: ``{"error": {"code", "message", "details"}}``."""
-
-    error: ErrorInfo
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorOut} for status in statuses}
-
-
 class LintFinding(BaseModel):
     code: str
     severity: str
