@@ -115,7 +115,7 @@ def test_a_load_overtaken_by_an_update_never_stores_the_stale_row(
 
     def update() -> None:
         version = 0
-        while not stop.is_set() and version < 1500:
+        while not stop.is_set() and version < 600:
             version += 1
             with engine.begin() as conn:  # the commit, then the invalidation (as the bus does)
                 conn.execute(
