@@ -86,3 +86,45 @@ def test_rings_need_the_sweep(population) -> None:  # type: ignore[no-untyped-de
 def test_allow_policy_flags_nothing(population) -> None:  # type: ignore[no-untyped-def]
     m = evaluate(population, RiskPolicy(mode="allow"))
     assert m.true_positive == m.false_positive == 0
+
+
+# ── ranking on small held-back style mixtures (issue 10 §2) ────────────────────────────────
+
+
+def test_auc_is_the_mann_whitney_statistic() -> None:
+    from liebian.risk.population import auc
+
+    assert auc([3, 4], [1, 2]) == 1.0
+    assert auc([1, 2], [3, 4]) == 0.0
+    assert auc([2], [2]) == 0.5  # a tie counts half
+    assert auc([1, 3], [2, 2]) == 0.5
+
+
+@pytest.mark.parametrize("mixture", ["issue10", "office_heavy", "farm_heavy"])
+@pytest.mark.parametrize("seed", [101, 202])
+def test_revised_scores_rank_fraud_above_honest_on_other_mixtures(mixture: str, seed: int) -> None:
+    """Seeds and mixtures the weights were not tuned on (the bench reports them all):
+    re-scoring earlier referrals with later evidence lifts AUC to ≥ 0.95, every farm member
+    included, with no honest referral blocked."""
+    from liebian.risk.population import generate_mixture, rank
+
+    population = generate_mixture(seed, mixture)
+    arrived, revised = rank(population, revised=False), rank(population, revised=True)
+    assert revised.auc >= 0.95, revised
+    assert revised.auc_by_kind["device_farm"] > arrived.auc_by_kind["device_farm"]
+    assert revised.auc_by_kind["device_farm"] >= 0.95
+    assert revised.blocked_honest == 0
+    # Disposable mailboxes outrank honest shared-IP referrals that show nothing else.
+    assert revised.min_fraud_score["disposable"] > 35
+
+
+def test_weights_follow_the_evidence() -> None:
+    """Order the signals by how often they fire on fraud (measured on generated mixtures):
+    a signal that is fraud less often never weighs more than one that is fraud more often."""
+    from liebian.risk.population import MIXTURES, generate_mixture, signal_evidence
+    from liebian.risk.signals import W_DISPOSABLE, W_SAME_IP, W_SAME_IP_UA
+
+    evidence = signal_evidence(generate_mixture(s, m) for s in (5, 6) for m in MIXTURES)
+    assert evidence["disposable_email:medium"] > evidence["same_ip_ua:medium"]
+    assert evidence["same_ip_ua:medium"] > evidence["same_ip:weak"]
+    assert W_DISPOSABLE > W_SAME_IP_UA > W_SAME_IP

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -130,13 +131,37 @@ def test_policy_rejects_thresholds_that_would_let_ip_alone_hold() -> None:
         RiskPolicy(mode="nope")  # type: ignore[arg-type]
 
 
-def test_same_ip_and_distinctive_ua_is_strong_and_holds() -> None:
+def test_same_ip_and_distinctive_ua_alone_is_below_a_disposable_mailbox() -> None:
+    """Colleagues with the company's phone model share IP and UA: weaker evidence than a
+    throwaway mailbox (measured precision, docs/anti-fraud.md), so it scores lower, approves
+    alone, and only a second sign sends it to review."""
     a = ident("alice", ip=OFFICE_IP, user_agent=ANDROID_UA)
     b = ident("bob", ip=OFFICE_IP, user_agent=ANDROID_UA)
     decision, assessment = score_referral(ctx(a, b), RiskPolicy(mode="block"))
     (sig,) = assessment.signals
-    assert (sig.code, sig.strength, sig.details["distinctive_ua"]) == ("same_ip_ua", "strong", True)
-    assert decision == "held"
+    assert (sig.code, sig.strength, sig.details["distinctive_ua"]) == ("same_ip_ua", "medium", True)
+    assert decision == "approved"
+    throwaway = ident("zoe", email=normalize_email("x1@mailinator.com"))
+    assert assess(ctx(ident("al"), throwaway)).score > assessment.score
+    fast = ctx(a, b, clicked_at=T0 - timedelta(seconds=4))
+    assert score_referral(fast, RiskPolicy(mode="block"))[0] == "held"
+
+
+def test_a_farm_cluster_revises_its_first_member() -> None:
+    """The first referee of a farm has nothing linking it when it arrives; once two more
+    accounts of the same referrer appear on its device it scores as identity evidence."""
+    a = ident("alice")
+    first = ident("f1", device_id="farm-1", ip="100.64.0.9", user_agent=ANDROID_UA)
+    alone = ctx(a, first)
+    assert assess(alone).score == 0
+    revised = replace(alone, siblings_same_device=2, siblings_same_ip_ua=2)
+    decision, assessment = score_referral(revised, RiskPolicy(mode="block"))
+    assert [s.code for s in assessment.signals] == ["referee_cluster"]
+    assert assessment.signals[0].strength == "strong" and assessment.score >= 70
+    assert decision == "held"  # held for review, below block_at on this sign alone
+    # One IP + UA shared with one colleague is a weak hint, not a farm.
+    office = replace(alone, siblings_same_ip_ua=1, referee=replace(first, device_id="own"))
+    assert assess(office).score < RiskPolicy().hold_at
 
 
 def test_same_ip_and_generic_iphone_ua_alone_does_not_hold() -> None:
