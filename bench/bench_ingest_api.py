@@ -127,8 +127,8 @@ def stored_count(base: str, key: str, events: list[str] | None = None) -> int:
         f"{base}/api/v1/analytics/counts",
         json={
             "events": events or ["page_view"],
-            "from": "2020-01-01T00:00:00Z",
-            "to": "2040-01-01T00:00:00Z",
+            "from": "2024-01-01T00:00:00Z",
+            "to": "2032-01-01T00:00:00Z",
             "interval": "month",
         },
         headers={"Authorization": f"Bearer {key}"},
