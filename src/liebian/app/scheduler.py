@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from liebian.app.runtime import Runtime
+from liebian.kit.netguard import parse_networks
 
 log = logging.getLogger("liebian.scheduler")
 
@@ -112,6 +113,7 @@ def delivery_policy(runtime: Runtime) -> Any:
         backoff_seconds=settings.webhook_backoff,
         timeout_seconds=settings.webhook_timeout,
         allow_private=settings.allow_private_webhooks,
+        allowed_networks=parse_networks(settings.allowed_private_networks),
         lease_seconds=max(settings.webhook_lease, settings.webhook_timeout + 1),
     )
 

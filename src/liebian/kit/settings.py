@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # Webhook targets on private/loopback addresses are refused (SSRF) unless this is set;
     # tests set it to talk to receivers on 127.0.0.1.
     allow_private_webhooks: bool = False
+    # Private networks (CIDRs) that webhook targets and link destinations may point at, for
+    # an intranet CRM say: LIEBIAN_ALLOWED_PRIVATE_NETWORKS="10.20.0.0/16,192.168.8.0/24".
+    # Everything else private, loopback, link-local, multicast or reserved is refused (SSRF).
+    allowed_private_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Seconds between runs of the fission jobs (expire groups and assists, settle rewards,
     # qualify retained invites); 0 turns the in-process scheduler off (cron runs
     # `liebian jobs run` instead).
@@ -98,7 +102,7 @@ class Settings(BaseSettings):
     segments_rebuild_interval: float = 3600.0
     segments_live: bool = True
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "allowed_private_networks", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -110,7 +114,7 @@ class Settings(BaseSettings):
             return [part for part in text.replace(",", " ").split() if part]
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "allowed_private_networks")
     @classmethod
     def _valid_proxies(cls, value: list[str]) -> list[str]:
         import ipaddress
@@ -119,9 +123,7 @@ class Settings(BaseSettings):
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
-                raise ValueError(
-                    f"LIEBIAN_TRUSTED_PROXIES: {cidr!r} is not an IP address or CIDR"
-                ) from exc
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR") from exc
         return value
 
     @property

@@ -12,6 +12,7 @@ from pydantic import Field
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
 from liebian.kit.auth import Role
 from liebian.kit.errors import Invalid
+from liebian.kit.netguard import parse_networks
 from liebian.kit.pagination import page_of
 from liebian.kit.schemas import Page, StrictModel
 from liebian.links import repository, service
@@ -23,7 +24,10 @@ router = APIRouter(tags=["links"])
 
 
 def _policy(runtime: RuntimeDep) -> service.LinkPolicy:
-    return service.LinkPolicy(blocklist=tuple(runtime.settings.url_blocklist))
+    return service.LinkPolicy(
+        blocklist=tuple(runtime.settings.url_blocklist),
+        allowed_networks=parse_networks(runtime.settings.allowed_private_networks),
+    )
 
 
 def qr_url(api_base: str, link_id: str) -> str:

@@ -22,6 +22,7 @@ from liebian.kit.clock import utcnow
 from liebian.kit.csv_safe import neutralize, restore
 from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
+from liebian.kit.netguard import Network
 from liebian.kit.passwords import hash_link_password
 from liebian.links import repository
 from liebian.links.models import Link, LinkTag, Slug
@@ -45,15 +46,23 @@ class LinkPolicy:
     """Server-wide values the rules need, passed in by the boundary."""
 
     blocklist: tuple[str, ...] = ()
+    allowed_networks: tuple[Network, ...] = ()
 
 
 def _check_urls(data: LinkFields | LinkUpdate, policy: LinkPolicy) -> None:
     for field in ("url", "expired_url", "ios_url", "android_url"):
         value = getattr(data, field, None)
         if value:
-            validate_destination(value, policy.blocklist, field=field)
+            validate_destination(
+                value, policy.blocklist, field=field, allowed_networks=policy.allowed_networks
+            )
     for i, variant in enumerate(data.variants or []):
-        validate_destination(variant.url, policy.blocklist, field=f"variants[{i}].url")
+        validate_destination(
+            variant.url,
+            policy.blocklist,
+            field=f"variants[{i}].url",
+            allowed_networks=policy.allowed_networks,
+        )
 
 
 def _check_slug(slug: str) -> None:

@@ -6,12 +6,17 @@ import re
 from urllib.parse import urlsplit
 
 from liebian.kit.errors import Invalid
+from liebian.kit.netguard import ForbiddenAddress, Network, check_host
 
 _WHITESPACE = re.compile(r"\s")
 
 
 def validate_destination(
-    url: str, blocklist: list[str] | tuple[str, ...] = (), *, field: str = "url"
+    url: str,
+    blocklist: list[str] | tuple[str, ...] = (),
+    *,
+    field: str = "url",
+    allowed_networks: tuple[Network, ...] = (),
 ) -> str:
     """http(s) only, a real host, no embedded credentials, not on the blocklist.
 
@@ -39,6 +44,17 @@ def validate_destination(
         raise Invalid(
             f"{field} may not contain spaces; percent-encode them", details={"field": field}
         )
+    try:
+        # 127.0.0.1, 0x7f000001, [::1], 169.254.169.254, localhost: nothing a campaign
+        # should send people to, and the first thing an attacker probes.
+        check_host(host, allowed_networks)
+    except ForbiddenAddress as exc:
+        raise Invalid(
+            f"{field} points at a private, loopback, link-local or reserved address ({host});"
+            " use a public address",
+            code="private_destination",
+            details={"field": field, "host": host},
+        ) from exc
     for blocked in blocklist:
         blocked = blocked.lower().strip(".")
         if host == blocked or host.endswith("." + blocked):

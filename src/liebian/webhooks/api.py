@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import Field
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
+from liebian.kit.netguard import parse_networks
 from liebian.kit.pagination import page_of
 from liebian.kit.schemas import StrictModel
 from liebian.webhooks import service
@@ -59,6 +60,7 @@ def create(
         session, principal, runtime.cipher,
         service.EndpointInput(body.url, body.topics, body.description, body.active),
         allow_private=runtime.settings.allow_private_webhooks,
+        allowed_networks=parse_networks(runtime.settings.allowed_private_networks),
     )  # fmt: skip
     return {**service.endpoint_out(endpoint), "secret": secret}
 
@@ -85,6 +87,7 @@ def patch(
         session, principal, endpoint_id,
         service.EndpointInput(body.url, body.topics, body.description, body.active),
         allow_private=runtime.settings.allow_private_webhooks,
+        allowed_networks=parse_networks(runtime.settings.allowed_private_networks),
     )  # fmt: skip
     return service.endpoint_out(endpoint)
 

@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select, update
@@ -24,9 +23,15 @@ from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher
 from liebian.kit.db import session_scope
 from liebian.kit.ids import new_id
+from liebian.kit.netguard import (
+    ForbiddenAddress,
+    Network,
+    PinnedTransport,
+    Resolver,
+    system_resolver,
+)
 from liebian.webhooks import signing
 from liebian.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from liebian.webhooks.urls import resolves_private
 
 log = logging.getLogger("liebian.webhooks")
 USER_AGENT = "liebian-webhooks/1"
@@ -39,6 +44,8 @@ class DeliveryPolicy:
     backoff_seconds: float = 30.0
     timeout_seconds: float = 10.0
     allow_private: bool = False
+    # Private networks the operator allows (LIEBIAN_ALLOWED_PRIVATE_NETWORKS).
+    allowed_networks: tuple[Network, ...] = ()
     # How long a claimed delivery is left alone before another worker may take it over.
     lease_seconds: float = 120.0
 
@@ -94,7 +101,7 @@ def deliver_due(
     if not jobs:
         return DeliveryRun()
     own = client is None
-    http = client or httpx.Client(timeout=policy.timeout_seconds, follow_redirects=False)
+    http = client or delivery_client(policy)
     delivered = failed = dead = 0
     try:
         for job in jobs:
@@ -153,14 +160,22 @@ def _claim(
     return jobs
 
 
+def delivery_client(policy: DeliveryPolicy, resolver: Resolver = system_resolver) -> httpx.Client:
+    """The HTTP client deliveries use: each request resolves its host once, refuses it when
+    any address is not allowed, and connects to the address it checked (no DNS rebinding
+    between the check and the connection; kit/netguard.py)."""
+    transport = PinnedTransport(
+        allowed=policy.allowed_networks, allow_all=policy.allow_private, resolver=resolver
+    )
+    return httpx.Client(
+        timeout=policy.timeout_seconds, follow_redirects=False, transport=transport
+    )
+
+
 def _post(
     http: httpx.Client, job: _Job, policy: DeliveryPolicy
 ) -> tuple[int | None, str | None, str | None]:
     """(status code, error, response excerpt) of one POST."""
-    parts = urlsplit(job.url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if not policy.allow_private and resolves_private(parts.hostname or "", port):
-        return None, "refused: the host resolves to a private or loopback address", None
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -171,6 +186,8 @@ def _post(
     }
     try:
         response = http.post(job.url, content=job.body, headers=headers)
+    except ForbiddenAddress as exc:
+        return None, f"refused: {exc}"[:500], None
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500], None
     excerpt = response.text[:500] if response.content else None

@@ -13,6 +13,7 @@ from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher
 from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
+from liebian.kit.netguard import Network
 from liebian.kit.pagination import paginate
 from liebian.webhooks import signing
 from liebian.webhooks.models import (
@@ -61,11 +62,12 @@ def create(
     data: EndpointInput,
     *,
     allow_private: bool,
+    allowed_networks: tuple[Network, ...] = (),
 ) -> tuple[WebhookEndpoint, str]:
     """The endpoint and its signing secret (returned this once, stored encrypted)."""
     principal.require(Role.admin)
     assert data.url is not None and data.topics is not None
-    url = check_url(data.url, allow_private=allow_private)
+    url = check_url(data.url, allow_private=allow_private, allowed=allowed_networks)
     topics = check_topics(data.topics)
     count = len(
         session.scalars(
@@ -123,11 +125,12 @@ def change(
     data: EndpointInput,
     *,
     allow_private: bool,
+    allowed_networks: tuple[Network, ...] = (),
 ) -> WebhookEndpoint:
     principal.require(Role.admin)
     endpoint = get(session, principal, endpoint_id)
     if data.url is not None:
-        endpoint.url = check_url(data.url, allow_private=allow_private)
+        endpoint.url = check_url(data.url, allow_private=allow_private, allowed=allowed_networks)
     if data.topics is not None:
         endpoint.topics = check_topics(data.topics)
     if data.description is not None:

@@ -1,19 +1,19 @@
 """Webhook targets: http(s) only, no credentials, and no private or loopback hosts (SSRF)
-unless the operator allowed them (``LIEBIAN_ALLOW_PRIVATE_WEBHOOKS``, set by the tests)."""
+unless the operator allowed them (``LIEBIAN_ALLOWED_PRIVATE_NETWORKS`` for some networks,
+``LIEBIAN_ALLOW_PRIVATE_WEBHOOKS`` for all, set by the tests). The rules are kit/netguard.py;
+deliveries connect through its ``PinnedTransport`` (webhooks/deliver.py)."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from urllib.parse import urlsplit
 
 from liebian.kit.errors import Invalid
+from liebian.kit.netguard import ForbiddenAddress, Network, check_host
 
 MAX_URL = 2000
-_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
 
 
-def check_url(url: str, *, allow_private: bool) -> str:
+def check_url(url: str, *, allow_private: bool, allowed: tuple[Network, ...] = ()) -> str:
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -33,33 +33,17 @@ def check_url(url: str, *, allow_private: bool) -> str:
         parts.port  # noqa: B018  (raises on a non-numeric port)
     except ValueError:
         raise _bad("url has an invalid port", "invalid_webhook_url") from None
-    if not allow_private and _is_local_name(parts.hostname):
-        raise _bad(
-            "url points at a private, loopback or link-local address; webhooks must reach a public host",
-            "private_webhook_url",
-        )
+    if not allow_private:
+        # Every spelling of an address (0x7f000001, 2130706433, 127.1, [::ffff:7f00:1]) is
+        # read as the resolver reads it; a name is checked again, resolved, at each delivery.
+        try:
+            check_host(parts.hostname, allowed)
+        except ForbiddenAddress as exc:
+            raise _bad(
+                f"url points at {exc}; webhooks must reach a public host",
+                "private_webhook_url",
+            ) from None
     return url
-
-
-def _is_local_name(host: str) -> bool:
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(_LOCAL_SUFFIXES):
-        return True
-    try:
-        return not ipaddress.ip_address(host).is_global
-    except ValueError:
-        return False  # a name: checked again on every delivery, after resolving it
-
-
-def resolves_private(host: str, port: int) -> bool:
-    """Checked at delivery time too: a public name may later resolve to a private address."""
-    if _is_local_name(host):
-        return True
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except OSError:
-        return False  # the POST itself will fail and be retried
-    return any(not ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_global for info in infos)
 
 
 def _bad(message: str, code: str) -> Invalid:
