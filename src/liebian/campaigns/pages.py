@@ -268,10 +268,12 @@ def _me(session: Session, campaign: Campaign, external_id: str | None) -> Partic
     return repository.participant_by_contact(session, campaign.id, contact.id) if contact else None
 
 
+# GET pages read through read-only sessions: on SQLite they never wait for the writer lock
+# (decision 0013); a page that writes after all upgrades safely.
 @router.get("/p/{campaign_id}", response_class=HTMLResponse)
 def entry_page(campaign_id: str, request: Request) -> Response:
     def work(runtime: Runtime) -> Response:
-        with session_scope(runtime.sessions) as session:
+        with session_scope(runtime.read_sessions) as session:
             campaign = _campaign(session, campaign_id)
             taken = _take_token(request, runtime, campaign.workspace_id)
             if taken is not None:
@@ -294,7 +296,7 @@ def my_page(campaign_id: str, request: Request) -> Response:
     """自助查询: my invite link and poster, my progress, and each reward's state."""
 
     def work(runtime: Runtime) -> Response:
-        with session_scope(runtime.sessions) as session:
+        with session_scope(runtime.read_sessions) as session:
             campaign = _campaign(session, campaign_id)
             taken = _take_token(request, runtime, campaign.workspace_id)
             if taken is not None:
@@ -332,7 +334,7 @@ def my_poster_page(campaign_id: str, request: Request) -> Response:
     """The share kit: my poster to long-press and save (opening it is a 分享 action)."""
 
     def work(runtime: Runtime) -> Response:
-        with session_scope(runtime.sessions) as session:
+        with session_scope(runtime.read_sessions) as session:
             campaign = _campaign(session, campaign_id)
             who = _visitor(request, runtime, campaign.workspace_id)
             me = _me(session, campaign, _signed_in(who))
@@ -360,7 +362,7 @@ def my_poster_png(campaign_id: str, request: Request) -> Response:
     from liebian.campaigns.schemas import PosterConfig
 
     def work(runtime: Runtime) -> Response:
-        with session_scope(runtime.sessions) as session:
+        with session_scope(runtime.read_sessions) as session:
             campaign = _campaign(session, campaign_id)
             who = _visitor(request, runtime, campaign.workspace_id)
             me = _me(session, campaign, _signed_in(who))
@@ -396,7 +398,7 @@ def my_poster_png(campaign_id: str, request: Request) -> Response:
 @router.get("/p/{campaign_id}/{invite_code}", response_class=HTMLResponse)
 def invite_page(campaign_id: str, invite_code: str, request: Request) -> Response:
     def work(runtime: Runtime) -> Response:
-        with session_scope(runtime.sessions) as session:
+        with session_scope(runtime.read_sessions) as session:
             campaign = session.get(Campaign, campaign_id)
             participant = (
                 repository.participant_by_code(session, campaign_id, invite_code)
@@ -481,7 +483,7 @@ async def _in_thread(request: Request, work: Callable[[Runtime], Response]) -> R
 @router.get("/g/{group_id}", response_class=HTMLResponse)
 def group_page(group_id: str, request: Request) -> Response:
     def work(runtime: Runtime) -> Response:
-        with session_scope(runtime.sessions) as session:
+        with session_scope(runtime.read_sessions) as session:
             group = session.get(Group, group_id)
             if group is None:
                 raise NotFound("this group does not exist", code="group_not_found")
@@ -580,7 +582,7 @@ async def group_open_action(campaign_id: str, request: Request) -> Response:
 @router.get("/a/{assist_id}", response_class=HTMLResponse)
 def assist_page(assist_id: str, request: Request) -> Response:
     def work(runtime: Runtime) -> Response:
-        with session_scope(runtime.sessions) as session:
+        with session_scope(runtime.read_sessions) as session:
             assist = session.get(Assist, assist_id)
             if assist is None:
                 raise NotFound("this activity does not exist", code="assist_not_found")
