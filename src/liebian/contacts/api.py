@@ -110,9 +110,7 @@ def _in_segment(
         return f
     from liebian.segments.service import member_filter
 
-    return dataclasses.replace(
-        f, extra=(*f.extra, member_filter(session, workspace_id, segment))
-    )
+    return dataclasses.replace(f, extra=(*f.extra, member_filter(session, workspace_id, segment)))
 
 
 @router.get("/contacts", response_model=ContactPage, responses=errors(403, 422))
