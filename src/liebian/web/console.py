@@ -28,6 +28,7 @@ _ASSETS = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
     "segments.js": "text/javascript; charset=utf-8",
+    "people.js": "text/javascript; charset=utf-8",
 }
 # Everything is same-origin; QR images arrive as blob: URLs (fetched with the Bearer header),
 # live-code uploads preview as data: URLs. No inline script, so injected markup cannot run.
@@ -48,6 +49,8 @@ NAV = [
     ("rewards", "rewards.html", "奖励"),
     ("webhooks", "webhooks.html", "Webhook"),
     ("segments", "segments.html", "人群"),
+    ("contacts", "contacts.html", "用户"),
+    ("tags", "tags.html", "标签"),
 ]
 # Pages over the fission routers (campaigns, referrals, risk, rewards): optional together.
 FISSION_PAGES = {"campaigns", "review", "rewards"}
@@ -120,6 +123,11 @@ def campaign_detail(request: Request, campaign_id: str) -> HTMLResponse:
     if not _has_campaigns(request):
         raise NotFound("campaigns are not enabled in this deployment")
     return _page(request, "campaign_detail.html", "campaigns", "活动详情", campaign_id=campaign_id)
+
+
+@router.get("/contacts/{ref}", response_class=HTMLResponse)
+def contact_detail(request: Request, ref: str) -> HTMLResponse:
+    return _page(request, "contact_detail.html", "contacts", "用户详情", ref=ref)
 
 
 @router.get("/", include_in_schema=False)

@@ -1,0 +1,224 @@
+// 用户 / 用户详情 / 标签 pages. Values reach the page through textContent / setAttribute only.
+"use strict";
+(() => {
+  const KEY = "liebian.apiKey";
+  const $ = (sel, root = document) => root.querySelector(sel);
+  function h(tag, props, ...kids) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v == null || v === false) continue;
+      if (k === "text") node.textContent = String(v);
+      else if (k === "class") node.className = v;
+      else if (k === "value") node.value = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const kid of kids.flat()) if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
+    return node;
+  }
+  async function api(method, path, opts = {}) {
+    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") };
+    let body;
+    if (opts.json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(opts.json); }
+    else if (opts.body !== undefined) { headers["Content-Type"] = opts.type || "text/csv"; body = opts.body; }
+    const resp = await fetch(path, { method, headers, body, cache: "no-store" });
+    if (opts.raw && resp.ok) return resp;
+    const data = resp.status === 204 ? null : await resp.json().catch(() => null);
+    if (!resp.ok) {
+      const err = (data && data.error) || { message: resp.statusText };
+      const e = new Error(err.message || "请求失败");
+      e.details = err.details;
+      throw e;
+    }
+    return data;
+  }
+  function alertBox(kind, text) {
+    const box = $("#alert");
+    box.className = "alert " + kind;
+    box.textContent = text;
+    box.hidden = false;
+  }
+  function problem(e) {
+    let text = e.message;
+    const errs = e.details && e.details.errors;
+    if (errs) text += "\n" + errs.slice(0, 10).map((x) => `第 ${x.row} 行 ${x.field}：${x.problem}`).join("\n");
+    else if (e.details && e.details.field) text += `（字段：${e.details.field}）`;
+    alertBox("error", text);
+  }
+  const tz = () => { try { return JSON.parse(sessionStorage.getItem("liebian.workspace") || "{}").timezone || "Asia/Shanghai"; } catch (_) { return "Asia/Shanghai"; } };
+  function fmtTime(iso) {
+    if (!iso) return "—";
+    const d = new Date(iso);
+    return new Intl.DateTimeFormat("zh-CN", { timeZone: tz(), year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false }).format(d);
+  }
+  const yuan = (fen) => (fen == null ? "—" : "¥" + (fen / 100).toFixed(2));
+  const dash = (v) => (v == null || v === "" ? "—" : String(v));
+  const chip = (t) => h("span", { class: "badge tag", style: `border-color:${t.color};color:${t.color}`, text: t.name });
+  const startOfDay = (v) => (v ? new Date(v + "T00:00:00").toISOString() : "");
+
+  async function loadTags() {
+    return (await api("GET", "/api/v1/tags")).items;
+  }
+
+  // ---- 用户 list ---------------------------------------------------------------------------
+  async function pageContacts() {
+    const tags = await loadTags();
+    for (const t of tags) $("#ct-tag").append(h("option", { value: t.id, text: t.name }));
+    let cursor = null;
+    const params = () => {
+      const fd = new FormData($("#ct-form"));
+      const p = new URLSearchParams();
+      for (const k of ["q", "tag", "channel"]) if (fd.get(k)) p.set(k, fd.get(k));
+      if (fd.get("first_seen_from")) p.set("first_seen_from", startOfDay(fd.get("first_seen_from")));
+      if (fd.get("first_seen_to")) p.set("first_seen_to", startOfDay(fd.get("first_seen_to")));
+      return p;
+    };
+    async function load(more) {
+      const p = params();
+      p.set("limit", "50");
+      if (more && cursor) p.set("cursor", cursor);
+      const page = await api("GET", "/api/v1/contacts?" + p);
+      const body = $("#ct-table tbody");
+      if (!more) body.replaceChildren();
+      for (const c of page.items) {
+        body.append(h("tr", {},
+          h("td", {}, h("a", { href: "/admin/contacts/" + encodeURIComponent(c.id), text: c.external_id })),
+          h("td", { text: dash(c.nickname) }), h("td", { text: dash(c.phone) }),
+          h("td", {}, c.tags.map(chip)), h("td", { text: dash(c.first_channel) }),
+          h("td", { text: `${c.orders_count} 单 / ${yuan(c.gmv_cents)}` }),
+          h("td", { text: fmtTime(c.last_seen_at) })));
+      }
+      cursor = page.next_cursor;
+      $("#ct-more").hidden = !cursor;
+      $("#ct-empty").hidden = body.children.length > 0;
+    }
+    $("#ct-form").addEventListener("submit", (ev) => { ev.preventDefault(); load(false).catch(problem); });
+    $("#ct-more").addEventListener("click", () => load(true).catch(problem));
+    $("#ct-export").addEventListener("click", async () => {
+      try {
+        const resp = await api("GET", "/api/v1/contacts/export.csv?" + params(), { raw: true });
+        const url = URL.createObjectURL(await resp.blob());
+        h("a", { href: url, download: "contacts.csv" }).click();
+      } catch (e) { problem(e); }
+    });
+    $("#ct-import").addEventListener("change", async (ev) => {
+      const file = ev.target.files[0];
+      if (!file) return;
+      try {
+        const out = await api("POST", "/api/v1/contacts/import", { body: await file.text() });
+        alertBox("ok", `已导入 ${out.rows} 行：新建 ${out.created}，更新 ${out.updated}。`);
+        await load(false);
+      } catch (e) { problem(e); }
+      ev.target.value = "";
+    });
+    await load(false);
+  }
+
+  // ---- 用户详情 ------------------------------------------------------------------------------
+  const COMPUTED = [["source_channel", "来源渠道"], ["last_channel", "最近渠道"], ["source_campaign_id", "来源活动"],
+    ["referrer_external_id", "邀请人"], ["first_seen_at", "首次访问"], ["last_seen_at", "最近访问"],
+    ["days_since_last_activity", "未活跃天数"], ["orders_count", "订单数"], ["gmv_cents", "GMV"], ["aov_cents", "客单价"],
+    ["last_order_at", "最近下单"], ["invites_made", "邀请人数"], ["invites_qualified", "有效邀请"], ["rfm_class", "RFM 分类"]];
+  const SOURCE_ZH = { event: "事件", campaign_join: "参加活动", invite: "邀请", invited_by: "被邀请", help: "助力", reward: "奖励", tag: "标签" };
+  function kv(dl, pairs) {
+    dl.replaceChildren();
+    for (const [k, v] of pairs) dl.append(h("dt", { text: k }), h("dd", { text: dash(v) }));
+  }
+  async function pageContactDetail() {
+    const ref = $("#cd").dataset.ref;
+    const [c, tags] = await Promise.all([api("GET", "/api/v1/contacts/" + encodeURIComponent(ref)), loadTags()]);
+    $("#cd-title").textContent = `用户 ${c.external_id}`;
+    kv($("#cd-identity"), [["用户 ID", c.external_id], ["昵称", c.nickname], ["手机号", c.phone], ["邮箱", c.email],
+      ["创建时间", fmtTime(c.created_at)], ["敏感信息", c.pii_masked ? "已脱敏（当前角色无权查看）" : "明文"]]);
+    const cm = c.computed;
+    kv($("#cd-computed"), COMPUTED.map(([k, label]) => [label,
+      k.endsWith("_at") ? fmtTime(cm[k]) : k.endsWith("_cents") ? yuan(cm[k]) : cm[k]]));
+    kv($("#cd-attrs"), Object.entries(c.attributes));
+    $("#cd-aliases").replaceChildren(...c.aliases.map((a) => h("li", { text: `${a.kind}: ${a.value}` })));
+    const drawTags = (list) => $("#cd-tags").replaceChildren(...list.map((t) => h("span", {}, chip(t),
+      h("button", { type: "button", class: "link", text: "×", title: "移除", onclick: async () => {
+        try { await api("DELETE", `/api/v1/contacts/${c.id}/tags/${t.id}`); location.reload(); } catch (e) { problem(e); }
+      } }))));
+    drawTags(c.tags);
+    $("#cd-tag-pick").replaceChildren(...tags.filter((t) => t.kind === "manual").map((t) => h("option", { value: t.id, text: t.name })));
+    $("#cd-tag-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try { await api("POST", `/api/v1/contacts/${c.id}/tags`, { json: { tag_ids: [$("#cd-tag-pick").value] } }); location.reload(); } catch (e) { problem(e); }
+    });
+    let cursor = null;
+    async function more() {
+      const p = new URLSearchParams({ limit: "50" });
+      if (cursor) p.set("cursor", cursor);
+      const page = await api("GET", `/api/v1/contacts/${c.id}/timeline?` + p);
+      for (const it of page.items) {
+        const extra = [it.channel && `渠道 ${it.channel}`, it.revenue != null && yuan(it.revenue), it.campaign_id && `活动 ${it.campaign_id}`].filter(Boolean).join(" · ");
+        $("#cd-timeline").append(h("li", { class: "tl-" + it.source },
+          h("time", { text: fmtTime(it.ts) }), h("span", { class: "badge", text: SOURCE_ZH[it.source] || it.source }),
+          h("b", { text: it.title }), extra ? h("span", { class: "sub", text: extra }) : null));
+      }
+      cursor = page.next_cursor;
+      $("#cd-more").hidden = !cursor;
+    }
+    $("#cd-more").addEventListener("click", () => more().catch(problem));
+    await more();
+  }
+
+  // ---- 标签 ----------------------------------------------------------------------------------
+  async function pageTags() {
+    async function load() {
+      const [tags, groups] = await Promise.all([loadTags(), api("GET", "/api/v1/tag-groups")]);
+      const names = Object.fromEntries(groups.items.map((g) => [g.id, g.name]));
+      $("#tg-group").replaceChildren(h("option", { value: "", text: "不分组" }), ...groups.items.map((g) => h("option", { value: g.id, text: g.name })));
+      $("#bulk-tag").replaceChildren(...tags.filter((t) => t.kind === "manual").map((t) => h("option", { value: t.id, text: t.name })));
+      $("#tg-table tbody").replaceChildren(...tags.map((t) => h("tr", {},
+        h("td", {}, chip(t)), h("td", { text: dash(names[t.group_id]) }), h("td", { text: t.kind === "rule" ? "规则" : "手动" }),
+        h("td", {}, h("a", { href: "/admin/contacts?tag=" + t.id, text: String(t.contacts_count) })),
+        h("td", {}, h("button", { type: "button", class: "link", text: "删除", onclick: async () => {
+          if (!confirm(`删除标签“${t.name}”？拥有它的 ${t.contacts_count} 位用户将失去该标签。`)) return;
+          try { await api("DELETE", "/api/v1/tags/" + t.id); await load(); } catch (e) { problem(e); }
+        } })))));
+      $("#tg-empty").hidden = tags.length > 0;
+    }
+    $("#tg-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const fd = new FormData(ev.target);
+      try {
+        await api("POST", "/api/v1/tags", { json: { name: fd.get("name"), color: fd.get("color"), group_id: fd.get("group_id") || null } });
+        ev.target.reset(); alertBox("ok", "已创建标签"); await load();
+      } catch (e) { problem(e); }
+    });
+    $("#tgg-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try { await api("POST", "/api/v1/tag-groups", { json: { name: new FormData(ev.target).get("name") } }); ev.target.reset(); await load(); } catch (e) { problem(e); }
+    });
+    $("#bulk-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const fd = new FormData(ev.target);
+      const file = fd.get("file");
+      try {
+        let out;
+        if (file && file.size) {
+          out = await api("POST", `/api/v1/tags/bulk.csv?tag_id=${encodeURIComponent(fd.get("tag_id"))}&action=${fd.get("action")}`, { body: await file.text() });
+        } else {
+          const ids = String(fd.get("ids") || "").split(/\s+/).filter(Boolean);
+          out = await api("POST", "/api/v1/tags/bulk", { json: { tag_ids: [fd.get("tag_id")], action: fd.get("action"), external_ids: ids } });
+        }
+        alertBox("ok", `完成：${out.contacts} 位用户，变更 ${out.changed} 条。`);
+        await load();
+      } catch (e) { problem(e); }
+    });
+    await load();
+  }
+
+  const page = document.body.dataset.page;
+  const run = page === "contacts" && $("#cd") ? pageContactDetail : { contacts: pageContacts, tags: pageTags }[page];
+  if (run) {
+    // The tag filter can arrive in the URL (标签 page → its holders).
+    const tag = new URLSearchParams(location.search).get("tag");
+    const go = () => run().catch(problem).finally(() => document.body.setAttribute("data-people-ready", "1"));
+    if (tag && $("#ct-tag")) {
+      run().then(() => { $("#ct-tag").value = tag; $("#ct-form").requestSubmit(); }).catch(problem)
+        .finally(() => document.body.setAttribute("data-people-ready", "1"));
+    } else go();
+  }
+})();
