@@ -93,10 +93,9 @@ def test_merge_moves_everything_and_is_audited(
     timeline = client.get("/api/v1/contacts/alice", params={"limit": 50}, headers=owner)
     assert timeline.status_code == 200
     items = client.get("/api/v1/contacts/alice/timeline", headers=owner).json()["items"]
-    assert {i["ref_id"] for i in items if i["source"] == "event"} == {
-        "alice2-0",
-        "alice2-1",
-        "alice2-2",
+    # (fission actions are events too: fx:… ids)
+    assert {"alice2-0", "alice2-1", "alice2-2"} <= {
+        i["ref_id"] for i in items if i["source"] == "event"
     }
     assert (
         runtime.event_store.query("SELECT count(*) FROM events WHERE user_id = 'alice2'", {})[0][0]
@@ -179,7 +178,8 @@ def test_pipl_export_and_erase(client: Any, owner: dict[str, str], runtime: Any)
     assert dump.status_code == 200, dump.text
     body = dump.json()
     assert body["contact"]["phone"] == "13700001234"
-    assert len(body["events"]) == 5 and body["records"]["participants"]
+    # (5 events of ours, plus fission actions once the flusher has loaded them)
+    assert len(body["events"]) >= 5 and body["records"]["participants"]
     assert body["records"]["reward_entries"]
     _, analyst = make_key(runtime, "analyst", ws)
     assert client.get("/api/v1/contacts/eve/export", headers=analyst).status_code == 403
@@ -188,7 +188,7 @@ def test_pipl_export_and_erase(client: Any, owner: dict[str, str], runtime: Any)
     gone = client.delete("/api/v1/contacts/eve", headers=owner)
     assert gone.status_code == 200, gone.text
     marker = gone.json()["marker"]
-    assert marker.startswith("erased:") and gone.json()["events_pseudonymized"] == 5
+    assert marker.startswith("erased:") and gone.json()["events_pseudonymized"] >= 5
     with runtime.engine.connect() as conn:
         raw = " ".join(
             str(v) for r in conn.execute(text("SELECT * FROM contacts")) for v in r
@@ -200,7 +200,8 @@ def test_pipl_export_and_erase(client: Any, owner: dict[str, str], runtime: Any)
         )[0][0]
         == 0
     )
-    assert runtime.event_store.query("SELECT count(*) FROM events", {})[0][0] == revenue
+    # nothing deleted (the flusher may have added fission actions meanwhile)
+    assert runtime.event_store.query("SELECT count(*) FROM events", {})[0][0] >= revenue
     assert (
         runtime.event_store.query("SELECT count(*) FROM aliases WHERE user_id = 'eve'", {})[0][0]
         == 0
