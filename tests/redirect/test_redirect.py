@@ -167,6 +167,10 @@ def test_max_clicks_survives_a_new_process(
     create_link(slug="lim2", max_clicks=2, expired_url="https://example.com/sold-out")
     assert go(client, "/lim2").status_code == 302
     # A second app on the same storage (think: restart) starts with an empty counter.
+    # Only one owner of the hooks spool at a time (its flock), as across a real restart.
+    hooks = runtime.extras.get("event_hooks")
+    if hooks is not None:
+        hooks.spool.close()
     runtime.extras.clear()
     app2 = create_app(settings, runtime)
     with TestClient(app2, base_url="http://sho.rt", follow_redirects=False) as c2:

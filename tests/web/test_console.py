@@ -21,7 +21,7 @@ PAGES = [
     ("/admin/analytics", "转化漏斗"),
     ("/admin/campaigns", "从模板创建"),
     ("/admin/review", "风控审核"),
-    ("/admin/rewards", "下载打款 CSV"),
+    ("/admin/rewards", "新建打款批次"),
     ("/admin/webhooks", "新建 Webhook"),
 ]
 BROWSER_UA = (

@@ -127,7 +127,15 @@ class MembershipKeeper:
     # -- inputs ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Idempotent: two apps over one runtime (tests mount the API twice) share one keeper."""
+        if self._thread.is_alive():
+            return
+        if self._thread.ident is not None:  # stopped before: a thread runs only once
+            self._thread = threading.Thread(target=self._run, name="liebian-segments", daemon=True)
         self._thread.start()
+
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -450,8 +458,9 @@ class KeeperComponent:
     async def start(self) -> None:
         keeper = self.runtime.extras.get("segments_keeper") or self.build()
         self.keeper = keeper
+        already_live = keeper.is_running()
         keeper.start()
-        if self.runtime.settings.segments_live:
+        if self.runtime.settings.segments_live and not already_live:
             bus = self.runtime.bus
             bus.subscribe(TAGS_CHANGED, keeper.on_contacts_changed("tags"))
             bus.subscribe(ATTRIBUTES_CHANGED, keeper.on_contacts_changed("attributes"))
