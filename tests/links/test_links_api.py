@@ -274,3 +274,15 @@ def test_qr_url_is_absolute_like_a_live_codes(client: Any, owner: dict[str, str]
     assert live["qr_url"].startswith("http://sho.rt/api/v1/live-codes/")
     png = client.get(link["qr_url"].removeprefix("http://sho.rt"), headers=owner)
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+def test_url_without_scheme_says_what_to_write(client: Any, owner: dict[str, str]) -> None:
+    for url in ("shop.example.cn/item/1", "shop.example.cn:8080/x"):
+        resp = _create(client, owner, url=url)
+        assert resp.status_code == 422, resp.text
+        error = resp.json()["error"]
+        assert error["code"] == "missing_scheme"
+        assert f"https://{url}" in error["message"] and "网址需以" in error["message"]
+        assert "no scheme" not in error["message"]
+    js = _create(client, owner, url="javascript:alert(1)").json()["error"]
+    assert js["code"] == "bad_scheme"

@@ -29,6 +29,14 @@ def validate_destination(
         _ = parts.port  # raises on a non-numeric port
     except ValueError as exc:
         raise Invalid(f"{field} is not a valid URL", details={"field": field}) from exc
+    if "://" not in url and (not parts.scheme or "." in parts.scheme):
+        # "example.com/x" or "example.com:8080": a host without its scheme, not a scheme.
+        raise Invalid(
+            f"{field} needs http:// or https:// in front: write https://{url.strip()} "
+            f"(网址需以 http:// 或 https:// 开头，例如 https://{url.strip()})",
+            code="missing_scheme",
+            details={"field": field, "suggestion": f"https://{url.strip()}"},
+        )
     if parts.scheme.lower() not in ("http", "https"):
         raise Invalid(
             f"{field} must start with http:// or https:// (got '{parts.scheme or 'no scheme'}:')",
