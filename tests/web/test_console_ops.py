@@ -7,6 +7,7 @@ Data is seeded through the JSON API of the live server (its replies follow the c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -281,8 +282,12 @@ def test_webhooks_page_creates_tests_and_retries(
         page.wait_for_selector(f".wh-card[data-id='{seeded['id']}'] .wh-log tbody tr[data-id]")
         assert "待投递" in card.locator(".wh-log").inner_text()
         policy = DeliveryPolicy(max_attempts=1, backoff_seconds=0, allow_private=True)
-        with httpx.Client() as http:
-            run = deliver_due(runtime.sessions, runtime.cipher, policy, client=http)
+        # Playwright's sync API keeps an event loop on this thread, and the database refuses
+        # to begin a transaction on an event-loop thread: deliver from a worker thread.
+        with httpx.Client() as http, ThreadPoolExecutor(1) as pool:
+            run = pool.submit(
+                deliver_due, runtime.sessions, runtime.cipher, policy, client=http
+            ).result()
         assert run.dead == 1, run
         card.locator("button", has_text="投递记录").click()
         page.wait_for_selector(f".wh-card[data-id='{seeded['id']}'] .wh-log .badge.bad")
