@@ -79,7 +79,7 @@ def _rows(store: EventStore, workspace_id: str) -> list[tuple[Any, ...]]:
     id_at = columns.index("event_id")
     masked = [
         tuple(
-            "(generated)" if i == id_at and str(v).startswith("evt_") else v
+            "(generated)" if i == id_at and str(v).startswith(("evt_", "evh_")) else v
             for i, v in enumerate(r)
         )
         for r in rows

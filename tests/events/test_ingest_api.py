@@ -51,6 +51,33 @@ def test_same_event_id_is_stored_once(client: Any, owner: dict[str, str], runtim
     assert rows == [(1, 9900)]
 
 
+def test_a_resent_event_without_event_id_is_stored_once(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    """A client retrying after a timeout resends the same events: with their own ``ts`` they
+    get the same content-derived ids, so neither the event nor a purchase's order counts twice;
+    a different event at the same instant is still its own."""
+    ts = "2026-11-30T08:00:00+08:00"
+    purchase = {"event": "purchase", "user_id": "u7", "revenue": 5000, "ts": ts}
+    view = {"event": "page_view", "visitor_id": "v7", "ts": ts, "properties": {"path": "/a"}}
+    other = {**view, "properties": {"path": "/b"}}
+    assert _post(client, owner, [purchase, view]).json()["accepted"] == 2
+    runtime.flush_events()
+    assert _post(client, owner, [purchase, view, other]).json()["accepted"] == 3
+    runtime.flush_events()
+    rows = _stored(
+        runtime,
+        "SELECT event, count(*), sum(revenue) FROM events WHERE ts = TIMESTAMP '2026-11-30 00:00:00'"
+        " GROUP BY event ORDER BY event",
+    )
+    assert rows == [("page_view", 2, None), ("purchase", 1, 5000)]
+    # Without ts the server's clock makes each try a new event (documented: send event_id).
+    assert _post(client, owner, {"event": "page_view", "visitor_id": "v8"}).status_code == 202
+    assert _post(client, owner, {"event": "page_view", "visitor_id": "v8"}).status_code == 202
+    runtime.flush_events()
+    assert _stored(runtime, "SELECT count(*) FROM events WHERE visitor_id = 'v8'") == [(2,)]
+
+
 def test_batch_stores_valid_items_and_names_bad_ones(
     client: Any, owner: dict[str, str], runtime: Any
 ) -> None:

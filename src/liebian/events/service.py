@@ -7,6 +7,8 @@ replay after a crash store every event once.
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,6 +128,7 @@ def _apply_rules(event: EventIn, now: datetime, horizon: datetime) -> tuple[str,
     ``ts`` stays an aware datetime, dumped as RFC 3339 with its offset, which both stores turn
     into UTC when they load the line. Keys left out are NULL in the store."""
     ts = event.get("ts")
+    client_ts = ts is not None
     if ts is None:
         event["ts"] = now
     elif ts > horizon:
@@ -138,11 +141,25 @@ def _apply_rules(event: EventIn, now: datetime, horizon: datetime) -> tuple[str,
     elif "currency" in event:
         event["currency"] = None
     if event.get("event_id") is None:
-        # Given here, not later, so hooks (campaign conversions) see the stored id.
-        event["event_id"] = new_id("evt")
+        # Given here, not later, so hooks (campaign conversions) see the stored id. An event
+        # that carries its own ``ts`` gets an id derived from its content, so a client that
+        # resends it after a timeout stores it once (and a purchase without ``order_id``, whose
+        # order id is this id, pays once); without ``ts`` the server's clock makes every try a
+        # new event, so a retrying client must send ``event_id`` or ``ts`` (README).
+        event["event_id"] = _content_id(event) if client_ts else new_id("evt")
     if "properties" in event and not event["properties"]:
         del event["properties"]
     return None
+
+
+def _content_id(event: EventIn) -> str:
+    """``evh_`` + 128 bits of BLAKE2b over the event as sent (keys sorted): equal for a resend
+    of the same event, different for any other. Per workspace, like every event id."""
+    try:
+        body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # refused with its reason when the line is dumped
+        return new_id("evt")
+    return "evh_" + hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 def _unstorable(exc: orjson.JSONEncodeError) -> str:
