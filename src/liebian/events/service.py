@@ -8,7 +8,6 @@ replay after a crash store every event once.
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
