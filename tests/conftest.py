@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import make_url
 
 from liebian.app.runtime import Runtime
@@ -37,7 +37,7 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _pg_database() -> Iterator[str]:
+def _pg_database() -> Iterator[tuple[str, _Emptier]]:
     from liebian.migrations import upgrade
 
     admin = make_url(PG_URL)
@@ -47,21 +47,40 @@ def _pg_database() -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin.set(database=name).render_as_string(hide_password=False)
     upgrade(url)
+    emptier = _Emptier(url)
     try:
-        yield url
+        yield url, emptier
     finally:
+        emptier.engine.dispose()
         with admin_engine.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin_engine.dispose()
 
 
-def _truncate_all(url: str) -> None:
-    engine = create_engine(url)
-    existing = set(inspect(engine).get_table_names()) - {"alembic_version"}
-    names = ", ".join(f'"{name}"' for name in sorted(existing))
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+class _Emptier:
+    """Empties every table of a test database between tests.
+
+    DELETE in foreign-key order, not TRUNCATE: a test leaves a few rows in a few of ~50 tables,
+    and TRUNCATE makes new files for every table (~0.3 s a test, against ~2 ms)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, pool_size=1)
+        meta = MetaData()
+        meta.reflect(self.engine)
+        self.tables = [t.name for t in reversed(meta.sorted_tables) if t.name != "alembic_version"]
+        with self.engine.connect() as conn:
+            self.sequences = [
+                row[0]
+                for row in conn.execute(
+                    text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+                )
+            ]
+
+    def empty(self) -> None:
+        script = " ".join(f'DELETE FROM "{name}";' for name in self.tables)
+        script += " ".join(f'ALTER SEQUENCE "{name}" RESTART;' for name in self.sequences)
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(script)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -71,9 +90,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         target = tmp_path / "liebian.db"
         shutil.copyfile(template, target)
         return f"sqlite:///{target}"
-    url: str = request.getfixturevalue("_pg_database")
-    _truncate_all(url)
-    return url
+    url, emptier = request.getfixturevalue("_pg_database")
+    emptier.empty()
+    return str(url)
 
 
 @pytest.fixture
@@ -90,6 +109,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         jobs_interval=0,
         webhook_interval=0,
         segments_rebuild_interval=0,
+        gc_freeze=False,
     )
 
 

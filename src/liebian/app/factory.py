@@ -100,12 +100,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         # hundred thousand objects) lives as long as the process. Out of the collector's way,
         # a full collection no longer walks them all in the middle of a request: such pauses
         # of several ms showed in the redirect's p99.
-        gc.collect()
-        gc.freeze()
+        freeze = settings.gc_freeze
+        if freeze:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
-            gc.unfreeze()  # collectable again, so extension objects are freed at exit
+            if freeze:
+                gc.unfreeze()  # collectable again, so extension objects are freed at exit
             await stop_components(components)
 
     api = FastAPI(
@@ -120,8 +123,27 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from liebian.app.routes import include_routes
 
     include_routes(api, runtime)
+    _with_error_schemas(api)
     redirect = runtime.extras.get("redirect_app")
     return Dispatcher(api, redirect, IngestApp(runtime), _fission_writes(runtime, api))
+
+
+def _with_error_schemas(api: FastAPI) -> None:
+    """The shared error schema, which every operation's error answers refer to
+    (kit/schemas.py error_responses), goes into the generated OpenAPI components."""
+    from liebian.kit.schemas import error_component_schemas
+
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = generate()
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in error_component_schemas().items():
+                schemas.setdefault(name, definition)
+        return api.openapi_schema or schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
 
 def _fission_writes(runtime: Runtime, api: FastAPI) -> ASGIApp | None:

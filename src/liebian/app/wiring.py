@@ -72,8 +72,14 @@ class SchedulerComponent:
         self._client: httpx.Client | None = None
 
     async def start(self) -> None:
-        timeout = self.runtime.settings.webhook_timeout
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        settings = self.runtime.settings
+        if settings.webhook_interval > 0:
+            # The deliverer's pooled client, when it runs: the same pinned, SSRF-checked
+            # transport as a one-off delivery (webhooks/deliver.py, kit/netguard.py).
+            from liebian.app.scheduler import delivery_policy
+            from liebian.webhooks.deliver import delivery_client
+
+            self._client = delivery_client(delivery_policy(self.runtime))
         self.scheduler = Scheduler(jobs_for(self.runtime, self._client))
         self.scheduler.start()
         self.runtime.extras["scheduler"] = self.scheduler  # read by /readyz and /metrics

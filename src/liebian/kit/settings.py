@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # and tag/attribute changes as they happen.
     segments_rebuild_interval: float = 3600.0
     segments_live: bool = True
+    # After start-up, move every object built so far out of the garbage collector's way
+    # (app/factory.py): no full-collection pauses in a request. Tests that build an app per
+    # test turn it off, since each start then walks the whole test process's heap.
+    gc_freeze: bool = True
 
     @field_validator("trusted_proxies", "allowed_private_networks", mode="before")
     @classmethod

@@ -119,6 +119,9 @@ class MembershipKeeper:
         self._thread = threading.Thread(target=self._run, name="liebian-segments", daemon=True)
         self._lock = threading.Lock()  # one pass (incremental or full) at a time
         self._duck: Any = None
+        # The flusher thread reads batches through _duck while stop() may run on another
+        # thread: DuckDB refuses (rather than waits) on a busy connection, so both take this.
+        self._duck_lock = threading.Lock()
         self.passes = 0
         self.last_error: BaseException | None = None
         self._idle = threading.Event()
@@ -141,9 +144,10 @@ class MembershipKeeper:
         self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join()
-        if self._duck is not None:
-            self._duck.close()
-            self._duck = None
+        with self._duck_lock:
+            if self._duck is not None:
+                self._duck.close()
+                self._duck = None
 
     def submit(self, work: Work) -> None:
         self._idle.clear()
@@ -163,14 +167,15 @@ class MembershipKeeper:
         thread; DuckDB reads the file without holding the GIL)."""
         import duckdb
 
-        if self._duck is None:
-            self._duck = duckdb.connect()
-        rows = self._duck.execute(
-            "SELECT DISTINCT workspace_id, event, nullif(user_id, ''), nullif(visitor_id, '')"
-            " FROM read_json($p, format='newline_delimited', columns={'workspace_id': 'VARCHAR',"
-            " 'event': 'VARCHAR', 'user_id': 'VARCHAR', 'visitor_id': 'VARCHAR'})",
-            {"p": str(path)},
-        ).fetchall()
+        with self._duck_lock:
+            if self._duck is None:
+                self._duck = duckdb.connect()
+            rows = self._duck.execute(
+                "SELECT DISTINCT workspace_id, event, nullif(user_id, ''), nullif(visitor_id, '')"
+                " FROM read_json($p, format='newline_delimited', columns={'workspace_id': 'VARCHAR',"
+                " 'event': 'VARCHAR', 'user_id': 'VARCHAR', 'visitor_id': 'VARCHAR'})",
+                {"p": str(path)},
+            ).fetchall()
         by_ws: dict[str, Work] = {}
         for ws, event, user, visitor in rows:
             if not ws or not event:
