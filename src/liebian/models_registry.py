@@ -11,5 +11,6 @@ from liebian.rewards import models as rewards_models  # noqa: F401
 from liebian.rewards.payouts import models as payouts_models  # noqa: F401
 from liebian.risk import models as risk_models  # noqa: F401
 from liebian.segments import models as segments_models  # noqa: F401
+from liebian.team import models as team_models  # noqa: F401
 from liebian.webhooks import models as webhooks_models  # noqa: F401
 from liebian.workspaces import models as workspaces_models  # noqa: F401

@@ -27,6 +27,7 @@ from liebian.campaigns.templates import list_templates
 from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
 from liebian.kit.auth import Principal, Role
+from liebian.kit.crypto import mask_name
 from liebian.kit.errors import NotFound
 from liebian.kit.ids import new_id
 from liebian.kit.pagination import encode_cursor
@@ -548,6 +549,9 @@ def poster(
         template, headline, body_text = PosterTemplate(), campaign.name[:40], campaign.share_text
     url = participant_out(participant, _base(session, principal, runtime))["invite_url"]
     nickname = runtime.cipher.decrypt(contact.nickname_enc) if contact else None
+    if not principal.may_see_pii:
+        # Like every other reply to a viewer or analyst: the name masked (王**).
+        nickname = mask_name(nickname)
     # The participant opened their poster: a share action (分享率).
     fission_events.emit_now(
         runtime, workspace_id=principal.workspace_id, event="share", event_id=new_id("evt"),

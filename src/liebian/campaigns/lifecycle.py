@@ -233,6 +233,8 @@ def edit(
         config is not None or name is not None or share_text is not None
     ):
         raise Conflict("an ended campaign cannot be edited; duplicate it", code="campaign_ended")
+    if config is not None and campaign.status in _LIVE:
+        principal.require_step_up("changing a live campaign's rules or rewards")
     copy_before = {"name": campaign.name, "share_text": campaign.share_text}
     version_before = campaign.config_version
     if name is not None:

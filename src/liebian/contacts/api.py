@@ -178,6 +178,8 @@ def export_contacts(
         last_seen_from, last_seen_to, campaign_id,
     )  # fmt: skip
     f = _in_segment(f, session, principal.workspace_id, segment)
+    if principal.may_see_pii:
+        principal.require_step_up("exporting contacts with their phone numbers and emails")
     # Rendered here, inside the request's session, so the stream reads one consistent snapshot.
     body = "".join(
         io.export_csv(
@@ -322,6 +324,7 @@ def export_contact(
 ) -> dict[str, Any]:
     """PIPL: everything held about this person, as JSON (PII in clear: admin and owner only)."""
     _require(principal, "admin")
+    principal.require_step_up("exporting a person's data")
     contact = contacts.find(session, principal.workspace_id, ref)
     return pipl.export(session, runtime.event_store, runtime.cipher, contact)
 
@@ -336,6 +339,7 @@ def erase_contact(
     """PIPL erasure, not undoable: PII, aliases, attributes and tags removed; events and the
     reward ledger keep their figures under an erased marker. Audited."""
     _require(principal, "admin")
+    principal.require_step_up("erasing a contact")
     contact = contacts.find(session, principal.workspace_id, ref)
     return pipl.erase(session, runtime.event_store, runtime.cipher, contact, _actor(principal))
 

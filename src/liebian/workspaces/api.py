@@ -38,7 +38,12 @@ def list_keys(
 @router.post("/keys", response_model=ApiKeyCreated, status_code=201)
 def create_key(body: ApiKeyCreate, principal: PrincipalDep, session: SessionDep) -> ApiKeyCreated:
     key, plaintext = service.create_api_key(
-        session, principal.workspace_id, body.role, body.name, actor=principal
+        session,
+        principal.workspace_id,
+        body.role,
+        body.name,
+        actor=principal,
+        sensitive=body.sensitive,
     )
     return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=plaintext)
 

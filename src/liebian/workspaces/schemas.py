@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from liebian.kit.auth import Role
 from liebian.kit.schemas import OutModel, StrictModel
 
@@ -14,8 +16,10 @@ class WorkspaceOut(OutModel):
 
 
 class ApiKeyCreate(StrictModel):
-    name: str = ""
+    name: str = Field("", max_length=200)
     role: Role = Role.operator
+    # May do sensitive operations (exports with PII, payouts, …) without a second factor.
+    sensitive: bool = False
 
 
 class ApiKeyOut(OutModel):
@@ -24,6 +28,8 @@ class ApiKeyOut(OutModel):
     role: str
     key_hint: str
     created_at: datetime
+    sensitive: bool = False
+    member_id: str | None = None
     revoked_at: datetime | None = None
 
 

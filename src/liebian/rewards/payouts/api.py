@@ -134,6 +134,7 @@ def export_batch(batch_id: str, principal: PrincipalDep, session: SessionDep) ->
     """The batch for finance. Downloading it again gives the same lines: a batch's entries
     belong to it alone, so nothing is paid twice however often it is downloaded."""
     principal.require(Role.admin)
+    principal.require_step_up("downloading a payout batch")
     filename, body = service.export_csv(session, principal, batch_id)
     return Response(
         body.encode("utf-8"),
@@ -157,6 +158,7 @@ def record_outcomes(
     """Mark lines paid or failed (each once). A failed line's entries go to the next batch.
     When no line is pending any more the batch is closed."""
     principal.require(Role.admin)
+    principal.require_step_up("marking payouts paid")
     result = service.record_outcomes(
         session, principal, batch_id, body, _key(body.idempotency_key, idempotency_key)
     )
