@@ -1,0 +1,516 @@
+"""``send()``: one message per idempotency key, exactly once, behind the guards.
+
+    from liebian.channels.service import send, SendRequest, SendOutcome
+    outcome = send(session, runtime, SendRequest(workspace_id=…, channel_id="chn_…",
+                   contact_id="ctc_…" | None, content={…}, idempotency_key="run:step",
+                   source="journey", category="marketing"))
+
+How it stays exactly once (decision 0025):
+
+1. The record ``channel_sends`` (unique (workspace_id, idempotency_key)) is inserted as
+   ``sending`` with a claim (``claimed_until``) and **committed** before the adapter is called
+   — ``send()`` commits the session it is given. A concurrent caller with the same key loses
+   the insert (the unique key), reads the record and is told ``deferred`` / ``in_flight``
+   until the claim ends, or gets the settled outcome.
+2. The adapter's answer is written with a conditional UPDATE (status still ``sending`` and the
+   same attempt), committed, and the event (message_sent / message_failed) spooled after it.
+3. A record still ``sending`` after its claim ended belongs to a dead process. The next
+   ``send()`` with that key, or the recovery job (:func:`recover`), takes it over with a
+   conditional UPDATE (one winner) and asks ``adapter.lookup``: delivered → marked sent
+   without sending; not delivered, or the channel cannot tell → sent again *with the same
+   idempotency key*, which webhook and SMS receivers dedupe (``Idempotency-Key`` /
+   ``out_id``) and SMTP carries as a stable Message-ID.
+
+Guards (guards.py) are decided before the insert and recorded with it: a suppressed send is
+settled for its key; a deferred one (quiet hours) is re-judged by the next call with the key
+after ``deferred_until`` and by the recovery job, which sends it when the window opens.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from liebian.channels import events
+from liebian.channels.base import (
+    AdapterContext,
+    AdapterKind,
+    DeliveryResult,
+    OutboundMessage,
+    SendOutcome,
+    SendRequest,
+    adapter_kind,
+)
+from liebian.channels.guards import DEFAULT_QUIET, Verdict, judge, month_bounds, quiet_until
+from liebian.channels.models import Channel, ChannelGuardSettings, ChannelOptOut, ChannelSend
+from liebian.kit.clock import as_utc, utcnow
+from liebian.kit.errors import Conflict, Invalid, NotFound
+from liebian.kit.ids import new_id
+from liebian.kit.netguard import PinnedTransport, parse_networks
+
+if TYPE_CHECKING:
+    from liebian.app.runtime import Runtime
+    from liebian.contacts.models import Contact
+
+__all__ = ["SendOutcome", "SendRequest", "recover", "send"]
+
+log = logging.getLogger("liebian.channels")
+
+MAX_KEY = 200
+MAX_ATTEMPTS = 5
+# How long a claim lasts: longer than any adapter call can take (HTTP/SMTP timeout 10 s).
+LEASE_SECONDS = 60.0
+SETTLED = frozenset({"sent", "suppressed", "pending_staff"})
+CAP_COUNTED = ("sending", "sent", "pending_staff")
+
+
+# -- helpers the API and other domains use ------------------------------------------------------
+
+
+def adapter_context(runtime: Runtime, http: httpx.Client | None = None) -> AdapterContext:
+    settings = runtime.settings
+    networks = parse_networks(settings.allowed_private_networks)
+    allow_private = settings.allow_private_webhooks
+    client = http or httpx.Client(
+        timeout=settings.webhook_timeout,
+        follow_redirects=False,
+        transport=PinnedTransport(allowed=networks, allow_all=allow_private),
+    )
+    return AdapterContext(client, allow_private, networks, settings.webhook_timeout)
+
+
+def workspace_timezone(session: Session, workspace_id: str) -> str:
+    from liebian.workspaces.models import Workspace
+
+    tz = session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id))
+    return tz or "Asia/Shanghai"
+
+
+def quiet_hours(session: Session, workspace_id: str) -> tuple[bool, str, str]:
+    row = session.get(ChannelGuardSettings, workspace_id)
+    if row is None:
+        return True, *DEFAULT_QUIET
+    return row.quiet_enabled, row.quiet_start, row.quiet_end
+
+
+def unsubscribe_url(runtime: Runtime, workspace_id: str, contact_id: str, channel_id: str) -> str:
+    from liebian.channels.unsubscribe import make_token
+
+    token = make_token(runtime.secret, workspace_id, contact_id, channel_id)
+    return f"{runtime.settings.base_url.rstrip('/')}/h5/unsubscribe/{token}"
+
+
+def outcome_of(record: ChannelSend, *, replayed: bool = False) -> SendOutcome:
+    return SendOutcome(
+        send_id=record.id,
+        status=record.status,  # type: ignore[arg-type]
+        reason=record.reason,
+        deferred_until=as_utc(record.deferred_until) if record.deferred_until else None,
+        provider_message_id=record.provider_message_id,
+        retryable=record.retryable,
+        error=record.error,
+        task_id=record.task_id,
+        replayed=replayed,
+    )
+
+
+# -- send -------------------------------------------------------------------------------------
+
+
+def send(
+    session: Session,
+    runtime: Runtime,
+    request: SendRequest,
+    *,
+    now: datetime | None = None,
+    http: httpx.Client | None = None,
+) -> SendOutcome:
+    """Send ``request`` once for its idempotency key. Commits ``session`` (before the adapter
+    call and after it). Bad input raises kit.errors (nothing written)."""
+    now = now or utcnow()
+    key = (request.idempotency_key or "").strip()
+    if not key or len(key) > MAX_KEY:
+        raise Invalid(f"idempotency_key is required (1 to {MAX_KEY} characters)",
+                      code="invalid_idempotency_key", details={"field": "idempotency_key"})  # fmt: skip
+    if request.category not in ("marketing", "transactional"):
+        raise Invalid("category is marketing or transactional", details={"field": "category"})
+    channel = _channel(session, request.workspace_id, request.channel_id)
+    kind = adapter_kind(channel.kind)
+    content = kind.check_content(request.content)
+    contact = _contact(session, request.workspace_id, request.contact_id, kind)
+
+    record = _by_key(session, request.workspace_id, key)
+    if record is not None:
+        if record.channel_id != channel.id or record.contact_id != (
+            contact.id if contact else None
+        ):
+            raise Conflict(
+                "this idempotency_key was already used for another channel or contact; "
+                "use a new key for a different message",
+                code="idempotency_key_reused", details={"send_id": record.id},
+            )  # fmt: skip
+        return _resume(session, runtime, channel, kind, record, contact, now, http)
+
+    verdict = _judge(session, runtime, channel, kind, contact, request.category, now)
+    record = ChannelSend(
+        id=new_id("snd"), workspace_id=request.workspace_id, channel_id=channel.id,
+        contact_id=contact.id if contact else None, idempotency_key=key, source=request.source[:32],
+        category=request.category, content=content, status="sending", attempts=0,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    if verdict is not None:
+        record.status, record.reason = verdict.status, verdict.reason
+        record.deferred_until = verdict.deferred_until
+    elif kind.addressing != "staff":
+        record.attempts, record.claimed_until = 1, now + timedelta(seconds=LEASE_SECONDS)
+    try:
+        with session.begin_nested():
+            session.add(record)
+    except IntegrityError:
+        # Another caller inserted this key first: its record decides.
+        existing = _by_key(session, request.workspace_id, key)
+        if existing is None:
+            raise
+        return _resume(session, runtime, channel, kind, existing, contact, now, http)
+    external_id = contact.external_id if contact else None
+    if verdict is not None:
+        event = "message_suppressed" if verdict.status == "suppressed" else "message_deferred"
+        events.emit(session, runtime.spool, event, record, channel, external_id,
+                    deferred_until=_iso(verdict.deferred_until))  # fmt: skip
+        session.commit()
+        return outcome_of(record)
+    if kind.addressing == "staff":
+        _to_staff(session, runtime, channel, record, contact)
+        session.commit()
+        return outcome_of(record)
+    session.commit()  # durable before the adapter is called
+    return _deliver(session, runtime, channel, kind, record, contact, now, http, recovering=False)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _channel(session: Session, workspace_id: str, channel_id: str) -> Channel:
+    channel = session.get(Channel, channel_id)
+    if channel is None or channel.workspace_id != workspace_id:
+        raise NotFound(f"no channel {channel_id!r} in this workspace", code="channel_not_found",
+                       details={"field": "channel_id"})  # fmt: skip
+    return channel
+
+
+def _contact(
+    session: Session, workspace_id: str, contact_id: str | None, kind: AdapterKind
+) -> Contact | None:
+    if contact_id is None:
+        if kind.addressing in ("email", "phone"):
+            raise Invalid(f"contact_id is required: a {kind.kind} channel writes to a person",
+                          details={"field": "contact_id"})  # fmt: skip
+        return None
+    from liebian.contacts.service import find
+
+    return find(session, workspace_id, contact_id, "contact_id")
+
+
+def _by_key(session: Session, workspace_id: str, key: str) -> ChannelSend | None:
+    return session.scalar(
+        select(ChannelSend)
+        .where(ChannelSend.workspace_id == workspace_id, ChannelSend.idempotency_key == key)
+        .execution_options(populate_existing=True)
+    )
+
+
+def _address(runtime: Runtime, kind: AdapterKind, contact: Contact | None) -> str | None:
+    if contact is None:
+        return None
+    if kind.addressing == "email":
+        return runtime.cipher.decrypt(contact.email_enc)
+    if kind.addressing == "phone":
+        return runtime.cipher.decrypt(contact.phone_enc)
+    return None
+
+
+def _judge(
+    session: Session,
+    runtime: Runtime,
+    channel: Channel,
+    kind: AdapterKind,
+    contact: Contact | None,
+    category: str,
+    now: datetime,
+) -> Verdict | None:
+    if not channel.active:
+        return Verdict("suppressed", "channel_disabled")
+    tz = workspace_timezone(session, channel.workspace_id)
+    enabled, start, end = quiet_hours(session, channel.workspace_id)
+    quiet = quiet_until(now, tz, start, end) if enabled else None
+    has_address = kind.addressing not in ("email", "phone") or bool(
+        contact is not None
+        and (contact.email_enc if kind.addressing == "email" else contact.phone_enc)
+    )
+    opted_out, window, month_sends, month_end = False, [], 0, None
+    monthly_cap = (
+        channel.monthly_cap if channel.monthly_cap is not None else kind.default_monthly_cap
+    )
+    if contact is not None:
+        opted_out = (
+            session.scalar(
+                select(func.count())
+                .select_from(ChannelOptOut)
+                .where(
+                    ChannelOptOut.workspace_id == channel.workspace_id,
+                    ChannelOptOut.contact_id == contact.id,
+                    ChannelOptOut.channel_id.in_((channel.id, "*")),
+                )
+            )
+            or 0
+        ) > 0
+        recent = select(ChannelSend.created_at).where(
+            ChannelSend.workspace_id == channel.workspace_id,
+            ChannelSend.contact_id == contact.id,
+            ChannelSend.channel_id == channel.id,
+            ChannelSend.status.in_(CAP_COUNTED),
+        )
+        if channel.cap_count is not None:
+            since = now - timedelta(hours=channel.cap_hours)
+            window = [
+                as_utc(t)
+                for t in session.scalars(
+                    recent.where(
+                        ChannelSend.category == "marketing", ChannelSend.created_at >= since
+                    )
+                )
+            ]
+        if monthly_cap is not None:
+            month_start, month_end = month_bounds(now, tz)
+            month_sends = len(
+                list(session.scalars(recent.where(ChannelSend.created_at >= month_start)))
+            )
+    return judge(
+        category=category, now=now, opted_out=opted_out, has_address=has_address,
+        cap_count=channel.cap_count, cap_window_sends=window, cap_hours=channel.cap_hours,
+        monthly_cap=monthly_cap, month_sends=month_sends, month_end=month_end, quiet=quiet,
+    )  # fmt: skip
+
+
+def _to_staff(
+    session: Session,
+    runtime: Runtime,
+    channel: Channel,
+    record: ChannelSend,
+    contact: Contact | None,
+) -> None:
+    from liebian.channels.tasks import create_task
+
+    who = f"（{contact.external_id}）" if contact else ""
+    task = create_task(
+        session, record.workspace_id,
+        kind="send_message", title=record.content.get("title") or f"请通过{channel.name}发送消息{who}",
+        body=str(record.content.get("text") or ""), contact_id=record.contact_id,
+        assignee=channel.config.get("assignee"), source=record.source,
+        dedupe_key=f"send:{record.id}", send_id=record.id,
+    )  # fmt: skip
+    record.status, record.task_id = "pending_staff", task.id
+    session.flush()
+    events.emit(session, runtime.spool, "message_pending_staff", record, channel,
+                contact.external_id if contact else None, task_id=task.id)  # fmt: skip
+
+
+def _claim(session: Session, record: ChannelSend, now: datetime) -> bool:
+    """Take ``record`` for one attempt (one winner among racing callers); commits."""
+    result = session.execute(
+        update(ChannelSend)
+        .where(
+            ChannelSend.id == record.id,
+            ChannelSend.status == record.status,
+            ChannelSend.attempts == record.attempts,
+        )
+        .values(
+            status="sending",
+            attempts=record.attempts + 1,
+            claimed_until=now + timedelta(seconds=LEASE_SECONDS),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    won = result.rowcount == 1  # type: ignore[attr-defined]
+    session.commit()
+    session.refresh(record)
+    return won
+
+
+def _resume(
+    session: Session,
+    runtime: Runtime,
+    channel: Channel,
+    kind: AdapterKind,
+    record: ChannelSend,
+    contact: Contact | None,
+    now: datetime,
+    http: httpx.Client | None,
+) -> SendOutcome:
+    """The key was seen before: replay its outcome, or carry it on (deferred that is due, a
+    retryable failure, a claim left by a dead process)."""
+    status = record.status
+    recovering = False
+    if status in SETTLED:
+        return outcome_of(record, replayed=True)
+    if status == "failed":
+        if not record.retryable or record.attempts >= MAX_ATTEMPTS:
+            return outcome_of(record, replayed=True)
+    elif status == "deferred":
+        if record.deferred_until is not None and as_utc(record.deferred_until) > now:
+            return outcome_of(record, replayed=True)
+        verdict = _judge(session, runtime, channel, kind, contact, record.category, now)
+        if verdict is not None:
+            changed = (record.status, record.reason) != (verdict.status, verdict.reason)
+            record.status, record.reason = verdict.status, verdict.reason
+            record.deferred_until, record.updated_at = verdict.deferred_until, now
+            if changed and verdict.status == "suppressed":
+                events.emit(session, runtime.spool, "message_suppressed", record, channel,
+                            contact.external_id if contact else None)  # fmt: skip
+            session.commit()
+            return outcome_of(record)
+        if kind.addressing == "staff":
+            _to_staff(session, runtime, channel, record, contact)
+            session.commit()
+            return outcome_of(record)
+    elif status == "sending":
+        claimed = as_utc(record.claimed_until) if record.claimed_until else now
+        if claimed > now:
+            return SendOutcome(record.id, "deferred", reason="in_flight", deferred_until=claimed,
+                               replayed=True)  # fmt: skip
+        recovering = True
+    if not _claim(session, record, now):
+        # Someone else took it this instant: report what they hold.
+        return _resume_view(record, now)
+    return _deliver(session, runtime, channel, kind, record, contact, now, http,
+                    recovering=recovering)  # fmt: skip
+
+
+def _resume_view(record: ChannelSend, now: datetime) -> SendOutcome:
+    if record.status == "sending":
+        until = as_utc(record.claimed_until) if record.claimed_until else now
+        return SendOutcome(record.id, "deferred", reason="in_flight", deferred_until=until,
+                           replayed=True)  # fmt: skip
+    return outcome_of(record, replayed=True)
+
+
+def _deliver(
+    session: Session,
+    runtime: Runtime,
+    channel: Channel,
+    kind: AdapterKind,
+    record: ChannelSend,
+    contact: Contact | None,
+    now: datetime,
+    http: httpx.Client | None,
+    *,
+    recovering: bool,
+) -> SendOutcome:
+    """Call the adapter for the attempt ``record`` holds (committed as ``sending``), then mark."""
+    ctx = adapter_context(runtime, http)
+    try:
+        secret = runtime.cipher.decrypt(channel.secret_enc) if channel.secret_enc else None
+        adapter = kind.build(channel.config, secret, ctx)
+        unsub = (
+            unsubscribe_url(runtime, record.workspace_id, contact.id, channel.id)
+            if contact is not None and record.category == "marketing"
+            else None
+        )
+        message = OutboundMessage(
+            send_id=record.id, workspace_id=record.workspace_id, channel_id=channel.id,
+            idempotency_key=record.idempotency_key, content=record.content,
+            category=record.category, contact_id=record.contact_id,
+            contact_external_id=contact.external_id if contact else None,
+            address=_address(runtime, kind, contact), unsubscribe_url=unsub,
+        )  # fmt: skip
+        result: DeliveryResult | None = adapter.lookup(message) if recovering else None
+        if result is None or not result.delivered:
+            result = adapter.send(message)
+    except Exception as exc:  # a bug in an adapter must not leave the record claimed forever
+        log.exception("channel %s adapter failed on %s", channel.kind, record.id)
+        result = DeliveryResult.fail("adapter_error", f"{type(exc).__name__}: {exc}",
+                                     retryable=True)  # fmt: skip
+    finally:
+        if http is None:
+            ctx.http.close()
+    done = utcnow()
+    values: dict[str, Any] = {"claimed_until": None, "updated_at": done}
+    if result.delivered:
+        values.update(status="sent", sent_at=done, provider_message_id=result.provider_message_id,
+                      reason=None, error=None, retryable=False)  # fmt: skip
+    else:
+        values.update(status="failed", reason=result.error_code, error=result.error,
+                      retryable=result.retryable)  # fmt: skip
+    marked = session.execute(
+        update(ChannelSend)
+        .where(
+            ChannelSend.id == record.id,
+            ChannelSend.status == "sending",
+            ChannelSend.attempts == record.attempts,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if marked == 1:
+        session.refresh(record)
+        external_id = contact.external_id if contact else None
+        if result.delivered:
+            events.emit(session, runtime.spool, "message_sent", record, channel, external_id,
+                        recovered=recovering or None)  # fmt: skip
+        else:
+            events.emit(session, runtime.spool, "message_failed", record, channel, external_id,
+                        attempt=record.attempts, retryable=record.retryable)  # fmt: skip
+    session.commit()
+    if marked != 1:
+        session.refresh(record)
+        return _resume_view(record, done)
+    return outcome_of(record)
+
+
+# -- recovery (the scheduler's job) ----------------------------------------------------------
+
+
+def recover(runtime: Runtime, *, now: datetime | None = None, limit: int = 200) -> int:
+    """Carry on sends nobody will call again: claims left by dead processes and deferred sends
+    whose quiet hours ended. Each in its own session; returns how many were handled."""
+    from liebian.kit.db import session_scope
+
+    now = now or utcnow()
+    with runtime.read_sessions() as session:
+        due = list(
+            session.execute(
+                select(ChannelSend.workspace_id, ChannelSend.idempotency_key)
+                .where(
+                    ((ChannelSend.status == "sending") & (ChannelSend.claimed_until < now))
+                    | (
+                        (ChannelSend.status == "deferred")
+                        & (ChannelSend.reason == "quiet_hours")
+                        & (ChannelSend.deferred_until <= now)
+                    )
+                )
+                .limit(limit)
+            )
+        )
+    handled = 0
+    for workspace_id, key in due:
+        try:
+            with session_scope(runtime.sessions) as session:
+                record = _by_key(session, workspace_id, key)
+                if record is None:
+                    continue
+                channel = _channel(session, workspace_id, record.channel_id)
+                kind = adapter_kind(channel.kind)
+                contact = _contact(session, workspace_id, record.contact_id, kind)
+                _resume(session, runtime, channel, kind, record, contact, now, None)
+                handled += 1
+        except Exception:
+            log.exception("channel send %s not recovered", key)
+    return handled
