@@ -69,6 +69,9 @@ class Runtime:
         return int(worker.drain()) if worker is not None else 0
 
     def close(self) -> None:
+        wecom_http = self.extras.pop("wecom_http", None)  # connectors/wecom's pooled client
+        if wecom_http is not None:
+            wecom_http.close()
         hooks = self.extras.pop("event_hooks", None)
         if hooks is not None:
             hooks.spool.close()

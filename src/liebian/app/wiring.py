@@ -118,6 +118,11 @@ def wire(runtime: Runtime) -> list[Component]:
 
     runtime.extras["routers"].append(webhooks_router)
     install_outbox(runtime.sessions)
+    # WeCom connector: the connection/contact-way/send API and the public callback URL.
+    from liebian.connectors.wecom.api import public_router as wecom_callback_router
+    from liebian.connectors.wecom.api import router as wecom_router
+
+    runtime.extras["routers"] += [wecom_router, wecom_callback_router]
     # Fission actions → event store (spool lines written after their commit).
     from liebian.campaigns.fission_events import install as install_fission_events
 

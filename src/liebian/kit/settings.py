@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     # and tag/attribute changes as they happen.
     segments_rebuild_interval: float = 3600.0
     segments_live: bool = True
+    # WeCom connector (connectors/wecom): the server API's base URL (tests point it at a
+    # loopback fake), the seconds a callback's timestamp may be old before it is refused as a
+    # replay, and the seconds a WeCom API call may take.
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wecom_callback_max_age: float = 300.0
+    wecom_timeout: float = 10.0
     # After start-up, move every object built so far out of the garbage collector's way
     # (app/factory.py): no full-collection pauses in a request. Tests that build an app per
     # test turn it off, since each start then walks the whole test process's heap.

@@ -1,0 +1,158 @@
+"""HTTP for the WeCom connector: ``/api/v1/connectors/wecom`` (keys) and the public
+callback URL ``/api/v1/connectors/wecom/callback/{connection_id}`` that WeCom calls (signed
+and encrypted by WeCom; no key, left out of the OpenAPI document)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
+
+from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
+from liebian.connectors.wecom import service
+from liebian.connectors.wecom.schemas import (
+    CheckOut,
+    ConnectionIn,
+    ConnectionOut,
+    MassSendIn,
+    MassSendOut,
+    ReceiptsOut,
+    WayIn,
+    WayList,
+    WayOut,
+    WelcomeIn,
+    WelcomeOut,
+)
+from liebian.kit.errors import TooLarge
+
+router = APIRouter(tags=["wecom"], prefix="/connectors/wecom")
+public_router = APIRouter(tags=["wecom callbacks"], include_in_schema=False)
+
+# WeCom's event messages are a few KB; anything far larger is not WeCom.
+MAX_CALLBACK_BYTES = 256 * 1024
+
+
+@router.put("", response_model=ConnectionOut)
+def connect(
+    body: ConnectionIn, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> ConnectionOut:
+    """Connect the workspace's WeCom corp (or change it; omitted secrets are kept)."""
+    conn = service.connect(
+        session, principal, runtime.cipher,
+        service.ConnectionInput(
+            corp_id=body.corp_id, agent_secret=body.agent_secret, token=body.token,
+            encoding_aes_key=body.encoding_aes_key, agent_id=body.agent_id,
+        ),
+    )  # fmt: skip
+    return ConnectionOut(**service.connection_out(conn, runtime.settings.base_url))
+
+
+@router.get("", response_model=ConnectionOut)
+def get(principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep) -> ConnectionOut:
+    conn = service.get_connection(session, principal)
+    return ConnectionOut(**service.connection_out(conn, runtime.settings.base_url))
+
+
+@router.delete("", status_code=204, response_class=Response)
+def disconnect(principal: PrincipalDep, session: SessionDep) -> Response:
+    service.disconnect(session, principal)
+    return Response(status_code=204)
+
+
+@router.post("/check", response_model=CheckOut)
+def check(principal: PrincipalDep, runtime: RuntimeDep) -> CheckOut:
+    """Fetch an access token now: proves the corp id and agent secret."""
+    return CheckOut(**service.check_credentials(runtime, principal))
+
+
+def _way_out(way: object) -> WayOut:
+    return WayOut.model_validate(way, from_attributes=True)
+
+
+@router.post("/ways", status_code=201, response_model=WayOut)
+def create_way(body: WayIn, principal: PrincipalDep, runtime: RuntimeDep) -> WayOut:
+    """A 联系我 or 加入群聊 way whose ``state`` comes back in the add/join callback."""
+    way = service.create_way(
+        runtime, principal, kind=body.kind, state=body.state, targets=body.targets,
+        channel=body.channel, remark=body.remark,
+    )  # fmt: skip
+    return _way_out(way)
+
+
+@router.get("/ways", response_model=WayList)
+def list_ways(principal: PrincipalDep, session: SessionDep) -> WayList:
+    return WayList(items=[_way_out(w) for w in service.list_ways(session, principal)])
+
+
+@router.post("/welcome", response_model=WelcomeOut)
+def welcome(body: WelcomeIn, principal: PrincipalDep, runtime: RuntimeDep) -> WelcomeOut:
+    """Send the welcome message for an add callback's welcome_code (20 s window, once)."""
+    service.require(principal, "use")
+    outcome = service.send_welcome_msg(
+        runtime, principal.workspace_id, body.welcome_code, body.text
+    )
+    return WelcomeOut(**dataclasses.asdict(outcome))
+
+
+@router.post("/mass-sends", response_model=MassSendOut)
+def mass_send(body: MassSendIn, principal: PrincipalDep, runtime: RuntimeDep) -> MassSendOut:
+    """A 企业群发 task that a staff member confirms in WeCom; customers at WeCom's monthly
+    cap are left out (``over_cap``)."""
+    service.require(principal, "use")
+    outcome = service.add_msg_template(
+        runtime, principal.workspace_id, idempotency_key=body.idempotency_key,
+        external_userids=body.external_userids, text=body.text, sender=body.sender,
+    )  # fmt: skip
+    return MassSendOut(**dataclasses.asdict(outcome))
+
+
+@router.get("/receipts", response_model=ReceiptsOut)
+def receipts(
+    principal: PrincipalDep,
+    session: SessionDep,
+    external_userid: Annotated[list[str], Query(min_length=1, max_length=200)],
+) -> ReceiptsOut:
+    """Mass messages each customer received this month, and what is left under the cap."""
+    return ReceiptsOut(**service.monthly_receipts(session, principal, external_userid))
+
+
+# -- the callback URL WeCom calls ----------------------------------------------------------
+
+
+@public_router.get("/connectors/wecom/callback/{connection_id}", response_class=PlainTextResponse)
+def verify_url(
+    connection_id: str,
+    runtime: RuntimeDep,
+    msg_signature: Annotated[str, Query(max_length=128)],
+    timestamp: Annotated[str, Query(max_length=20)],
+    nonce: Annotated[str, Query(max_length=128)],
+    echostr: Annotated[str, Query(max_length=1024)],
+) -> PlainTextResponse:
+    plain = service.verify_callback_url(
+        runtime, connection_id, msg_signature=msg_signature, timestamp=timestamp, nonce=nonce,
+        echostr=echostr,
+    )  # fmt: skip
+    return PlainTextResponse(plain)
+
+
+@public_router.post("/connectors/wecom/callback/{connection_id}", response_class=PlainTextResponse)
+async def receive(
+    connection_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    msg_signature: Annotated[str, Query(max_length=128)],
+    timestamp: Annotated[str, Query(max_length=20)],
+    nonce: Annotated[str, Query(max_length=128)],
+) -> PlainTextResponse:
+    body = await request.body()
+    if len(body) > MAX_CALLBACK_BYTES:
+        raise TooLarge("a WeCom callback is at most 256 KB")
+    await run_in_threadpool(
+        service.receive_callback, runtime, connection_id, body,
+        msg_signature=msg_signature, timestamp=timestamp, nonce=nonce,
+    )  # fmt: skip
+    # WeCom wants a 200 within 5 s; an empty body means "no passive reply".
+    return PlainTextResponse("")

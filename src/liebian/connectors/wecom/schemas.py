@@ -1,0 +1,108 @@
+"""Pydantic in/out shapes of the WeCom connector API (input is strict: unknown fields 422)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from liebian.kit.schemas import StrictModel
+
+
+class ConnectionIn(StrictModel):
+    corp_id: str = Field(min_length=1, max_length=64, description="企业ID (corpid)")
+    agent_secret: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="the secret whose token may call 客户联系 APIs; omit to keep the stored one",
+    )  # fmt: skip
+    token: str | None = Field(default=None, max_length=32, description="callback Token")
+    encoding_aes_key: str | None = Field(
+        default=None, max_length=43, description="callback EncodingAESKey (43 characters)"
+    )
+    agent_id: str | None = Field(default=None, max_length=32)
+
+
+class ConnectionOut(BaseModel):
+    id: str
+    corp_id: str
+    agent_id: str | None
+    secret_hint: str = Field(description="the secret's last characters; secrets are never shown")
+    callback_url: str = Field(description="set this as the URL of WeCom's 接收事件服务器")
+    last_callback_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CheckOut(BaseModel):
+    ok: bool
+    corp_id: str
+
+
+class WayIn(StrictModel):
+    kind: Literal["contact", "join"] = Field(description="contact: 联系我; join: 加入群聊")
+    state: str = Field(min_length=1, max_length=30, description="names the channel; ≤ 30 chars")
+    targets: list[str] = Field(
+        min_length=1, max_length=100,
+        description="staff user ids (contact) or customer group chat ids (join, at most 5)",
+    )  # fmt: skip
+    channel: str | None = Field(default=None, max_length=64)
+    remark: str = Field(default="", max_length=30)
+
+
+class WayOut(BaseModel):
+    id: str
+    kind: str
+    state: str
+    channel: str | None
+    config_id: str
+    qr_code: str | None
+    targets: list[str]
+    created_at: datetime
+
+
+class WayList(BaseModel):
+    items: list[WayOut]
+
+
+class WelcomeIn(StrictModel):
+    welcome_code: str = Field(min_length=1, max_length=256)
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class WelcomeOut(BaseModel):
+    status: Literal["sent", "failed", "expired", "duplicate"]
+    reason: str | None
+    errcode: int | None
+    errmsg: str | None
+
+
+class MassSendIn(StrictModel):
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    external_userids: list[str] = Field(min_length=1, max_length=10000)
+    text: str = Field(min_length=1, max_length=4000)
+    sender: str | None = Field(default=None, max_length=128, description="staff user id")
+
+
+class MassSendOut(BaseModel):
+    id: str
+    status: Literal["created", "refused", "failed", "unknown", "sending"]
+    msgid: str | None
+    recipients: list[str]
+    over_cap: list[str] = Field(description="left out: already at WeCom's monthly cap")
+    fail_list: list[str] = Field(description="refused by WeCom")
+    reason: str | None
+    errcode: int | None
+    errmsg: str | None
+
+
+class ReceiptItem(BaseModel):
+    external_userid: str
+    received: int
+    remaining: int
+
+
+class ReceiptsOut(BaseModel):
+    month: str
+    cap: int
+    items: list[ReceiptItem]
