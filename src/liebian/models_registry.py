@@ -3,6 +3,7 @@
 from liebian.analytics import models as analytics_models  # noqa: F401
 from liebian.campaigns import models as campaigns_models  # noqa: F401
 from liebian.channels import models as channels_models  # noqa: F401
+from liebian.communities import models as communities_models  # noqa: F401
 from liebian.connectors.wecom import models as wecom_models  # noqa: F401
 from liebian.contacts import models as contacts_models  # noqa: F401
 from liebian.events import models as events_models  # noqa: F401

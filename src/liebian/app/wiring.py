@@ -128,6 +128,10 @@ def wire(runtime: Runtime) -> list[Component]:
 
     install_fission_events(runtime)
     runtime.extras["page_routers"] += page_routers()
+    # Communities (社群): API, the public entry page /c/{id}, events, WeCom bus subscribers.
+    from liebian.communities.wiring import install as install_communities
+
+    install_communities(runtime)
     # Operator console (/admin): HTML shells that call the JSON API above.
     from liebian.web.console import router as console_router
 

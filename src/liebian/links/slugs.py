@@ -11,6 +11,7 @@ RESERVED_SEGMENTS = frozenset(
         "", "api", "admin", "static", "docs", "redoc", "openapi.json", "healthz", "readyz", "t.js",
         "favicon.ico", "robots.txt", "p", "g", "a", "h5", "console", "login", "logout",
         "assets", "webhooks", "metrics", "well-known", ".well-known", "lc", "qr", "s", "collect",
+        "c",  # communities: the entry page /c/{community}
     }
 )  # fmt: skip
 

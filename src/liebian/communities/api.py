@@ -1,0 +1,172 @@
+"""HTTP for communities (社群): parse, call the service, shape the reply."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
+
+from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
+from liebian.communities import repository, service
+from liebian.communities.models import Community, CommunityGroup, CommunityMember
+from liebian.communities.schemas import (
+    AlertOut,
+    CommunityCreate,
+    CommunityOut,
+    CommunityUpdate,
+    GroupCreate,
+    GroupOut,
+    GroupUpdate,
+    MemberIn,
+    MemberOut,
+    TierPlaces,
+)
+from liebian.contacts import service as contacts
+from liebian.kit.errors import NotFound
+from liebian.kit.pagination import page_of
+from liebian.kit.schemas import Page
+from liebian.links.domains import public_base_url
+
+router = APIRouter(tags=["communities"])
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def present(session: Session, base_url: str, community: Community) -> CommunityOut:
+    base = public_base_url(session, community.workspace_id, base_url)
+    return CommunityOut.model_validate(
+        {
+            **{
+                c: getattr(community, c) for c in CommunityOut.model_fields if hasattr(community, c)
+            },
+            "entry_url": f"{base}/c/{community.id}",
+            "places": [
+                TierPlaces(tier=p.tier, groups_open=p.groups_open, places_left=p.places_left)
+                for p in repository.places(session, community.id)
+            ],
+        }
+    )
+
+
+def group_out(group: CommunityGroup) -> GroupOut:
+    return GroupOut.model_validate(
+        {**{c: getattr(group, c) for c in GroupOut.model_fields if hasattr(group, c)},
+         "has_qr": bool(group.qr_image)}
+    )  # fmt: skip
+
+
+@router.post("/communities", response_model=CommunityOut, status_code=201)
+def create_community(
+    body: CommunityCreate, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> CommunityOut:
+    community = service.create(session, principal, body)
+    return present(session, runtime.settings.base_url, community)
+
+
+@router.get("/communities", response_model=Page[CommunityOut])
+def list_communities(
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> Page[CommunityOut]:
+    rows, next_cursor = page_of(service.list_page(session, principal, cursor, limit), limit)
+    return Page(
+        items=[present(session, runtime.settings.base_url, c) for c in rows],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get("/communities/{community_id}", response_model=CommunityOut)
+def get_community(
+    community_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> CommunityOut:
+    community = service.get(session, principal, community_id)
+    return present(session, runtime.settings.base_url, community)
+
+
+@router.patch("/communities/{community_id}", response_model=CommunityOut)
+def update_community(
+    community_id: str,
+    body: CommunityUpdate,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> CommunityOut:
+    community = service.update(session, principal, community_id, body)
+    return present(session, runtime.settings.base_url, community)
+
+
+@router.post("/communities/{community_id}/groups", response_model=GroupOut, status_code=201)
+def create_group(
+    community_id: str, body: GroupCreate, principal: PrincipalDep, session: SessionDep
+) -> GroupOut:
+    return group_out(service.create_group(session, principal, community_id, body))
+
+
+@router.get("/communities/{community_id}/groups", response_model=list[GroupOut])
+def list_groups(community_id: str, principal: PrincipalDep, session: SessionDep) -> list[GroupOut]:
+    community = service.get(session, principal, community_id)
+    return [group_out(g) for g in repository.groups_of(session, community.id)]
+
+
+@router.patch("/community-groups/{group_id}", response_model=GroupOut)
+def update_group(
+    group_id: str, body: GroupUpdate, principal: PrincipalDep, session: SessionDep
+) -> GroupOut:
+    return group_out(service.update_group(session, principal, group_id, body))
+
+
+@router.post("/community-groups/{group_id}/members", response_model=MemberOut)
+def record_member(
+    group_id: str, body: MemberIn, principal: PrincipalDep, session: SessionDep
+) -> CommunityMember:
+    """A join or leave seen by the caller (a bot, a CRM): joins count even past capacity."""
+    group = service.get_group(session, principal, group_id)
+    service.authorize(principal, service.WRITE)
+    community = service.get(session, principal, group.community_id)
+    contact = contacts.upsert(
+        session, None, principal.workspace_id, contacts.ContactInput(body.external_id)
+    )
+    if body.event == "left":
+        service.leave_known(session, community, group, contact.id)
+        member = repository.member_by_holder(session, community.id, contact.id)
+        if member is None:
+            raise NotFound("this contact is not a member of the group", code="member_not_found")
+        return member
+    inviter = (
+        repository.member_by_invite(session, community.id, body.inviter_code)
+        if body.inviter_code
+        else None
+    )
+    return service.join_known(session, community, group, contact.id, "api", inviter)
+
+
+@router.get("/communities/{community_id}/members", response_model=Page[MemberOut])
+def list_members(
+    community_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    group_id: str | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> Page[MemberOut]:
+    community = service.get(session, principal, community_id)
+    rows, next_cursor = page_of(
+        repository.members_page(session, community.id, group_id, cursor, limit), limit
+    )
+    return Page(items=[MemberOut.model_validate(m) for m in rows], next_cursor=next_cursor)
+
+
+@router.get("/communities/{community_id}/alerts", response_model=Page[AlertOut])
+def list_alerts(
+    community_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> Page[AlertOut]:
+    community = service.get(session, principal, community_id)
+    rows, next_cursor = page_of(repository.alerts_page(session, community.id, cursor, limit), limit)
+    return Page(items=[AlertOut.model_validate(a) for a in rows], next_cursor=next_cursor)

@@ -1,0 +1,230 @@
+"""Pydantic in/out for communities. Inputs are strict (unknown fields are a 422)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from liebian.kit.schemas import OutModel, StrictModel
+
+Kind = Literal["acquisition", "welfare", "flash"]
+Threshold = Literal["open", "invitation", "activity", "purchase", "screening"]
+Platform = Literal["wechat", "wecom"]
+GroupStatus = Literal["open", "full", "archived"]
+QuestionType = Literal["single", "multiple", "text", "date"]
+LadderAction = Literal["warn", "mute", "remove"]
+Key = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")
+
+
+class AgeRange(StrictModel):
+    """A tier computed from a date answer: months since that date in [min_months, max_months).
+    A due date in the future gives negative months (孕期)."""
+
+    question: str = Field(min_length=1, max_length=32)
+    min_months: int = Field(ge=-12, le=1200)
+    max_months: int = Field(ge=-12, le=1200)
+
+
+class TierIn(StrictModel):
+    key: str = Key
+    name: str = Field(min_length=1, max_length=50)
+    age: AgeRange | None = None
+
+
+class QuestionIn(StrictModel):
+    key: str = Key
+    label: str = Field(min_length=1, max_length=200)
+    type: QuestionType
+    options: list[str] = Field(default_factory=list, max_length=50)
+    required: bool = True
+    # The contact custom attribute the answer is stored in (defined beforehand).
+    attribute: str | None = Field(default=None, max_length=64)
+    # option → tag id: choosing the option tags the contact.
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class RoutingRuleIn(StrictModel):
+    """Answer of ``question`` is (or, for multiple choice, includes) one of ``values`` → tier."""
+
+    question: str = Field(min_length=1, max_length=32)
+    values: list[str] = Field(min_length=1, max_length=50)
+    tier: str = Field(min_length=1, max_length=32)
+
+
+class LadderStep(StrictModel):
+    at: int = Field(ge=1, le=100, description="the member's nth violation")
+    action: LadderAction
+    mute_hours: int | None = Field(default=None, ge=1, le=24 * 30)
+
+
+class RulesIn(StrictModel):
+    banned_keywords: list[str] = Field(default_factory=list, max_length=1000)
+    banned_patterns: list[str] = Field(default_factory=list, max_length=500)
+    block_links: bool = False
+    block_contact_details: bool = False
+    flood_per_minute: int | None = Field(default=None, ge=1, le=1000)
+    alert_keywords: list[str] = Field(default_factory=list, max_length=500)
+    ladder: list[LadderStep] = Field(
+        default_factory=lambda: [
+            LadderStep(at=1, action="warn"),
+            LadderStep(at=2, action="mute", mute_hours=24),
+            LadderStep(at=3, action="remove"),
+        ]
+    )
+
+
+class ThresholdConfig(StrictModel):
+    campaign_id: str | None = None  # activity: joined this campaign
+    min_orders: int = Field(default=1, ge=1, le=1000)  # purchase
+
+
+class CommunityCreate(StrictModel):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=1000)
+    kind: Kind = "acquisition"
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    threshold: Threshold = "open"
+    threshold_config: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    tiers: list[TierIn] = Field(default_factory=list, max_length=50)
+    screening: list[QuestionIn] = Field(default_factory=list, max_length=30)
+    routing: list[RoutingRuleIn] = Field(default_factory=list, max_length=200)
+    rules: RulesIn = Field(default_factory=RulesIn)
+    welcome_template: str = Field(default="", max_length=2000)
+    announcement_template: str = Field(default="", max_length=4000)
+    channel_id: str | None = Field(default=None, max_length=40)
+    alert_below: int = Field(default=20, ge=0, le=100000)
+
+
+class CommunityUpdate(StrictModel):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=1000)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    threshold: Threshold | None = None
+    threshold_config: ThresholdConfig | None = None
+    tiers: list[TierIn] | None = Field(default=None, max_length=50)
+    screening: list[QuestionIn] | None = Field(default=None, max_length=30)
+    routing: list[RoutingRuleIn] | None = Field(default=None, max_length=200)
+    rules: RulesIn | None = None
+    welcome_template: str | None = Field(default=None, max_length=2000)
+    announcement_template: str | None = Field(default=None, max_length=4000)
+    channel_id: str | None = Field(default=None, max_length=40)
+    alert_below: int | None = Field(default=None, ge=0, le=100000)
+    status: Literal["active", "archived"] | None = None
+
+
+class TierPlaces(OutModel):
+    tier: str | None
+    groups_open: int
+    places_left: int
+
+
+class CommunityOut(OutModel):
+    id: str
+    name: str
+    description: str
+    kind: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    threshold: str
+    threshold_config: dict[str, Any]
+    tiers: list[dict[str, Any]]
+    screening: list[dict[str, Any]]
+    routing: list[dict[str, Any]]
+    rules: dict[str, Any]
+    welcome_template: str
+    announcement_template: str
+    channel_id: str | None
+    alert_below: int
+    status: str
+    entry_url: str
+    places: list[TierPlaces] = Field(default_factory=list)
+    created_at: datetime
+
+
+class GroupCreate(StrictModel):
+    name: str = Field(min_length=1, max_length=100)
+    platform: Platform = "wechat"
+    owner: str = Field(default="", max_length=64)
+    capacity: int | None = Field(default=None, ge=1, le=2000)
+    tier: str | None = Field(default=None, max_length=32)
+    qr_image: str | None = Field(
+        default=None, max_length=400_000, description="data:image/png;base64,…"
+    )
+    join_url: str | None = Field(default=None, max_length=500)
+    chat_id: str | None = Field(default=None, max_length=128)
+
+
+class GroupUpdate(StrictModel):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    owner: str | None = Field(default=None, max_length=64)
+    capacity: int | None = Field(default=None, ge=1, le=2000)
+    tier: str | None = Field(default=None, max_length=32)
+    status: GroupStatus | None = None
+    qr_image: str | None = Field(
+        default=None, max_length=400_000, description="data:image/png;base64,…"
+    )
+    join_url: str | None = Field(default=None, max_length=500)
+    chat_id: str | None = Field(default=None, max_length=128)
+
+
+class GroupOut(OutModel):
+    id: str
+    community_id: str
+    name: str
+    platform: str
+    owner: str
+    capacity: int
+    tier: str | None
+    status: str
+    members: int
+    join_url: str | None
+    has_qr: bool
+    chat_id: str | None
+    created_at: datetime
+
+
+class MemberIn(StrictModel):
+    """Record a join or leave the API caller saw (a bot, a CRM)."""
+
+    external_id: str = Field(min_length=1, max_length=128)
+    event: Literal["joined", "left"] = "joined"
+    inviter_code: str | None = Field(default=None, max_length=16)
+
+
+class MemberOut(OutModel):
+    id: str
+    group_id: str
+    contact_id: str | None
+    status: str
+    scene: str
+    tier: str | None
+    answers: dict[str, Any]
+    invite_code: str
+    inviter_member_id: str | None
+    muted_until: datetime | None
+    routed_at: datetime
+    joined_at: datetime | None
+    left_at: datetime | None
+
+
+class AlertOut(OutModel):
+    id: str
+    community_id: str
+    group_id: str | None
+    kind: str
+    message: str
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class TierMoveOut(OutModel):
+    member_id: str
+    contact_id: str | None
+    group_id: str
+    from_tier: str | None
+    to_tier: str
+    as_of: date
