@@ -109,6 +109,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         jobs_interval=0,
         webhook_interval=0,
         segments_rebuild_interval=0,
+        journeys_interval=0,
         gc_freeze=False,
     )
 

@@ -225,6 +225,36 @@ def jobs_run(
         runtime.close()
 
 
+@app.command()
+def worker(
+    data_dir: DataDir = None,
+    batch: Annotated[int, typer.Option(help="steps claimed per batch")] = 500,
+    interval: Annotated[float, typer.Option(help="seconds to sleep when nothing is due")] = 0.2,
+) -> None:
+    """Run journey steps (旅程) until stopped (SIGTERM/SIGINT). Start several on PostgreSQL:
+    they share due steps without running one twice; set LIEBIAN_JOURNEYS_INTERVAL=0 on the
+    servers when workers do this instead."""
+    import signal
+    import threading
+
+    from liebian.app.runtime import Runtime
+    from liebian.automation.executor import ExecutorThread
+    from liebian.automation.wiring import executor_for
+
+    runtime = Runtime.build(_settings(data_dir))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    thread = ExecutorThread(executor_for(runtime, batch=batch), interval=interval)
+    thread.start()
+    typer.echo(f"journey worker {os.getpid()} running", err=True)
+    try:
+        stop.wait()
+    finally:
+        thread.stop()
+        runtime.close()
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

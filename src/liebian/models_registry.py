@@ -1,6 +1,7 @@
 """Imports every domain's models so ``Base.metadata`` knows all tables (Alembic, tests)."""
 
 from liebian.analytics import models as analytics_models  # noqa: F401
+from liebian.automation import models as automation_models  # noqa: F401
 from liebian.campaigns import models as campaigns_models  # noqa: F401
 from liebian.channels import models as channels_models  # noqa: F401
 from liebian.communities import models as communities_models  # noqa: F401

@@ -112,6 +112,10 @@ def wire(runtime: Runtime) -> list[Component]:
     from liebian.segments.api import router as segments_router
 
     runtime.extras["routers"].append(segments_router)
+    # Journeys (旅程): definitions, versions, enrolment (automation/); executor below.
+    from liebian.automation.api import router as journeys_router
+
+    runtime.extras["routers"].append(journeys_router)
     # Webhooks: endpoints API, and the outbox writer in every session (publish → outbox row).
     from liebian.webhooks.api import router as webhooks_router
     from liebian.webhooks.outbox import install as install_outbox
@@ -169,6 +173,11 @@ def wire(runtime: Runtime) -> list[Component]:
     from liebian.segments.tasks import KeeperComponent
 
     components.append(KeeperComponent(runtime))
+    # Journeys: the durable step executor (automation/executor.py); off with
+    # LIEBIAN_JOURNEYS_INTERVAL=0 when `liebian worker` processes run it instead.
+    from liebian.automation.wiring import JourneysComponent
+
+    components.append(JourneysComponent(runtime))
     # The lean redirect path (before the routers are mounted: it adds the link stats route).
     from liebian.redirect.app import install as install_redirect
 

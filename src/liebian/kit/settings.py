@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     wecom_callback_max_age: float = 300.0
     wecom_timeout: float = 10.0
+    # Journeys (automation/executor.py): seconds the embedded executor sleeps when no step is
+    # due (0: off, e.g. when separate `liebian worker` processes do the work), and how long a
+    # claimed step is left to its worker before another may take it over.
+    journeys_interval: float = 0.2
+    journeys_lease: float = 60.0
     # After start-up, move every object built so far out of the garbage collector's way
     # (app/factory.py): no full-collection pauses in a request. Tests that build an app per
     # test turn it off, since each start then walks the whole test process's heap.

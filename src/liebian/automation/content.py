@@ -1,0 +1,126 @@
+"""Personalized message content (千人千面): Jinja2 in a sandbox, with a whitelist.
+
+A template may print the contact's fields, attributes and tags, and the journey's name, through
+a few harmless filters (``default`` first of all). Anything else — calls, loops, macros,
+attribute walks beyond one field, unknown fields — is refused when the journey is saved, so
+no code runs from a template. A field without a value renders the operator's ``default``;
+without a default the message is not sent (never a blank or an error text to a customer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from liebian.kit.errors import Invalid
+
+CONTACT_FIELDS = frozenset(
+    {"id", "external_id", "nickname", "first_channel", "last_channel", "orders_count"}
+)
+ROOTS = frozenset({"contact", "attributes", "journey", "tags"})
+FILTERS = frozenset({"default", "upper", "lower", "trim", "truncate", "replace"})
+MAX_TEMPLATE = 4000
+
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class MissingField(Exception):
+    """A field had no value and the template gave no default."""
+
+
+def check_template(text: str, field: str, attribute_keys: frozenset[str] | None = None) -> None:
+    """Raise a 422 naming ``field`` when ``text`` is not a safe, known template."""
+    if len(text) > MAX_TEMPLATE:
+        raise _bad(field, f"at most {MAX_TEMPLATE} characters", "template_too_long")
+    try:
+        tree = _ENV.parse(text)
+    except TemplateSyntaxError as exc:
+        raise _bad(
+            field, f"template syntax error on line {exc.lineno}: {exc.message}", "template_syntax"
+        ) from None
+    for node in tree.body:
+        _check_statement(node, field, attribute_keys)
+
+
+def _check_statement(node: nodes.Node, field: str, keys: frozenset[str] | None) -> None:
+    if isinstance(node, nodes.Output):
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                continue
+            _check_expr(child, field, keys)
+        return
+    raise _bad(
+        field,
+        f"templates may only print fields ({{{{ contact.nickname | default('朋友') }}}});"
+        f" {type(node).__name__.lower()} blocks are not allowed",
+        "template_code",
+    )
+
+
+def _check_expr(node: nodes.Node, field: str, keys: frozenset[str] | None) -> None:
+    if isinstance(node, nodes.Const):
+        return
+    if isinstance(node, nodes.Filter):
+        if node.name not in FILTERS:
+            raise _bad(
+                field,
+                f"filter {node.name!r} is not allowed; use one of {', '.join(sorted(FILTERS))}",
+                "template_code",
+            )
+        if node.node is not None:
+            _check_expr(node.node, field, keys)
+        for arg in node.args:
+            if not isinstance(arg, nodes.Const):
+                raise _bad(field, "filter arguments must be plain values", "template_code")
+        if node.kwargs or node.dyn_args or node.dyn_kwargs:
+            raise _bad(field, "filter arguments must be plain values", "template_code")
+        return
+    if isinstance(node, nodes.Name):
+        if node.name == "tags":
+            return
+        raise _bad(
+            field,
+            f"unknown field {node.name!r}; use contact.<field>, "
+            "attributes.<key>, journey.name or tags",
+            "template_unknown_field",
+        )
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
+        root, attr = node.node.name, node.attr
+        if root == "contact" and attr in CONTACT_FIELDS:
+            return
+        if root == "journey" and attr == "name":
+            return
+        if root == "attributes" and (keys is None or attr in keys):
+            return
+        raise _bad(
+            field,
+            f"unknown field {root}.{attr}; contact fields: "
+            f"{', '.join(sorted(CONTACT_FIELDS))}; attributes must be defined first",
+            "template_unknown_field",
+        )
+    raise _bad(
+        field,
+        "templates may only print fields and plain values, e.g. "
+        "{{ contact.nickname | default('朋友') }}; calls and expressions are not allowed",
+        "template_code",
+    )
+
+
+def render(text: str, context: dict[str, Any]) -> str:
+    """Render a checked template; :class:`MissingField` when a value is missing without a
+    default."""
+    try:
+        return _ENV.from_string(text).render(**context)
+    except UndefinedError as exc:
+        raise MissingField(str(exc)) from None
+
+
+def render_content(content: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    return {k: render(v, context) if isinstance(v, str) else v for k, v in content.items()}
+
+
+def _bad(field: str, message: str, code: str) -> Invalid:
+    return Invalid(f"{field}: {message}", code=code, details={"field": field})

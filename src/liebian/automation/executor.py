@@ -1,0 +1,650 @@
+"""The durable executor: claims due steps, does their effect once, moves each run on.
+
+One batch is three phases:
+
+1. **claim** (a short write transaction): up to ``batch`` due ``pending`` rows of live
+   journeys whose lease is free get a claim token, a lease and ``attempts + 1`` — the record,
+   committed before any effect, that an attempt started (``repository.claim``; ``FOR UPDATE
+   SKIP LOCKED`` on PostgreSQL so several workers share the work).
+2. **outside effects**, with no transaction open: webhook POSTs (header ``Idempotency-Key:
+   <run id>:<step id>``, the same on every retry, so a receiver can tell a retry after a
+   crash from a new message) and ``channels.service.send`` (which records and dedupes by the
+   same key itself). Conditions (exit, branch) are evaluated here too, set-based per step.
+3. **mark** (one write transaction, a savepoint per step): database effects (tags,
+   attributes, a reward grant keyed ``journey:<run>:<step>``, an enrolment), then the row is
+   marked done by its token holder only, and the next step's row is inserted (unique on
+   (run, step), so it exists once) — or the run is finished.
+
+A worker killed after 1 leaves rows whose lease expires; whoever claims them next does the
+effect again with the same idempotency key. A worker killed after 3 lost nothing. The clock
+is injectable: tests and the benchmark drive time without sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from liebian.automation import definition as d
+from liebian.automation import repository
+from liebian.automation.content import MissingField, render, render_content
+from liebian.automation.models import Journey, JourneyRun
+from liebian.kit.clock import utcnow
+from liebian.kit.db import session_scope
+from liebian.kit.errors import DomainError
+from liebian.kit.ids import new_id
+
+log = logging.getLogger("liebian.automation")
+USER_AGENT = "liebian-journeys/1"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorConfig:
+    batch: int = 500
+    lease: timedelta = timedelta(seconds=60)
+    max_attempts: int = 5
+    retry_backoff: timedelta = timedelta(seconds=60)
+    http_timeout: float = 10.0
+    allow_private: bool = False
+    effect_threads: int = 8
+
+
+@dataclass
+class _Item:
+    execution_id: str
+    run_id: str
+    step_id: str
+    attempts: int
+    event_matched: bool
+    token: str
+    run: JourneyRun | None = None
+    step: dict[str, Any] | None = None
+    following: str | None = None
+    definition: dict[str, Any] | None = None
+    # The decision: (status, result, next step or END, next due, detail).
+    status: str = "done"
+    result: str = ""
+    next_step: str | None = None
+    next_due: datetime | None = None
+    detail: dict[str, Any] | None = None
+    exit_reason: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    done: int = 0
+    failed: int = 0
+    postponed: int = 0
+    lost: int = 0
+    by_result: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class Executor:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        config: ExecutorConfig | None = None,
+        runtime: Any = None,
+        event_store: Any = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.config = config or ExecutorConfig()
+        self.runtime = runtime
+        self.event_store = (
+            event_store
+            if event_store is not None
+            else (runtime.event_store if runtime is not None else None)
+        )
+        self._own_http = http is None
+        self.http = http or _client(self.config)
+        self._pool = ThreadPoolExecutor(self.config.effect_threads, "liebian-journey-effects")
+        self._definitions: dict[tuple[str, int], dict[str, Any]] = {}
+        self._zones: dict[str, str] = {}
+        self._names: dict[str, str] = {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._own_http:
+            self.http.close()
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def run_once(self) -> BatchResult:
+        now = self.clock()
+        token = new_id("clm")
+        with session_scope(self.sessions) as session:
+            claimed = repository.claim(
+                session, now, now + self.config.lease, token, self.config.batch
+            )
+            if claimed:
+                matched = dict(
+                    session.execute(
+                        select(repository.E.id, repository.E.event_matched).where(
+                            repository.E.id.in_([c[0] for c in claimed])
+                        )
+                    ).all()
+                )
+            else:
+                matched = {}
+        out = BatchResult(claimed=len(claimed))
+        if not claimed:
+            return out
+        items = [_Item(e, r, s, a, bool(matched.get(e)), token) for e, r, s, a in claimed]
+        with self.sessions() as reader:
+            self._load(reader, items)
+            self._decide(reader, items, now)
+        self._effects(items, now)
+        self._mark(items, now, out)
+        return out
+
+    def run_until_idle(self, max_batches: int = 10_000) -> int:
+        total = 0
+        for _ in range(max_batches):
+            got = self.run_once()
+            total += got.claimed
+            if got.claimed == 0:
+                break
+        return total
+
+    # -- phase 2: decide ------------------------------------------------------------------
+
+    def _definition(self, session: Session, journey_id: str, version: int) -> dict[str, Any]:
+        key = (journey_id, version)
+        if key not in self._definitions:  # versions never change: cache for good
+            row = repository.version(session, journey_id, version)
+            self._definitions[key] = row.definition if row is not None else {"steps": []}
+        return self._definitions[key]
+
+    def _zone(self, session: Session, workspace_id: str) -> str:
+        if workspace_id not in self._zones:
+            from liebian.automation.service import workspace_zone
+
+            self._zones[workspace_id] = workspace_zone(session, workspace_id)
+        return self._zones[workspace_id]
+
+    def _load(self, session: Session, items: list[_Item]) -> None:
+        runs = repository.runs_by_id(session, [i.run_id for i in items])
+        for item in items:
+            item.run = runs.get(item.run_id)
+            if item.run is None:
+                continue
+            item.definition = self._definition(session, item.run.journey_id, item.run.version)
+            found = d.step_map(item.definition).get(item.step_id)
+            if found is not None:
+                item.step, item.following = found
+
+    def _decide(self, session: Session, items: list[_Item], now: datetime) -> None:
+        live = []
+        for item in items:
+            if item.run is None or item.step is None or item.run.status != "active":
+                item.status, item.result = "skipped", "run_ended"
+                continue
+            live.append(item)
+        # Exit conditions before each step, one evaluation per (journey version).
+        groups: dict[tuple[str, int], list[_Item]] = defaultdict(list)
+        for item in live:
+            assert item.run is not None and item.definition is not None
+            if item.definition.get("exit"):
+                groups[(item.run.journey_id, item.run.version)].append(item)
+        for group in groups.values():
+            assert group[0].definition is not None and group[0].run is not None
+            hit = self._matching(
+                session, group[0].run.workspace_id, group[0].definition["exit"], group, now
+            )
+            for item in group:
+                if item.run_id in hit:
+                    item.status, item.result = "skipped", "exit_condition"
+                    item.exit_reason = "exit_condition"
+        live = [i for i in live if i.status == "done"]
+        branches: dict[tuple[str, int, str], list[_Item]] = defaultdict(list)
+        for item in live:
+            assert item.step is not None and item.run is not None
+            kind = item.step["type"]
+            default = d.next_of(item.step, item.following)
+            item.next_step, item.next_due = default, now
+            if kind == "wait":
+                if "duration" in item.step:
+                    item.next_due = now + d.duration(item.step["duration"], "duration")
+                else:
+                    at, days = d.until_spec(item.step["until"], "until")
+                    zone = self._zone(session, item.run.workspace_id)
+                    item.next_due = d.wait_until(now, at, days, zone)
+                item.result = f"waited until {item.next_due.isoformat()}"
+            elif kind == "wait_event":
+                if item.event_matched:
+                    item.result = f"event:{item.step['event']}"
+                else:
+                    item.result = "timeout"
+                    item.next_step = d._target(item.step, "timeout_next", item.following)
+            elif kind == "branch":
+                branches[(item.run.journey_id, item.run.version, item.step_id)].append(item)
+            elif kind == "split":
+                paths = item.step["paths"]
+                pick = d.split_pick(item.run_id, item.step_id, paths)
+                p = paths[pick]
+                item.next_step = (
+                    p["next"] if p.get("next") is not None else (d.END if "next" in p else default)
+                )
+                item.result = f"split:{p.get('name') or pick}"
+                item.detail = {"path": pick}
+        for group in branches.values():
+            assert group[0].step is not None and group[0].run is not None
+            hit = self._matching(
+                session, group[0].run.workspace_id, group[0].step["condition"], group, now
+            )
+            for item in group:
+                assert item.step is not None
+                yes = item.run_id in hit
+                item.next_step = d._target(item.step, "then" if yes else "else", item.following)
+                item.result = "branch:then" if yes else "branch:else"
+
+    def _matching(
+        self,
+        session: Session,
+        workspace_id: str,
+        condition: Any,
+        items: list[_Item],
+        now: datetime,
+    ) -> set[str]:
+        """Run ids among ``items`` whose contact matches ``condition`` now."""
+        from liebian.segments.evaluation import evaluate
+
+        by_contact: dict[str, list[str]] = defaultdict(list)
+        for item in items:
+            assert item.run is not None
+            by_contact[item.run.contact_id].append(item.run_id)
+        try:
+            ids = evaluate(
+                session, self.event_store, workspace_id, condition, list(by_contact), now=now
+            )
+        except Exception:
+            log.exception("journey condition failed to evaluate; treated as not matching")
+            return set()
+        return {run for contact in ids for run in by_contact.get(contact, [])}
+
+    # -- phase 2b: outside effects ----------------------------------------------------------
+
+    def _effects(self, items: list[_Item], now: datetime) -> None:
+        work = [
+            i
+            for i in items
+            if i.status == "done" and i.step is not None and i.step["type"] in d.EXTERNAL
+        ]
+        if not work:
+            return
+        contexts = self._contexts([i for i in work if i.step and i.step["type"] == "send"])
+        futures = [
+            (item, self._pool.submit(self._effect, item, now, contexts.get(item.run_id)))
+            for item in work
+        ]
+        for item, future in futures:
+            try:
+                future.result()
+            except Exception as exc:  # a bug in one effect must not stop the batch
+                log.exception("journey step %s failed", item.execution_id)
+                self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
+
+    def _effect(self, item: _Item, now: datetime, context: dict[str, Any] | None) -> None:
+        assert item.step is not None and item.run is not None
+        key = f"{item.run_id}:{item.step_id}"
+        if item.step["type"] == "webhook":
+            body = orjson.dumps(
+                {
+                    "journey_id": item.run.journey_id,
+                    "run_id": item.run_id,
+                    "step_id": item.step_id,
+                    "contact_id": item.run.contact_id,
+                    "payload": item.step.get("payload") or {},
+                    "attempt": item.attempts,
+                }
+            )
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "Idempotency-Key": key,
+                "Liebian-Attempt": str(item.attempts),
+            }
+            try:
+                response = self.http.post(item.step["url"], content=body, headers=headers)
+            except Exception as exc:
+                self._failure(item, now, f"{type(exc).__name__}: {exc}")
+                return
+            if 200 <= response.status_code < 300:
+                item.result = "sent"
+                item.detail = {"http_status": response.status_code}
+            else:
+                self._failure(item, now, f"HTTP {response.status_code}")
+            return
+        self._send(item, now, context or {}, key)
+
+    def _send(self, item: _Item, now: datetime, context: dict[str, Any], key: str) -> None:
+        assert item.step is not None and item.run is not None
+        try:
+            from liebian.channels.service import (  # type: ignore[import-not-found,unused-ignore]
+                SendRequest,
+                send,
+            )
+        except ImportError:
+            item.status, item.result = "failed", "channels are not installed in this build"
+            return
+        try:
+            content = render_content(item.step["content"], context)
+        except MissingField as exc:
+            item.status, item.result = "failed", f"missing_field: {exc}"
+            return
+        with session_scope(self.sessions) as session:
+            outcome = send(
+                session,
+                self.runtime,
+                SendRequest(
+                    workspace_id=item.run.workspace_id,
+                    channel_id=item.step["channel_id"],
+                    contact_id=item.run.contact_id,
+                    content=content,
+                    idempotency_key=key,
+                    source="journey",
+                    category=item.step.get("category", "marketing"),
+                ),
+            )
+        status = getattr(outcome, "status", "failed")
+        item.detail = {"provider_message_id": getattr(outcome, "provider_message_id", None)}
+        if status == "sent":
+            item.result = "sent"
+        elif status == "deferred" and getattr(outcome, "deferred_until", None) is not None:
+            item.retry_at = outcome.deferred_until
+            item.result = f"deferred:{getattr(outcome, 'reason', None) or 'quiet_hours'}"
+        elif status == "suppressed":
+            item.result = f"suppressed:{getattr(outcome, 'reason', '')}"
+        elif status == "pending_staff":
+            item.result = "pending_staff"
+        else:
+            self._failure(item, now, f"send failed: {getattr(outcome, 'reason', '')}")
+
+    def _failure(self, item: _Item, now: datetime, why: str) -> None:
+        """Retry later with backoff; after the last attempt the step fails and the run goes
+        on (the explain view shows why)."""
+        if item.attempts < self.config.max_attempts:
+            item.retry_at = now + self.config.retry_backoff * (2 ** (item.attempts - 1))
+            item.result = f"retry: {why}"
+        else:
+            item.status, item.result = "failed", why
+
+    def _contexts(self, items: list[_Item]) -> dict[str, dict[str, Any]]:
+        if not items:
+            return {}
+        from liebian.contacts.attributes import values_of
+        from liebian.contacts.models import Contact, ContactTag, Tag
+
+        out: dict[str, dict[str, Any]] = {}
+        cipher = getattr(self.runtime, "cipher", None)
+        with self.sessions() as session:
+            for item in items:
+                assert item.run is not None
+                contact = session.get(Contact, item.run.contact_id)
+                if contact is None:
+                    continue
+                fields: dict[str, Any] = {
+                    "id": contact.id,
+                    "external_id": contact.external_id,
+                    "orders_count": contact.orders_count,
+                }
+                nickname = cipher.decrypt(contact.nickname_enc) if cipher is not None else None
+                for k, v in (
+                    ("nickname", nickname),
+                    ("first_channel", contact.first_channel),
+                    ("last_channel", contact.last_channel),
+                ):
+                    if v:
+                        fields[k] = v
+                attributes = {
+                    k: v
+                    for k, v in values_of(session, contact.workspace_id, contact.id).items()
+                    if v is not None
+                }
+                tags = list(
+                    session.scalars(
+                        select(Tag.name)
+                        .join(ContactTag, ContactTag.tag_id == Tag.id)
+                        .where(ContactTag.contact_id == contact.id)
+                    )
+                )
+                out[item.run_id] = {
+                    "contact": fields,
+                    "attributes": attributes,
+                    "tags": tags,
+                    "journey": {"name": self._journey_name(session, item.run.journey_id)},
+                }
+        return out
+
+    def _journey_name(self, session: Session, journey_id: str) -> str:
+        if journey_id not in self._names:
+            self._names[journey_id] = (
+                session.scalar(select(Journey.name).where(Journey.id == journey_id)) or ""
+            )
+        return self._names[journey_id]
+
+    # -- phase 3: mark ------------------------------------------------------------------------
+
+    def _mark(self, items: list[_Item], now: datetime, out: BatchResult) -> None:
+        with session_scope(self.sessions) as session:
+            for item in items:
+                with session.begin_nested():
+                    self._mark_one(session, item, now, out)
+
+    def _mark_one(self, session: Session, item: _Item, now: datetime, out: BatchResult) -> None:
+        if item.retry_at is not None:
+            if repository.postpone(
+                session, item.execution_id, item.token, item.retry_at, item.result
+            ):
+                out.postponed += 1
+            else:
+                out.lost += 1
+            return
+        if item.status == "done" and item.step is not None and item.step["type"] not in d.EXTERNAL:
+            try:
+                with session.begin_nested():
+                    self._apply(session, item, now)
+            except DomainError as exc:
+                item.status, item.result = "failed", f"{exc.code}: {exc.message}"
+            except MissingField as exc:
+                item.status, item.result = "failed", f"missing_field: {exc}"
+        next_step = item.next_step if item.status != "skipped" else None
+        if item.status == "failed":
+            # A failed action does not strand the person: the run goes on.
+            assert item.step is not None
+            next_step = d.next_of(item.step, item.following)
+        if not repository.mark(
+            session,
+            item.execution_id,
+            item.token,
+            status=item.status,
+            result=item.result or item.status,
+            now=now,
+            detail=item.detail,
+            next_step_id=next_step,
+        ):
+            out.lost += 1
+            return
+        out.by_result[item.result.split(":")[0] or item.status] += 1
+        if item.status == "failed":
+            out.failed += 1
+        else:
+            out.done += 1
+        assert item.run is not None or item.status == "skipped"
+        if item.run is None:
+            return
+        if item.exit_reason is not None:
+            repository.finish_run(session, item.run_id, "exited", now, item.exit_reason)
+            return
+        if item.status == "skipped":
+            return
+        if next_step is None or next_step == d.END:
+            repository.finish_run(session, item.run_id, "completed", now)
+            return
+        assert item.definition is not None
+        nxt = d.step_map(item.definition)[next_step][0]
+        due = item.next_due or now
+        waiting = None
+        if nxt["type"] == "wait_event":
+            waiting = nxt["event"]
+            due = due + d.duration(nxt["timeout"], "timeout")
+        repository.insert_steps(
+            session,
+            [
+                repository.step_row(
+                    item.run_id, item.run.workspace_id, item.run.journey_id, nxt, due, now, waiting
+                )
+            ],
+        )
+        repository.set_current(session, item.run_id, next_step)
+
+    def _apply(self, session: Session, item: _Item, now: datetime) -> None:
+        """The database effects of an action, in the mark transaction: exactly once with it."""
+        assert item.step is not None and item.run is not None
+        step, run = item.step, item.run
+        kind = step["type"]
+        reason = f"journey:{run.journey_id}"
+        if kind in ("add_tag", "remove_tag"):
+            from liebian.contacts import tags
+
+            fn = tags.add_tags if kind == "add_tag" else tags.remove_tags
+            changed = fn(
+                session,
+                run.workspace_id,
+                [run.contact_id],
+                step["tag_ids"],
+                source="api",
+                reason=reason,
+            )
+            item.result = f"{kind}:{changed}"
+        elif kind == "set_attribute":
+            from liebian.contacts.attributes import set_attributes
+
+            set_attributes(session, run.workspace_id, run.contact_id, step["values"])
+            item.result = "set"
+        elif kind == "grant_reward":
+            from liebian.rewards.service import Grant, grant
+
+            entry, created = grant(
+                session,
+                Grant(
+                    workspace_id=run.workspace_id,
+                    contact_id=run.contact_id,
+                    key=f"journey:{run.id}:{step['id']}",
+                    kind=step["kind"],
+                    amount=int(step["amount"]),
+                    name=step.get("name", ""),
+                    campaign_id=step.get("campaign_id"),
+                    currency=step.get("currency", "CNY"),
+                    reason="journey",
+                    status="issued",
+                    meta={"journey_id": run.journey_id, "run_id": run.id},
+                ),
+            )
+            item.result = "granted" if created else "granted_before"
+            item.detail = {"reward_entry_id": entry.id}
+        elif kind == "enrol_journey":
+            from liebian.automation.service import enrol
+
+            other = repository.get(session, run.workspace_id, step["journey_id"])
+            if other is None or other.status != "live":
+                item.status, item.result = "failed", "journey_not_live"
+                return
+            got = enrol(
+                session,
+                other,
+                [run.contact_id],
+                trigger=f"journey:{run.journey_id}",
+                trigger_key=f"{run.id}:{step['id']}",
+                now=now,
+            )
+            item.result = "enrolled" if got.entered else "not_enrolled:entry_rule"
+        elif kind == "task":
+            item.result = self._task(session, item, now)
+
+    def _task(self, session: Session, item: _Item, now: datetime) -> str:
+        assert item.step is not None and item.run is not None
+        try:
+            from liebian.channels import tasks  # type: ignore[attr-defined,unused-ignore]
+        except ImportError:
+            item.status = "failed"
+            return "staff tasks are not installed in this build (channels.tasks)"
+        context = self._contexts([item]).get(item.run_id, {})
+        title = render(item.step["title"], context)
+        note = render(item.step.get("note") or "", context)
+        task = tasks.create_task(
+            session,
+            workspace_id=item.run.workspace_id,
+            contact_id=item.run.contact_id,
+            title=title,
+            note=note,
+            assignee=item.step.get("assignee"),
+            source="journey",
+            idempotency_key=f"{item.run_id}:{item.step_id}",
+        )
+        item.detail = {"task_id": getattr(task, "id", None)}
+        return "task_created"
+
+
+def _client(config: ExecutorConfig) -> httpx.Client:
+    from liebian.kit.netguard import PinnedTransport
+
+    transport = PinnedTransport(allowed=(), allow_all=config.allow_private)
+    limits = httpx.Limits(
+        max_connections=config.effect_threads * 2,
+        max_keepalive_connections=config.effect_threads * 2,
+    )
+    return httpx.Client(
+        timeout=config.http_timeout, follow_redirects=False, transport=transport, limits=limits
+    )
+
+
+class ExecutorThread:
+    """Runs the executor in the background: a batch, then the next at once while there is
+    work, else a short sleep (so a step due at T runs well within 1 s of T)."""
+
+    def __init__(self, executor: Executor, interval: float = 0.2) -> None:
+        self.executor = executor
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="liebian-journeys", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                got = self.executor.run_once()
+                self.last_error = None
+            except Exception as exc:
+                log.exception("journey executor batch failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                got = BatchResult()
+            if got.claimed == 0:
+                self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.executor.close()

@@ -1,0 +1,285 @@
+"""All SQL of journeys: runs and step rows written set-based, the claim, the marks."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from liebian.automation.models import Journey, JourneyRun, JourneyStepExecution, JourneyVersion
+from liebian.kit.ids import new_id
+
+E = JourneyStepExecution
+_CHUNK = 500
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    make: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    return make(table)
+
+
+@functools.cache
+def _insert_runs_stmt(dialect: str) -> Any:
+    # No conflict target: either unique (entry key, or one active run per contact) refuses.
+    return (
+        _insert(dialect, JourneyRun.__table__)
+        .on_conflict_do_nothing()
+        .returning(JourneyRun.__table__.c.id, JourneyRun.__table__.c.contact_id)
+    )
+
+
+@functools.cache
+def _insert_steps_stmt(dialect: str) -> Any:
+    return _insert(dialect, E.__table__).on_conflict_do_nothing(
+        index_elements=["run_id", "step_id"]
+    )
+
+
+def get(session: Session, workspace_id: str, journey_id: str) -> Journey | None:
+    journey = session.get(Journey, journey_id)
+    return journey if journey is not None and journey.workspace_id == workspace_id else None
+
+
+def by_name(session: Session, workspace_id: str, name: str) -> Journey | None:
+    return session.scalars(
+        select(Journey).where(Journey.workspace_id == workspace_id, Journey.name == name)
+    ).first()
+
+
+def version(session: Session, journey_id: str, number: int) -> JourneyVersion | None:
+    return session.get(JourneyVersion, (journey_id, number))
+
+
+def insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Insert runs, skipping any an entry rule's unique key refuses; (run id, contact id) of
+    the new ones."""
+    if not rows:
+        return []
+    stmt = _insert_runs_stmt(session.get_bind().dialect.name)
+    out: list[tuple[str, str]] = []
+    for start in range(0, len(rows), _CHUNK):
+        # One statement per row: a batch with RETURNING would stop at the first conflict on
+        # some drivers, and SQLite reports the inserted rows only this way.
+        for row in rows[start : start + _CHUNK]:
+            got = session.execute(stmt, row).first()
+            if got is not None:
+                out.append((got[0], got[1]))
+    return out
+
+
+def insert_steps(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        stmt = _insert_steps_stmt(session.get_bind().dialect.name)
+        for start in range(0, len(rows), _CHUNK):
+            session.execute(stmt, rows[start : start + _CHUNK])
+
+
+def step_row(
+    run_id: str,
+    workspace_id: str,
+    journey_id: str,
+    step: dict[str, Any],
+    due: datetime,
+    now: datetime,
+    waiting_event: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": new_id("jse"),
+        "workspace_id": workspace_id,
+        "journey_id": journey_id,
+        "run_id": run_id,
+        "step_id": step["id"],
+        "step_type": step["type"],
+        "status": "pending",
+        "due_at": due,
+        "lease_until": None,
+        "claim_token": None,
+        "attempts": 0,
+        "waiting_event": waiting_event,
+        "event_matched": False,
+        "result": None,
+        "detail": None,
+        "next_step_id": None,
+        "created_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+
+
+def latest_entries(
+    session: Session, journey_id: str, contact_ids: Sequence[str]
+) -> dict[str, datetime]:
+    out: dict[str, datetime] = {}
+    for start in range(0, len(contact_ids), _CHUNK):
+        rows = session.execute(
+            select(JourneyRun.contact_id, func.max(JourneyRun.entered_at))
+            .where(
+                JourneyRun.journey_id == journey_id,
+                JourneyRun.contact_id.in_(contact_ids[start : start + _CHUNK]),
+            )
+            .group_by(JourneyRun.contact_id)
+        )
+        out.update({c: t for c, t in rows})
+    return out
+
+
+def claim(
+    session: Session, now: datetime, lease_until: datetime, token: str, limit: int
+) -> list[tuple[str, str, str, int]]:
+    """Take up to ``limit`` due steps of live journeys whose lease is free: (execution id,
+    run id, step id, attempts). On PostgreSQL concurrent workers skip each other's rows
+    (``FOR UPDATE SKIP LOCKED``); on SQLite the write transaction is already exclusive."""
+    not_live = select(Journey.id).where(Journey.status != "live")
+    due = (
+        select(E.id)
+        .where(
+            E.status == "pending",
+            E.due_at <= now,
+            or_(E.lease_until.is_(None), E.lease_until <= now),
+            E.journey_id.not_in(not_live),
+        )
+        .order_by(E.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=E)
+    )
+    stmt = (
+        update(E)
+        .where(E.id.in_(due.scalar_subquery()))
+        .values(
+            lease_until=lease_until,
+            claim_token=token,
+            attempts=E.attempts + 1,
+            started_at=func.coalesce(E.started_at, now),
+        )
+        .returning(E.id, E.run_id, E.step_id, E.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    return [(a, b, c, d) for a, b, c, d in session.execute(stmt)]
+
+
+def mark(
+    session: Session,
+    execution_id: str,
+    token: str,
+    *,
+    status: str,
+    result: str,
+    now: datetime,
+    detail: dict[str, Any] | None = None,
+    next_step_id: str | None = None,
+) -> bool:
+    """Finish a claimed step; False when the claim was lost (its lease expired and another
+    worker took it), in which case the caller must not write anything else for it."""
+    got = session.execute(
+        update(E)
+        .where(E.id == execution_id, E.claim_token == token, E.status == "pending")
+        .values(
+            status=status,
+            result=result[:300],
+            detail=detail,
+            next_step_id=next_step_id,
+            finished_at=now,
+            lease_until=None,
+        )
+        .returning(E.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return got is not None
+
+
+def postpone(session: Session, execution_id: str, token: str, due: datetime, why: str) -> bool:
+    """Give a claimed step back to run again at ``due`` (quiet hours, a failed try)."""
+    got = session.execute(
+        update(E)
+        .where(E.id == execution_id, E.claim_token == token, E.status == "pending")
+        .values(due_at=due, lease_until=None, claim_token=None, result=why[:300])
+        .returning(E.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return got is not None
+
+
+def finish_run(
+    session: Session, run_id: str, status: str, now: datetime, reason: str | None = None
+) -> None:
+    session.execute(
+        update(JourneyRun)
+        .where(JourneyRun.id == run_id, JourneyRun.status == "active")
+        .values(status=status, finished_at=now, exit_reason=reason, current_step=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def set_current(session: Session, run_id: str, step_id: str) -> None:
+    session.execute(
+        update(JourneyRun)
+        .where(JourneyRun.id == run_id, JourneyRun.status == "active")
+        .values(current_step=step_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def runs_by_id(session: Session, ids: Iterable[str]) -> dict[str, JourneyRun]:
+    wanted = list(dict.fromkeys(ids))
+    out: dict[str, JourneyRun] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        out.update(
+            (r.id, r)
+            for r in session.scalars(
+                select(JourneyRun).where(JourneyRun.id.in_(wanted[start : start + _CHUNK]))
+            )
+        )
+    return out
+
+
+def exit_active_runs(session: Session, journey_id: str, now: datetime, reason: str) -> int:
+    ids = list(
+        session.scalars(
+            select(JourneyRun.id).where(
+                JourneyRun.journey_id == journey_id, JourneyRun.status == "active"
+            )
+        )
+    )
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        session.execute(
+            update(JourneyRun)
+            .where(JourneyRun.id.in_(chunk))
+            .values(status="exited", exit_reason=reason, finished_at=now, current_step=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(E)
+            .where(E.run_id.in_(chunk), E.status == "pending")
+            .values(status="skipped", result=f"exited:{reason}", finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return len(ids)
+
+
+def match_waiting(
+    session: Session, workspace_id: str, event: str, contact_ids: Sequence[str], now: datetime
+) -> int:
+    """A wait_event step of these contacts waiting for ``event`` becomes due now."""
+    if not contact_ids:
+        return 0
+    runs = select(JourneyRun.id).where(
+        JourneyRun.workspace_id == workspace_id,
+        JourneyRun.status == "active",
+        JourneyRun.contact_id.in_(list(contact_ids)),
+    )
+    got = session.execute(
+        update(E)
+        .where(
+            and_(E.waiting_event == event, E.status == "pending", E.event_matched.is_(False)),
+            E.run_id.in_(runs),
+        )
+        .values(event_matched=True, due_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(got, "rowcount", 0) or 0)
