@@ -47,7 +47,9 @@ def test_definitions_refused_with_the_field_to_fix() -> None:
     _refused(orphan, "unreachable_step", "steps[1]", require_reachable=True)
     split = {"id": "s", "type": "split", "paths": [{"percent": 50}, {"percent": 40}]}
     _refused(_steps(split), "invalid_journey", "steps[0].paths")
-    _refused(_steps({**wait, "duration": {"days": 500}}), "invalid_journey", "steps[0].duration.days")
+    _refused(
+        _steps({**wait, "duration": {"days": 500}}), "invalid_journey", "steps[0].duration.days"
+    )
     _refused(
         _steps({"id": "u", "type": "wait", "until": {"time": "25:00"}}),
         "invalid_journey",

@@ -181,3 +181,57 @@ def test_exit_condition_and_archive(runtime: Runtime) -> None:
         assert ex.run_until_idle() == 0
     finally:
         ex.close()
+
+
+def test_send_step_through_channels_quiet_hours_template_and_task(runtime: Runtime) -> None:
+    from datetime import UTC, datetime
+
+    from liebian.channels.config import ChannelInput, create_channel
+    from liebian.channels.models import StaffTask
+    from liebian.contacts.service import ContactInput, upsert
+
+    sessions = runtime.sessions
+    ws, _ = workspace_with_contacts(sessions, 0)
+    with session_scope(sessions) as s:
+        people = [
+            upsert(s, runtime.cipher, ws, ContactInput(external_id="n1", nickname="小红")).id,
+            upsert(s, runtime.cipher, ws, ContactInput(external_id="n2")).id,
+        ]
+    # 22:00 in Shanghai: inside the default quiet hours (21:00–09:00).
+    clock = Clock(datetime(2026, 3, 2, 14, 0, tzinfo=UTC))
+    with counting_receiver() as rx:
+        with session_scope(sessions) as s:
+            chn, _secret = create_channel(
+                s, runtime, ws, ChannelInput(kind="webhook", name="hook", config={"url": rx.url})
+            )
+            definition = {
+                "trigger": {"type": "manual"},
+                "steps": [
+                    {"id": "hi", "type": "send", "channel_id": chn.id,
+                     "content": {"text": "{{ contact.nickname | default('朋友') }}，欢迎加入"}},
+                    {"id": "call", "type": "task", "title": "1v1 回访 {{ contact.external_id }}"},
+                ],
+            }  # fmt: skip
+            j = service.create(s, ws, "欢迎", definition)
+            service.publish(s, j)
+            service.enrol(s, j, people, trigger="manual", now=clock())
+        ex = _executor(runtime, clock)
+        try:
+            ex.run_until_idle()
+            assert rx.total == 0  # deferred to 09:00
+            with session_scope(sessions) as s:
+                waiting = list(s.scalars(select(JourneyStepExecution)))
+                assert {e.result for e in waiting} == {"deferred:quiet_hours"}
+                assert {e.status for e in waiting} == {"pending"}
+            clock.advance(hours=11, minutes=1)
+            ex.run_until_idle()
+            assert ex.run_until_idle() == 0
+        finally:
+            ex.close()
+    assert rx.total == 2 and set(rx.keys.values()) == {1}
+    texts = sorted(b.get("content", b).get("text", "") for b in rx.bodies)
+    assert texts == sorted(["朋友，欢迎加入", "小红，欢迎加入"]), rx.bodies
+    with session_scope(sessions) as s:
+        tasks = sorted(t.title for t in s.scalars(select(StaffTask)))
+        assert tasks == ["1v1 回访 n1", "1v1 回访 n2"]
+        assert {r.status for r in s.scalars(select(JourneyRun))} == {"completed"}

@@ -104,6 +104,10 @@ class Executor:
         http: httpx.Client | None = None,
     ) -> None:
         self.sessions = sessions
+        # Reads (runs, conditions, template context) never take SQLite's writer lock.
+        self.read_sessions: sessionmaker[Session] = (
+            runtime.read_sessions if runtime is not None else sessions
+        )
         self.clock = clock
         self.config = config or ExecutorConfig()
         self.runtime = runtime
@@ -118,6 +122,7 @@ class Executor:
         self._definitions: dict[tuple[str, int], dict[str, Any]] = {}
         self._zones: dict[str, str] = {}
         self._names: dict[str, str] = {}
+        self._context: dict[str, dict[str, Any]] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -147,9 +152,15 @@ class Executor:
         if not claimed:
             return out
         items = [_Item(e, r, s, a, bool(matched.get(e)), token) for e, r, s, a in claimed]
-        with self.sessions() as reader:
+        with self.read_sessions() as reader:
             self._load(reader, items)
             self._decide(reader, items, now)
+        templated = [
+            i
+            for i in items
+            if i.status == "done" and i.step is not None and i.step["type"] in ("send", "task")
+        ]
+        self._context = self._contexts(templated)
         self._effects(items, now)
         self._mark(items, now, out)
         return out
@@ -289,9 +300,8 @@ class Executor:
         ]
         if not work:
             return
-        contexts = self._contexts([i for i in work if i.step and i.step["type"] == "send"])
         futures = [
-            (item, self._pool.submit(self._effect, item, now, contexts.get(item.run_id)))
+            (item, self._pool.submit(self._effect, item, now, self._context.get(item.run_id)))
             for item in work
         ]
         for item, future in futures:
@@ -336,46 +346,48 @@ class Executor:
 
     def _send(self, item: _Item, now: datetime, context: dict[str, Any], key: str) -> None:
         assert item.step is not None and item.run is not None
-        try:
-            from liebian.channels.service import (  # type: ignore[import-not-found,unused-ignore]
-                SendRequest,
-                send,
-            )
-        except ImportError:
-            item.status, item.result = "failed", "channels are not installed in this build"
-            return
+        from liebian.channels.service import SendRequest, send
+
         try:
             content = render_content(item.step["content"], context)
         except MissingField as exc:
             item.status, item.result = "failed", f"missing_field: {exc}"
             return
-        with session_scope(self.sessions) as session:
-            outcome = send(
-                session,
-                self.runtime,
-                SendRequest(
-                    workspace_id=item.run.workspace_id,
-                    channel_id=item.step["channel_id"],
-                    contact_id=item.run.contact_id,
-                    content=content,
-                    idempotency_key=key,
-                    source="journey",
-                    category=item.step.get("category", "marketing"),
-                ),
-            )
-        status = getattr(outcome, "status", "failed")
-        item.detail = {"provider_message_id": getattr(outcome, "provider_message_id", None)}
+        request = SendRequest(
+            workspace_id=item.run.workspace_id,
+            channel_id=item.step["channel_id"],
+            contact_id=item.run.contact_id,
+            content=content,
+            idempotency_key=key,
+            source="journey",
+            category=item.step.get("category", "marketing"),
+        )
+        try:
+            with self.sessions() as session:
+                outcome = send(session, self.runtime, request, now=now)
+        except DomainError as exc:
+            item.status, item.result = "failed", f"{exc.code}: {exc.message}"
+            return
+        status = outcome.status
+        item.detail = {
+            "send_id": outcome.send_id,
+            "provider_message_id": outcome.provider_message_id,
+        }
         if status == "sent":
             item.result = "sent"
-        elif status == "deferred" and getattr(outcome, "deferred_until", None) is not None:
-            item.retry_at = outcome.deferred_until
-            item.result = f"deferred:{getattr(outcome, 'reason', None) or 'quiet_hours'}"
+        elif status == "deferred":
+            # Quiet hours or a cap: the step waits for the window; "in flight" (another
+            # worker holds the send): look again after the channel's lease.
+            item.retry_at = outcome.deferred_until or now + self.config.lease
+            item.result = f"deferred:{outcome.reason or 'quiet_hours'}"
         elif status == "suppressed":
-            item.result = f"suppressed:{getattr(outcome, 'reason', '')}"
+            item.result = f"suppressed:{outcome.reason}"
         elif status == "pending_staff":
             item.result = "pending_staff"
+        elif outcome.retryable:
+            self._failure(item, now, f"send failed: {outcome.reason or outcome.error}")
         else:
-            self._failure(item, now, f"send failed: {getattr(outcome, 'reason', '')}")
+            item.status, item.result = "failed", f"send failed: {outcome.reason or outcome.error}"
 
     def _failure(self, item: _Item, now: datetime, why: str) -> None:
         """Retry later with backoff; after the last attempt the step fails and the run goes
@@ -394,7 +406,7 @@ class Executor:
 
         out: dict[str, dict[str, Any]] = {}
         cipher = getattr(self.runtime, "cipher", None)
-        with self.sessions() as session:
+        with self.read_sessions() as session:
             for item in items:
                 assert item.run is not None
                 contact = session.get(Contact, item.run.contact_id)
@@ -581,25 +593,23 @@ class Executor:
 
     def _task(self, session: Session, item: _Item, now: datetime) -> str:
         assert item.step is not None and item.run is not None
-        try:
-            from liebian.channels import tasks  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
-            item.status = "failed"
-            return "staff tasks are not installed in this build (channels.tasks)"
-        context = self._contexts([item]).get(item.run_id, {})
+        from liebian.channels import tasks
+
+        context = self._context.get(item.run_id, {})
         title = render(item.step["title"], context)
         note = render(item.step.get("note") or "", context)
         task = tasks.create_task(
             session,
-            workspace_id=item.run.workspace_id,
+            item.run.workspace_id,
+            title=title[:200],
+            body=note,
+            kind="journey",
             contact_id=item.run.contact_id,
-            title=title,
-            note=note,
             assignee=item.step.get("assignee"),
             source="journey",
-            idempotency_key=f"{item.run_id}:{item.step_id}",
+            dedupe_key=f"{item.run_id}:{item.step_id}",
         )
-        item.detail = {"task_id": getattr(task, "id", None)}
+        item.detail = {"task_id": task.id}
         return "task_created"
 
 

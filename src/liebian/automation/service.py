@@ -104,13 +104,11 @@ def check_definition(
 
 
 def _check_channels(session: Session, workspace_id: str, refs: list[tuple[str, str]]) -> None:
-    """Channel ids must name a configured channel, once the channels package exists."""
+    """Channel ids must name a configured channel of the workspace."""
     if not refs:
         return
-    try:
-        from liebian.channels.models import Channel  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
+    from liebian.channels.models import Channel
+
     for path, cid in refs:
         channel = session.get(Channel, cid)
         if channel is None or channel.workspace_id != workspace_id:
