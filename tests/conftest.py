@@ -111,6 +111,9 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         segments_rebuild_interval=0,
         journeys_interval=0,
         gc_freeze=False,
+        # No test reaches the internet: WeCom API calls go nowhere unless a test starts the
+        # loopback fake (tests/connectors/wecom_fake.py) and points this at it.
+        wecom_api_base="http://127.0.0.1:9",
     )
 
 

@@ -143,4 +143,16 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
             settings.people_interval if settings.jobs_interval > 0 else 0,
             people_job(runtime),
         ),
+        # WeCom connector: contacts' tag changes → corp tags (connectors/wecom/tags.py).
+        PeriodicJob(
+            "wecom_tags",
+            settings.wecom_tag_push_interval if settings.jobs_interval > 0 else 0,
+            wecom_tags_job(runtime),
+        ),
     ]
+
+
+def wecom_tags_job(runtime: Runtime) -> Callable[[], Any]:
+    from liebian.connectors.wecom.tags import push_tag_changes
+
+    return lambda: push_tag_changes(runtime)

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     wecom_callback_max_age: float = 300.0
     wecom_timeout: float = 10.0
+    # Seconds between pushes of contacts' tag changes to WeCom's corp tags (0 = off; also off
+    # while jobs_interval is 0).
+    wecom_tag_push_interval: float = 30.0
     # Journeys (automation/executor.py): seconds the embedded executor sleeps when no step is
     # due (0: off, e.g. when separate `liebian worker` processes do the work), and how long a
     # claimed step is left to its worker before another may take it over.

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
-from liebian.connectors.wecom import service
+from liebian.connectors.wecom import service, tags
 from liebian.connectors.wecom.schemas import (
     CheckOut,
     ConnectionIn,
@@ -20,6 +20,8 @@ from liebian.connectors.wecom.schemas import (
     MassSendIn,
     MassSendOut,
     ReceiptsOut,
+    TagMapOut,
+    TagSyncOut,
     WayIn,
     WayList,
     WayOut,
@@ -117,6 +119,18 @@ def receipts(
 ) -> ReceiptsOut:
     """Mass messages each customer received this month, and what is left under the cap."""
     return ReceiptsOut(**service.monthly_receipts(session, principal, external_userid))
+
+
+@router.post("/tags/sync", response_model=TagSyncOut)
+def sync_tags(principal: PrincipalDep, runtime: RuntimeDep) -> TagSyncOut:
+    """Read WeCom's corp tags and mirror them as liebian tags (tagging a contact with a
+    mirrored tag is then pushed to WeCom by the scheduler's ``wecom_tags`` job)."""
+    return TagSyncOut(**tags.sync_corp_tags(runtime, principal))
+
+
+@router.get("/tags", response_model=TagMapOut)
+def tag_map(principal: PrincipalDep, runtime: RuntimeDep) -> TagMapOut:
+    return TagMapOut.model_validate({"items": tags.tag_map(runtime, principal)})
 
 
 # -- the callback URL WeCom calls ----------------------------------------------------------

@@ -47,6 +47,8 @@ class WecomConnection(Base):
     # Bumped whenever a secret changes: cached access tokens of the old secret are dropped.
     version: Mapped[int] = mapped_column(Integer, default=1)
     last_callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The last tag_changes row pushed to WeCom (tags.py: liebian → WeCom corp tag mirror).
+    tag_cursor: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -106,3 +106,22 @@ class ReceiptsOut(BaseModel):
     month: str
     cap: int
     items: list[ReceiptItem]
+
+
+class TagSyncOut(BaseModel):
+    created: int = Field(description="liebian tags made for new corp tags")
+    linked: int = Field(description="corp tags linked to a liebian tag of the same name")
+    renamed: int
+    unlinked: int = Field(description="corp tags gone from WeCom (their liebian tags stay)")
+    skipped: int = Field(description="names taken by a rule tag or another mirrored tag")
+
+
+class TagMapItem(BaseModel):
+    corp_tag_id: str
+    tag_id: str
+    name: str
+    corp_group_name: str
+
+
+class TagMapOut(BaseModel):
+    items: list[TagMapItem]

@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("secret_hint", sa.String(length=16), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("last_callback_at", liebian.kit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("tag_cursor", sa.String(length=40), nullable=True),
         sa.Column("created_at", liebian.kit.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", liebian.kit.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
