@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from wecom_fake import (
     AES_KEY,
@@ -43,6 +44,8 @@ def _workspace(runtime: Runtime) -> tuple[str, dict[str, str]]:
         return ws.id, {"Authorization": f"Bearer {key}"}
 
 
+# The HTTP contract: one backend (storage behaviour runs on both in test_wecom_storage.py).
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_connect_callbacks_and_client_calls(settings: Settings, runtime: Runtime) -> None:
     from liebian.app.factory import create_app
 
