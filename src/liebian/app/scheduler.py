@@ -89,6 +89,14 @@ def fission_job(runtime: Runtime) -> Callable[[], Any]:
     return lambda: run_fission_jobs(runtime.sessions, utcnow())
 
 
+def channels_job(runtime: Runtime) -> Callable[[], Any]:
+    """Carry on channel sends nobody will call again: claims left by dead processes (lookup,
+    then resend with the same key) and sends deferred by quiet hours (channels/service.py)."""
+    from liebian.channels.service import recover
+
+    return lambda: recover(runtime)
+
+
 def people_job(runtime: Runtime) -> Callable[[], Any]:
     """Reconcile contacts' computed attributes from the event store (contacts/computed.py)."""
     from liebian.contacts.computed import reconcile_all
@@ -138,6 +146,7 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
         PeriodicJob("fission", settings.jobs_interval, fission_job(runtime)),
         PeriodicJob("webhooks", settings.webhook_interval, webhook_job(runtime, client)),
         PeriodicJob("segments", settings.segments_rebuild_interval, segments_job(runtime)),
+        PeriodicJob("channels", settings.jobs_interval, channels_job(runtime)),
         PeriodicJob(
             "people",
             settings.people_interval if settings.jobs_interval > 0 else 0,

@@ -136,6 +136,12 @@ def wire(runtime: Runtime) -> list[Component]:
     from liebian.communities.wiring import install as install_communities
 
     install_communities(runtime)
+    # Channels: configuration, send, opt-outs, staff tasks (API) and the unsubscribe page.
+    from liebian.channels.api import router as channels_router
+    from liebian.channels.pages import router as channels_pages
+
+    runtime.extras["routers"].append(channels_router)
+    runtime.extras["page_routers"].append(channels_pages)
     # Operator console (/admin): HTML shells that call the JSON API above.
     from liebian.web.console import router as console_router
 

@@ -64,11 +64,7 @@ def create_channel(
     if not name or len(name) > 100:
         raise Invalid("name is required (at most 100 characters)", details={"field": "name"})
     _check_caps(data.cap_count, data.cap_hours, data.monthly_cap)
-    ctx = adapter_context(runtime)
-    try:
-        config, secret = kind.check_config(data.config, data.secret, ctx)
-    finally:
-        ctx.http.close()
+    config, secret = kind.check_config(data.config, data.secret, adapter_context(runtime))
     now = utcnow()
     channel = Channel(
         id=new_id("chn"), workspace_id=workspace_id, kind=kind.kind, name=name, config=config,
@@ -130,13 +126,11 @@ def update_channel(
     channel.cap_count, channel.cap_hours, channel.monthly_cap = new_caps
     if config is not None or secret is not None:
         old_secret = runtime.cipher.decrypt(channel.secret_enc) if channel.secret_enc else None
-        ctx = adapter_context(runtime)
-        try:
-            clean, kept = kind.check_config(
-                config if config is not None else channel.config, secret or old_secret, ctx
-            )
-        finally:
-            ctx.http.close()
+        clean, kept = kind.check_config(
+            config if config is not None else channel.config,
+            secret or old_secret,
+            adapter_context(runtime),
+        )
         channel.config = clean
         channel.secret_enc = runtime.cipher.encrypt(kept) if kept else None
         channel.secret_hint = _hint(kept)

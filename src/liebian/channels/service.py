@@ -29,6 +29,7 @@ after ``deferred_until`` and by the recovery job, which sends it when the window
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -73,16 +74,28 @@ CAP_COUNTED = ("sending", "sent", "pending_staff")
 # -- helpers the API and other domains use ------------------------------------------------------
 
 
+_HTTP_KEY = "channels.http"
+_http_lock = threading.Lock()
+
+
 def adapter_context(runtime: Runtime, http: httpx.Client | None = None) -> AdapterContext:
+    """The SSRF policy and the process's pooled HTTP client for adapters (PinnedTransport:
+    each request resolves its host once, refuses private addresses unless allowed, and
+    connects to the address it checked)."""
     settings = runtime.settings
     networks = parse_networks(settings.allowed_private_networks)
     allow_private = settings.allow_private_webhooks
-    client = http or httpx.Client(
-        timeout=settings.webhook_timeout,
-        follow_redirects=False,
-        transport=PinnedTransport(allowed=networks, allow_all=allow_private),
-    )
-    return AdapterContext(client, allow_private, networks, settings.webhook_timeout)
+    if http is None:
+        with _http_lock:
+            http = runtime.extras.get(_HTTP_KEY)
+            if http is None:
+                http = httpx.Client(
+                    timeout=settings.webhook_timeout,
+                    follow_redirects=False,
+                    transport=PinnedTransport(allowed=networks, allow_all=allow_private),
+                )
+                runtime.extras[_HTTP_KEY] = http
+    return AdapterContext(http, allow_private, networks, settings.webhook_timeout)
 
 
 def workspace_timezone(session: Session, workspace_id: str) -> str:
@@ -438,9 +451,6 @@ def _deliver(
         log.exception("channel %s adapter failed on %s", channel.kind, record.id)
         result = DeliveryResult.fail("adapter_error", f"{type(exc).__name__}: {exc}",
                                      retryable=True)  # fmt: skip
-    finally:
-        if http is None:
-            ctx.http.close()
     done = utcnow()
     values: dict[str, Any] = {"claimed_until": None, "updated_at": done}
     if result.delivered:

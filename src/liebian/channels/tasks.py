@@ -26,6 +26,7 @@ from liebian.events.spool import Spool
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
+from liebian.kit.pagination import paginate
 
 STATUSES = ("open", "done", "cancelled")
 
@@ -100,9 +101,7 @@ def list_tasks(
         query = query.where(StaffTask.assignee == assignee)
     if contact_id is not None:
         query = query.where(StaffTask.contact_id == contact_id)
-    if cursor:
-        query = query.where(StaffTask.id < cursor)
-    return list(session.scalars(query.order_by(StaffTask.id.desc()).limit(limit + 1)))
+    return list(session.scalars(paginate(query, StaffTask.id, cursor, limit)))
 
 
 def mark_done(
