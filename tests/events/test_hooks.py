@@ -104,3 +104,47 @@ def test_a_consumer_failing_on_one_event_does_not_block_the_others(
     with runtime.sessions() as session:  # the failed one is not marked: it can be replayed
         marked = set(session.scalars(select(AppliedEvent.event_id)))
     assert marked == {"ok1", "ok2"}
+
+
+def test_markers_are_pruned_after_their_window_and_recent_ones_still_dedupe(
+    runtime: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from datetime import timedelta
+
+    from liebian.events import hooks, repository
+    from liebian.events.spool import Spool
+    from liebian.kit.clock import utcnow
+    from liebian.kit.db import session_scope
+    from liebian.workspaces.service import bootstrap
+
+    monkeypatch.setattr(hooks, "PRUNE_CHUNK", 3)  # several chunks, several transactions
+    with session_scope(runtime.sessions) as session:
+        ws = bootstrap(session, "hooks")[0].id
+    now = utcnow()
+
+    def event(i: int, days_ago: float) -> HookEvent:
+        at = now - timedelta(days=days_ago)
+        return HookEvent(ws, f"e{i}", "purchase", at, at)
+
+    old = [event(i, 8) for i in range(7)]
+    recent = [event(i, 1) for i in range(7, 10)]
+    with session_scope(runtime.sessions) as session:
+        repository.mark_applied(session, old, now - timedelta(days=8))
+        repository.mark_applied(session, recent, now - timedelta(days=1))
+    worker = hooks.HookWorker(
+        hooks.HookQueue(hooks.HookRegistry(), Spool(tmp_path / "spool")),
+        runtime.sessions,
+        marker_days=7,
+    )
+    assert worker.prune_markers(now) == 7
+    with session_scope(runtime.sessions) as session:
+        left = set(session.scalars(select(AppliedEvent.event_id)))
+        assert left == {"e7", "e8", "e9"}
+        # a replay inside the window is still recognized; a pruned id would apply again
+        assert repository.mark_applied(session, [recent[0], old[0]], now) == [old[0]]
+    assert hooks.HookWorker(worker.queue, runtime.sessions, marker_days=0).prune_markers() == 0
+    # Pacing: a batch that took 0.2 s of the thread's CPU is followed by 0.2 s of rest at a
+    # share of one half (computed, not timed).
+    worker._stop.set()  # rest returns at once
+    worker._rest(0.2)
+    assert worker.rested_seconds == 0.2

@@ -160,7 +160,7 @@ def wire(runtime: Runtime) -> list[Component]:
         # Side effects of events (conversions), applied after the 202 by the hooks worker;
         # the registry is where other parts add their consumers.
         from liebian.campaigns.event_hook import CampaignConversions
-        from liebian.contacts.identity import PeopleConsumer
+        from liebian.contacts.people_hook import PeopleConsumer
 
         registry = HookRegistry()
         registry.register(CampaignConversions())
@@ -168,7 +168,9 @@ def wire(runtime: Runtime) -> list[Component]:
         registry.register(PeopleConsumer(runtime.cipher))
         hooks = open_hooks(runtime.settings.spool_dir, registry)
         runtime.extras["event_hooks"] = hooks
-        runtime.extras["event_hooks_worker"] = HookWorker(hooks, runtime.sessions)
+        runtime.extras["event_hooks_worker"] = HookWorker(
+            hooks, runtime.sessions, marker_days=runtime.settings.hook_marker_days
+        )
     # The scheduler starts after the flusher and so stops before it.
     components: list[Component] = [
         FlusherComponent(runtime),

@@ -14,6 +14,7 @@ Kept current two ways:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,7 +54,22 @@ def rfm_class(
     return _RFM[(recent, orders >= FREQUENT_ORDERS, gmv_cents >= VALUABLE_CENTS)]
 
 
-def touch(contact: Contact, ts: datetime, channel: str | None = None) -> None:
+@dataclass(slots=True)
+class Figures:
+    """A contact's computed columns outside the ORM (the set-based event hook replays a
+    batch's events over these, contacts/people_hook.py); same names as on ``Contact``."""
+
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    first_channel: str | None = None
+    last_channel: str | None = None
+    orders_count: int = 0
+    gmv_cents: int = 0
+    last_order_at: datetime | None = None
+    rfm_class: str | None = None
+
+
+def touch(contact: Contact | Figures, ts: datetime, channel: str | None = None) -> None:
     """The person was active at ``ts`` (through ``channel`` when known)."""
     if contact.first_seen_at is None or ts < contact.first_seen_at:
         contact.first_seen_at = ts
@@ -67,7 +83,9 @@ def touch(contact: Contact, ts: datetime, channel: str | None = None) -> None:
             contact.last_channel = channel[:64]
 
 
-def on_conversion(contact: Contact, name: str, amount: int, ts: datetime, now: datetime) -> None:
+def on_conversion(
+    contact: Contact | Figures, name: str, amount: int, ts: datetime, now: datetime
+) -> None:
     """A conversion newly applied (never a replay: the caller's unique key saw to that)."""
     touch(contact, ts)
     if name == "purchase":

@@ -7,9 +7,9 @@ the other kinds are the person's own, so claiming one held by somebody else is a
 says to merge the two contacts.
 
 ``POST /api/v1/identify`` and every ingested event carrying both ``user_id`` and
-``visitor_id`` (``PeopleConsumer``) write the visitor alias here *and* in the event store's
-``aliases`` table (events/ keeps that one: analytics resolve
-``coalesce(alias.user_id, user_id, visitor_id)`` through it inside the engine).
+``visitor_id`` (``people_hook.PeopleConsumer``, set-based per batch) write the visitor
+alias here *and* in the event store's ``aliases`` table (events/ keeps that one: analytics
+resolve ``coalesce(alias.user_id, user_id, visitor_id)`` through it inside the engine).
 
 Merging moves everything that names the merged contact to the survivor (tags, attributes,
 aliases, participations, referrals, group seats, assists and helps, conversions, rewards —
@@ -21,8 +21,7 @@ writes an audit record.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -42,12 +41,10 @@ from liebian.contacts.models import (
 )
 from liebian.contacts.references import REFERENCES, table
 from liebian.contacts.repository import rowcount
-from liebian.events.hooks import HookEvent
-from liebian.events.schemas import EventIn
 from liebian.events.store.base import EventStore
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher
-from liebian.kit.errors import Conflict, DomainError, Invalid
+from liebian.kit.errors import Conflict, Invalid
 from liebian.kit.ids import new_id
 
 log = logging.getLogger("liebian.contacts")
@@ -155,81 +152,6 @@ def identify(
     if checked and attributes.write(session, workspace_id, contact.id, checked):
         attributes.announce(session, workspace_id, [contact.id])
     return contact
-
-
-PURCHASE_EVENTS = frozenset({"purchase", "order_paid", "refund"})
-
-
-class PeopleConsumer:
-    """Ingested events → contacts, applied by the event hooks worker (``events/hooks.py``:
-    after the 202, in batches, once per event id, inside its transaction):
-
-    - an event with ``user_id`` and ``visitor_id`` makes the visitor an alias of the contact;
-    - ``properties["$set"]`` sets custom attributes (a bad one is logged and skipped: the
-      event is stored and acknowledged already);
-    - purchase / order_paid / refund update orders, GMV, last order and RFM (exactly once:
-      the worker's markers see to it).
-
-    ``select`` runs on the request path and skips (user, visitor) pairs this process has
-    queued already (a bounded LRU), so the usual stream of events from known people is not
-    written to the hooks spool twice. Pairs are not keyed by workspace: the same user id
-    *and* browser visitor id in two workspaces would be queued once (the event store's
-    identity map still gets both, from events/service.py).
-    """
-
-    name = "people"
-    events = PURCHASE_EVENTS
-
-    def __init__(self, cipher: PiiCipher | None, size: int = 100_000) -> None:
-        self.cipher = cipher
-        self.size = size
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-
-    def select(self, event: EventIn) -> bool:
-        user_id = event.get("user_id")
-        if not user_id:
-            return False
-        props = event.get("properties")
-        if isinstance(props, dict) and isinstance(props.get("$set"), dict):
-            return True
-        visitor_id = event.get("visitor_id")
-        if not visitor_id or (user_id, visitor_id) in self._seen:
-            return False
-        self._seen[(user_id, visitor_id)] = None
-        if len(self._seen) > self.size:
-            self._seen.popitem(last=False)
-        return True
-
-    def __call__(self, session: Session, events: Sequence[HookEvent]) -> None:
-        now = utcnow()
-        for e in events:
-            if not e.user_id:
-                continue
-            props = e.properties or {}
-            set_values = props.get("$set") if isinstance(props.get("$set"), dict) else None
-            buying = e.event in PURCHASE_EVENTS
-            if not (e.visitor_id or set_values or buying):
-                continue
-            try:
-                with session.begin_nested():
-                    contact = identify(
-                        session, self.cipher, e.workspace_id, user_id=e.user_id,
-                        visitor_id=e.visitor_id, set_values=set_values, ts=e.ts,
-                        set_prefix="properties.$set",
-                    )  # fmt: skip
-            except DomainError as exc:
-                log.warning("event %s: contact not updated: %s", e.event_id, exc.message)
-                if not isinstance(exc, Invalid) or not set_values:
-                    continue
-                with session.begin_nested():  # keep the alias and the order, drop the $set
-                    contact = identify(
-                        session, self.cipher, e.workspace_id, user_id=e.user_id,
-                        visitor_id=e.visitor_id, ts=e.ts,
-                    )  # fmt: skip
-            if buying:
-                name = "refund" if e.event == "refund" else "purchase"
-                amount = max(0, int(e.revenue or 0))
-                computed.on_conversion(contact, name, amount, e.ts, now)
 
 
 # -- merge ------------------------------------------------------------------------------------

@@ -18,6 +18,13 @@ segment and the markers turn it into nothing; a crash before the commit rolls ev
 back. So every event is applied exactly once, and the events of one person in the order this
 process received them (one worker, segments and lines in order).
 
+The thread paces itself: after each batch it rests in proportion to the CPU the batch took,
+so that it uses at most ``MAX_SHARE`` of a core and the request threads of the same process
+keep theirs (the GIL). Markers are kept ``hook_marker_days`` (7 by default) and then deleted
+in small chunks every ten minutes (decision 0026): long past the only replay the spool
+itself makes (a segment applied but not yet deleted when the process died, replayed at the
+next start) and past any sensible client retry of an ``event_id``.
+
 Consumers register in a :class:`HookRegistry` (``app/wiring.py``): campaigns today; the people,
 segments and journeys parts add theirs the same way. A consumer gets the session of the batch's
 transaction and must not commit; it should look things up set-based for the whole batch.
@@ -31,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +62,17 @@ WORKER_INTERVAL = 0.1
 # Events per transaction: large enough that the per-batch queries are amortized, small enough
 # that the SQLite writer lock is never held for long (a few tens of ms).
 BATCH_SIZE = 2_000
+# The worker shares the serving process (and its GIL) with the request threads: after each
+# batch it rests so that its CPU stays under this share of one core (a batch of 2,000
+# conversions is ~0.2 s of CPU: it then rests ~0.2 s). At ~100 µs per conversion that still
+# applies ~5,000 conversions a second, well above the realistic mix at 100k events/s.
+MAX_SHARE = 0.5
+MAX_REST = 1.0  # seconds, at most, after one batch
+# Markers of applied events are kept this long by default (Settings.hook_marker_days), and
+# pruned in chunks of PRUNE_CHUNK rows every PRUNE_INTERVAL seconds (decision 0026).
+MARKER_DAYS = 7.0
+PRUNE_INTERVAL = 600.0
+PRUNE_CHUNK = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +189,18 @@ class HookWorker:
         *,
         interval: float = WORKER_INTERVAL,
         batch_size: int = BATCH_SIZE,
+        max_share: float = MAX_SHARE,
+        marker_days: float = MARKER_DAYS,
     ) -> None:
         self.queue = queue
         self.sessions = sessions
         self.interval = interval
         self.batch_size = batch_size
+        self.max_share = max_share
+        self.marker_days = marker_days
+        self.rested_seconds = 0.0  # time the thread rested to leave the requests their CPU
+        self.pruned = 0  # markers deleted since start
+        self._last_prune = float("-inf")
         self.applied = 0  # events applied (markers written) since start
         self.batches = 0
         self.busy_seconds = 0.0  # wall time spent applying batches
@@ -191,11 +216,12 @@ class HookWorker:
 
     # -- one pass ------------------------------------------------------------------------
 
-    def run_once(self) -> int:
-        """Seal the open segment if it is old or quiet, apply every sealed one; events applied."""
+    def run_once(self, *, pace: bool = False) -> int:
+        """Seal the open segment if it is old or quiet, apply every sealed one; events applied.
+        ``pace`` (the thread): rest after each batch to stay under ``max_share`` of a core."""
         with self._lock:
             self.spool.maybe_rotate()
-            return self._apply_sealed()
+            return self._apply_sealed(pace=pace)
 
     def drain(self) -> int:
         """Apply everything spooled so far (tests, shutdown); events applied."""
@@ -203,20 +229,52 @@ class HookWorker:
             self.spool.seal()
             return self._apply_sealed()
 
+    def prune_markers(self, now: datetime | None = None) -> int:
+        """Delete the markers older than ``marker_days`` (a chunk per transaction); how many.
+        Nothing when ``marker_days`` is 0 (kept forever)."""
+        if self.marker_days <= 0:
+            return 0
+        before = (now or utcnow()) - timedelta(days=self.marker_days)
+        pruned = 0
+        while True:
+            with self._lock, session_scope(self.sessions) as session:
+                n = repository.prune_applied(session, before, PRUNE_CHUNK)
+            pruned += n
+            if n < PRUNE_CHUNK or self._stop.is_set():
+                break
+        self.pruned += pruned
+        return pruned
+
+    def _maybe_prune(self) -> None:
+        if time.monotonic() - self._last_prune >= PRUNE_INTERVAL:
+            self._last_prune = time.monotonic()
+            self.prune_markers()
+
+    def _rest(self, cpu: float) -> None:
+        """Leave the request threads the GIL and the core for a while after a batch that
+        took ``cpu`` seconds of this thread's CPU (time slicing; see MAX_SHARE)."""
+        if 0 < self.max_share < 1 and cpu > 0:
+            pause = min(cpu * (1 / self.max_share - 1), MAX_REST)
+            self.rested_seconds += pause
+            self._stop.wait(pause)
+
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """Hold the worker between two batches (maintenance, tests); requests still spool."""
         with self._lock:
             yield
 
-    def _apply_sealed(self) -> int:
+    def _apply_sealed(self, *, pace: bool = False) -> int:
         """Each sealed segment in order, deleted once applied. A failure (the database away)
         stops the pass: later segments wait, so a person's later events never overtake."""
         applied = 0
         for path in self.spool.sealed_segments():
             lines = [line for line in path.read_bytes().split(b"\n") if line]
             for start in range(0, len(lines), self.batch_size):
+                cpu = time.thread_time()
                 applied += self._apply_lines(lines[start : start + self.batch_size], path)
+                if pace:
+                    self._rest(time.thread_time() - cpu)
             path.unlink()
         return applied
 
@@ -299,7 +357,8 @@ class HookWorker:
             if self._stop.is_set():
                 break
             try:
-                self.run_once()
+                self.run_once(pace=True)
+                self._maybe_prune()
                 self.last_error = None
             except Exception as exc:  # the events stay spooled; retried at the next tick
                 if self.last_error is None or repr(exc) != repr(self.last_error):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -67,3 +67,21 @@ def restamp_applied(session: Session, batch_started: datetime, done: datetime) -
         .values(applied_at=done)
         .execution_options(synchronize_session=False)
     )
+
+
+def prune_applied(session: Session, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest markers applied before ``before``; how many."""
+    pk = (AppliedEvent.workspace_id, AppliedEvent.event_id)
+    keys = session.execute(
+        select(*pk)
+        .where(AppliedEvent.applied_at < before)
+        .order_by(AppliedEvent.applied_at)
+        .limit(limit)
+    ).all()
+    if keys:
+        session.execute(
+            delete(AppliedEvent)
+            .where(tuple_(*pk).in_([tuple(k) for k in keys]))
+            .execution_options(synchronize_session=False)
+        )
+    return len(keys)

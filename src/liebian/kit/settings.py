@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # Seconds between reconciliations of contacts' computed attributes from the event store
     # (0 = off; also off while jobs_interval is 0).
     people_interval: float = 3600.0
+    # Days the hooks worker keeps the marker of each applied event (event_hook_applied): a
+    # replay or a client resend of an event id within this window changes nothing; older
+    # markers are deleted (decision 0026). 0 keeps them forever.
+    hook_marker_days: float = 7.0
     # Seconds between passes of the webhook deliverer over due deliveries.
     webhook_interval: float = 1.0
     # A delivery is given up (dead) after this many failed attempts; the wait between
