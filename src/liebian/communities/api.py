@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
-from liebian.communities import repository, service
+from liebian.communities import messages, repository, service
 from liebian.communities.models import Community, CommunityGroup, CommunityMember
 from liebian.communities.schemas import (
     AlertOut,
@@ -20,7 +21,12 @@ from liebian.communities.schemas import (
     GroupUpdate,
     MemberIn,
     MemberOut,
+    MessageResult,
+    MessagesIn,
+    MessagesOut,
+    TierMoveOut,
     TierPlaces,
+    ViolationOut,
 )
 from liebian.contacts import service as contacts
 from liebian.kit.errors import NotFound
@@ -170,3 +176,84 @@ def list_alerts(
     community = service.get(session, principal, community_id)
     rows, next_cursor = page_of(repository.alerts_page(session, community.id, cursor, limit), limit)
     return Page(items=[AlertOut.model_validate(a) for a in rows], next_cursor=next_cursor)
+
+
+@router.post("/community-messages", response_model=MessagesOut)
+def ingest_messages(body: MessagesIn, principal: PrincipalDep, session: SessionDep) -> MessagesOut:
+    """Group messages forwarded by the brand's bot or WeCom's archive (up to 500 a call):
+    each is an event; one that breaks the community's rules is a violation with the ladder's
+    action as an owner task; alert keywords alert the owner. A re-sent message id counts once."""
+    outcomes = messages.ingest(session, principal, body.messages)
+    return MessagesOut(
+        results=[
+            MessageResult(
+                message_id=o.message_id, group_id=o.group_id, duplicate=o.duplicate,
+                violation=ViolationOut.model_validate(o.violation) if o.violation else None,
+                alert_words=o.alert_words,
+            )
+            for o in outcomes
+        ]
+    )  # fmt: skip
+
+
+@router.get("/communities/{community_id}/violations", response_model=Page[ViolationOut])
+def list_violations(
+    community_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> Page[ViolationOut]:
+    community = service.get(session, principal, community_id)
+    rows, next_cursor = page_of(
+        messages.violations_page(session, community.id, cursor, limit), limit
+    )
+    return Page(items=[ViolationOut.model_validate(v) for v in rows], next_cursor=next_cursor)
+
+
+@router.get("/communities/{community_id}/tier-moves", response_model=list[TierMoveOut])
+def list_tier_moves(
+    community_id: str, principal: PrincipalDep, session: SessionDep, as_of: date | None = None
+) -> list[TierMoveOut]:
+    """Members whose date-derived tier has changed as of ``as_of`` (default today)."""
+    community = service.get(session, principal, community_id)
+    today = as_of or _today(session, community)
+    return [_move_out(m, today) for m in service.tier_moves(session, community, today)]
+
+
+@router.post("/communities/{community_id}/tier-moves", response_model=list[TierMoveOut])
+def offer_tier_moves(
+    community_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    as_of: date | None = None,
+) -> list[TierMoveOut]:
+    """Create an owner task per due move (once per member and tier), with the entry link."""
+    community = service.get(session, principal, community_id)
+    service.authorize(principal, service.WRITE)
+    today = as_of or _today(session, community)
+    entry = present(session, runtime.settings.base_url, community).entry_url
+    return [
+        _move_out(m, today, task_id)
+        for m, task_id in service.offer_moves(session, community, today, entry)
+    ]
+
+
+def _today(session: Session, community: Community) -> date:
+    """Today in the workspace's time zone (a birthday turns over at local midnight)."""
+    from zoneinfo import ZoneInfo
+
+    from liebian.kit.clock import utcnow
+    from liebian.workspaces.models import Workspace
+
+    ws = session.get(Workspace, community.workspace_id)
+    return utcnow().astimezone(ZoneInfo(ws.timezone if ws else "Asia/Shanghai")).date()
+
+
+def _move_out(move: service.TierMove, today: date, task_id: str | None = None) -> TierMoveOut:
+    return TierMoveOut(
+        member_id=move.member.id, contact_id=move.member.contact_id,
+        group_id=move.member.group_id, from_tier=move.member.tier, to_tier=move.to_tier,
+        as_of=today, task_id=task_id,
+    )  # fmt: skip

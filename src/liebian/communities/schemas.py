@@ -228,3 +228,47 @@ class TierMoveOut(OutModel):
     from_tier: str | None
     to_tier: str
     as_of: date
+    task_id: str | None = None
+
+
+class MessageIn(StrictModel):
+    """One group message as the brand's bot or WeCom's archive forwards it."""
+
+    message_id: str = Field(min_length=1, max_length=128)
+    group_id: str | None = Field(default=None, max_length=40)
+    chat_id: str | None = Field(default=None, max_length=128)
+    # Who sent it: the brand's user id, or a WeCom external_userid.
+    external_id: str | None = Field(default=None, max_length=128)
+    wecom_userid: str | None = Field(default=None, max_length=128)
+    text: str = Field(max_length=5000)
+    sent_at: datetime | None = None
+
+
+class MessagesIn(StrictModel):
+    messages: list[MessageIn] = Field(min_length=1, max_length=500)
+
+
+class ViolationOut(OutModel):
+    id: str
+    group_id: str
+    contact_id: str | None
+    sender: str
+    message_id: str
+    text: str
+    rule: str
+    step: int
+    action: str
+    task_id: str | None
+    created_at: datetime
+
+
+class MessageResult(OutModel):
+    message_id: str
+    group_id: str
+    duplicate: bool = False
+    violation: ViolationOut | None = None
+    alert_words: list[str] = Field(default_factory=list)
+
+
+class MessagesOut(OutModel):
+    results: list[MessageResult]

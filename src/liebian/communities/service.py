@@ -688,3 +688,55 @@ def enter(
     if routed.new and answers and who.contact_id:
         apply_screening(session, community, who.contact_id, answers, routed.group.id)
     return routed
+
+
+# ── tiers that move as time passes ─────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True, slots=True)
+class TierMove:
+    member: CommunityMember
+    to_tier: str
+
+
+def tier_moves(session: Session, community: Community, today: date) -> list[TierMove]:
+    """Members whose tier came from a date answer and, as of ``today``, belongs to another
+    tier (a child turning 3 is due for the 3–8 group)."""
+    rows = session.scalars(
+        select(CommunityMember).where(
+            CommunityMember.community_id == community.id,
+            CommunityMember.tier_source == "age",
+            CommunityMember.status.in_(("routed", "joined")),
+        )
+    )
+    moves = []
+    for member in rows:
+        now_tier = routing.age_tier(community.tiers, member.answers or {}, today)
+        if now_tier is not None and now_tier != member.tier:
+            moves.append(TierMove(member, now_tier))
+    return moves
+
+
+def offer_moves(
+    session: Session, community: Community, today: date, entry_url: str
+) -> list[tuple[TierMove, str]]:
+    """An owner task per due move (once per member and tier): invite them to the new tier's
+    group. The member keeps their place until they actually join there."""
+    from liebian.channels.tasks import create_task
+
+    out = []
+    names = {t["key"]: t["name"] for t in community.tiers}
+    for move in tier_moves(session, community, today):
+        group = session.get(CommunityGroup, move.member.group_id)
+        who = _external_id(session, move.member.contact_id) or move.member.holder
+        task = create_task(
+            session, community.workspace_id,
+            title=f"邀请 {who} 进入「{names.get(move.to_tier, move.to_tier)}」群"[:200],
+            body=(f"{who} 所在的「{names.get(move.member.tier or '', move.member.tier)}」群"
+                  f"（{group.name if group else ''}）已不再适合，请发送入群链接：{entry_url}"),
+            kind="community_tier_move", contact_id=move.member.contact_id,
+            assignee=(group.owner if group else None) or None, source="community",
+            dedupe_key=f"ctm:{move.member.id}:{move.to_tier}",
+        )  # fmt: skip
+        out.append((move, task.id))
+    return out

@@ -16,3 +16,6 @@ def install(runtime: Runtime) -> None:
     runtime.extras["routers"].append(router)
     runtime.extras["page_routers"].append(page_router)
     events.install(runtime)
+    from liebian.communities import wecom_sync
+
+    wecom_sync.install(runtime)
