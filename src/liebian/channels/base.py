@@ -168,6 +168,9 @@ _loaded: list[Callable[[], None]] = []
 
 def _load_builtin() -> None:
     if not _loaded:
-        from liebian.channels import adapters  # noqa: F401  (registers the built-in kinds)
+        from liebian.channels import (
+            adapters,  # noqa: F401  (registers the built-in kinds)
+            wecom_customer,  # noqa: F401  (through connectors/wecom)
+        )
 
         _loaded.append(lambda: None)

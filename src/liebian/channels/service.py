@@ -95,7 +95,10 @@ def adapter_context(runtime: Runtime, http: httpx.Client | None = None) -> Adapt
                     transport=PinnedTransport(allowed=networks, allow_all=allow_private),
                 )
                 runtime.extras[_HTTP_KEY] = http
-    return AdapterContext(http, allow_private, networks, settings.webhook_timeout)
+    # The runtime, for adapters that go through a connector (wecom_customer).
+    return AdapterContext(
+        http, allow_private, networks, settings.webhook_timeout, extras={"runtime": runtime}
+    )
 
 
 def workspace_timezone(session: Session, workspace_id: str) -> str:

@@ -539,3 +539,31 @@ def monthly_receipts(
             for u in external_userids
         ],
     }  # fmt: skip
+
+
+def mass_send_by_key(runtime: Runtime, workspace_id: str, key: str) -> MassSendOutcome | None:
+    """The recorded mass send of an idempotency key (for a caller's lookup after a crash)."""
+    with runtime.read_sessions() as session:
+        row = session.scalar(
+            select(WecomMassSend).where(
+                WecomMassSend.workspace_id == workspace_id, WecomMassSend.idempotency_key == key
+            )
+        )
+        return _mass_outcome(row) if row is not None else None
+
+
+def external_userid_of(runtime: Runtime, workspace_id: str, contact_id: str) -> str | None:
+    """The contact's WeCom external_userid: the one an active follow names, else its alias."""
+    from liebian.contacts.models import ContactAlias
+
+    with runtime.read_sessions() as session:
+        follows = repository.active_follows_of_contact(session, workspace_id, contact_id)
+        if follows:
+            return follows[0].external_userid
+        return session.scalar(
+            select(ContactAlias.value).where(
+                ContactAlias.workspace_id == workspace_id,
+                ContactAlias.contact_id == contact_id,
+                ContactAlias.kind == callbacks.ALIAS_KIND,
+            )
+        )
