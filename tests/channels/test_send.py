@@ -145,3 +145,37 @@ def test_crash_left_sending_is_looked_up_then_resent_with_its_key(runtime: Runti
             busy = send(session, runtime, request)
         assert busy.status == "deferred" and busy.reason == "in_flight"
         assert provider.count("POST") == posts + 1
+
+
+def test_quiet_hours_defer_and_the_job_sends_when_the_window_opens(runtime: Runtime) -> None:
+    runtime.spool = Spool(runtime.settings.spool_dir)
+    ws = workspace(runtime)
+    person = contact(runtime, ws, "night-owl")
+    with serve(webhook_receiver(lambda: None), "/hook") as receiver:
+        chn = channel(runtime, ws, "webhook", {"url": receiver.url}, monthly_cap=1)
+        night = datetime(2026, 12, 2, 14, 30, tzinfo=UTC)  # 22:30 in Shanghai
+        request = SendRequest(workspace_id=ws, channel_id=chn, contact_id=person,
+                              content={"text": "晚安"}, idempotency_key="night-1")  # fmt: skip
+        with runtime.sessions() as session:
+            deferred = send(session, runtime, request, now=night)
+        opens = datetime(2026, 12, 3, 1, 0, tzinfo=UTC)  # 09:00 the next morning
+        assert (deferred.status, deferred.reason) == ("deferred", "quiet_hours")
+        assert deferred.deferred_until == opens and receiver.count() == 0
+        # Asked again before the window opens: still deferred, nothing sent.
+        with runtime.sessions() as session:
+            assert send(session, runtime, request, now=night).status == "deferred"
+        assert recover(runtime, now=night + timedelta(hours=1)) == 0
+        assert recover(runtime, now=opens) == 1
+        assert receiver.count() == 1
+        with runtime.sessions() as session:
+            assert send(session, runtime, request, now=opens).status == "sent"
+            # The monthly cap (1 here; WeCom's limit for its kinds): the next is suppressed
+            # until the 1st of next month in Shanghai.
+            capped = send(session, runtime, SendRequest(
+                workspace_id=ws, channel_id=chn, contact_id=person, content={"text": "再来"},
+                idempotency_key="night-2", category="transactional"), now=opens)  # fmt: skip
+        assert (capped.status, capped.reason) == ("suppressed", "monthly_cap")
+        assert capped.deferred_until == datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
+        assert receiver.count() == 1
+    events = [e["event"] for e in _spooled(runtime)]
+    assert sorted(events) == ["message_deferred", "message_sent", "message_suppressed"]
