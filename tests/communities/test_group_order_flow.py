@@ -157,3 +157,22 @@ def test_rules_ladder_wecom_joins_and_tier_moves(
     assert [(m["from_tier"], m["to_tier"]) for m in due] == [("t03", "t38")] and due[0]["task_id"]
     again = client.post(f"/api/v1/communities/{cid}/tier-moves?as_of=2026-12-21", headers=h).json()
     assert again[0]["task_id"] == due[0]["task_id"]  # offered once
+
+    # -- Metrics over the events those actions wrote through the spool (the flusher loads them).
+    deadline = time.monotonic() + 20
+    while True:
+        r = client.get(f"/api/v1/communities/{cid}/metrics?by=group", headers=h)
+        assert r.status_code == 200, r.text
+        summary = {row["key"]: row for row in r.json()["summary"]}
+        if summary.get(grp["id"], {}).get("messages") == 10 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    g1 = summary[grp["id"]]
+    assert (g1["joins"], g1["leaves"], g1["messages"], g1["violations"]) == (3, 2, 10, 4)
+    assert (
+        client.get(
+            f"/api/v1/communities/{cid}/metrics?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z",
+            headers=h,
+        ).status_code
+        == 422
+    )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
-from liebian.communities import messages, repository, service
+from liebian.communities import messages, metrics, repository, service
 from liebian.communities.models import Community, CommunityGroup, CommunityMember
 from liebian.communities.schemas import (
     AlertOut,
@@ -257,3 +258,38 @@ def _move_out(move: service.TierMove, today: date, task_id: str | None = None) -
         group_id=move.member.group_id, from_tier=move.member.tier, to_tier=move.to_tier,
         as_of=today, task_id=task_id,
     )  # fmt: skip
+
+
+@router.get("/communities/{community_id}/metrics", response_model=metrics.MetricsOut)
+async def community_metrics(
+    community_id: str,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    by: metrics.By = "group",
+) -> metrics.MetricsOut:
+    """Per group, tier or community, by local day and over the range (default: 30 days)."""
+
+    def answer() -> metrics.MetricsOut:
+        from liebian.kit.clock import utcnow
+        from liebian.workspaces.models import Workspace
+
+        with runtime.read_sessions() as session:
+            community = service.get(session, principal, community_id)
+            ws = session.get(Workspace, community.workspace_id)
+            tz = ws.timezone if ws else "Asia/Shanghai"
+        end = to or utcnow()
+        start = from_ or end - timedelta(days=30)
+        if start >= end or end - start > timedelta(days=400):
+            from liebian.kit.errors import Invalid
+
+            raise Invalid(
+                "from must be before to, at most 400 days apart", details={"field": "from"}
+            )
+        assert runtime.event_store is not None
+        return metrics.group_metrics(
+            runtime.event_store, principal.workspace_id, community_id, start, end, by, tz
+        )
+
+    return await run_in_threadpool(answer)
