@@ -92,10 +92,35 @@ def test_connect_callbacks_and_client_calls(settings: Settings, runtime: Runtime
         assert http.get(callback, params={**url_check("x", timestamp=now),
                                           "msg_signature": "0" * 40}).status_code == 403  # fmt: skip
 
+        # A 联系我 way whose state names the channel, with a welcome text.
+        way = http.post(
+            api + "/ways",
+            headers=owner,
+            json={
+                "kind": "contact",
+                "state": "chn_poster",
+                "targets": ["zhangsan"],
+                "channel": "poster",
+                "welcome_text": "欢迎加入！",
+            },
+        )
+        assert way.status_code == 201, way.text
+        assert way.json()["qr_code"].startswith("https://wework.qpic.cn/")
+        assert way.json()["welcome_text"] == "欢迎加入！"
+        again = http.post(
+            api + "/ways",
+            headers=owner,
+            json={"kind": "contact", "state": "chn_poster", "targets": ["zhangsan"]},
+        )
+        assert again.json()["id"] == way.json()["id"]
+        assert fake.paths().count("/cgi-bin/externalcontact/add_contact_way") == 1
         added = contact_event("add_external_contact", external="wmCust1", state="chn_poster",
                               welcome_code="WELCOME-1", create_time=now)  # fmt: skip
         first = post_callback(http, callback, seal(added, timestamp=now))
         assert first.status_code == 200 and first.text == ""
+        # The way's welcome went out with the callback's WelcomeCode (after the answer).
+        runtime.extras["wecom_auto_welcome"].drain()
+        assert fake.welcomes == [{"welcome_code": "WELCOME-1", "text": {"content": "欢迎加入！"}}]
         # WeCom's retry: the same message, a new timestamp and nonce → applied once.
         assert post_callback(http, callback, seal(added, timestamp=now + 1)).status_code == 200
         # Bad signature, replayed timestamp: 403, nothing recorded.
@@ -164,28 +189,9 @@ def test_connect_callbacks_and_client_calls(settings: Settings, runtime: Runtime
                         ("wecom_group_changed", 4)]  # fmt: skip
         assert runtime.event_store.query(
             "SELECT user_id, channel FROM events WHERE event = 'wecom_contact_added'", {}
-        ) == [("wecom:wmCust1", "chn_poster")]
+        ) == [("wecom:wmCust1", "poster")]
 
         # -- (3) client calls ---------------------------------------------------------------
-        way = http.post(
-            api + "/ways",
-            headers=owner,
-            json={
-                "kind": "contact",
-                "state": "chn_poster",
-                "targets": ["zhangsan"],
-                "channel": "poster",
-            },
-        )
-        assert way.status_code == 201, way.text
-        assert way.json()["qr_code"].startswith("https://wework.qpic.cn/")
-        again = http.post(
-            api + "/ways",
-            headers=owner,
-            json={"kind": "contact", "state": "chn_poster", "targets": ["zhangsan"]},
-        )
-        assert again.json()["id"] == way.json()["id"]
-        assert fake.paths().count("/cgi-bin/externalcontact/add_contact_way") == 1
         join = http.post(
             api + "/ways",
             headers=owner,
@@ -204,13 +210,21 @@ def test_connect_callbacks_and_client_calls(settings: Settings, runtime: Runtime
         assert sorted(w["state"] for w in listed) == ["chn_poster", "grp_03"]
 
         # Welcome message: once per code; WeCom's "used" code is a clear outcome.
+        taken = http.post(api + "/welcome", headers=owner,
+                          json={"welcome_code": "WELCOME-1", "text": "欢迎！"}).json()  # fmt: skip
+        assert taken["status"] == "duplicate"  # the way's automatic welcome used it
+        plain = contact_event("add_external_contact", external="wmCust3", state="unknown_state",
+                              welcome_code="WELCOME-2", create_time=now + 30)  # fmt: skip
+        post_callback(http, callback, seal(plain, timestamp=now))
+        runtime.extras["wecom_auto_welcome"].drain()
+        assert len(fake.welcomes) == 1  # no way, no text: nothing sent by itself
         sent = http.post(api + "/welcome", headers=owner,
-                         json={"welcome_code": "WELCOME-1", "text": "欢迎！"})  # fmt: skip
+                         json={"welcome_code": "WELCOME-2", "text": "欢迎！"})  # fmt: skip
         assert sent.json() == {"status": "sent", "reason": None, "errcode": None, "errmsg": None}
         twice = http.post(api + "/welcome", headers=owner,
-                          json={"welcome_code": "WELCOME-1", "text": "欢迎！"}).json()  # fmt: skip
+                          json={"welcome_code": "WELCOME-2", "text": "欢迎！"}).json()  # fmt: skip
         assert twice["status"] == "duplicate" and twice["reason"] == "welcome_code_already_used"
-        assert len(fake.welcomes) == 1
+        assert len(fake.welcomes) == 2
         fake.used_welcome_codes.add("USED-ELSEWHERE")
         used = http.post(api + "/welcome", headers=owner,
                          json={"welcome_code": "USED-ELSEWHERE", "text": "hi"}).json()  # fmt: skip

@@ -177,6 +177,10 @@ def wire(runtime: Runtime) -> list[Component]:
         HookWorkerComponent(runtime),
         SchedulerComponent(runtime),
     ]
+    # WeCom: welcomes of 联系我 ways sent right after the add callback (connectors/wecom).
+    from liebian.connectors.wecom.welcome import install as install_wecom_welcome
+
+    components.append(install_wecom_welcome(runtime))
     # Segments and rule tags follow events and tag/attribute changes (segments/tasks.py).
     from liebian.segments.tasks import KeeperComponent
 

@@ -79,7 +79,7 @@ def create_way(body: WayIn, principal: PrincipalDep, runtime: RuntimeDep) -> Way
     """A 联系我 or 加入群聊 way whose ``state`` comes back in the add/join callback."""
     way = service.create_way(
         runtime, principal, kind=body.kind, state=body.state, targets=body.targets,
-        channel=body.channel, remark=body.remark,
+        channel=body.channel, remark=body.remark, welcome_text=body.welcome_text,
     )  # fmt: skip
     return _way_out(way)
 

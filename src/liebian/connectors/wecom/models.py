@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     PrimaryKeyConstraint,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -113,6 +114,9 @@ class WecomContactWay(Base):
     channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
     config_id: Mapped[str] = mapped_column(String(128))
     qr_code: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    # Contact ways: sent with send_welcome_msg when someone is added through the way
+    # (welcome.py), inside WeCom's 20-second window.
+    welcome_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     # staff user ids (contact ways) or chat ids (join ways) the way leads to.
     targets: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -48,6 +48,11 @@ class WayIn(StrictModel):
     )  # fmt: skip
     channel: str | None = Field(default=None, max_length=64)
     remark: str = Field(default="", max_length=30)
+    welcome_text: str | None = Field(
+        default=None, min_length=1, max_length=4000,
+        description="contact ways: sent as the welcome message (send_welcome_msg) to whoever "
+        "is added through the way; given again for an existing state, it replaces the text",
+    )  # fmt: skip
 
 
 class WayOut(BaseModel):
@@ -58,6 +63,7 @@ class WayOut(BaseModel):
     config_id: str
     qr_code: str | None
     targets: list[str]
+    welcome_text: str | None
     created_at: datetime
 
 

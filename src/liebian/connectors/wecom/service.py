@@ -282,7 +282,7 @@ def check_state(state: str) -> str:
 
 def create_way(
     runtime: Runtime, principal: Principal, *, kind: str, state: str, targets: list[str],
-    channel: str | None = None, remark: str = "",
+    channel: str | None = None, remark: str = "", welcome_text: str | None = None,
 ) -> WecomContactWay:  # fmt: skip
     """A 联系我 (kind "contact", targets = staff user ids) or 加入群聊 (kind "join", targets =
     up to 5 customer group chat ids) way with its state. One way per (kind, state): asking
@@ -296,9 +296,21 @@ def create_way(
             "targets: 1–100 staff user ids for a contact way, 1–5 chat ids for a join way",
             code="invalid_targets", details={"field": "targets"},
         )  # fmt: skip
+    if welcome_text is not None and kind != "contact":
+        raise Invalid(
+            "welcome_text is for contact ways (WeCom sends group welcomes from its own templates)",
+            code="invalid_welcome", details={"field": "welcome_text"},
+        )  # fmt: skip
     ws = principal.workspace_id
     existing = _way(runtime, ws, kind, state)
     if existing is not None:
+        if welcome_text is not None and welcome_text != existing.welcome_text:
+            with session_scope(runtime.sessions) as session:
+                row = session.get(WecomContactWay, existing.id)
+                assert row is not None
+                row.welcome_text = welcome_text
+            existing = _way(runtime, ws, kind, state)
+            assert existing is not None
         return existing
     client = client_for(runtime, ws)
     if kind == "contact":
@@ -315,7 +327,8 @@ def create_way(
             session, WecomContactWay.__table__,
             {"id": new_id("wcw"), "workspace_id": ws, "kind": kind, "state": state,
              "channel": channel, "config_id": str(answer.get("config_id") or ""),
-             "qr_code": qr, "targets": targets, "created_at": utcnow()},
+             "qr_code": qr, "targets": targets, "welcome_text": welcome_text,
+             "created_at": utcnow()},
             ["workspace_id", "kind", "state"],
         )  # fmt: skip
     way = _way(runtime, ws, kind, state)

@@ -80,6 +80,7 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(length=64), nullable=True),
         sa.Column("config_id", sa.String(length=128), nullable=False),
         sa.Column("qr_code", sa.String(length=1000), nullable=True),
+        sa.Column("welcome_text", sa.Text(), nullable=True),
         sa.Column("targets", sa.JSON(), nullable=False),
         sa.Column("created_at", liebian.kit.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
