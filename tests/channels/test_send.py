@@ -4,12 +4,15 @@ events spooled after the commit."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import select, update
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -179,3 +182,71 @@ def test_quiet_hours_defer_and_the_job_sends_when_the_window_opens(runtime: Runt
         assert receiver.count() == 1
     events = [e["event"] for e in _spooled(runtime)]
     assert sorted(events) == ["message_deferred", "message_sent", "message_suppressed"]
+
+
+# Processes and a crash against the shared database: PostgreSQL when the run has it.
+@pytest.mark.parametrize(
+    "db_url",
+    ["postgresql" if os.environ.get("LIEBIAN_TEST_DATABASE_URL") else "sqlite"],
+    indirect=True,
+)
+def test_sigkill_mid_send_two_processes_each_key_once_at_the_receiver(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """Two sender processes share 30 keys; one is SIGKILLed while its POSTs are in flight.
+    The survivor and then the recovery job finish: every key is accepted once at the
+    receiver (which dedupes by Idempotency-Key), and the only repeat POST possible is the
+    one the killed process had in flight."""
+    import signal
+    import subprocess
+    import time
+
+    from testkit import TEST_SECRET
+
+    n = 30
+    ws = workspace(runtime)
+    people = [contact(runtime, ws, f"k{i}") for i in range(5)]
+
+    def slow(server: Any, hit: Any) -> tuple[int, Any]:
+        time.sleep(0.02)  # a receiver that takes its time: the kill lands mid-request
+        return webhook_receiver(lambda: None)(server, hit)
+
+    with serve(slow, "/hook") as receiver:
+        chn = channel(runtime, ws, "webhook", {"url": receiver.url})
+        script = Path(__file__).parent / "sigkill_sender.py"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        args = [sys.executable, str(script), runtime.settings.resolved_database_url,
+                str(tmp_path / "proc"), TEST_SECRET, ws, chn, ",".join(people), str(n)]  # fmt: skip
+        victim = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+        survivor = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            assert _wait(lambda: receiver.count() >= n // 3), "no deliveries arrived"
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=30)
+            assert survivor.wait(timeout=120) == 0
+        finally:
+            for proc in (victim, survivor):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        survivor_lines = (survivor.stdout.read() if survivor.stdout else "").splitlines()
+        assert len(survivor_lines) == n
+        # Claims the victim left: the job takes them over once their lease has passed.
+        later = datetime.now(UTC) + timedelta(minutes=2)
+        recover(runtime, now=later)
+        with runtime.sessions() as session:
+            rows = session.scalars(select(ChannelSend).where(ChannelSend.workspace_id == ws)).all()
+        assert len(rows) == n and {r.status for r in rows} == {"sent"}
+        assert sorted(receiver.accepted) == sorted(f"jrn_{i}:step_1" for i in range(n))
+        assert n <= receiver.count() <= n + 1
+
+
+def _wait(predicate: Any, timeout: float = 60.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
