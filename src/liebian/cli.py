@@ -21,7 +21,9 @@ db_app = typer.Typer(help="database schema", no_args_is_help=True)
 jobs_app = typer.Typer(
     help="background jobs (for cron when the server's scheduler is off)", no_args_is_help=True
 )
+team_app = typer.Typer(help="team: console sign-in for people", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(team_app, name="team")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(domains_app, name="domains")
@@ -152,14 +154,17 @@ def keys_create(
 
     from liebian.app.runtime import Runtime
     from liebian.kit.db import session_scope
+    from liebian.team.audit import cli_context, install
     from liebian.workspaces.models import Workspace
     from liebian.workspaces.service import create_api_key
 
     runtime = Runtime.build(_settings(data_dir))
+    install(runtime.sessions)
     with session_scope(runtime.sessions) as session:
         ws_id = workspace or session.scalars(select(Workspace.id).order_by(Workspace.id)).first()
         if ws_id is None:
             raise typer.BadParameter("no workspace yet: run `liebian init` first")
+        cli_context(session, "keys_create", ws_id)
         key, plaintext = create_api_key(session, ws_id, role, name)
         typer.echo(f"{key.id} role={key.role} workspace={ws_id}")
     typer.echo(plaintext)
@@ -179,6 +184,39 @@ def keys_list(data_dir: DataDir = None) -> None:
             typer.echo(
                 f"{key.id}\t{key.workspace_id}\t{key.role}\t{key.key_hint}…\t{state}\t{key.name}"
             )
+
+
+@team_app.command("owner-link")
+def team_owner_link(
+    workspace: Annotated[str | None, typer.Option(help="workspace id (default: the first)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """A one-time link (valid 24 hours) to set up an owner's console sign-in: open it, choose
+    your email or phone and a password. The link is printed alone on the last line."""
+    from sqlalchemy import select
+
+    from liebian.app.runtime import Runtime
+    from liebian.kit.db import session_scope
+    from liebian.team.audit import cli_context, install
+    from liebian.team.service import owner_invitation
+    from liebian.workspaces.models import Workspace
+
+    settings = _settings(data_dir)
+    runtime = Runtime.build(settings)
+    install(runtime.sessions)
+    try:
+        with session_scope(runtime.sessions) as session:
+            ws_id = (
+                workspace or session.scalars(select(Workspace.id).order_by(Workspace.id)).first()
+            )
+            if ws_id is None:
+                raise typer.BadParameter("no workspace yet: run `liebian init` first")
+            cli_context(session, "team_owner_link", ws_id)
+            _invitation, token = owner_invitation(session, ws_id)
+    finally:
+        runtime.close()
+    typer.echo(f"owner sign-in setup for workspace {ws_id} (one use, 24 hours):")
+    typer.echo(f"{settings.base_url.rstrip('/')}/admin/join#{token}")
 
 
 @db_app.command("upgrade")

@@ -27,6 +27,17 @@ def test_init_prints_the_owner_key_alone_on_the_last_line(data_dir: Path) -> Non
     assert keys.exit_code == 0 and keys.stdout.strip().splitlines()[-1].startswith("lb_")
     listed = CliRunner().invoke(app, ["keys", "list", "--data-dir", str(data_dir)])
     assert "owner" in listed.stdout and "viewer" in listed.stdout and last not in listed.stdout
+    # The first console sign-in: a one-time owner link; the key creation above is audited.
+    link = CliRunner().invoke(app, ["team", "owner-link", "--data-dir", str(data_dir)])
+    assert link.exit_code == 0, link.output
+    assert "/admin/join#inv_" in link.stdout.strip().splitlines()[-1]
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "liebian.db") as db:
+        actions = {
+            row[0] for row in db.execute("SELECT actor_type || ':' || action FROM audit_log")
+        }
+    assert {"cli:cli.keys_create", "cli:cli.team_owner_link"} <= actions
 
 
 def test_links_import_and_export(data_dir: Path, tmp_path: Path) -> None:

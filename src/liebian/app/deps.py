@@ -10,7 +10,12 @@ from sqlalchemy.orm import Session
 
 from liebian.app.runtime import Runtime
 from liebian.kit.auth import Principal
-from liebian.kit.errors import RateLimited, Unauthorized
+from liebian.kit.client_ip import client_ip
+from liebian.kit.clock import utcnow
+from liebian.kit.errors import DomainError, Forbidden, RateLimited, Unauthorized
+from liebian.team import permissions as team_permissions
+from liebian.team import service as team
+from liebian.team.audit import AUDIT_KEY, AuditContext, record_attempt
 from liebian.workspaces import service as workspaces
 from liebian.workspaces.key_cache import KeyCache
 
@@ -31,16 +36,42 @@ def get_session(request: Request) -> Iterator[Session]:
     without the writer lock, so a page view never queues behind writers; should such a route
     write after all, the session upgrades safely (decision 0013)."""
     runtime = get_runtime(request)
-    factory = runtime.read_sessions if request.method in READ_METHODS else runtime.sessions
+    reading = request.method in READ_METHODS
+    factory = runtime.read_sessions if reading else runtime.sessions
     session = factory()
+    # The audit hook (team/audit.py) records what this transaction changes, by whom.
+    audit = audit_context(request, runtime)
+    audit.force = reading and is_export(request.url.path)
+    session.info[AUDIT_KEY] = audit
     try:
         yield session
         session.commit()
-    except BaseException:
+    except BaseException as exc:
         session.rollback()
+        if isinstance(exc, DomainError) and not reading:
+            record_attempt(
+                runtime.sessions,
+                audit,
+                outcome="denied" if exc.status in (401, 403) else "failed",
+                status=exc.status,
+                detail={"error": exc.code},
+            )
         raise
     finally:
         session.close()
+
+
+def audit_context(request: Request, runtime: Runtime) -> AuditContext:
+    return AuditContext(
+        request=request,
+        ip=client_ip(request.scope, runtime.settings.trusted_proxies),
+        user_agent=request.headers.get("user-agent", "")[:300],
+    )
+
+
+def is_export(path: str) -> bool:
+    """Downloads of data (CSV, a person's export): recorded though they change nothing."""
+    return path.endswith(".csv") or path.endswith("/export")
 
 
 def bearer_token(header: str) -> str:
@@ -63,12 +94,55 @@ def lookup_key(runtime: Runtime) -> Callable[[str], Principal]:
 
 
 def get_principal(request: Request) -> Principal:
-    token = bearer_token(request.headers.get("authorization", ""))
+    """Who is asking: an API key (``Authorization: Bearer``; programs) or a console session
+    (the ``lb_session`` cookie; people), as one ``Principal``. Then the one gate every
+    request passes: a custom role reaches only the areas it holds (team/permissions.py). The
+    domains check ranks and PII on the principal; sensitive operations ask
+    ``principal.require_step_up``."""
     runtime = get_runtime(request)
-    cache: KeyCache = runtime.extras["key_cache"]
-    # A short session of its own: authentication must not share the handler's transaction.
-    principal = cache.resolve(token, lookup_key(runtime))
+    header = request.headers.get("authorization", "")
+    cookie = request.cookies.get(team.SESSION_COOKIE)
+    if header or not cookie:
+        token = bearer_token(header)
+        cache: KeyCache = runtime.extras["key_cache"]
+        # A short session of its own: authentication must not share the handler's transaction.
+        principal = cache.resolve(token, lookup_key(runtime))
+    else:
+        principal = session_principal(request, runtime, cookie)
+    if principal.permissions is not None:
+        needed = team_permissions.needed(request.url.path, request.method)
+        if needed is None or (needed and needed not in principal.permissions):
+            raise Forbidden(
+                f"your role does not include '{needed or 'this area'}'",
+                code="insufficient_permission",
+                details={"permission": needed},
+            )
     request.state.principal = principal
+    return principal
+
+
+def session_principal(request: Request, runtime: Runtime, cookie: str) -> Principal:
+    """A console session, read on every request (a role change holds from the next one).
+    State-changing requests must carry the session's CSRF token in ``X-CSRF-Token``."""
+    with runtime.read_sessions() as session:
+        principal, row = team.principal_for_session(session, cookie, utcnow())
+        pending = row.pending_totp
+    if request.method not in READ_METHODS:
+        import hmac
+
+        sent = request.headers.get(team.CSRF_HEADER, "")
+        expected = team.csrf_for(runtime.secret, cookie)
+        if not sent or not hmac.compare_digest(sent, expected):
+            raise Forbidden(
+                "missing or wrong CSRF token: send the lb_csrf cookie's value in X-CSRF-Token",
+                code="csrf_failed",
+            )
+    if pending and not request.url.path.startswith("/api/v1/auth/"):
+        raise Unauthorized(
+            "this workspace requires your authenticator code at sign-in: "
+            "POST /api/v1/auth/step-up first",
+            code="totp_required",
+        )
     return principal
 
 

@@ -127,6 +127,16 @@ def wire(runtime: Runtime) -> list[Component]:
     from liebian.connectors.wecom.api import router as wecom_router
 
     runtime.extras["routers"] += [wecom_router, wecom_callback_router]
+    # Team: console sign-in, members, roles, second verification; the audit hook on every
+    # session (team/audit.py), reading ones too (exports are GETs).
+    from liebian.team.api import auth_router as team_auth_router
+    from liebian.team.api import router as team_router
+    from liebian.team.audit import install as install_audit
+
+    runtime.extras["routers"] += [team_auth_router, team_router]
+    install_audit(runtime.sessions)
+    assert runtime.read_sessions is not None
+    install_audit(runtime.read_sessions)
     # Fission actions → event store (spool lines written after their commit).
     from liebian.campaigns.fission_events import install as install_fission_events
 

@@ -1,0 +1,252 @@
+"""The audit log: one central hook on the session, not a call in every domain.
+
+Every request (app/deps.py ``get_session``) and CLI command opens its session with an
+``AuditContext``. Two SQLAlchemy listeners on the session factory then do the work:
+
+- ``before_flush`` notes each new, changed and deleted row (the fields, before and after;
+  encrypted PII, hashes and secrets masked), and ``do_orm_execute`` notes bulk statements;
+- ``before_commit`` writes one ``audit_log`` row for what the transaction changed, in the
+  same transaction: the change and its record commit together or not at all (recorded once).
+
+The action is domain-level: the API operation's name (``revoke_key``, ``patch_campaign``) or
+an explicit one (``auth.sign_in``, ``contacts.export``). Requests that change nothing write
+nothing, except exports, which are recorded as such. Refused and failed attempts are written
+by ``record_attempt`` in a transaction of their own, since theirs rolls back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+
+from liebian.kit.auth import Principal
+from liebian.kit.clock import utcnow
+from liebian.kit.ids import new_id
+from liebian.team.models import AuditEntry
+
+log = logging.getLogger("liebian.audit")
+AUDIT_KEY = "liebian.audit"
+MAX_OBJECTS = 50  # per record: a bulk import lists the first 50 and counts the rest
+_SECRET_WORDS = ("password", "secret", "token", "key_hash", "code_hash")
+_SKIP_TABLES = frozenset({"audit_log", "team_sessions", "outbox"})
+
+
+def _masked(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column.endswith("_enc"):
+        return "***"  # PII: encrypted at rest, never in the log
+    if column.endswith("_hash") or any(w in column for w in _SECRET_WORDS):
+        return "***"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool):
+        return value if not isinstance(value, str) else value[:500]
+    return str(value)[:500]
+
+
+@dataclass
+class AuditContext:
+    """Who acts in this session, and from where. ``principal`` may be filled late (the
+    request's principal is resolved after its session opens)."""
+
+    actor_type: str = "anonymous"
+    principal: Principal | None = None
+    action: str = ""
+    object_id: str | None = None
+    ip: str = ""
+    user_agent: str = ""
+    workspace_id: str = ""
+    force: bool = False  # write a row even without changes (exports, sign-ins)
+    member_id: str | None = None  # who, when there is no principal yet (sign-in)
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra_objects: int = 0
+    bulk: list[str] = field(default_factory=list)
+    request: Any = None
+
+    def resolve(self) -> None:
+        if self.principal is None and self.request is not None:
+            self.principal = getattr(self.request.state, "principal", None)
+        if self.principal is not None:
+            self.workspace_id = self.workspace_id or self.principal.workspace_id
+            if self.actor_type == "anonymous":
+                self.actor_type = "member" if self.principal.member_id else "key"
+        if not self.action and self.request is not None:
+            route = self.request.scope.get("route")
+            self.action = getattr(route, "name", "") or self.request.method.lower()
+        if self.object_id is None and self.request is not None:
+            params = self.request.path_params
+            if params:
+                self.object_id = str(list(params.values())[-1])[:100]
+
+    def note(self, key: str, entry: dict[str, Any]) -> None:
+        if key in self.objects:
+            known = self.objects[key]
+            for name, change in entry.get("fields", {}).items():
+                old = known.setdefault("fields", {}).get(name)
+                known["fields"][name] = [old[0] if old else change[0], change[1]]
+            return
+        if len(self.objects) >= MAX_OBJECTS:
+            self.extra_objects += 1
+            return
+        self.objects[key] = entry
+
+
+def _identity(obj: Any) -> str:
+    state = inspect(obj)
+    values = [str(getattr(obj, c.key, "")) for c in state.mapper.primary_key]
+    return ":".join(values)
+
+
+def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
+    ctx: AuditContext | None = session.info.get(AUDIT_KEY)
+    if ctx is None:
+        return
+    for obj in session.new:
+        table = obj.__table__.name
+        if table in _SKIP_TABLES:
+            continue
+        mapper = inspect(obj).mapper
+        fields = {
+            c.key: [None, _masked(c.key, getattr(obj, c.key, None))]
+            for c in mapper.column_attrs
+            if getattr(obj, c.key, None) is not None
+        }
+        ctx.note(f"{table}:{_identity(obj)}", {"op": "create", "fields": fields})
+    for obj in session.dirty:
+        table = obj.__table__.name
+        if table in _SKIP_TABLES or not session.is_modified(obj):
+            continue
+        state = inspect(obj)
+        fields = {}
+        for attr in state.mapper.column_attrs:
+            hist = state.attrs[attr.key].history
+            if hist.has_changes():
+                before = hist.deleted[0] if hist.deleted else None
+                after = hist.added[0] if hist.added else None
+                if before != after:
+                    fields[attr.key] = [_masked(attr.key, before), _masked(attr.key, after)]
+        if fields:
+            ctx.note(f"{table}:{_identity(obj)}", {"op": "update", "fields": fields})
+    for obj in session.deleted:
+        table = obj.__table__.name
+        if table not in _SKIP_TABLES:
+            ctx.note(f"{table}:{_identity(obj)}", {"op": "delete", "fields": {}})
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    ctx: AuditContext | None = state.session.info.get(AUDIT_KEY)
+    if ctx is None or not (state.is_update or state.is_delete or state.is_insert):
+        return
+    table = getattr(getattr(state.statement, "table", None), "name", "")
+    if table and table not in _SKIP_TABLES and len(ctx.bulk) < MAX_OBJECTS:
+        kind = "update" if state.is_update else "delete" if state.is_delete else "insert"
+        ctx.bulk.append(f"{kind} {table}")
+
+
+def _before_commit(session: Session) -> None:
+    ctx: AuditContext | None = session.info.get(AUDIT_KEY)
+    if ctx is None:
+        return
+    session.flush()  # the last changes reach _before_flush first
+    if not (ctx.objects or ctx.bulk or ctx.force):
+        return
+    ctx.resolve()
+    if not ctx.workspace_id and ctx.actor_type != "cli":
+        # Public pages, participants, the hooks worker: not the team's changes.
+        ctx.objects.clear()
+        ctx.bulk.clear()
+        return
+    changes: dict[str, Any] = dict(ctx.objects)
+    if ctx.extra_objects:
+        changes["_more"] = ctx.extra_objects
+    if ctx.bulk:
+        changes["_bulk"] = ctx.bulk
+    object_id = ctx.object_id
+    if object_id is None and ctx.objects:
+        object_id = next(iter(ctx.objects)).split(":", 1)[-1][:100]
+    object_type = next(iter(ctx.objects)).split(":", 1)[0] if ctx.objects else ""
+    session.add(
+        _entry(ctx, changes, object_id=object_id, object_type=object_type, outcome="ok", status=200)
+    )
+    ctx.objects, ctx.bulk, ctx.extra_objects, ctx.force = {}, [], 0, False
+    session.flush()
+
+
+def _entry(
+    ctx: AuditContext,
+    changes: dict[str, Any],
+    *,
+    object_id: str | None,
+    object_type: str,
+    outcome: str,
+    status: int,
+) -> AuditEntry:
+    principal = ctx.principal
+    return AuditEntry(
+        id=new_id("aud"),
+        workspace_id=ctx.workspace_id,
+        at=utcnow(),
+        actor_type=ctx.actor_type,
+        member_id=principal.member_id if principal else ctx.member_id,
+        key_id=principal.key_id if principal else None,
+        action=(ctx.action or "change")[:100],
+        object_type=object_type[:50],
+        object_id=object_id,
+        changes=json.dumps(changes, ensure_ascii=False, default=str),
+        ip=ctx.ip[:64],
+        user_agent=ctx.user_agent[:300],
+        outcome=outcome,
+        status=status,
+    )
+
+
+def install(factory: sessionmaker[Session]) -> None:
+    """The hook on every session the factory makes (idempotent)."""
+    if not event.contains(factory, "before_flush", _before_flush):
+        event.listen(factory, "before_flush", _before_flush)
+        event.listen(factory, "do_orm_execute", _on_execute)
+        event.listen(factory, "before_commit", _before_commit)
+
+
+def cli_context(session: Session, command: str, workspace_id: str = "") -> AuditContext:
+    """What a CLI command changes is recorded as done by ``cli`` (the server's operator)."""
+    ctx = AuditContext(actor_type="cli", action=f"cli.{command}", workspace_id=workspace_id)
+    session.info[AUDIT_KEY] = ctx
+    return ctx
+
+
+def record_attempt(
+    factory: sessionmaker[Session],
+    ctx: AuditContext,
+    *,
+    outcome: str,
+    status: int,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """A refused or failed attempt (its own transaction rolled back), or a failed sign-in:
+    written in a short transaction of its own. Best effort: never turns a 4xx into a 500."""
+    ctx.resolve()
+    if not ctx.workspace_id:
+        return
+    try:
+        with factory() as session:
+            session.add(
+                _entry(
+                    ctx,
+                    detail or {},
+                    object_id=ctx.object_id,
+                    object_type="",
+                    outcome=outcome,
+                    status=status,
+                )
+            )
+            session.commit()
+    except Exception:  # pragma: no cover - the database is down: the request's error stands
+        log.exception("could not record a refused attempt in the audit log")

@@ -1,0 +1,218 @@
+"""Members and console sign-in, end to end through the API (SQLite and PostgreSQL): a one-time
+invitation, password rules, the session cookie and CSRF, a role change on the next request,
+the last owner, failed sign-ins locked, sign-out everywhere, TOTP step-up with replay refused,
+recovery codes, and the audit log that records all of it."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pyotp
+from sqlalchemy import text, update
+
+from liebian.kit.clock import utcnow
+from liebian.kit.db import session_scope
+from liebian.team.models import ConsoleSession
+
+
+def _invite(client: Any, headers: dict[str, str], role: str) -> str:
+    resp = client.post("/api/v1/team/invitations", json={"role": role}, headers=headers)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["url"].endswith("/admin/join#" + resp.json()["token"])
+    return str(resp.json()["token"])
+
+
+def _sign_in(client: Any, login: str, password: str) -> Any:
+    client.cookies.clear()
+    return client.post("/api/v1/auth/sign-in", json={"login": login, "password": password})
+
+
+def _csrf(client: Any) -> dict[str, str]:
+    return {"X-CSRF-Token": client.cookies.get("lb_csrf")}
+
+
+def test_members_sign_in_roles_and_audit(client: Any, owner: dict[str, str], runtime: Any) -> None:
+    ws = client.get("/api/v1/workspace", headers=owner).json()["id"]
+    # The first owner comes by a one-time link (the CLI's `team owner-link` makes the same).
+    from liebian.team.service import owner_invitation
+
+    with session_scope(runtime.sessions) as session:
+        _inv, owner_token = owner_invitation(session, ws)
+    weak = client.post(
+        "/api/v1/auth/accept-invitation",
+        json={"token": owner_token, "login": "boss@example.com", "password": "short"},
+    )
+    assert weak.status_code == 422 and weak.json()["error"]["code"] == "weak_password"
+    joined = client.post(
+        "/api/v1/auth/accept-invitation",
+        json={"token": owner_token, "login": "Boss@Example.com", "password": "Lantern-42-river"},
+    )
+    assert joined.status_code == 201, joined.text
+    boss_id = joined.json()["member_id"]
+    cookie = joined.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+    reused = client.post(
+        "/api/v1/auth/accept-invitation",
+        json={"token": owner_token, "login": "x@example.com", "password": "Lantern-42-river"},
+    )
+    assert reused.status_code == 410 and reused.json()["error"]["code"] == "invitation_used"
+
+    # Signed in by password: the cookie authenticates; a state change needs the CSRF token.
+    signed = _sign_in(client, "boss@example.com", "Lantern-42-river")
+    assert signed.status_code == 200 and signed.json()["role"] == "owner"
+    me = client.get("/api/v1/auth/me").json()
+    assert me["member_id"] == boss_id and me["login"] == "b***@example.com"
+    no_csrf = client.post("/api/v1/team/invitations", json={"role": "operator"})
+    assert no_csrf.status_code == 403 and no_csrf.json()["error"]["code"] == "csrf_failed"
+    bad_csrf = client.post(
+        "/api/v1/team/invitations", json={"role": "operator"}, headers={"X-CSRF-Token": "x"}
+    )
+    assert bad_csrf.status_code == 403
+    op_token = _invite(client, _csrf(client), "operator")
+
+    # A second member; a role change holds from their next request.
+    client.cookies.clear()
+    client.post(
+        "/api/v1/auth/accept-invitation",
+        json={"token": op_token, "login": "138 0013 8000", "password": "Harbor#lights7"},
+    )
+    op_id = client.get("/api/v1/auth/me").json()["member_id"]
+    assert (
+        client.post(
+            "/api/v1/links", json={"url": "https://e.com"}, headers=_csrf(client)
+        ).status_code
+        == 201
+    )
+    # An operator cannot invite (no members permission), nor grant above themselves.
+    assert (
+        client.post(
+            "/api/v1/team/invitations", json={"role": "viewer"}, headers=_csrf(client)
+        ).status_code
+        == 403
+    )
+    op_cookies = dict(client.cookies)
+    role_change = client.patch(
+        f"/api/v1/team/members/{op_id}", json={"role": "viewer"}, headers=owner
+    )
+    assert role_change.status_code == 200, role_change.text
+    client.cookies.clear()
+    client.cookies.update(op_cookies)
+    demoted = client.post("/api/v1/links", json={"url": "https://e.com/2"}, headers=_csrf(client))
+    assert demoted.status_code == 403
+    # The last owner cannot be demoted or removed (by the owner key either).
+    last = client.patch(f"/api/v1/team/members/{boss_id}", json={"role": "admin"}, headers=owner)
+    assert last.status_code == 409 and last.json()["error"]["code"] == "last_owner"
+    assert client.delete(f"/api/v1/team/members/{boss_id}", headers=owner).status_code == 409
+
+    # Wrong passwords: the same message for unknown accounts; locked after five.
+    for _ in range(5):
+        assert _sign_in(client, "13800138000", "wrong-password-1").status_code == 401
+    assert _sign_in(client, "nobody@example.com", "wrong-password-1").status_code == 401
+    locked = _sign_in(client, "13800138000", "Harbor#lights7")
+    assert locked.status_code == 429 and locked.json()["error"]["code"] == "account_locked"
+    assert "retry-after" in locked.headers
+
+    # Sign out everywhere: both of the owner's browsers lose their session.
+    _sign_in(client, "boss@example.com", "Lantern-42-river")
+    first = dict(client.cookies)
+    _sign_in(client, "boss@example.com", "Lantern-42-river")
+    ended = client.post("/api/v1/auth/sign-out-everywhere", headers=_csrf(client))
+    assert ended.json()["sessions_ended"] >= 2
+    client.cookies.clear()
+    client.cookies.update(first)
+    assert client.get("/api/v1/auth/me").status_code == 401
+    client.cookies.clear()
+
+    # The audit log: who did what, sign-ins and failures, the role change with before/after.
+    log = client.get("/api/v1/audit", params={"limit": 200}, headers=owner).json()["items"]
+    actions = [e["action"] for e in log]
+    for expected in (
+        "auth.sign_in",
+        "auth.sign_in_failed",
+        "team.role_changed",
+        "team.accept_invitation",
+        "team.invited",
+        "create_link",
+    ):
+        assert expected in actions, (expected, actions)
+    change = next(e for e in log if e["action"] == "team.role_changed")
+    assert change["object_id"] == op_id and change["key_id"] and change["outcome"] == "ok"
+    assert change["changes"][f"members:{op_id}"]["fields"]["role"] == ["operator", "viewer"]
+    denied = [e for e in log if e["outcome"] == "denied"]
+    assert any(e["member_id"] == op_id and e["status"] == 403 for e in denied)
+    joins = [e for e in log if e["action"] == "team.accept_invitation"]
+    accounts = [v for e in joins for k, v in e["changes"].items() if k.startswith("team_accounts")]
+    assert {a["fields"].get("email_enc", a["fields"].get("phone_enc"))[1] for a in accounts} == {
+        "***"
+    }  # PII masked
+    assert all(a["fields"]["password_hash"][1] == "***" for a in accounts)
+    dumped = json.dumps(log).lower()
+    assert "boss@example.com" not in dumped and "13800138000" not in dumped
+    assert client.get("/api/v1/audit", params={"member_id": op_id}, headers=owner).json()["items"]
+    exported = client.get("/api/v1/audit/export.csv", headers=owner)
+    assert exported.status_code == 200 and "team.role_changed" in exported.text
+    # Append-only: the database refuses to rewrite history.
+    import pytest
+    from sqlalchemy.exc import DBAPIError
+
+    with pytest.raises(DBAPIError), runtime.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET action = 'nothing'"))
+
+
+def test_totp_step_up_replay_and_recovery(client: Any, owner: dict[str, str], runtime: Any) -> None:
+    token = _invite(client, owner, "admin")
+    client.post(
+        "/api/v1/auth/accept-invitation",
+        json={"token": token, "login": "ops@example.com", "password": "Quartz-and-9-owls"},
+    )
+    csrf = _csrf(client)
+    batch = "/api/v1/payouts/batches/pob_01JAAAAAAAAAAAAAAAAAAAAAAA/export.csv"
+    refused = client.get(batch)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "step_up_required"
+    no_factor = client.post("/api/v1/auth/step-up", json={"code": "123456"}, headers=csrf)
+    assert no_factor.status_code == 409 and no_factor.json()["error"]["code"] == "totp_not_enrolled"
+
+    secret = client.post("/api/v1/auth/totp/enroll", headers=csrf).json()["secret"]
+    totp = pyotp.TOTP(secret)
+    assert (
+        client.post(
+            "/api/v1/auth/totp/confirm",
+            json={"code": "000000" if totp.now() != "000000" else "111111"},
+            headers=csrf,
+        ).status_code
+        == 422
+    )
+    codes = client.post("/api/v1/auth/totp/confirm", json={"code": totp.now()}, headers=csrf)
+    assert codes.status_code == 200, codes.text
+    recovery = codes.json()["recovery_codes"]
+    assert len(recovery) == 10
+    # Confirming counts as a verification: the export passes the step-up check now.
+    assert client.get(batch).status_code == 404
+    # Ten minutes later it no longer does.
+    with session_scope(runtime.sessions) as session:
+        session.execute(update(ConsoleSession).values(verified_at=utcnow() - timedelta(minutes=11)))
+    assert client.get(batch).json()["error"]["code"] == "step_up_required"
+    # The code just used (same time step) is refused: a replay within its window.
+    replay = client.post("/api/v1/auth/step-up", json={"code": totp.now()}, headers=csrf)
+    assert replay.status_code == 422 and replay.json()["error"]["code"] == "totp_replayed"
+    # A recovery code works once.
+    ok = client.post("/api/v1/auth/step-up", json={"code": recovery[0]}, headers=csrf)
+    assert ok.status_code == 200 and ok.json()["stepped_up"] is True
+    assert client.get(batch).status_code == 404
+    again = client.post("/api/v1/auth/step-up", json={"code": recovery[0]}, headers=csrf)
+    assert again.status_code == 422
+    # The workspace may require the code at sign-in: password alone then reaches nothing.
+    assert (
+        client.put("/api/v1/team/policy", json={"require_totp": True}, headers=owner).status_code
+        == 200
+    )
+    client.cookies.clear()
+    client.post(
+        "/api/v1/auth/sign-in", json={"login": "ops@example.com", "password": "Quartz-and-9-owls"}
+    )
+    assert client.get("/api/v1/workspace").json()["error"]["code"] == "totp_required"
+    ok = client.post("/api/v1/auth/step-up", json={"code": recovery[1]}, headers=_csrf(client))
+    assert ok.status_code == 200
+    assert client.get("/api/v1/workspace").status_code == 200
