@@ -116,6 +116,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version="0.1.0",
         description="裂变 — private-domain growth engine. Authenticate with `Authorization: Bearer lb_…`.",
         lifespan=lifespan,
+        # /docs from files in the package, not a CDN (app/api_docs.py); no /redoc.
+        docs_url=None,
+        redoc_url=None,
     )
     api.state.runtime = runtime
     install_error_handlers(api)
@@ -123,6 +126,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from liebian.app.routes import include_routes
 
     include_routes(api, runtime)
+    from liebian.app import api_docs
+
+    api_docs.install(api)
     _with_error_schemas(api)
     redirect = runtime.extras.get("redirect_app")
     return Dispatcher(api, redirect, IngestApp(runtime), _fission_writes(runtime, api))
