@@ -4,6 +4,7 @@ receiver on 127.0.0.1, a workspace with contacts."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ class Counting:
 
 
 @contextmanager
-def counting_receiver(fail_first: int = 0) -> Iterator[Counting]:
+def counting_receiver(fail_first: int = 0, delay: float = 0.0) -> Iterator[Counting]:
     state = Counting(fail_first=fail_first)
 
     class Handler(BaseHTTPRequestHandler):
@@ -50,6 +51,8 @@ def counting_receiver(fail_first: int = 0) -> Iterator[Counting]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if delay:
+                time.sleep(delay)
             with state.lock:
                 if state.fail_first > 0:
                     state.fail_first -= 1

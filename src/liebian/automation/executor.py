@@ -399,17 +399,41 @@ class Executor:
             item.status, item.result = "failed", why
 
     def _contexts(self, items: list[_Item]) -> dict[str, dict[str, Any]]:
+        """Template context of each item's contact, read set-based for the batch."""
         if not items:
             return {}
-        from liebian.contacts.attributes import values_of
-        from liebian.contacts.models import Contact, ContactTag, Tag
+        from liebian.contacts.attributes import defs, value_of
+        from liebian.contacts.models import Contact, ContactAttribute, ContactTag, Tag
 
-        out: dict[str, dict[str, Any]] = {}
         cipher = getattr(self.runtime, "cipher", None)
+        wanted = list({i.run.contact_id for i in items if i.run is not None})
+        out: dict[str, dict[str, Any]] = {}
         with self.read_sessions() as session:
+            contacts = {
+                c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(wanted)))
+            }
+            attrs: dict[str, dict[str, Any]] = defaultdict(dict)
+            known_by_ws: dict[str, Any] = {}
+            for row in session.scalars(
+                select(ContactAttribute).where(ContactAttribute.contact_id.in_(wanted))
+            ):
+                if row.workspace_id not in known_by_ws:
+                    known_by_ws[row.workspace_id] = defs(session, row.workspace_id)
+                known = known_by_ws[row.workspace_id]
+                if row.key in known:
+                    value = value_of(row, known[row.key].type)
+                    if value is not None:
+                        attrs[row.contact_id][row.key] = value
+            tags: dict[str, list[str]] = defaultdict(list)
+            for contact_id, name in session.execute(
+                select(ContactTag.contact_id, Tag.name)
+                .join(Tag, ContactTag.tag_id == Tag.id)
+                .where(ContactTag.contact_id.in_(wanted))
+            ):
+                tags[contact_id].append(name)
             for item in items:
                 assert item.run is not None
-                contact = session.get(Contact, item.run.contact_id)
+                contact = contacts.get(item.run.contact_id)
                 if contact is None:
                     continue
                 fields: dict[str, Any] = {
@@ -425,22 +449,10 @@ class Executor:
                 ):
                     if v:
                         fields[k] = v
-                attributes = {
-                    k: v
-                    for k, v in values_of(session, contact.workspace_id, contact.id).items()
-                    if v is not None
-                }
-                tags = list(
-                    session.scalars(
-                        select(Tag.name)
-                        .join(ContactTag, ContactTag.tag_id == Tag.id)
-                        .where(ContactTag.contact_id == contact.id)
-                    )
-                )
                 out[item.run_id] = {
                     "contact": fields,
-                    "attributes": attributes,
-                    "tags": tags,
+                    "attributes": attrs.get(contact.id, {}),
+                    "tags": tags.get(contact.id, []),
                     "journey": {"name": self._journey_name(session, item.run.journey_id)},
                 }
         return out
@@ -455,21 +467,103 @@ class Executor:
     # -- phase 3: mark ------------------------------------------------------------------------
 
     def _mark(self, items: list[_Item], now: datetime, out: BatchResult) -> None:
+        """One transaction for the batch, set-based: lock the rows still ours (a claim whose
+        lease ran out may have been taken over: those are left alone), apply the database
+        actions, mark, insert the next rows, move the runs."""
+        token = items[0].token
         with session_scope(self.sessions) as session:
-            for item in items:
-                with session.begin_nested():
-                    self._mark_one(session, item, now, out)
+            owned = repository.owned(session, [i.execution_id for i in items], token)
+            mine = [i for i in items if i.execution_id in owned]
+            out.lost += len(items) - len(mine)
+            retry = [i for i in mine if i.retry_at is not None]
+            repository.postpone_many(
+                session, [(i.execution_id, i.retry_at, i.result) for i in retry if i.retry_at]
+            )
+            out.postponed += len(retry)
+            final = [i for i in mine if i.retry_at is None]
+            self._apply_all(session, final, now)
+            marks: list[dict[str, Any]] = []
+            next_rows: list[dict[str, Any]] = []
+            moves: list[tuple[str, str]] = []
+            finished: list[tuple[str, str, str | None]] = []
+            for item in final:
+                next_step = item.next_step if item.status != "skipped" else None
+                if item.status == "failed" and item.step is not None:
+                    # A failed action does not strand the person: the run goes on.
+                    next_step = d.next_of(item.step, item.following)
+                marks.append(
+                    {
+                        "b_id": item.execution_id,
+                        "b_status": item.status,
+                        "b_result": (item.result or item.status)[:300],
+                        "b_detail": item.detail,
+                        "b_next": next_step,
+                    }
+                )
+                out.by_result[item.result.split(":")[0] or item.status] += 1
+                if item.status == "failed":
+                    out.failed += 1
+                else:
+                    out.done += 1
+                if item.run is None:
+                    continue
+                if item.exit_reason is not None:
+                    finished.append((item.run_id, "exited", item.exit_reason))
+                    continue
+                if item.status == "skipped":
+                    continue
+                if next_step is None or next_step == d.END:
+                    finished.append((item.run_id, "completed", None))
+                    continue
+                assert item.definition is not None
+                nxt = d.step_map(item.definition)[next_step][0]
+                due = item.next_due or now
+                waiting = None
+                if nxt["type"] == "wait_event":
+                    waiting = nxt["event"]
+                    due = due + d.duration(nxt["timeout"], "timeout")
+                next_rows.append(
+                    repository.step_row(item.run_id, item.run.workspace_id,
+                                        item.run.journey_id, nxt, due, now, waiting)
+                )  # fmt: skip
+                moves.append((item.run_id, next_step))
+            repository.mark_many(session, marks, now)
+            repository.insert_steps(session, next_rows)
+            repository.move_runs(session, moves)
+            repository.finish_runs(session, finished, now)
 
-    def _mark_one(self, session: Session, item: _Item, now: datetime, out: BatchResult) -> None:
-        if item.retry_at is not None:
-            if repository.postpone(
-                session, item.execution_id, item.token, item.retry_at, item.result
-            ):
-                out.postponed += 1
+    def _apply_all(self, session: Session, items: list[_Item], now: datetime) -> None:
+        """Database actions. Tag changes are applied per (workspace, tags) for the whole
+        group at once; the others one by one, each in a savepoint so a refusal (a deleted tag,
+        an undefined attribute) fails only its own step."""
+        actions = [
+            i for i in items
+            if i.status == "done" and i.step is not None and i.step["type"] not in d.EXTERNAL
+            and i.step["type"] not in d.WAITS + d.FLOW
+        ]  # fmt: skip
+        groups: dict[tuple[str, str, tuple[str, ...]], list[_Item]] = defaultdict(list)
+        single = []
+        for item in actions:
+            assert item.step is not None and item.run is not None
+            if item.step["type"] in ("add_tag", "remove_tag"):
+                key = (item.run.workspace_id, item.step["type"], tuple(item.step["tag_ids"]))
+                groups[key].append(item)
             else:
-                out.lost += 1
-            return
-        if item.status == "done" and item.step is not None and item.step["type"] not in d.EXTERNAL:
+                single.append(item)
+        for (ws, kind, tag_ids), group in groups.items():
+            from liebian.contacts import tags
+
+            fn = tags.add_tags if kind == "add_tag" else tags.remove_tags
+            contacts = [i.run.contact_id for i in group if i.run is not None]
+            try:
+                with session.begin_nested():
+                    fn(session, ws, contacts, list(tag_ids), source="api", reason="journey")
+                for item in group:
+                    item.result = kind
+            except DomainError as exc:
+                for item in group:
+                    item.status, item.result = "failed", f"{exc.code}: {exc.message}"
+        for item in single:
             try:
                 with session.begin_nested():
                     self._apply(session, item, now)
@@ -477,76 +571,13 @@ class Executor:
                 item.status, item.result = "failed", f"{exc.code}: {exc.message}"
             except MissingField as exc:
                 item.status, item.result = "failed", f"missing_field: {exc}"
-        next_step = item.next_step if item.status != "skipped" else None
-        if item.status == "failed":
-            # A failed action does not strand the person: the run goes on.
-            assert item.step is not None
-            next_step = d.next_of(item.step, item.following)
-        if not repository.mark(
-            session,
-            item.execution_id,
-            item.token,
-            status=item.status,
-            result=item.result or item.status,
-            now=now,
-            detail=item.detail,
-            next_step_id=next_step,
-        ):
-            out.lost += 1
-            return
-        out.by_result[item.result.split(":")[0] or item.status] += 1
-        if item.status == "failed":
-            out.failed += 1
-        else:
-            out.done += 1
-        assert item.run is not None or item.status == "skipped"
-        if item.run is None:
-            return
-        if item.exit_reason is not None:
-            repository.finish_run(session, item.run_id, "exited", now, item.exit_reason)
-            return
-        if item.status == "skipped":
-            return
-        if next_step is None or next_step == d.END:
-            repository.finish_run(session, item.run_id, "completed", now)
-            return
-        assert item.definition is not None
-        nxt = d.step_map(item.definition)[next_step][0]
-        due = item.next_due or now
-        waiting = None
-        if nxt["type"] == "wait_event":
-            waiting = nxt["event"]
-            due = due + d.duration(nxt["timeout"], "timeout")
-        repository.insert_steps(
-            session,
-            [
-                repository.step_row(
-                    item.run_id, item.run.workspace_id, item.run.journey_id, nxt, due, now, waiting
-                )
-            ],
-        )
-        repository.set_current(session, item.run_id, next_step)
 
     def _apply(self, session: Session, item: _Item, now: datetime) -> None:
         """The database effects of an action, in the mark transaction: exactly once with it."""
         assert item.step is not None and item.run is not None
         step, run = item.step, item.run
         kind = step["type"]
-        reason = f"journey:{run.journey_id}"
-        if kind in ("add_tag", "remove_tag"):
-            from liebian.contacts import tags
-
-            fn = tags.add_tags if kind == "add_tag" else tags.remove_tags
-            changed = fn(
-                session,
-                run.workspace_id,
-                [run.contact_id],
-                step["tag_ids"],
-                source="api",
-                reason=reason,
-            )
-            item.result = f"{kind}:{changed}"
-        elif kind == "set_attribute":
+        if kind == "set_attribute":
             from liebian.contacts.attributes import set_attributes
 
             set_attributes(session, run.workspace_id, run.contact_id, step["values"])

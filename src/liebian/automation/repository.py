@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -283,3 +283,83 @@ def match_waiting(
         .execution_options(synchronize_session=False)
     )
     return int(getattr(got, "rowcount", 0) or 0)
+
+
+def owned(session: Session, ids: Sequence[str], token: str) -> set[str]:
+    """The rows of ``ids`` still claimed by ``token``, locked until the commit (PostgreSQL),
+    so a worker whose lease ran out never marks a row another worker has taken over."""
+    out: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        stmt = (
+            select(E.id)
+            .where(E.id.in_(ids[start : start + _CHUNK]), E.claim_token == token,
+                   E.status == "pending")
+            .with_for_update()
+        )  # fmt: skip
+        out.update(session.scalars(stmt))
+    return out
+
+
+_MARK = (
+    update(E)
+    .where(E.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        result=bindparam("b_result"),
+        detail=bindparam("b_detail"),
+        next_step_id=bindparam("b_next"),
+        finished_at=bindparam("b_now"),
+        lease_until=None,
+    )
+)
+
+
+def mark_many(session: Session, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Mark rows already checked with :func:`owned` in this transaction."""
+    if rows:
+        for row in rows:
+            row["b_now"] = now
+        session.connection().execute(_MARK, rows)
+
+
+_POSTPONE = (
+    update(E)
+    .where(E.id == bindparam("b_id"))
+    .values(due_at=bindparam("b_due"), lease_until=None, claim_token=None,
+            result=bindparam("b_result"))
+)  # fmt: skip
+
+
+def postpone_many(session: Session, rows: list[tuple[str, datetime, str]]) -> None:
+    if rows:
+        session.connection().execute(
+            _POSTPONE, [{"b_id": i, "b_due": due, "b_result": why[:300]} for i, due, why in rows]
+        )
+
+
+_MOVE = (
+    update(JourneyRun)
+    .where(JourneyRun.id == bindparam("b_id"), JourneyRun.status == "active")
+    .values(current_step=bindparam("b_step"))
+)
+
+
+def move_runs(session: Session, moves: list[tuple[str, str]]) -> None:
+    if moves:
+        session.connection().execute(_MOVE, [{"b_id": r, "b_step": s} for r, s in moves])
+
+
+_FINISH = (
+    update(JourneyRun)
+    .where(JourneyRun.id == bindparam("b_id"), JourneyRun.status == "active")
+    .values(status=bindparam("b_status"), exit_reason=bindparam("b_reason"),
+            finished_at=bindparam("b_now"), current_step=None)
+)  # fmt: skip
+
+
+def finish_runs(session: Session, rows: list[tuple[str, str, str | None]], now: datetime) -> None:
+    if rows:
+        session.connection().execute(
+            _FINISH,
+            [{"b_id": r, "b_status": st, "b_reason": why, "b_now": now} for r, st, why in rows],
+        )

@@ -11,6 +11,9 @@ from liebian.automation.executor import Executor, ExecutorConfig, ExecutorThread
 
 
 def executor_for(runtime: Any, **overrides: Any) -> Executor:
+    # Every table known (steps touch contacts, tags, rewards, channels) in a bare worker too.
+    import liebian.models_registry  # noqa: F401
+
     settings = runtime.settings
     config = ExecutorConfig(
         lease=timedelta(seconds=settings.journeys_lease),
