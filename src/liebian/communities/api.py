@@ -14,6 +14,7 @@ from liebian.communities import messages, metrics, repository, service
 from liebian.communities.models import Community, CommunityGroup, CommunityMember
 from liebian.communities.schemas import (
     AlertOut,
+    AnnounceIn,
     CommunityCreate,
     CommunityOut,
     CommunityUpdate,
@@ -25,6 +26,9 @@ from liebian.communities.schemas import (
     MessageResult,
     MessagesIn,
     MessagesOut,
+    PreviewIn,
+    PreviewOut,
+    SendOut,
     TierMoveOut,
     TierPlaces,
     ViolationOut,
@@ -293,3 +297,55 @@ async def community_metrics(
         )
 
     return await run_in_threadpool(answer)
+
+
+@router.post("/community-groups/{group_id}/announcement", response_model=SendOut)
+def announce(
+    group_id: str,
+    body: AnnounceIn,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> SendOut:
+    """Send the community's announcement (群公告) to the group through its channel, once per
+    idempotency key."""
+    from liebian.communities import welcome
+
+    group = service.get_group(session, principal, group_id)
+    service.authorize(principal, service.WRITE)
+    community = service.get(session, principal, group.community_id)
+    outcome = welcome.send_announcement(session, runtime, community, group, body.idempotency_key)
+    return SendOut(
+        send_id=outcome.send_id, status=outcome.status, reason=outcome.reason,
+        task_id=outcome.task_id,
+    )  # fmt: skip
+
+
+@router.post("/communities/{community_id}/welcome-preview", response_model=PreviewOut)
+def welcome_preview(
+    community_id: str,
+    body: PreviewIn,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> PreviewOut:
+    """The welcome as a given contact (or a blank one) would get it, for the template editor."""
+    from liebian.communities import templates, welcome
+
+    community = service.get(session, principal, community_id)
+    if body.welcome_template is not None:
+        templates.check(body.welcome_template, "welcome_template")
+    person: dict[str, object] = {}
+    if body.external_id:
+        contact = contacts.get_by_external_id(session, principal.workspace_id, body.external_id)
+        person = welcome.contact_fields(session, runtime.cipher, contact.id)
+        if not principal.may_see_pii:
+            person.pop("nickname", None)
+    ctx = templates.context(
+        community={"name": community.name, "id": community.id}, contact=person,
+        group={"name": "示例群", "join_url": "", "owner": ""}, member={"invite_code": "ABCDEFGH"},
+    )  # fmt: skip
+    source = (
+        body.welcome_template if body.welcome_template is not None else community.welcome_template
+    )
+    return PreviewOut(text=templates.render(source, ctx, templates.DEFAULT_WELCOME))

@@ -272,3 +272,23 @@ class MessageResult(OutModel):
 
 class MessagesOut(OutModel):
     results: list[MessageResult]
+
+
+class AnnounceIn(StrictModel):
+    idempotency_key: str = Field(min_length=1, max_length=100)
+
+
+class SendOut(OutModel):
+    send_id: str
+    status: str
+    reason: str | None = None
+    task_id: str | None = None
+
+
+class PreviewIn(StrictModel):
+    external_id: str | None = Field(default=None, max_length=128)
+    welcome_template: str | None = Field(default=None, max_length=2000)
+
+
+class PreviewOut(OutModel):
+    text: str

@@ -124,6 +124,20 @@ def _check_config(session: Session, workspace_id: str, data: Mapping[str, Any]) 
             )
     for i, pattern in enumerate((data.get("rules") or {}).get("banned_patterns") or []):
         compile_pattern(pattern, f"rules.banned_patterns[{i}]")
+    from liebian.communities import templates
+
+    for name in ("welcome_template", "announcement_template"):
+        templates.check(data.get(name) or "", name)
+    if data.get("channel_id"):
+        from liebian.channels.models import Channel
+
+        channel = session.get(Channel, data["channel_id"])
+        if channel is None or channel.workspace_id != workspace_id:
+            raise Invalid(
+                f"no channel {data['channel_id']!r} in this workspace (POST /api/v1/channels)",
+                code="channel_not_found",
+                details={"field": "channel_id"},
+            )
 
 
 def create(session: Session, principal: Principal, body: CommunityCreate) -> Community:
@@ -164,7 +178,8 @@ def update(
     current = {
         k: getattr(community, k)
         for k in ("kind", "starts_at", "ends_at", "threshold", "threshold_config", "tiers",
-                  "screening", "routing", "rules")
+                  "screening", "routing", "rules", "welcome_template", "announcement_template",
+                  "channel_id")
     }  # fmt: skip
     merged = {**current, **changes}
     _check_config(session, principal.workspace_id, merged)

@@ -19,3 +19,6 @@ def install(runtime: Runtime) -> None:
     from liebian.communities import wecom_sync
 
     wecom_sync.install(runtime)
+    from liebian.communities import welcome
+
+    welcome.install(runtime)
