@@ -20,6 +20,7 @@ from wecom_fake import (
     fake_wecom,
     post_callback,
     seal,
+    tag_event,
     url_check,
 )
 
@@ -190,6 +191,15 @@ def test_connect_callbacks_and_client_calls(settings: Settings, runtime: Runtime
         assert runtime.event_store.query(
             "SELECT user_id, channel FROM events WHERE event = 'wecom_contact_added'", {}
         ) == [("wecom:wmCust1", "poster")]
+
+        # WeCom says its corp tags changed: the mirror re-reads them by itself.
+        fake.corp_tags = [{"group_id": "g1", "group_name": "客户等级",
+                           "tag": [{"id": "et-gold", "name": "金卡"}]}]  # fmt: skip
+        env = seal(tag_event("create", tag_id="et-gold", create_time=now + 10), timestamp=now)
+        assert post_callback(http, callback, env).status_code == 200
+        runtime.extras["wecom_auto_welcome"].drain()
+        mirrored = http.get(api + "/tags", headers=owner).json()["items"]
+        assert [(m["corp_tag_id"], m["name"]) for m in mirrored] == [("et-gold", "金卡")]
 
         # -- (3) client calls ---------------------------------------------------------------
         join = http.post(

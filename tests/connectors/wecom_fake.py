@@ -236,3 +236,16 @@ def url_check(echo: str, *, timestamp: int, token: str = TOKEN) -> dict[str, str
 def post_callback(http: httpx.Client, url: str, envelope: Envelope) -> httpx.Response:
     return http.post(url + "?" + urlencode(envelope.params), content=envelope.body,
                      headers={"Content-Type": "text/xml"})  # fmt: skip
+
+
+def tag_event(
+    change: str, *, tag_id: str, tag_type: str = "tag", create_time: int = 1764720000
+) -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName>"
+        "<FromUserName><![CDATA[sys]]></FromUserName>"
+        f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[change_external_tag]]></Event>"
+        f"<Id><![CDATA[{tag_id}]]></Id><TagType><![CDATA[{tag_type}]]></TagType>"
+        f"<ChangeType><![CDATA[{change}]]></ChangeType></xml>"
+    )

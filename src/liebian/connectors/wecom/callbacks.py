@@ -22,6 +22,8 @@ change_external_contact               add_external_contact / add_half_external_c
                                       event wecom_contact_removed
 change_external_chat                  create / update (add_member, del_member, …) / dismiss
                                       → ``wecom.group_changed``, event wecom_group_changed
+change_external_tag                   ``wecom.corp_tags_changed`` → the corp tag mirror
+                                      re-reads WeCom's list (welcome.py)
 anything else                         recorded (dedupe), not announced
 ====================================  =====================================================
 """
@@ -52,6 +54,7 @@ from liebian.kit.ids import new_id
 TOPIC_CONTACT_ADDED = "wecom.contact_added"
 TOPIC_CONTACT_REMOVED = "wecom.contact_removed"
 TOPIC_GROUP_CHANGED = "wecom.group_changed"
+TOPIC_CORP_TAGS_CHANGED = "wecom.corp_tags_changed"
 EVENTS = ("wecom_contact_added", "wecom_contact_removed", "wecom_group_changed")
 ALIAS_KIND = "wecom_external_userid"
 # A contact first met through WeCom gets this external_id (the brand's own id merges later).
@@ -199,6 +202,12 @@ def apply(
         _contact_change(session, workspace_id, message, change, key, ts, write_line, cipher)
     elif event == "change_external_chat":
         _chat_change(session, workspace_id, message, change, key, ts, write_line)
+    elif event == "change_external_tag":
+        # A corp tag or group was created, renamed or deleted in WeCom: re-read the list.
+        publish_after_commit(session, TOPIC_CORP_TAGS_CHANGED, {
+            "workspace_id": workspace_id, "change": change,
+            "tag_type": str(message.get("TagType") or "") or None,
+        })  # fmt: skip
     return Applied(False, event, change)
 
 

@@ -5,6 +5,10 @@ brings a WelcomeCode, the text is sent with ``send_welcome_msg`` right after the
 commit, on a small thread pool: the callback answers WeCom at once (WeCom wants a reply within
 5 s) and the welcome still goes out within the window. The send itself is the service's
 ``send_welcome_msg`` (once per code, recorded before the call).
+
+The same pool re-reads WeCom's corp tags when a ``change_external_tag`` callback says they
+changed (``wecom.corp_tags_changed`` → tags.sync_corp_tags), so WeCom → liebian stays current
+without an operator pressing 同步.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from liebian.connectors.wecom.callbacks import TOPIC_CONTACT_ADDED
+from liebian.connectors.wecom.callbacks import TOPIC_CONTACT_ADDED, TOPIC_CORP_TAGS_CHANGED
 from liebian.connectors.wecom.models import WecomContactWay
 
 if TYPE_CHECKING:
@@ -64,6 +68,21 @@ class AutoWelcome:
             log.warning("welcome for state %s: %s (%s)", state, outcome.status, outcome.errmsg)
         return outcome.status
 
+    def on_corp_tags_changed(self, payload: dict[str, Any]) -> None:
+        self.pending = [f for f in self.pending if not f.done()]
+        self.pending.append(self.pool.submit(self._sync_tags, str(payload["workspace_id"])))
+
+    def _sync_tags(self, workspace_id: str) -> dict[str, int] | None:
+        from liebian.connectors.wecom.tags import sync_corp_tags
+        from liebian.kit.auth import Principal, Role
+
+        try:
+            # The connector acts for the workspace itself (WeCom told us), as its operator.
+            return sync_corp_tags(self.runtime, Principal(workspace_id, Role.operator))
+        except Exception:
+            log.exception("corp tags of %s not re-read after WeCom's change", workspace_id)
+            return None
+
     def drain(self) -> None:
         """Wait for the welcomes submitted so far (tests, shutdown)."""
         for future in list(self.pending):
@@ -79,5 +98,6 @@ class AutoWelcome:
 def install(runtime: Runtime) -> AutoWelcome:
     sender = AutoWelcome(runtime)
     runtime.bus.subscribe(TOPIC_CONTACT_ADDED, sender)
+    runtime.bus.subscribe(TOPIC_CORP_TAGS_CHANGED, sender.on_corp_tags_changed)
     runtime.extras["wecom_auto_welcome"] = sender
     return sender
