@@ -40,15 +40,17 @@ _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 
 def docs_page(title: str, openapi_url: str) -> tuple[bytes, str]:
     """The page and its Content-Security-Policy (the inline start-up script by its hash)."""
-    html = get_swagger_ui_html(
-        openapi_url=openapi_url,
-        title=title,
-        swagger_js_url=f"{STATIC_PREFIX}/swagger-ui-bundle.js",
-        swagger_css_url=f"{STATIC_PREFIX}/swagger-ui.css",
-        swagger_favicon_url=f"{STATIC_PREFIX}/favicon-32x32.png",
-        oauth2_redirect_url=None,
-        swagger_ui_parameters={"validatorUrl": None},
-    ).body
+    html = bytes(
+        get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=title,
+            swagger_js_url=f"{STATIC_PREFIX}/swagger-ui-bundle.js",
+            swagger_css_url=f"{STATIC_PREFIX}/swagger-ui.css",
+            swagger_favicon_url=f"{STATIC_PREFIX}/favicon-32x32.png",
+            oauth2_redirect_url=None,
+            swagger_ui_parameters={"validatorUrl": None},
+        ).body
+    )
     hashes = " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
         for s in _INLINE_SCRIPT.findall(html.decode())
@@ -58,7 +60,7 @@ def docs_page(title: str, openapi_url: str) -> tuple[bytes, str]:
         "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
-    return bytes(html), csp
+    return html, csp
 
 
 def install(api: FastAPI) -> None:
