@@ -153,6 +153,11 @@ def test_corp_tag_mirror_both_ways(runtime: Runtime) -> None:
         assert tags.push_tag_changes(runtime, now=later) == 0
         with session_scope(runtime.sessions) as session:
             contact_tags.remove_tags(session, ws, [contact_id], [mirror["et-vip"]])
+        # The secret was reset in WeCom: nothing pushed, the change waits (cursor kept).
+        fake.expire_tokens()
+        fake.refuse_tokens = True
+        assert tags.push_tag_changes(runtime, now=utcnow() + timedelta(minutes=2)) == 0
+        fake.refuse_tokens = False
         assert tags.push_tag_changes(runtime, now=utcnow() + timedelta(minutes=2)) == 2
         assert fake.marks[-1]["remove_tag"] == ["et-vip"] and fake.marks[-1]["add_tag"] == []
 

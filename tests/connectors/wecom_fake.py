@@ -50,6 +50,8 @@ class FakeWecom:
     corp_tags: list[dict[str, Any]] = field(default_factory=list)
     marks: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # gettoken answers 40001 (the secret was reset in WeCom's admin console).
+    refuse_tokens: bool = False
 
     def expire_tokens(self) -> None:
         with self.lock:
@@ -65,7 +67,7 @@ class FakeWecom:
             if path == "/cgi-bin/gettoken":
                 if query.get("corpid") != CORP_ID:
                     return {"errcode": 40013, "errmsg": "invalid corpid"}
-                if query.get("corpsecret") != SECRET:
+                if query.get("corpsecret") != SECRET or self.refuse_tokens:
                     return {"errcode": 40001, "errmsg": "invalid credential"}
                 token = f"tok-{len(self.issued) + 1}-{os.urandom(4).hex()}"
                 self.issued.append(token)

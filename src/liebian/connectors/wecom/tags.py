@@ -31,7 +31,7 @@ from liebian.connectors.wecom.models import WecomConnection, WecomTagMap
 from liebian.kit.auth import Principal
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
-from liebian.kit.errors import Unavailable
+from liebian.kit.errors import DomainError, Unavailable
 
 if TYPE_CHECKING:
     from liebian.app.runtime import Runtime
@@ -122,6 +122,8 @@ def push_tag_changes(runtime: Runtime, *, now: datetime | None = None, lag: floa
             calls += _push_workspace(runtime, ws, (now or utcnow()) - timedelta(seconds=lag))
         except Unavailable:
             log.warning("WeCom unreachable: tag changes of %s wait for the next pass", ws)
+        except DomainError as exc:  # a wrong secret, say: this workspace waits, others go on
+            log.warning("tag changes of %s not pushed: %s", ws, exc.message)
     return calls
 
 
@@ -170,7 +172,10 @@ def _push_workspace(runtime: Runtime, ws: str, cutoff: datetime) -> int:
                     client.mark_tag(userid=staff, external_userid=external, add_tag=add,
                                     remove_tag=remove)  # fmt: skip
                     calls += 1
-                except WecomApiError as exc:  # this follow only (left the corp, …): logged
+                except WecomApiError as exc:
+                    if exc.path == "gettoken":
+                        raise  # the connection itself is broken: the cursor stays, retry later
+                    # This follow only (the staff member left the corp, …): logged, skipped.
                     log.warning("mark_tag %s/%s refused: %s", staff, external, exc.message)
     with session_scope(runtime.sessions) as session:
         conn_row = repository.connection_of(session, ws)
