@@ -176,6 +176,10 @@ def wire(runtime: Runtime) -> list[Component]:
         registry.register(CampaignConversions())
         # Contacts: aliases from events carrying both ids, $set attributes, orders/GMV.
         registry.register(PeopleConsumer(runtime.cipher))
+        # Journeys: event triggers, wait-for-event steps and goal conversions.
+        from liebian.automation.wiring import register_events
+
+        register_events(runtime, registry)
         hooks = open_hooks(runtime.settings.spool_dir, registry)
         runtime.extras["event_hooks"] = hooks
         runtime.extras["event_hooks_worker"] = HookWorker(

@@ -164,6 +164,9 @@ def check_trigger(value: Any) -> dict[str, Any]:
         _keys(obj, path, {"type", "event", "days"})
         _str(obj, "event", path, pattern=_EVENT, max_len=100)
         _int(obj, "days", path, 1, 3650)
+    elif kind in ("community_joined", "community_left", "screening_answered"):
+        _keys(obj, path, {"type", "community_id"})
+        _str(obj, "community_id", path, required=False, max_len=40)
     else:
         _keys(obj, path, {"type"})
     return obj

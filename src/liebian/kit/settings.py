@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     # claimed step is left to its worker before another may take it over.
     journeys_interval: float = 0.2
     journeys_lease: float = 60.0
+    # False: this server only turns triggers into enrolments; `liebian worker` runs the steps.
+    journeys_executor: bool = True
+    # Seconds between scans of date-attribute (birthday) and inactivity triggers.
+    journeys_scan_interval: float = 300.0
     # After start-up, move every object built so far out of the garbage collector's way
     # (app/factory.py): no full-collection pauses in a request. Tests that build an app per
     # test turn it off, since each start then walks the whole test process's heap.

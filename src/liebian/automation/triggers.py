@@ -1,0 +1,287 @@
+"""What starts people on journeys, and the events a running journey waits for.
+
+- **Bus topics** (published after their commit by contacts, segments, communities): queued in
+  memory by :class:`TriggerInbox` and applied by the journeys thread in its own transaction,
+  so the publisher's request never waits for enrolments. A change lost in a crash between its
+  commit and the drain is not replayed (the queue is in memory); date and inactivity scans
+  are periodic and catch up by themselves.
+- **Events** (``events/hooks.py``): :class:`JourneyEvents` is a registered consumer that
+  selects the events some live journey names (trigger, ``wait_event``, goal). It runs inside the
+  hooks worker's transaction, once per event id, so an event enrols a person once.
+- **Scans** (:func:`scan`): date attributes with an offset (7 days before a birthday, at a
+  local time) and inactivity (no event of a kind for N days).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from liebian.automation import repository, service
+from liebian.automation.models import Journey, JourneyVersion
+from liebian.kit.clock import utcnow
+from liebian.kit.db import session_scope
+
+log = logging.getLogger("liebian.automation.triggers")
+
+TOPIC_TRIGGERS = {
+    "segment.entered": "segment_entered",
+    "segment.exited": "segment_exited",
+    "community.member_joined": "community_joined",
+    "community.member_left": "community_left",
+    "community.screening_answered": "screening_answered",
+}
+TAGS_TOPIC = "contact.tags_changed"
+
+
+def _live_definitions(
+    session: Session, workspace_id: str | None = None
+) -> list[tuple[Journey, dict[str, Any]]]:
+    stmt = (
+        select(Journey, JourneyVersion.definition)
+        .join(JourneyVersion, (JourneyVersion.journey_id == Journey.id)
+              & (JourneyVersion.version == Journey.live_version))
+        .where(Journey.status == "live")
+    )  # fmt: skip
+    if workspace_id is not None:
+        stmt = stmt.where(Journey.workspace_id == workspace_id)
+    return [(j, dfn) for j, dfn in session.execute(stmt)]
+
+
+def _matches(trigger: dict[str, Any], kind: str, payload: dict[str, Any]) -> bool:
+    if trigger.get("type") != kind:
+        return False
+    if kind in ("segment_entered", "segment_exited"):
+        return bool(trigger.get("segment_id") == payload.get("segment_id"))
+    if kind in ("tag_added", "tag_removed"):
+        return trigger.get("tag_id") in (payload.get("tag_ids") or [])
+    if kind in ("community_joined", "community_left", "screening_answered"):
+        wanted = trigger.get("community_id")
+        return wanted is None or wanted == payload.get("community_id")
+    return False
+
+
+def apply_topic(session: Session, topic: str, payload: dict[str, Any], now: datetime) -> int:
+    """Enrol the people a bus change names in every live journey it triggers."""
+    ws = payload.get("workspace_id")
+    if not ws:
+        return 0
+    if topic == TAGS_TOPIC:
+        kind = "tag_added" if payload.get("change") == "added" else "tag_removed"
+    elif topic in TOPIC_TRIGGERS:
+        kind = TOPIC_TRIGGERS[topic]
+    else:
+        return 0
+    contacts = list(payload.get("contact_ids") or [])
+    if payload.get("contact_id"):
+        contacts.append(payload["contact_id"])
+    if not contacts:
+        return 0
+    entered = 0
+    occurrence = "|".join(str(payload.get(k, "")) for k in ("segment_id", "version", "change"))
+    for journey, definition in _live_definitions(session, ws):
+        if _matches(definition.get("trigger") or {}, kind, payload):
+            got = service.enrol(session, journey, contacts, trigger=f"{kind}",
+                                trigger_key=f"{topic}:{occurrence}:{now.isoformat()}", now=now)  # fmt: skip
+            entered += got.entered
+    return entered
+
+
+class TriggerInbox:
+    """Bus changes waiting to be turned into enrolments (bounded; the oldest drop first)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._items: deque[tuple[str, dict[str, Any]]] = deque(maxlen=limit)
+        self._lock = threading.Lock()
+
+    def subscribe(self, bus: Any) -> None:
+        for topic in (*TOPIC_TRIGGERS, TAGS_TOPIC):
+            bus.subscribe(topic, lambda payload, t=topic: self.put(t, payload))
+
+    def put(self, topic: str, payload: Any) -> None:
+        if isinstance(payload, dict):
+            with self._lock:
+                self._items.append((topic, payload))
+
+    def drain(self, sessions: sessionmaker[Session], now: datetime | None = None) -> int:
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+        entered = 0
+        for topic, payload in items:
+            try:
+                with session_scope(sessions) as session:
+                    entered += apply_topic(session, topic, payload, now or utcnow())
+            except Exception:
+                log.exception("journey trigger for %s failed", topic)
+        return entered
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def _where_ok(where: dict[str, Any] | None, properties: dict[str, Any] | None) -> bool:
+    if not where:
+        return True
+    props = properties or {}
+    return all(props.get(k) == v for k, v in where.items())
+
+
+class JourneyEvents:
+    """The hooks consumer: event triggers, ``wait_event`` steps and goal conversions."""
+
+    name = "journeys"
+    events: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        # Names some live journey cares about; refreshed by :meth:`refresh` (the journeys
+        # thread, and after a publish in this process). ``select`` runs on the request path.
+        self.names: frozenset[str] = frozenset()
+
+    def refresh(self, session: Session) -> None:
+        names: set[str] = set()
+        for _journey, definition in _live_definitions(session):
+            trigger = definition.get("trigger") or {}
+            if trigger.get("type") == "event":
+                names.add(trigger["event"])
+            if definition.get("goal_event"):
+                names.add(definition["goal_event"])
+            names.update(
+                s["event"] for s in definition.get("steps", []) if s.get("type") == "wait_event"
+            )
+        self.names = frozenset(names)
+
+    def select(self, event: Any) -> bool:
+        return event.get("event") in self.names and bool(event.get("user_id"))
+
+    def __call__(self, session: Session, events: Sequence[Any]) -> None:
+        apply_events(session, events)
+
+
+def apply_events(session: Session, events: Iterable[Any], now: datetime | None = None) -> int:
+    """Hook events → enrolments, matched waits, conversions (inside the caller's transaction)."""
+    from liebian.automation.models import JourneyRun
+    from liebian.contacts.models import Contact
+
+    now = now or utcnow()
+    by_ws: dict[str, list[Any]] = {}
+    for e in events:
+        if e.user_id:
+            by_ws.setdefault(e.workspace_id, []).append(e)
+    entered = 0
+    for ws, items in by_ws.items():
+        journeys = _live_definitions(session, ws)
+        users = list({e.user_id for e in items})
+        ids = dict(session.execute(select(Contact.external_id, Contact.id).where(
+            Contact.workspace_id == ws, Contact.external_id.in_(users))).all())  # fmt: skip
+        for e in items:
+            contact = ids.get(e.user_id)
+            if contact is None:
+                continue
+            repository.match_waiting(session, ws, e.event, [contact], now)
+            for journey, definition in journeys:
+                trigger = definition.get("trigger") or {}
+                if trigger.get("type") == "event" and trigger.get("event") == e.event \
+                        and _where_ok(trigger.get("where"), e.properties):  # fmt: skip
+                    got = service.enrol(session, journey, [contact], trigger=f"event:{e.event}",
+                                        trigger_key=e.event_id, now=now)  # fmt: skip
+                    entered += got.entered
+                if definition.get("goal_event") == e.event:
+                    session.execute(
+                        update(JourneyRun)
+                        .where(JourneyRun.journey_id == journey.id,
+                               JourneyRun.contact_id == contact,
+                               JourneyRun.converted_at.is_(None))
+                        .values(converted_at=now)
+                        .execution_options(synchronize_session=False)
+                    )  # fmt: skip
+    return entered
+
+
+# -- periodic scans ------------------------------------------------------------------------------
+
+
+def scan(session: Session, now: datetime, event_store: Any = None) -> int:
+    """Date-attribute and inactivity triggers of every live journey (idempotent per day:
+    the trigger key is the day, so a second scan the same day enrols nobody again)."""
+    entered = 0
+    for journey, definition in _live_definitions(session):
+        trigger = definition.get("trigger") or {}
+        if trigger.get("type") == "date_attribute":
+            entered += _scan_dates(session, journey, trigger, now)
+        elif trigger.get("type") == "inactivity":
+            entered += _scan_inactive(session, journey, trigger, now, event_store)
+    return entered
+
+
+def _scan_dates(session: Session, journey: Journey, trigger: dict[str, Any], now: datetime) -> int:
+    from liebian.contacts.models import ContactAttribute
+
+    zone = ZoneInfo(service.workspace_zone(session, journey.workspace_id))
+    today = now.astimezone(zone).date()
+    offset = int(trigger.get("offset_days") or 0)
+    # "7 days before a birthday" = offset -7: today + 7 is the date we look for.
+    target = today - timedelta(days=offset)
+    yearly = bool(trigger.get("yearly", True))
+    rows = session.execute(
+        select(ContactAttribute.contact_id, ContactAttribute.value_date).where(
+            ContactAttribute.workspace_id == journey.workspace_id,
+            ContactAttribute.key == trigger["attribute"],
+            ContactAttribute.value_date.is_not(None),
+        )
+    )
+    contacts = [c for c, v in rows if _date_hits(_as_date(v), target, yearly)]
+    if not contacts:
+        return 0
+    at = trigger.get("at")
+    due = now
+    if at:
+        h, m = (int(x) for x in at.split(":"))
+        due = max(now, datetime.combine(today, time(h, m), tzinfo=zone).astimezone(now.tzinfo))
+    got = service.enrol(session, journey, contacts, trigger=f"date:{trigger['attribute']}",
+                        trigger_key=f"date:{today.isoformat()}", now=now, due=due)  # fmt: skip
+    return got.entered
+
+
+def _as_date(value: Any) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _date_hits(value: date, target: date, yearly: bool) -> bool:
+    if not yearly:
+        return value == target
+    if (value.month, value.day) == (2, 29) and target.month == 2 and target.day == 28:
+        try:
+            date(target.year, 2, 29)
+        except ValueError:
+            return True  # a 29 February birthday counts on the 28th in other years
+    return (value.month, value.day) == (target.month, target.day)
+
+
+def _scan_inactive(
+    session: Session, journey: Journey, trigger: dict[str, Any], now: datetime, store: Any
+) -> int:
+    from liebian.segments.evaluation import evaluate
+
+    days = int(trigger["days"])
+    cutoff = (now - timedelta(days=days)).isoformat()
+    condition = {"type": "event_time", "event": trigger["event"], "which": "last",
+                 "op": "before", "value": cutoff}  # fmt: skip
+    try:
+        contacts = sorted(evaluate(session, store, journey.workspace_id, condition, now=now))
+    except Exception:
+        log.exception("inactivity scan of journey %s failed", journey.id)
+        return 0
+    if not contacts:
+        return 0
+    day = now.date().isoformat()
+    return service.enrol(session, journey, contacts, trigger=f"inactive:{trigger['event']}",
+                         trigger_key=f"inactive:{day}", now=now).entered  # fmt: skip
