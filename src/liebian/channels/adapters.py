@@ -105,6 +105,7 @@ class WebhookAdapter:
     kind: ClassVar[str] = "webhook"
     addressing: ClassVar[Addressing] = "none"
     default_monthly_cap: ClassVar[int | None] = None
+    generates_secret: ClassVar[bool] = True
 
     def __init__(self, url: str, secret: str, ctx: AdapterContext) -> None:
         self.url, self.secret, self.ctx = url, secret, ctx

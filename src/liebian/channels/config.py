@@ -74,7 +74,9 @@ def create_channel(
     )  # fmt: skip
     session.add(channel)
     session.flush()
-    generated = secret if secret and not data.secret else None
+    # Only a secret the kind made up (a webhook's signing secret) is shown, once; a key the
+    # operator pasted (the robot's, inside its URL) is never echoed back.
+    generated = secret if getattr(kind, "generates_secret", False) and not data.secret else None
     return channel, generated
 
 

@@ -29,6 +29,7 @@ _ASSETS = {
     "console.js": "text/javascript; charset=utf-8",
     "segments.js": "text/javascript; charset=utf-8",
     "people.js": "text/javascript; charset=utf-8",
+    "channels.js": "text/javascript; charset=utf-8",
 }
 # Everything is same-origin; QR images arrive as blob: URLs (fetched with the Bearer header),
 # live-code uploads preview as data: URLs. No inline script, so injected markup cannot run.
@@ -48,6 +49,7 @@ NAV = [
     ("review", "review.html", "风控审核"),
     ("rewards", "rewards.html", "奖励"),
     ("webhooks", "webhooks.html", "Webhook"),
+    ("channels", "channels.html", "渠道"),
     ("segments", "segments.html", "人群"),
     ("contacts", "contacts.html", "用户"),
     ("tags", "tags.html", "标签"),
