@@ -81,6 +81,11 @@ def test_wecom_customer_channel_sends_through_the_connector(runtime: Runtime) ->
         assert fifth.status == "suppressed" and fifth.reason == "monthly_cap"
         assert fake.received == {"wmCh": 4}
 
+    # WeCom gone: a welcome is "unknown" (maybe sent) and its single-use code never retried.
+    lost = service.send_welcome_msg(runtime, ws, "LOST-1", "hi")
+    assert lost.status == "unknown" and lost.reason == "wecom_unavailable"
+    assert service.send_welcome_msg(runtime, ws, "LOST-1", "hi").status == "duplicate"
+
     with pytest.raises(Exception) as bad:
         WecomCustomerAdapter.check_content({"text": "hi", "image_url": "x"})
     assert getattr(bad.value, "status", None) == 422

@@ -77,7 +77,7 @@ class WelcomeIn(StrictModel):
 
 
 class WelcomeOut(BaseModel):
-    status: Literal["sent", "failed", "expired", "duplicate"]
+    status: Literal["sent", "failed", "expired", "duplicate", "unknown"]
     reason: str | None
     errcode: int | None
     errmsg: str | None

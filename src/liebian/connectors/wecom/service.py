@@ -35,7 +35,7 @@ from liebian.kit.auth import Principal, Role
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher
 from liebian.kit.db import session_scope
-from liebian.kit.errors import Conflict, Invalid, NotFound
+from liebian.kit.errors import Conflict, Invalid, NotFound, Unavailable
 from liebian.kit.ids import new_id
 
 if TYPE_CHECKING:
@@ -367,6 +367,7 @@ def list_ways(session: Session, principal: Principal) -> list[WecomContactWay]:
 @dataclass(frozen=True, slots=True)
 class WelcomeOutcome:
     # sent | failed | expired (the 20 s window passed) | duplicate (this code was used by us)
+    # | unknown (WeCom did not answer: maybe sent; a welcome code is not tried twice)
     status: str
     reason: str | None = None
     errcode: int | None = None
@@ -414,6 +415,9 @@ def send_welcome_msg(
         outcome = WelcomeOutcome(
             "failed", WELCOME_CODE_ERRORS.get(exc.errcode, "wecom_error"), exc.errcode, exc.errmsg
         )
+    except Unavailable as exc:
+        # No answer: WeCom may have sent it, and the code is single-use, so no retry.
+        outcome = WelcomeOutcome("unknown", "wecom_unavailable", errmsg=exc.message)
     with session_scope(runtime.sessions) as session:
         row = session.get(WecomWelcome, (workspace_id, welcome_code))
         if row is not None:
