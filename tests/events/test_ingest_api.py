@@ -29,7 +29,7 @@ def test_single_event_is_acknowledged_and_stored(
         {"event": "signup", "event_id": "e1", "user_id": "u1", "properties": {"plan": "试听"}},
     )
     assert resp.status_code == 202
-    assert resp.json() == {"accepted": 1, "rejected": []}
+    assert resp.json() == {"accepted": 1, "event_ids": ["e1"], "rejected": []}
     rows = _stored(
         runtime, "SELECT event, user_id, properties FROM events WHERE event_id = $id", id="e1"
     )
@@ -76,6 +76,52 @@ def test_a_resent_event_without_event_id_is_stored_once(
     assert _post(client, owner, {"event": "page_view", "visitor_id": "v8"}).status_code == 202
     runtime.flush_events()
     assert _stored(runtime, "SELECT count(*) FROM events WHERE visitor_id = 'v8'") == [(2,)]
+
+
+def test_an_idempotency_key_makes_a_resend_without_ids_or_ts_store_once(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    """Neither event_id nor ts: the Idempotency-Key header gives each event an id from the
+    key and its place in the body, returned in ``event_ids``; the retry gets the same ids."""
+    body = [
+        {"event": "purchase", "user_id": "u9", "revenue": 1200},
+        {"event": "page_view", "visitor_id": "v9"},
+        {"event": "signup"},
+        {"event": "page_view", "visitor_id": "v9", "event_id": "mine-1"},
+    ]
+    keyed = {**owner, "Idempotency-Key": "order-batch-2026-12-02/1"}
+    first = _post(client, keyed, body).json()
+    runtime.flush_events()
+    again = _post(client, keyed, body).json()
+    assert first["accepted"] == again["accepted"] == 4
+    assert first["event_ids"] == again["event_ids"]
+    assert first["event_ids"][3] == "mine-1"  # a client's own id is kept
+    assert all(i.startswith("evk_") for i in first["event_ids"][:3])
+    assert len(set(first["event_ids"])) == 4
+    runtime.flush_events()
+    rows = _stored(
+        runtime,
+        "SELECT event_id, count(*), sum(revenue) FROM events WHERE user_id = 'u9' OR"
+        " visitor_id = 'v9' OR (event = 'signup' AND event_id LIKE 'evk_%') GROUP BY event_id"
+        " ORDER BY event_id",
+    )
+    assert sorted(r[0] for r in rows) == sorted(first["event_ids"])
+    assert [r[1] for r in rows] == [1, 1, 1, 1]
+    assert sum(r[2] or 0 for r in rows) == 1200
+    # Another key is another request: new events.
+    other = _post(client, {**owner, "Idempotency-Key": "order-batch-2026-12-02/2"}, body[:1])
+    assert other.json()["event_ids"][0] not in first["event_ids"]
+    # A key that is not 1-128 printable ASCII characters: 422 naming the header, nothing stored.
+    for bad in ("x" * 129, "键"):
+        resp = client.post(
+            "/api/v1/events",
+            content=json.dumps({"event": "page_view", "visitor_id": "v-bad"}).encode("utf-8"),
+            headers={**owner, "content-type": "application/json", "Idempotency-Key": bad.encode()},
+        )
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["error"]["code"] == "invalid_idempotency_key"
+    runtime.flush_events()
+    assert _stored(runtime, "SELECT count(*) FROM events WHERE visitor_id = 'v-bad'") == [(0,)]
 
 
 def test_batch_stores_valid_items_and_names_bad_ones(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -43,14 +44,27 @@ _EVENT_SCHEMA = ONE_EVENT.json_schema()
     },
 )
 async def ingest_events(
-    request: Request, principal: PrincipalDep, runtime: RuntimeDep
+    request: Request,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="a key per request: events without event_id get ids derived from it, "
+            "so resending the same body with the same key stores each event once",
+        ),
+    ] = None,
 ) -> JSONResponse:
     """One event, or a batch of up to 10,000 (a JSON array or {"events": [...]}).
 
     A batch stores its valid events and lists the bad ones by index (202 with `rejected`);
-    when none is valid the answer is 422. The same `event_id` is stored once.
+    when none is valid the answer is 422. The same `event_id` is stored once; `event_ids`
+    lists the id each accepted event got. To retry safely, send `event_id`, `ts` or an
+    `Idempotency-Key` header.
     """
     principal.require(Role.operator)
+    key = service.check_idempotency_key(idempotency_key)
     raw = await request.body()
     assert runtime.spool is not None and runtime.event_store is not None
     accepted = await run_in_threadpool(
@@ -61,6 +75,7 @@ async def ingest_events(
         store=runtime.event_store,
         now=utcnow(),
         hooks=runtime.extras.get("event_hooks"),
+        idempotency_key=key,
     )
     return JSONResponse(accepted.result.model_dump(), status_code=202)
 

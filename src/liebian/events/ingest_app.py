@@ -41,12 +41,7 @@ class IngestApp:
         self._lookup = lookup_key(runtime)
 
     async def _principal(self, scope: Scope) -> Principal:
-        header = ""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        token = bearer_token(header)
+        token = bearer_token(_header(scope, b"authorization") or "")
         principal = self.keys.get(token)
         if principal is not None:
             return principal
@@ -69,7 +64,7 @@ class IngestApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _accept(self, workspace_id: str, raw: bytes) -> service.Accepted:
+    def _accept(self, workspace_id: str, raw: bytes, key: str | None) -> service.Accepted:
         runtime = self.runtime
         assert runtime.spool is not None and runtime.event_store is not None
         return service.ingest(
@@ -79,6 +74,7 @@ class IngestApp:
             store=runtime.event_store,
             now=utcnow(),
             hooks=runtime.extras.get("event_hooks"),
+            idempotency_key=key,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,12 +86,14 @@ class IngestApp:
         try:
             principal = await self._principal(scope)
             principal.require(Role.operator)
+            key = service.check_idempotency_key(_header(scope, b"idempotency-key"))
             raw = await self._body(receive)
             # Small bodies inline: a thread hop costs more than spooling one event.
+            ws = principal.workspace_id
             if len(raw) > INLINE_BYTES:
-                accepted = await asyncio.to_thread(self._accept, principal.workspace_id, raw)
+                accepted = await asyncio.to_thread(self._accept, ws, raw, key)
             else:
-                accepted = self._accept(principal.workspace_id, raw)
+                accepted = self._accept(ws, raw, key)
             payload = orjson.dumps(accepted.result.model_dump())
         except Unavailable:
             raise  # a fault, not a refusal: logged with a request id by the guard
@@ -103,3 +101,10 @@ class IngestApp:
             await send_domain_error(send, exc)
             return
         await send_json(send, 202, payload)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None

@@ -99,6 +99,12 @@ class Rejected(StrictModel):
 
 class IngestResult(StrictModel):
     accepted: int
+    event_ids: list[str] = Field(
+        default_factory=list,
+        description="the stored id of each accepted event, in the order sent: the client's "
+        "own event_id, or the one the server gave (derived from ts, or from the "
+        "Idempotency-Key header, so a resend gets the same ids and is stored once)",
+    )
     rejected: list[Rejected] = Field(default_factory=list)
 
 
