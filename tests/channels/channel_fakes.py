@@ -156,6 +156,9 @@ def sms_provider(secret: str) -> Responder:
             return 404, {"code": "NOT_FOUND"}
         if hit.headers.get("X-Sms-Signature") != sms_signature(secret, t, hit.body):
             return 401, {"code": "BAD_SIGNATURE"}
+        if server.state.get("fail_next"):
+            server.state["fail_next"] -= 1
+            return 503, {"code": "BUSY"}
         msg = hit.json()
         out_id = msg["out_id"]
         if out_id not in server.accepted:

@@ -148,6 +148,19 @@ def test_crash_left_sending_is_looked_up_then_resent_with_its_key(runtime: Runti
             busy = send(session, runtime, request)
         assert busy.status == "deferred" and busy.reason == "in_flight"
         assert provider.count("POST") == posts + 1
+        # A provider fault: failed and retryable; the job retries it after its backoff.
+        provider.state["fail_next"] = 1
+        retry = SendRequest(workspace_id=ws, channel_id=chn, contact_id=person,
+                            content={"text": "发货通知"}, idempotency_key="k-2",
+                            category="transactional")  # fmt: skip
+        with runtime.sessions() as session:
+            failed = send(session, runtime, retry)
+        assert (failed.status, failed.reason, failed.retryable) == ("failed", "http_503", True)
+        assert recover(runtime) == 0  # the backoff has not passed
+        assert recover(runtime, now=datetime.now(UTC) + timedelta(seconds=31)) == 1
+        assert "k-2" in provider.accepted
+        with runtime.sessions() as session:
+            assert send(session, runtime, retry).status == "sent"
 
 
 def test_quiet_hours_defer_and_the_job_sends_when_the_window_opens(runtime: Runtime) -> None:

@@ -67,6 +67,8 @@ MAX_KEY = 200
 MAX_ATTEMPTS = 5
 # How long a claim lasts: longer than any adapter call can take (HTTP/SMTP timeout 10 s).
 LEASE_SECONDS = 60.0
+# The recovery job retries a retryable failure after 30 s, 60 s, 120 s, 240 s.
+RETRY_BACKOFF = 30.0
 SETTLED = frozenset({"sent", "suppressed", "pending_staff"})
 CAP_COUNTED = ("sending", "sent", "pending_staff")
 
@@ -491,9 +493,15 @@ def _deliver(
 # -- recovery (the scheduler's job) ----------------------------------------------------------
 
 
+def _retry_due(record: ChannelSend, now: datetime) -> bool:
+    """A retryable failure waits RETRY_BACKOFF * 2^(attempts-1) after its last attempt."""
+    wait = RETRY_BACKOFF * 2 ** max(0, record.attempts - 1)
+    return as_utc(record.updated_at) + timedelta(seconds=wait) <= now
+
+
 def recover(runtime: Runtime, *, now: datetime | None = None, limit: int = 200) -> int:
-    """Carry on sends nobody will call again: claims left by dead processes and deferred sends
-    whose quiet hours ended. Each in its own session; returns how many were handled."""
+    """Carry on sends nobody will call again: claims left by dead processes, deferred sends
+    whose quiet hours ended, and retryable failures whose backoff has passed. Each in its own session; returns how many were handled."""
     from liebian.kit.db import session_scope
 
     now = now or utcnow()
@@ -508,6 +516,12 @@ def recover(runtime: Runtime, *, now: datetime | None = None, limit: int = 200) 
                         & (ChannelSend.reason == "quiet_hours")
                         & (ChannelSend.deferred_until <= now)
                     )
+                    | (
+                        (ChannelSend.status == "failed")
+                        & ChannelSend.retryable.is_(True)
+                        & (ChannelSend.attempts < MAX_ATTEMPTS)
+                        & (ChannelSend.updated_at <= now - timedelta(seconds=RETRY_BACKOFF))
+                    )
                 )
                 .limit(limit)
             )
@@ -517,7 +531,7 @@ def recover(runtime: Runtime, *, now: datetime | None = None, limit: int = 200) 
         try:
             with session_scope(runtime.sessions) as session:
                 record = _by_key(session, workspace_id, key)
-                if record is None:
+                if record is None or (record.status == "failed" and not _retry_due(record, now)):
                     continue
                 channel = _channel(session, workspace_id, record.channel_id)
                 kind = adapter_kind(channel.kind)
