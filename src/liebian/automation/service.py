@@ -406,3 +406,33 @@ def resolve_audience(
             details={"field": "contact_ids", "missing": missing[:20]},
         )
     return wanted
+
+
+def from_template(
+    session: Session,
+    workspace_id: str,
+    template: str,
+    options: Any,
+    *,
+    name: str | None = None,
+    publish_now: bool = False,
+    allow_private_urls: bool = False,
+) -> Journey:
+    """A journey from a template in one step (a draft, or live with ``publish_now``). A
+    template that needs a date attribute (birthday) defines it when missing."""
+    from liebian.automation.templates import build
+    from liebian.contacts.models import AttributeDef
+
+    default_name, definition = build(template, options)
+    trigger = definition["trigger"]
+    if trigger["type"] == "date_attribute":
+        key = trigger["attribute"]
+        if session.get(AttributeDef, (workspace_id, key)) is None:
+            from liebian.contacts.attributes import define
+
+            define(session, workspace_id, key, "date", "生日" if key == "birthday" else key)
+    journey = create(session, workspace_id, name or default_name, definition,
+                     allow_private_urls=allow_private_urls, template=template)  # fmt: skip
+    if publish_now:
+        publish(session, journey, allow_private_urls=allow_private_urls)
+    return journey
