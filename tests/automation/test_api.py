@@ -74,5 +74,54 @@ def test_journey_api_flow(client: Any, owner: dict[str, str], runtime: Any) -> N
     _ws, viewer = make_key(runtime, "analyst", ws)
     assert client.get("/api/v1/journeys", headers=viewer).json()[0]["id"] == jid
     assert client.post(f"/api/v1/journeys/{jid}/pause", headers=viewer).status_code == 403
+    # run the steps, then explain, dry run and stats
+    from liebian.automation.executor import Executor
+
+    ex = Executor(runtime.sessions, runtime=runtime)
+    try:
+        assert ex.run_until_idle() == 4
+    finally:
+        ex.close()
+    r = client.get("/api/v1/journeys/explain", params={"contact": "a1"}, headers=viewer)
+    assert r.status_code == 200, r.text
+    (run,) = r.json()["runs"]
+    assert run["status"] == "completed"
+    assert [(x["step_id"], x["status"]) for x in run["steps"]] == [("t", "done"), ("w", "done")]
+    r = client.post(f"/api/v1/journeys/{jid}/dry-run", json={"contact": "a2"}, headers=viewer)
+    assert [x["step_id"] for x in r.json()["steps"]] == ["t", "w"], r.text
+    assert r.json()["would_exit"] is False
+    r = client.post(f"/api/v1/journeys/{jid}/dry-run", json={"contact": "nobody"}, headers=viewer)
+    assert r.status_code == 422
+    stats = client.get(f"/api/v1/journeys/{jid}/stats", headers=viewer).json()
+    assert (stats["entered"], stats["completed"]) == (2, 2)
+    assert [(x["step_id"], x["reached"], x["conversion"]) for x in stats["steps"]] == [
+        ("t", 2, 1.0),
+        ("w", 2, 1.0),
+    ]
+    templates = client.get("/api/v1/journey-templates", headers=viewer).json()
+    assert {t["id"] for t in templates} >= {"warmup_7day", "birthday"}
+    from liebian.channels.config import ChannelInput, create_channel
+
+    with session_scope(runtime.sessions) as session:
+        chn, _ = create_channel(
+            session,
+            runtime,
+            ws,
+            ChannelInput(kind="webhook", name="h", config={"url": "http://127.0.0.1:9/x"}),
+        )
+        chn_id = chn.id
+    r = client.post(
+        "/api/v1/journeys/from-template",
+        json={"template": "birthday", "channel_id": chn_id, "publish": True},
+        headers=owner,
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["status"], r.json()["name"]) == ("live", "生日关怀")
+    r = client.post(
+        "/api/v1/journeys/from-template",
+        json={"template": "nope", "channel_id": chn_id},
+        headers=owner,
+    )
+    assert r.json()["error"]["code"] == "unknown_template"
     r = client.post(f"/api/v1/journeys/{jid}/archive", headers=owner)
-    assert r.json() == {"id": jid, "status": "archived", "runs_exited": 2}
+    assert r.json() == {"id": jid, "status": "archived", "runs_exited": 0}

@@ -223,6 +223,10 @@ def test_send_step_through_channels_quiet_hours_template_and_task(runtime: Runti
                 waiting = list(s.scalars(select(JourneyStepExecution)))
                 assert {e.result for e in waiting} == {"deferred:quiet_hours"}
                 assert {e.status for e in waiting} == {"pending"}
+                from liebian.automation.explain import explain_contact
+
+                (run,) = explain_contact(s, ws, people[0], clock())
+                assert run["steps"][0]["why_not"] == "deferred:quiet_hours"
             clock.advance(hours=11, minutes=1)
             ex.run_until_idle()
             assert ex.run_until_idle() == 0

@@ -11,12 +11,18 @@ from liebian.automation.models import Journey
 from liebian.automation.schemas import (
     ERRORS,
     ArchiveOut,
+    DryRunIn,
+    DryRunOut,
     EnrolIn,
     EnrolOut,
+    ExplainOut,
+    FromTemplateIn,
     JourneyCreate,
     JourneyOut,
     JourneyUpdate,
     PublishOut,
+    StatsOut,
+    TemplateOut,
 )
 from liebian.kit.auth import Principal, Role
 from liebian.kit.errors import Invalid
@@ -70,6 +76,48 @@ def list_journeys(principal: PrincipalDep, session: SessionDep) -> list[JourneyO
         .limit(500)
     )
     return [to_out(j) for j in rows]
+
+
+@router.get("/journey-templates", response_model=list[TemplateOut])
+def list_templates(principal: PrincipalDep) -> list[TemplateOut]:
+    """Ready journeys to start in one step (POST /journeys/from-template)."""
+    authorize(principal, _READ)
+    from liebian.automation.templates import TEMPLATES, Options
+
+    out = []
+    for tid, (name, make) in TEMPLATES.items():
+        definition = make(Options(channel_id="chn_example"))
+        out.append(TemplateOut(id=tid, name=name, description=(make.__doc__ or "").strip(),
+                               trigger=definition["trigger"], steps=len(definition["steps"])))  # fmt: skip
+    return out
+
+
+@router.post("/journeys/from-template", response_model=JourneyOut, status_code=201)
+def create_from_template(
+    body: FromTemplateIn, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> JourneyOut:
+    authorize(principal, _WRITE)
+    from liebian.automation.templates import Options
+
+    options = Options(channel_id=body.channel_id, coupon_amount=body.coupon_amount,
+                      reward_amount=body.reward_amount, consultant=body.consultant)  # fmt: skip
+    journey = service.from_template(
+        session, principal.workspace_id, body.template, options, name=body.name,
+        publish_now=body.publish, allow_private_urls=runtime.settings.allow_private_webhooks,
+    )  # fmt: skip
+    return to_out(journey)
+
+
+@router.get("/journeys/explain", response_model=ExplainOut)
+def explain_contact(contact: str, principal: PrincipalDep, session: SessionDep) -> ExplainOut:
+    """Which journeys a contact is in, at which step, what ran when with what result, and why
+    a step has not run (scheduled, waiting for an event, quiet hours, paused, exited…)."""
+    authorize(principal, _READ)
+    from liebian.automation import explain
+
+    contact_id = explain.contact_ref(session, principal.workspace_id, contact)
+    runs = explain.explain_contact(session, principal.workspace_id, contact_id)
+    return ExplainOut.model_validate({"contact_id": contact_id, "runs": runs})
 
 
 @router.get("/journeys/{journey_id}", response_model=JourneyOut)
@@ -159,3 +207,29 @@ def enrol_contacts(
     )
     got = service.enrol(session, journey, contacts, trigger="manual")
     return EnrolOut(entered=got.entered, skipped=got.skipped)
+
+
+@router.post("/journeys/{journey_id}/dry-run", response_model=DryRunOut)
+def dry_run(
+    journey_id: str, body: DryRunIn, principal: PrincipalDep, session: SessionDep,
+    runtime: RuntimeDep,
+) -> DryRunOut:  # fmt: skip
+    """What a contact would get from this journey now, messages rendered; nothing is sent."""
+    authorize(principal, _READ)
+    from liebian.automation import explain
+
+    journey = service.get(session, principal.workspace_id, journey_id)
+    contact_id = explain.contact_ref(session, principal.workspace_id, body.contact)
+    got = explain.dry_run(session, runtime.event_store, runtime.cipher, journey, contact_id,
+                          use_draft=body.draft)  # fmt: skip
+    return DryRunOut.model_validate(got)
+
+
+@router.get("/journeys/{journey_id}/stats", response_model=StatsOut)
+def journey_stats(journey_id: str, principal: PrincipalDep, session: SessionDep) -> StatsOut:
+    """Entered, active, completed, exited (why), converted (goal event); per step a funnel."""
+    authorize(principal, _READ)
+    from liebian.automation import explain
+
+    journey = service.get(session, principal.workspace_id, journey_id)
+    return StatsOut.model_validate(explain.stats(session, journey))
