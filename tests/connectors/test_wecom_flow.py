@@ -34,9 +34,10 @@ from liebian.connectors.wecom.callbacks import (
 )
 from liebian.connectors.wecom.models import WecomCallback, WecomConnection, WecomFollow
 from liebian.contacts.models import Contact, ContactAlias
+from liebian.kit.auth import Role
 from liebian.kit.db import session_scope
 from liebian.kit.settings import Settings
-from liebian.workspaces.service import bootstrap
+from liebian.workspaces.service import bootstrap, create_api_key
 
 
 def _workspace(runtime: Runtime) -> tuple[str, dict[str, str]]:
@@ -81,6 +82,24 @@ def test_connect_callbacks_and_client_calls(settings: Settings, runtime: Runtime
             assert (
                 row is not None and SECRET not in row.secret_enc and AES_KEY not in row.aes_key_enc
             )
+        # Roles: an analyst reads (no secrets) but may not change the connection or send.
+        with session_scope(runtime.sessions) as session:
+            _k, analyst_key = create_api_key(session, ws, Role.analyst, "analyst")
+        analyst = {"Authorization": f"Bearer {analyst_key}"}
+        assert http.get(api, headers=analyst).status_code == 200
+        assert http.put(api, headers=analyst, json={"corp_id": CORP_ID}).status_code == 403
+        assert (
+            http.post(
+                api + "/mass-sends",
+                headers=analyst,
+                json={"idempotency_key": "a", "external_userids": ["x"], "text": "x"},
+            ).status_code
+            == 403
+        )
+        # Changing only the corp fields keeps the stored secrets.
+        kept = http.put(api, headers=owner, json={"corp_id": CORP_ID, "agent_id": "1000002"})
+        assert kept.status_code == 200 and kept.json()["agent_id"] == "1000002"
+        assert kept.json()["secret_hint"] == conn["secret_hint"]
         check = http.post(api + "/check", headers=owner)
         assert check.status_code == 200 and check.json()["ok"] is True
         callback = "/api/v1/connectors/wecom/callback/" + conn["id"]
