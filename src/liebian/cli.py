@@ -235,7 +235,8 @@ def jobs_run(
     webhooks: Annotated[bool, typer.Option(help="also deliver due webhooks")] = True,
 ) -> None:
     """Run every job once: expire groups (voiding orders) and assists, settle due rewards,
-    deliver due webhooks. Safe beside a running server or another cron run."""
+    deliver due webhooks, push tag changes to WeCom. Safe beside a running server or another
+    cron run."""
     from liebian.app.runtime import Runtime
     from liebian.app.scheduler import delivery_policy
     from liebian.campaigns.tasks import run_fission_jobs
@@ -259,6 +260,10 @@ def jobs_run(
                 f"webhooks delivered: {sent.delivered}  failed (will retry): {sent.failed}  "
                 f"dead: {sent.dead}"
             )
+        # WeCom: contacts' tag changes → corp tags (connectors/wecom/tags.py).
+        from liebian.connectors.wecom.tags import push_tag_changes
+
+        typer.echo(f"企微标签 WeCom tag pushes: {push_tag_changes(runtime)}")
     finally:
         runtime.close()
 
