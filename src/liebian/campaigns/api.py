@@ -19,6 +19,7 @@ from liebian.campaigns import (
     lifecycle,
     referrals,
     repository,
+    schemas,
     service,
     writes,
 )
@@ -130,7 +131,7 @@ def campaign_out(campaign: Campaign) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.get("/campaigns/templates")
+@router.get("/campaigns/templates", response_model=schemas.TemplateList)
 def templates(principal: PrincipalDep, industry: str | None = None) -> dict[str, Any]:
     items = [
         {"key": t.key, "industry": t.industry, "type": t.type, "name": t.name,
@@ -140,7 +141,7 @@ def templates(principal: PrincipalDep, industry: str | None = None) -> dict[str,
     return {"items": items}
 
 
-@router.post("/campaigns", status_code=201)
+@router.post("/campaigns", status_code=201, response_model=schemas.CampaignOut)
 def create_campaign(
     body: CampaignCreate, principal: PrincipalDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -151,7 +152,7 @@ def create_campaign(
     return campaign_out(campaign)
 
 
-@router.post("/campaigns/from-template", status_code=201)
+@router.post("/campaigns/from-template", status_code=201, response_model=schemas.CampaignOut)
 def create_from_template(
     body: CampaignFromTemplate, principal: PrincipalDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -166,7 +167,7 @@ def create_from_template(
     return campaign_out(campaign)
 
 
-@router.get("/campaigns")
+@router.get("/campaigns", response_model=schemas.CampaignPage)
 def list_campaigns(
     principal: PrincipalDep,
     session: SessionDep,
@@ -190,12 +191,12 @@ def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     return {"items": items, "next_cursor": None}
 
 
-@router.get("/campaigns/{campaign_id}")
+@router.get("/campaigns/{campaign_id}", response_model=schemas.CampaignOut)
 def get_campaign(campaign_id: str, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     return campaign_out(service.get(session, principal.workspace_id, campaign_id))
 
 
-@router.patch("/campaigns/{campaign_id}")
+@router.patch("/campaigns/{campaign_id}", response_model=schemas.CampaignOut)
 def patch_campaign(
     campaign_id: str, body: CampaignPatch, principal: PrincipalDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -226,7 +227,14 @@ def participant_out(participant: Participant, base: str) -> dict[str, Any]:
     }
 
 
-@router.post("/campaigns/{campaign_id}/participants", status_code=201)
+@router.post(
+    "/campaigns/{campaign_id}/participants",
+    status_code=201,
+    response_model=schemas.ParticipantOut,
+    responses={
+        200: {"model": schemas.ParticipantOut, "description": "joined before: the same participant"}
+    },
+)
 def join_campaign(
     campaign_id: str,
     body: JoinBody,
@@ -257,7 +265,10 @@ def _participant(
     return participant
 
 
-@router.get("/campaigns/{campaign_id}/participants/{participant_id}")
+@router.get(
+    "/campaigns/{campaign_id}/participants/{participant_id}",
+    response_model=schemas.ParticipantDetail,
+)
 def get_participant(
     campaign_id: str,
     participant_id: str,
@@ -277,7 +288,7 @@ def get_participant(
     return out
 
 
-@router.get("/campaigns/{campaign_id}/leaderboard")
+@router.get("/campaigns/{campaign_id}/leaderboard", response_model=schemas.LeaderboardOut)
 def leaderboard(
     campaign_id: str,
     principal: PrincipalDep,
@@ -331,7 +342,7 @@ def referral_items(session: Session, rows: list[Referral]) -> list[dict[str, Any
     return out
 
 
-@router.get("/referrals")
+@router.get("/referrals", response_model=schemas.ReferralPage)
 def list_referrals(
     principal: PrincipalDep,
     session: SessionDep,
@@ -369,7 +380,7 @@ def group_out(group: groups.GroupView, base: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.post("/campaigns/{campaign_id}/groups", status_code=201)
+@router.post("/campaigns/{campaign_id}/groups", status_code=201, response_model=schemas.GroupOut)
 def open_group(
     campaign_id: str,
     body: GroupOpen,
@@ -418,7 +429,7 @@ async def _principal(request: Request) -> Principal:
 FastPrincipalDep = Annotated[Principal, Depends(_principal)]
 
 
-@router.post("/groups/{group_id}/join")
+@router.post("/groups/{group_id}/join", response_model=schemas.GroupOut)
 async def join_group(
     group_id: str, body: GroupJoin, principal: FastPrincipalDep, request: Request
 ) -> Response:
@@ -436,7 +447,7 @@ async def join_reply(
     return group_out(group, base)
 
 
-@router.get("/groups/{group_id}")
+@router.get("/groups/{group_id}", response_model=schemas.GroupOut)
 def get_group(
     group_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -468,7 +479,7 @@ def assist_out(assist: assists.AssistView, base: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.post("/campaigns/{campaign_id}/assists", status_code=201)
+@router.post("/campaigns/{campaign_id}/assists", status_code=201, response_model=schemas.AssistOut)
 def start_assist(
     campaign_id: str,
     body: AssistStart,
@@ -492,7 +503,7 @@ def help_out(assist: assists.AssistView, base: str) -> dict[str, Any]:
     return out
 
 
-@router.post("/assists/{assist_id}/help")
+@router.post("/assists/{assist_id}/help", response_model=schemas.HelpOut)
 async def help_assist(
     assist_id: str, body: HelpBody, principal: FastPrincipalDep, request: Request
 ) -> Response:
@@ -514,7 +525,7 @@ async def help_reply(
     return help_out(assist, base)
 
 
-@router.get("/assists/{assist_id}")
+@router.get("/assists/{assist_id}", response_model=schemas.AssistOut)
 def get_assist(
     assist_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -522,7 +533,16 @@ def get_assist(
     return assist_out(assists.view(session, assist), _base(session, principal, runtime))
 
 
-@router.get("/campaigns/{campaign_id}/participants/{participant_id}/poster.png")
+@router.get(
+    "/campaigns/{campaign_id}/participants/{participant_id}/poster.png",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the poster, a PNG image",
+        }
+    },
+)
 def poster(
     campaign_id: str,
     participant_id: str,
@@ -567,7 +587,7 @@ def poster(
     return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300"})
 
 
-@router.get("/campaigns/{campaign_id}/graph")
+@router.get("/campaigns/{campaign_id}/graph", response_model=schemas.GraphStatsOut)
 def referral_graph(
     campaign_id: str, principal: PrincipalDep, session: SessionDep
 ) -> dict[str, Any]:

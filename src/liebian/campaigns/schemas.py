@@ -420,3 +420,141 @@ class TreeOut(BaseModel):
     widest: list[TreeNode]
     items: list[TreeNode]
     next_cursor: str | None
+
+
+# ── HTTP shapes of campaigns/api.py (templates, participants, referrals, groups, assists) ──
+
+
+class CampaignPage(BaseModel):
+    items: list[CampaignOut]
+    next_cursor: str | None = None
+
+
+class TemplateOut(BaseModel):
+    key: str
+    industry: str
+    type: str
+    name: str
+    description: str
+    share_text: str
+    channel: str
+    config: dict[str, Any]
+
+
+class TemplateList(BaseModel):
+    items: list[TemplateOut]
+
+
+class ParticipantOut(BaseModel):
+    participant_id: str
+    campaign_id: str
+    invite_code: str
+    invite_url: str = Field(description="the participant's invite link (share this)")
+    poster_url: str = Field(description="the participant's poster (PNG), relative to the API")
+    referrer_participant_id: str | None
+    joined_at: datetime
+
+
+class ParticipantDetail(ParticipantOut):
+    external_id: str | None
+    qualified_invites: int = Field(description="invites that count toward the tiers")
+    next_tier_invites: int | None = Field(description="invites the next tier needs, if any")
+
+
+class LeaderboardRow(BaseModel):
+    rank: int
+    participant_id: str
+    invites: int
+    external_id: str | None
+    nickname: str | None = Field(description="masked for display")
+
+
+class LeaderboardOut(BaseModel):
+    items: list[LeaderboardRow]
+
+
+class ReferralParty(BaseModel):
+    external_id: str | None
+    participant_id: str
+
+
+class ReferralOut(BaseModel):
+    id: str
+    campaign_id: str
+    referrer: ReferralParty
+    referee: ReferralParty
+    status: str
+    risk_score: int
+    risk_reasons: list[Any]
+    review_status: str = Field(description="none, pending, approved or rejected")
+    qualified: bool
+    qualified_at: datetime | None
+    invalidated_at: datetime | None
+    created_at: datetime
+
+
+class ReferralPage(BaseModel):
+    items: list[ReferralOut]
+    next_cursor: str | None = None
+
+
+class ReferralList(BaseModel):
+    items: list[ReferralOut]
+
+
+class GroupMemberOut(BaseModel):
+    external_id: str | None
+    is_leader: bool
+    seat: int
+    price: int = Field(description="integer 分")
+    order_status: str
+    joined_at: datetime
+
+
+class GroupOut(BaseModel):
+    group_id: str
+    campaign_id: str
+    status: str = Field(description="open, success or failed")
+    size: int
+    price: int = Field(description="group price, integer 分")
+    member_count: int
+    expires_at: datetime
+    share_url: str
+    members: list[GroupMemberOut]
+
+
+class AssistHelperOut(BaseModel):
+    external_id: str | None
+    index: int
+    cut: int | None = Field(description="integer 分 cut by this help (bargain)")
+    price_after: int | None
+    helped_at: datetime
+
+
+class AssistOut(BaseModel):
+    assist_id: str
+    campaign_id: str
+    owner_external_id: str | None
+    mode: str
+    status: str = Field(description="open, unlocked or expired")
+    unlocked: bool
+    helpers_count: int
+    helpers_required: int
+    price_now: int | None
+    expires_at: datetime
+    share_url: str
+    helpers: list[AssistHelperOut]
+
+
+class HelpOut(AssistOut):
+    cut: int | None = Field(description="what this help cut, integer 分")
+    helper_index: int | None = Field(description="which help this was (0 = first)")
+
+
+class GraphStatsOut(BaseModel):
+    participants: int
+    referrals: int
+    k_factor: float
+    max_depth: int
+    median_cycle_seconds: float | None
+    referrers: int

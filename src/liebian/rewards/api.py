@@ -18,7 +18,7 @@ from liebian.kit.clock import utcnow
 from liebian.kit.errors import Gone, Invalid
 from liebian.kit.pagination import encode_cursor
 from liebian.kit.schemas import StrictModel, error_responses
-from liebian.rewards import service
+from liebian.rewards import schemas, service
 from liebian.rewards.models import RewardEntry
 
 router = APIRouter(tags=["rewards"])
@@ -57,7 +57,7 @@ def _external_ids(session: SessionDep, entries: list[RewardEntry]) -> dict[str, 
     return {cid: c.external_id for cid, c in people.items()}
 
 
-@router.get("/rewards")
+@router.get("/rewards", response_model=schemas.RewardPage)
 def list_rewards(
     principal: PrincipalDep,
     session: SessionDep,
@@ -93,7 +93,13 @@ def list_rewards(
 @router.post(
     "/rewards",
     status_code=201,
-    responses={200: {"description": "a replay: the entry the first call with this key made"}},
+    response_model=schemas.RewardOut,
+    responses={
+        200: {
+            "model": schemas.RewardOut,
+            "description": "a replay: the entry the first call with this key made",
+        }
+    },
 )
 def create_reward(
     body: RewardCreate,
@@ -132,7 +138,7 @@ def create_reward(
     return entry_out(entry, contact.external_id)
 
 
-@router.get("/rewards/balances")
+@router.get("/rewards/balances", response_model=schemas.BalancesOut)
 def balances(external_id: str, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     contact = contacts.get_by_external_id(session, principal.workspace_id, external_id)
     return {
@@ -158,7 +164,7 @@ def payouts(principal: PrincipalDep) -> None:
     )
 
 
-@router.post("/rewards/settle")
+@router.post("/rewards/settle", response_model=schemas.SettleOut)
 def settle(principal: PrincipalDep, session: SessionDep) -> dict[str, int]:
     """Run the settlement job now (it also runs on the scheduler)."""
     principal.require(Role.admin)
@@ -166,7 +172,7 @@ def settle(principal: PrincipalDep, session: SessionDep) -> dict[str, int]:
     return {"approved": result.approved, "issued": result.issued}
 
 
-@router.get("/rewards/{entry_id}")
+@router.get("/rewards/{entry_id}", response_model=schemas.RewardOut)
 def get_reward(entry_id: str, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     entry = service.get_entry(session, principal.workspace_id, entry_id)
     return entry_out(entry, _external_ids(session, [entry]).get(entry.contact_id))
@@ -188,18 +194,18 @@ def _move(
     return out
 
 
-@router.post("/rewards/{entry_id}/approve")
+@router.post("/rewards/{entry_id}/approve", response_model=schemas.RewardMoved)
 def approve(entry_id: str, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     return _move(entry_id, "approve", principal, session)
 
 
-@router.post("/rewards/{entry_id}/issue")
+@router.post("/rewards/{entry_id}/issue", response_model=schemas.RewardMoved)
 def issue(entry_id: str, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     """Idempotent: issuing an issued entry answers 200 with ``changed: false``."""
     return _move(entry_id, "issue", principal, session)
 
 
-@router.post("/rewards/{entry_id}/reverse")
+@router.post("/rewards/{entry_id}/reverse", response_model=schemas.RewardMoved)
 def reverse(
     entry_id: str, principal: PrincipalDep, session: SessionDep, body: Reverse | None = None
 ) -> dict[str, Any]:

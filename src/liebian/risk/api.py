@@ -11,6 +11,7 @@ from liebian.app.deps import PrincipalDep, SessionDep
 from liebian.campaigns import repository
 from liebian.campaigns.api import referral_items
 from liebian.campaigns.models import Referral
+from liebian.campaigns.schemas import ReferralList, ReferralOut
 from liebian.kit.schemas import StrictModel
 from liebian.risk import service
 
@@ -21,7 +22,7 @@ class Verdict(StrictModel):
     note: str | None = Field(default=None, max_length=500)
 
 
-@router.get("/risk/reviews")
+@router.get("/risk/reviews", response_model=ReferralList)
 def review_queue(
     principal: PrincipalDep,
     session: SessionDep,
@@ -37,7 +38,7 @@ def review_queue(
     return {"items": referral_items(session, ordered)}
 
 
-@router.post("/risk/reviews/{referral_id}/approve")
+@router.post("/risk/reviews/{referral_id}/approve", response_model=ReferralOut)
 def approve(
     referral_id: str, principal: PrincipalDep, session: SessionDep, body: Verdict | None = None
 ) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def approve(
     return referral_items(session, [referral])[0]
 
 
-@router.post("/risk/reviews/{referral_id}/reject")
+@router.post("/risk/reviews/{referral_id}/reject", response_model=ReferralOut)
 def reject(
     referral_id: str, principal: PrincipalDep, session: SessionDep, body: Verdict | None = None
 ) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
 from liebian.kit.netguard import parse_networks
 from liebian.kit.pagination import page_of
 from liebian.kit.schemas import StrictModel
-from liebian.webhooks import service
+from liebian.webhooks import schemas, service
 from liebian.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 from liebian.webhooks.signing import HEADER
 from liebian.webhooks.topics import TOPICS, WILDCARD
@@ -39,7 +39,7 @@ class EndpointPatch(StrictModel):
     active: bool | None = None
 
 
-@router.get("/webhooks/topics")
+@router.get("/webhooks/topics", response_model=schemas.TopicsOut)
 def topics() -> dict[str, Any]:
     """What an endpoint can subscribe to, and how requests are signed."""
     return {
@@ -52,7 +52,7 @@ def topics() -> dict[str, Any]:
     }
 
 
-@router.post("/webhooks", status_code=201)
+@router.post("/webhooks", status_code=201, response_model=schemas.EndpointWithSecretOut)
 def create(
     body: EndpointCreate, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -65,17 +65,17 @@ def create(
     return {**service.endpoint_out(endpoint), "secret": secret}
 
 
-@router.get("/webhooks")
+@router.get("/webhooks", response_model=schemas.EndpointList)
 def list_endpoints(principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     return {"items": [service.endpoint_out(e) for e in service.list_endpoints(session, principal)]}
 
 
-@router.get("/webhooks/{endpoint_id}")
+@router.get("/webhooks/{endpoint_id}", response_model=schemas.EndpointOut)
 def get(endpoint_id: str, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     return service.endpoint_out(service.get(session, principal, endpoint_id))
 
 
-@router.patch("/webhooks/{endpoint_id}")
+@router.patch("/webhooks/{endpoint_id}", response_model=schemas.EndpointOut)
 def patch(
     endpoint_id: str,
     body: EndpointPatch,
@@ -98,7 +98,7 @@ def delete(endpoint_id: str, principal: PrincipalDep, session: SessionDep) -> Re
     return Response(status_code=204)
 
 
-@router.post("/webhooks/{endpoint_id}/rotate-secret")
+@router.post("/webhooks/{endpoint_id}/rotate-secret", response_model=schemas.EndpointWithSecretOut)
 def rotate_secret(
     endpoint_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -106,13 +106,13 @@ def rotate_secret(
     return {**service.endpoint_out(endpoint), "secret": secret}
 
 
-@router.post("/webhooks/{endpoint_id}/test", status_code=202)
+@router.post("/webhooks/{endpoint_id}/test", status_code=202, response_model=schemas.TestSentOut)
 def send_test(endpoint_id: str, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     """Queue a ``webhook.test`` event for this endpoint; it shows up in the delivery log."""
     return {"event_id": service.send_test(session, principal, endpoint_id)}
 
 
-@router.get("/webhooks/{endpoint_id}/deliveries")
+@router.get("/webhooks/{endpoint_id}/deliveries", response_model=schemas.DeliveryPage)
 def deliveries(
     endpoint_id: str,
     principal: PrincipalDep,
@@ -132,7 +132,9 @@ def deliveries(
     }
 
 
-@router.post("/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry")
+@router.post(
+    "/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry", response_model=schemas.RetryOut
+)
 def retry(
     endpoint_id: str, delivery_id: str, principal: PrincipalDep, session: SessionDep
 ) -> dict[str, Any]:
