@@ -146,7 +146,7 @@ def _one(
     events.emit(
         session, workspace_id=community.workspace_id, event="group_message",
         event_id=f"cm:msg:{group.id}:{msg.message_id}"[:128], ts=at,
-        user_id=contact.external_id if contact else None,
+        user_id=_user_id(contact, msg),
         properties={"community_id": community.id, "group_id": group.id, "tier": group.tier,
                     "length": len(msg.text)},
     )  # fmt: skip
@@ -229,12 +229,22 @@ def _violate(
     )  # fmt: skip
     events.emit(
         session, workspace_id=community.workspace_id, event="group_violation",
-        event_id=f"cm:violation:{violation.id}", user_id=contact.external_id if contact else None,
+        event_id=f"cm:violation:{violation.id}", user_id=_user_id(contact, msg),
         properties={"community_id": community.id, "group_id": group.id, "rule": hit.rule,
                     "action": action, "step": step},
     )  # fmt: skip
     session.flush()
     return violation
+
+
+def _user_id(contact: Contact | None, msg: MessageIn) -> str | None:
+    """The event's person: the contact's external id, else the brand's id the message named,
+    else the WeCom customer the connector's way (``wecom:<external_userid>``)."""
+    if contact is not None:
+        return contact.external_id
+    if msg.external_id:
+        return msg.external_id
+    return f"wecom:{msg.wecom_userid}" if msg.wecom_userid else None
 
 
 def _who(session: Session, contact: Contact | None, msg: MessageIn) -> str:

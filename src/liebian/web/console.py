@@ -30,6 +30,7 @@ _ASSETS = {
     "segments.js": "text/javascript; charset=utf-8",
     "people.js": "text/javascript; charset=utf-8",
     "channels.js": "text/javascript; charset=utf-8",
+    "communities.js": "text/javascript; charset=utf-8",
 }
 # Everything is same-origin; QR images arrive as blob: URLs (fetched with the Bearer header),
 # live-code uploads preview as data: URLs. No inline script, so injected markup cannot run.
@@ -53,6 +54,7 @@ NAV = [
     ("segments", "segments.html", "人群"),
     ("contacts", "contacts.html", "用户"),
     ("tags", "tags.html", "标签"),
+    ("communities", "communities.html", "社群"),
 ]
 # Pages over the fission routers (campaigns, referrals, risk, rewards): optional together.
 FISSION_PAGES = {"campaigns", "review", "rewards"}
@@ -130,6 +132,13 @@ def campaign_detail(request: Request, campaign_id: str) -> HTMLResponse:
 @router.get("/contacts/{ref}", response_class=HTMLResponse)
 def contact_detail(request: Request, ref: str) -> HTMLResponse:
     return _page(request, "contact_detail.html", "contacts", "用户详情", ref=ref)
+
+
+@router.get("/communities/{community_id}", response_class=HTMLResponse)
+def community_detail(request: Request, community_id: str) -> HTMLResponse:
+    return _page(
+        request, "community_detail.html", "communities", "社群详情", community_id=community_id
+    )
 
 
 @router.get("/", include_in_schema=False)

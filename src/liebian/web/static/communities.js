@@ -1,0 +1,322 @@
+// 社群 / 社群详情 pages. Values reach the page through textContent / setAttribute only.
+"use strict";
+(() => {
+  const KEY = "liebian.apiKey";
+  const SVG = "http://www.w3.org/2000/svg";
+  const $ = (sel, root = document) => root.querySelector(sel);
+  function h(tag, props, ...kids) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v == null || v === false) continue;
+      if (k === "text") node.textContent = String(v);
+      else if (k === "class") node.className = v;
+      else if (k === "value") node.value = v;
+      else if (k === "checked") node.checked = !!v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const kid of kids.flat()) if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
+    return node;
+  }
+  async function api(method, path, json) {
+    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") };
+    let body;
+    if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
+    const resp = await fetch(path, { method, headers, body, cache: "no-store" });
+    const data = resp.status === 204 ? null : await resp.json().catch(() => null);
+    if (!resp.ok) {
+      const err = (data && data.error) || { message: resp.statusText };
+      const e = new Error(err.message || "请求失败");
+      e.details = err.details;
+      throw e;
+    }
+    return data;
+  }
+  function alertBox(kind, text) {
+    const box = $("#alert");
+    box.className = "alert " + kind;
+    box.textContent = text;
+    box.hidden = false;
+  }
+  function problem(e) {
+    let text = e.message;
+    if (e.details && e.details.field) text += `（字段：${e.details.field}）`;
+    alertBox("error", text);
+  }
+  const KIND = { acquisition: "引流群", welfare: "福利群", flash: "快闪群" };
+  const THRESHOLD = { open: "公开", invitation: "邀请码", activity: "参加活动", purchase: "已购用户", screening: "筛选问卷" };
+  const STATUS = { open: ["开放", "ok"], full: ["已满", "warn"], archived: ["已归档", "muted"] };
+  const PLATFORM = { wechat: "个人微信群", wecom: "企业微信群" };
+  const pct = (x) => (x * 100).toFixed(1) + "%";
+  const lines = (v) => String(v || "").split(/\n/).map((s) => s.trim()).filter(Boolean);
+  const fmtTime = (iso) => (iso ? new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false }).format(new Date(iso)) : "—");
+  const localIso = (v) => (v ? new Date(v).toISOString() : null);
+
+  // A small editor of rows (tiers, questions, routing rules, ladder steps): one input per field.
+  function rowsEditor(box, fields, items, blank) {
+    box.replaceChildren();
+    const list = h("div", { class: "rows" });
+    const addRow = (item) => {
+      const row = h("div", { class: "row editor-row" });
+      for (const f of fields) {
+        const value = f.get ? f.get(item) : item[f.key];
+        let input;
+        if (f.options) {
+          input = h("select", { name: f.key, "aria-label": f.label }, ...f.options.map(([v, t]) => h("option", { value: v, text: t })));
+          input.value = value == null ? f.options[0][0] : String(value);
+        } else if (f.type === "checkbox") {
+          input = h("input", { type: "checkbox", name: f.key, checked: value !== false, "aria-label": f.label });
+        } else {
+          input = h("input", { name: f.key, type: f.type || "text", placeholder: f.label, "aria-label": f.label, value: value == null ? "" : String(value) });
+        }
+        row.append(f.type === "checkbox" ? h("label", {}, input, " " + f.label) : input);
+      }
+      row.append(h("button", { type: "button", class: "link", text: "删除", onclick: () => row.remove() }));
+      list.append(row);
+    };
+    (items || []).forEach(addRow);
+    box.append(list, h("button", { type: "button", text: "＋ 添加", onclick: () => addRow(blank) }));
+    return () => [...list.children].map((row) => {
+      const out = {};
+      for (const f of fields) {
+        const input = row.querySelector(`[name="${f.key}"]`);
+        const raw = f.type === "checkbox" ? input.checked : input.value.trim();
+        if (f.set) f.set(out, raw); else out[f.key] = raw;
+      }
+      return out;
+    });
+  }
+  const num = (v) => (v === "" || v == null ? null : Number(v));
+
+  // ── 社群 list ──────────────────────────────────────────────────────────────────────────
+  async function pageList() {
+    async function load() {
+      const data = await api("GET", "/api/v1/communities?limit=200");
+      const tbody = $("#cm-table tbody");
+      tbody.replaceChildren(...data.items.map((c) => {
+        const open = c.places.reduce((n, p) => n + p.groups_open, 0);
+        const left = c.places.reduce((n, p) => n + p.places_left, 0);
+        return h("tr", {},
+          h("td", {}, h("a", { href: `/admin/communities/${encodeURIComponent(c.id)}`, text: c.name })),
+          h("td", { text: KIND[c.kind] || c.kind }), h("td", { text: THRESHOLD[c.threshold] || c.threshold }),
+          h("td", { text: open }), h("td", {}, h("span", { class: "badge " + (left < c.alert_below ? "bad" : "ok"), text: left })),
+          h("td", { text: fmtTime(c.created_at) }));
+      }));
+      $("#cm-empty").hidden = data.items.length > 0;
+    }
+    $("#cm-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const fd = new FormData(ev.target);
+      const body = { name: fd.get("name"), kind: fd.get("kind"), threshold: fd.get("threshold"), alert_below: Number(fd.get("alert_below") || 0) };
+      if (fd.get("starts_at")) body.starts_at = localIso(fd.get("starts_at"));
+      if (fd.get("ends_at")) body.ends_at = localIso(fd.get("ends_at"));
+      if (body.threshold === "screening") body.screening = [{ key: "q1", label: "你为什么想加入？", type: "text" }];
+      try {
+        const c = await api("POST", "/api/v1/communities", body);
+        location.href = `/admin/communities/${encodeURIComponent(c.id)}`;
+      } catch (e) { problem(e); }
+    });
+    await load();
+  }
+
+  // ── 社群详情 ─────────────────────────────────────────────────────────────────────────
+  async function pageDetail() {
+    const id = $("#cd").dataset.id;
+    const base = `/api/v1/communities/${encodeURIComponent(id)}`;
+    let community;
+    let getters = {};
+
+    function fillHeader() {
+      $("#cd-name").textContent = community.name;
+      $("#cd-sub").textContent = `${KIND[community.kind] || community.kind} · 门槛：${THRESHOLD[community.threshold] || community.threshold}`;
+      const entry = $("#cd-entry");
+      entry.textContent = community.entry_url;
+      entry.setAttribute("href", community.entry_url);
+      const tierName = Object.fromEntries(community.tiers.map((t) => [t.key, t.name]));
+      $("#cd-places").textContent = community.places.map((p) => `${p.tier ? tierName[p.tier] || p.tier : "不分层"} 剩 ${p.places_left} 个名额`).join("；");
+      const tier = $("#gp-tier");
+      tier.replaceChildren(h("option", { value: "", text: "不分层" }), ...community.tiers.map((t) => h("option", { value: t.key, text: t.name })));
+    }
+
+    async function loadGroups() {
+      const groups = await api("GET", `${base}/groups`);
+      const names = Object.fromEntries(community.tiers.map((t) => [t.key, t.name]));
+      $("#gp-table tbody").replaceChildren(...groups.map((g) => {
+        const [label, cls] = STATUS[g.status] || [g.status, "muted"];
+        const toggle = g.status === "archived" ? ["重新开放", "open"] : ["归档", "archived"];
+        return h("tr", { "data-group": g.id },
+          h("td", { text: g.name }), h("td", { text: PLATFORM[g.platform] || g.platform }),
+          h("td", { text: g.tier ? names[g.tier] || g.tier : "—" }), h("td", { text: g.owner || "—" }),
+          h("td", {}, h("meter", { min: 0, max: g.capacity, value: g.members, high: g.capacity * 0.9, optimum: 0 }), ` ${g.members} / ${g.capacity}`),
+          h("td", {}, h("span", { class: "badge " + cls, text: label })),
+          h("td", {}, h("button", { type: "button", class: "link", text: toggle[0], onclick: async () => {
+            try { await api("PATCH", `/api/v1/community-groups/${encodeURIComponent(g.id)}`, { status: toggle[1] }); await refresh(); } catch (e) { problem(e); }
+          } })));
+      }));
+    }
+
+    async function loadInbox() {
+      const alerts = (await api("GET", `${base}/alerts?limit=20`)).items;
+      $("#al-list").replaceChildren(...alerts.map((a) => h("li", { class: "alert-" + a.kind },
+        h("span", { class: "badge " + (a.kind === "low_places" ? "bad" : "warn"), text: { low_places: "名额", violation: "违规", keyword: "关键词" }[a.kind] || a.kind }),
+        " ", fmtTime(a.created_at), " ", a.message.split("\n")[0])));
+      $("#al-empty").hidden = alerts.length > 0;
+      const tasks = (await api("GET", "/api/v1/staff-tasks?limit=100")).items.filter((t) => t.kind.startsWith("community_"));
+      $("#tk-list").replaceChildren(...tasks.map((t) => h("li", { "data-task": t.id },
+        h("strong", { text: t.title }), " ", h("span", { class: "muted", text: t.assignee ? `@${t.assignee}` : "" }), " ",
+        h("button", { type: "button", text: "完成", onclick: async () => {
+          try { await api("POST", `/api/v1/staff-tasks/${encodeURIComponent(t.id)}/done`, { done_by: "console" }); await loadInbox(); } catch (e) { problem(e); }
+        } }),
+        h("pre", { class: "task-body", text: t.body }))));
+      $("#tk-empty").hidden = tasks.length > 0;
+    }
+
+    function fillEditors() {
+      const f = $("#sc-form");
+      f.threshold.value = community.threshold;
+      f.campaign_id.value = community.threshold_config.campaign_id || "";
+      f.min_orders.value = community.threshold_config.min_orders || 1;
+      getters.tiers = rowsEditor($("#ed-tiers"), [
+        { key: "key", label: "标识（如 t03）" }, { key: "name", label: "名称（如 0–3 岁）" },
+        { key: "age_q", label: "按日期题（可空）", get: (t) => t.age && t.age.question },
+        { key: "min", label: "起（月）", type: "number", get: (t) => t.age && t.age.min_months },
+        { key: "max", label: "止（月）", type: "number", get: (t) => t.age && t.age.max_months },
+      ], community.tiers, {});
+      getters.screening = rowsEditor($("#ed-screening"), [
+        { key: "key", label: "标识" }, { key: "label", label: "问题" },
+        { key: "type", label: "题型", options: [["single", "单选"], ["multiple", "多选"], ["text", "填空"], ["date", "日期"]] },
+        { key: "options", label: "选项（逗号分隔）", get: (q) => (q.options || []).join(",") },
+        { key: "attribute", label: "存入用户属性（可空）" },
+        { key: "required", label: "必填", type: "checkbox" },
+      ], community.screening, { required: true });
+      getters.routing = rowsEditor($("#ed-routing"), [
+        { key: "question", label: "问题标识" }, { key: "values", label: "答案（逗号分隔）", get: (r) => (r.values || []).join(",") },
+        { key: "tier", label: "进入分层" },
+      ], community.routing, {});
+      const r = $("#rl-form");
+      const rules = community.rules || {};
+      r.banned_keywords.value = (rules.banned_keywords || []).join("\n");
+      r.banned_patterns.value = (rules.banned_patterns || []).join("\n");
+      r.alert_keywords.value = (rules.alert_keywords || []).join("\n");
+      r.block_links.checked = !!rules.block_links;
+      r.block_contact_details.checked = !!rules.block_contact_details;
+      r.flood_per_minute.value = rules.flood_per_minute || "";
+      getters.ladder = rowsEditor($("#ed-ladder"), [
+        { key: "at", label: "第几次违规", type: "number" },
+        { key: "action", label: "处理", options: [["warn", "警告"], ["mute", "禁言"], ["remove", "移出"]] },
+        { key: "mute_hours", label: "禁言小时", type: "number" },
+      ], rules.ladder || [], { action: "warn" });
+      const t = $("#tp-form");
+      t.welcome_template.value = community.welcome_template;
+      t.announcement_template.value = community.announcement_template;
+      t.channel_id.value = community.channel_id || "";
+    }
+
+    async function loadMetrics() {
+      const by = $("#mt-form").by.value;
+      const m = await api("GET", `${base}/metrics?by=${by}`);
+      const groups = Object.fromEntries((await api("GET", `${base}/groups`)).map((g) => [g.id, g.name]));
+      const label = (k) => (by === "community" ? community.name : groups[k] || k || "—");
+      $("#mt-table tbody").replaceChildren(...m.summary.map((r) => h("tr", {},
+        h("td", { text: label(r.key) }), h("td", { text: r.joins }), h("td", { text: r.leaves }),
+        h("td", { text: pct(r.leave_rate) }), h("td", { text: pct(r.join_rate) }), h("td", { text: r.messages }),
+        h("td", { text: r.active_7d }), h("td", { text: r.active_30d }), h("td", { text: r.violations }),
+        h("td", { text: r.conversions }), h("td", { text: "¥" + (r.gmv / 100).toFixed(2) }))));
+      // Daily joins as bars (SVG attributes, no inline style).
+      const perDay = {};
+      for (const d of m.days) perDay[d.day] = (perDay[d.day] || 0) + d.joins;
+      const days = Object.keys(perDay).sort();
+      const max = Math.max(1, ...Object.values(perDay));
+      const svg = $("#mt-chart");
+      const w = Math.min(600 / Math.max(days.length, 1), 40);
+      svg.replaceChildren(...days.map((day, i) => {
+        const hgt = Math.round((perDay[day] / max) * 110);
+        const bar = document.createElementNS(SVG, "rect");
+        bar.setAttribute("x", String(i * w + 2)); bar.setAttribute("y", String(120 - hgt));
+        bar.setAttribute("width", String(Math.max(w - 4, 1))); bar.setAttribute("height", String(hgt));
+        bar.setAttribute("class", "bar");
+        const tip = document.createElementNS(SVG, "title");
+        tip.textContent = `${day} 入群 ${perDay[day]}`;
+        bar.append(tip);
+        return bar;
+      }));
+    }
+
+    async function refresh() {
+      community = await api("GET", base);
+      fillHeader();
+      await loadGroups();
+    }
+
+    $("#gp-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const fd = new FormData(ev.target);
+      const body = { name: fd.get("name"), platform: fd.get("platform") };
+      for (const k of ["tier", "owner", "chat_id", "join_url"]) if (fd.get(k)) body[k] = fd.get(k);
+      if (fd.get("capacity")) body.capacity = Number(fd.get("capacity"));
+      const file = fd.get("qr");
+      if (file && file.size) {
+        body.qr_image = await new Promise((ok, bad) => { const r = new FileReader(); r.onload = () => ok(r.result); r.onerror = bad; r.readAsDataURL(file); });
+      }
+      try { await api("POST", `${base}/groups`, body); ev.target.reset(); await refresh(); alertBox("ok", "已添加群。"); } catch (e) { problem(e); }
+    });
+    $("#sc-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      const tiers = getters.tiers().map((t) => {
+        const out = { key: t.key, name: t.name };
+        if (t.age_q) out.age = { question: t.age_q, min_months: num(t.min) ?? 0, max_months: num(t.max) ?? 0 };
+        return out;
+      });
+      const screening = getters.screening().map((q) => {
+        const out = { key: q.key, label: q.label, type: q.type, required: q.required, options: q.options ? q.options.split(/[,，]/).map((s) => s.trim()).filter(Boolean) : [] };
+        if (q.attribute) out.attribute = q.attribute;
+        return out;
+      });
+      const routing = getters.routing().map((r) => ({ question: r.question, tier: r.tier, values: r.values.split(/[,，]/).map((s) => s.trim()).filter(Boolean) }));
+      const threshold_config = { min_orders: Number(f.min_orders.value || 1) };
+      if (f.campaign_id.value.trim()) threshold_config.campaign_id = f.campaign_id.value.trim();
+      try {
+        community = await api("PATCH", base, { threshold: f.threshold.value, threshold_config, tiers, screening, routing });
+        fillHeader(); alertBox("ok", "已保存门槛与问卷。");
+      } catch (e) { problem(e); }
+    });
+    $("#rl-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      const rules = {
+        banned_keywords: lines(f.banned_keywords.value), banned_patterns: lines(f.banned_patterns.value),
+        alert_keywords: lines(f.alert_keywords.value), block_links: f.block_links.checked,
+        block_contact_details: f.block_contact_details.checked, flood_per_minute: num(f.flood_per_minute.value),
+        ladder: getters.ladder().map((s) => ({ at: Number(s.at), action: s.action, mute_hours: s.action === "mute" ? num(s.mute_hours) : null })),
+      };
+      try { community = await api("PATCH", base, { rules }); alertBox("ok", "已保存群规则。"); } catch (e) { problem(e); }
+    });
+    $("#tp-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      try {
+        community = await api("PATCH", base, { welcome_template: f.welcome_template.value, announcement_template: f.announcement_template.value, channel_id: f.channel_id.value.trim() || null });
+        alertBox("ok", "已保存欢迎语与群公告。");
+      } catch (e) { problem(e); }
+    });
+    $("#tp-preview").addEventListener("click", async () => {
+      const f = $("#tp-form");
+      try {
+        const body = { welcome_template: f.welcome_template.value };
+        if (f.preview_user.value.trim()) body.external_id = f.preview_user.value.trim();
+        const out = await api("POST", `${base}/welcome-preview`, body);
+        const pre = $("#tp-out"); pre.textContent = out.text; pre.hidden = false;
+      } catch (e) { problem(e); }
+    });
+    $("#mt-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadMetrics().catch(problem); });
+
+    await refresh();
+    fillEditors();
+    await Promise.all([loadInbox(), loadMetrics()]);
+  }
+
+  const page = document.body.dataset.page;
+  const run = page === "communities" ? ($("#cd") ? pageDetail : pageList) : null;
+  if (run) run().catch(problem).finally(() => document.body.setAttribute("data-communities-ready", "1"));
+})();
