@@ -195,6 +195,18 @@ def test_quiet_hours_defer_and_the_job_sends_when_the_window_opens(runtime: Runt
         assert receiver.count() == 1
     events = [e["event"] for e in _spooled(runtime)]
     assert sorted(events) == ["message_deferred", "message_sent", "message_suppressed"]
+    # The lines load into the event store like any event, so analytics counts them.
+    from liebian.events.store.factory import open_event_store
+
+    runtime.event_store = open_event_store(runtime.settings.resolved_events_url)
+    runtime.flush_events()
+    rows = runtime.event_store.query(
+        "SELECT event, user_id FROM events WHERE workspace_id = $ws ORDER BY event", {"ws": ws}
+    )
+    assert [tuple(r) for r in rows] == [
+        ("message_deferred", "night-owl"), ("message_sent", "night-owl"),
+        ("message_suppressed", "night-owl"),
+    ]  # fmt: skip
 
 
 # Processes and a crash against the shared database: PostgreSQL when the run has it.
