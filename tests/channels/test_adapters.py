@@ -171,3 +171,78 @@ def test_webhook_is_signed_and_private_targets_are_refused(ctx: AdapterContext) 
         assert len(receiver.accepted) == 1
     with pytest.raises(Invalid):
         WebhookAdapter.check_config({"url": "http://10.0.0.5/hook"}, None, AdapterContext(ctx.http))
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (IP SAN) and its key, as PEM files."""
+    import ipaddress
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                         serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    return cert_path, key_path
+
+
+def test_smtp_starttls_with_login(
+    ctx: AdapterContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STARTTLS with the certificate checked (trusted here through SSL_CERT_FILE) and AUTH
+    LOGIN over the encrypted connection; a wrong password is a final failure."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+    from aiosmtpd.smtp import AuthResult
+
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    received: list[Any] = []
+
+    class Keep(Message):
+        def handle_message(self, msg: Any) -> None:
+            received.append(msg)
+
+    def check(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
+        ok = auth.login == b"brand" and auth.password == b"p4ss"
+        return AuthResult(success=ok, handled=False)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port, tls_context=server_tls,
+                            require_starttls=True, authenticator=check,
+                            auth_require_tls=True)  # fmt: skip
+    controller.start()
+    try:
+        config, secret = SmtpAdapter.check_config(
+            {"host": "127.0.0.1", "port": port, "security": "starttls", "username": "brand",
+             "from_address": "hello@brand.example"}, "p4ss", ctx)  # fmt: skip
+        msg = message(SmtpAdapter.check_content({"subject": "订单已发货", "text": "快递单号 123"}),
+                      address="bob@example.com")  # fmt: skip
+        assert SmtpAdapter.build(config, secret, ctx).send(msg).delivered
+        assert len(received) == 1 and received[0]["To"] == "bob@example.com"
+        wrong = SmtpAdapter.build(config, "nope", ctx).send(msg)
+        assert not wrong.delivered and wrong.error_code == "smtp_auth" and not wrong.retryable
+    finally:
+        controller.stop()
