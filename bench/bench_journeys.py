@@ -1,0 +1,230 @@
+"""Journeys at scale: N contacts enter a 3-step journey at once; step executions per second,
+deliveries counted at a loopback receiver (duplicates, missed), lateness of due steps.
+
+    PYTHONPATH=src /work/main/.venv/bin/python bench/bench_journeys.py [--contacts 100000]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_journeys]
+        [--workers 2 --kill-after 0.3]
+
+The journey: ``hello`` (webhook POST to the receiver, Idempotency-Key = run:step) → ``pause``
+(wait 1 second) → ``done`` (add a tag). The receiver is a separate process (asyncio, HTTP/1.1
+keep-alive) that counts every POST per key.
+
+- Embedded (default): a SQLite database in a temporary directory and one in-process executor
+  (the code `liebian serve` runs).
+- ``--workers K`` (PostgreSQL): K `liebian worker` processes; with ``--kill-after F`` the first
+  one is SIGKILLed once F of the deliveries have arrived (lease 3 s for the takeover).
+
+Prints: contacts, steps, wall time of the run, step executions/s, POSTs / distinct keys /
+keys seen twice / keys missing, and the lateness (started_at − due_at) of the wait's next
+steps: p50 / p99 / max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, insert, select, text
+
+
+def receiver_main(port_q: Any, stop_ev: Any, out_q: Any) -> None:
+    counts: dict[str, int] = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length, key = 0, ""
+                for line in head.split(b"\r\n"):
+                    low = line.lower()
+                    if low.startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                    elif low.startswith(b"idempotency-key:"):
+                        key = line.split(b":", 1)[1].strip().decode()
+                if length:
+                    await reader.readexactly(length)
+                counts[key] = counts.get(key, 0) + 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        port_q.put(server.sockets[0].getsockname()[1])
+        while not stop_ev.is_set():
+            await asyncio.sleep(0.1)
+        server.close()
+        out_q.put(counts)
+
+    asyncio.run(main())
+
+
+def build(url: str, n: int, receiver_url: str) -> tuple[str, str]:
+    from liebian.automation import service
+    from liebian.contacts.models import Contact
+    from liebian.kit.db import make_engine, make_session_factory, session_scope
+    from liebian.kit.ids import new_id
+    from liebian.migrations import upgrade
+    from liebian.workspaces.service import create_workspace
+
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    now = datetime.now(UTC)
+    with session_scope(sessions) as s:
+        ws = create_workspace(s, "bench").id
+    with session_scope(sessions) as s:
+        rows = [{"id": new_id("ctc"), "workspace_id": ws, "external_id": f"u{i}",
+                 "created_at": now, "updated_at": now} for i in range(n)]  # fmt: skip
+        for i in range(0, n, 5000):
+            s.execute(insert(Contact), rows[i : i + 5000])
+        from liebian.contacts.tags import create_tag
+
+        tag = create_tag(s, ws, "完成", "#2f6fed", None).id
+    definition = {
+        "trigger": {"type": "manual"},
+        "steps": [
+            {"id": "hello", "type": "webhook", "url": receiver_url},
+            {"id": "pause", "type": "wait", "duration": {"seconds": 1}},
+            {"id": "done", "type": "add_tag", "tag_ids": [tag]},
+        ],
+    }
+    with session_scope(sessions) as s:
+        j = service.create(s, ws, "bench", definition, allow_private_urls=True)
+        service.publish(s, j, allow_private_urls=True)
+        jid = j.id
+    t = time.perf_counter()
+    with session_scope(sessions) as s:
+        got = service.enrol(s, service.get(s, ws, jid), [r["id"] for r in rows], trigger="manual")
+    print(f"enrolled {got.entered} in {time.perf_counter() - t:.1f} s")
+    engine.dispose()
+    return ws, jid
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--contacts", type=int, default=100_000)
+    ap.add_argument("--database-url", default="")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--kill-after", type=float, default=0.0)
+    ap.add_argument("--batch", type=int, default=500)
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-journeys-"))
+    url = args.database_url or f"sqlite:///{tmp}/liebian.db"
+    if args.database_url.startswith("postgresql"):
+        from sqlalchemy.engine import make_url
+
+        admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+        name = make_url(url).database
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+
+    ctx = mp.get_context("spawn")
+    port_q, out_q, stop_ev = ctx.Queue(), ctx.Queue(), ctx.Event()
+    rx = ctx.Process(target=receiver_main, args=(port_q, stop_ev, out_q), daemon=True)
+    rx.start()
+    port = port_q.get(timeout=30)
+    receiver_url = f"http://127.0.0.1:{port}/hook"
+    _ws, _jid = build(url, args.contacts, receiver_url)
+
+    from liebian.automation.models import JourneyRun
+    from liebian.automation.models import JourneyStepExecution as E
+    from liebian.kit.db import make_engine
+
+    engine = make_engine(url)
+    total_steps = 3 * args.contacts
+    started = time.perf_counter()
+    killed = None
+    if args.workers:
+        env = {**os.environ, "LIEBIAN_DATABASE_URL": url, "LIEBIAN_SECRET_KEY": "22" * 32,
+               "LIEBIAN_ALLOW_PRIVATE_WEBHOOKS": "true", "LIEBIAN_JOURNEYS_LEASE": "3"}  # fmt: skip
+        procs = []
+        for i in range(args.workers):
+            (tmp / f"w{i}").mkdir()
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "liebian.cli", "worker", "--batch", str(args.batch)],
+                env={**env, "LIEBIAN_DATA_DIR": str(tmp / f"w{i}")}))  # fmt: skip
+        try:
+            while True:
+                time.sleep(0.2)
+                with engine.connect() as c:
+                    left = c.scalar(select(func.count()).select_from(JourneyRun)
+                                    .where(JourneyRun.status == "active"))  # fmt: skip
+                    done = c.scalar(select(func.count()).select_from(E).where(E.status == "done"))
+                if killed is None and args.kill_after and done >= args.kill_after * total_steps:
+                    os.kill(procs[0].pid, signal.SIGKILL)
+                    killed = done
+                if left == 0:
+                    break
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait()
+    else:
+        from liebian.app.runtime import Runtime
+        from liebian.automation.executor import Executor, ExecutorConfig
+        from liebian.kit.settings import Settings
+
+        rt = Runtime.build(Settings(data_dir=tmp / "data", database_url=url,
+                                    secret_key="22" * 32, allow_private_webhooks=True))  # fmt: skip
+        import liebian.models_registry  # noqa: F401
+
+        ex = Executor(rt.sessions, runtime=rt,
+                      config=ExecutorConfig(allow_private=True, batch=args.batch))  # fmt: skip
+        try:
+            while True:
+                got = ex.run_once()
+                if got.claimed == 0:
+                    with engine.connect() as c:
+                        left = c.scalar(select(func.count()).select_from(JourneyRun)
+                                        .where(JourneyRun.status == "active"))  # fmt: skip
+                    if left == 0:
+                        break
+                    time.sleep(0.05)
+        finally:
+            ex.close()
+    wall = time.perf_counter() - started
+    stop_ev.set()
+    counts: dict[str, int] = out_q.get(timeout=30)
+    rx.join(timeout=10)
+    with engine.connect() as c:
+        runs = [r for (r,) in c.execute(select(JourneyRun.id))]
+        done = c.scalar(select(func.count()).select_from(E).where(E.status == "done"))
+        lates = sorted(
+            (s - d).total_seconds()
+            for s, d in c.execute(select(E.started_at, E.due_at).where(E.step_id == "done"))
+            if s is not None
+        )
+    expected = {f"{r}:hello" for r in runs}
+    dup = sum(1 for k, v in counts.items() if v > 1)
+    missing = len(expected - set(counts))
+    pct = lambda q: lates[min(len(lates) - 1, int(q * len(lates)))] if lates else float("nan")  # noqa: E731
+    print(f"contacts {args.contacts}  steps done {done}/{total_steps}  wall {wall:.1f} s  "
+          f"→ {done / wall:,.0f} step executions/s")  # fmt: skip
+    print(f"receiver: POSTs {sum(counts.values())}  distinct keys {len(counts)}  "
+          f"keys received more than once {dup}  missing {missing}"
+          + (f"  (worker SIGKILLed at {killed} steps done)" if killed is not None else ""))  # fmt: skip
+    print(f"lateness of the step after the 1 s wait: p50 {pct(0.5):.3f} s  p99 {pct(0.99):.3f} s"
+          f"  max {lates[-1] if lates else float('nan'):.3f} s")  # fmt: skip
+    print(f"load: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
