@@ -31,6 +31,8 @@ _ASSETS = {
     "people.js": "text/javascript; charset=utf-8",
     "channels.js": "text/javascript; charset=utf-8",
     "communities.js": "text/javascript; charset=utf-8",
+    "auth.js": "text/javascript; charset=utf-8",
+    "team.js": "text/javascript; charset=utf-8",
 }
 # Everything is same-origin; QR images arrive as blob: URLs (fetched with the Bearer header),
 # live-code uploads preview as data: URLs. No inline script, so injected markup cannot run.
@@ -55,6 +57,7 @@ NAV = [
     ("contacts", "contacts.html", "用户"),
     ("tags", "tags.html", "标签"),
     ("communities", "communities.html", "社群"),
+    ("team", "team.html", "成员与安全"),
 ]
 # Pages over the fission routers (campaigns, referrals, risk, rewards): optional together.
 FISSION_PAGES = {"campaigns", "review", "rewards"}
@@ -104,6 +107,13 @@ def _page(request: Request, template: str, page: str, title: str, **extra: Any) 
 @router.get("/login", response_class=HTMLResponse)
 def login(request: Request) -> HTMLResponse:
     return _page(request, "login.html", "login", "登录")
+
+
+@router.get("/join", response_class=HTMLResponse)
+def join(request: Request) -> HTMLResponse:
+    """The one-time invitation link (/admin/join#<token>): the token stays in the fragment,
+    never sent to the server in the URL nor in a Referer."""
+    return _page(request, "join.html", "join", "加入工作区")
 
 
 @router.get("/static/{name}")

@@ -186,6 +186,7 @@
 
   // ---- sign-in / sign-out -----------------------------------------------------------------
   function signOut(returnTo) {
+    if (!sessionStorage.getItem(KEY)) document.cookie = "lb_csrf=; Max-Age=0; path=/; SameSite=Lax";
     sessionStorage.removeItem(KEY);
     sessionStorage.removeItem(WS);
     const next = returnTo && returnTo !== "/admin/login" ? "?next=" + encodeURIComponent(returnTo) : "";
@@ -1258,10 +1259,12 @@
     rewards: pageRewards, webhooks: pageWebhooks };
   function boot() {
     const page = document.body.dataset.page;
+    if (page === "join") return; // the invitation page (auth.js): nobody is signed in yet
     if (page !== "login") {
-      if (!sessionStorage.getItem(KEY)) { signOut(location.pathname); return; }
+      // Signed in by an API key in this tab, or by password (session cookie; auth.js).
+      if (!sessionStorage.getItem(KEY) && !window.liebianSession()) { signOut(location.pathname); return; }
       $("#ws-name").textContent = workspace().name || "";
-      $("#sign-out").addEventListener("click", () => signOut());
+      $("#sign-out").addEventListener("click", async () => { await window.liebianSignOut(); signOut(); });
     }
     const run = page === "links" && $("#link-detail") ? pageLinkDetail
       : page === "campaigns" && $("#campaign-detail") ? pageCampaignDetail : PAGES[page];

@@ -286,7 +286,7 @@
   }
 
   async function boot() {
-    if (document.body.dataset.page !== "segments" || !sessionStorage.getItem(KEY)) return;
+    if (document.body.dataset.page !== "segments" || (!sessionStorage.getItem(KEY) && !window.liebianSession())) return;
     try {
       vocab = await api("GET", "/api/v1/segments/vocabulary");
       await loadList();
