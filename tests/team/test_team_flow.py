@@ -216,3 +216,75 @@ def test_totp_step_up_replay_and_recovery(client: Any, owner: dict[str, str], ru
     ok = client.post("/api/v1/auth/step-up", json={"code": recovery[1]}, headers=_csrf(client))
     assert ok.status_code == 200
     assert client.get("/api/v1/workspace").status_code == 200
+
+
+def test_custom_roles_gate_by_area_and_never_exceed_the_granter(
+    client: Any, owner: dict[str, str], runtime: Any
+) -> None:
+    # Every API path belongs to an area (a custom role is refused unknown paths).
+    from liebian.team.permissions import area_of
+
+    paths = client.get("/openapi.json").json()["paths"]
+    unmapped = {p for p in paths if p.startswith("/api/v1/") and area_of(p) is None}
+    assert unmapped == set()
+
+    unknown = client.post(
+        "/api/v1/team/roles", json={"name": "x", "permissions": ["links:fly"]}, headers=owner
+    )
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_permission"
+    made = client.post(
+        "/api/v1/team/roles",
+        json={"name": "数据分析", "permissions": ["analytics:read", "links:read", "members:read"]},
+        headers=owner,
+    )
+    assert made.status_code == 201, made.text
+    role_id = made.json()["id"]
+    invited = client.post(
+        "/api/v1/team/invitations",
+        json={"role": "viewer", "custom_role_id": role_id},
+        headers=owner,
+    ).json()
+    client.post(
+        "/api/v1/auth/accept-invitation",
+        json={"token": invited["token"], "login": "ana@example.com", "password": "Numbers-and-9"},
+    )
+    csrf = _csrf(client)
+    assert client.get("/api/v1/links").status_code == 200
+    refused = client.post("/api/v1/links", json={"url": "https://e.com"}, headers=csrf)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "insufficient_permission"
+    assert client.get("/api/v1/webhooks").status_code == 403  # settings: not held
+    me = client.get("/api/v1/auth/me").json()
+    assert set(me["permissions"]) == {"analytics:read", "links:read", "members:read"}
+    # Holding members:read is not members:write: no invitations, no roles.
+    assert (
+        client.post("/api/v1/team/invitations", json={"role": "viewer"}, headers=csrf).status_code
+        == 403
+    )
+    # No one grants more than they hold: an operator manages no roles, an admin grants no owner.
+    ws = client.get("/api/v1/workspace", headers=owner).json()["id"]
+    from testkit import make_key
+
+    _, operator = make_key(runtime, "operator", ws)
+    above = client.post(
+        "/api/v1/team/roles",
+        json={"name": "pii", "permissions": ["contacts:pii"]},
+        headers=operator,
+    )
+    assert above.status_code == 403
+    _, admin = make_key(runtime, "admin", ws)
+    owner_grant = client.post("/api/v1/team/invitations", json={"role": "owner"}, headers=admin)
+    assert owner_grant.status_code == 403
+    assert owner_grant.json()["error"]["code"] == "grant_above_own"
+    # A role change holds from the member's next request.
+    members = client.get("/api/v1/team/members", headers=owner).json()
+    ana = next(m for m in members if m["custom_role_id"] == role_id)
+    assert (
+        client.patch(
+            f"/api/v1/team/members/{ana['id']}", json={"role": "operator"}, headers=owner
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post("/api/v1/links", json={"url": "https://e.com"}, headers=csrf).status_code == 201
+    )
