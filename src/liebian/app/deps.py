@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from liebian.app.runtime import Runtime
@@ -153,8 +154,21 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+# Set in the ASGI scope by a path that already applied the participant-page limits to the
+# request before handing it to the routes.
+LIMIT_CHECKED = "liebian.page_limit_checked"
+
+
 class ParticipantPageLimited(RateLimited):
     """Too many participant-page requests: answered as a Chinese HTML page (app/errors.py)."""
+
+    def page(self) -> HTMLResponse:
+        """The answer a phone sees (the error handler's, and the lean page path's)."""
+        from liebian.kit.page_security import PAGE_HEADERS
+        from liebian.redirect.pages import TOO_MANY
+
+        headers = {**self.headers(), **PAGE_HEADERS, "cache-control": "no-store"}
+        return HTMLResponse(TOO_MANY, status_code=429, headers=headers)
 
 
 async def participant_rate_limit(request: Request) -> None:
@@ -165,6 +179,8 @@ async def participant_rate_limit(request: Request) -> None:
     from liebian.kit.client_ip import client_ip
     from liebian.kit.ratelimit import limiter_for
 
+    if request.scope.get(LIMIT_CHECKED):
+        return  # counted already by the lean page path (campaigns/page_fast_path.py)
     runtime = get_runtime(request)
     limiter = runtime.extras.get("limiter") or runtime.extras.setdefault(
         "limiter", limiter_for(runtime.settings)

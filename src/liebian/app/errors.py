@@ -30,14 +30,10 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def install_error_handlers(app: FastAPI) -> None:
     from liebian.app.deps import ParticipantPageLimited
-    from liebian.kit.page_security import PAGE_HEADERS
-    from liebian.redirect.pages import TOO_MANY
 
     @app.exception_handler(ParticipantPageLimited)
     async def _page_limited(_: Request, exc: ParticipantPageLimited) -> HTMLResponse:
-        # A phone sees a Chinese page, not JSON.
-        headers = {**exc.headers(), **PAGE_HEADERS, "cache-control": "no-store"}
-        return HTMLResponse(TOO_MANY, status_code=429, headers=headers)
+        return exc.page()  # a phone sees a Chinese page, not JSON
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:

@@ -21,6 +21,7 @@ from liebian.app.lifecycle import Component, start_components, stop_components
 from liebian.app.limits import BodySizeLimit
 from liebian.app.runtime import Runtime
 from liebian.campaigns.fast_path import FissionWritesApp, fission_write
+from liebian.campaigns.page_fast_path import PREFIX as PAGES_PREFIX
 from liebian.events.ingest_app import PATH as INGEST_PATH
 from liebian.events.ingest_app import IngestApp
 from liebian.kit.settings import Settings, get_settings
@@ -42,11 +43,13 @@ class Dispatcher:
         redirect: ASGIApp | None,
         ingest: ASGIApp | None = None,
         fission_writes: ASGIApp | None = None,
+        pages: ASGIApp | None = None,
     ) -> None:
         self.api = api
         self.redirect = redirect
         self.ingest = ingest
         self.fission_writes = fission_writes
+        self.pages = pages
         self.runtime: Runtime = api.state.runtime
         self.stats: RequestStats = self.runtime.extras.setdefault("request_stats", RequestStats())
 
@@ -80,6 +83,8 @@ class Dispatcher:
             and fission_write(path) is not None
         ):
             return self.fission_writes, "fission_write"
+        if self.pages is not None and path.startswith(PAGES_PREFIX) and scope["method"] == "GET":
+            return self.pages, "page"
         if self.redirect is not None:
             end = path.find("/", 1)
             first = path[1:] if end == -1 else path[1:end]
@@ -131,7 +136,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     api_docs.install(api)
     _with_error_schemas(api)
     redirect = runtime.extras.get("redirect_app")
-    return Dispatcher(api, redirect, IngestApp(runtime), _fission_writes(runtime, api))
+    return Dispatcher(
+        api, redirect, IngestApp(runtime), _fission_writes(runtime, api), _pages(runtime, api)
+    )
 
 
 def _with_error_schemas(api: FastAPI) -> None:
@@ -159,6 +166,16 @@ def _fission_writes(runtime: Runtime, api: FastAPI) -> ASGIApp | None:
     if campaigns_router not in runtime.extras.get("routers", []):
         return None
     return FissionWritesApp(runtime, fallback=api)
+
+
+def _pages(runtime: Runtime, api: FastAPI) -> ASGIApp | None:
+    """The lean participant pages, only where the page routes they stand in for are mounted."""
+    from liebian.campaigns.page_fast_path import ParticipantPagesApp
+    from liebian.campaigns.pages import router as pages_router
+
+    if pages_router not in runtime.extras.get("page_routers", []):
+        return None
+    return ParticipantPagesApp(runtime, fallback=api)
 
 
 def build_components(runtime: Runtime) -> list[Component]:

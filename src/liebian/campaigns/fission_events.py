@@ -49,7 +49,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from liebian.events.store.base import EventRow
+from liebian.events.store.base import EventRow, record_time
 from liebian.kit.db import after_commit
 
 if TYPE_CHECKING:
@@ -130,6 +130,31 @@ def line(
         currency="CNY" if revenue is not None else None, properties=props or None,
     )  # fmt: skip
     return orjson.dumps(row.to_record(), option=orjson.OPT_APPEND_NEWLINE)
+
+
+def line_template(**fields: Any) -> dict[str, Any]:
+    """The record :func:`line` writes for ``fields``, to :func:`stamp` once per request: the
+    lean page path's lines, which differ per view only by id, time, visitor and platform."""
+    record: dict[str, Any] = orjson.loads(line(event_id="", **fields))
+    return record
+
+
+def stamp(
+    template: dict[str, Any], *, event_id: str, at: str, visitor_id: str | None, platform: str
+) -> bytes:
+    """``line(**fields, event_id=…, visitor_id=…, platform=…)`` of a :func:`line_template`,
+    received (and happened) ``at`` (:func:`now_text`)."""
+    record = template.copy()
+    record["event_id"] = event_id
+    record["ts"] = record["received_at"] = at
+    record["visitor_id"] = visitor_id or None
+    record["platform"] = platform
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def now_text() -> str:
+    """Now, as a record's ``ts`` says it."""
+    return record_time(datetime.now(UTC))
 
 
 def emit(session: Session, **fields: Any) -> None:

@@ -119,8 +119,11 @@ _env.filters["yuan"] = _yuan
 
 
 def _html(name: str, http_status: int = 200, **context: Any) -> HTMLResponse:
-    body = _env.get_template(name).render(**context)
-    # Participants refresh to see progress: never serve a stale count from a cache.
+    return _page(_env.get_template(name).render(**context), http_status)
+
+
+def _page(body: str, http_status: int = 200) -> HTMLResponse:
+    # Participants refresh to see progress: never serve a stale count from a browser cache.
     return HTMLResponse(
         body, status_code=http_status, headers={"cache-control": "no-store", **PAGE_HEADERS}
     )
@@ -180,11 +183,16 @@ def _visitor(request: Request, runtime: Runtime, workspace_id: str) -> PageVisit
 
 def _finish(response: Response, request: Request, who: PageVisitor) -> Response:
     if who.new_visitor:
-        response.set_cookie(
-            VISITOR_COOKIE, who.visitor_id, max_age=VISITOR_MAX_AGE, httponly=True,
-            samesite="lax", secure=request.url.scheme == "https",
-        )  # fmt: skip
+        set_visitor_cookie(response, who.visitor_id, secure=request.url.scheme == "https")
     return response
+
+
+def set_visitor_cookie(response: Response, visitor_id: str, *, secure: bool) -> None:
+    """The device cookie of a first visit (shared with the lean path)."""
+    response.set_cookie(
+        VISITOR_COOKIE, visitor_id, max_age=VISITOR_MAX_AGE, httponly=True, samesite="lax",
+        secure=secure,
+    )  # fmt: skip
 
 
 def _take_token(request: Request, runtime: Runtime, workspace_id: str) -> Response | None:
@@ -251,7 +259,7 @@ def _base(session: Session, runtime: Runtime, workspace_id: str) -> str:
 # ── the campaign entry, the invite landing and my page ────────────────────────────────────
 
 
-def _campaign_context(session: Session, runtime: Runtime, campaign: Campaign) -> dict[str, Any]:
+def campaign_context(session: Session, runtime: Runtime, campaign: Campaign) -> dict[str, Any]:
     config = service.config_of(campaign)
     return {
         "campaign": campaign, "config": config, "tiers": getattr(config, "tiers", []),
@@ -268,6 +276,42 @@ def _me(session: Session, campaign: Campaign, external_id: str | None) -> Partic
     return repository.participant_by_contact(session, campaign.id, contact.id) if contact else None
 
 
+def entry_html(
+    context: dict[str, Any], who: PageVisitor, me: Participant | None, channel: str | None
+) -> str:
+    """The campaign entry page. One function for this route and the lean path
+    (campaigns/page_fast_path.py), so both render the same bytes from the same state."""
+    campaign = context["campaign"]
+    return _env.get_template("fission_entry.html").render(
+        title=campaign.name, me=me, who=who, channel=channel, referrer_code=None, inviter=None,
+        **context,
+    )  # fmt: skip
+
+
+def invite_html(
+    context: dict[str, Any], participant: Participant, inviter: str, progress: dict[str, object],
+    who: PageVisitor, me: Participant | None, *, is_owner: bool,
+) -> str:  # fmt: skip
+    """The invite landing (shared with the lean path, as :func:`entry_html`)."""
+    campaign = context["campaign"]
+    counted = int(progress["counted"])  # type: ignore[call-overload]
+    nxt = progress["next"]
+    return _env.get_template("fission_invite.html").render(
+        title=campaign.name, inviter=inviter, counted=counted, next_tier=nxt,
+        percent=_percent(counted, getattr(nxt, "invites", 0) or 0),
+        invite_code=participant.invite_code, status=campaign.status, me=me, who=who,
+        is_owner=is_owner, channel=participant.channel, **context,
+    )  # fmt: skip
+
+
+# Who the lean path renders for: a visitor with no sign-in. The templates read nothing of
+# ``who`` but ``external_id`` (tests/campaigns/test_page_fast_path.py holds them to it).
+ANONYMOUS = PageVisitor(
+    ip="", user_agent="", visitor_id="", new_visitor=False, platform="", external_id=None,
+    token_error=None,
+)
+
+
 # GET pages read through read-only sessions: on SQLite they never wait for the writer lock
 # (decision 0013); a page that writes after all upgrades safely.
 @router.get("/p/{campaign_id}", response_class=HTMLResponse)
@@ -282,10 +326,9 @@ def entry_page(campaign_id: str, request: Request) -> Response:
             channel = (request.query_params.get("ch") or "")[:64] or None
             me = _me(session, campaign, who.external_id)
             _view_event(runtime, campaign, who, "entry", channel=channel)
-            page = _html(
-                "fission_entry.html", title=campaign.name, me=me, who=who, channel=channel,
-                referrer_code=None, inviter=None, **_campaign_context(session, runtime, campaign),
-            )  # fmt: skip
+            page = _page(
+                entry_html(campaign_context(session, runtime, campaign), who, me, channel)
+            )
         return _finish(page, request, who)
 
     return _guarded(request, work)
@@ -322,7 +365,7 @@ def my_page(campaign_id: str, request: Request) -> Response:
                 rewards=[{"name": e.name, "kind": e.kind, "amount": e.amount, "status": e.status,
                           "status_zh": _REWARD_STATUS_ZH.get(e.status, e.status),
                           "reason": e.reversal_reason} for e in entries[:100]],
-                **_campaign_context(session, runtime, campaign),
+                **campaign_context(session, runtime, campaign),
             )  # fmt: skip
         return _finish(page, request, who)
 
@@ -415,8 +458,6 @@ def invite_page(campaign_id: str, invite_code: str, request: Request) -> Respons
             inviter = contacts.public_nickname(runtime.cipher, owner)
             is_owner = owner is not None and who.external_id == owner.external_id
             progress = referrals.progress(session, campaign, participant)
-            counted = int(progress["counted"])  # type: ignore[call-overload]
-            nxt = progress["next"]
             me = _me(session, campaign, who.external_id)
             common = {"channel": participant.channel, "participant_id": participant.id}
             _view_event(runtime, campaign, who, "invite", **common)
@@ -427,12 +468,11 @@ def invite_page(campaign_id: str, invite_code: str, request: Request) -> Respons
                     visitor_id=who.visitor_id, platform=who.platform,
                     referrer=owner.external_id if owner else None, **common,
                 )  # fmt: skip
-            page = _html(
-                "fission_invite.html", title=campaign.name, inviter=inviter, counted=counted,
-                next_tier=nxt, percent=_percent(counted, getattr(nxt, "invites", 0) or 0),
-                invite_code=participant.invite_code, status=campaign.status, me=me, who=who,
-                is_owner=is_owner, channel=participant.channel,
-                **_campaign_context(session, runtime, campaign),
+            page = _page(
+                invite_html(
+                    campaign_context(session, runtime, campaign), participant, inviter,
+                    progress, who, me, is_owner=is_owner,
+                )
             )  # fmt: skip
         return _finish(page, request, who)
 

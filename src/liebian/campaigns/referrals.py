@@ -464,7 +464,11 @@ def cycle_amount(amount: int, cycle: int, decrease_bp: int) -> int:
 def progress(session: Session, campaign: Campaign, participant: Participant) -> dict[str, object]:
     """Counted invites and the next milestone, for the participant's H5 page."""
     config = service.terms(session, campaign, participant.config_version)
-    counted = len(repository.counted_referrals(session, participant.id))
+    return progress_of(config, len(repository.counted_referrals(session, participant.id)))
+
+
+def progress_of(config: object, counted: int) -> dict[str, object]:
+    """:func:`progress` from the participant's terms and their counted invites."""
     tiers = getattr(config, "tiers", [])
     nxt = None
     for tier in tiers:

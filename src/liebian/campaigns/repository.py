@@ -190,20 +190,56 @@ def order_counts(session: Session, contact_id: str) -> tuple[int, int]:
     return int(orders or 0), int(refunded or 0)
 
 
+def _counted() -> tuple[Any, ...]:
+    """What makes a referral count toward tiers: approved, qualified, still valid."""
+    return (
+        Referral.status == "approved",
+        Referral.qualified_at.is_not(None),
+        Referral.invalidated_at.is_(None),
+    )
+
+
 def counted_referrals(session: Session, referrer_participant_id: str) -> list[Referral]:
     """Referrals that count toward tiers: approved, qualified, still valid; oldest first."""
     return list(
         session.scalars(
             select(Referral)
-            .where(
-                Referral.referrer_participant_id == referrer_participant_id,
-                Referral.status == "approved",
-                Referral.qualified_at.is_not(None),
-                Referral.invalidated_at.is_(None),
-            )
+            .where(Referral.referrer_participant_id == referrer_participant_id, *_counted())
             .order_by(Referral.qualified_at, Referral.id)
         )
     )
+
+
+def counted_referral_counts(session: Session, referrer_ids: list[str]) -> dict[str, int]:
+    """``len(counted_referrals(…))`` of many referrers in one query per 500 (absent: 0)."""
+    counts: dict[str, int] = {}
+    for start in range(0, len(referrer_ids), 500):
+        rows = session.execute(
+            select(Referral.referrer_participant_id, func.count())
+            .where(Referral.referrer_participant_id.in_(referrer_ids[start : start + 500]))
+            .where(*_counted())
+            .group_by(Referral.referrer_participant_id)
+        )
+        counts.update({referrer: int(n) for referrer, n in rows})
+    return counts
+
+
+def participants_by_codes(
+    session: Session, campaign_id: str, codes: list[str]
+) -> dict[str, Participant]:
+    """:func:`participant_by_code` of many codes, one query per 500 (unknown codes absent)."""
+    found: dict[str, Participant] = {}
+    for start in range(0, len(codes), 500):
+        found.update(
+            (p.invite_code, p)
+            for p in session.scalars(
+                select(Participant).where(
+                    Participant.campaign_id == campaign_id,
+                    Participant.invite_code.in_(codes[start : start + 500]),
+                )
+            )
+        )
+    return found
 
 
 def list_referrals(

@@ -486,6 +486,12 @@ class ClickBurst:
         self._last = (time.monotonic(), count())
         self._bursting = False
 
+    def also(self, count: Callable[[], int]) -> None:
+        """Count another hot path's answers too (the lean participant pages)."""
+        previous = self.count
+        self.count = lambda: previous() + count()
+        self._last = (self._last[0], self.count())
+
     def __call__(self) -> bool:
         now, n = time.monotonic(), self.count()
         then, before = self._last

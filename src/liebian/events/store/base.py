@@ -62,6 +62,9 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+record_time = _iso  # the text of ``ts`` / ``received_at`` in a record, for pre-built lines
+
+
 @dataclass(slots=True)
 class EventRow:
     """One event as stored. ``revenue`` is in minor units (分)."""
