@@ -305,3 +305,48 @@ def test_referral_graph_stats(client: Any, owner: dict[str, str]) -> None:
     stats = client.get(f"/api/v1/campaigns/{cid}/graph", headers=owner).json()
     assert stats["participants"] == 4 and stats["referrals"] == 3
     assert stats["max_depth"] == 2 and stats["k_factor"] == 0.75 and stats["referrers"] == 2
+
+
+def test_a_later_farm_member_sends_the_first_one_back_to_review(
+    client: Any, owner: dict[str, str]
+) -> None:
+    """Issue 10 §2: the first account of a device farm scores 0 when it arrives (nothing links
+    it yet). When a second referee of the same referrer shows up on the same device, the first
+    is re-scored with that evidence and, approved until then, goes back to review; its pending
+    reward waits for the reviewer. A different device stays approved."""
+    config = {**INVITE, "reward_delay_days": 7, "risk": {"mode": "review", "hold_at": 40}}
+    cid = create(client, owner, "invite", config)
+    code = join(client, owner, cid, "alice", device_id="dev-alice").json()["invite_code"]
+    join(client, owner, cid, "farm1", referrer_code=code, device_id="dev-farm", visitor_id="f1")
+    join(client, owner, cid, "honest", referrer_code=code, device_id="dev-own", visitor_id="h1")
+
+    def referrals() -> dict[str, dict[str, Any]]:
+        items = client.get(
+            "/api/v1/referrals", params={"campaign_id": cid}, headers=owner
+        ).json()["items"]
+        return {r["referee"]["external_id"]: r for r in items}
+
+    first = referrals()
+    assert first["farm1"]["status"] == "approved" and first["farm1"]["risk_score"] == 0
+    assert [r["status"] for r in rewards(client, owner, external_id="farm1")] == ["pending"]
+
+    join(client, owner, cid, "farm2", referrer_code=code, device_id="dev-farm", visitor_id="f2")
+    now = referrals()
+    assert now["farm2"]["status"] == "held"
+    assert now["farm1"]["status"] == "held", now["farm1"]
+    assert now["farm1"]["risk_score"] > 0
+    assert "referee_cluster" in [r["code"] for r in now["farm1"]["risk_reasons"]]
+    assert now["honest"]["status"] == "approved" and now["honest"]["risk_score"] == 0
+    queue = client.get("/api/v1/risk/reviews", headers=owner).json()["items"]
+    assert sorted(q["id"] for q in queue) == sorted([now["farm1"]["id"], now["farm2"]["id"]])
+    # The reward is not paid meanwhile, and a reviewer's approval lets it count again.
+    assert [r["status"] for r in rewards(client, owner, external_id="farm1")] == ["pending"]
+    rid = now["farm1"]["id"]
+    assert client.post(f"/api/v1/risk/reviews/{rid}/approve", headers=owner).status_code == 200
+    assert referrals()["farm1"]["status"] == "approved"
+    # A third member is held too and revises the second with the larger cluster.
+    join(client, owner, cid, "farm3", referrer_code=code, device_id="dev-farm", visitor_id="f3")
+    last = referrals()
+    assert last["farm3"]["status"] == "held"
+    assert last["farm2"]["status"] == "held"
+    assert last["farm2"]["risk_score"] > now["farm2"]["risk_score"]

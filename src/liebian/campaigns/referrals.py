@@ -29,8 +29,14 @@ from liebian.kit.ids import new_id
 from liebian.rewards import service as ledger
 from liebian.rewards.models import RewardEntry
 from liebian.risk import service as risk_service
-from liebian.risk.scoring import score_referral
-from liebian.risk.signals import Identity, ReferralContext, adjacency
+from liebian.risk.scoring import Assessment, combine, decide, score_referral
+from liebian.risk.signals import (
+    Identity,
+    ReferralContext,
+    adjacency,
+    cluster_signal,
+    signal_from_reason,
+)
 
 _CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # readable off a poster
 
@@ -198,6 +204,7 @@ def _refer(
     referrer_contact = session.get(Contact, referrer.contact_id)
     assert referrer_contact is not None
     orders, refunded = repository.order_counts(session, referrer_contact.id)
+    by_device, by_ip_ua = repository.referee_cluster(session, referrer.id, referee)
     ctx = ReferralContext(
         referrer=_identity(
             referrer, referrer_contact, cipher, contacts.normalized_email(cipher, referrer_contact)
@@ -214,6 +221,8 @@ def _refer(
         graph=adjacency(repository.referral_edges(session, campaign.workspace_id)),
         referrer_orders=orders,
         referrer_refunded_orders=refunded,
+        siblings_same_device=len(by_device),
+        siblings_same_ip_ua=len(by_ip_ua),
     )
     decision, assessment = score_referral(ctx, config.risk)
     status: str = decision
@@ -242,6 +251,12 @@ def _refer(
             "referral.held",
             {"referral_id": referral.id, "workspace_id": campaign.workspace_id},
         )
+    if any(signal.code == "referee_cluster" for signal in assessment.signals):
+        # The earlier members of the cluster scored without this evidence: revise them.
+        _rescore_cluster(
+            session, cipher, campaign, ctx.referrer, by_device or by_ip_ua,
+            by_device=bool(by_device), now=now,
+        )  # fmt: skip
     referee.referrer_participant_id = referrer.id
     referee.bound_at = now
     fission_events.emit(
@@ -256,6 +271,65 @@ def _refer(
     if _qualifies_at_join(config):
         qualify(session, campaign, referral, now)
     return referral
+
+
+def _rescore_cluster(
+    session: Session,
+    cipher: PiiCipher,
+    campaign: Campaign,
+    referrer: Identity,
+    referral_ids: list[str],
+    *,
+    by_device: bool,
+    now: datetime,
+) -> None:
+    """A later referral joined these referrals' cluster (same device, or same IP and user
+    agent, among one referrer's referees): each gets the ``referee_cluster`` evidence it lacked
+    when it arrived, its score and decision are revised, and an approved one whose decision
+    is no longer "approved" goes back to review (held) — its pending rewards wait, since
+    settlement pays only entries of approved referrals (decision 0019)."""
+    policy = service.config_of(campaign).risk
+    others = len(referral_ids)  # each one's others: the rest of the list and the newcomer
+    for referral in session.scalars(
+        select(Referral).where(Referral.id.in_(referral_ids)).with_for_update()
+    ):
+        referee = session.get(Participant, referral.referee_participant_id)
+        contact = session.get(Contact, referral.referee_contact_id)
+        if referee is None or contact is None:
+            continue
+        signal = cluster_signal(
+            ReferralContext(
+                referrer=referrer,
+                referee=_identity(referee, contact, cipher, None),
+                siblings_same_device=others if by_device else 0,
+                siblings_same_ip_ua=0 if by_device else others,
+            )
+        )
+        row = risk_service.for_referrals(session, [referral.id]).get(referral.id)
+        if signal is None or row is None:
+            continue
+        known = [r for r in row.reasons if r.get("code") != "referee_cluster"]
+        before = [r for r in row.reasons if r.get("code") == "referee_cluster"]
+        if before and int(before[0].get("weight", 0)) >= signal.weight:
+            continue  # already revised with this much evidence or more
+        signals = (*(signal_from_reason(r) for r in known), signal)
+        assessment = Assessment(score=combine(signals), signals=signals)
+        decision = decide(assessment, policy)
+        row.score, row.reasons = assessment.score, assessment.reasons()
+        referral.risk_score = assessment.score
+        if decision != "approved" and referral.status == "approved":
+            # Back to a human, whatever the policy's mode: it was approved before.
+            referral.status = "held"
+            row.decision, row.review_status = "held", "pending"
+            row.note = f"re-scored {now:%Y-%m-%d %H:%M} UTC: a later referral joined its cluster"
+            publish_after_commit(
+                session,
+                "referral.held",
+                {"referral_id": referral.id, "workspace_id": campaign.workspace_id},
+            )
+        elif referral.status == "held":
+            row.decision = decision
+    session.flush()
 
 
 def _qualifies_at_join(config: object) -> bool:

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Integer, Table, bindparam, case, func, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
@@ -145,6 +157,32 @@ def recent_referral_times(
             )
         )
     )
+
+
+def referee_cluster(
+    session: Session, referrer_participant_id: str, referee: Participant
+) -> tuple[list[str], list[str]]:
+    """The referrer's other referrals whose referee shares ``referee``'s device, and those
+    whose referee shares its IP and user agent: (referral ids by device, by IP + UA)."""
+    device, ip, ua = referee.device_id, referee.ip_hash, referee.user_agent
+    if not device and not (ip and ua):
+        return [], []
+    rows = session.execute(
+        select(Referral.id, Participant.device_id, Participant.ip_hash, Participant.user_agent)
+        .join(Participant, Participant.id == Referral.referee_participant_id)
+        .where(
+            Referral.referrer_participant_id == referrer_participant_id,
+            Participant.id != referee.id,
+            or_(
+                Participant.device_id == device if device else false(),
+                and_(Participant.ip_hash == ip, Participant.user_agent == ua) if ip and ua else false(),
+            ),
+        )
+        .order_by(Referral.created_at, Referral.id)
+    ).all()
+    by_device = [r.id for r in rows if device and r.device_id == device]
+    by_ip_ua = [r.id for r in rows if ip and ua and r.ip_hash == ip and r.user_agent == ua]
+    return by_device, by_ip_ua
 
 
 def participants_on_device(

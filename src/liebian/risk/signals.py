@@ -108,6 +108,18 @@ class Signal:
         }
 
 
+def signal_from_reason(reason: dict[str, Any]) -> Signal:
+    """A stored reason (``Signal.as_reason``) back as the signal it was."""
+    return Signal(
+        code=str(reason.get("code", "")),
+        weight=int(reason.get("weight", 0)),
+        strength=reason.get("strength", "weak"),
+        message_zh=str(reason.get("message", "")),
+        message_en=str(reason.get("message_en", "")),
+        details=dict(reason.get("details") or {}),
+    )
+
+
 # Base weights. Identity evidence is high, behaviour medium, shared IP low. The numbers were
 # tuned on the seeded population in liebian.risk.population (see docs/anti-fraud.md).
 W_SELF = 100
@@ -268,7 +280,7 @@ def compute_signals(ctx: ReferralContext, rules: SignalRules | None = None) -> l
     refunds = _refund_signal(ctx, rules)
     if refunds:
         out.append(refunds)
-    cluster = _cluster_signal(ctx)
+    cluster = cluster_signal(ctx)
     if cluster:
         out.append(cluster)
 
@@ -361,7 +373,7 @@ def _refund_signal(ctx: ReferralContext, rules: SignalRules) -> Signal | None:
     )
 
 
-def _cluster_signal(ctx: ReferralContext) -> Signal | None:
+def cluster_signal(ctx: ReferralContext) -> Signal | None:
     """Several referees of one referrer on one device, or behind one IP with one user agent.
 
     One device is identity evidence (accounts on the same handset); one IP + UA is, when the UA
