@@ -152,6 +152,10 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
             settings.people_interval if settings.jobs_interval > 0 else 0,
             people_job(runtime),
         ),
+        # Team: the audit log's retention (team/audit.py purge_expired), hourly.
+        PeriodicJob(
+            "audit_retention", 3600.0 if settings.jobs_interval > 0 else 0, audit_job(runtime)
+        ),
         # WeCom connector: contacts' tag changes → corp tags (connectors/wecom/tags.py).
         PeriodicJob(
             "wecom_tags",
@@ -159,6 +163,17 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
             wecom_tags_job(runtime),
         ),
     ]
+
+
+def audit_job(runtime: Runtime) -> Callable[[], Any]:
+    from liebian.kit.db import session_scope
+    from liebian.team.audit import purge_expired
+
+    def run() -> int:
+        with session_scope(runtime.sessions) as session:
+            return purge_expired(session)
+
+    return run
 
 
 def wecom_tags_job(runtime: Runtime) -> Callable[[], Any]:

@@ -551,24 +551,3 @@ def export_audit(
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": 'attachment; filename="audit.csv"'},
     )
-
-
-def purge_expired(session: Any, now: datetime | None = None) -> int:
-    """The retention: entries older than each workspace's period leave (the only DELETE)."""
-    from datetime import timedelta
-
-    from sqlalchemy import delete
-
-    from liebian.workspaces.models import Workspace
-
-    now = now or utcnow()
-    removed = 0
-    for ws_id in session.scalars(select(Workspace.id)):
-        days = service.policy(session, ws_id).audit_retention_days
-        result = session.execute(
-            delete(AuditEntry).where(
-                AuditEntry.workspace_id == ws_id, AuditEntry.at < now - timedelta(days=days)
-            )
-        )
-        removed += int(result.rowcount)
-    return removed

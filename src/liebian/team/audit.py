@@ -250,3 +250,28 @@ def record_attempt(
             session.commit()
     except Exception:  # pragma: no cover - the database is down: the request's error stands
         log.exception("could not record a refused attempt in the audit log")
+
+
+def purge_expired(session: Session, now: datetime | None = None) -> int:
+    """The retention: entries older than each workspace's period (``team_policies``, default
+    365 days) leave — the only DELETE on the log. The scheduler's ``audit_retention`` job."""
+    from datetime import timedelta
+
+    from sqlalchemy import delete, select
+
+    from liebian.team.models import SecurityPolicy
+    from liebian.workspaces.models import Workspace
+
+    now = now or utcnow()
+    rows = session.execute(
+        select(SecurityPolicy.workspace_id, SecurityPolicy.audit_retention_days)
+    ).all()
+    days = {ws: n for ws, n in rows}
+    removed = 0
+    for ws_id in session.scalars(select(Workspace.id)):
+        cutoff = now - timedelta(days=days.get(ws_id, 365))
+        result = session.execute(
+            delete(AuditEntry).where(AuditEntry.workspace_id == ws_id, AuditEntry.at < cutoff)
+        )
+        removed += int(result.rowcount)  # type: ignore[attr-defined]
+    return removed

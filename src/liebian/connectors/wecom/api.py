@@ -41,7 +41,10 @@ MAX_CALLBACK_BYTES = 256 * 1024
 def connect(
     body: ConnectionIn, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectionOut:
-    """Connect the workspace's WeCom corp (or change it; omitted secrets are kept)."""
+    """Connect the workspace's WeCom corp (or change it; omitted secrets are kept). Needs a
+    second verification (issue 15)."""
+    service.require(principal, "admin")
+    principal.require_step_up("connecting WeCom")
     conn = service.connect(
         session, principal, runtime.cipher,
         service.ConnectionInput(
