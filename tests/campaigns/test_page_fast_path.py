@@ -179,6 +179,17 @@ def test_lean_pages_match_the_routes(
         lean, direct = both(path)
         _same_answer(lean, direct)
         assert "改过的名字" in lean.text
+    # New rules: alice keeps the terms she joined under (her next tier), the rules card shows
+    # the new ones, on both paths.
+    tiers = [{**INVITE["tiers"][0]}, {**INVITE["tiers"][1], "reward": {  # type: ignore[dict-item]
+        "kind": "gift", "name": "新规则大礼包", "amount": 1}}]  # fmt: skip
+    changed = client.patch(
+        f"/api/v1/campaigns/{cid}", json={"config": {**INVITE, "tiers": tiers}}, headers=owner
+    )
+    assert changed.status_code == 200, changed.text
+    lean, direct = both(invite)
+    _same_answer(lean, direct)
+    assert "新规则大礼包" in lean.text and "可得「试听课」" in lean.text
     assert client.post(f"/api/v1/campaigns/{cid}/pause", headers=owner).status_code == 200
     lean, direct = both(invite)
     _same_answer(lean, direct)
