@@ -43,6 +43,7 @@ def receiver() -> tuple[ThreadingHTTPServer, dict[str, int], threading.Lock]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body in two writes: no 40 ms ACK wait
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", "0")))

@@ -54,6 +54,8 @@ def serve(respond: Responder, path: str = "/") -> Iterator[Server]:
     state = Server()
 
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # headers and body go in two writes: no delayed-ACK wait
+
         def _handle(self, method: str) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             parts = urlsplit(self.path)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from liebian.kit.clock import utcnow
 from liebian.kit.db import Base, UTCDateTime
+from liebian.workspaces import models as _workspaces  # noqa: F401  (the table the FKs name)
 
 _WS = "workspaces.id"
 

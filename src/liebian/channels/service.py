@@ -37,6 +37,7 @@ import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from liebian.channels import events
 from liebian.channels.base import (
@@ -108,6 +109,25 @@ def workspace_timezone(session: Session, workspace_id: str) -> str:
 
     tz = session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id))
     return tz or "Asia/Shanghai"
+
+
+def _zone_and_quiet(session: Session, workspace_id: str) -> tuple[str, bool, str, str]:
+    """The workspace's time zone and quiet hours in one query."""
+    from liebian.workspaces.models import Workspace
+
+    row = session.execute(
+        select(
+            Workspace.timezone,
+            ChannelGuardSettings.quiet_enabled,
+            ChannelGuardSettings.quiet_start,
+            ChannelGuardSettings.quiet_end,
+        )
+        .outerjoin(ChannelGuardSettings, ChannelGuardSettings.workspace_id == Workspace.id)
+        .where(Workspace.id == workspace_id)
+    ).first()
+    if row is None or row.quiet_enabled is None:
+        return (row.timezone if row else None) or "Asia/Shanghai", True, *DEFAULT_QUIET
+    return row.timezone or "Asia/Shanghai", row.quiet_enabled, row.quiet_start, row.quiet_end
 
 
 def quiet_hours(session: Session, workspace_id: str) -> tuple[bool, str, str]:
@@ -265,18 +285,21 @@ def _judge(
 ) -> Verdict | None:
     if not channel.active:
         return Verdict("suppressed", "channel_disabled")
-    tz = workspace_timezone(session, channel.workspace_id)
-    enabled, start, end = quiet_hours(session, channel.workspace_id)
-    quiet = quiet_until(now, tz, start, end) if enabled else None
+    marketing = category == "marketing"
+    monthly_cap = (
+        channel.monthly_cap if channel.monthly_cap is not None else kind.default_monthly_cap
+    )
+    # Only what a rule needs is read: a transactional send without a monthly cap reads nothing.
+    tz, quiet = "Asia/Shanghai", None
+    if marketing or monthly_cap is not None:
+        tz, enabled, start, end = _zone_and_quiet(session, channel.workspace_id)
+        quiet = quiet_until(now, tz, start, end) if enabled and marketing else None
     has_address = kind.addressing not in ("email", "phone") or bool(
         contact is not None
         and (contact.email_enc if kind.addressing == "email" else contact.phone_enc)
     )
     opted_out, window, month_sends, month_end = False, [], 0, None
-    monthly_cap = (
-        channel.monthly_cap if channel.monthly_cap is not None else kind.default_monthly_cap
-    )
-    if contact is not None:
+    if contact is not None and marketing:
         opted_out = (
             session.scalar(
                 select(func.count())
@@ -289,13 +312,14 @@ def _judge(
             )
             or 0
         ) > 0
+    if contact is not None:
         recent = select(ChannelSend.created_at).where(
             ChannelSend.workspace_id == channel.workspace_id,
             ChannelSend.contact_id == contact.id,
             ChannelSend.channel_id == channel.id,
             ChannelSend.status.in_(CAP_COUNTED),
         )
-        if channel.cap_count is not None:
+        if channel.cap_count is not None and marketing:
             since = now - timedelta(hours=channel.cap_hours)
             window = [
                 as_utc(t)
@@ -307,8 +331,13 @@ def _judge(
             ]
         if monthly_cap is not None:
             month_start, month_end = month_bounds(now, tz)
-            month_sends = len(
-                list(session.scalars(recent.where(ChannelSend.created_at >= month_start)))
+            month_sends = (
+                session.scalar(
+                    select(func.count()).select_from(
+                        recent.where(ChannelSend.created_at >= month_start).subquery()
+                    )
+                )
+                or 0
             )
     return judge(
         category=category, now=now, opted_out=opted_out, has_address=has_address,
@@ -359,8 +388,19 @@ def _claim(session: Session, record: ChannelSend, now: datetime) -> bool:
     )
     won = result.rowcount == 1  # type: ignore[attr-defined]
     session.commit()
-    session.refresh(record)
+    if won:
+        _known(record, status="sending", attempts=record.attempts + 1,
+               claimed_until=now + timedelta(seconds=LEASE_SECONDS), updated_at=now)  # fmt: skip
+    else:
+        session.refresh(record)
     return won
+
+
+def _known(record: ChannelSend, **values: Any) -> None:
+    """Put what an UPDATE just wrote into the loaded record without marking it changed (no
+    second UPDATE, no re-read)."""
+    for key, value in values.items():
+        set_committed_value(record, key, value)
 
 
 def _resume(
@@ -475,7 +515,7 @@ def _deliver(
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if marked == 1:
-        session.refresh(record)
+        _known(record, **values)
         external_id = contact.external_id if contact else None
         if result.delivered:
             events.emit(session, runtime.spool, "message_sent", record, channel, external_id,
