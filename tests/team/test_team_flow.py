@@ -226,6 +226,7 @@ def test_custom_roles_gate_by_area_and_never_exceed_the_granter(
 
     paths = client.get("/openapi.json").json()["paths"]
     unmapped = {p for p in paths if p.startswith("/api/v1/") and area_of(p) is None}
+    assert "/api/v1/links" in paths
     assert unmapped == set()
 
     unknown = client.post(
