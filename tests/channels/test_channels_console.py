@@ -32,9 +32,9 @@ def server(settings: Any, runtime: Any) -> Iterator[str]:
 def test_channels_console_in_chromium(server: str, owner: dict[str, str], runtime: Any) -> None:
     import httpx
 
-    ws = httpx.get(server + "/api/v1/workspace", headers=owner).json()["id"]
+    ws = httpx.get(server + "/api/v1/workspace", headers=owner, timeout=60).json()["id"]
     contact(runtime, ws, "u1001")
-    js = httpx.get(server + "/admin/static/channels.js").text
+    js = httpx.get(server + "/admin/static/channels.js", timeout=60).text
     assert ".innerHTML" not in js
     key = owner["Authorization"].split(" ", 1)[1]
     with serve(wecom_robot("K3Y-123")) as robot, chromium() as browser:
@@ -75,5 +75,5 @@ def test_channels_console_in_chromium(server: str, owner: dict[str, str], runtim
         page.click("#ch-task-rows button")
         page.wait_for_selector("#ch-task-empty:not([hidden])")
         assert not errors, errors
-    settings = httpx.get(server + "/api/v1/channel-settings", headers=owner).json()
+    settings = httpx.get(server + "/api/v1/channel-settings", headers=owner, timeout=60).json()
     assert settings["quiet_start"] == "22:00"
