@@ -105,3 +105,31 @@ def test_contact_figures_are_computed_in_the_engine(store: EventStore) -> None:
     assert (u1[3], u1[4], int(u1[5]), int(u1[6])) == ("wechat", "sms", 1, 9000)
     assert str(u1[1]).startswith("2026-11-01 08:00") and str(u1[2]).startswith("2026-11-01 08:08")
     assert int(rows["u2"][5]) == 1 and "v9" in rows and "ws_2" not in str(rows)
+
+
+def test_duckdb_skips_aliases_it_wrote_already_and_forgets_them_on_other_writes(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    from liebian.events.store import open_event_store
+
+    store = open_event_store(Path(str(tmp_path)) / "events.duckdb")
+    try:
+        at = T0.replace(tzinfo=None)
+
+        def owner(visitor: str) -> list[tuple[str, ...]]:
+            return store.query("SELECT user_id FROM aliases WHERE visitor_id = $v", {"v": visitor})
+
+        assert store.add_aliases([Alias(WS, "v1", "u1", at), Alias(WS, "v2", "u2", at)]) == 2
+        assert store.add_aliases([Alias(WS, "v1", "u1", at)]) == 0  # known: no upsert
+        # a shared device changes hands: written, whatever was remembered
+        assert store.add_aliases([Alias(WS, "v1", "u1", at), Alias(WS, "v2", "u3", at)]) == 1
+        assert owner("v2") == [("u3",)]
+        store.move_person(WS, "u3", "u1")  # rewrites the table: the memory is dropped
+        assert owner("v2") == [("u1",)]
+        assert store.add_aliases([Alias(WS, "v2", "u3", at)]) == 1
+        assert owner("v2") == [("u3",)]
+        assert store.add_aliases([Alias("ws_2", "v1", "u1", at)]) == 1  # other workspace
+    finally:
+        store.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +48,8 @@ _EVENTS_DDL = (
     + ", person_key UBIGINT)"
 )
 _META_DDL = "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+# (workspace, visitor) pairs whose alias this process remembers writing (see add_aliases).
+ALIAS_CACHE_SIZE = 200_000
 _ALIASES_DDL = (
     "CREATE TABLE IF NOT EXISTS aliases (workspace_id VARCHAR NOT NULL, "
     "visitor_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, created_at TIMESTAMP, "
@@ -99,6 +102,11 @@ class DuckDBEventStore:
         self._con.execute("LOAD icu")
         self._con.execute("SET TimeZone = 'UTC'")
         self._write_lock = threading.Lock()
+        # (workspace, visitor) → user id this process last wrote to ``aliases`` (bounded LRU,
+        # under the write lock): an event stream repeats the same people, and re-upserting a
+        # mapping that has not changed cost a DuckDB upsert per batch on the request path.
+        # Cleared by every other write to the table (move_person, erase_person).
+        self._alias_cache: OrderedDict[tuple[str, str], str] = OrderedDict()
         for ddl in (_EVENTS_DDL, _ALIASES_DDL, _SEGMENTS_DDL, _META_DDL):
             self._con.execute(ddl)
         self._ensure_person_keys()
@@ -231,8 +239,15 @@ class DuckDBEventStore:
         # Latest alias of a visitor wins: a visitor re-identified as another user (shared
         # device) moves to that user from then on. One upsert may not touch a row twice.
         latest = {(a.workspace_id, a.visitor_id): a for a in aliases}
-        rows = list(latest.values())
+        cache = self._alias_cache
+        # Known mappings first without the lock (single dict reads, safe under the GIL): a
+        # batch of known people then never waits behind the flusher's load for the lock.
+        if all(cache.get(key) == a.user_id for key, a in latest.items()):
+            return 0
         with self._write_lock:
+            rows = [a for key, a in latest.items() if cache.get(key) != a.user_id]
+            if not rows:
+                return 0
             cur = self._con.cursor()
             try:
                 # One statement over unnested lists: executemany ran one upsert per alias
@@ -253,6 +268,11 @@ class DuckDBEventStore:
                 )
             finally:
                 cur.close()
+            for a in rows:  # written: remembered (the newest at the end)
+                cache[(a.workspace_id, a.visitor_id)] = a.user_id
+                cache.move_to_end((a.workspace_id, a.visitor_id))
+            while len(cache) > ALIAS_CACHE_SIZE:
+                cache.popitem(last=False)
         return len(rows)
 
     # -- one person (profiles, merges, PIPL erasure) ------------------------------------
@@ -289,6 +309,7 @@ class DuckDBEventStore:
     def move_person(self, workspace_id: str, from_user_id: str, to_user_id: str) -> None:
         params = {"ws": workspace_id, "f": from_user_id, "t": to_user_id}
         with self._write_lock:
+            self._alias_cache.clear()
             con = self._con.cursor()
             try:
                 con.execute("BEGIN TRANSACTION")
@@ -328,6 +349,7 @@ class DuckDBEventStore:
             "m": marker,
         }
         with self._write_lock:
+            self._alias_cache.clear()
             con = self._con.cursor()
             try:
                 con.execute("BEGIN TRANSACTION")
