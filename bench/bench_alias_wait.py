@@ -8,6 +8,7 @@ directory, with the flusher running (``--no-flusher``: without it). Wall time, s
 a quiet machine and compare runs taken back to back.
 
     PYTHONPATH=src python bench/bench_alias_wait.py [--events 300000] [--people 12000]
+    PYTHONPATH=src python bench/bench_alias_wait.py --known   # 200 known pairs, memory on/off
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--people", type=int, default=12_000)
     parser.add_argument("--no-flusher", action="store_true")
+    parser.add_argument("--known", action="store_true", help="only time re-sent known pairs")
     args = parser.parse_args()
+    if args.known:
+        known_pairs()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), secret_key="11" * 32, jobs_interval=0, webhook_interval=0)  # fmt: skip
         upgrade(settings.resolved_database_url)
@@ -93,6 +98,30 @@ def main() -> None:
         f"{inside:.2f} s inside ({inside / (2 * wall) * 100:.0f}% of the client threads' time; "
         f"max {max((c[2] for c in calls), default=0):.2f} s)"
     )
+
+
+def known_pairs(calls: int = 30, pairs: int = 200) -> None:
+    """``calls`` × ``pairs`` (visitor → user) pairs the store holds already, with the store's
+    memory of written pairs on and off (alternated twice), no other thread."""
+    from datetime import datetime
+
+    from liebian.events.store import duckdb_store, open_event_store
+
+    size = duckdb_store.ALIAS_CACHE_SIZE
+    for memory in (False, True, False, True):
+        duckdb_store.ALIAS_CACHE_SIZE = size if memory else 0
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_event_store(Path(tmp) / "events.duckdb")
+            batch = [Alias("ws", f"v{i}", f"u{i}", datetime(2026, 11, 1)) for i in range(pairs)]
+            store.add_aliases(batch)
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(calls):
+                store.add_aliases(batch)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            store.close()
+        print(f"memory {'on ' if memory else 'off'}: {calls} calls of {pairs} known pairs "
+              f"{wall:.3f} s wall, {cpu:.3f} s CPU")  # fmt: skip
+    duckdb_store.ALIAS_CACHE_SIZE = size
 
 
 if __name__ == "__main__":
