@@ -33,6 +33,7 @@ _ASSETS = {
     "communities.js": "text/javascript; charset=utf-8",
     "auth.js": "text/javascript; charset=utf-8",
     "team.js": "text/javascript; charset=utf-8",
+    "journeys.js": "text/javascript; charset=utf-8",
 }
 # Everything is same-origin; QR images arrive as blob: URLs (fetched with the Bearer header),
 # live-code uploads preview as data: URLs. No inline script, so injected markup cannot run.
@@ -54,6 +55,7 @@ NAV = [
     ("webhooks", "webhooks.html", "Webhook"),
     ("channels", "channels.html", "渠道"),
     ("segments", "segments.html", "人群"),
+    ("journeys", "journeys.html", "旅程"),
     ("contacts", "contacts.html", "用户"),
     ("tags", "tags.html", "标签"),
     ("communities", "communities.html", "社群"),
