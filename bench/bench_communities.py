@@ -1,0 +1,240 @@
+"""Communities: entry routing decisions/s, a message against 200 rules, metrics at scale.
+
+    PYTHONPATH=src /work/main/.venv/bin/python bench/bench_communities.py \
+        [--decisions 3000] [--threads 1] [--messages 20000] [--groups 1000] [--days 90]
+
+1. routing: a migrated SQLite database (the embedded default) with one screening community
+   (a date question deriving 0–3 / 3–8 tiers, a choice rule to a city tier) and 60 groups of
+   capacity 60; --decisions entries through ``service.enter`` (answers checked → tier →
+   conditional-UPDATE place → member row → screening answers stored as contact attributes),
+   each its own committed transaction with a distinct visitor, from --threads threads. Prints
+   decisions/s and how many groups hold more members than their capacity (must be 0).
+2. rules: 200 rules (150 banned keywords, 48 banned patterns, links, contact details) and 50
+   alert keywords; --messages generated messages checked (``moderation.check`` +
+   ``alert_words``); prints the median and p99 per message.
+3. metrics: a DuckDB event store with --groups groups × --days days of group_joined /
+   group_left / group_message / group_violation / community_view events; prints the median
+   time of ``group_metrics`` by group over the whole range (3 runs each by group, tier and
+   community).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from sqlalchemy import func, select
+
+
+def bench_routing(tmp: Path, decisions: int, threads: int) -> None:
+    from liebian.app.runtime import Runtime
+    from liebian.communities import service
+    from liebian.communities.models import Community, CommunityGroup
+    from liebian.communities.schemas import CommunityCreate, GroupCreate
+    from liebian.contacts import attributes
+    from liebian.kit.auth import Principal, Role
+    from liebian.kit.db import session_scope
+    from liebian.kit.settings import Settings
+    from liebian.migrations import upgrade
+    from liebian.workspaces.service import create_workspace
+
+    url = f"sqlite:///{tmp / 'bench.db'}"
+    upgrade(url)
+    runtime = Runtime.build(
+        Settings(data_dir=tmp / "data", database_url=url, secret_key="11" * 32, gc_freeze=False)
+    )
+    with session_scope(runtime.sessions) as session:
+        ws = create_workspace(session, "bench").id
+        attributes.define(session, ws, "baby_birthday", "date", "宝宝生日")
+        me = Principal(ws, Role.owner)
+        community = service.create(session, me, CommunityCreate.model_validate({
+            "name": "宝妈群", "threshold": "screening", "alert_below": 50,
+            "tiers": [
+                {"key": "t03", "name": "0–3", "age": {"question": "b", "min_months": -12, "max_months": 36}},
+                {"key": "t38", "name": "3–8", "age": {"question": "b", "min_months": 36, "max_months": 96}},
+                {"key": "bj", "name": "北京"},
+            ],
+            "screening": [
+                {"key": "b", "label": "宝宝生日", "type": "date", "attribute": "baby_birthday"},
+                {"key": "city", "label": "城市", "type": "single", "options": ["北京", "上海", "其他"]},
+            ],
+            "routing": [{"question": "city", "values": ["北京"], "tier": "bj"}],
+        }))  # fmt: skip
+        for i in range(60):
+            service.create_group(
+                session, me, community.id,
+                GroupCreate(name=f"群{i}", tier=("t03", "t38", "bj")[i % 3], capacity=60),
+            )  # fmt: skip
+        community_id = community.id
+    rng = random.Random(7)
+    today = date(2026, 12, 2)
+    work = []
+    for i in range(decisions):
+        born = today - timedelta(days=rng.randint(0, 8 * 365 - 1))
+        work.append((f"v:bench{i:08d}", f"bench{i:08d}",
+                     {"b": born.isoformat(), "city": rng.choice(["北京", "上海", "其他"])}))  # fmt: skip
+    refused = 0
+    lock = threading.Lock()
+
+    def run(chunk: list[tuple[str, str, dict[str, str]]]) -> None:
+        nonlocal refused
+        for holder, vid, answers in chunk:
+            try:
+                with session_scope(runtime.sessions) as session:
+                    community = session.get(Community, community_id)
+                    assert community is not None
+                    who = service.Entrant(holder, None, None, vid, None)
+                    service.enter(session, runtime.cipher, community, who, answers, None, today)
+            except service.EntryRefused:
+                with lock:
+                    refused += 1
+
+    chunks = [work[i::threads] for i in range(threads)]
+    started = time.perf_counter()
+    cpu = time.process_time()
+    if threads == 1:
+        run(chunks[0])
+    else:
+        pool = [threading.Thread(target=run, args=(c,)) for c in chunks]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    with session_scope(runtime.read_sessions) as session:
+        over = session.scalar(
+            select(func.count()).select_from(CommunityGroup).where(
+                CommunityGroup.members > CommunityGroup.capacity
+            )
+        )  # fmt: skip
+        placed = session.scalar(select(func.sum(CommunityGroup.members)))
+    runtime.close()
+    print(
+        f"routing (SQLite, {threads} thread(s)): {decisions} decisions in {elapsed:.2f} s = "
+        f"{decisions / elapsed:,.0f} decisions/s (process CPU {cpu:.2f} s = "
+        f"{decisions / cpu:,.0f} decisions per CPU-second); placed {placed}, refused (no room) {refused}, "
+        f"overfilled groups {over}"
+    )
+
+
+def bench_rules(messages: int) -> None:
+    from liebian.communities import moderation
+
+    rng = random.Random(11)
+    words = [f"违禁{i}号词" for i in range(150)]
+    rules = moderation.compile_rules({
+        "banned_keywords": words,
+        "banned_patterns": [rf"返现{i}\d+元" for i in range(48)],
+        "block_links": True, "block_contact_details": True,
+        "alert_keywords": [f"提醒{i}" for i in range(50)],
+    })  # fmt: skip
+    base = (
+        "今天宝宝辅食吃了南瓜泥，大家都是几个月开始加蛋黄的呀？有没有推荐的品牌和做法，谢谢各位宝妈"
+    )
+    texts = []
+    for i in range(messages):
+        text = base[: rng.randint(10, len(base))]
+        if i % 10 == 0:
+            text += rng.choice(words)
+        elif i % 10 == 1:
+            text += " 加微信 abc_12345"
+        elif i % 10 == 2:
+            text += " https://spam.example/x"
+        texts.append(text)
+    times = []
+    hits = 0
+    for text in texts:
+        t0 = time.perf_counter_ns()
+        found = moderation.check(rules, text)
+        moderation.alert_words(rules, text)
+        times.append(time.perf_counter_ns() - t0)
+        hits += bool(found)
+    times.sort()
+    print(
+        f"rules: {messages} messages against 200 rules + 50 alert words: median "
+        f"{statistics.median(times) / 1000:.1f} µs, p99 {times[int(len(times) * 0.99)] / 1000:.1f} µs; "
+        f"{hits} with a violation"
+    )
+
+
+def bench_metrics(tmp: Path, groups: int, days: int) -> None:
+    from liebian.communities.metrics import group_metrics
+    from liebian.events.store import EventRow, open_event_store
+
+    store = open_event_store(tmp / "events.duckdb")
+    ws, cmy = "ws_bench", "cmy_bench"
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    rng = random.Random(3)
+    path = tmp / "events.ndjson"
+    n = 0
+    with path.open("wb") as out:
+        for g in range(groups):
+            gid, tier = f"cgp_{g:05d}", f"t{g % 5}"
+            for d in range(days):
+                day = start + timedelta(days=d)
+                batch = [("group_joined", 2), ("group_left", 1), ("group_message", 8),
+                         ("group_violation", 1 if d % 7 == 0 else 0)]  # fmt: skip
+                if g % 50 == 0:
+                    batch.append(("community_view", 40))
+                for event, count in batch:
+                    for _k in range(count):
+                        n += 1
+                        row = EventRow(
+                            ws, f"e{n}", event, day + timedelta(minutes=rng.randint(0, 1439)),
+                            user_id=f"u{rng.randint(0, groups * 150)}",
+                            properties={"community_id": cmy, "group_id": gid, "tier": tier},
+                        )  # fmt: skip
+                        out.write(orjson.dumps(row.to_record(), option=orjson.OPT_APPEND_NEWLINE))
+    loaded = time.perf_counter()
+    store.insert_ndjson(path)
+    print(
+        f"metrics: {n:,} events ({groups} groups × {days} days) loaded in {time.perf_counter() - loaded:.1f} s"
+    )
+    end = start + timedelta(days=days)
+    for by in ("group", "tier", "community"):
+        runs, cpus = [], []
+        for _ in range(3):
+            t0, c0 = time.perf_counter(), time.process_time()
+            out_ = group_metrics(store, ws, cmy, start, end, by)  # type: ignore[arg-type]
+            runs.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        print(
+            f"metrics by {by}: median {statistics.median(runs) * 1000:.0f} ms wall, "
+            f"{statistics.median(cpus) * 1000:.0f} ms process CPU (all DuckDB threads) over 3 runs "
+            f"({len(out_.days)} day rows, {len(out_.summary)} summary rows)"
+        )
+    store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--decisions", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--groups", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--skip", default="", help="comma list of routing,rules,metrics")
+    args = parser.parse_args()
+    skip = set(args.skip.split(",")) if args.skip else set()
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if "rules" not in skip:
+            bench_rules(args.messages)
+        if "routing" not in skip:
+            bench_routing(Path(tmp), args.decisions, args.threads)
+        if "metrics" not in skip:
+            bench_metrics(Path(tmp), args.groups, args.days)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
