@@ -90,6 +90,17 @@ def test_channels_api_flow(client: Any, runtime: Any, owner: dict[str, str]) -> 
         assert test["status"] == "sent" and len(receiver.accepted) == 3
         sends = client.get(f"/api/v1/channels/{chn}/sends", headers=operator).json()["items"]
         assert [s["status"] for s in sends] == ["sent", "suppressed", "sent", "sent"]
+        # A delivery report forwarded later: the bounce is recorded and becomes an event.
+        r = client.post(f"/api/v1/channels/{chn}/receipts", headers=operator,
+                        json={"idempotency_key": "k1", "result": "bounced",
+                              "detail": "550 mailbox unavailable"})  # fmt: skip
+        assert r.status_code == 200 and r.json()["reason"] == "bounced", r.text
+        r = client.post(f"/api/v1/channels/{chn}/receipts", headers=operator,
+                        json={"idempotency_key": "k3", "result": "delivered"})  # fmt: skip
+        assert r.status_code == 409  # k3 was suppressed: nothing was handed over
+        r = client.post(f"/api/v1/channels/{chn}/receipts", headers=operator,
+                        json={"idempotency_key": "nope", "result": "delivered"})  # fmt: skip
+        assert r.status_code == 404
         # Unsubscribe through the signed link the message carried.
         link = receiver.accepted["k1"]["unsubscribe_url"]
         path = link.removeprefix("http://sho.rt")

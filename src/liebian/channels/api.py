@@ -26,6 +26,7 @@ from liebian.channels.schemas import (
     OptOutList,
     OptOutOut,
     OutcomeOut,
+    ReceiptIn,
     SendIn,
     SendPage,
     SendRecordOut,
@@ -35,7 +36,7 @@ from liebian.channels.schemas import (
     TaskPage,
     TestSendIn,
 )
-from liebian.channels.service import SendRequest, send
+from liebian.channels.service import SendRequest, record_receipt, send
 from liebian.kit.auth import Principal, Role
 from liebian.kit.errors import Invalid
 from liebian.kit.ids import new_id
@@ -184,6 +185,21 @@ def list_sends(
         list(session.scalars(paginate(query, ChannelSend.id, cursor, limit))), limit
     )
     return {"items": [_record(r) for r in rows], "next_cursor": next_cursor}
+
+
+@router.post("/channels/{channel_id}/receipts", response_model=SendRecordOut)
+def post_receipt(
+    channel_id: str, body: ReceiptIn, principal: PrincipalDep, session: SessionDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:  # fmt: skip
+    """A delivery report for a sent message (forwarded by the brand's system): ``delivered``
+    or ``bounced``; written as ``message_delivered`` / ``message_bounced`` events, once."""
+    ws = _may(principal, USE)
+    record = record_receipt(
+        session, runtime, ws, channel_id, idempotency_key=body.idempotency_key,
+        provider_message_id=body.provider_message_id, result=body.result, detail=body.detail,
+    )  # fmt: skip
+    return _record(record)
 
 
 def _record(r: ChannelSend) -> dict[str, Any]:

@@ -9,6 +9,8 @@ message_suppressed     a guard stopped it (``reason``)                 chs:suppr
 message_deferred       quiet hours: it waits (``deferred_until``)      chs:deferred:<id>
 message_pending_staff  a staff task was created for it                 chs:pending:<id>
 message_confirmed      staff marked the task done                      chs:confirmed:<id>
+message_delivered      a receipt: the provider delivered it            chs:delivered:<id>
+message_bounced        a receipt: bounced / undeliverable (``detail``) chs:bounced:<id>
 =====================  ==============================================  ====================
 
 ``user_id`` is the contact's external id (None for group / endpoint channels); properties carry
@@ -36,6 +38,8 @@ EVENT_IDS = {
     "message_deferred": "chs:deferred:{id}",
     "message_pending_staff": "chs:pending:{id}",
     "message_confirmed": "chs:confirmed:{id}",
+    "message_delivered": "chs:delivered:{id}",
+    "message_bounced": "chs:bounced:{id}",
 }
 
 

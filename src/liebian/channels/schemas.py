@@ -115,6 +115,13 @@ class SendPage(BaseModel):
     next_cursor: str | None = None
 
 
+class ReceiptIn(StrictModel):
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    provider_message_id: str | None = Field(default=None, max_length=200)
+    result: Literal["delivered", "bounced"]
+    detail: str | None = Field(default=None, max_length=500)
+
+
 class GuardSettingsIn(StrictModel):
     quiet_enabled: bool = True
     quiet_start: str = Field(default="21:00", pattern=r"^\d{2}:\d{2}$")

@@ -530,6 +530,60 @@ def _deliver(
     return outcome_of(record)
 
 
+# -- delivery receipts (bounces) -------------------------------------------------------------
+
+RECEIPTS = {"delivered": "message_delivered", "bounced": "message_bounced"}
+
+
+def record_receipt(
+    session: Session,
+    runtime: Runtime,
+    workspace_id: str,
+    channel_id: str,
+    *,
+    idempotency_key: str | None,
+    provider_message_id: str | None,
+    result: str,
+    detail: str | None = None,
+) -> ChannelSend:
+    """A provider's later word on a sent message (an SMS delivery report, a mail bounce that
+    the brand's system forwards): ``delivered`` or ``bounced``. The record stays ``sent`` (it
+    was handed over); a bounce sets ``reason`` = "bounced" and ``error`` = the detail. The
+    event is written once per record and result."""
+    if result not in RECEIPTS:
+        raise Invalid("result is delivered or bounced", details={"field": "result"})
+    _channel(session, workspace_id, channel_id)
+    query = select(ChannelSend).where(
+        ChannelSend.workspace_id == workspace_id, ChannelSend.channel_id == channel_id
+    )
+    if idempotency_key:
+        query = query.where(ChannelSend.idempotency_key == idempotency_key)
+    elif provider_message_id:
+        query = query.where(ChannelSend.provider_message_id == provider_message_id)
+    else:
+        raise Invalid("give idempotency_key or provider_message_id of the message",
+                      details={"field": "idempotency_key"})  # fmt: skip
+    record = session.scalars(query.limit(1)).first()
+    if record is None:
+        raise NotFound("no message with that key or provider id on this channel",
+                       code="send_not_found")  # fmt: skip
+    if record.status != "sent":
+        raise Conflict(f"the message is {record.status}; only a sent message gets a receipt",
+                       code="send_not_sent")  # fmt: skip
+    if result == "bounced":
+        record.reason, record.error = "bounced", (detail or "")[:500] or None
+        record.updated_at = utcnow()
+    from liebian.contacts.models import Contact
+
+    contact = session.get(Contact, record.contact_id) if record.contact_id else None
+    channel = session.get(Channel, channel_id)
+    assert channel is not None
+    events.emit(session, runtime.spool, RECEIPTS[result], record, channel,
+                contact.external_id if contact else None, detail=detail)  # fmt: skip
+    session.flush()
+    return record
+
+
 # -- recovery (the scheduler's job) ----------------------------------------------------------
 
 
