@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import date
 
+import pytest
 from sqlalchemy import func, select
 
 from liebian.communities import service
@@ -84,3 +85,47 @@ def test_racing_rescans_of_one_phone_take_one_place(runtime) -> None:  # type: i
     with session_scope(runtime.read_sessions) as session:
         assert session.scalar(select(CommunityGroup.members)) == 1
         assert session.scalar(select(func.count()).select_from(CommunityMember)) == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_hourly_job_offers_a_grown_child_the_next_tier_once(runtime) -> None:  # type: ignore[no-untyped-def]
+    from liebian.channels.models import StaffTask
+    from liebian.communities.tasks import offer_due_moves
+    from liebian.kit.clock import utcnow
+
+    with session_scope(runtime.sessions) as session:
+        ws = create_workspace(session, "分层").id
+        me = Principal(ws, Role.operator)
+        community = service.create(session, me, CommunityCreate.model_validate({
+            "name": "宝妈群", "threshold": "screening",
+            "tiers": [
+                {"key": "t03", "name": "0–3 岁", "age": {"question": "b", "min_months": 0, "max_months": 36}},
+                {"key": "t38", "name": "3–8 岁", "age": {"question": "b", "min_months": 36, "max_months": 96}},
+            ],
+            "screening": [{"key": "b", "label": "宝宝生日", "type": "date"}],
+        }))  # fmt: skip
+        for tier in ("t03", "t38"):
+            service.create_group(
+                session, me, community.id, GroupCreate(name=tier, tier=tier, owner="zhangsan")
+            )
+        community_id = community.id
+    today = utcnow().date()
+    born = (
+        today.replace(year=today.year - 3)
+        if not (today.month == 2 and today.day == 29)
+        else today.replace(year=today.year - 3, day=28)
+    )
+    with session_scope(runtime.sessions) as session:
+        community = session.get(Community, community_id)
+        who = service.Entrant("v:grownup", None, None, "grownup", None)
+        # Routed a year ago: then the child was 2, in the 0–3 group.
+        routed = service.enter(session, runtime.cipher, community, who, {"b": born.isoformat()}, None,
+                               today.replace(year=today.year - 1, day=min(today.day, 28)))  # fmt: skip
+        assert routed.member.tier == "t03"
+    assert offer_due_moves(runtime) == 1
+    assert offer_due_moves(runtime) == 1  # the same offer again, not a second task
+    with session_scope(runtime.read_sessions) as session:
+        tasks = session.scalars(
+            select(StaffTask).where(StaffTask.kind == "community_tier_move")
+        ).all()
+        assert len(tasks) == 1 and "3–8 岁" in tasks[0].title and tasks[0].assignee == "zhangsan"

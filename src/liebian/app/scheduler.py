@@ -162,7 +162,19 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
             settings.wecom_tag_push_interval if settings.jobs_interval > 0 else 0,
             wecom_tags_job(runtime),
         ),
+        # Communities: date-derived tiers move as time passes (communities/tasks.py), hourly.
+        PeriodicJob(
+            "community_tiers",
+            3600.0 if settings.jobs_interval > 0 else 0,
+            community_tiers_job(runtime),
+        ),
     ]
+
+
+def community_tiers_job(runtime: Runtime) -> Callable[[], Any]:
+    from liebian.communities.tasks import offer_due_moves
+
+    return lambda: offer_due_moves(runtime)
 
 
 def audit_job(runtime: Runtime) -> Callable[[], Any]:
