@@ -21,7 +21,7 @@ process received them (one worker, segments and lines in order).
 The thread paces itself: after each batch it rests in proportion to the CPU the batch took,
 so that it uses at most ``MAX_SHARE`` of a core and the request threads of the same process
 keep theirs (the GIL). Markers are kept ``hook_marker_days`` (7 by default) and then deleted
-in small chunks every ten minutes (decision 0026): long past the only replay the spool
+in small chunks (decision 0026): long past the only replay the spool
 itself makes (a segment applied but not yet deleted when the process died, replayed at the
 next start) and past any sensible client retry of an ``event_id``.
 
@@ -73,6 +73,8 @@ MAX_REST = 1.0  # seconds, at most, after one batch
 MARKER_DAYS = 7.0
 PRUNE_INTERVAL = 600.0
 PRUNE_CHUNK = 2_000
+PRUNE_SLICE = 25  # chunks per pass of the thread; another slice PRUNE_AGAIN s later if more
+PRUNE_AGAIN = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,26 +231,31 @@ class HookWorker:
             self.spool.seal()
             return self._apply_sealed()
 
-    def prune_markers(self, now: datetime | None = None) -> int:
-        """Delete the markers older than ``marker_days`` (a chunk per transaction); how many.
-        Nothing when ``marker_days`` is 0 (kept forever)."""
+    def prune_markers(self, now: datetime | None = None, *, max_chunks: int | None = None) -> int:
+        """Delete the markers older than ``marker_days`` (a chunk per transaction), at most
+        ``max_chunks`` chunks; how many. Nothing when ``marker_days`` is 0 (kept forever)."""
         if self.marker_days <= 0:
             return 0
         before = (now or utcnow()) - timedelta(days=self.marker_days)
-        pruned = 0
-        while True:
+        pruned = chunks = 0
+        while max_chunks is None or chunks < max_chunks:
             with self._lock, session_scope(self.sessions) as session:
                 n = repository.prune_applied(session, before, PRUNE_CHUNK)
             pruned += n
+            chunks += 1
             if n < PRUNE_CHUNK or self._stop.is_set():
                 break
         self.pruned += pruned
         return pruned
 
     def _maybe_prune(self) -> None:
+        """A bounded slice of pruning between passes, so a large backlog of expired markers
+        (the first start after an upgrade) never holds up the conversions for long."""
         if time.monotonic() - self._last_prune >= PRUNE_INTERVAL:
             self._last_prune = time.monotonic()
-            self.prune_markers()
+            pruned = self.prune_markers(max_chunks=PRUNE_SLICE)
+            if pruned >= PRUNE_SLICE * PRUNE_CHUNK:  # more left: the next slice soon
+                self._last_prune -= PRUNE_INTERVAL - PRUNE_AGAIN
 
     def _rest(self, cpu: float) -> None:
         """Leave the request threads the GIL and the core for a while after a batch that
