@@ -151,6 +151,16 @@ def test_tags_crud_changes_topic_and_webhook(
         ).all()
     assert changes == ["added", "removed", "added"]
     assert len(events) == 3 and "u1" in str(events[0][0])
+    # Each change is an event in the event store too, once, with the tag's name.
+    runtime.flush_events()
+    stored = runtime.event_store.query(
+        "SELECT event, user_id, json_extract_string(properties, '$.tag') FROM events"
+        " WHERE event LIKE 'tag_%' ORDER BY ts, event",
+        {},
+    )
+    assert sorted(stored) == sorted(
+        [("tag_added", "u1", "活跃"), ("tag_removed", "u1", "活跃"), ("tag_added", "u1", "活跃")]
+    )
     assert client.delete(f"/api/v1/tags/{t}", headers=owner).status_code == 204
     assert client.get("/api/v1/contacts/u1", headers=owner).json()["tags"] == []
     assert client.delete(f"/api/v1/tag-groups/{group['id']}", headers=owner).status_code == 204

@@ -40,7 +40,6 @@ Every line carries ``campaign_id`` and, where known, ``channel`` (the entry link
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -49,14 +48,13 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from liebian.events import sink as event_sink
 from liebian.events.store.base import EventRow, record_time
-from liebian.kit.db import after_commit
 
 if TYPE_CHECKING:
     from liebian.app.runtime import Runtime
 
 log = logging.getLogger("liebian.campaigns")
-SINK_KEY: Final = "liebian.fission_events"
 EVENTS: Final = (
     "page_view", "invite_click", "share", "campaign_join", "invite", "invite_qualified",
     "group_open", "join_group", "group_success", "group_fail", "assist_start", "assist_help",
@@ -64,24 +62,10 @@ EVENTS: Final = (
 )  # fmt: skip
 
 
-class FissionEventSink:
-    """Appends fission event lines to the runtime's spool (absent in CLI runs: then nothing)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self._lock = threading.Lock()
-
-    def write(self, lines: bytes) -> None:
-        spool = self.runtime.spool
-        if spool is not None and lines:
-            spool.append_line(lines)
-
-
 def install(runtime: Runtime) -> None:
     """Put the sink into every session the runtime's factory makes, and turn the ledger's
     reward announcements into events."""
-    sink = FissionEventSink(runtime)
-    runtime.sessions.kw.setdefault("info", {})[SINK_KEY] = sink
+    sink = event_sink.install(runtime)
     from liebian.rewards.service import REWARD_ISSUED, REWARD_REVERSED
 
     def on_reward(event: str) -> Any:
@@ -159,11 +143,8 @@ def now_text() -> str:
 
 def emit(session: Session, **fields: Any) -> None:
     """Record one fission action with the transaction that makes it true (see module doc)."""
-    sink: FissionEventSink | None = session.info.get(SINK_KEY)
-    if sink is None:
-        return
-    data = line(**fields)
-    after_commit(session, lambda: sink.write(data))
+    if event_sink.installed(session):
+        event_sink.emit_after_commit(session, line(**fields))
 
 
 def emit_now(runtime: Runtime, **fields: Any) -> None:
@@ -173,7 +154,7 @@ def emit_now(runtime: Runtime, **fields: Any) -> None:
 
 
 def _reward_events(
-    sessions: sessionmaker[Session], sink: FissionEventSink, event: str, ids: list[str]
+    sessions: sessionmaker[Session], sink: event_sink.SpoolSink, event: str, ids: list[str]
 ) -> None:
     from liebian.contacts.models import Contact
     from liebian.rewards.models import RewardEntry

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from liebian.contacts.models import TAG_SOURCES, Contact, ContactTag, Tag, TagChange, TagGroup
+from liebian.events import sink as event_sink
 from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import Conflict, Invalid, NotFound
@@ -96,13 +97,15 @@ def add_tags(
                 for c, t in new
             ],
         )  # fmt: skip
-        session.add_all(
+        changes = [
             TagChange(
                 id=new_id("tgc"), workspace_id=workspace_id, contact_id=c, tag_id=t,
                 change="added", reason=(reason or source)[:200], at=now,
             )
             for c, t in new
-        )  # fmt: skip
+        ]  # fmt: skip
+        session.add_all(changes)
+        _record_events(session, changes, tags)
     _announce(session, workspace_id, new, "added")
     return len(new)
 
@@ -134,15 +137,42 @@ def remove_tags(
         session.execute(
             delete(ContactTag).where(tuple_(ContactTag.contact_id, ContactTag.tag_id).in_(pairs))
         )
-    session.add_all(
+    changes = [
         TagChange(
             id=new_id("tgc"), workspace_id=workspace_id, contact_id=c, tag_id=t,
             change="removed", reason=(reason or source)[:200], at=now,
         )
         for c, t in gone
-    )  # fmt: skip
+    ]  # fmt: skip
+    session.add_all(changes)
+    _record_events(session, changes, tags)
     _announce(session, workspace_id, gone, "removed")
     return len(gone)
+
+
+def _record_events(session: Session, changes: Sequence[TagChange], tags: Sequence[Tag]) -> None:
+    """Each change is also an event (``tag_added`` / ``tag_removed``, the contact's external
+    id as user_id, id ``tg:<change id>``), written when the transaction commits, so funnels,
+    retention and breakdowns work on tagging (events/sink.py)."""
+    if not changes or not event_sink.installed(session):
+        return
+    names = {t.id: t.name for t in tags}
+    people: dict[str, str] = {}
+    ids = sorted({c.contact_id for c in changes})
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(Contact.id, Contact.external_id).where(Contact.id.in_(chunk))
+        ).all()
+        people.update((contact_id, external_id) for contact_id, external_id in rows)
+    data = b"".join(
+        event_sink.event_line(
+            workspace_id=c.workspace_id, event=f"tag_{c.change}", event_id=f"tg:{c.id}", ts=c.at,
+            user_id=people.get(c.contact_id),
+            properties={"tag_id": c.tag_id, "tag": names.get(c.tag_id), "reason": c.reason},
+        )
+        for c in changes
+    )  # fmt: skip
+    event_sink.emit_after_commit(session, data)
 
 
 def _announce(
