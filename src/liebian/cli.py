@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy import Engine
@@ -233,10 +233,15 @@ def db_upgrade(data_dir: DataDir = None) -> None:
 def jobs_run(
     data_dir: DataDir = None,
     webhooks: Annotated[bool, typer.Option(help="also deliver due webhooks")] = True,
+    segments: Annotated[
+        bool, typer.Option(help="also rebuild segments and rule tags, reconcile contacts")
+    ] = True,
 ) -> None:
     """Run every job once: expire groups (voiding orders) and assists, settle due rewards,
-    deliver due webhooks, push tag changes to WeCom. Safe beside a running server or another
-    cron run."""
+    deliver due webhooks, push tag changes to WeCom, rebuild segments and rule tags and
+    reconcile contacts' computed attributes from the event store. Safe beside a running
+    server or another cron run (the event store parts are skipped while a server holds the
+    embedded DuckDB file)."""
     from liebian.app.runtime import Runtime
     from liebian.app.scheduler import delivery_policy
     from liebian.campaigns.tasks import run_fission_jobs
@@ -264,8 +269,28 @@ def jobs_run(
         from liebian.connectors.wecom.tags import push_tag_changes
 
         typer.echo(f"企微标签 WeCom tag pushes: {push_tag_changes(runtime)}")
+        if segments:
+            _rebuild_segments_and_people(runtime)
     finally:
         runtime.close()
+
+
+def _rebuild_segments_and_people(runtime: Any) -> None:
+    """Full segment / rule-tag rebuild and contacts' computed attributes, from the event store.
+    The embedded DuckDB file takes one process at a time: beside a running server it is in
+    use, and the server's own scheduler does this work (LIEBIAN_SEGMENTS_REBUILD_INTERVAL)."""
+    from liebian.app.scheduler import people_job
+    from liebian.events.store.factory import open_event_store
+    from liebian.segments.tasks import rebuild_job
+
+    try:
+        runtime.event_store = open_event_store(runtime.settings.resolved_events_url)
+    except Exception as exc:  # DuckDB: "Could not set lock on file" while a server holds it
+        typer.echo(f"人群 segments: skipped, the event store is in use ({type(exc).__name__}); "
+                   "the running server rebuilds them on its own schedule")  # fmt: skip
+        return
+    typer.echo(f"人群 segments and rule tags rebuilt: {rebuild_job(runtime)()}")
+    typer.echo(f"用户属性 contacts reconciled: {people_job(runtime)()}")
 
 
 @app.command()

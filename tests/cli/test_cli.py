@@ -98,6 +98,8 @@ def test_jobs_run_fails_expired_groups(data_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "groups failed: 1" in result.stdout
     assert "WeCom tag pushes: 0" in result.stdout
+    assert "segments and rule tags rebuilt: 0" in result.stdout
+    assert "contacts reconciled:" in result.stdout
     again = runner.invoke(app, ["jobs", "run", "--data-dir", str(data_dir)])
     assert "groups failed: 0" in again.stdout
     runtime = Runtime.build(Settings(data_dir=data_dir))
