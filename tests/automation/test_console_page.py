@@ -16,7 +16,13 @@ from testkit import make_key
 
 
 @pytest.fixture
-def server(settings: Any, runtime: Runtime) -> Iterator[str]:
+def sqlite_only(db_url: str) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("one browser run is enough; storage is covered on both backends")
+
+
+@pytest.fixture
+def server(sqlite_only: None, settings: Any, runtime: Runtime) -> Iterator[str]:
     from liebian.app.factory import create_app
 
     with live_server(create_app(settings, runtime)) as url:
@@ -25,8 +31,6 @@ def server(settings: Any, runtime: Runtime) -> Iterator[str]:
 
 @pytest.mark.browser
 def test_journey_builder_by_clicking(server: str, runtime: Runtime) -> None:
-    if not runtime.settings.resolved_database_url.startswith("sqlite"):
-        pytest.skip("one browser run is enough; storage is covered on both backends")
     from liebian.automation.executor import Executor
     from liebian.automation.models import Journey
     from liebian.channels.config import ChannelInput, create_channel

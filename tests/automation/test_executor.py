@@ -162,6 +162,9 @@ def test_exit_condition_and_archive(runtime: Runtime) -> None:
         # every_time, but never twice at once
         assert service.enrol(s, j, contacts, trigger="manual", now=clock()).entered == 0
         jid = j.id
+    from liebian.events.spool import Spool
+
+    runtime.spool = Spool(runtime.settings.spool_dir)
     ex = _executor(runtime, clock)
     try:
         ex.run_until_idle()
@@ -181,6 +184,27 @@ def test_exit_condition_and_archive(runtime: Runtime) -> None:
         assert ex.run_until_idle() == 0
     finally:
         ex.close()
+    # every finished step and run is an event in the spool (after its commit)
+    import orjson
+
+    lines = [
+        orjson.loads(x)
+        for path in sorted(runtime.settings.spool_dir.glob("seg-*"))
+        for x in path.read_bytes().splitlines()
+        if x
+    ]
+    props = [orjson.loads(e["properties"]) if isinstance(e["properties"], str) else e["properties"]
+             for e in lines]  # fmt: skip
+    events = sorted(
+        (e["event"], e["user_id"], p.get("step_id")) for e, p in zip(lines, props, strict=True)
+    )
+    assert events == sorted([
+        ("journey_step", "u000000", "w"), ("journey_step", "u000001", "w"),
+        ("journey_step", "u000002", "w"), ("journey_step", "u000000", "t"),
+        ("journey_step", "u000001", "t"), ("journey_step", "u000002", "t"),
+        ("journey_exited", "u000000", None), ("journey_completed", "u000001", None),
+        ("journey_completed", "u000002", None),
+    ])  # fmt: skip
 
 
 def test_send_step_through_channels_quiet_hours_template_and_task(runtime: Runtime) -> None:

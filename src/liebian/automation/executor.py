@@ -531,6 +531,55 @@ class Executor:
             repository.insert_steps(session, next_rows)
             repository.move_runs(session, moves)
             repository.finish_runs(session, finished, now)
+            self._events(session, final, finished, now)
+
+    def _events(
+        self, session: Session, items: list[_Item], finished: list[tuple[str, str, str | None]],
+        now: datetime,
+    ) -> None:  # fmt: skip
+        """Each finished step (``journey_step``; a split's as ``journey_split`` with its
+        ``variant``, for the A/B readout) and each finished run (``journey_completed`` /
+        ``journey_exited``) as an event, spooled after the commit; ids derive from the rows, so
+        a replay is stored once."""
+        spool = getattr(self.runtime, "spool", None)
+        if spool is None or not items:
+            return
+        from liebian.contacts.models import Contact
+        from liebian.events.store.base import EventRow
+        from liebian.kit.db import after_commit
+
+        runs = {i.run_id: i.run for i in items if i.run is not None}
+        contacts = list({r.contact_id for r in runs.values()})
+        ext = dict(session.execute(
+            select(Contact.id, Contact.external_id).where(Contact.id.in_(contacts))).all())  # fmt: skip
+        lines: list[bytes] = []
+
+        def add(event: str, event_id: str, run: JourneyRun, props: dict[str, Any]) -> None:
+            row = EventRow(
+                workspace_id=run.workspace_id, event_id=event_id, event=event, ts=now,
+                received_at=now, user_id=ext.get(run.contact_id),
+                properties={"journey_id": run.journey_id, "version": run.version,
+                            "run_id": run.id, **props},
+            )  # fmt: skip
+            lines.append(orjson.dumps(row.to_record(), option=orjson.OPT_APPEND_NEWLINE))
+
+        for item in items:
+            if item.run is None or item.step is None:
+                continue
+            props = {"step_id": item.step_id, "step_type": item.step["type"],
+                     "status": item.status, "result": (item.result or "")[:100]}  # fmt: skip
+            if item.step["type"] == "split" and item.detail is not None:
+                add("journey_split", f"jrs:{item.execution_id}", item.run,
+                    {**props, "variant": str(item.result.split(":", 1)[-1])})  # fmt: skip
+            else:
+                add("journey_step", f"jrs:{item.execution_id}", item.run, props)
+        for run_id, status, reason in finished:
+            run = runs.get(run_id)
+            if run is not None:
+                add(f"journey_{status}", f"jrf:{run_id}", run, {"reason": reason or ""})
+        if lines:
+            data = b"".join(lines)
+            after_commit(session, lambda: spool.append_line(data))
 
     def _apply_all(self, session: Session, items: list[_Item], now: datetime) -> None:
         """Database actions. Tag changes are applied per (workspace, tags) for the whole
