@@ -34,7 +34,7 @@ import orjson
 from sqlalchemy import func, select
 
 
-def bench_routing(tmp: Path, decisions: int, threads: int) -> None:
+def bench_routing(tmp: Path, decisions: int, threads: int, threshold: str = "screening") -> None:
     from liebian.app.runtime import Runtime
     from liebian.communities import service
     from liebian.communities.models import Community, CommunityGroup
@@ -56,7 +56,7 @@ def bench_routing(tmp: Path, decisions: int, threads: int) -> None:
         attributes.define(session, ws, "baby_birthday", "date", "宝宝生日")
         me = Principal(ws, Role.owner)
         community = service.create(session, me, CommunityCreate.model_validate({
-            "name": "宝妈群", "threshold": "screening", "alert_below": 50,
+            "name": "宝妈群", "threshold": threshold, "alert_below": 50,
             "tiers": [
                 {"key": "t03", "name": "0–3", "age": {"question": "b", "min_months": -12, "max_months": 36}},
                 {"key": "t38", "name": "3–8", "age": {"question": "b", "min_months": 36, "max_months": 96}},
@@ -92,7 +92,8 @@ def bench_routing(tmp: Path, decisions: int, threads: int) -> None:
                     community = session.get(Community, community_id)
                     assert community is not None
                     who = service.Entrant(holder, None, None, vid, None)
-                    service.enter(session, runtime.cipher, community, who, answers, None, today)
+                    given = answers if threshold == "screening" else {}
+                    service.enter(session, runtime.cipher, community, who, given, None, today)
             except service.EntryRefused:
                 with lock:
                     refused += 1
@@ -119,7 +120,7 @@ def bench_routing(tmp: Path, decisions: int, threads: int) -> None:
         placed = session.scalar(select(func.sum(CommunityGroup.members)))
     runtime.close()
     print(
-        f"routing (SQLite, {threads} thread(s)): {decisions} decisions in {elapsed:.2f} s = "
+        f"routing (SQLite, {threshold}, {threads} thread(s)): {decisions} decisions in {elapsed:.2f} s = "
         f"{decisions / elapsed:,.0f} decisions/s (process CPU {cpu:.2f} s = "
         f"{decisions / cpu:,.0f} decisions per CPU-second); placed {placed}, refused (no room) {refused}, "
         f"overfilled groups {over}"
@@ -219,6 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--decisions", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threshold", default="screening", help="screening | open (no form)")
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--days", type=int, default=90)
@@ -230,7 +232,7 @@ def main() -> None:
         if "rules" not in skip:
             bench_rules(args.messages)
         if "routing" not in skip:
-            bench_routing(Path(tmp), args.decisions, args.threads)
+            bench_routing(Path(tmp), args.decisions, args.threads, args.threshold)
         if "metrics" not in skip:
             bench_metrics(Path(tmp), args.groups, args.days)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
