@@ -157,13 +157,29 @@ class JourneyEvents:
             names.update(
                 s["event"] for s in definition.get("steps", []) if s.get("type") == "wait_event"
             )
+        # Runs of paused journeys and of older versions wait too.
+        from liebian.automation.models import JourneyStepExecution as E
+
+        names.update(
+            n
+            for (n,) in session.execute(
+                select(E.waiting_event)
+                .where(E.waiting_event.is_not(None), E.status == "pending")
+                .distinct()
+            )
+            if n
+        )
         self.names = frozenset(names)
 
     def select(self, event: Any) -> bool:
         return event.get("event") in self.names and bool(event.get("user_id"))
 
     def __call__(self, session: Session, events: Sequence[Any]) -> None:
-        apply_events(session, events)
+        # A selecting consumer is handed every fresh event of the batch: keep only ours.
+        names = self.names
+        mine = [e for e in events if e.event in names]
+        if mine:
+            apply_events(session, mine)
 
 
 def apply_events(session: Session, events: Iterable[Any], now: datetime | None = None) -> int:
@@ -182,11 +198,18 @@ def apply_events(session: Session, events: Iterable[Any], now: datetime | None =
         users = list({e.user_id for e in items})
         ids = dict(session.execute(select(Contact.external_id, Contact.id).where(
             Contact.workspace_id == ws, Contact.external_id.in_(users))).all())  # fmt: skip
+        # Waits first (one UPDATE per event name): a run an event starts below is not
+        # matched by that same event.
+        waits: dict[str, set[str]] = {}
+        for e in items:
+            if e.user_id in ids:
+                waits.setdefault(e.event, set()).add(ids[e.user_id])
+        for name, who in waits.items():
+            repository.match_waiting(session, ws, name, sorted(who), now)
         for e in items:
             contact = ids.get(e.user_id)
             if contact is None:
                 continue
-            repository.match_waiting(session, ws, e.event, [contact], now)
             for journey, definition in journeys:
                 trigger = definition.get("trigger") or {}
                 if trigger.get("type") == "event" and trigger.get("event") == e.event \
