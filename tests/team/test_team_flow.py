@@ -153,6 +153,8 @@ def test_members_sign_in_roles_and_audit(client: Any, owner: dict[str, str], run
     assert client.get("/api/v1/audit", params={"member_id": op_id}, headers=owner).json()["items"]
     exported = client.get("/api/v1/audit/export.csv", headers=owner)
     assert exported.status_code == 200 and "team.role_changed" in exported.text
+    exports = client.get("/api/v1/audit", params={"action": "audit.export"}, headers=owner)
+    assert len(exports.json()["items"]) == 1  # the export itself is recorded, once
     # Append-only: the database refuses to rewrite history.
     import pytest
     from sqlalchemy.exc import DBAPIError

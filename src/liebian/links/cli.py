@@ -28,15 +28,21 @@ WorkspaceOpt = Annotated[
 
 
 @contextmanager
-def _session(data_dir: str | None) -> Iterator[Session]:
+def _session(data_dir: str | None, command: str = "") -> Iterator[Session]:
     from liebian.app.runtime import Runtime
     from liebian.kit.db import session_scope
 
     if data_dir:
         os.environ["LIEBIAN_DATA_DIR"] = data_dir
+    from liebian.team.audit import cli_context, install
+
     runtime = Runtime.build(Settings())
+    install(runtime.sessions)
     try:
         with session_scope(runtime.sessions) as session:
+            # Recorded in the audit log as the CLI's (team/audit.py): "cli.links_import" …
+            ctx = cli_context(session, command)
+            ctx.force = command.endswith("_export")
             yield session
     except DomainError as exc:
         typer.echo(f"error: {exc.message}", err=True)
@@ -52,6 +58,10 @@ def _actor(session: Session, workspace: str | None) -> domains.Actor:
     if ws_id is None or session.get(Workspace, ws_id) is None:
         typer.echo("error: no such workspace; run `liebian init` first", err=True)
         raise typer.Exit(1)
+    from liebian.team.audit import AUDIT_KEY
+
+    if AUDIT_KEY in session.info:
+        session.info[AUDIT_KEY].workspace_id = ws_id
     return domains.Actor(ws_id, "cli")
 
 
@@ -64,7 +74,7 @@ def _line(domain: Domain) -> str:
 @domains_app.command("list")
 def list_cmd(workspace: WorkspaceOpt = None, data_dir: DataDir = None) -> None:
     """id, host, status, primary, status changed at, note — one domain per line."""
-    with _session(data_dir) as session:
+    with _session(data_dir, "domains_list") as session:
         actor = _actor(session, workspace)
         for domain in domains.list_domains(session, actor.workspace_id):
             typer.echo(_line(domain))
@@ -77,7 +87,7 @@ def add_cmd(
     workspace: WorkspaceOpt = None,
     data_dir: DataDir = None,
 ) -> None:
-    with _session(data_dir) as session:
+    with _session(data_dir, "domains_add") as session:
         domain = domains.add_domain(session, _actor(session, workspace), host, is_primary=primary)
         typer.echo(_line(domain))
 
@@ -90,7 +100,7 @@ def block_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Mark a domain blocked; short links move to a healthy domain of the workspace."""
-    with _session(data_dir) as session:
+    with _session(data_dir, "domains_block") as session:
         actor = _actor(session, workspace)
         found = domains.find_domain(session, actor.workspace_id, domain)
         typer.echo(_line(domains.block_domain(session, actor, found.id, reason)))
@@ -103,7 +113,7 @@ def unblock_cmd(
     workspace: WorkspaceOpt = None,
     data_dir: DataDir = None,
 ) -> None:
-    with _session(data_dir) as session:
+    with _session(data_dir, "domains_unblock") as session:
         actor = _actor(session, workspace)
         found = domains.find_domain(session, actor.workspace_id, domain)
         typer.echo(_line(domains.unblock_domain(session, actor, found.id, note)))
@@ -126,7 +136,7 @@ def links_import(
         rows = service.parse_csv(fh.read())
     created = 0
     for start in range(0, len(rows), service.MAX_BULK):
-        with _session(data_dir) as session:
+        with _session(data_dir, "links_import") as session:
             actor = _actor(session, workspace)
             principal = Principal(workspace_id=actor.workspace_id, role=Role.operator)
             policy = service.LinkPolicy(blocklist=tuple(Settings().url_blocklist))
@@ -160,7 +170,7 @@ def links_export(
 
     from liebian.links import repository, service
 
-    with _session(data_dir) as session:
+    with _session(data_dir, "links_export") as session:
         actor = _actor(session, workspace)
         chunks = service.export_csv(repository.iter_links(session, actor.workspace_id))
         if path == "-":

@@ -4,7 +4,9 @@ Every request (app/deps.py ``get_session``) and CLI command opens its session wi
 ``AuditContext``. Two SQLAlchemy listeners on the session factory then do the work:
 
 - ``before_flush`` notes each new, changed and deleted row (the fields, before and after;
-  encrypted PII, hashes and secrets masked), and ``do_orm_execute`` notes bulk statements;
+  encrypted PII, hashes and secrets masked), and the engine's ``after_execute`` notes bulk
+  statements outside a flush (``session.execute(update(…))``, Core executemany on the
+  session's connection), by table and row count;
 - ``before_commit`` writes one ``audit_log`` row for what the transaction changed, in the
   same transaction: the change and its record commit together or not at all (recorded once).
 
@@ -22,8 +24,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import event, inspect
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy import Delete, Insert, event, inspect
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import UpdateBase
 
 from liebian.kit.auth import Principal
 from liebian.kit.clock import utcnow
@@ -140,14 +143,46 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
             ctx.note(f"{table}:{_identity(obj)}", {"op": "delete", "fields": {}})
 
 
-def _on_execute(state: ORMExecuteState) -> None:
-    ctx: AuditContext | None = state.session.info.get(AUDIT_KEY)
-    if ctx is None or not (state.is_update or state.is_delete or state.is_insert):
+_CONN_KEY = "liebian.audit.conn"
+
+
+def _after_begin(session: Session, _transaction: Any, connection: Any) -> None:
+    """The connection carries its session's context while the transaction lasts, so bulk
+    statements run on ``session.connection()`` (Core executemany) are noted too."""
+    ctx = session.info.get(AUDIT_KEY)
+    if ctx is None:
+        connection.info.pop(_CONN_KEY, None)
+    else:
+        connection.info[_CONN_KEY] = (ctx, session)
+
+
+def _after_execute(
+    conn: Any, clause: Any, multiparams: Any, _params: Any, _options: Any, result: Any
+) -> None:
+    entry = conn.info.get(_CONN_KEY)
+    if entry is None or not isinstance(clause, UpdateBase):
         return
-    table = getattr(getattr(state.statement, "table", None), "name", "")
-    if table and table not in _SKIP_TABLES and len(ctx.bulk) < MAX_OBJECTS:
-        kind = "update" if state.is_update else "delete" if state.is_delete else "insert"
-        ctx.bulk.append(f"{kind} {table}")
+    ctx, session = entry
+    if getattr(session, "_flushing", False):
+        return  # the flush's own statements: noted row by row in _before_flush
+    table = getattr(getattr(clause, "table", None), "name", "")
+    if not table or table in _SKIP_TABLES or len(ctx.bulk) >= MAX_OBJECTS:
+        return
+    kind = (
+        "insert"
+        if isinstance(clause, Insert)
+        else "delete"
+        if isinstance(clause, Delete)
+        else "update"
+    )
+    rows = (
+        len(multiparams)
+        if multiparams and isinstance(multiparams, list | tuple) and len(multiparams) > 1
+        else result.rowcount
+    )
+    ctx.bulk.append(
+        f"{kind} {table}: {rows} rows" if rows is not None and rows >= 0 else f"{kind} {table}"
+    )
 
 
 def _before_commit(session: Session) -> None:
@@ -211,8 +246,11 @@ def install(factory: sessionmaker[Session]) -> None:
     """The hook on every session the factory makes (idempotent)."""
     if not event.contains(factory, "before_flush", _before_flush):
         event.listen(factory, "before_flush", _before_flush)
-        event.listen(factory, "do_orm_execute", _on_execute)
+        event.listen(factory, "after_begin", _after_begin)
         event.listen(factory, "before_commit", _before_commit)
+    bind = factory.kw.get("bind")
+    if bind is not None and not event.contains(bind, "after_execute", _after_execute):
+        event.listen(bind, "after_execute", _after_execute)
 
 
 def cli_context(session: Session, command: str, workspace_id: str = "") -> AuditContext:
