@@ -164,9 +164,14 @@ def test_lean_pages_match_the_routes(
         "invite_click", "page_view",
     ]  # fmt: skip
 
-    # Progress: a new counted invite shows once the cached count is past its bound (2 s).
-    join(client, owner, cid, "carol", referrer_code=code, visitor_id="vc")
+    # Progress: the background re-read keeps a page that is still right as it is, and reads
+    # again one whose count moved; past its bound (2 s) a request waits for a fresh read.
     cache = lean_app.cache
+    key = (cid, code)
+    assert cache._refresh_invites([key])[key] is cache.invites.peek(key)
+    join(client, owner, cid, "carol", referrer_code=code, visitor_id="vc")
+    refreshed = cache._refresh_invites([key])[key]
+    assert refreshed is not None and b'<b id="counted">2</b>' in refreshed.html
     for slot in cache.invites._entries.values():
         slot.loaded_at -= HARD_TTL
     lean, direct = both(invite)

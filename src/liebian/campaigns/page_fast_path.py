@@ -270,6 +270,7 @@ class InviteView:
     """One invite code's landing as an anonymous friend sees it, and what its events say."""
 
     campaign: CampaignView
+    rows: tuple[Any, ...]  # what it was made of (repository.invite_rows)
     shown: tuple[Any, ...]  # everything the page shows of the participant
     html: bytes
     view_line: dict[str, Any]  # page_view and invite_click line templates
@@ -346,12 +347,33 @@ class PageCache:
             view = self.campaigns.peek(campaign_id)
             if view is None:
                 continue
-            current = [c for c in wanted if _rendered_with(self.invites.peek((campaign_id, c)), view)]
-            for code, invite in self._read_invites(view, current).items():
+            cached = {c: self.invites.peek((campaign_id, c)) for c in wanted}
+            current = [c for c, invite in cached.items() if _rendered_with(invite, view)]
+            # One plain query says which pages are still right (the usual case: all of them);
+            # only the others are read and rendered again.
+            with session_scope(self.runtime.read_sessions) as session:
+                rows = repository.invite_rows(session, campaign_id, current)
+            changed = []
+            for code in current:
+                invite = cached[code]
+                if code not in rows:
+                    found[(campaign_id, code)] = None  # gone
+                elif invite is not None and invite.rows == rows[code]:
+                    found[(campaign_id, code)] = invite  # still right, as of this read
+                else:
+                    changed.append(code)
+            for code, invite in self._read_invites(view, changed).items():
                 found[(campaign_id, code)] = invite
         return found
 
     def _read_invites(self, view: CampaignView, codes: list[str]) -> dict[str, InviteView | None]:
+        if not codes:
+            return {}
+        return self._read_invites_now(view, codes)
+
+    def _read_invites_now(
+        self, view: CampaignView, codes: list[str]
+    ) -> dict[str, InviteView | None]:
         """Each code's landing as ``pages.invite_page`` shows it to a visitor without sign-in
         (None: no such code), in one read session; pages whose content did not change are
         not rendered again."""
@@ -376,20 +398,27 @@ class PageCache:
                 version = participant.config_version
                 if version not in terms:
                     terms[version] = service.terms(session, campaign, version)
-                progress = referrals.progress_of(terms[version], counts.get(participant.id, 0))
-                out[code] = self._invite_view(view, participant, owner, inviter, progress)
+                counted = counts.get(participant.id, 0)
+                progress = referrals.progress_of(terms[version], counted)
+                rows = (
+                    participant.id, participant.channel, version, participant.contact_id,
+                    owner.external_id if owner is not None else None,
+                    owner.nickname_enc if owner is not None else None, counted,
+                )  # fmt: skip
+                out[code] = self._invite_view(view, participant, owner, inviter, progress, rows)
         return out
 
     def _invite_view(
         self, view: CampaignView, participant: Participant, owner: Contact | None, inviter: str,
-        progress: dict[str, object],
+        progress: dict[str, object], rows: tuple[Any, ...],
     ) -> InviteView:  # fmt: skip
         referrer = owner.external_id if owner is not None else None
         shown = (participant.id, participant.channel, inviter, referrer, progress["counted"],
                  progress["next"])  # fmt: skip
         old = self.invites.peek((view.id, participant.invite_code))
         if old is not None and old.campaign is view and old.shown == shown:
-            return old
+            html, view_line, click_line = old.html, old.view_line, old.click_line
+            return InviteView(view, rows, shown, html, view_line, click_line)
         html = pages.invite_html(
             view.context, participant, inviter, progress, pages.ANONYMOUS, None, is_owner=False
         ).encode()
@@ -399,7 +428,7 @@ class PageCache:
             "channel": participant.channel, "participant_id": participant.id,
         }  # fmt: skip
         return InviteView(
-            view, shown, html,
+            view, rows, shown, html,
             fission_events.line_template(event="page_view", properties={"page": "invite"}, **common),
             fission_events.line_template(event="invite_click", referrer=referrer, **common),
         )  # fmt: skip

@@ -262,6 +262,31 @@ def counted_referral_counts(session: Session, referrer_ids: list[str]) -> dict[s
     return counts
 
 
+def invite_rows(
+    session: Session, campaign_id: str, codes: list[str]
+) -> dict[str, tuple[Any, ...]]:
+    """Per invite code, what an invite page is made of — (participant id, channel, config
+    version, contact id, the contact's external id and sealed nickname, counted referrals) —
+    as plain rows, no objects: the cheap check whether a cached page is still right."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(codes), 500):
+        rows = session.execute(
+            select(
+                Participant.invite_code, Participant.id, Participant.channel,
+                Participant.config_version, Participant.contact_id, Contact.external_id,
+                Contact.nickname_enc,
+            )
+            .outerjoin(Contact, Contact.id == Participant.contact_id)
+            .where(
+                Participant.campaign_id == campaign_id,
+                Participant.invite_code.in_(codes[start : start + 500]),
+            )
+        ).all()  # fmt: skip
+        counts = counted_referral_counts(session, [r[1] for r in rows])
+        found.update((r[0], (*r[1:], counts.get(r[1], 0))) for r in rows)
+    return found
+
+
 def participants_by_codes(
     session: Session, campaign_id: str, codes: list[str]
 ) -> dict[str, Participant]:
