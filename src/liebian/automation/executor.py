@@ -26,7 +26,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +47,10 @@ from liebian.kit.ids import new_id
 
 log = logging.getLogger("liebian.automation")
 USER_AGENT = "liebian-journeys/1"
+# Outside effects are marked in groups of this many as they finish, and at most IN_FLIGHT are
+# started and not yet marked (the most a SIGKILL can leave to be resent).
+MARK_EVERY = 8
+IN_FLIGHT = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,8 @@ class _Item:
     detail: dict[str, Any] | None = None
     exit_reason: str | None = None
     retry_at: datetime | None = None
+    # The claim's lease ran (nearly) out before the effect began: left for the next claim.
+    abandoned: bool = False
 
 
 @dataclass
@@ -161,8 +167,13 @@ class Executor:
             if i.status == "done" and i.step is not None and i.step["type"] in ("send", "task")
         ]
         self._context = self._contexts(templated)
-        self._effects(items, now)
-        self._mark(items, now, out)
+        external = [
+            i for i in items
+            if i.status == "done" and i.step is not None and i.step["type"] in d.EXTERNAL
+        ]  # fmt: skip
+        self._effects(external, now, out)
+        chosen = {id(i) for i in external}
+        self._mark([i for i in items if id(i) not in chosen], now, out)
         return out
 
     def run_until_idle(self, max_batches: int = 10_000) -> int:
@@ -292,27 +303,42 @@ class Executor:
 
     # -- phase 2b: outside effects ----------------------------------------------------------
 
-    def _effects(self, items: list[_Item], now: datetime) -> None:
-        work = [
-            i
-            for i in items
-            if i.status == "done" and i.step is not None and i.step["type"] in d.EXTERNAL
-        ]
+    def _effects(self, work: list[_Item], now: datetime, out: BatchResult) -> None:
+        """Outside effects in the pool, at most ``IN_FLIGHT`` started and not yet marked at
+        any time; finished ones are marked in groups of ``MARK_EVERY``. A worker killed
+        mid-batch so leaves at most ``IN_FLIGHT`` delivered-but-unmarked steps, which the next
+        claim resends with their key (the receiver dedupes) after the lease."""
         if not work:
             return
-        futures = [
-            (item, self._pool.submit(self._effect, item, now, self._context.get(item.run_id)))
-            for item in work
-        ]
-        for item, future in futures:
-            try:
-                future.result()
-            except Exception as exc:  # a bug in one effect must not stop the batch
-                log.exception("journey step %s failed", item.execution_id)
-                self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
+        queue = list(reversed(work))
+        running: dict[Any, _Item] = {}
+        finished: list[_Item] = []
+        while queue or running:
+            while queue and len(running) + len(finished) < IN_FLIGHT:
+                item = queue.pop()
+                future = self._pool.submit(self._effect, item, now, self._context.get(item.run_id))
+                running[future] = item
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                item = running.pop(future)
+                try:
+                    future.result()
+                except Exception as exc:  # a bug in one effect must not stop the batch
+                    log.exception("journey step %s failed", item.execution_id)
+                    self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
+                finished.append(item)
+            if len(finished) >= MARK_EVERY or (not queue and not running):
+                self._mark(finished, now, out)
+                finished = []
 
     def _effect(self, item: _Item, now: datetime, context: dict[str, Any] | None) -> None:
         assert item.step is not None and item.run is not None
+        # Never start an effect a worker that took the row over may start too: once the lease
+        # is (nearly) over, leave the row alone; it is claimed again with the same key.
+        margin = min(timedelta(seconds=self.config.http_timeout), self.config.lease / 2)
+        if self.clock() >= now + self.config.lease - margin:
+            item.abandoned = True
+            return
         key = f"{item.run_id}:{item.step_id}"
         if item.step["type"] == "webhook":
             body = orjson.dumps(
@@ -467,9 +493,12 @@ class Executor:
     # -- phase 3: mark ------------------------------------------------------------------------
 
     def _mark(self, items: list[_Item], now: datetime, out: BatchResult) -> None:
-        """One transaction for the batch, set-based: lock the rows still ours (a claim whose
+        """One transaction for these items, set-based: lock the rows still ours (a claim whose
         lease ran out may have been taken over: those are left alone), apply the database
         actions, mark, insert the next rows, move the runs."""
+        items = [i for i in items if not i.abandoned]
+        if not items:
+            return
         token = items[0].token
         with session_scope(self.sessions) as session:
             owned = repository.owned(session, [i.execution_id for i in items], token)
