@@ -69,7 +69,7 @@ def main() -> None:
         start = time.process_time()
         for body in bodies:
             service.ingest(workspace_id=workspace_id, raw=body, spool=runtime.spool,
-                           store=runtime.event_store, now=utcnow(), hooks=hooks)  # fmt: skip
+                           now=utcnow(), hooks=hooks)  # fmt: skip
         ingest_cpu = time.process_time() - start
         start = time.process_time()
         applied = worker.drain()

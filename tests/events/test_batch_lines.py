@@ -58,12 +58,11 @@ LAX_EVENTS: list[dict[str, Any]] = [
 ]
 
 
-def _ingest(spool: Spool, store: EventStore, workspace_id: str, body: Any) -> Any:
+def _ingest(spool: Spool, workspace_id: str, body: Any) -> Any:
     return service.ingest(
         workspace_id=workspace_id,
         raw=json.dumps(body, ensure_ascii=True).encode(),
         spool=spool,
-        store=store,
         now=NOW,
     )
 
@@ -95,8 +94,8 @@ def _column(rows: list[tuple[Any, ...]], name: str) -> list[Any]:
 def test_a_batch_stores_what_single_event_requests_store(store: EventStore, tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     for event in LAX_EVENTS:
-        _ingest(spool, store, "ws_each", event)  # a single event: one line per event
-    result = _ingest(spool, store, "ws_batch", LAX_EVENTS)  # a batch: one line
+        _ingest(spool, "ws_each", event)  # a single event: one line per event
+    result = _ingest(spool, "ws_batch", LAX_EVENTS)  # a batch: one line
     assert result.result.accepted == len(LAX_EVENTS)
     spool.flush_once(store)
 
@@ -169,8 +168,7 @@ def test_a_batch_is_one_spool_write(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     writes: list[bytes] = []
     append = spool.append_line
     monkeypatch.setattr(spool, "append_line", lambda line: (writes.append(line), append(line)))
-    store: Any = None  # no aliases in these events, so the store is never touched
-    _ingest(spool, store, "ws", [{"event": "a", "event_id": f"e{i}"} for i in range(100)])
+    _ingest(spool, "ws", [{"event": "a", "event_id": f"e{i}"} for i in range(100)])
     [written] = writes
     records = [json.loads(line) for line in written.splitlines()]
     assert [r["event_id"] for r in records] == [f"e{i}" for i in range(100)]
@@ -195,7 +193,7 @@ def test_bad_items_are_listed_and_the_rest_stored(store: EventStore, tmp_path: P
         {"event": "page_view", "event_id": "bad-type", "revenue": "lots"},
         {"event": "page_view", "event_id": "ok-2", "visitor_id": "v2"},
     ]
-    result = _ingest(spool, store, "ws", batch).result
+    result = _ingest(spool, "ws", batch).result
     assert result.accepted == 2
     fields = [(r.index, r.errors[0]["field"]) for r in result.rejected]
     assert fields == [
@@ -216,12 +214,12 @@ def test_repeated_ids_are_stored_once_within_and_across_batches(
     spool = Spool(tmp_path / "spool")
     one = {"event": "purchase", "event_id": "order-1", "user_id": "u1", "revenue": 100}
     two = {"event": "purchase", "event_id": "order-2", "user_id": "u1", "revenue": 200}
-    _ingest(spool, store, "ws", [one, one, two])
-    _ingest(spool, store, "ws", [two])  # same segment, another line
-    _ingest(spool, store, "ws", one)  # a per-event line beside the batch lines
+    _ingest(spool, "ws", [one, one, two])
+    _ingest(spool, "ws", [two])  # same segment, another line
+    _ingest(spool, "ws", one)  # a per-event line beside the batch lines
     first = spool.flush_once(store)
     assert (first.inserted, first.duplicates) == (2, 3)
-    again = _ingest(spool, store, "ws", [one, {**two, "event_id": "order-3"}])
+    again = _ingest(spool, "ws", [one, {**two, "event_id": "order-3"}])
     assert again.result.accepted == 2
     second = spool.flush_once(store)  # a later segment
     assert (second.inserted, second.duplicates) == (1, 1)
@@ -244,7 +242,7 @@ def test_sigkill_loses_no_acknowledged_batch(store: EventStore, tmp_path: Path) 
             body = [{{"event": "page_view", "event_id": f"e{{b}}-{{i}}", "visitor_id": "v"}}
                     for i in range({size})]
             service.ingest(workspace_id="ws_kill", raw=json.dumps(body).encode(), spool=spool,
-                           store=None, now=datetime.now(UTC))
+                           now=datetime.now(UTC))
         print("answered", flush=True)
         time.sleep(60)
         """

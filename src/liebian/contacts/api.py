@@ -268,6 +268,8 @@ def merge_contacts(
     _require(principal, "admin")
     survivor = contacts.find(session, principal.workspace_id, ref)
     other = contacts.find(session, principal.workspace_id, body.other, field="other")
+    # Events still in the spool would be loaded after the re-key under the old id: load them.
+    runtime.flush_events()
     return identity.merge(
         session, runtime.event_store, principal.workspace_id, survivor, other, _actor(principal)
     )
@@ -341,6 +343,8 @@ def erase_contact(
     _require(principal, "admin")
     principal.require_step_up("erasing a contact")
     contact = contacts.find(session, principal.workspace_id, ref)
+    # Events still in the spool would be loaded after the erasure, unpseudonymized: load them.
+    runtime.flush_events()
     return pipl.erase(session, runtime.event_store, runtime.cipher, contact, _actor(principal))
 
 

@@ -72,7 +72,6 @@ async def ingest_events(
         workspace_id=principal.workspace_id,
         raw=raw,
         spool=runtime.spool,
-        store=runtime.event_store,
         now=utcnow(),
         hooks=runtime.extras.get("event_hooks"),
         idempotency_key=key,

@@ -71,7 +71,6 @@ class IngestApp:
             workspace_id=workspace_id,
             raw=raw,
             spool=runtime.spool,
-            store=runtime.event_store,
             now=utcnow(),
             hooks=runtime.extras.get("event_hooks"),
             idempotency_key=key,

@@ -28,7 +28,6 @@ from liebian.events.schemas import (
     properties_problem,
 )
 from liebian.events.spool import Spool, SpoolWriteError
-from liebian.events.store.base import Alias, EventStore
 from liebian.kit.errors import Invalid, TooLarge, Unavailable
 from liebian.kit.ids import new_id
 
@@ -319,7 +318,6 @@ def ingest(
     workspace_id: str,
     raw: bytes,
     spool: Spool,
-    store: EventStore,
     now: datetime,
     hooks: HookQueue | None = None,
     idempotency_key: str | None = None,
@@ -355,16 +353,9 @@ def ingest(
         hook_lines = hooks.lines(workspace_id, events, now)
         if hook_lines:
             spool_append(hooks.spool, hook_lines)
-    aliases = []
-    for e in events:
-        visitor_id, user_id = e.get("visitor_id"), e.get("user_id")
-        if visitor_id and user_id:
-            ts = e.get("ts") or now
-            aliases.append(
-                Alias(workspace_id, visitor_id, user_id, ts.astimezone(UTC).replace(tzinfo=None))
-            )
-    if aliases:
-        store.add_aliases(_latest_per_visitor(aliases))
+    # Events carrying both visitor_id and user_id tie the two together in the event store's
+    # identity map when the flusher loads them (same transaction as the events), not here:
+    # on the request path that write waited behind the flusher's lock (decision 0026).
     ids = [str(e["event_id"]) for e in events]  # every accepted event has one (_apply_rules)
     # Built without validation (the values are the server's own): validating a 10,000-item
     # id list would cost more than spooling the batch.
@@ -383,10 +374,3 @@ def spool_append(spool: Spool, line: bytes) -> None:
             " stored, send them again shortly",
             retry_after=SPOOL_RETRY_AFTER,
         ) from exc
-
-
-def _latest_per_visitor(aliases: list[Alias]) -> list[Alias]:
-    latest: dict[str, Alias] = {}
-    for alias in aliases:
-        latest[alias.visitor_id] = alias
-    return list(latest.values())

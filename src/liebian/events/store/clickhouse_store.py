@@ -216,6 +216,15 @@ class ClickHouseEventStore:
                     f" LIMIT 1 BY workspace_id, event_id"
                 )
                 inserted = self._count_all() - before
+                # Events that carry both ids tie the visitor to the user (identity map), with
+                # the load rather than on the request path; ReplacingMergeTree(created_at)
+                # keeps each visitor's newest.
+                self._x.run(
+                    f"INSERT INTO {self.aliases_table} SELECT workspace_id,"
+                    " assumeNotNull(visitor_id), assumeNotNull(argMax(user_id, ts)), max(ts)"
+                    f" FROM {stage}"
+                    " WHERE visitor_id != '' AND user_id != '' GROUP BY workspace_id, visitor_id"
+                )
             finally:
                 self._x.run(f"DROP TABLE IF EXISTS {stage}")
             if segment is not None:

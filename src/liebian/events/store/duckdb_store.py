@@ -205,6 +205,19 @@ class DuckDBEventStore:
                     f" SELECT {', '.join(COLUMN_NAMES)}, {PERSON_KEY_SQL} FROM {source}",
                 )
                 con.execute(f"INSERT INTO event_keys SELECT _k FROM {source}")
+                # Events that carry both ids tie the visitor to the user (identity map), in
+                # the load's own transaction rather than on the request path: the newest
+                # event of a visitor wins, as in ClickHouse's ReplacingMergeTree(created_at).
+                aliased = con.execute(
+                    "INSERT INTO aliases SELECT workspace_id, visitor_id,"
+                    " arg_max(user_id, ts), max(ts)"
+                    f" FROM {source} WHERE visitor_id <> '' AND user_id <> ''"
+                    " GROUP BY workspace_id, visitor_id"
+                    " ON CONFLICT (workspace_id, visitor_id) DO UPDATE SET"
+                    " user_id = excluded.user_id, created_at = excluded.created_at"
+                    " WHERE aliases.created_at IS NULL OR excluded.created_at >= aliases.created_at"
+                    " RETURNING workspace_id, visitor_id, user_id"
+                ).fetchall()
                 duckdb_first_touch.merge_batch(con, source, PERSON_KEY_SQL)
                 con.execute("DROP TABLE IF EXISTS _new")
                 con.execute("DROP TABLE _stage")
@@ -220,7 +233,17 @@ class DuckDBEventStore:
                 raise
             finally:
                 con.close()
+            self._remember_aliases(aliased)
         return InsertResult(inserted, total - inserted)
+
+    def _remember_aliases(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """What the identity map now says for these visitors (under the write lock)."""
+        cache = self._alias_cache
+        for workspace_id, visitor_id, user_id in rows:
+            cache[(workspace_id, visitor_id)] = user_id
+            cache.move_to_end((workspace_id, visitor_id))
+        while len(cache) > ALIAS_CACHE_SIZE:
+            cache.popitem(last=False)
 
     def segment_loaded(self, segment: str) -> bool:
         cur = self._con.cursor()
@@ -238,7 +261,12 @@ class DuckDBEventStore:
             return 0
         # Latest alias of a visitor wins: a visitor re-identified as another user (shared
         # device) moves to that user from then on. One upsert may not touch a row twice.
-        latest = {(a.workspace_id, a.visitor_id): a for a in aliases}
+        latest: dict[tuple[str, str], Alias] = {}
+        for a in aliases:  # the newest per visitor (no time: now, so newest; ties: the later)
+            key = (a.workspace_id, a.visitor_id)
+            held = latest.get(key)
+            if held is None or _alias_time(a) >= _alias_time(held):
+                latest[key] = a
         cache = self._alias_cache
         # Known mappings first without the lock (single dict reads, safe under the GIL): a
         # batch of known people then never waits behind the flusher's load for the lock.
@@ -253,27 +281,27 @@ class DuckDBEventStore:
                 # One statement over unnested lists: executemany ran one upsert per alias
                 # (~25 ms each on a busy machine, inside the request: a batch with 200
                 # signups spent 5 s here).
-                cur.execute(
+                written = cur.execute(
                     "INSERT INTO aliases SELECT w, v, u, coalesce(t, now()::TIMESTAMP) FROM"
                     " (SELECT unnest($w) AS w, unnest($v) AS v, unnest($u) AS u,"
                     " unnest($t::TIMESTAMP[]) AS t)"
                     " ON CONFLICT (workspace_id, visitor_id) DO UPDATE SET"
-                    " user_id = excluded.user_id, created_at = excluded.created_at",
+                    " user_id = excluded.user_id, created_at = excluded.created_at"
+                    # The newest alias of a visitor wins, whichever is written last (as in
+                    # ClickHouse's ReplacingMergeTree(created_at) and the load path above).
+                    " WHERE aliases.created_at IS NULL OR excluded.created_at >= aliases.created_at"
+                    " RETURNING workspace_id, visitor_id, user_id",
                     {
                         "w": [a.workspace_id for a in rows],
                         "v": [a.visitor_id for a in rows],
                         "u": [a.user_id for a in rows],
                         "t": [a.created_at for a in rows],
                     },
-                )
+                ).fetchall()
             finally:
                 cur.close()
-            for a in rows:  # written: remembered (the newest at the end)
-                cache[(a.workspace_id, a.visitor_id)] = a.user_id
-                cache.move_to_end((a.workspace_id, a.visitor_id))
-            while len(cache) > ALIAS_CACHE_SIZE:
-                cache.popitem(last=False)
-        return len(rows)
+            self._remember_aliases(written)
+        return len(written)
 
     # -- one person (profiles, merges, PIPL erasure) ------------------------------------
 
@@ -452,3 +480,7 @@ def _scalar_p(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     row = con.execute(sql).fetchone()
     return int(row[0]) if row else 0
+
+
+def _alias_time(alias: Alias) -> datetime:
+    return alias.created_at.replace(tzinfo=None) if alias.created_at else datetime.max
