@@ -23,12 +23,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy.orm import Session
 
 from liebian.channels.models import Channel, ChannelSend
+from liebian.events import sink as event_sink
 from liebian.events.spool import Spool
-from liebian.events.store.base import EventRow
 from liebian.kit.db import after_commit
 
 EVENT_IDS = {
@@ -57,12 +56,11 @@ def line(
     if record.provider_message_id:
         props["provider_message_id"] = record.provider_message_id
     props.update({k: v for k, v in extra.items() if v is not None})
-    row = EventRow(
+    return event_sink.event_line(
         workspace_id=record.workspace_id,
         event_id=EVENT_IDS[event].format(id=record.id, attempt=record.attempts),
-        event=event, ts=now, received_at=now, user_id=external_id, properties=props,
+        event=event, ts=now, user_id=external_id, properties=props,
     )  # fmt: skip
-    return orjson.dumps(row.to_record(), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def emit(

@@ -21,34 +21,19 @@ message (``cm:join:cmb_…:<n>``), so a replay is stored once.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-import orjson
 from sqlalchemy.orm import Session
 
-from liebian.events.store.base import EventRow
-from liebian.kit.db import after_commit
+from liebian.events import sink as event_sink
 
 if TYPE_CHECKING:
     from liebian.app.runtime import Runtime
 
-SINK_KEY: Final = "liebian.community_events"
-
-
-class CommunityEventSink:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def write(self, data: bytes) -> None:
-        spool = self.runtime.spool
-        if spool is not None and data:
-            spool.append_line(data)
-
 
 def install(runtime: Runtime) -> None:
-    runtime.sessions.kw.setdefault("info", {})[SINK_KEY] = CommunityEventSink(runtime)
-    runtime.extras[SINK_KEY] = runtime.sessions.kw["info"][SINK_KEY]
+    event_sink.install(runtime)
 
 
 def line(
@@ -63,22 +48,16 @@ def line(
     properties: dict[str, Any] | None = None,
     ts: datetime | None = None,
 ) -> bytes:
-    now = datetime.now(UTC)
-    row = EventRow(
-        workspace_id=workspace_id, event_id=event_id, event=event, ts=ts or now,
-        received_at=now, visitor_id=visitor_id, user_id=user_id, channel=channel,
-        platform=platform, properties={k: v for k, v in (properties or {}).items() if v is not None},
+    return event_sink.event_line(
+        workspace_id=workspace_id, event=event, event_id=event_id, ts=ts, properties=properties,
+        visitor_id=visitor_id, user_id=user_id, channel=channel, platform=platform,
     )  # fmt: skip
-    return orjson.dumps(row.to_record(), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def emit(session: Session, **fields: Any) -> None:
     """Append the event once the session's transaction commits (never if it rolls back)."""
-    sink: CommunityEventSink | None = session.info.get(SINK_KEY)
-    if sink is None:
-        return
-    data = line(**fields)
-    after_commit(session, lambda: sink.write(data))
+    if event_sink.installed(session):
+        event_sink.emit_after_commit(session, line(**fields))
 
 
 def emit_now(runtime: Runtime, **fields: Any) -> None:
