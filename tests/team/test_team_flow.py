@@ -221,8 +221,20 @@ def test_totp_step_up_replay_and_recovery(client: Any, owner: dict[str, str], ru
 
 
 def test_custom_roles_gate_by_area_and_never_exceed_the_granter(
-    client: Any, owner: dict[str, str], runtime: Any
+    client: Any, owner: dict[str, str], runtime: Any, monkeypatch: Any
 ) -> None:
+    # Failed sign-ins are limited per IP too (kit/ratelimit; 30 per 15 min, 2 here).
+    from liebian.kit.ratelimit import Rate
+    from liebian.team import api as team_api
+
+    monkeypatch.setattr(team_api, "SIGN_IN_PER_IP", Rate(2, 900.0))
+    for _ in range(2):
+        assert _sign_in(client, "who@example.com", "Wrong-pass-123").status_code == 401
+    limited = _sign_in(client, "who@example.com", "Wrong-pass-123")
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "sign_in_rate_limited"
+    monkeypatch.setattr(team_api, "SIGN_IN_PER_IP", Rate(0, 900.0))
+
     # Every API path belongs to an area (a custom role is refused unknown paths).
     from liebian.team.permissions import area_of
 
