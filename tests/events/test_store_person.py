@@ -49,6 +49,10 @@ def test_timeline_is_the_persons_events_newest_first_and_paged(store: EventStore
     last = first[-1]
     assert _ids(store, ["u1"], ["v9"], before=(last.ts, last.event_id)) == ["e3", "e2", "e1"]
     assert _ids(store, ["nobody"], []) == []
+    skipped = store.person_events(
+        WS, ["u1"], ["v9"], before=None, limit=50, skip_events=["page_view", "nope"]
+    )
+    assert [e.event_id for e in skipped] == ["e4", "e3", "e1"]  # e5 and e2 are page views
 
 
 def test_merge_moves_events_and_aliases_to_the_survivor(store: EventStore) -> None:

@@ -70,6 +70,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from None
 
 
+# Events that only mirror a record the timeline lists itself (tag changes: ``o:tag:…``).
+RECORDED_ELSEWHERE = ("tag_added", "tag_removed")
+
+
 def person_ids(session: Session, contact: Contact) -> tuple[list[str], list[str]]:
     """(user ids, visitor ids) the event store knows this person by: their external id and
     those of contacts merged into them; their visitor aliases."""
@@ -110,8 +114,9 @@ def page(
             bt, key = before
             store_before = (bt, key[2:] if key.startswith("e:") else _HIGHEST)
         for e in store.person_events(
-            contact.workspace_id, users, visitors, before=store_before, limit=limit + 1
-        ):
+            contact.workspace_id, users, visitors, before=store_before, limit=limit + 1,
+            skip_events=RECORDED_ELSEWHERE,
+        ):  # fmt: skip
             items.append(
                 Item(
                     e.ts, f"e:{e.event_id}", "event", e.event, e.event, e.event_id,

@@ -206,9 +206,11 @@ class EventStore(Protocol):
         *,
         before: tuple[datetime, str] | None,
         limit: int,
+        skip_events: Sequence[str] = (),
     ) -> list[PersonEvent]:
         """One person's events (by any of their user ids or visitor ids), newest first:
-        ``(ts, event_id)`` descending, strictly before ``before`` when given."""
+        ``(ts, event_id)`` descending, strictly before ``before`` when given, leaving out the
+        events named in ``skip_events``."""
         ...
 
     def move_person(self, workspace_id: str, from_user_id: str, to_user_id: str) -> None:

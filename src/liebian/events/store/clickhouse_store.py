@@ -293,12 +293,14 @@ class ClickHouseEventStore:
         *,
         before: tuple[datetime, str] | None,
         limit: int,
+        skip_events: Sequence[str] = (),
     ) -> list[PersonEvent]:
         params: dict[str, Any] = {
             "ws": workspace_id,
             "u": list(user_ids),
             "v": list(visitor_ids),
             "n": limit,
+            "skip": list(skip_events),
         }
         page = ""
         if before is not None:
@@ -312,6 +314,7 @@ class ClickHouseEventStore:
             "SELECT toString(ts), event_id, event, channel, campaign_id, link_id, revenue,"
             f" currency, properties FROM {self.events_table}"
             f" WHERE workspace_id = {{ws:String}} AND ({self._person_match()}){page}"
+            " AND NOT has({skip:Array(String)}, event)"
             " ORDER BY ts DESC, event_id DESC LIMIT 1 BY event_id LIMIT {n:UInt32}",
             params,
         )

@@ -313,12 +313,14 @@ class DuckDBEventStore:
         *,
         before: tuple[datetime, str] | None,
         limit: int,
+        skip_events: Sequence[str] = (),
     ) -> list[PersonEvent]:
         params: dict[str, Any] = {
             "ws": workspace_id,
             "u": list(user_ids),
             "v": list(visitor_ids),
             "n": limit,
+            "skip": list(skip_events),
         }
         page = ""
         if before is not None:
@@ -329,6 +331,7 @@ class DuckDBEventStore:
             "SELECT ts, event_id, event, nullif(channel, ''), nullif(campaign_id, ''),"
             " nullif(link_id, ''), revenue, nullif(currency, ''), properties FROM events"
             f" WHERE workspace_id = $ws AND ({_PERSON_MATCH}){page}"
+            " AND NOT list_contains($skip::VARCHAR[], event)"
             " ORDER BY ts DESC, event_id DESC LIMIT $n",
             params,
         )
