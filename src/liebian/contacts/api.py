@@ -22,20 +22,25 @@ from liebian.contacts.schemas import (
     AliasKindValue,
     AliasOut,
     AttributeDefIn,
+    AttributeDefList,
     AttributeDefOut,
     AttributeDefPatch,
     BulkTagIn,
     ContactPage,
     ContactPatch,
+    ErasureOut,
     ImportOut,
     MergeIn,
     MergeOut,
+    PersonExport,
     Profile,
     TagChangeOut,
     TagGroupIn,
+    TagGroupList,
     TagGroupOut,
     TagIdsIn,
     TagIn,
+    TagList,
     TagOut,
     TagPatch,
     TimelinePage,
@@ -318,8 +323,7 @@ def untag_contact(
 
 
 @router.get(
-    "/contacts/{ref}/export",
-    responses={200: {"content": {"application/json": {}}}, **errors(403, 404, 410)},
+    "/contacts/{ref}/export", response_model=PersonExport, responses=errors(403, 404, 410)
 )
 def export_contact(
     ref: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
@@ -332,8 +336,7 @@ def export_contact(
 
 
 @router.delete(
-    "/contacts/{ref}",
-    responses={200: {"content": {"application/json": {}}}, **errors(403, 404, 410)},
+    "/contacts/{ref}", response_model=ErasureOut, responses=errors(403, 404, 410)
 )
 def erase_contact(
     ref: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
@@ -363,7 +366,7 @@ def _tag_out(tag: Any, count: int = 0) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.get("/tag-groups", response_model=dict[str, list[TagGroupOut]], responses=errors(403))
+@router.get("/tag-groups", response_model=TagGroupList, responses=errors(403))
 def list_tag_groups(principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     _require(principal, "read")
     return {
@@ -398,7 +401,7 @@ def delete_tag_group(group_id: str, principal: PrincipalDep, session: SessionDep
     return Response(status_code=204)
 
 
-@router.get("/tags", response_model=dict[str, list[TagOut]], responses=errors(403))
+@router.get("/tags", response_model=TagList, responses=errors(403))
 def list_tags(
     principal: PrincipalDep, session: SessionDep, group_id: str | None = None
 ) -> dict[str, Any]:
@@ -495,7 +498,7 @@ def _def_out(d: Any) -> dict[str, Any]:
 
 
 @router.get(
-    "/contact-attributes", response_model=dict[str, list[AttributeDefOut]], responses=errors(403)
+    "/contact-attributes", response_model=AttributeDefList, responses=errors(403)
 )
 def list_attribute_defs(principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     _require(principal, "read")

@@ -237,3 +237,40 @@ class ImportOut(BaseModel):
     created: int
     updated: int
     rows: int
+
+
+class TagGroupList(BaseModel):
+    items: list[TagGroupOut]
+
+
+class TagList(BaseModel):
+    items: list[TagOut]
+
+
+class AttributeDefList(BaseModel):
+    items: list[AttributeDefOut]
+
+
+class ErasureOut(BaseModel):
+    """What a PIPL erasure did (it cannot be undone)."""
+
+    id: str = Field(description="the contact's id, kept so references still resolve")
+    erased_at: datetime
+    marker: str = Field(description="the pseudonym the person's events now carry")
+    events_pseudonymized: int
+
+
+class PersonExport(BaseModel):
+    """PIPL: everything held about one person (PII in clear). The record sections hold the
+    rows of each table that names the person, as they are stored."""
+
+    contact: dict[str, Any]
+    aliases: list[dict[str, Any]]
+    tags: list[dict[str, Any]]
+    tag_changes: list[dict[str, Any]]
+    attributes: dict[str, Any]
+    records: dict[str, Any]
+    events: list[dict[str, Any]]
+    events_truncated: bool
+    exported_at: datetime
+
