@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from liebian.events.store.base import EventStore
 from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import utcnow
+from liebian.kit.db import after_commit
 from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
 from liebian.segments import conditions as c
@@ -203,6 +204,22 @@ def _check_name(session: Session, workspace_id: str, name: str, own: str | None 
     return value
 
 
+_conditions_version = [0]
+
+
+def conditions_version() -> int:
+    """Bumped in this process whenever a committed change adds or edits a live condition
+    (dynamic segment, rule tag): the keeper then re-reads which events conditions name."""
+    return _conditions_version[0]
+
+
+def _conditions_changed(session: Session) -> None:
+    def bump() -> None:
+        _conditions_version[0] += 1
+
+    after_commit(session, bump)
+
+
 def create(
     session: Session,
     reader: Session,
@@ -241,6 +258,7 @@ def create(
     session.add(segment)
     session.flush()
     if kind == "dynamic":
+        _conditions_changed(session)
         build(session, reader, store, segment, cause="created", now=at)
     else:
         repository.set_size(session, segment, 0, at.date())
@@ -270,6 +288,7 @@ def update(
         check_condition(session, segment.workspace_id, condition, segment_id=segment.id)
         rebuild = condition != segment.condition
         segment.condition = condition
+        _conditions_changed(session)
     segment.updated_at = at
     session.flush()
     if rebuild:
@@ -668,6 +687,7 @@ def save_rule_tag(
     from liebian.contacts.models import Tag
 
     node = check_condition(session, workspace_id, condition)
+    _conditions_changed(session)
     at = utcnow()
     if tag_id is None:
         label = (name or "").strip()
