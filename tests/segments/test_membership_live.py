@@ -133,3 +133,25 @@ def test_rebuild_reconciles_what_time_changed(client: Any, runtime: Runtime) -> 
     assert _members(client, headers, sid) == []
     got = client.get(f"/api/v1/segments/{sid}", headers=headers).json()
     assert got["version"] == 3
+
+
+def test_batches_of_events_no_condition_names_are_not_read(client: Any, runtime: Runtime) -> None:
+    """The after-load hook reads a batch only for the events a live condition names: clicks
+    with no segment about clicks cost the keeper nothing; once one exists, they count."""
+    ws, headers = workspace(runtime)
+    contacts(runtime, ws, ["a"])
+    keeper = runtime.extras["segments_keeper"]
+    post = {"event": "click", "user_id": "a"}
+    assert client.post("/api/v1/events", json=[post] * 3, headers=headers).status_code == 202
+    runtime.flush_events()
+    assert keeper.wanted_events() == frozenset()
+    assert keeper.passes == 0
+    cond = {"type": "event", "event": "click", "measure": "count", "op": "gte", "value": 5}
+    sid = client.post(
+        "/api/v1/segments", json={"name": "点击", "condition": cond}, headers=headers
+    ).json()["id"]
+    assert keeper.wanted_events() == frozenset({"click"})  # seen at once, no 2 s wait
+    assert client.post("/api/v1/events", json=[post] * 3, headers=headers).status_code == 202
+    runtime.flush_events()
+    assert _wait_for(lambda: _members(client, headers, sid) == ["a"])
+    assert keeper.passes >= 1
