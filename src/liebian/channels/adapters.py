@@ -586,4 +586,5 @@ class StaffAdapter:
     def build(
         cls, config: Mapping[str, Any], secret: str | None, ctx: AdapterContext
     ) -> ChannelAdapter:
-        raise NotImplementedError("staff channels create tasks; nothing is delivered")
+        # Never called: send() turns a staff channel into a task before any adapter is built.
+        raise RuntimeError("staff channels create tasks; nothing is delivered")
