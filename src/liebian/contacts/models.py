@@ -68,6 +68,8 @@ class Contact(Base):
         Index("ix_contacts_workspace_nick_h2", "workspace_id", "nick_h2"),
         Index("ix_contacts_workspace_nick_h3", "workspace_id", "nick_h3"),
         Index("ix_contacts_workspace_nick_h4", "workspace_id", "nick_h4"),
+        # A profile and its timeline list the contacts merged into this one.
+        Index("ix_contacts_merged_into", "merged_into_id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
