@@ -25,11 +25,20 @@ UA_WECHAT = (
 WIDTH = 360
 
 
-def _dashboard(server: str, owner: dict[str, str], cid: str, participants: int) -> dict[str, Any]:
-    """The dashboard once the flusher has loaded the actions (bounded wait, no time assert)."""
-    for _ in range(200):
+def _dashboard(
+    server: str, owner: dict[str, str], cid: str, participants: int, gmv: int
+) -> dict[str, Any]:
+    """The dashboard once the flusher has loaded every action the test made — the group-buy
+    order (GMV) can land a flush after the joins (bounded wait, no time assert)."""
+    for _ in range(600):
         d = httpx.get(f"{server}/api/v1/campaigns/{cid}/dashboard", headers=owner).json()
-        if d["totals"]["participants"] >= participants and d["totals"]["friend_joins"] >= 2:
+        t = d["totals"]
+        if (
+            t["participants"] >= participants
+            and t["friend_joins"] >= 2
+            and t["friend_clicks"] >= 2
+            and t["gmv"] >= gmv
+        ):
             return d
         time.sleep(0.05)
     return d
@@ -104,7 +113,7 @@ def test_three_friends_on_phones(server: str, owner: dict[str, str], db_url: str
         for _page, hosts in phones.values():
             assert hosts == {urlparse(server).netloc}  # nothing from a third party
 
-    d = _dashboard(server, owner, cid, 3)
+    d = _dashboard(server, owner, cid, 3, 3 * 9_900)
     t = d["totals"]
     assert (t["participants"], t["friend_joins"], t["friend_conversions"]) == (3, 2, 0)
     assert t["friend_clicks"] == 2 and t["k_factor"] == round(2 / 3, 4)
