@@ -115,11 +115,10 @@ def test_rebuild_reconciles_what_time_changed(client: Any, runtime: Runtime) -> 
     # nothing happened, but two hours later "old" has been quiet for 14 days
     with session_scope(runtime.sessions) as session:
         from liebian.segments import repository, service
-        from liebian.segments.reading import reader_factory
 
         seg = repository.get(session, ws, sid)
         assert seg is not None
-        with reader_factory(runtime.engine, runtime.extras)() as reader:
+        with runtime.read_sessions() as reader:
             ch = service.build(
                 session,
                 reader,

@@ -17,7 +17,6 @@ from liebian.kit.schemas import Page
 from liebian.segments import conditions as c
 from liebian.segments import repository, service
 from liebian.segments.models import Segment
-from liebian.segments.reading import reader_factory
 from liebian.segments.schemas import (
     ERRORS,
     BuildOut,
@@ -50,7 +49,9 @@ def authorize(principal: Principal, action: str) -> None:
 
 
 def _reader(runtime: Runtime) -> Session:
-    return reader_factory(runtime.engine, runtime.extras)()
+    """Evaluation reads: the runtime's read-only sessions (on SQLite they never take the
+    writer lock, and one evaluation reads one snapshot; kit/db.py, decision 0013)."""
+    return runtime.read_sessions()
 
 
 def to_out(s: Segment) -> SegmentOut:

@@ -1,7 +1,7 @@
 """Segments: the rules. Check conditions against stored data, preview, build, keep current.
 
-Evaluation reads through a ``reader`` session (on SQLite a connection that never takes the
-writer lock, see ``reading.py``); membership changes are written through the caller's
+Evaluation reads through a ``reader`` session (the runtime's read-only sessions: on SQLite
+they never take the writer lock, and one evaluation reads one snapshot); membership changes are written through the caller's
 session, which the request or job boundary commits. Every entry and exit is recorded with
 its cause and published after commit as ``segment.entered`` / ``segment.exited``.
 """

@@ -482,13 +482,11 @@ class KeeperComponent:
         self.keeper: MembershipKeeper | None = None
 
     def build(self) -> MembershipKeeper:
-        from liebian.segments.reading import reader_factory
-
         rt = self.runtime
         spool = rt.spool
         keeper = MembershipKeeper(
             rt.sessions,
-            reader_factory(rt.engine, rt.extras),
+            rt.read_sessions,
             rt.event_store,
             emit=spool.append_line if spool is not None else None,
         )
