@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -34,6 +36,7 @@ from liebian.communities.schemas import (
     ViolationOut,
 )
 from liebian.contacts import service as contacts
+from liebian.kit.csv_safe import neutralize
 from liebian.kit.errors import NotFound
 from liebian.kit.pagination import page_of
 from liebian.kit.schemas import Page
@@ -119,7 +122,7 @@ def create_group(
 @router.get("/communities/{community_id}/groups", response_model=list[GroupOut])
 def list_groups(community_id: str, principal: PrincipalDep, session: SessionDep) -> list[GroupOut]:
     community = service.get(session, principal, community_id)
-    return [group_out(g) for g in repository.groups_of(session, community.id)]
+    return [group_out(g) for g in service.list_groups(session, principal, community)]
 
 
 @router.patch("/community-groups/{group_id}", response_model=GroupOut)
@@ -164,10 +167,43 @@ def list_members(
     limit: Limit = 100,
 ) -> Page[MemberOut]:
     community = service.get(session, principal, community_id)
+    groups = service.member_groups(session, principal, community, group_id)
     rows, next_cursor = page_of(
-        repository.members_page(session, community.id, group_id, cursor, limit), limit
+        repository.members_page(session, community.id, groups, cursor, limit), limit
     )
     return Page(items=[MemberOut.model_validate(m) for m in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/communities/{community_id}/members.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def export_members(
+    community_id: str, principal: PrincipalDep, session: SessionDep, group_id: str | None = None
+) -> Response:
+    """The community's members (of the groups the caller may see) as CSV, without PII: ids,
+    group, tier, status and dates. Recorded in the audit log as an export."""
+    community = service.get(session, principal, community_id)
+    groups = service.member_groups(session, principal, community, group_id)
+    columns = ["id", "group_id", "contact_id", "status", "scene", "tier", "invite_code",
+               "routed_at", "joined_at", "left_at"]  # fmt: skip
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    cursor: str | None = None
+    while True:
+        rows, cursor = page_of(
+            repository.members_page(session, community.id, groups, cursor, 500), 500
+        )
+        writer.writerows([neutralize(getattr(m, c)) for c in columns] for m in rows)
+        if cursor is None:
+            break
+    return Response(
+        "\ufeff" + out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{community.id}-members.csv"'},
+    )
 
 
 @router.get("/communities/{community_id}/alerts", response_model=Page[AlertOut])
@@ -179,6 +215,7 @@ def list_alerts(
     limit: Limit = 50,
 ) -> Page[AlertOut]:
     community = service.get(session, principal, community_id)
+    service.require_whole(session, principal, community)
     rows, next_cursor = page_of(repository.alerts_page(session, community.id, cursor, limit), limit)
     return Page(items=[AlertOut.model_validate(a) for a in rows], next_cursor=next_cursor)
 
@@ -210,6 +247,7 @@ def list_violations(
     limit: Limit = 50,
 ) -> Page[ViolationOut]:
     community = service.get(session, principal, community_id)
+    service.require_whole(session, principal, community)
     rows, next_cursor = page_of(
         messages.violations_page(session, community.id, cursor, limit), limit
     )
@@ -222,6 +260,7 @@ def list_tier_moves(
 ) -> list[TierMoveOut]:
     """Members whose date-derived tier has changed as of ``as_of`` (default today)."""
     community = service.get(session, principal, community_id)
+    service.require_whole(session, principal, community)
     today = as_of or _today(session, community)
     return [_move_out(m, today) for m in service.tier_moves(session, community, today)]
 
@@ -237,6 +276,7 @@ def offer_tier_moves(
     """Create an owner task per due move (once per member and tier), with the entry link."""
     community = service.get(session, principal, community_id)
     service.authorize(principal, service.WRITE)
+    service.require_whole(session, principal, community)
     today = as_of or _today(session, community)
     entry = present(session, runtime.settings.base_url, community).entry_url
     return [
@@ -283,6 +323,10 @@ async def community_metrics(
             community = service.get(session, principal, community_id)
             ws = session.get(Workspace, community.workspace_id)
             tz = ws.timezone if ws else "Asia/Shanghai"
+            # A data scope of some groups: their own rows only (by group).
+            groups = service.member_groups(session, principal, community, None)
+            if groups is not None and by != "group":
+                service.require_whole(session, principal, community)
         end = to or utcnow()
         start = from_ or end - timedelta(days=30)
         if start >= end or end - start > timedelta(days=400):
@@ -292,9 +336,13 @@ async def community_metrics(
                 "from must be before to, at most 400 days apart", details={"field": "from"}
             )
         assert runtime.event_store is not None
-        return metrics.group_metrics(
+        result = metrics.group_metrics(
             runtime.event_store, principal.workspace_id, community_id, start, end, by, tz
         )
+        if groups is not None:
+            result.days = [d for d in result.days if d.key in groups]
+            result.summary = [r for r in result.summary if r.key in groups]
+        return result
 
     return await run_in_threadpool(answer)
 

@@ -57,13 +57,18 @@ class Outcome:
 
 
 def _group(session: Session, principal: Principal, msg: MessageIn, i: int) -> CommunityGroup:
+    seen = service.visible(session, principal)
     if msg.group_id:
         group = session.get(CommunityGroup, msg.group_id)
-        if group is not None and group.workspace_id == principal.workspace_id:
+        if (
+            group is not None
+            and group.workspace_id == principal.workspace_id
+            and (seen is None or seen.sees_group(group))
+        ):
             return group
     elif msg.chat_id:
         group = repository.group_by_chat(session, principal.workspace_id, msg.chat_id)
-        if group is not None:
+        if group is not None and (seen is None or seen.sees_group(group)):
             return group
     else:
         raise Invalid(

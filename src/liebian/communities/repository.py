@@ -14,12 +14,16 @@ G = CommunityGroup
 
 
 def communities_page(
-    session: Session, workspace_id: str, cursor: str | None, limit: int
+    session: Session,
+    workspace_id: str,
+    cursor: str | None,
+    limit: int,
+    only: frozenset[str] | None = None,
 ) -> list[Community]:
-    stmt = paginate(
-        select(Community).where(Community.workspace_id == workspace_id), Community.id, cursor, limit
-    )
-    return list(session.scalars(stmt))
+    stmt = select(Community).where(Community.workspace_id == workspace_id)
+    if only is not None:  # a data scope (service.visible)
+        stmt = stmt.where(Community.id.in_(sorted(only)))
+    return list(session.scalars(paginate(stmt, Community.id, cursor, limit)))
 
 
 def groups_of(session: Session, community_id: str) -> list[CommunityGroup]:
@@ -157,11 +161,16 @@ def member_by_invite(session: Session, community_id: str, code: str) -> Communit
 
 
 def members_page(
-    session: Session, community_id: str, group_id: str | None, cursor: str | None, limit: int
+    session: Session,
+    community_id: str,
+    group_ids: list[str] | None,
+    cursor: str | None,
+    limit: int,
 ) -> list[CommunityMember]:
+    """``group_ids``: only these groups' members (a filter, or a data scope); None: all."""
     stmt = select(CommunityMember).where(CommunityMember.community_id == community_id)
-    if group_id:
-        stmt = stmt.where(CommunityMember.group_id == group_id)
+    if group_ids is not None:
+        stmt = stmt.where(CommunityMember.group_id.in_(group_ids))
     return list(session.scalars(paginate(stmt, CommunityMember.id, cursor, limit)))
 
 

@@ -47,7 +47,7 @@ from liebian.kit.auth import Principal, Role
 from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import as_utc, utcnow
 from liebian.kit.crypto import PiiCipher
-from liebian.kit.errors import Conflict, DomainError, Invalid, NotFound
+from liebian.kit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from liebian.kit.ids import new_id
 
 MEMBER_JOINED = "community.member_joined"
@@ -64,8 +64,108 @@ READ, WRITE = "read", "write"
 
 
 def authorize(principal: Principal, action: str) -> None:
-    """The one place communities decide who may do what: analysts read, operators change."""
+    """The one place communities decide who may do what: analysts read, operators change.
+    What they may see is :func:`visible` (a member's data scope)."""
     principal.require(Role.analyst if action == READ else Role.operator)
+
+
+# ── data scope: a community's staff see their own groups (issue 15) ────────────────────────
+
+
+@dataclass(frozen=True, slots=True)
+class Visible:
+    """What a scoped principal reaches: whole communities, and single groups of others
+    (``partial``: community id → its groups in scope). None from :func:`visible` means the
+    whole workspace."""
+
+    whole: frozenset[str]
+    partial: Mapping[str, frozenset[str]]
+
+    @property
+    def communities(self) -> frozenset[str]:
+        return self.whole | frozenset(self.partial)
+
+    def groups_of(self, community_id: str) -> frozenset[str] | None:
+        """The community's groups in scope; None: all of them."""
+        if community_id in self.whole:
+            return None
+        return self.partial.get(community_id, frozenset())
+
+    def sees_group(self, group: CommunityGroup) -> bool:
+        allowed = self.groups_of(group.community_id)
+        return allowed is None or group.id in allowed
+
+
+def visible(session: Session, principal: Principal) -> Visible | None:
+    if principal.scope is None:
+        return None
+    whole = frozenset(i for i in principal.scope if i.startswith("cmy_"))
+    group_ids = [i for i in principal.scope if i.startswith("cgp_")]
+    partial: dict[str, set[str]] = {}
+    if group_ids:
+        rows = session.execute(
+            select(CommunityGroup.id, CommunityGroup.community_id).where(
+                CommunityGroup.workspace_id == principal.workspace_id,
+                CommunityGroup.id.in_(group_ids),
+            )
+        )
+        for group_id, community_id in rows:
+            if community_id not in whole:
+                partial.setdefault(community_id, set()).add(group_id)
+    return Visible(whole, {c: frozenset(g) for c, g in partial.items()})
+
+
+def require_whole(session: Session, principal: Principal, community: Community) -> None:
+    """Community-wide reads and changes (its settings, new groups, alerts, violations, tier
+    moves, tier/community metrics) need the whole community in scope, not a few groups."""
+    seen = visible(session, principal)
+    if seen is not None and community.id not in seen.whole:
+        raise Forbidden(
+            "your data scope covers only some groups of this community",
+            code="out_of_scope",
+        )
+
+
+def scope_problems(session: Session, workspace_id: str, ids: list[str]) -> list[str]:
+    """The ids of a data scope that name no community or group of the workspace."""
+    found = set(
+        session.scalars(
+            select(Community.id).where(
+                Community.workspace_id == workspace_id, Community.id.in_(ids)
+            )
+        )
+    ) | set(
+        session.scalars(
+            select(CommunityGroup.id).where(
+                CommunityGroup.workspace_id == workspace_id, CommunityGroup.id.in_(ids)
+            )
+        )
+    )
+    return [i for i in ids if i not in found]
+
+
+def scope_within(session: Session, principal: Principal, ids: list[str]) -> bool:
+    """Whether every id is inside the principal's own scope (no one grants more than they
+    see)."""
+    seen = visible(session, principal)
+    if seen is None:
+        return True
+    groups = {
+        g: c
+        for g, c in session.execute(
+            select(CommunityGroup.id, CommunityGroup.community_id).where(CommunityGroup.id.in_(ids))
+        )
+    }
+    for i in ids:
+        if i in seen.whole:
+            continue
+        community_id = groups.get(i)
+        if community_id is None:
+            return False
+        allowed = seen.groups_of(community_id)
+        if allowed is not None and i not in allowed:
+            return False
+    return True
 
 
 # ── configuration ──────────────────────────────────────────────────────────────────────────
@@ -142,6 +242,12 @@ def _check_config(session: Session, workspace_id: str, data: Mapping[str, Any]) 
 
 def create(session: Session, principal: Principal, body: CommunityCreate) -> Community:
     authorize(principal, WRITE)
+    if principal.scope is not None:
+        raise Forbidden(
+            "your data scope is limited to some communities: creating one needs the whole "
+            "workspace",
+            code="out_of_scope",
+        )
     data = body.model_dump()
     _check_config(session, principal.workspace_id, data)
     now = utcnow()
@@ -157,7 +263,12 @@ def create(session: Session, principal: Principal, body: CommunityCreate) -> Com
 def get(session: Session, principal: Principal, community_id: str) -> Community:
     authorize(principal, READ)
     community = session.get(Community, community_id)
-    if community is None or community.workspace_id != principal.workspace_id:
+    seen = visible(session, principal)
+    if (
+        community is None
+        or community.workspace_id != principal.workspace_id
+        or (seen is not None and community.id not in seen.communities)
+    ):
         raise NotFound("no such community", code="community_not_found")
     return community
 
@@ -166,7 +277,34 @@ def list_page(
     session: Session, principal: Principal, cursor: str | None, limit: int
 ) -> list[Community]:
     authorize(principal, READ)
-    return repository.communities_page(session, principal.workspace_id, cursor, limit)
+    seen = visible(session, principal)
+    return repository.communities_page(
+        session, principal.workspace_id, cursor, limit,
+        only=None if seen is None else seen.communities,
+    )  # fmt: skip
+
+
+def list_groups(
+    session: Session, principal: Principal, community: Community
+) -> list[CommunityGroup]:
+    seen = visible(session, principal)
+    allowed = None if seen is None else seen.groups_of(community.id)
+    return [
+        g for g in repository.groups_of(session, community.id) if allowed is None or g.id in allowed
+    ]
+
+
+def member_groups(
+    session: Session, principal: Principal, community: Community, group_id: str | None
+) -> list[str] | None:
+    """The groups whose members a principal may list or export (None: every group)."""
+    seen = visible(session, principal)
+    allowed = None if seen is None else seen.groups_of(community.id)
+    if group_id is not None:
+        if allowed is not None and group_id not in allowed:
+            raise NotFound("no such group", code="group_not_found")
+        return [group_id]
+    return None if allowed is None else sorted(allowed)
 
 
 def update(
@@ -174,6 +312,7 @@ def update(
 ) -> Community:
     community = get(session, principal, community_id)
     authorize(principal, WRITE)
+    require_whole(session, principal, community)
     changes = body.model_dump(exclude_unset=True)
     current = {
         k: getattr(community, k)
@@ -243,6 +382,7 @@ def create_group(
 ) -> CommunityGroup:
     community = get(session, principal, community_id)
     authorize(principal, WRITE)
+    require_whole(session, principal, community)
     _check_tier(community, body.tier)
     _check_qr(body.qr_image)
     now = utcnow()
@@ -262,7 +402,12 @@ def create_group(
 def get_group(session: Session, principal: Principal, group_id: str) -> CommunityGroup:
     authorize(principal, READ)
     group = session.get(CommunityGroup, group_id)
-    if group is None or group.workspace_id != principal.workspace_id:
+    seen = visible(session, principal)
+    if (
+        group is None
+        or group.workspace_id != principal.workspace_id
+        or (seen is not None and not seen.sees_group(group))
+    ):
         raise NotFound("no such group", code="group_not_found")
     return group
 

@@ -36,7 +36,9 @@ class Principal:
     """Who is acting: a key (``key_id``; a program), a signed-in member (``session_id``), or
     both (a key owned by a member). ``permissions`` narrows a custom role (team/permissions.py);
     ``stepped_up`` says a second verification is current (a session verified by TOTP in the
-    last ``STEP_UP_SECONDS``, or a key made to do sensitive operations)."""
+    last ``STEP_UP_SECONDS``, or a key made to do sensitive operations). ``scope`` is a data
+    scope: the ids of the objects (communities, groups) this principal is limited to, None for
+    the whole workspace; the domain that owns those objects applies it."""
 
     workspace_id: str
     role: Role
@@ -45,6 +47,7 @@ class Principal:
     session_id: str | None = None
     permissions: frozenset[str] | None = None
     stepped_up: bool = False
+    scope: frozenset[str] | None = None
 
     def at_least(self, role: Role) -> bool:
         return _RANK[self.role] >= _RANK[role]

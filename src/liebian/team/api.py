@@ -51,6 +51,7 @@ from liebian.team.schemas import (
     RecoveryCodesOut,
     RoleIn,
     RoleOut,
+    ScopeIn,
     SignedOut,
     SignIn,
     SignInOut,
@@ -246,6 +247,7 @@ def _me(session: Any, runtime: Runtime, principal: Principal, stepped: bool | No
         key_id=principal.key_id,
         permissions=sorted(perms.holds(principal.role, principal.permissions)),
         stepped_up=principal.stepped_up if stepped is None else stepped,
+        scope=None if principal.scope is None else sorted(principal.scope),
     )
     if principal.member_id:
         member = session.get(Member, principal.member_id)
@@ -333,6 +335,8 @@ def _member_out(session: Any, member: Member) -> MemberOut:
     account = session.get(Account, member.account_id) if member.account_id else None
     out = MemberOut.model_validate(member)
     out.totp_enabled = bool(account and account.totp_enabled_at is not None)
+    scope = service.scope_of(member)
+    out.scope = None if scope is None else sorted(scope)
     return out
 
 
@@ -366,6 +370,22 @@ def change_role(
     return _member_out(session, member)
 
 
+@router.put(
+    "/team/members/{member_id}/scope",
+    response_model=MemberOut,
+    responses=error_responses(403, 404, 422),
+)
+def set_scope(
+    member_id: str, body: ScopeIn, principal: PrincipalDep, session: SessionDep
+) -> MemberOut:
+    """Limit a member (and their keys) to some communities (``cmy_…``: the whole community)
+    or single groups (``cgp_…``); ``null`` for the whole workspace. Never wider than your own
+    scope; holds from their next request. Needs a second verification."""
+    member = service.set_scope(session, principal, member_id, body.scope)
+    session.info[AUDIT_KEY].action = "team.scope_changed"
+    return _member_out(session, member)
+
+
 @router.delete(
     "/team/members/{member_id}", response_model=MemberOut, responses=error_responses(403, 404, 409)
 )
@@ -389,7 +409,12 @@ def create_invitation(
     from liebian.kit.crypto import mask_email
 
     invitation, token = service.invite(
-        session, principal, body.role, body.custom_role_id, mask_email(body.email) or ""
+        session,
+        principal,
+        body.role,
+        body.custom_role_id,
+        mask_email(body.email) or "",
+        scope=body.scope,
     )
     session.info[AUDIT_KEY].action = "team.invited"
     base = runtime.settings.base_url.rstrip("/")

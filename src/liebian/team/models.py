@@ -64,6 +64,8 @@ class Invitation(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     member_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The data scope the new member gets (JSON list of community/group ids; NULL: all).
+    data_scope: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ConsoleSession(Base):

@@ -8,6 +8,11 @@ from pydantic import Field
 from liebian.kit.auth import Role
 from liebian.kit.schemas import OutModel, StrictModel
 
+_SCOPE = (
+    "data scope: community ids (cmy_…, the whole community) and group ids (cgp_…, that group "
+    "only) the member is limited to; null: the whole workspace"
+)
+
 
 class SignIn(StrictModel):
     login: str = Field(max_length=320, description="email or phone number")
@@ -40,6 +45,7 @@ class MeOut(OutModel):
     totp_enabled: bool = False
     # Sensitive operations are allowed until then (a second verification in the last 10 min).
     stepped_up: bool = False
+    scope: list[str] | None = Field(default=None, description=_SCOPE)
 
 
 class EnrollOut(OutModel):
@@ -66,6 +72,7 @@ class InvitationIn(StrictModel):
     role: Role = Role.operator
     custom_role_id: str | None = Field(default=None, max_length=40)
     email: str = Field(default="", max_length=320, description="who it is for (shown masked)")
+    scope: list[str] | None = Field(default=None, max_length=200, description=_SCOPE)
 
 
 class InvitationOut(OutModel):
@@ -86,6 +93,11 @@ class MemberOut(OutModel):
     custom_role_id: str | None = None
     created_at: datetime
     totp_enabled: bool = False
+    scope: list[str] | None = Field(default=None, description=_SCOPE)
+
+
+class ScopeIn(StrictModel):
+    scope: list[str] | None = Field(max_length=200, description=_SCOPE)
 
 
 class MemberPatch(StrictModel):

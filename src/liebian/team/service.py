@@ -295,6 +295,62 @@ def remove_member(session: Session, actor: Principal, member_id: str) -> Member:
     return member
 
 
+# -- data scope --------------------------------------------------------------------------------
+
+
+def scope_of(member: Member) -> frozenset[str] | None:
+    """A member's data scope (community and group ids), None for the whole workspace."""
+    return None if member.data_scope is None else frozenset(json.loads(member.data_scope))
+
+
+def check_scope(session: Session, actor: Principal, ids: list[str] | None) -> str | None:
+    """The scope as stored (JSON), after the checks: every id names a community or group of
+    the workspace (422), and lies inside the actor's own scope (403: no one grants more than
+    they see; a scoped actor cannot give the whole workspace)."""
+    from liebian.communities import service as communities
+
+    if ids is None:
+        if actor.scope is not None:
+            raise Forbidden(
+                "your own data scope is limited: you cannot give the whole workspace",
+                code="grant_above_own",
+            )
+        return None
+    wanted = sorted(set(ids))
+    if not wanted:
+        raise Invalid(
+            "a data scope names at least one community or group (null: the whole workspace)",
+            code="invalid_scope",
+            details={"field": "scope"},
+        )
+    unknown = communities.scope_problems(session, actor.workspace_id, wanted)
+    if unknown:
+        raise Invalid(
+            "not a community or group of this workspace: " + ", ".join(unknown),
+            code="invalid_scope",
+            details={"field": "scope", "unknown": unknown},
+        )
+    if not communities.scope_within(session, actor, wanted):
+        raise Forbidden("you cannot give a data scope wider than your own", code="grant_above_own")
+    return json.dumps(wanted)
+
+
+def set_scope(session: Session, actor: Principal, member_id: str, ids: list[str] | None) -> Member:
+    """Limit a member (and the keys they own) to some communities or groups; from their next
+    request. A change of what someone may see, so a sensitive operation like a role change."""
+    _grantable(session, actor, Role.viewer, None)
+    actor.require_step_up("changing a member's data scope")
+    member = get_member(session, actor.workspace_id, member_id)
+    if rank(Role(member.role)) > rank(actor.role):
+        raise Forbidden("you cannot change the scope of a member above you", code="grant_above_own")
+    if member.id == actor.member_id and ids is None and actor.scope is not None:
+        raise Forbidden("you cannot widen your own data scope", code="grant_above_own")
+    member.data_scope = check_scope(session, actor, ids)
+    session.flush()
+    publish_after_commit(session, REVOKED_TOPIC, member.id)
+    return member
+
+
 # -- custom roles ------------------------------------------------------------------------------
 
 
@@ -354,9 +410,11 @@ def invite(
     role: Role,
     custom_role_id: str | None = None,
     email_masked: str = "",
+    scope: list[str] | None = None,
 ) -> tuple[Invitation, str]:
     """A one-time link's token (shown once) for whoever opens it."""
     _grantable(session, actor, role, custom_role_id)
+    data_scope = check_scope(session, actor, scope)
     token = "inv_" + secrets.token_urlsafe(32)
     now = utcnow()
     invitation = Invitation(
@@ -369,6 +427,7 @@ def invite(
         invited_by=actor.member_id,
         created_at=now,
         expires_at=now + timedelta(days=INVITATION_DAYS),
+        data_scope=data_scope,
     )
     session.add(invitation)
     session.flush()
@@ -438,6 +497,7 @@ def accept_invitation(
         invitation.custom_role_id,
     )
     invitation.member_id = member.id
+    member.data_scope = invitation.data_scope
     session.flush()
     return member
 
@@ -579,6 +639,7 @@ def principal_for_session(
         session_id=row.id,
         permissions=permissions,
         stepped_up=verified,
+        scope=scope_of(member),
     )
     return principal, row
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from liebian.kit.clock import utcnow
@@ -43,6 +43,9 @@ class Member(Base):
     # A custom role (team_roles) instead of the built-in ``role``'s permissions.
     custom_role_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Data scope (issue 15): a JSON list of community/group ids this member is limited to
+    # ("a community's staff see their own groups"); NULL: the whole workspace.
+    data_scope: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ApiKey(Base):

@@ -79,6 +79,7 @@ def authenticate(session: Session, plaintext: str) -> Principal:
         raise Unauthorized("this API key is unknown or revoked", code="invalid_api_key")
     role = Role(key.role)
     permissions: frozenset[str] | None = None
+    scope: frozenset[str] | None = None
     if key.member_id is not None:
         # Never above its owner: the lower of the two roles, gone with the membership.
         member = session.get(Member, key.member_id)
@@ -92,6 +93,10 @@ def authenticate(session: Session, plaintext: str) -> Principal:
             from liebian.team.permissions import custom_role_permissions
 
             permissions = custom_role_permissions(session, member.custom_role_id)
+        if member.data_scope is not None:  # the owner's data scope (team/service.scope_of)
+            import json
+
+            scope = frozenset(json.loads(member.data_scope))
     return Principal(
         workspace_id=key.workspace_id,
         role=role,
@@ -99,6 +104,7 @@ def authenticate(session: Session, plaintext: str) -> Principal:
         member_id=key.member_id,
         permissions=permissions,
         stepped_up=key.sensitive,
+        scope=scope,
     )
 
 
