@@ -121,6 +121,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--kill-after", type=float, default=0.0)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--in-flight", type=int, default=0, help="effects started and unmarked")
+    ap.add_argument("--mark-every", type=int, default=0)
+    ap.add_argument("--profile", default="", help="cProfile the embedded executor into this file")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-journeys-"))
@@ -150,6 +153,7 @@ def main() -> None:
     engine = make_engine(url)
     total_steps = 3 * args.contacts
     started = time.perf_counter()
+    cpu0 = time.process_time()
     killed = None
     if args.workers:
         env = {**os.environ, "LIEBIAN_DATABASE_URL": url, "LIEBIAN_SECRET_KEY": "22" * 32,
@@ -186,8 +190,19 @@ def main() -> None:
                                     secret_key="22" * 32, allow_private_webhooks=True))  # fmt: skip
         import liebian.models_registry  # noqa: F401
 
+        tuning: dict[str, int] = {}
+        if args.in_flight:
+            tuning.update(in_flight=args.in_flight, effect_threads=min(args.in_flight, 8))
+        if args.mark_every:
+            tuning["mark_every"] = args.mark_every
         ex = Executor(rt.sessions, runtime=rt,
-                      config=ExecutorConfig(allow_private=True, batch=args.batch))  # fmt: skip
+                      config=ExecutorConfig(allow_private=True, batch=args.batch, **tuning))  # fmt: skip
+        prof = None
+        if args.profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         try:
             while True:
                 got = ex.run_once()
@@ -200,7 +215,11 @@ def main() -> None:
                     time.sleep(0.05)
         finally:
             ex.close()
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(args.profile)
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
     stop_ev.set()
     counts: dict[str, int] = out_q.get(timeout=30)
     rx.join(timeout=10)
@@ -218,12 +237,15 @@ def main() -> None:
     pct = lambda q: lates[min(len(lates) - 1, int(q * len(lates)))] if lates else float("nan")  # noqa: E731
     print(f"contacts {args.contacts}  steps done {done}/{total_steps}  wall {wall:.1f} s  "
           f"→ {done / wall:,.0f} step executions/s")  # fmt: skip
+    if not args.workers:
+        print(f"executor process CPU {cpu:.1f} s → {cpu / max(done, 1) * 1e6:,.0f} µs CPU per step"
+              f" ({done / max(cpu, 1e-9):,.0f} steps per CPU-second)")  # fmt: skip
     print(f"receiver: POSTs {sum(counts.values())}  distinct keys {len(counts)}  "
           f"keys received more than once {dup}  missing {missing}"
           + (f"  (worker SIGKILLed at {killed} steps done)" if killed is not None else ""))  # fmt: skip
     print(f"lateness of the step after the 1 s wait: p50 {pct(0.5):.3f} s  p99 {pct(0.99):.3f} s"
           f"  max {lates[-1] if lates else float('nan'):.3f} s")  # fmt: skip
-    print(f"load: {os.getloadavg()}")
+    print(f"load (1/5/15 min): {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -94,13 +94,16 @@ def test_two_workers_one_killed_each_step_once(runtime: Runtime, tmp_path: Path)
         assert workers[1].returncode == 0
         keys = rx.keys
         expected = {f"{r}:{step}" for r in _run_ids(runtime) for step in ("msg", "hook")}
-        assert set(keys) == expected  # none missed, none unknown
+        # The receiver stores a message once per Idempotency-Key: what it stored is exactly
+        # the expected set — none missed, none unknown, none stored twice.
+        assert set(keys) == expected
         resent = {k: n for k, n in keys.items() if n > 1}
-        # A resend can only be a step the killed worker had started and not marked: the
-        # executor keeps at most IN_FLIGHT of those.
+        # A repeated POST can only be a step the killed worker had started and not marked:
+        # the executor keeps at most ExecutorConfig.in_flight (IN_FLIGHT) of those.
         from liebian.automation.executor import IN_FLIGHT
 
         assert len(resent) <= IN_FLIGHT, resent
+        assert rx.total - len(expected) <= IN_FLIGHT
         print(f"\n{len(expected)} keys, {rx.total} POSTs, {len(resent)} resent after SIGKILL")
     with session_scope(sessions) as s:
         rows = list(s.scalars(select(JourneyStepExecution)))

@@ -47,10 +47,12 @@ from liebian.kit.ids import new_id
 
 log = logging.getLogger("liebian.automation")
 USER_AGENT = "liebian-journeys/1"
-# Outside effects are marked in groups of this many as they finish, and at most IN_FLIGHT are
-# started and not yet marked (the most a SIGKILL can leave to be resent).
-MARK_EVERY = 8
-IN_FLIGHT = 24
+# Outside effects are marked in groups of MARK_EVERY as they finish, and at most IN_FLIGHT are
+# started and not yet marked at any moment: the most a SIGKILL can leave delivered but
+# unmarked, to be resent with the same key (decision 0024). IN_FLIGHT is the pool's size: a
+# thread never waits for a mark to have something to send.
+MARK_EVERY = 4
+IN_FLIGHT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,11 @@ class ExecutorConfig:
     retry_backoff: timedelta = timedelta(seconds=60)
     http_timeout: float = 10.0
     allow_private: bool = False
-    effect_threads: int = 8
+    effect_threads: int = IN_FLIGHT
+    # At most this many effects started and not yet marked (see IN_FLIGHT), marked in groups
+    # of mark_every.
+    in_flight: int = IN_FLIGHT
+    mark_every: int = MARK_EVERY
 
 
 @dataclass
@@ -304,17 +310,19 @@ class Executor:
     # -- phase 2b: outside effects ----------------------------------------------------------
 
     def _effects(self, work: list[_Item], now: datetime, out: BatchResult) -> None:
-        """Outside effects in the pool, at most ``IN_FLIGHT`` started and not yet marked at
-        any time; finished ones are marked in groups of ``MARK_EVERY``. A worker killed
-        mid-batch so leaves at most ``IN_FLIGHT`` delivered-but-unmarked steps, which the next
-        claim resends with their key (the receiver dedupes) after the lease."""
+        """Outside effects in the pool, at most ``config.in_flight`` started and not yet
+        marked at any time; finished ones are marked in groups of ``config.mark_every``. A
+        worker killed mid-batch so leaves at most ``in_flight`` delivered-but-unmarked steps,
+        which the next claim does again with their key after the lease: a webhook step is
+        POSTed again (the receiver dedupes on ``Idempotency-Key``), a send step finds its
+        channels record and sends only if that record was not marked sent (decision 0025)."""
         if not work:
             return
         queue = list(reversed(work))
         running: dict[Any, _Item] = {}
         finished: list[_Item] = []
         while queue or running:
-            while queue and len(running) + len(finished) < IN_FLIGHT:
+            while queue and len(running) + len(finished) < self.config.in_flight:
                 item = queue.pop()
                 future = self._pool.submit(self._effect, item, now, self._context.get(item.run_id))
                 running[future] = item
@@ -327,7 +335,7 @@ class Executor:
                     log.exception("journey step %s failed", item.execution_id)
                     self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
                 finished.append(item)
-            if len(finished) >= MARK_EVERY or (not queue and not running):
+            if finished and (len(finished) >= self.config.mark_every or not running):
                 self._mark(finished, now, out)
                 finished = []
 

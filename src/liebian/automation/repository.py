@@ -290,13 +290,15 @@ def owned(session: Session, ids: Sequence[str], token: str) -> set[str]:
     so a worker whose lease ran out never marks a row another worker has taken over."""
     out: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
+        # By primary key only, the rest checked here: with ``status = 'pending'`` in the
+        # WHERE, SQLite's planner chose the (status, due_at) index and scanned every pending
+        # row — 10 ms a call at 15,000 pending rows, a third of the executor's time.
         stmt = (
-            select(E.id)
-            .where(E.id.in_(ids[start : start + _CHUNK]), E.claim_token == token,
-                   E.status == "pending")
+            select(E.id, E.claim_token, E.status)
+            .where(E.id.in_(ids[start : start + _CHUNK]))
             .with_for_update()
-        )  # fmt: skip
-        out.update(session.scalars(stmt))
+        )
+        out.update(i for i, t, st in session.execute(stmt) if t == token and st == "pending")
     return out
 
 
