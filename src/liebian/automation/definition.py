@@ -46,6 +46,7 @@ ACTIONS = (
     "set_attribute",
     "grant_reward",
     "enrol_journey",
+    "enrol_campaign",
     "webhook",
     "task",
 )
@@ -196,6 +197,7 @@ class Checked:
     tag_ids: list[tuple[str, str]]
     segment_ids: list[tuple[str, str]]
     journey_ids: list[tuple[str, str]]
+    campaign_ids: list[tuple[str, str]]
     urls: list[tuple[str, str]]
     attributes: list[tuple[str, str]]
     channel_ids: list[tuple[str, str]]
@@ -212,6 +214,7 @@ _STEP_FIELDS: dict[str, set[str]] = {
     "set_attribute": {"values"},
     "grant_reward": {"kind", "amount", "name", "campaign_id", "currency"},
     "enrol_journey": {"journey_id"},
+    "enrol_campaign": {"campaign_id"},
     "webhook": {"url", "payload"},
     "task": {"title", "note", "assignee"},
 }
@@ -244,6 +247,7 @@ def check_definition(value: Any, *, require_reachable: bool = False) -> Checked:
         tag_ids=[],
         segment_ids=[],
         journey_ids=[],
+        campaign_ids=[],
         urls=[],
         attributes=[],
         channel_ids=[],
@@ -352,6 +356,10 @@ def _check_step(s: dict[str, Any], kind: str, path: str, out: Checked) -> None:
         jid = _str(s, "journey_id", path, max_len=40)
         assert jid is not None
         out.journey_ids.append((f"{path}.journey_id", jid))
+    elif kind == "enrol_campaign":
+        cid = _str(s, "campaign_id", path, max_len=40)
+        assert cid is not None
+        out.campaign_ids.append((f"{path}.campaign_id", cid))
     elif kind == "webhook":
         url = _str(s, "url", path, max_len=2000)
         assert url is not None

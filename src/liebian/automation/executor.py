@@ -705,8 +705,36 @@ class Executor:
                 now=now,
             )
             item.result = "enrolled" if got.entered else "not_enrolled:entry_rule"
+        elif kind == "enrol_campaign":
+            item.result = self._join_campaign(session, item, now)
         elif kind == "task":
             item.result = self._task(session, item, now)
+
+    def _join_campaign(self, session: Session, item: _Item, now: datetime) -> str:
+        """The person joins the campaign as a participant through campaigns' own join (in
+        the mark transaction: exactly once with it; joining twice returns the same
+        participant). A campaign that is not running fails the step with campaigns' reason."""
+        assert item.step is not None and item.run is not None
+        from liebian.campaigns.referrals import JoinInput, join
+        from liebian.contacts.models import Contact
+
+        external_id = session.scalar(
+            select(Contact.external_id).where(Contact.id == item.run.contact_id)
+        )
+        cipher = getattr(self.runtime, "cipher", None)
+        if external_id is None or cipher is None:
+            item.status = "failed"
+            return "contact_not_found" if external_id is None else "no_runtime: needs the cipher"
+        participant, created = join(
+            session,
+            cipher,
+            item.run.workspace_id,
+            item.step["campaign_id"],
+            JoinInput(external_id=external_id, channel="journey"),
+            now=now,
+        )
+        item.detail = {"participant_id": participant.id, "invite_code": participant.invite_code}
+        return "joined" if created else "joined_before"
 
     def _task(self, session: Session, item: _Item, now: datetime) -> str:
         assert item.step is not None and item.run is not None

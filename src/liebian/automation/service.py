@@ -92,6 +92,12 @@ def check_definition(
             raise d.bad(path, f"no journey {jid!r} in this workspace", "unknown_journey")
         if jid == journey_id:
             raise d.bad(path, "a journey cannot enrol people in itself", "journey_loop")
+    for path, cid in checked.campaign_ids:
+        from liebian.campaigns.models import Campaign
+
+        campaign = session.get(Campaign, cid)
+        if campaign is None or campaign.workspace_id != workspace_id:
+            raise d.bad(path, f"no campaign {cid!r} in this workspace", "unknown_campaign")
     for path, url in checked.urls:
         try:
             check_url(url, allow_private=allow_private_urls)

@@ -39,10 +39,11 @@
   const ENTRY = [["once", "每人仅一次"], ["every_time", "每次触发都进入"], ["once_per_days", "每 N 天最多一次"]];
   const STEPS = [["send", "发送消息"], ["wait", "等待一段时间"], ["wait_until", "等到某个时间"], ["wait_event", "等待事件"],
     ["branch", "条件分支（标签）"], ["split", "随机分流 A/B"], ["add_tag", "打标签"], ["remove_tag", "移除标签"],
-    ["grant_reward", "发放奖励/优惠券"], ["webhook", "调用 Webhook"], ["task", "创建人工任务"]];
+    ["grant_reward", "发放奖励/优惠券"], ["enrol_campaign", "加入裂变活动"], ["webhook", "调用 Webhook"], ["task", "创建人工任务"]];
   const STATUS_ZH = { draft: "草稿", live: "进行中", paused: "已暂停", archived: "已归档" };
   let vocab = { tags: [], segments: [], events: [], custom_attributes: [] };
   let channels = [];
+  let campaigns = [];
   let trigger = { type: "manual" };
   let steps = [];
   let editing = null;
@@ -59,6 +60,7 @@
     if (kind === "split") return { id, type: "split", paths: [{ percent: 50 }, { percent: 50, next: null }] };
     if (kind === "add_tag" || kind === "remove_tag") return { id, type: kind, tag_ids: [] };
     if (kind === "grant_reward") return { id, type: "grant_reward", kind: "coupon", amount: 500, name: "优惠券" };
+    if (kind === "enrol_campaign") return { id, type: "enrol_campaign", campaign_id: (campaigns[0] || {}).id || "" };
     if (kind === "webhook") return { id, type: "webhook", url: "https://" };
     return { id, type: "task", title: "回访 {{ contact.external_id }}" };
   }
@@ -144,6 +146,10 @@
       } else if (k === "grant_reward") {
         body.append(field("类型", h("select", { onchange: (e) => { s.kind = e.target.value; } }, opts([["coupon", "优惠券"], ["points", "积分"], ["gift", "礼品"], ["cash", "现金"]], s.kind))));
         body.append(field("数额（分/积分）", num(s.amount, (v) => { s.amount = v; }, 1)), field("名称", text(s.name, (v) => { s.name = v; })));
+      } else if (k === "enrol_campaign") {
+        body.append(field("活动", h("select", { class: "jr-campaign", onchange: (e) => { s.campaign_id = e.target.value; } },
+          opts(campaigns.map((c) => [c.id, c.name]), s.campaign_id))));
+        if (!campaigns.length) body.append(h("span", { class: "hint", text: "还没有活动，先去「活动」页创建" }));
       } else if (k === "webhook") {
         body.append(field("地址", text(s.url, (v) => { s.url = v; }, "https://")));
       } else if (k === "task") {
@@ -245,10 +251,11 @@
   async function init() {
     if (document.body.dataset.page !== "journeys" || !sessionStorage.getItem(KEY)) return;
     try {
-      const [v, chs, templates] = await Promise.all([
+      const [v, chs, templates, cps] = await Promise.all([
         api("GET", "/api/v1/segments/vocabulary"), api("GET", "/api/v1/channels").catch(() => []),
-        api("GET", "/api/v1/journey-templates")]);
+        api("GET", "/api/v1/journey-templates"), api("GET", "/api/v1/campaigns?status=active&limit=200").catch(() => ({ items: [] }))]);
       vocab = v; channels = Array.isArray(chs) ? chs : (chs.items || []);
+      campaigns = Array.isArray(cps) ? cps : (cps.items || []);
       $("#jr-template").replaceChildren(...opts(templates.map((t) => [t.id, t.name])));
       $("#jr-channel").replaceChildren(...opts(channels.map((c) => [c.id, c.name])));
     } catch (err) { alertBox("error", "加载失败：" + err.message); }
