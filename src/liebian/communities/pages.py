@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from liebian.app.deps import participant_rate_limit
 from liebian.app.runtime import Runtime
-from liebian.communities import events, service
+from liebian.communities import entry, events, service
 from liebian.communities.models import Community
 from liebian.contacts.repository import by_external_id
 from liebian.kit.client_ip import client_ip
@@ -195,42 +195,56 @@ async def join_action(community_id: str, request: Request) -> Response:
     invite_code = invite if isinstance(invite, str) else None
     runtime = _runtime(request)
 
-    def work() -> Response:
+    today = utcnow().astimezone(ZoneInfo(runtime.settings.default_timezone)).date()
+
+    def identify() -> tuple[Community | None, service.Entrant | None, bool]:
         with session_scope(runtime.read_sessions) as session:
             community = session.get(Community, community_id)
             if community is None:
-                return error_page("community_not_found")
+                return None, None, False
+            session.expunge(community)
             who, new = _entrant(request, runtime, community, session)
-        # Multiple-choice answers arrive as repeated fields; the form says which are lists.
-        multiple = {q["key"] for q in community.screening if q["type"] == "multiple"}
-        answers = {k: ([v] if k in multiple and isinstance(v, str) else v) for k, v in raw.items()}
-        try:
-            with session_scope(runtime.sessions) as session:
-                community = session.get(Community, community_id)
-                assert community is not None
-                routed = service.enter(
-                    session, runtime.cipher, community, who, answers, invite_code,
-                    utcnow().astimezone(ZoneInfo(runtime.settings.default_timezone)).date(),
-                )  # fmt: skip
-                group = routed.group
-                page = _html(
-                    "community_group.html", title=community.name, group=group,
-                    member=routed.member, **_context(community, runtime.settings.default_timezone),
-                )  # fmt: skip
-        except DomainError as exc:
-            if exc.code in _ERRORS:
-                return _finish(error_page(exc.code, back=f"/c/{community_id}"), request, who, new)
-            if exc.status == 422:  # a screening answer to fix: the form again, with the reason
-                with session_scope(runtime.read_sessions) as session:
-                    community = session.get(Community, community_id)
-                    assert community is not None
-                    page = _html(
-                        "community_entry.html", http_status=422, title=community.name,
-                        error=exc.message, field=(exc.details or {}).get("field"), answers=raw,
-                        **_context(community, runtime.settings.default_timezone),
-                    )  # fmt: skip
-                return _finish(page, request, who, new)
-            raise
-        return _finish(page, request, who, new)
+            return community, who, new
 
-    return await run_in_threadpool(_guarded, work)
+    def form_again(exc: DomainError) -> Response:
+        with session_scope(runtime.read_sessions) as session:
+            community = session.get(Community, community_id)
+            assert community is not None
+            return _html(
+                "community_entry.html", http_status=422, title=community.name,
+                error=exc.message, field=(exc.details or {}).get("field"), answers=raw,
+                **_context(community, runtime.settings.default_timezone),
+            )  # fmt: skip
+
+    try:
+        community, who, new = await run_in_threadpool(identify)
+    except Unauthorized as exc:
+        return error_page(exc.code)
+    if community is None or who is None:
+        return error_page("community_not_found")
+    # Multiple-choice answers arrive as repeated fields; the form says which are lists.
+    multiple = {q["key"] for q in community.screening if q["type"] == "multiple"}
+    answers = {k: ([v] if k in multiple and isinstance(v, str) else v) for k, v in raw.items()}
+    entrant = who
+    try:
+        # The decision is committed before the page is shown (the group commit on SQLite).
+        placed = await entry.run(
+            runtime,
+            lambda session: entry.decide(
+                session, runtime.cipher, community_id, entrant, answers, invite_code, today
+            ),
+        )
+    except DomainError as exc:
+        if exc.code in _ERRORS:
+            return _finish(error_page(exc.code, back=f"/c/{community_id}"), request, who, new)
+        if exc.status == 422:  # a screening answer to fix: the form again, with the reason
+            return _finish(await run_in_threadpool(form_again, exc), request, who, new)
+        raise
+    page = _html(
+        "community_group.html", title=community.name,
+        group={"name": placed.group_name, "qr_image": placed.qr_image,
+               "join_url": placed.join_url, "platform": placed.platform},
+        member={"invite_code": placed.invite_code, "tier": placed.tier},
+        **_context(community, runtime.settings.default_timezone),
+    )  # fmt: skip
+    return _finish(page, request, who, new)
