@@ -552,21 +552,11 @@ def poster(
 ) -> Response:
     """The participant's poster: campaign copy, their nickname, and a QR of their invite link.
     Text is drawn as text (never markup), so nothing a participant typed can alter it."""
-    from liebian.campaigns.poster import PosterContent, PosterTemplate, render_poster
-    from liebian.campaigns.schemas import PosterConfig
+    from liebian.campaigns.design import render_for
 
     participant = _participant(session, principal, campaign_id, participant_id)
     campaign = service.get(session, principal.workspace_id, campaign_id)
-    config = service.config_of(campaign)
     contact = session.get(Contact, participant.contact_id)
-    if isinstance(config, PosterConfig):
-        template = PosterTemplate(
-            width=config.width, height=config.height, background_color=config.background_color,
-            gradient_to=config.gradient_to, text_color=config.text_color,
-        )  # fmt: skip
-        headline, body_text = config.headline, config.body or campaign.share_text
-    else:
-        template, headline, body_text = PosterTemplate(), campaign.name[:40], campaign.share_text
     url = participant_out(participant, _base(session, principal, runtime))["invite_url"]
     nickname = runtime.cipher.decrypt(contact.nickname_enc) if contact else None
     if not principal.may_see_pii:
@@ -579,11 +569,11 @@ def poster(
         channel=participant.channel, participant_id=participant.id,
         properties={"via": "poster"},
     )  # fmt: skip
-    png = render_poster(
-        template,
-        PosterContent(url=url, headline=headline, body=body_text, nickname=nickname),
+    # The operator's design (campaigns/design.py), as the participant pages draw it.
+    png = render_for(
+        campaign, runtime.settings.data_dir, url=url, nickname=nickname,
         font_path=runtime.settings.poster_font or None,
-    )
+    )  # fmt: skip
     return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300"})
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from liebian.campaigns import service
+from liebian.campaigns import design, service
 from liebian.campaigns.models import Campaign, CampaignChange
 from liebian.campaigns.schemas import MAX_STOCK
 from liebian.kit.auth import Principal, Role
@@ -62,6 +62,7 @@ def _move(
     if status == "active":
         service.require_clean_copy(
             service.lint(campaign.name, campaign.share_text, service.config_of(campaign))
+            + design.lint_design(campaign, design.design_of(campaign))
         )
     before = campaign.status
     campaign.status = status
@@ -282,6 +283,7 @@ def duplicate(
         id=new_id("cmp"), workspace_id=source.workspace_id, type=source.type,
         name=name or f"{source.name[:190]} 副本", status="draft", config=source.config,
         template=source.template, share_text=source.share_text, config_version=1,
+        poster=source.poster,
         stock_used=0, budget_used=0, starts_at=now,
         ends_at=now + timedelta(days=config.duration_days), created_at=now, updated_at=now,
     )  # fmt: skip

@@ -52,6 +52,9 @@ class Campaign(Base):
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The poster designer's design (campaigns/design.py: text, colours, background asset);
+    # None = the defaults (a 海报裂变 campaign's own config colours, else the house style).
+    poster: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Participant(Base):
@@ -280,4 +283,48 @@ class CampaignEvent(Base):
     subject_id: Mapped[str] = mapped_column(String(40))
     contact_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CampaignSchedule(Base):
+    """A weekly rhythm (周三秒杀, 周五拼团): every ``weekday`` at ``start_time`` in ``timezone``
+    the source campaign is copied and the copy goes live for ``duration_minutes``
+    (campaigns/schedules.py; decision 0028)."""
+
+    __tablename__ = "campaign_schedules"
+    __table_args__ = (Index("ix_campaign_schedules_due", "enabled", "next_run_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"), index=True)
+    source_campaign_id: Mapped[str] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    weekday: Mapped[int] = mapped_column(Integer)  # 0 = Monday … 6 = Sunday
+    start_time: Mapped[str] = mapped_column(String(5))  # HH:MM, local
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The next occurrence's start (UTC); the job runs every schedule with next_run_at <= now.
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CampaignScheduleRun(Base):
+    """One occurrence of a schedule: unique on (schedule, local date), so two schedulers (or
+    a retry after a crash) can never start the same week's campaign twice."""
+
+    __tablename__ = "campaign_schedule_runs"
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "occurrence", name="uq_campaign_schedule_runs_occurrence"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"), index=True)
+    schedule_id: Mapped[str] = mapped_column(
+        ForeignKey("campaign_schedules.id", ondelete="CASCADE")
+    )
+    occurrence: Mapped[str] = mapped_column(String(10))  # local date YYYY-MM-DD
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

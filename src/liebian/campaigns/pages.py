@@ -307,7 +307,12 @@ def invite_html(
 # Who the lean path renders for: a visitor with no sign-in. The templates read nothing of
 # ``who`` but ``external_id`` (tests/campaigns/test_page_fast_path.py holds them to it).
 ANONYMOUS = PageVisitor(
-    ip="", user_agent="", visitor_id="", new_visitor=False, platform="", external_id=None,
+    ip="",
+    user_agent="",
+    visitor_id="",
+    new_visitor=False,
+    platform="",
+    external_id=None,
     token_error=None,
 )
 
@@ -326,9 +331,7 @@ def entry_page(campaign_id: str, request: Request) -> Response:
             channel = (request.query_params.get("ch") or "")[:64] or None
             me = _me(session, campaign, who.external_id)
             _view_event(runtime, campaign, who, "entry", channel=channel)
-            page = _page(
-                entry_html(campaign_context(session, runtime, campaign), who, me, channel)
-            )
+            page = _page(entry_html(campaign_context(session, runtime, campaign), who, me, channel))
         return _finish(page, request, who)
 
     return _guarded(request, work)
@@ -401,8 +404,7 @@ def my_poster_page(campaign_id: str, request: Request) -> Response:
 
 @router.get("/p/{campaign_id}/me/poster.png")
 def my_poster_png(campaign_id: str, request: Request) -> Response:
-    from liebian.campaigns.poster import PosterContent, PosterTemplate, render_poster
-    from liebian.campaigns.schemas import PosterConfig
+    from liebian.campaigns.design import render_for
 
     def work(runtime: Runtime) -> Response:
         with session_scope(runtime.read_sessions) as session:
@@ -411,26 +413,16 @@ def my_poster_png(campaign_id: str, request: Request) -> Response:
             me = _me(session, campaign, _signed_in(who))
             if me is None:
                 raise NotFound("not a participant", code="sign_in_required")
-            config = service.config_of(campaign)
             contact = session.get(Contact, me.contact_id)
-            if isinstance(config, PosterConfig):
-                template = PosterTemplate(
-                    width=config.width, height=config.height, background_color=config.background_color,
-                    gradient_to=config.gradient_to, text_color=config.text_color,
-                )  # fmt: skip
-                headline, body_text = config.headline, config.body or campaign.share_text
-            else:
-                template = PosterTemplate()
-                headline, body_text = campaign.name[:40], campaign.share_text
             url = (
                 f"{_base(session, runtime, campaign.workspace_id)}/p/{campaign.id}/{me.invite_code}"
             )
             nickname = runtime.cipher.decrypt(contact.nickname_enc) if contact else None
-        png = render_poster(
-            template,
-            PosterContent(url=url, headline=headline, body=body_text, nickname=nickname),
-            font_path=runtime.settings.poster_font or None,
-        )
+            # The operator's poster design (campaigns/design.py), as the console previews it.
+            png = render_for(
+                campaign, runtime.settings.data_dir, url=url, nickname=nickname,
+                font_path=runtime.settings.poster_font or None,
+            )  # fmt: skip
         return Response(
             png, media_type="image/png", headers={"cache-control": "private, max-age=300"}
         )

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 def routers() -> list[APIRouter]:
     from liebian.campaigns.api import router as campaigns_router
+    from liebian.campaigns.design_api import router as design_router
     from liebian.campaigns.lifecycle_api import router as lifecycle_router
     from liebian.contacts.api import router as contacts_router
     from liebian.rewards.api import router as rewards_router
@@ -14,14 +15,16 @@ def routers() -> list[APIRouter]:
     from liebian.risk.api import router as risk_router
 
     return [
-        campaigns_router, lifecycle_router, rewards_router, payouts_router, risk_router,
+        campaigns_router, lifecycle_router, design_router, rewards_router, payouts_router, risk_router,
         contacts_router,
     ]  # fmt: skip
 
 
 def page_routers() -> list[APIRouter]:
+    from liebian.campaigns.design_api import page_router as preview_router
+
     try:
         from liebian.campaigns.pages import router as pages_router
     except ImportError:  # pages not built yet
-        return []
-    return [pages_router]
+        return [preview_router]
+    return [pages_router, preview_router]

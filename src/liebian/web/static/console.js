@@ -109,6 +109,10 @@
     forbidden: () => "当前密钥的角色没有这个权限，请换用管理员密钥。",
     slug_taken: () => "这个后缀已被占用，请换一个，或留空自动生成。",
     reserved_slug: () => "这个后缀是系统保留词，请换一个。",
+    unsupported_image_type: () => "请上传 PNG、JPEG 或 WebP 图片。",
+    image_too_large: () => "图片太大，请压缩到 5MB 以内再上传。",
+    image_dimensions: () => "图片尺寸不合适：每边需 300–4096 像素，建议 750×1334。",
+    invalid_image: () => "文件无法识别为图片，请重新导出后上传。",
     invalid_url: () => "网址需以 http:// 或 https:// 开头。",
     invalid_host: () => "请填写域名本身，如 s.example.com（不带 http:// 和路径）。",
     domain_taken: () => "这个域名已经添加过了。",
@@ -647,7 +651,7 @@
   // ---- 活动详情：状态、规则（无 JSON）、分享素材、实时数据、裂变树 ------------------------------
   const CHANNEL_ZH = { wechat_group: "微信群", moments: "朋友圈", official_account: "公众号", wecom: "企业微信", sms: "短信", "(direct)": "直接进入" };
   const ACTION_ZH = { create: "创建", launch: "上线", pause: "暂停", resume: "恢复", end: "提前结束", extend: "延期",
-    add_stock: "加库存", edit: "修改", duplicate: "复制自" };
+    add_stock: "加库存", edit: "修改", duplicate: "复制自", poster: "海报", auto_end: "到期自动结束", scheduled: "按周期创建" };
   const REWARD_ZH = { pending: ["待发放", "warn"], approved: ["已确认", "ok"], issued: ["已发放", "ok"], reversed: ["已撤销", "muted"] };
   const SVG = "http://www.w3.org/2000/svg";
   function svg(tag, attrs, ...kids) {
@@ -813,6 +817,72 @@
       }, 300);
     });
 
+    // 海报设计: every edit redraws the poster preview (debounced); the phone frame shows the
+    // participant page with the form's unsaved name and copy. Saving stores the design.
+    let posterDesign = null, posterTimer = null, phoneLink = null;
+    const pf = $("#cd-poster");
+    function readDesign() {
+      const e = pf.elements;
+      return { headline: e.headline.value.trim(), body: e.body.value.trim(), caption: e.caption.value.trim(),
+        background_color: e.background_color.value.toUpperCase(), text_color: e.text_color.value.toUpperCase(),
+        accent_color: e.accent_color.value.toUpperCase(), gradient_to: e.gradient.checked ? e.gradient_to.value.toUpperCase() : null,
+        background_image: posterDesign ? posterDesign.background_image : null };
+    }
+    function fillDesign(d) {
+      posterDesign = d;
+      const e = pf.elements;
+      e.headline.value = d.headline; e.body.value = d.body; e.caption.value = d.caption;
+      e.background_color.value = d.background_color.toLowerCase(); e.text_color.value = d.text_color.toLowerCase();
+      e.accent_color.value = d.accent_color.toLowerCase(); e.gradient.checked = d.gradient_to != null;
+      e.gradient_to.value = (d.gradient_to || "#ffd8a8").toLowerCase();
+      $("#cd-poster-bg").textContent = d.background_image ? "已使用上传的背景图" : "未上传背景图，使用背景色";
+      $("#cd-poster-clear-bg").hidden = !d.background_image;
+    }
+    async function drawPoster() {
+      const design = readDesign();
+      const resp = await api("POST", base + "/poster/preview", { json: design, raw: true });
+      const img = $("#cd-poster-img");
+      if (img.src) URL.revokeObjectURL(img.src);
+      img.src = URL.createObjectURL(await resp.blob());
+      const lint = await api("POST", "/api/v1/campaigns/lint", { json: { headline: design.headline, body: design.body } });
+      $("#cd-poster-lint").replaceChildren(...lintList(lint.findings.map((f) => ({ ...f, field: f.field.replace("config.", "poster.") }))));
+    }
+    async function drawPhone() {
+      if (!phoneLink || phoneLink.expires_at * 1000 < Date.now() + 60000) phoneLink = await api("GET", base + "/preview-link");
+      const f = $("#cd-rules").elements, q = new URLSearchParams();
+      if (f.name.value.trim()) q.set("name", f.name.value.trim());
+      if (f.share_text.value.trim()) q.set("share_text", f.share_text.value.trim());
+      $("#cd-phone").src = phoneLink.url + (q.toString() ? "&" + q : "");
+    }
+    const redraw = () => { clearTimeout(posterTimer); posterTimer = setTimeout(() => Promise.all([drawPoster(), drawPhone()]).catch(showError), 350); };
+    pf.addEventListener("input", (ev) => { if (ev.target.name !== "background_file") redraw(); });
+    $("#cd-rules").addEventListener("input", (ev) => { if (["name", "share_text"].includes(ev.target.name)) redraw(); });
+    pf.elements.background_file.addEventListener("change", (ev) => busy(null, async () => {
+      const file = ev.target.files[0];
+      if (!file) return;
+      const up = await api("POST", base + "/poster/background", { body: file, type: file.type || "application/octet-stream" });
+      posterDesign = { ...readDesign(), background_image: up.name };
+      $("#cd-poster-bg").textContent = `已上传 ${up.width}×${up.height}，保存后生效`;
+      $("#cd-poster-clear-bg").hidden = false;
+      await drawPoster();
+    }).finally(() => { ev.target.value = ""; }));
+    $("#cd-poster-clear-bg").addEventListener("click", () => {
+      posterDesign = { ...readDesign(), background_image: null };
+      $("#cd-poster-bg").textContent = "未上传背景图，使用背景色";
+      $("#cd-poster-clear-bg").hidden = true;
+      redraw();
+    });
+    onSubmit(pf, async () => {
+      const saved = await api("PUT", base + "/poster", { json: readDesign() });
+      fillDesign(saved.design);
+      showOk(saved.lint.ok ? "海报已保存" : "海报已保存（有提醒，见下方）");
+      await Promise.all([drawPoster(), lists()]);
+    });
+    async function posterDesigner() {
+      fillDesign((await api("GET", base + "/poster")).design);
+      await Promise.all([drawPoster(), drawPhone()]);
+    }
+
     async function shareKit() {
       const kit = await api("GET", base + "/share-kit");
       $("#cd-share").replaceChildren(...await Promise.all(kit.channels.map(async (ch) => {
@@ -888,7 +958,7 @@
     }
     async function refresh() { await Promise.all([dashboard(), tree(true), lists()]); }
     setInterval(() => { if (!document.hidden) dashboard().catch(() => {}); }, 5000);
-    return (async () => { show(await api("GET", base)); await Promise.all([shareKit(), refresh()]); })();
+    return (async () => { show(await api("GET", base)); await Promise.all([shareKit(), posterDesigner(), refresh()]); })();
   }
 
   // Campaign id → name for pages whose rows carry campaign ids only; fills the filter <select>.
