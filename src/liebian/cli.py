@@ -307,7 +307,7 @@ def worker(
 
     from liebian.app.runtime import Runtime
     from liebian.automation.executor import ExecutorThread
-    from liebian.automation.wiring import executor_for
+    from liebian.automation.wiring import TriggerThread, executor_for
 
     runtime = Runtime.build(_settings(data_dir))
     stop = threading.Event()
@@ -315,10 +315,15 @@ def worker(
         signal.signal(sig, lambda *_: stop.set())
     thread = ExecutorThread(executor_for(runtime, batch=batch), interval=interval)
     thread.start()
+    # Bus triggers (the outbox rows any process writes) and date/inactivity scans, so a
+    # deployment whose servers run LIEBIAN_JOURNEYS_INTERVAL=0 still enrols people.
+    triggers = TriggerThread(runtime, max(interval, 0.5))
+    triggers.start()
     typer.echo(f"journey worker {os.getpid()} running", err=True)
     try:
         stop.wait()
     finally:
+        triggers.stop()
         thread.stop()
         runtime.close()
 

@@ -13,7 +13,7 @@ from liebian.app.runtime import Runtime
 from liebian.automation import service
 from liebian.automation.executor import Executor, ExecutorConfig
 from liebian.automation.models import JourneyRun, JourneyStepExecution
-from liebian.automation.triggers import JourneyEvents, TriggerInbox, apply_events, scan
+from liebian.automation.triggers import JourneyEvents, apply_events, drain_outbox, install, scan
 from liebian.events.hooks import HookEvent
 from liebian.kit.db import session_scope
 
@@ -45,8 +45,7 @@ def test_bus_event_and_date_triggers(runtime: Runtime) -> None:
     vip, marker = make_tag(sessions, ws, "VIP"), make_tag(sessions, ws, "标记")
     mark = [{"id": "m", "type": "add_tag", "tag_ids": [marker]}]
     clock = Clock()
-    inbox = TriggerInbox()
-    inbox.subscribe(runtime.bus)
+    install(sessions)  # the trigger outbox, as serve and workers install it
     from liebian.segments.models import Segment
 
     with session_scope(sessions) as s:
@@ -68,16 +67,26 @@ def test_bus_event_and_date_triggers(runtime: Runtime) -> None:
         )  # fmt: skip
     with session_scope(sessions) as s:
         add_tags(s, ws, contacts[:2], [vip])
-    # segments publish this after their commit
-    runtime.bus.publish("segment.entered", {"workspace_id": ws, "segment_id": "seg_x",
-                                            "contact_ids": [contacts[2]], "version": 3})  # fmt: skip
-    runtime.bus.publish("segment.entered", {"workspace_id": ws, "segment_id": "seg_other",
-                                            "contact_ids": [contacts[0]]})  # fmt: skip
-    assert inbox.drain(sessions, clock()) == 3
+    # segments publish this with their change (the outbox row is written in that transaction)
+    from liebian.kit.bus import publish_after_commit
+
+    with session_scope(sessions) as s:
+        publish_after_commit(s, "segment.entered", {"workspace_id": ws, "segment_id": "seg_x",
+                                                    "contact_ids": [contacts[2]], "version": 3})  # fmt: skip
+        publish_after_commit(s, "segment.entered", {"workspace_id": ws,
+                             "segment_id": "seg_other", "contact_ids": [contacts[0]]})  # fmt: skip
+    # a change rolled back writes nothing
+    try:
+        with session_scope(sessions) as s:
+            add_tags(s, ws, contacts[2:], [vip])
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    assert drain_outbox(sessions, clock()) == 3
     assert sorted(r.contact_id for r in _runs(runtime, on_tag)) == sorted(contacts[:2])
     assert [r.contact_id for r in _runs(runtime, on_seg)] == [contacts[2]]
     # the marker tag added by the journeys themselves triggers nothing (no journey on it)
-    assert inbox.drain(sessions, clock()) == 0
+    assert drain_outbox(sessions, clock()) == 0
     # events: the hooks consumer selects names live journeys use
     consumer = JourneyEvents()
     with runtime.sessions() as s:

@@ -129,3 +129,18 @@ class JourneyStepExecution(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class JourneyTriggerOutbox(Base):
+    """A bus change that may start people on journeys (tags, segments, communities), written
+    in the publisher's own transaction (``triggers.TriggerOutbox``), so a change committed
+    just before a crash is still turned into enrolments; deleted in the transaction that
+    applies it (``triggers.drain_outbox``)."""
+
+    __tablename__ = "journey_trigger_outbox"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # ULID: oldest first
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"))
+    topic: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

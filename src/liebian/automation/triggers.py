@@ -1,10 +1,13 @@
 """What starts people on journeys, and the events a running journey waits for.
 
-- **Bus topics** (published after their commit by contacts, segments, communities): queued in
-  memory by :class:`TriggerInbox` and applied by the journeys thread in its own transaction,
-  so the publisher's request never waits for enrolments. A change lost in a crash between its
-  commit and the drain is not replayed (the queue is in memory); date and inactivity scans
-  are periodic and catch up by themselves.
+- **Bus topics** (tags changed, segment entered/exited, community joined/left/answered): the
+  :class:`TriggerOutbox` writer, chained into ``kit.bus.publish_after_commit``, inserts a
+  ``journey_trigger_outbox`` row **in the publisher's own transaction** (when the workspace
+  has a live journey), and :func:`drain_outbox` (the triggers thread of ``liebian serve`` and
+  of ``liebian worker``) applies rows and deletes them in one transaction. So a change
+  committed just before a crash is still turned into enrolments, and a rolled-back one never
+  is; the entry key carries the row id, so a row applied twice (two drainers on SQLite)
+  enrols once.
 - **Events** (``events/hooks.py``): :class:`JourneyEvents` is a registered consumer that
   selects the events some live journey names (trigger, ``wait_event``, goal). It runs inside the
   hooks worker's transaction, once per event id, so an event enrols a person once.
@@ -15,20 +18,20 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from liebian.automation import repository, service
-from liebian.automation.models import Journey, JourneyVersion
+from liebian.automation.models import Journey, JourneyTriggerOutbox, JourneyVersion
+from liebian.kit.bus import OUTBOX_KEY, OutboxWriter
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
+from liebian.kit.ids import new_id
 
 log = logging.getLogger("liebian.automation.triggers")
 
@@ -40,6 +43,7 @@ TOPIC_TRIGGERS = {
     "community.screening_answered": "screening_answered",
 }
 TAGS_TOPIC = "contact.tags_changed"
+TRIGGER_TOPICS = frozenset((*TOPIC_TRIGGERS, TAGS_TOPIC))
 
 
 def _live_definitions(
@@ -69,8 +73,12 @@ def _matches(trigger: dict[str, Any], kind: str, payload: dict[str, Any]) -> boo
     return False
 
 
-def apply_topic(session: Session, topic: str, payload: dict[str, Any], now: datetime) -> int:
-    """Enrol the people a bus change names in every live journey it triggers."""
+def apply_topic(
+    session: Session, topic: str, payload: dict[str, Any], now: datetime, key: str = ""
+) -> int:
+    """Enrol the people a bus change names in every live journey it triggers. ``key`` names
+    the change (the outbox row): an every-time journey's entry key includes it, so applying
+    one change twice enrols once."""
     ws = payload.get("workspace_id")
     if not ws:
         return 0
@@ -86,43 +94,95 @@ def apply_topic(session: Session, topic: str, payload: dict[str, Any], now: date
     if not contacts:
         return 0
     entered = 0
-    occurrence = "|".join(str(payload.get(k, "")) for k in ("segment_id", "version", "change"))
+    occurrence = (
+        key
+        or "|".join(str(payload.get(k, "")) for k in ("segment_id", "version", "change"))
+        + f"|{now.isoformat()}"
+    )
     for journey, definition in _live_definitions(session, ws):
         if _matches(definition.get("trigger") or {}, kind, payload):
             got = service.enrol(session, journey, contacts, trigger=f"{kind}",
-                                trigger_key=f"{topic}:{occurrence}:{now.isoformat()}", now=now)  # fmt: skip
+                                trigger_key=f"{topic}:{occurrence}", now=now)  # fmt: skip
             entered += got.entered
     return entered
 
 
-class TriggerInbox:
-    """Bus changes waiting to be turned into enrolments (bounded; the oldest drop first)."""
+class TriggerOutbox:
+    """The bus-trigger writer in ``kit.bus.publish_after_commit``: a trigger topic of a
+    workspace with a live journey becomes a ``journey_trigger_outbox`` row in the
+    publisher's transaction. Chained in front of the writer already installed (the webhook
+    outbox), which it calls first."""
 
-    def __init__(self, limit: int = 100_000) -> None:
-        self._items: deque[tuple[str, dict[str, Any]]] = deque(maxlen=limit)
-        self._lock = threading.Lock()
+    def __init__(self, inner: OutboxWriter | None = None) -> None:
+        self.inner = inner
 
-    def subscribe(self, bus: Any) -> None:
-        for topic in (*TOPIC_TRIGGERS, TAGS_TOPIC):
-            bus.subscribe(topic, lambda payload, t=topic: self.put(t, payload))
+    def wants(self, session: Session, topic: str) -> bool:
+        return topic in TRIGGER_TOPICS or (
+            self.inner is not None and self.inner.wants(session, topic)
+        )
 
-    def put(self, topic: str, payload: Any) -> None:
-        if isinstance(payload, dict):
-            with self._lock:
-                self._items.append((topic, payload))
+    def __call__(self, session: Session, topic: str, payload: Any) -> None:
+        if self.inner is not None:
+            self.inner(session, topic, payload)
+        if topic not in TRIGGER_TOPICS or not isinstance(payload, dict):
+            return
+        ws = payload.get("workspace_id")
+        if not ws:
+            return
+        live = session.scalar(
+            select(Journey.id).where(Journey.workspace_id == ws, Journey.status == "live").limit(1)
+        )
+        if live is None:
+            return  # nobody would be enrolled: write nothing
+        session.execute(
+            insert(JourneyTriggerOutbox).values(
+                id=new_id("jto"), workspace_id=ws, topic=topic, payload=payload,
+                created_at=utcnow(),
+            )
+        )  # fmt: skip
 
-    def drain(self, sessions: sessionmaker[Session], now: datetime | None = None) -> int:
-        with self._lock:
-            items = list(self._items)
-            self._items.clear()
-        entered = 0
-        for topic, payload in items:
-            try:
-                with session_scope(sessions) as session:
-                    entered += apply_topic(session, topic, payload, now or utcnow())
-            except Exception:
-                log.exception("journey trigger for %s failed", topic)
-        return entered
+
+def install(sessions: sessionmaker[Session]) -> None:
+    """Chain :class:`TriggerOutbox` into every session the factory makes (server, workers
+    and CLI alike); idempotent."""
+    info = sessions.kw.setdefault("info", {})
+    current = info.get(OUTBOX_KEY)
+    if not isinstance(current, TriggerOutbox):
+        info[OUTBOX_KEY] = TriggerOutbox(current)
+
+
+def drain_outbox(
+    sessions: sessionmaker[Session], now: datetime | None = None, *, limit: int = 200
+) -> int:
+    """Apply the oldest outbox rows and delete them, in one transaction per chunk (each row
+    in a savepoint: a row that fails stays, logged, and is tried again next time). On
+    PostgreSQL concurrent drainers skip each other's rows."""
+    entered = 0
+    while True:
+        with session_scope(sessions) as session:
+            rows = list(
+                session.execute(
+                    select(JourneyTriggerOutbox.id, JourneyTriggerOutbox.topic,
+                           JourneyTriggerOutbox.payload)
+                    .order_by(JourneyTriggerOutbox.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )  # fmt: skip
+            done: list[str] = []
+            for row_id, topic, payload in rows:
+                try:
+                    with session.begin_nested():
+                        entered += apply_topic(session, topic, payload, now or utcnow(), row_id)
+                    done.append(row_id)
+                except Exception:
+                    log.exception("journey trigger %s (%s) failed; kept", row_id, topic)
+            if done:
+                session.execute(
+                    delete(JourneyTriggerOutbox).where(JourneyTriggerOutbox.id.in_(done))
+                )
+        if len(rows) < limit or not done:
+            return entered
 
 
 # -- events ------------------------------------------------------------------------------------

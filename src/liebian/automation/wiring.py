@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from liebian.automation.executor import Executor, ExecutorConfig, ExecutorThread
-from liebian.automation.triggers import JourneyEvents, TriggerInbox, scan
+from liebian.automation.triggers import JourneyEvents, drain_outbox, install, scan
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
 
@@ -22,6 +22,8 @@ def executor_for(runtime: Any, **overrides: Any) -> Executor:
     # Every table known (steps touch contacts, tags, rewards, channels) in a bare worker too.
     import liebian.models_registry  # noqa: F401
 
+    # Steps change tags: a tag trigger they set off is written in the step's own transaction.
+    install(runtime.sessions)
     settings = runtime.settings
     config = ExecutorConfig(
         lease=timedelta(seconds=settings.journeys_lease),
@@ -42,11 +44,11 @@ def register_events(runtime: Any, registry: Any) -> JourneyEvents:
 
 
 class TriggerThread:
-    """Bus changes → enrolments, the event names refreshed, date/inactivity scans."""
+    """Bus changes (the trigger outbox) → enrolments, the event names refreshed,
+    date/inactivity scans."""
 
-    def __init__(self, runtime: Any, inbox: TriggerInbox, interval: float) -> None:
+    def __init__(self, runtime: Any, interval: float) -> None:
         self.runtime = runtime
-        self.inbox = inbox
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -57,7 +59,7 @@ class TriggerThread:
 
     def run_once(self, now: datetime | None = None, *, scan_due: bool = True) -> int:
         sessions = self.runtime.sessions
-        entered = self.inbox.drain(sessions, now)
+        entered = drain_outbox(sessions, now)
         consumer = self.runtime.extras.get("journey_events")
         if consumer is not None:
             with self.runtime.read_sessions() as session:
@@ -90,17 +92,16 @@ class JourneysComponent:
         self.runtime = runtime
         self.thread: ExecutorThread | None = None
         self.triggers: TriggerThread | None = None
-        self.inbox = TriggerInbox()
-        # Subscribed at wiring time, so no change committed after start-up is missed.
-        self.inbox.subscribe(runtime.bus)
-        runtime.extras["journey_inbox"] = self.inbox
+        # At wiring time (after the webhook outbox, which it chains): every change committed
+        # from now on writes its trigger row in its own transaction.
+        install(runtime.sessions)
 
     async def start(self) -> None:
         settings = self.runtime.settings
         interval = settings.journeys_interval
         if interval <= 0:
             return
-        self.triggers = TriggerThread(self.runtime, self.inbox, max(interval, 0.5))
+        self.triggers = TriggerThread(self.runtime, max(interval, 0.5))
         self.triggers.start()
         if settings.journeys_executor:
             self.thread = ExecutorThread(executor_for(self.runtime), interval=interval)
