@@ -1,6 +1,6 @@
 """automation: journey_trigger_outbox (bus triggers written in the publisher's transaction)
 
-Revision ID: 0023_journey_trigger_outbox
+Revision ID: 0024_journey_trigger_outbox
 Revises: 0019_automation
 Create Date: 2026-12-03 02:10:00
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import liebian.kit.db
 
-revision: str = "0023_journey_trigger_outbox"
+revision: str = "0024_journey_trigger_outbox"
 down_revision: str | Sequence[str] | None = "0019_automation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
