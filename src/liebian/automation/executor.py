@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +39,7 @@ from liebian.automation import definition as d
 from liebian.automation import repository
 from liebian.automation.content import MissingField, render, render_content
 from liebian.automation.models import Journey, JourneyRun
+from liebian.automation.webhook_http import PinnedPoster
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
 from liebian.kit.errors import DomainError
@@ -113,7 +113,6 @@ class Executor:
         config: ExecutorConfig | None = None,
         runtime: Any = None,
         event_store: Any = None,
-        http: httpx.Client | None = None,
     ) -> None:
         self.sessions = sessions
         # Reads (runs, conditions, template context) never take SQLite's writer lock.
@@ -128,8 +127,8 @@ class Executor:
             if event_store is not None
             else (runtime.event_store if runtime is not None else None)
         )
-        self._own_http = http is None
-        self.http = http or _client(self.config)
+        self.http = PinnedPoster(timeout=self.config.http_timeout,
+                                 allow_all=self.config.allow_private)  # fmt: skip
         self._pool = ThreadPoolExecutor(self.config.effect_threads, "liebian-journey-effects")
         self._definitions: dict[tuple[str, int], dict[str, Any]] = {}
         self._zones: dict[str, str] = {}
@@ -138,8 +137,7 @@ class Executor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        if self._own_http:
-            self.http.close()
+        self.http.close()
 
     # -- one batch ------------------------------------------------------------------------
 
@@ -366,15 +364,15 @@ class Executor:
                 "Liebian-Attempt": str(item.attempts),
             }
             try:
-                response = self.http.post(item.step["url"], content=body, headers=headers)
+                response = self.http.post(item.step["url"], body, headers)
             except Exception as exc:
                 self._failure(item, now, f"{type(exc).__name__}: {exc}")
                 return
-            if 200 <= response.status_code < 300:
+            if 200 <= response.status < 300:
                 item.result = "sent"
-                item.detail = {"http_status": response.status_code}
+                item.detail = {"http_status": response.status}
             else:
-                self._failure(item, now, f"HTTP {response.status_code}")
+                self._failure(item, now, f"HTTP {response.status}")
             return
         self._send(item, now, context or {}, key)
 
@@ -756,19 +754,6 @@ class Executor:
         )
         item.detail = {"task_id": task.id}
         return "task_created"
-
-
-def _client(config: ExecutorConfig) -> httpx.Client:
-    from liebian.kit.netguard import PinnedTransport
-
-    transport = PinnedTransport(allowed=(), allow_all=config.allow_private)
-    limits = httpx.Limits(
-        max_connections=config.effect_threads * 2,
-        max_keepalive_connections=config.effect_threads * 2,
-    )
-    return httpx.Client(
-        timeout=config.http_timeout, follow_redirects=False, transport=transport, limits=limits
-    )
 
 
 class ExecutorThread:
