@@ -11,6 +11,7 @@ from liebian.events import models as events_models  # noqa: F401
 from liebian.links import domains as links_domains  # noqa: F401
 from liebian.links import models as links_models  # noqa: F401
 from liebian.links.live_codes import models as live_codes_models  # noqa: F401
+from liebian.participants import models as participants_models  # noqa: F401
 from liebian.rewards import models as rewards_models  # noqa: F401
 from liebian.rewards.payouts import models as payouts_models  # noqa: F401
 from liebian.risk import models as risk_models  # noqa: F401

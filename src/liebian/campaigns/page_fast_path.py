@@ -8,8 +8,8 @@ answers a second on the bench machine, against 8,000 redirects (docs/benchmarks.
 dispatcher sends these GETs here instead (decision 0027).
 
 What this path serves itself: an anonymous GET of either page for a campaign and code that
-exist. Everything else — a ``t`` token, the ``lb_pt`` sign-in cookie (the owner's own view, a
-signed-in visitor), an unknown campaign or code (the Chinese error page), ``/p/{c}/me``, HEAD,
+exist. Everything else — a ``t`` token, the ``lb_pt`` or ``lb_ps`` sign-in cookies (the
+owner's own view, a signed-in visitor), an unknown campaign or code (the Chinese error page), ``/p/{c}/me``, HEAD,
 odd paths — is handed to the FastAPI routes (campaigns/pages.py) untouched. Both render with
 the same functions (``pages.entry_html`` / ``pages.invite_html``), so a friend sees the same
 bytes either way; the rate limits, the ``lb_vid`` device cookie and the ``page_view`` /
@@ -62,6 +62,8 @@ from liebian.kit.faults import guard
 from liebian.kit.ids import new_id
 from liebian.kit.ratelimit import Limiter, limiter_for
 from liebian.links.platforms import classify_cached
+from liebian.participants import service as sign_in
+from liebian.participants.session import SESSION_COOKIE
 from liebian.redirect import pages as redirect_pages
 from liebian.redirect.clicks import VISITOR_COOKIE, valid_id
 from liebian.redirect.clicks import new_id as new_visitor_id
@@ -97,7 +99,7 @@ def page_target(path: str) -> tuple[str, str | None] | None:
         return None
     if not slash:
         return campaign_id, None
-    if code == "me" or _SEGMENT.fullmatch(code) is None:
+    if code in ("me", "signin") or _SEGMENT.fullmatch(code) is None:
         return None
     return campaign_id, code
 
@@ -326,7 +328,9 @@ class PageCache:
             campaign = session.get(Campaign, campaign_id)
             if campaign is None:
                 return None
-            values = _values(campaign)
+            # The sign-in the pages offer (participants/) is part of what they show.
+            offer = sign_in.offer(session, campaign.workspace_id, campaign.id)
+            values = (*_values(campaign), offer)
             old = self.campaigns.peek(campaign_id)
             if old is not None and old.values == values:
                 return old  # unchanged: its rendered pages stay good
@@ -531,7 +535,11 @@ class ParticipantPagesApp:
         cookies = cookie_parser(cookie_header) if cookie_header else {}
         query: bytes = scope["query_string"]
         params = QueryParams(query) if query else None
-        if pages.IDENTITY_COOKIE in cookies or (params is not None and "t" in params):
+        if (
+            pages.IDENTITY_COOKIE in cookies
+            or SESSION_COOKIE in cookies
+            or (params is not None and "t" in params)
+        ):
             await self.fallback(scope, receive, send)  # someone signed in, or signing in
             return
         # The limits first, as the routes' dependency does (and only once: a request handed

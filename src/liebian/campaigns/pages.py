@@ -3,9 +3,11 @@
 group buy (/g/{group}) and assist (/a/{assist}).
 
 Who is acting: a participant token the brand signed for its user (``campaigns/
-participant_token.py``; ``?t=`` on any page link, then an HttpOnly cookie). Without one a page
-shows everything a visitor may see and says where to sign in. Fraud signals (IP, user agent,
-the ``lb_vid`` device cookie) come from the request itself, never from a form.
+participant_token.py``; ``?t=`` on any page link, then an HttpOnly cookie), or a person who
+signed in on the page itself with a phone code or WeChat (participants/, the sign-in pages in
+campaigns/sign_in_pages.py; a signed session cookie). Without either a page shows everything a
+visitor may see and the sign-in the workspace offers. Fraud signals (IP, user agent, the
+``lb_vid`` device cookie) come from the request itself, never from a form.
 
 Every refusal a participant can meet (unknown or expired invite, campaign ended or not
 started, group full, already helped, sold out, sign-in expired) is a Chinese page that says
@@ -53,6 +55,8 @@ from liebian.kit.ids import new_id
 from liebian.kit.page_security import PAGE_HEADERS
 from liebian.links.domains import public_base_url
 from liebian.links.platforms import classify_cached
+from liebian.participants import service as sign_in
+from liebian.participants.session import SESSION_COOKIE, session_identity
 from liebian.redirect.clicks import VISITOR_COOKIE, VISITOR_MAX_AGE, valid_id
 from liebian.redirect.clicks import new_id as new_visitor_id
 from liebian.rewards import service as ledger
@@ -99,6 +103,22 @@ _ERRORS: dict[str, tuple[str, str, str, int]] = {
     "token_expired": ("登录已过期", "你的登录信息已过期。", "请回到商家的公众号、小程序或 App，再从活动入口进入。", 401),
     "sign_in_required": ("请先登录", "参与活动需要先在商家那里登录。", "请从商家的公众号、小程序或 App 里的活动入口进入本页。", 401),
     "wrong_campaign_type": ("页面不适用", "这个活动不支持这个操作。", "请回到活动首页。", 409),
+    # signing in on the page (campaigns/sign_in_pages.py)
+    "phone_invalid": ("手机号不正确", "请输入 11 位中国大陆手机号。", "检查号码后重新输入。", 422),
+    "sign_in_method_off": ("暂不支持这种登录方式", "这个活动没有开启这种登录方式。", "请换一种方式登录，或从商家的公众号、小程序或 App 进入。", 403),
+    "sms_too_many": ("获取验证码太频繁", "为保护你的手机号，每个号码每小时最多获取 5 次验证码。", "请一小时后再试，或换用其他登录方式。", 429),
+    "sms_wait": ("请稍后再获取", "验证码每分钟只能获取一次。", "请查看刚收到的短信，或一分钟后再试。", 429),
+    "sms_send_failed": ("短信发送失败", "验证码短信暂时没能发出。", "请稍后重试，或换用其他登录方式。", 503),
+    "sms_code_format": ("验证码格式不对", "验证码是短信里的 6 位数字。", "请对照短信重新输入。", 422),
+    "sms_code_wrong": ("验证码不对", "你输入的验证码和短信里的不一致。", "请对照短信重新输入。", 422),
+    "sms_code_expired": ("验证码已失效", "验证码已过期、已经用过，或还没有获取。", "请重新获取验证码。", 410),
+    "sms_code_locked": ("验证码已作废", "输错次数太多，这个验证码已作废。", "请重新获取验证码。", 429),
+    "form_expired": ("页面已过期", "登录表单已失效，或不是从本站页面提交的。", "请返回活动页重新登录。", 403),
+    "wechat_denied": ("未完成微信授权", "你没有同意微信授权，所以无法登录。", "如需参与，请重新点击“微信登录”并同意授权，或用手机号登录。", 401),
+    "wechat_state_invalid": ("登录已过期", "这次微信登录已过期，或不是从本站页面发起的。", "请返回活动页，重新点击“微信登录”。", 403),
+    "wechat_code_invalid": ("微信登录失败", "微信没有确认你的身份（授权已失效或已使用）。", "请返回活动页重新登录。", 401),
+    "wechat_unreachable": ("暂时连不上微信", "暂时无法连接微信的服务器。", "请稍后重试，或用手机号登录。", 503),
+    "wechat_snapshot": ("请打开完整页面", "你正在朋友圈的预览页里，无法确认身份。", "请点击页面下方的“使用完整服务”后再参与。", 401),
 }  # fmt: skip
 _DEFAULT_ERROR = (
     "出了点问题",
@@ -159,25 +179,50 @@ class PageVisitor:
     platform: str
     external_id: str | None
     token_error: str | None
+    # How the person signed in: "token" (the brand's link), "sms", "wechat"; None: a visitor.
+    method: str | None = None
+
+
+class _Answer(Exception):
+    """A page's preamble answered the request itself (the ``?t=`` reload)."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _arrive(request: Request, runtime: Runtime, workspace_id: str) -> PageVisitor:
+    """The preamble of every GET page: take a ``?t=`` token (answered by a reload, raised as
+    :class:`_Answer`), then who is asking."""
+    taken = _take_token(request, runtime, workspace_id)
+    if taken is not None:
+        raise _Answer(taken)
+    return _visitor(request, runtime, workspace_id)
 
 
 def _visitor(request: Request, runtime: Runtime, workspace_id: str) -> PageVisitor:
     cookie = request.cookies.get(VISITOR_COOKIE, "")
     new = not valid_id(cookie)
-    external_id, problem = None, None
+    external_id, problem, method = None, None, None
     token = request.cookies.get(IDENTITY_COOKIE)
     if token:
         try:
             external_id = participant_token.verify(
                 participant_token.workspace_key(runtime.secret, workspace_id), token
             )
+            method = "token"
         except Unauthorized as exc:
             problem = exc.code
+    if external_id is None:
+        # Signed in on the page (phone code, WeChat): only a session of this workspace counts.
+        found = session_identity(runtime.secret, request.cookies.get(SESSION_COOKIE), workspace_id)
+        if found is not None:
+            (external_id, method), problem = found, None
     ua = request.headers.get("user-agent", "")[:1000]
     return PageVisitor(
         ip=client_ip(request.scope, runtime.settings.trusted_proxies), user_agent=ua,
         visitor_id=new_visitor_id() if new else cookie, new_visitor=new,
         platform=classify_cached(ua).platform, external_id=external_id, token_error=problem,
+        method=method,
     )  # fmt: skip
 
 
@@ -241,6 +286,8 @@ def _guarded(request: Request, work: Callable[[Runtime], Response]) -> Response:
     """Run a page; a refusal becomes its Chinese page (the transaction already rolled back)."""
     try:
         return work(_runtime(request))
+    except _Answer as answer:
+        return answer.response
     except DomainError as exc:
         return error_page(exc.code)
 
@@ -262,6 +309,9 @@ def _base(session: Session, runtime: Runtime, workspace_id: str) -> str:
 def campaign_context(session: Session, runtime: Runtime, campaign: Campaign) -> dict[str, Any]:
     config = service.config_of(campaign)
     return {
+        # How a visitor signs in here (participants/): read with the campaign, so the lean
+        # path's cached pages follow a change within its TTL.
+        "sign_in": sign_in.offer(session, campaign.workspace_id, campaign.id),
         "campaign": campaign, "config": config, "tiers": getattr(config, "tiers", []),
         "invitee_reward": getattr(config, "invitee_reward", None),
         "status_zh": _STATUS_ZH.get(campaign.status, campaign.status),
@@ -284,6 +334,7 @@ def entry_html(
     campaign = context["campaign"]
     return _env.get_template("fission_entry.html").render(
         title=campaign.name, me=me, who=who, channel=channel, referrer_code=None, inviter=None,
+        here=f"/p/{campaign.id}" + (f"?{urlencode({'ch': channel})}" if channel else ""),
         **context,
     )  # fmt: skip
 
@@ -300,7 +351,8 @@ def invite_html(
         title=campaign.name, inviter=inviter, counted=counted, next_tier=nxt,
         percent=_percent(counted, getattr(nxt, "invites", 0) or 0),
         invite_code=participant.invite_code, status=campaign.status, me=me, who=who,
-        is_owner=is_owner, channel=participant.channel, **context,
+        is_owner=is_owner, channel=participant.channel,
+        here=f"/p/{campaign.id}/{participant.invite_code}", **context,
     )  # fmt: skip
 
 
@@ -324,10 +376,7 @@ def entry_page(campaign_id: str, request: Request) -> Response:
     def work(runtime: Runtime) -> Response:
         with session_scope(runtime.read_sessions) as session:
             campaign = _campaign(session, campaign_id)
-            taken = _take_token(request, runtime, campaign.workspace_id)
-            if taken is not None:
-                return taken
-            who = _visitor(request, runtime, campaign.workspace_id)
+            who = _arrive(request, runtime, campaign.workspace_id)
             channel = (request.query_params.get("ch") or "")[:64] or None
             me = _me(session, campaign, who.external_id)
             _view_event(runtime, campaign, who, "entry", channel=channel)
@@ -344,10 +393,7 @@ def my_page(campaign_id: str, request: Request) -> Response:
     def work(runtime: Runtime) -> Response:
         with session_scope(runtime.read_sessions) as session:
             campaign = _campaign(session, campaign_id)
-            taken = _take_token(request, runtime, campaign.workspace_id)
-            if taken is not None:
-                return taken
-            who = _visitor(request, runtime, campaign.workspace_id)
+            who = _arrive(request, runtime, campaign.workspace_id)
             external_id = _signed_in(who)
             me = _me(session, campaign, external_id)
             if me is None:
@@ -442,10 +488,7 @@ def invite_page(campaign_id: str, invite_code: str, request: Request) -> Respons
             )
             if campaign is None or participant is None:
                 raise NotFound("this invite link is not valid", code="invite_not_found")
-            taken = _take_token(request, runtime, campaign.workspace_id)
-            if taken is not None:
-                return taken
-            who = _visitor(request, runtime, campaign.workspace_id)
+            who = _arrive(request, runtime, campaign.workspace_id)
             owner = session.get(Contact, participant.contact_id)
             inviter = contacts.public_nickname(runtime.cipher, owner)
             is_owner = owner is not None and who.external_id == owner.external_id
@@ -512,46 +555,59 @@ async def _in_thread(request: Request, work: Callable[[Runtime], Response]) -> R
 # ── group buy ─────────────────────────────────────────────────────────────────────────────
 
 
-@router.get("/g/{group_id}", response_class=HTMLResponse)
-def group_page(group_id: str, request: Request) -> Response:
+def _activity_page(
+    request: Request, model: type[Group | Assist], row_id: str, missing: str, page: str,
+    render: Callable[[Session, Runtime, Any, Campaign, PageVisitor], str],
+) -> Response:  # fmt: skip
+    """The /g and /a pages' one preamble: the group or assist (or its Chinese 404), its
+    campaign, a ``?t=`` token taken, who is asking, the page_view event; ``render`` writes
+    the page."""
+
     def work(runtime: Runtime) -> Response:
         with session_scope(runtime.read_sessions) as session:
-            group = session.get(Group, group_id)
-            if group is None:
-                raise NotFound("this group does not exist", code="group_not_found")
-            campaign = _campaign(session, group.campaign_id)
-            taken = _take_token(request, runtime, campaign.workspace_id)
-            if taken is not None:
-                return taken
-            who = _visitor(request, runtime, campaign.workspace_id)
-            config = service.config_of(campaign)
-            assert isinstance(config, GroupBuyConfig)
-            members = repository.group_members(session, group.id)
-            people = repository.by_ids(session, Contact, {m.contact_id for m in members})
-            mine = who.external_id is not None and any(
-                people.get(m.contact_id) is not None
-                and people[m.contact_id].external_id == who.external_id
-                for m in members
-            )
+            row = session.get(Group, row_id) if model is Group else session.get(Assist, row_id)
+            if row is None:
+                raise NotFound("this activity does not exist", code=missing)
+            campaign = _campaign(session, row.campaign_id)
+            who = _arrive(request, runtime, campaign.workspace_id)
             fission_events.emit_now(
                 runtime, workspace_id=campaign.workspace_id, event="page_view", event_id=new_id("evt"),
                 campaign_id=campaign.id, user_id=who.external_id, visitor_id=who.visitor_id,
-                platform=who.platform, properties={"page": "group", "group_id": group.id},
+                platform=who.platform, properties={"page": page, f"{page}_id": row.id},
             )  # fmt: skip
-            page = _html(
-                "fission_group.html",
-                title=f"{config.product_name} · {group.size}人团", group=group, campaign=campaign,
-                product_name=config.product_name, price=_yuan(group.price),
-                original_price=_yuan(config.original_price), who=who, mine=mine,
-                status_zh=_STATUS_ZH.get(group.status, group.status),
-                percent=_percent(group.member_count, group.size),
-                deadline=_local(group.expires_at, runtime.settings.default_timezone),
-                members=[{"name": contacts.public_nickname(runtime.cipher, people.get(m.contact_id)),
-                          "is_leader": m.is_leader} for m in members],
-            )  # fmt: skip
-        return _finish(page, request, who)
+            body = _page(render(session, runtime, row, campaign, who))
+        return _finish(body, request, who)
 
     return _guarded(request, work)
+
+
+def group_html(
+    session: Session, runtime: Runtime, group: Group, campaign: Campaign, who: PageVisitor
+) -> str:
+    config = service.config_of(campaign)
+    assert isinstance(config, GroupBuyConfig)
+    members = repository.group_members(session, group.id)
+    people = repository.by_ids(session, Contact, {m.contact_id for m in members})
+    mine = who.external_id is not None and any(
+        people.get(m.contact_id) is not None and people[m.contact_id].external_id == who.external_id
+        for m in members
+    )
+    return _env.get_template("fission_group.html").render(
+        title=f"{config.product_name} · {group.size}人团", group=group, campaign=campaign,
+        product_name=config.product_name, price=_yuan(group.price),
+        original_price=_yuan(config.original_price), who=who, mine=mine,
+        status_zh=_STATUS_ZH.get(group.status, group.status),
+        percent=_percent(group.member_count, group.size),
+        deadline=_local(group.expires_at, runtime.settings.default_timezone),
+        members=[{"name": contacts.public_nickname(runtime.cipher, people.get(m.contact_id)),
+                  "is_leader": m.is_leader} for m in members],
+        sign_in=sign_in.offer(session, campaign.workspace_id, campaign.id), here=f"/g/{group.id}",
+    )  # fmt: skip
+
+
+@router.get("/g/{group_id}", response_class=HTMLResponse)
+def group_page(group_id: str, request: Request) -> Response:
+    return _activity_page(request, Group, group_id, "group_not_found", "group", group_html)
 
 
 async def _workspace_of(
@@ -611,49 +667,38 @@ async def group_open_action(campaign_id: str, request: Request) -> Response:
 # ── assist / bargain ──────────────────────────────────────────────────────────────────────
 
 
+def assist_html(
+    session: Session, runtime: Runtime, assist: Assist, campaign: Campaign, who: PageVisitor
+) -> str:
+    config = service.config_of(campaign)
+    assert isinstance(config, AssistConfig)
+    helps = repository.assist_helps(session, assist.id)
+    people = repository.by_ids(
+        session, Contact, {h.helper_contact_id for h in helps} | {assist.owner_contact_id}
+    )
+    owner = people.get(assist.owner_contact_id)
+    is_owner = owner is not None and who.external_id == owner.external_id
+    helped = who.external_id is not None and any(
+        people.get(h.helper_contact_id) is not None
+        and people[h.helper_contact_id].external_id == who.external_id
+        for h in helps
+    )
+    return _env.get_template("fission_assist.html").render(
+        title=campaign.name, campaign=campaign, assist=assist,
+        owner=contacts.public_nickname(runtime.cipher, owner), who=who,
+        is_owner=is_owner, helped=helped, config=config,
+        price_now=_yuan(assist.price_now), status_zh=_STATUS_ZH.get(assist.status, assist.status),
+        percent=_percent(assist.helpers_count, assist.helpers_required),
+        helpers=[{"name": contacts.public_nickname(runtime.cipher, people.get(h.helper_contact_id)),
+                  "cut": _yuan(h.cut) if h.cut else ""} for h in helps],
+        mini_program=campaign.template is not None and _is_mini_program(campaign.template),
+        sign_in=sign_in.offer(session, campaign.workspace_id, campaign.id), here=f"/a/{assist.id}",
+    )  # fmt: skip
+
+
 @router.get("/a/{assist_id}", response_class=HTMLResponse)
 def assist_page(assist_id: str, request: Request) -> Response:
-    def work(runtime: Runtime) -> Response:
-        with session_scope(runtime.read_sessions) as session:
-            assist = session.get(Assist, assist_id)
-            if assist is None:
-                raise NotFound("this activity does not exist", code="assist_not_found")
-            campaign = _campaign(session, assist.campaign_id)
-            taken = _take_token(request, runtime, campaign.workspace_id)
-            if taken is not None:
-                return taken
-            who = _visitor(request, runtime, campaign.workspace_id)
-            config = service.config_of(campaign)
-            assert isinstance(config, AssistConfig)
-            helps = repository.assist_helps(session, assist.id)
-            people = repository.by_ids(
-                session, Contact, {h.helper_contact_id for h in helps} | {assist.owner_contact_id}
-            )
-            owner = people.get(assist.owner_contact_id)
-            is_owner = owner is not None and who.external_id == owner.external_id
-            helped = who.external_id is not None and any(
-                people.get(h.helper_contact_id) is not None
-                and people[h.helper_contact_id].external_id == who.external_id
-                for h in helps
-            )
-            fission_events.emit_now(
-                runtime, workspace_id=campaign.workspace_id, event="page_view", event_id=new_id("evt"),
-                campaign_id=campaign.id, user_id=who.external_id, visitor_id=who.visitor_id,
-                platform=who.platform, properties={"page": "assist", "assist_id": assist.id},
-            )  # fmt: skip
-            page = _html(
-                "fission_assist.html", title=campaign.name, campaign=campaign, assist=assist,
-                owner=contacts.public_nickname(runtime.cipher, owner), who=who,
-                is_owner=is_owner, helped=helped, config=config,
-                price_now=_yuan(assist.price_now), status_zh=_STATUS_ZH.get(assist.status, assist.status),
-                percent=_percent(assist.helpers_count, assist.helpers_required),
-                helpers=[{"name": contacts.public_nickname(runtime.cipher, people.get(h.helper_contact_id)),
-                          "cut": _yuan(h.cut) if h.cut else ""} for h in helps],
-                mini_program=campaign.template is not None and _is_mini_program(campaign.template),
-            )  # fmt: skip
-        return _finish(page, request, who)
-
-    return _guarded(request, work)
+    return _activity_page(request, Assist, assist_id, "assist_not_found", "assist", assist_html)
 
 
 @router.post("/a/{assist_id}/help")

@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     wecom_callback_max_age: float = 300.0
     wecom_timeout: float = 10.0
+    # WeChat web authorization (网页授权) for participant sign-in (participants/): the hosts of
+    # the authorize page and of the sns API (tests point both at a loopback counterpart), and
+    # the seconds an sns call may take. The official account's AppID and AppSecret are each
+    # workspace's own (stored encrypted, set through the API), never in settings or the repo.
+    wechat_open_base: str = "https://open.weixin.qq.com"
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_timeout: float = 10.0
     # Seconds between pushes of contacts' tag changes to WeCom's corp tags (0 = off; also off
     # while jobs_interval is 0).
     wecom_tag_push_interval: float = 30.0

@@ -75,6 +75,7 @@ _PATH_AREAS: dict[str, str] = {
     "channel-settings": "settings",
     "channel-opt-outs": "settings",
     "participant-token-key": "settings",
+    "participant-sign-in": "settings",
     "journeys": "journeys",
     "automation": "journeys",
     "tasks": "journeys",
