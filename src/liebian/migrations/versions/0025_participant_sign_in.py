@@ -1,6 +1,6 @@
 """participants: sign-in methods per workspace/campaign, one-time SMS codes
 
-Revision ID: 0022_participant_sign_in
+Revision ID: 0025_participant_sign_in
 Revises: 0007_people
 Create Date: 2026-12-03 02:30:00
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import liebian.kit.db
 
-revision: str = "0022_participant_sign_in"
+revision: str = "0025_participant_sign_in"
 down_revision: str | Sequence[str] | None = "0007_people"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
