@@ -22,10 +22,12 @@ jobs_app = typer.Typer(
     help="background jobs (for cron when the server's scheduler is off)", no_args_is_help=True
 )
 team_app = typer.Typer(help="team: console sign-in for people", no_args_is_help=True)
+audit_app = typer.Typer(help="the audit log (who changed what)", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(team_app, name="team")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(audit_app, name="audit")
 app.add_typer(domains_app, name="domains")
 app.add_typer(links_app, name="links")
 
@@ -64,13 +66,17 @@ def _init(settings: Settings, name: str) -> str:
     from liebian.app.runtime import Runtime
     from liebian.kit.db import session_scope
     from liebian.migrations import upgrade
+    from liebian.team.audit import cli_context, install
     from liebian.workspaces.service import bootstrap
 
     upgrade(settings.resolved_database_url)
     runtime = Runtime.build(settings)
+    install(runtime.sessions)
     try:
         with session_scope(runtime.sessions) as session:
+            audit = cli_context(session, "init")
             workspace, key = bootstrap(session, name)
+            audit.workspace_id = workspace.id
             typer.echo(
                 f"workspace {workspace.id} ({workspace.name}) created in {settings.data_dir}"
             )
@@ -219,6 +225,40 @@ def team_owner_link(
     typer.echo(f"{settings.base_url.rstrip('/')}/admin/join#{token}")
 
 
+@audit_app.command("list")
+def audit_list(
+    workspace: Annotated[
+        str, typer.Option(help="workspace id; default: the installation's own records")
+    ] = "",
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    data_dir: DataDir = None,
+) -> None:
+    """The audit log, newest first. Without --workspace: the records of set-based changes by
+    jobs and commands that name no workspace (decision 0028)."""
+    from sqlalchemy import select
+
+    from liebian.app.runtime import Runtime
+    from liebian.team.models import AuditEntry
+
+    runtime = Runtime.build(_settings(data_dir))
+    try:
+        with runtime.read_sessions() as session:
+            rows = session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.workspace_id == workspace)
+                .order_by(AuditEntry.id.desc())
+                .limit(limit)
+            )
+            for row in rows:
+                who = row.member_id or row.key_id or row.actor_type
+                typer.echo(
+                    f"{row.at.isoformat()}\t{row.actor_type}\t{who}\t{row.action}\t"
+                    f"{row.outcome}\t{row.changes}"
+                )
+    finally:
+        runtime.close()
+
+
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Apply every pending migration (SQLite or PostgreSQL)."""
@@ -246,13 +286,19 @@ def jobs_run(
     from liebian.app.scheduler import delivery_policy
     from liebian.campaigns.tasks import run_fission_jobs
     from liebian.kit.clock import utcnow
+    from liebian.team.audit import acting_as
+    from liebian.team.audit import install as install_audit
     from liebian.webhooks.deliver import deliver_due
     from liebian.webhooks.outbox import install
 
     runtime = Runtime.build(_settings(data_dir))
     try:
         install(runtime.sessions)
-        result = run_fission_jobs(runtime.sessions, utcnow())
+        install_audit(runtime.sessions)
+        # What the fission jobs change is recorded as the CLI's (decision 0028); deliveries,
+        # tag pushes and rebuilds below are not audited, as under the server's scheduler.
+        with acting_as("cli", "cli.jobs_run"):
+            result = run_fission_jobs(runtime.sessions, utcnow())
         typer.echo(
             f"拼团失败 groups failed: {result.groups_failed}  助力过期 assists expired: "
             f"{result.assists_expired}  奖励发放 rewards issued: {result.rewards_issued}"

@@ -62,12 +62,17 @@ def test_links_import_and_export(data_dir: Path, tmp_path: Path) -> None:
     )
     text = out.read_text(encoding="utf-8-sig")
     assert "cli-one" in text and "新客|秋季" in text and text.count("\n") == 3
-    # Both are in the audit log, once each, as the CLI's (the rejected import changed nothing).
+    # Both are in the audit log, once each, as the CLI's (the rejected import changed nothing),
+    # beside the init that made the workspace.
     import sqlite3
 
     with sqlite3.connect(data_dir / "liebian.db") as db:
         rows = list(db.execute("SELECT action, outcome FROM audit_log WHERE actor_type = 'cli'"))
-    assert sorted(rows) == [("cli.links_export", "ok"), ("cli.links_import", "ok")]
+    assert sorted(rows) == [
+        ("cli.init", "ok"),
+        ("cli.links_export", "ok"),
+        ("cli.links_import", "ok"),
+    ]
 
 
 def test_jobs_run_fails_expired_groups(data_dir: Path) -> None:

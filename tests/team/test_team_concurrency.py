@@ -3,6 +3,7 @@ invitation link accepted by two people at the same moment, and one TOTP code sen
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -102,7 +103,18 @@ def test_audit_retention_purges_only_what_is_older_than_the_period(runtime: Any)
     with session_scope(runtime.sessions) as session:
         assert purge_expired(session, now) == 3  # short: 60 and 400 days; default: 400
         rows = session.execute(
-            select(AuditEntry.workspace_id, func.count()).group_by(AuditEntry.workspace_id)
+            select(AuditEntry.workspace_id, func.count())
+            .where(AuditEntry.action == "x")
+            .group_by(AuditEntry.workspace_id)
         ).all()
         left = {ws: n for ws, n in rows}
+        # The purge records itself, once per workspace it removed from.
+        purges = session.execute(
+            select(AuditEntry.workspace_id, AuditEntry.changes).where(
+                AuditEntry.action == "system.audit_retention"
+            )
+        ).all()
     assert left == {short: 1, default: 2}
+    assert sorted((ws, json.loads(c)["removed"]) for ws, c in purges) == sorted(
+        [(short, 2), (default, 1)]
+    )

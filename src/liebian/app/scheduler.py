@@ -141,9 +141,17 @@ def segments_job(runtime: Runtime) -> Callable[[], Any]:
 
 def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[PeriodicJob]:
     """``client``: one pooled HTTP client for the deliverer (keep-alive to the receivers)."""
+    from liebian.team.audit import audited
+
     settings = runtime.settings
     return [
-        PeriodicJob("fission", settings.jobs_interval, fission_job(runtime)),
+        # Audited as "system" (decision 0028): what a job decides on its own about campaigns,
+        # money and staff work. Deliveries, sends, rebuilds of derived state are not.
+        PeriodicJob(
+            "fission",
+            settings.jobs_interval,
+            audited("system", "system.fission", fission_job(runtime)),
+        ),
         PeriodicJob("webhooks", settings.webhook_interval, webhook_job(runtime, client)),
         PeriodicJob("segments", settings.segments_rebuild_interval, segments_job(runtime)),
         PeriodicJob("channels", settings.jobs_interval, channels_job(runtime)),
@@ -166,7 +174,7 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
         PeriodicJob(
             "community_tiers",
             3600.0 if settings.jobs_interval > 0 else 0,
-            community_tiers_job(runtime),
+            audited("system", "system.community_tiers", community_tiers_job(runtime)),
         ),
     ]
 

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -72,6 +75,7 @@ class AuditContext:
     extra_objects: int = 0
     bulk: list[str] = field(default_factory=list)
     request: Any = None
+    by_workspace: dict[str, str] = field(default_factory=dict)
 
     def resolve(self) -> None:
         if self.principal is None and self.request is not None:
@@ -88,7 +92,14 @@ class AuditContext:
             if params:
                 self.object_id = str(list(params.values())[-1])[:100]
 
-    def note(self, key: str, entry: dict[str, Any]) -> None:
+    def note(self, key: str, entry: dict[str, Any], workspace_id: str = "") -> None:
+        if workspace_id and not self.workspace_id:
+            # Work outside a request (a job, the CLI) spans workspaces: each row is filed
+            # under its own workspace when the record is written.
+            self.by_workspace.setdefault(key, workspace_id)
+        self._note(key, entry)
+
+    def _note(self, key: str, entry: dict[str, Any]) -> None:
         if key in self.objects:
             known = self.objects[key]
             for name, change in entry.get("fields", {}).items():
@@ -121,7 +132,11 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
             for c in mapper.column_attrs
             if getattr(obj, c.key, None) is not None
         }
-        ctx.note(f"{table}:{_identity(obj)}", {"op": "create", "fields": fields})
+        ctx.note(
+            f"{table}:{_identity(obj)}",
+            {"op": "create", "fields": fields},
+            getattr(obj, "workspace_id", "") or "",
+        )
     for obj in session.dirty:
         table = obj.__table__.name
         if table in _SKIP_TABLES or not session.is_modified(obj):
@@ -136,11 +151,19 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
                 if before != after:
                     fields[attr.key] = [_masked(attr.key, before), _masked(attr.key, after)]
         if fields:
-            ctx.note(f"{table}:{_identity(obj)}", {"op": "update", "fields": fields})
+            ctx.note(
+                f"{table}:{_identity(obj)}",
+                {"op": "update", "fields": fields},
+                getattr(obj, "workspace_id", "") or "",
+            )
     for obj in session.deleted:
         table = obj.__table__.name
         if table not in _SKIP_TABLES:
-            ctx.note(f"{table}:{_identity(obj)}", {"op": "delete", "fields": {}})
+            ctx.note(
+                f"{table}:{_identity(obj)}",
+                {"op": "delete", "fields": {}},
+                getattr(obj, "workspace_id", "") or "",
+            )
 
 
 _CONN_KEY = "liebian.audit.conn"
@@ -150,6 +173,10 @@ def _after_begin(session: Session, _transaction: Any, connection: Any) -> None:
     """The connection carries its session's context while the transaction lasts, so bulk
     statements run on ``session.connection()`` (Core executemany) are noted too."""
     ctx = session.info.get(AUDIT_KEY)
+    if ctx is None:
+        acting = _ACTING.get()
+        if acting is not None:  # a job or CLI command that is audited (``acting_as``)
+            ctx = session.info[AUDIT_KEY] = AuditContext(actor_type=acting[0], action=acting[1])
     if ctx is None:
         connection.info.pop(_CONN_KEY, None)
     else:
@@ -180,6 +207,10 @@ def _after_execute(
         if multiparams and isinstance(multiparams, list | tuple) and len(multiparams) > 1
         else result.rowcount
     )
+    if rows == 0 or ((rows is None or rows < 0) and ctx.actor_type in _UNBOUND_ACTORS):
+        # Nothing changed (a job's expiry sweep with nothing due is not a change); a job's
+        # statement whose count the driver cannot tell (SQLite RETURNING) is left out too.
+        return
     ctx.bulk.append(
         f"{kind} {table}: {rows} rows" if rows is not None and rows >= 0 else f"{kind} {table}"
     )
@@ -193,10 +224,13 @@ def _before_commit(session: Session) -> None:
     if not (ctx.objects or ctx.bulk or ctx.force):
         return
     ctx.resolve()
-    if not ctx.workspace_id and ctx.actor_type != "cli":
+    if not ctx.workspace_id and ctx.actor_type not in _UNBOUND_ACTORS:
         # Public pages, participants, the hooks worker: not the team's changes.
         ctx.objects.clear()
         ctx.bulk.clear()
+        return
+    if not ctx.workspace_id and ctx.by_workspace:
+        _split_by_workspace(session, ctx)
         return
     changes: dict[str, Any] = dict(ctx.objects)
     if ctx.extra_objects:
@@ -212,6 +246,68 @@ def _before_commit(session: Session) -> None:
     )
     ctx.objects, ctx.bulk, ctx.extra_objects, ctx.force = {}, [], 0, False
     session.flush()
+
+
+# Actors whose sessions belong to no one workspace: their rows are filed by the workspace of
+# each changed row (``_split_by_workspace``); what names no workspace (a set-based statement)
+# is filed under "" — the installation's, read by ``liebian audit`` on the server.
+_UNBOUND_ACTORS = frozenset({"cli", "system"})
+
+
+def _split_by_workspace(session: Session, ctx: AuditContext) -> None:
+    """One record per workspace the job or command changed (each workspace reads its own)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for key, entry in ctx.objects.items():
+        groups.setdefault(ctx.by_workspace.get(key, ""), {})[key] = entry
+    if ctx.bulk:
+        groups.setdefault("", {})["_bulk"] = ctx.bulk
+    if ctx.extra_objects:
+        groups.setdefault("", {})["_more"] = ctx.extra_objects
+    for workspace_id, changes in groups.items():
+        first = next((k for k in changes if not k.startswith("_")), "")
+        ctx.workspace_id = workspace_id
+        session.add(
+            _entry(
+                ctx,
+                changes,
+                object_id=ctx.object_id or (first.split(":", 1)[-1][:100] if first else None),
+                object_type=first.split(":", 1)[0] if first else "",
+                outcome="ok",
+                status=200,
+            )
+        )
+    ctx.workspace_id = ""
+    ctx.objects, ctx.bulk, ctx.extra_objects, ctx.force = {}, [], 0, False
+    ctx.by_workspace = {}
+    session.flush()
+
+
+# -- work outside a request: scheduled jobs and CLI commands -----------------------------------
+
+_ACTING: ContextVar[tuple[str, str] | None] = ContextVar("liebian_audit_acting", default=None)
+
+
+@contextmanager
+def acting_as(actor_type: str, action: str) -> Iterator[None]:
+    """Every session that begins inside (on this thread) is audited as ``actor_type``
+    (``system`` for a scheduled job, ``cli`` for a command) doing ``action``
+    (``system.fission``, ``cli.jobs_run``), without each domain passing it along. Which jobs
+    are audited is decision 0028."""
+    token = _ACTING.set((actor_type, action))
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
+
+
+def audited(actor_type: str, action: str, job: Any) -> Any:
+    """``job`` (a no-argument callable) run under :func:`acting_as`."""
+
+    def run() -> Any:
+        with acting_as(actor_type, action):
+            return job()
+
+    return run
 
 
 def _entry(
@@ -306,10 +402,19 @@ def purge_expired(session: Session, now: datetime | None = None) -> int:
     ).all()
     days = {ws: n for ws, n in rows}
     removed = 0
-    for ws_id in session.scalars(select(Workspace.id)):
+    for ws_id in list(session.scalars(select(Workspace.id))):
         cutoff = now - timedelta(days=days.get(ws_id, 365))
         result = session.execute(
             delete(AuditEntry).where(AuditEntry.workspace_id == ws_id, AuditEntry.at < cutoff)
         )
-        removed += int(result.rowcount)  # type: ignore[attr-defined]
+        count = int(result.rowcount)  # type: ignore[attr-defined]
+        removed += count
+        if count:
+            # The purge is itself recorded (the log's own table is never noted by the hook).
+            ctx = AuditContext(
+                actor_type="system", action="system.audit_retention", workspace_id=ws_id
+            )
+            changes = {"removed": count, "before": cutoff.isoformat()}
+            session.add(_entry(ctx, changes, object_id=None, object_type="audit_log",
+                               outcome="ok", status=200))  # fmt: skip
     return removed
