@@ -111,7 +111,9 @@ def test_a_key_lookup_fault_on_the_ingestion_path(
 ) -> None:
     with table_gone(runtime, "api_keys"):
         resp = client.post(
-            "/api/v1/events", json={"event": "x"}, headers={"Authorization": "Bearer lb_unknown"}
+            "/api/v1/events",
+            json={"event": "x"},
+            headers={"Authorization": "Bearer lb_" + "u" * 43},  # well formed: looked up
         )
     assert resp.status_code == 500
     error = resp.json()["error"]

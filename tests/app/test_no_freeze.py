@@ -91,7 +91,7 @@ def test_the_server_answers_while_a_request_holds_the_writer_lock(
         if "FROM api_keys" in statement:
             key_lookups.append(statement)
 
-    bogus = {"Authorization": "Bearer lb_bogus"}
+    bogus = {"Authorization": "Bearer lb_" + "b" * 43}  # shaped like a key: looked up once
 
     def get(path: str) -> httpx.Response:
         with httpx.Client(base_url=url, timeout=PATIENCE) as c:

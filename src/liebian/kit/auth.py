@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -84,10 +85,19 @@ class Principal:
 
 
 API_KEY_PREFIX = "lb_"
+_KEY_BYTES = 32
+# What generate_api_key makes: the prefix and 43 URL-safe base64 characters (32 bytes).
+_WELL_FORMED = re.compile(r"lb_[A-Za-z0-9_-]{43}")
 
 
 def generate_api_key() -> str:
-    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return API_KEY_PREFIX + secrets.token_urlsafe(_KEY_BYTES)
+
+
+def is_well_formed_api_key(key: str) -> bool:
+    """Whether ``key`` has the shape of a key this server makes. Anything else (a truncated
+    copy, a guess, a fuzzer's string) is refused before it is hashed or looked up."""
+    return len(key) == 46 and _WELL_FORMED.fullmatch(key) is not None
 
 
 def hash_api_key(key: str) -> str:

@@ -5,7 +5,9 @@ the TTL bounds how long another process (scale mode without the Redis relay) may
 
 Refused keys are remembered too, for a few seconds and in a bounded table of their own: a
 client (or an attacker) repeating a wrong key then costs a hash and a dict lookup, not a
-database read per request (issue 9). A key is 256 random bits shown once after its creation
+database read per request (issue 9). A string that is not shaped like a key at all is refused
+before it is hashed, looked up or remembered, so a flood of fresh random strings costs a regex
+per request and no database read and no memory. A key is 256 random bits shown once after its creation
 commits, so no key can be refused before it exists; a refused key that is revoked stays
 refused.
 """
@@ -16,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from liebian.kit.auth import Principal, hash_api_key
+from liebian.kit.auth import API_KEY_PREFIX, Principal, hash_api_key, is_well_formed_api_key
 from liebian.kit.errors import Unauthorized
 
 REVOKED_TOPIC = "api_key.revoked"
@@ -46,13 +48,18 @@ class KeyCache:
 
     def get(self, plaintext: str) -> Principal | None:
         """The key's principal if it is cached (a dict lookup: fine on the event loop)."""
+        if not is_well_formed_api_key(plaintext):
+            return None
         entry = self._entries.get(hash_api_key(plaintext))
         if entry is None or entry[1] < time.monotonic():
             return None
         return entry[0]
 
     def refusal(self, plaintext: str) -> Unauthorized | None:
-        """The error ``plaintext`` was refused with in the last ``negative_ttl`` seconds."""
+        """The error ``plaintext`` was refused with in the last ``negative_ttl`` seconds, or the
+        error for a string that cannot be a key (no hash, no database read)."""
+        if not is_well_formed_api_key(plaintext):
+            return malformed(plaintext)
         refused = self._refused.get(hash_api_key(plaintext))
         if refused is None or refused[2] < time.monotonic():
             return None
@@ -97,3 +104,14 @@ class KeyCache:
         with self._lock:
             self._entries.clear()
             self._refused.clear()
+
+
+def malformed(plaintext: str) -> Unauthorized:
+    """The refusal of a string that is not shaped like a key (says what to check)."""
+    if not plaintext.startswith(API_KEY_PREFIX):
+        return Unauthorized("API keys start with 'lb_'; send it as 'Authorization: Bearer lb_…'")
+    return Unauthorized(
+        "this is not a whole API key (a key is 'lb_' and 43 letters, digits, '-' or '_'): "
+        "check that it was copied in full",
+        code="invalid_api_key",
+    )
