@@ -129,4 +129,13 @@ def test_login_to_live_campaign_and_poster_designer(
         (Path(screenshot.__globals__["ARTIFACTS"]) / f"poster-designed-{backend}.png").write_bytes(
             png
         )
+
+        # ── a weekly rhythm: 周三秒杀, from this campaign (name prefilled, no typing) ──
+        page.select_option("#cd-weekly select[name=weekday]", "2")
+        page.click("#cd-weekly button[type=submit]")
+        row = page.locator("#cd-weekly-list tbody tr", has_text="每周三 10:00 开始，持续 24 小时")
+        row.wait_for()
+        assert "Asia/Shanghai" in row.inner_text()
+        page.locator("#cd-weekly").scroll_into_view_if_needed()
+        page.screenshot(path=str(screenshot(page, f"console-weekly-{backend}")))
         assert errors == []

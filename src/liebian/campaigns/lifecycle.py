@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from liebian.campaigns import design, service
+from liebian.campaigns import design, schedules, service
 from liebian.campaigns.models import Campaign, CampaignChange
 from liebian.campaigns.schemas import MAX_STOCK
 from liebian.kit.auth import Principal, Role
@@ -76,14 +76,36 @@ def _move(
 
 
 def launch(
-    session: Session, principal: Principal, campaign_id: str, *, starts_at: datetime | None = None
+    session: Session,
+    principal: Principal,
+    campaign_id: str,
+    *,
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
 ) -> Campaign:
     """Draft → active now, or at ``starts_at`` (a scheduled launch: participants are refused
-    with ``campaign_not_started`` until then)."""
+    with ``campaign_not_started`` until then), until ``ends_at`` when given (the scheduler
+    ends it then: campaigns/schedules.py). Times without a zone are the workspace's."""
     campaign = _load(session, principal, campaign_id)
     now = utcnow()
+    zone = schedules.workspace_zone(session, campaign.workspace_id)
+    if starts_at is not None:
+        starts_at = schedules.as_utc(starts_at, zone)
+        if starts_at <= now:
+            starts_at = None  # "now" typed a minute late is now
+    if ends_at is not None:
+        ends_at = schedules.as_utc(ends_at, zone)
+        if ends_at <= max(now, starts_at or now):
+            raise Invalid(
+                "ends_at must be later than the start",
+                code="invalid_ends_at",
+                details={"field": "ends_at"},
+            )
     start = now if starts_at is None else starts_at
-    if campaign.status == "draft":
+    if campaign.status == "draft" and ends_at is not None:
+        campaign.starts_at = start
+        campaign.ends_at = ends_at
+    elif campaign.status == "draft":
         config = service.config_of(campaign)
         if starts_at is not None:
             if campaign.ends_at is not None and start >= campaign.ends_at:
@@ -135,6 +157,7 @@ def extend(session: Session, principal: Principal, campaign_id: str, ends_at: da
             "an ended campaign cannot be extended; duplicate it to run it again",
             code="campaign_ended",
         )
+    ends_at = schedules.as_utc(ends_at, schedules.workspace_zone(session, campaign.workspace_id))
     now = utcnow()
     if ends_at <= now or (campaign.ends_at is not None and ends_at <= campaign.ends_at):
         raise Invalid(

@@ -5,16 +5,17 @@ fission tree (``campaigns/dashboard.py``)."""
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
 from liebian.app.runtime import Runtime
-from liebian.campaigns import dashboard, lifecycle, participant_token, service
+from liebian.campaigns import dashboard, lifecycle, participant_token, schedules, service
 from liebian.campaigns.api import campaign_out
 from liebian.campaigns.lint import lint_fields
 from liebian.campaigns.schemas import (
@@ -38,12 +39,20 @@ _ERRORS = error_responses(401, 403, 404, 409, 422)
 
 
 class LaunchBody(StrictModel):
-    # Later than now: a scheduled launch (the pages say 「活动尚未开始」 until then).
-    starts_at: AwareDatetime | None = None
+    starts_at: datetime | None = Field(
+        default=None,
+        description="later than now: a scheduled launch (the pages say 「活动尚未开始」 until "
+        "then); without a zone it is read in the workspace's time zone",
+    )
+    ends_at: datetime | None = Field(
+        default=None,
+        description="when the campaign ends by itself (the scheduler ends it); without a zone "
+        "the workspace's; default: the rules' duration_days from the start",
+    )
 
 
 class ExtendBody(StrictModel):
-    ends_at: AwareDatetime
+    ends_at: datetime = Field(description="without a zone: the workspace's time zone")
 
 
 class StockBody(StrictModel):
@@ -63,8 +72,15 @@ def launch(
     campaign_id: str, principal: PrincipalDep, session: SessionDep, body: LaunchBody | None = None
 ) -> CampaignOut:
     """Draft → active, now or at ``starts_at``. Copy lint errors refuse it (422)."""
-    starts_at = body.starts_at if body else None
-    return _out(lifecycle.launch(session, principal, campaign_id, starts_at=starts_at))
+    return _out(
+        lifecycle.launch(
+            session,
+            principal,
+            campaign_id,
+            starts_at=body.starts_at if body else None,
+            ends_at=body.ends_at if body else None,
+        )
+    )
 
 
 @router.post("/campaigns/{campaign_id}/pause", response_model=CampaignOut, responses=_ERRORS)
@@ -322,3 +338,99 @@ def entry_qr(
     url = f"{base}/p/{campaign.id}" + (f"?{urlencode({'ch': ch})}" if ch else "")
     png = render_qr(url, fmt="png", size=size)
     return Response(png, media_type="image/png", headers={"cache-control": "private, no-cache"})
+
+
+# ── weekly schedules (周三秒杀, 周五拼团): campaigns/schedules.py ──────────────────────────
+
+
+class ScheduleBody(StrictModel):
+    name: str = Field(min_length=1, max_length=100, description="e.g. 周三秒杀; each copy is named "
+                      "'<name> MM-DD'")  # fmt: skip
+    weekday: int = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
+    start_time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, local")
+    duration_minutes: int = Field(ge=1, le=schedules.MAX_DURATION_MINUTES)
+    timezone: str | None = Field(
+        default=None, max_length=64, description="IANA zone; default the workspace's"
+    )
+
+
+class ScheduleRunOut(BaseModel):
+    occurrence: str
+    campaign_id: str
+    created_at: datetime
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    source_campaign_id: str
+    name: str
+    weekday: int
+    start_time: str
+    duration_minutes: int
+    timezone: str
+    enabled: bool
+    next_run_at: datetime
+    description: str
+    runs: list[ScheduleRunOut]
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleOut]
+
+
+class ScheduleEnableBody(StrictModel):
+    enabled: bool
+
+
+def _schedule_out(session: Session, s: Any) -> ScheduleOut:
+    return ScheduleOut(
+        id=s.id, source_campaign_id=s.source_campaign_id, name=s.name, weekday=s.weekday,
+        start_time=s.start_time, duration_minutes=s.duration_minutes, timezone=s.timezone,
+        enabled=s.enabled, next_run_at=s.next_run_at, description=schedules.describe(s),
+        runs=[ScheduleRunOut(occurrence=r.occurrence, campaign_id=r.campaign_id, created_at=r.created_at)
+              for r in schedules.runs_of(session, s.id)],
+    )  # fmt: skip
+
+
+@router.post(
+    "/campaigns/{campaign_id}/schedules",
+    status_code=201,
+    response_model=ScheduleOut,
+    responses=_ERRORS,
+)
+def create_schedule(
+    campaign_id: str, body: ScheduleBody, principal: PrincipalDep, session: SessionDep
+) -> ScheduleOut:
+    """A weekly rhythm: every ``weekday`` at ``start_time`` a copy of this campaign (rules,
+    copy, poster) goes live for ``duration_minutes`` and then ends by itself."""
+    schedule = schedules.create(
+        session, principal, campaign_id, name=body.name, weekday=body.weekday,
+        start_time=body.start_time, duration_minutes=body.duration_minutes, timezone=body.timezone,
+    )  # fmt: skip
+    return _schedule_out(session, schedule)
+
+
+@router.get("/campaign-schedules", response_model=ScheduleList, responses=_ERRORS)
+def list_schedules(
+    principal: PrincipalDep, session: SessionDep, campaign_id: str | None = None
+) -> ScheduleList:
+    """The workspace's weekly schedules (of one source campaign with ``campaign_id``)."""
+    items = schedules.list_for(session, principal.workspace_id, campaign_id)
+    return ScheduleList(items=[_schedule_out(session, s) for s in items])
+
+
+@router.patch("/campaign-schedules/{schedule_id}", response_model=ScheduleOut, responses=_ERRORS)
+def enable_schedule(
+    schedule_id: str, body: ScheduleEnableBody, principal: PrincipalDep, session: SessionDep
+) -> ScheduleOut:
+    """Pause or resume a rhythm (resumed: from its next occurrence, none missed is made up)."""
+    return _schedule_out(
+        session, schedules.set_enabled(session, principal, schedule_id, body.enabled)
+    )
+
+
+@router.delete("/campaign-schedules/{schedule_id}", status_code=204, responses=_ERRORS)
+def delete_schedule(schedule_id: str, principal: PrincipalDep, session: SessionDep) -> Response:
+    """Stop the rhythm; campaigns it already started stay as they are."""
+    schedules.delete(session, principal, schedule_id)
+    return Response(status_code=204)

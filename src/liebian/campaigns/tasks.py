@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from liebian.campaigns.assists import expire_assists
 from liebian.campaigns.groups import expire_groups
 from liebian.campaigns.models import Group, GroupMember
+from liebian.campaigns.schedules import end_due, run_due
 from liebian.kit.db import session_scope
 from liebian.rewards.service import release_stock, settle
 
@@ -24,11 +25,14 @@ class FissionJobResult:
     groups_failed: int
     assists_expired: int
     rewards_issued: int
+    campaigns_started: int = 0  # weekly schedules' copies gone live
+    campaigns_ended: int = 0  # campaigns past their ends_at
 
 
 def run_fission_jobs(sessions: sessionmaker[Session], now: datetime) -> FissionJobResult:
-    """Expire groups (voiding orders), expire assists, settle due rewards; one transaction
-    each so a failure in one does not roll back the others."""
+    """Expire groups (voiding orders), expire assists, settle due rewards, start weekly
+    schedules' campaigns and end campaigns past their end; one transaction each so a failure
+    in one does not roll back the others."""
     with session_scope(sessions) as session:
         failed = expire_groups(session, now)
         _release_seats(session, failed)
@@ -36,7 +40,12 @@ def run_fission_jobs(sessions: sessionmaker[Session], now: datetime) -> FissionJ
         expired = expire_assists(session, now)
     with session_scope(sessions) as session:
         settled = settle(session, now)
-    return FissionJobResult(len(failed), expired, settled.issued)
+    # Campaigns that start and end by themselves (campaigns/schedules.py, decision 0029).
+    with session_scope(sessions) as session:
+        started = run_due(session, now)
+    with session_scope(sessions) as session:
+        ended = end_due(session, now)
+    return FissionJobResult(len(failed), expired, settled.issued, len(started), ended)
 
 
 def _release_seats(session: Session, group_ids: list[str]) -> None:

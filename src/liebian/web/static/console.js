@@ -651,7 +651,7 @@
   // ---- 活动详情：状态、规则（无 JSON）、分享素材、实时数据、裂变树 ------------------------------
   const CHANNEL_ZH = { wechat_group: "微信群", moments: "朋友圈", official_account: "公众号", wecom: "企业微信", sms: "短信", "(direct)": "直接进入" };
   const ACTION_ZH = { create: "创建", launch: "上线", pause: "暂停", resume: "恢复", end: "提前结束", extend: "延期",
-    add_stock: "加库存", edit: "修改", duplicate: "复制自", poster: "海报", auto_end: "到期自动结束", scheduled: "按周期创建" };
+    add_stock: "加库存", edit: "修改", duplicate: "复制自", poster: "海报", auto_end: "到期自动结束", scheduled: "每周定时开期", schedule: "添加每周定时" };
   const REWARD_ZH = { pending: ["待发放", "warn"], approved: ["已确认", "ok"], issued: ["已发放", "ok"], reversed: ["已撤销", "muted"] };
   const SVG = "http://www.w3.org/2000/svg";
   function svg(tag, attrs, ...kids) {
@@ -763,7 +763,8 @@
     let campaign = null;
     function show(c) {
       campaign = c;
-      const [label, kind] = CAMPAIGN_STATUS[c.status] || [c.status, "muted"];
+      const scheduled = c.status === "active" && new Date(c.starts_at) > new Date();
+      const [label, kind] = scheduled ? ["已定时，未开始", "warn"] : CAMPAIGN_STATUS[c.status] || [c.status, "muted"];
       $("#cd-title").textContent = c.name;
       $("#cd-status").replaceChildren(badge(label, kind));
       $("#cd-type").textContent = `${CAMPAIGN_TYPE[c.type] || c.type} · 规则第 ${c.config_version} 版`;
@@ -796,8 +797,32 @@
       const copy = await api("POST", base + "/duplicate");
       location.href = "/admin/campaigns/" + encodeURIComponent(copy.id);
     }));
-    onSubmit($("#cd-schedule"), async (fd) => { show(await api("POST", base + "/launch", { json: { starts_at: isoFromLocal(text(fd, "starts_at")) } })); showOk("已定时上线"); });
-    onSubmit($("#cd-extend"), async (fd) => { show(await api("POST", base + "/extend", { json: { ends_at: isoFromLocal(text(fd, "ends_at")) } })); showOk("已延期"); await refresh(); });
+    // Times are sent without a zone: the server reads them in the workspace's time zone.
+    onSubmit($("#cd-schedule"), async (fd) => {
+      const body = { starts_at: text(fd, "starts_at") };
+      if (text(fd, "ends_at")) body.ends_at = text(fd, "ends_at");
+      show(await api("POST", base + "/launch", { json: body })); showOk("已定时上线"); await refresh();
+    });
+    onSubmit($("#cd-extend"), async (fd) => { show(await api("POST", base + "/extend", { json: { ends_at: text(fd, "ends_at") } })); showOk("已延期"); await refresh(); });
+    async function weekly() {
+      const res = await api("GET", "/api/v1/campaign-schedules?campaign_id=" + encodeURIComponent(id));
+      $("#cd-weekly-list tbody").replaceChildren(...res.items.map((s) => {
+        const toggle = h("button", { type: "button", class: "small", text: s.enabled ? "暂停" : "恢复" });
+        toggle.addEventListener("click", () => busy(toggle, async () => { await api("PATCH", "/api/v1/campaign-schedules/" + s.id, { json: { enabled: !s.enabled } }); await weekly(); }));
+        const del = h("button", { type: "button", class: "small danger", text: "删除" });
+        del.addEventListener("click", () => { if (confirm("删除后不再按周开新一期；已开的活动不受影响。")) busy(del, async () => { await api("DELETE", "/api/v1/campaign-schedules/" + s.id); await weekly(); }); });
+        return h("tr", null, h("td", { text: s.name }), h("td", { text: `${s.description}（${s.timezone}）` }),
+          h("td", { text: s.enabled ? fmtTime(s.next_run_at) : "—" }),
+          h("td", null, s.runs.length ? s.runs.map((r) => h("div", null, h("a", { href: "/admin/campaigns/" + encodeURIComponent(r.campaign_id), text: r.occurrence }))) : "—"),
+          h("td", null, badge(s.enabled ? "启用" : "已暂停", s.enabled ? "ok" : "muted")), h("td", { class: "actions" }, toggle, " ", del));
+      }));
+    }
+    onSubmit($("#cd-weekly"), async (fd) => {
+      await api("POST", base + "/schedules", { json: { name: text(fd, "name"), weekday: Number(text(fd, "weekday")),
+        start_time: text(fd, "start_time"), duration_minutes: Math.round(Number(text(fd, "hours")) * 60) } });
+      showOk("已添加每周定时");
+      await Promise.all([weekly(), lists()]);
+    });
     onSubmit($("#cd-stock"), async (fd, form) => { show(await api("POST", base + "/stock", { json: { units: Number(text(fd, "units")) } })); form.reset(); showOk("已增加库存"); await refresh(); });
     onSubmit($("#cd-rules"), async (fd) => {
       const body = { name: text(fd, "name"), share_text: text(fd, "share_text"), config: applyRules(campaign.config, fd) };
@@ -896,6 +921,7 @@
     }
     async function dashboard() {
       const d = await api("GET", base + "/dashboard");
+      $("#cd-tz").textContent = d.tz;
       const t = d.totals;
       $("#cd-stats").replaceChildren(...[["参与人数", num(t.participants)], ["分享率", pct(t.share_rate)], ["点击率", pct(t.click_rate)],
         ["转化率（/分享）", pct(t.conversion_rate_per_share)], ["转化率（/点击）", pct(t.conversion_rate_per_click)], ["K 值", t.k_factor == null ? "—" : t.k_factor],
@@ -958,7 +984,11 @@
     }
     async function refresh() { await Promise.all([dashboard(), tree(true), lists()]); }
     setInterval(() => { if (!document.hidden) dashboard().catch(() => {}); }, 5000);
-    return (async () => { show(await api("GET", base)); await Promise.all([shareKit(), posterDesigner(), refresh()]); })();
+    return (async () => {
+      show(await api("GET", base));
+      $("#cd-weekly").elements.name.value = campaign.name.slice(0, 100);
+      await Promise.all([shareKit(), posterDesigner(), weekly(), refresh()]);
+    })();
   }
 
   // Campaign id → name for pages whose rows carry campaign ids only; fills the filter <select>.
