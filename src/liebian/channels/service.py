@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +54,7 @@ from liebian.channels.base import (
 from liebian.channels.guards import DEFAULT_QUIET, Verdict, judge, month_bounds, quiet_until
 from liebian.channels.models import Channel, ChannelGuardSettings, ChannelOptOut, ChannelSend
 from liebian.kit.clock import as_utc, utcnow
-from liebian.kit.errors import Conflict, Invalid, NotFound
+from liebian.kit.errors import Conflict, DomainError, Invalid, NotFound
 from liebian.kit.ids import new_id
 from liebian.kit.netguard import PinnedTransport, parse_networks
 
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from liebian.app.runtime import Runtime
     from liebian.contacts.models import Contact
 
-__all__ = ["SendOutcome", "SendRequest", "recover", "send"]
+__all__ = ["SendOutcome", "SendRequest", "recover", "send", "send_many"]
 
 log = logging.getLogger("liebian.channels")
 
@@ -282,7 +284,11 @@ def _judge(
     contact: Contact | None,
     category: str,
     now: datetime,
+    facts: dict[Any, Any] | None = None,
 ) -> Verdict | None:
+    """The first guard that applies (guards.py). ``facts``: what a batch read once for all
+    its messages — ``("zq", workspace)`` → zone and quiet hours, ``"opted_out"`` → the set of
+    (workspace, contact, channel or "*") opt-outs of the batch's contacts."""
     if not channel.active:
         return Verdict("suppressed", "channel_disabled")
     marketing = category == "marketing"
@@ -292,14 +298,23 @@ def _judge(
     # Only what a rule needs is read: a transactional send without a monthly cap reads nothing.
     tz, quiet = "Asia/Shanghai", None
     if marketing or monthly_cap is not None:
-        tz, enabled, start, end = _zone_and_quiet(session, channel.workspace_id)
+        zq = facts.get(("zq", channel.workspace_id)) if facts is not None else None
+        if zq is None:
+            zq = _zone_and_quiet(session, channel.workspace_id)
+            if facts is not None:
+                facts[("zq", channel.workspace_id)] = zq
+        tz, enabled, start, end = zq
         quiet = quiet_until(now, tz, start, end) if enabled and marketing else None
     has_address = kind.addressing not in ("email", "phone") or bool(
         contact is not None
         and (contact.email_enc if kind.addressing == "email" else contact.phone_enc)
     )
     opted_out, window, month_sends, month_end = False, [], 0, None
-    if contact is not None and marketing:
+    if contact is not None and marketing and facts is not None and "opted_out" in facts:
+        known = facts["opted_out"]
+        opted_out = (channel.workspace_id, contact.id, channel.id) in known or (
+            channel.workspace_id, contact.id, "*") in known  # fmt: skip
+    elif contact is not None and marketing:
         opted_out = (
             session.scalar(
                 select(func.count())
@@ -473,6 +488,27 @@ def _deliver(
     recovering: bool,
 ) -> SendOutcome:
     """Call the adapter for the attempt ``record`` holds (committed as ``sending``), then mark."""
+    result = _call_adapter(runtime, channel, kind, record, contact, http, recovering=recovering)
+    marked = _mark(session, runtime, channel, record, contact, result, recovering=recovering)
+    session.commit()
+    if not marked:
+        session.refresh(record)
+        return _resume_view(record, utcnow())
+    return outcome_of(record)
+
+
+def _call_adapter(
+    runtime: Runtime,
+    channel: Channel,
+    kind: AdapterKind,
+    record: ChannelSend,
+    contact: Contact | None,
+    http: httpx.Client | None,
+    *,
+    recovering: bool,
+) -> DeliveryResult:
+    """The adapter's answer for the attempt ``record`` holds; no database access (this runs
+    with no transaction open, in pool threads for a batch)."""
     ctx = adapter_context(runtime, http)
     try:
         secret = runtime.cipher.decrypt(channel.secret_enc) if channel.secret_enc else None
@@ -496,6 +532,21 @@ def _deliver(
         log.exception("channel %s adapter failed on %s", channel.kind, record.id)
         result = DeliveryResult.fail("adapter_error", f"{type(exc).__name__}: {exc}",
                                      retryable=True)  # fmt: skip
+    return result
+
+
+def _mark(
+    session: Session,
+    runtime: Runtime,
+    channel: Channel,
+    record: ChannelSend,
+    contact: Contact | None,
+    result: DeliveryResult,
+    *,
+    recovering: bool,
+) -> bool:
+    """Write the adapter's answer for the attempt ``record`` holds (only its holder can) and
+    its event; the caller commits. False: the attempt was taken over meanwhile."""
     done = utcnow()
     values: dict[str, Any] = {"claimed_until": None, "updated_at": done}
     if result.delivered:
@@ -514,20 +565,186 @@ def _deliver(
         .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
-    if marked == 1:
-        _known(record, **values)
-        external_id = contact.external_id if contact else None
-        if result.delivered:
-            events.emit(session, runtime.spool, "message_sent", record, channel, external_id,
-                        recovered=recovering or None)  # fmt: skip
-        else:
-            events.emit(session, runtime.spool, "message_failed", record, channel, external_id,
-                        attempt=record.attempts, retryable=record.retryable)  # fmt: skip
-    session.commit()
     if marked != 1:
-        session.refresh(record)
-        return _resume_view(record, done)
-    return outcome_of(record)
+        return False
+    _known(record, **values)
+    external_id = contact.external_id if contact else None
+    if result.delivered:
+        events.emit(session, runtime.spool, "message_sent", record, channel, external_id,
+                    recovered=recovering or None)  # fmt: skip
+    else:
+        events.emit(session, runtime.spool, "message_failed", record, channel, external_id,
+                    attempt=record.attempts, retryable=record.retryable)  # fmt: skip
+    return True
+
+
+# -- a batch: one transaction records it, the adapters are called in a pool, one marks it ------
+
+
+def send_many(
+    runtime: Runtime,
+    requests: Sequence[SendRequest],
+    *,
+    now: datetime | None = None,
+    threads: int = 8,
+    http: httpx.Client | None = None,
+) -> list[SendOutcome | DomainError]:
+    """``send()`` for many messages with two commits in all instead of two per message: the
+    new keys' records (guards judged, ``sending`` with a claim) are inserted in one
+    transaction and committed before any adapter is called; the adapters are called in a
+    pool of ``threads``; the answers are marked in one transaction. Exactly once per key as
+    ``send()`` (the same records, claims and conditional marks); a key seen before (a replay,
+    a retry, a claim left by a dead process) goes through ``send()`` itself. A request that
+    is bad input gets its error in its place (nothing written for it); the others go on.
+
+    A process killed between the adapter calls and the mark leaves up to ``len(requests)``
+    records ``sending``: recovery resends them with their key (decision 0025), so a caller
+    that wants a small resend window passes small batches."""
+    now = now or utcnow()
+    out: list[SendOutcome | DomainError | None] = [None] * len(requests)
+    later: list[int] = []
+    deliver: list[tuple[int, Channel, AdapterKind, ChannelSend, Contact | None]] = []
+    channels: dict[str, Channel] = {}
+    with runtime.sessions() as session:
+        facts = _batch_facts(session, requests)
+        for i, request in enumerate(requests):
+            try:
+                with session.begin_nested():
+                    got = _record_new(session, runtime, request, now, channels, facts)
+            except DomainError as exc:
+                out[i] = exc
+                continue
+            except IntegrityError:
+                later.append(i)  # inserted meanwhile by someone else: send() reads it
+                continue
+            if got is None:
+                later.append(i)
+                continue
+            channel, kind, record, contact, verdict = got
+            if verdict is not None or kind.addressing == "staff":
+                out[i] = outcome_of(record)
+            else:
+                deliver.append((i, channel, kind, record, contact))
+        session.commit()  # every record durable before any adapter is called
+        results: list[DeliveryResult] = []
+        if deliver:
+            calls = [
+                lambda c=c, k=k, r=r, p=p: _call_adapter(runtime, c, k, r, p, http,
+                                                         recovering=False)
+                for _, c, k, r, p in deliver
+            ]  # fmt: skip
+            if threads > 1 and len(calls) > 1:
+                with ThreadPoolExecutor(min(threads, len(calls))) as pool:
+                    results = list(pool.map(lambda call: call(), calls))
+            else:
+                results = [call() for call in calls]
+            taken: list[int] = []
+            for (i, channel, _kind, record, contact), result in zip(deliver, results, strict=True):
+                if _mark(session, runtime, channel, record, contact, result, recovering=False):
+                    out[i] = outcome_of(record)
+                else:
+                    taken.append(i)
+            session.commit()
+            for i in taken:  # taken over meanwhile (a lease that ran out): what it is now
+                _, _, _, record, _ = next(d for d in deliver if d[0] == i)
+                session.refresh(record)
+                out[i] = _resume_view(record, utcnow())
+    for i in later:
+        try:
+            with runtime.sessions() as session:
+                out[i] = send(session, runtime, requests[i], now=now, http=http)
+        except DomainError as exc:
+            out[i] = exc
+    return [o for o in out if o is not None]
+
+
+def _batch_facts(session: Session, requests: Sequence[SendRequest]) -> dict[Any, Any]:
+    """Read once for a batch: its contacts, their opt-outs, the keys already recorded."""
+    from liebian.contacts.models import Contact
+
+    ids = sorted({r.contact_id for r in requests if r.contact_id})
+    keys = sorted({(r.workspace_id, (r.idempotency_key or "").strip()) for r in requests})
+    facts: dict[Any, Any] = {"contacts": {}, "opted_out": set(), "keys": set()}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        facts["contacts"].update(
+            (c.id, c) for c in session.scalars(select(Contact).where(Contact.id.in_(chunk)))
+        )
+        facts["opted_out"].update(
+            tuple(row)
+            for row in session.execute(
+                select(ChannelOptOut.workspace_id, ChannelOptOut.contact_id,
+                       ChannelOptOut.channel_id).where(ChannelOptOut.contact_id.in_(chunk))
+            )
+        )  # fmt: skip
+    for start in range(0, len(keys), 500):
+        chunk_keys = keys[start : start + 500]
+        facts["keys"].update(
+            tuple(row)
+            for row in session.execute(
+                select(ChannelSend.workspace_id, ChannelSend.idempotency_key).where(
+                    ChannelSend.idempotency_key.in_([k for _, k in chunk_keys])
+                )
+            )
+        )
+    return facts
+
+
+def _record_new(
+    session: Session,
+    runtime: Runtime,
+    request: SendRequest,
+    now: datetime,
+    channels: dict[str, Channel],
+    facts: dict[Any, Any],
+) -> tuple[Channel, AdapterKind, ChannelSend, Contact | None, Verdict | None] | None:
+    """``send()``'s checks and record for a key never seen (None: seen — ``send()`` resumes
+    it); flushed inside the caller's savepoint, committed by the caller."""
+    key = (request.idempotency_key or "").strip()
+    if not key or len(key) > MAX_KEY:
+        raise Invalid(f"idempotency_key is required (1 to {MAX_KEY} characters)",
+                      code="invalid_idempotency_key", details={"field": "idempotency_key"})  # fmt: skip
+    if request.category not in ("marketing", "transactional"):
+        raise Invalid("category is marketing or transactional", details={"field": "category"})
+    channel = channels.get(request.channel_id)
+    if channel is None:
+        channel = channels[request.channel_id] = _channel(
+            session, request.workspace_id, request.channel_id
+        )
+    elif channel.workspace_id != request.workspace_id:
+        channel = _channel(session, request.workspace_id, request.channel_id)
+    kind = adapter_kind(channel.kind)
+    content = kind.check_content(request.content)
+    known = facts["contacts"].get(request.contact_id or "")
+    if known is not None and known.workspace_id == request.workspace_id:
+        contact: Contact | None = known
+    else:
+        contact = _contact(session, request.workspace_id, request.contact_id, kind)
+    if (request.workspace_id, key) in facts["keys"]:
+        return None  # seen before: send() resumes it
+    facts["keys"].add((request.workspace_id, key))  # a repeat in the batch: send() after commit
+    verdict = _judge(session, runtime, channel, kind, contact, request.category, now, facts)
+    record = ChannelSend(
+        id=new_id("snd"), workspace_id=request.workspace_id, channel_id=channel.id,
+        contact_id=contact.id if contact else None, idempotency_key=key, source=request.source[:32],
+        category=request.category, content=content, status="sending", attempts=0,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    if verdict is not None:
+        record.status, record.reason = verdict.status, verdict.reason
+        record.deferred_until = verdict.deferred_until
+    elif kind.addressing != "staff":
+        record.attempts, record.claimed_until = 1, now + timedelta(seconds=LEASE_SECONDS)
+    session.add(record)
+    session.flush()
+    external_id = contact.external_id if contact else None
+    if verdict is not None:
+        event = "message_suppressed" if verdict.status == "suppressed" else "message_deferred"
+        events.emit(session, runtime.spool, event, record, channel, external_id,
+                    deferred_until=_iso(verdict.deferred_until))  # fmt: skip
+    elif kind.addressing == "staff":
+        _to_staff(session, runtime, channel, record, contact)
+    return channel, kind, record, contact, verdict
 
 
 # -- delivery receipts (bounces) -------------------------------------------------------------
