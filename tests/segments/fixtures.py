@@ -27,6 +27,9 @@ TAGS = [
 ]
 CAMPAIGN = "cmp_01CAMPAIGNAAAAAAAAAAAAAAAA"
 REF_SEGMENT = "seg_01REFERENCEDAAAAAAAAAAAAA"
+COMMUNITY = "cmy_01COMMUNITYAAAAAAAAAAAAAA"
+GROUPS = {"cgp_01GROUPAAAAAAAAAAAAAAAAAA": "a", "cgp_01GROUPBBBBBBBBBBBBBBBBBB": "b"}
+MEMBER_STATUSES = ["routed", "joined", "joined", "left", "removed"]
 CUSTOM_TYPES = {"city": "string", "age": "number", "vip": "bool", "birthday": "date"}
 
 
@@ -50,6 +53,9 @@ class World:
     invites: dict[str, int] = field(default_factory=dict)  # approved, valid, per referrer
     group_success: set[str] = field(default_factory=set)
     segment_rows: list[tuple[str, str]] = field(default_factory=list)  # (contact, source)
+    # community_members rows: contact id (None: a visitor's scan), group, tier, status, and
+    # routed_at / joined_at / left_at
+    community: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _ts(rng: random.Random, days: int = 60) -> datetime:
@@ -89,7 +95,41 @@ def build_world(ws: str, seed: int = 7, n: int = 14) -> World:
             w.group_success.add(cid)
         if rng.random() < 0.4:
             w.segment_rows.append((cid, "computed"))
+        if rng.random() < 0.6:
+            group = rng.choice(sorted(GROUPS))
+            # every status occurs (a random pick missed "removed" with this seed)
+            status = MEMBER_STATUSES[len(w.community) % len(MEMBER_STATUSES)]
+            routed = _ts(rng, 30).replace(microsecond=0)
+            joined = routed + timedelta(hours=1) if status != "routed" else None
+            left = (
+                joined + timedelta(days=rng.randrange(3)) + timedelta(hours=2)
+                if joined is not None and status in ("left", "removed")
+                else None
+            )
+            w.community.append(
+                {
+                    "contact_id": cid,
+                    "group_id": group,
+                    "tier": GROUPS[group],
+                    "status": status,
+                    "routed_at": routed,
+                    "joined_at": joined,
+                    "left_at": left,
+                }
+            )
     w.participants |= set(w.invites) | w.group_success
+    # a visitor's scan (no contact yet) never matches, even under "not"
+    w.community.append(
+        {
+            "contact_id": None,
+            "group_id": sorted(GROUPS)[0],
+            "tier": "a",
+            "status": "joined",
+            "routed_at": NOW - timedelta(days=1),
+            "joined_at": NOW - timedelta(days=1),
+            "left_at": None,
+        }
+    )
     w.segment_rows.append((w.people[0].id, "manual_add"))
     w.segment_rows.append((w.people[1].id, "manual_remove"))
     if (w.people[1].id, "computed") not in w.segment_rows:
@@ -118,6 +158,24 @@ def build_world(ws: str, seed: int = 7, n: int = 14) -> World:
                     properties={"plan": rng.choice(["pro", "basic"]), "amount": rng.randrange(300)},
                 )
             )
+    ext_of = {p.id: p.ext for p in w.people}
+    for n, row in enumerate(w.community):
+        if row["contact_id"] is None or row["joined_at"] is None:
+            continue
+        w.events.append(
+            EventRow(
+                workspace_id=ws,
+                event_id=f"cm{n}",
+                event="group_joined",
+                ts=row["joined_at"],
+                user_id=ext_of[row["contact_id"]],
+                properties={
+                    "community_id": COMMUNITY,
+                    "group_id": row["group_id"],
+                    "tier": row["tier"],
+                },
+            )
+        )
     # an anonymous visitor nobody identified: never a contact
     w.events.append(
         EventRow(workspace_id=ws, event_id="anon1", event="visit", ts=NOW, visitor_id="stranger")
@@ -226,6 +284,42 @@ def load(world: World, session: Session, store: EventStore) -> None:
                 order_status="paid",
             )
         )
+    from liebian.communities.models import Community, CommunityGroup, CommunityMember
+
+    session.add(
+        Community(
+            id=COMMUNITY,
+            workspace_id=ws,
+            name="宝妈社群",
+            kind="welfare",
+            tiers=[{"key": "a", "name": "0-1岁"}, {"key": "b", "name": "1-3岁"}],
+        )
+    )
+    session.flush()
+    for gid, tier in GROUPS.items():
+        session.add(
+            CommunityGroup(
+                id=gid,
+                workspace_id=ws,
+                community_id=COMMUNITY,
+                name=f"群{tier}",
+                platform="wechat",
+                capacity=200,
+                tier=tier,
+            )
+        )
+    session.flush()
+    for n, row in enumerate(world.community):
+        session.add(
+            CommunityMember(
+                id=f"cmb_{n:026d}",
+                workspace_id=ws,
+                community_id=COMMUNITY,
+                holder=row["contact_id"] or f"v:visitor{n}",
+                invite_code=f"{ws[-4:]}{n:08d}",
+                **row,
+            )
+        )
     for cid, source in world.segment_rows:
         session.add(
             SegmentMember(
@@ -330,6 +424,27 @@ def _holds(
         return value in node.values
     if isinstance(node, c.SegmentRef):
         return (p.id in members) == node.member
+    if isinstance(node, c.Community):
+        states = {
+            "joined": ("joined",),
+            "routed": ("routed",),
+            "left": ("left", "removed"),
+            "any": ("routed", "joined", "left", "removed"),
+        }[node.status]
+        at = {"joined": "joined_at", "routed": "routed_at", "left": "left_at", "any": "routed_at"}
+        for row in w.community:
+            if row["contact_id"] != p.id or row["status"] not in states:
+                continue
+            if node.group_id and row["group_id"] != node.group_id:
+                continue
+            if node.tier and row["tier"] != node.tier:
+                continue
+            if node.within_last_days is not None and row[at[node.status]] < NOW - timedelta(
+                days=node.within_last_days
+            ):
+                continue
+            return True  # one community in the fixture: community_id null or COMMUNITY
+        return False
     if isinstance(node, c.Campaign):
         if node.status == "joined":
             return p.id in w.participants
@@ -384,6 +499,7 @@ def random_leaf(rng: random.Random) -> dict[str, Any]:
             "campaign",
             "segment",
             "channel",
+            "community",
         ]
     )
     if kind == "attr":
@@ -534,6 +650,17 @@ def random_leaf(rng: random.Random) -> dict[str, Any]:
         return out
     if kind == "segment":
         return {"type": "segment", "segment_id": REF_SEGMENT, "in": rng.random() < 0.7}
+    if kind == "community":
+        leaf = {"type": "community", "community_id": rng.choice([COMMUNITY, None])}
+        if rng.random() < 0.7:
+            leaf["status"] = rng.choice(["joined", "routed", "left", "any"])
+        if leaf["community_id"] and rng.random() < 0.3:
+            leaf["tier"] = rng.choice(["a", "b"])
+        if leaf["community_id"] and rng.random() < 0.2:
+            leaf["group_id"] = rng.choice(sorted(GROUPS))
+        if rng.random() < 0.4:
+            leaf["within_last_days"] = rng.choice([3, 10, 20])
+        return leaf
     return {
         "type": "channel",
         "which": rng.choice(["first", "last"]),
@@ -557,4 +684,14 @@ def custom_types() -> dict[str, str]:
     return dict(CUSTOM_TYPES)
 
 
-__all__ = ["NOW", "World", "build_world", "date", "load", "oracle", "random_condition"]
+__all__ = [
+    "COMMUNITY",
+    "GROUPS",
+    "NOW",
+    "World",
+    "build_world",
+    "date",
+    "load",
+    "oracle",
+    "random_condition",
+]

@@ -35,7 +35,32 @@ def test_segment_builder_by_clicking(server: str, runtime: Runtime) -> None:
         ("爸爸C", "purchase", 1),
         ("爸爸C", "purchase", 3),
     )
-    plaintext = key(runtime, ws, "operator")["Authorization"].split(" ", 1)[1]
+    operator = key(runtime, ws, "operator")
+    plaintext = operator["Authorization"].split(" ", 1)[1]
+    import httpx
+
+    # a community with two tiers; 妈妈B joins the 0-1岁 group
+    r = httpx.post(
+        server + "/api/v1/communities",
+        json={
+            "name": "宝妈福利群",
+            "tiers": [{"key": "baby", "name": "0-1岁"}, {"key": "kid", "name": "3-6岁"}],
+        },
+        headers=operator,
+    )
+    assert r.status_code == 201, r.text
+    community = r.json()["id"]
+    group = httpx.post(
+        server + f"/api/v1/communities/{community}/groups",
+        json={"name": "0-1岁 1群", "tier": "baby"},
+        headers=operator,
+    ).json()["id"]
+    r = httpx.post(
+        server + f"/api/v1/community-groups/{group}/members",
+        json={"external_id": "妈妈B"},
+        headers=operator,
+    )
+    assert r.status_code == 200, r.text
     with chromium() as browser:
         context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
         page = context.new_page()
@@ -83,4 +108,26 @@ def test_segment_builder_by_clicking(server: str, runtime: Runtime) -> None:
         page.click("#seg-preview")
         page.wait_for_selector("#alert.error", state="hidden")
         screenshot(page, "segments-builder-1440")
+
+        # a community condition by clicking: in 宝妈福利群, tier 0-1岁, within 7 days
+        page.click("#seg-new")
+        page.select_option(".seg-cond >> nth=0 >> select.seg-kind", "community")
+        row = page.locator(".seg-cond").nth(0)
+        row.get_by_label("社群", exact=True).select_option(label="宝妈福利群")
+        row = page.locator(".seg-cond").nth(0)
+        row.get_by_label("入群状态").select_option("joined")
+        row.get_by_label("分层").select_option(label="0-1岁")
+        row.get_by_label("时间范围").select_option("days")
+        row = page.locator(".seg-cond").nth(0)
+        row.get_by_label("最近天数").fill("7")
+        page.click("#seg-preview")
+        page.wait_for_function("() => document.querySelector('#seg-sample').innerText === '妈妈B'")
+        assert page.inner_text("#seg-count") == "1"
+        row.get_by_label("分层").select_option(label="3-6岁")
+        page.click("#seg-preview")
+        page.wait_for_function("() => document.querySelector('#seg-count').innerText === '0'")
+        row.get_by_label("分层").select_option(label="0-1岁")
+        page.click("#seg-preview")
+        page.wait_for_function("() => document.querySelector('#seg-count').innerText === '1'")
+        screenshot(page, "segments-builder-community")
         assert not errors, errors

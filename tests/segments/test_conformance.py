@@ -14,7 +14,7 @@ from liebian.segments import conditions as c
 from liebian.segments.evaluation import evaluate
 from liebian.segments.service import check_condition
 
-from .fixtures import NOW, build_world, load, oracle, random_condition
+from .fixtures import COMMUNITY, GROUPS, NOW, build_world, load, oracle, random_condition
 
 HAND_WRITTEN = [
     # the speed benchmark's shape: a tag, bought ≥ 2 times in 30 days, no visit in 14 days
@@ -52,6 +52,37 @@ HAND_WRITTEN = [
     {"type": "event_time", "event": "visit", "which": "last", "op": "within_last_days", "value": 5},
     {"type": "campaign", "status": "invited", "min": 2},
     {"type": "segment", "segment_id": "seg_01REFERENCEDAAAAAAAAAAAAA"},
+    # communities: state in the OLTP database …
+    {"type": "community", "community_id": COMMUNITY, "status": "joined", "within_last_days": 10},
+    {"type": "not", "condition": {"type": "community"}},
+    {"type": "community", "community_id": COMMUNITY, "tier": "b", "status": "any"},
+    {
+        "type": "community",
+        "community_id": COMMUNITY,
+        "group_id": sorted(GROUPS)[0],
+        "status": "left",
+    },
+    # … and the joins as events (group_joined) in the event engine, mixed with state
+    {
+        "type": "and",
+        "conditions": [
+            {"type": "community", "status": "left"},
+            {
+                "type": "event",
+                "event": "group_joined",
+                "where": {"properties.community_id": COMMUNITY, "properties.tier": "a"},
+                "window": {"last_days": 20},
+                "did": True,
+            },
+        ],
+    },
+    {
+        "type": "or",
+        "conditions": [
+            {"type": "community", "community_id": COMMUNITY, "status": "routed"},
+            {"type": "event", "event": "group_joined", "did": False},
+        ],
+    },
 ]
 
 

@@ -322,9 +322,7 @@ def untag_contact(
     return {"changed": n, "contacts": 1}
 
 
-@router.get(
-    "/contacts/{ref}/export", response_model=PersonExport, responses=errors(403, 404, 410)
-)
+@router.get("/contacts/{ref}/export", response_model=PersonExport, responses=errors(403, 404, 410))
 def export_contact(
     ref: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -335,9 +333,7 @@ def export_contact(
     return pipl.export(session, runtime.event_store, runtime.cipher, contact)
 
 
-@router.delete(
-    "/contacts/{ref}", response_model=ErasureOut, responses=errors(403, 404, 410)
-)
+@router.delete("/contacts/{ref}", response_model=ErasureOut, responses=errors(403, 404, 410))
 def erase_contact(
     ref: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -497,9 +493,7 @@ def _def_out(d: Any) -> dict[str, Any]:
     return {"key": d.key, "type": d.type, "label": d.label, "created_at": d.created_at}
 
 
-@router.get(
-    "/contact-attributes", response_model=AttributeDefList, responses=errors(403)
-)
+@router.get("/contact-attributes", response_model=AttributeDefList, responses=errors(403))
 def list_attribute_defs(principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     _require(principal, "read")
     return {

@@ -273,4 +273,3 @@ class PersonExport(BaseModel):
     events: list[dict[str, Any]]
     events_truncated: bool
     exported_at: datetime
-

@@ -108,6 +108,10 @@ def vocabulary(principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
         tags=[{"id": t.id, "name": t.name, "color": t.color, "kind": t.kind} for t in tags],
         events=events,
         segments=[{"id": s.id, "name": s.name, "kind": s.kind} for s in segments],
+        communities=[
+            {"id": m.id, "name": m.name, "tiers": m.tiers, "groups": m.groups}
+            for m in repository.communities(session, ws).values()
+        ],
         operators={
             **{t: list(ops) for t, ops in c.OPS_BY_TYPE.items()},
             "measure": list(c.MEASURE_OPS),

@@ -6,7 +6,8 @@ A leaf that people without any matching event satisfy ("did not visit", "bought 
 times", "spent ≤ 100 元") is compiled to its opposite and marked ``complement``: the engine
 answers the few who fail it, never the million who pass, and the evaluator subtracts.
 
-State (attributes, custom attributes, tags, campaigns, other segments, channel) becomes one
+State (attributes, custom attributes, tags, campaigns, communities, other segments, channel)
+becomes one
 SQLAlchemy Core boolean clause over ``contacts``. Every leaf clause is two-valued (never
 NULL), so ``not`` means set complement on SQLite and PostgreSQL alike.
 """
@@ -206,6 +207,7 @@ class StateTables:
     groups: SaTable
     segment_members: SaTable
     attribute_defs: SaTable
+    community_members: SaTable
 
 
 def _not_null(col: Any, clause: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -324,10 +326,43 @@ def state_clause(
         else:
             member = and_(contacts.c.id.in_(present), contacts.c.id.not_in(removed))
         return member if node.member else not_(member)
+    if isinstance(node, c.Community):
+        members = _community_select(t, node, now, ws)
+        if few:
+            return members.where(t.community_members.c.contact_id == contacts.c.id).exists()
+        return contacts.c.id.in_(members)
     if isinstance(node, c.Channel):
         col = contacts.c.first_channel if node.which == "first" else contacts.c.last_channel
         return _not_null(col, col.in_(list(node.values)))
     raise TypeError(f"not a state condition: {type(node).__name__}")
+
+
+_COMMUNITY_STATUS = {
+    "joined": (("joined",), "joined_at"),
+    "routed": (("routed",), "routed_at"),
+    "left": (("left", "removed"), "left_at"),
+    "any": (("routed", "joined", "left", "removed"), "routed_at"),
+}
+
+
+def _community_select(t: StateTables, node: c.Community, now: datetime, ws: str) -> Any:
+    """The contacts holding a community membership row in the given state. Rows of people not
+    yet known as contacts (a visitor's scan) have no contact_id and never match; the
+    ``contact_id IS NOT NULL`` keeps ``not`` two-valued."""
+    cm = t.community_members
+    statuses, time_column = _COMMUNITY_STATUS[node.status]
+    stmt = select(cm.c.contact_id).where(
+        cm.c.workspace_id == ws, cm.c.contact_id.is_not(None), cm.c.status.in_(statuses)
+    )
+    if node.community_id:
+        stmt = stmt.where(cm.c.community_id == node.community_id)
+    if node.group_id:
+        stmt = stmt.where(cm.c.group_id == node.group_id)
+    if node.tier:
+        stmt = stmt.where(cm.c.tier == node.tier)
+    if node.within_last_days is not None:
+        stmt = stmt.where(cm.c[time_column] >= now - timedelta(days=node.within_last_days))
+    return stmt
 
 
 def _campaign_select(t: StateTables, node: c.Campaign, ws: str) -> Any:

@@ -16,7 +16,11 @@ Every node is an object with a ``type``. Groups: ``and`` / ``or`` (``conditions`
 - ``campaign``: ``campaign_id`` (optional: any campaign) and ``status`` joined /
   invited (at least ``min`` qualified invites) / group_succeeded;
 - ``segment``: member (``in``: true, default) or not (``in``: false) of another segment;
-- ``channel``: ``which`` first / last touch channel ``in`` a list.
+- ``channel``: ``which`` first / last touch channel ``in`` a list;
+- ``community``: membership in a community (``community_id``, or null: any), optionally one
+  ``group_id`` and one ``tier``: ``status`` joined (in a group now) / routed (given a group,
+  not confirmed in it) / left (left or removed) / any, optionally ``within_last_days`` of
+  that status's time (joined_at, routed_at, left_at; routed_at for any).
 
 ``validate`` turns the JSON into the dataclasses below and raises ``ConditionInvalid`` (422)
 naming the JSON path of the bad node and what to put there. Nothing here touches a database:
@@ -84,6 +88,10 @@ MEASURES = ("count", "sum_revenue", "avg_revenue")
 MEASURE_OPS = ("eq", "neq", "lt", "lte", "gt", "gte", "between")
 EVENT_TIME_OPS = ("before", "after", "within_last_days")
 CAMPAIGN_STATUSES = ("joined", "invited", "group_succeeded")
+COMMUNITY_STATUSES = ("joined", "routed", "left", "any")
+# The events communities write when a membership changes (communities/events.py): the keeper
+# re-evaluates community conditions for the people in them.
+COMMUNITY_EVENTS = ("group_routed", "group_joined", "group_left")
 TAG_MATCHES = ("any", "all", "none")
 NODE_TYPES = (
     "and",
@@ -96,6 +104,7 @@ NODE_TYPES = (
     "campaign",
     "segment",
     "channel",
+    "community",
 )
 _EVENT_NAME = re.compile(r"^[\w.$:\-]{1,64}$")
 _PREFIXED_ID = re.compile(r"^[a-z]+_[0-9A-Za-z]{1,40}$")
@@ -204,8 +213,29 @@ class Channel(Node):
     values: tuple[str, ...] = ()
 
 
-Condition = And | Or | Not | Attribute | Tags | Event | EventTime | Campaign | SegmentRef | Channel
-STATE_LEAVES = (Attribute, Tags, Campaign, SegmentRef, Channel)
+@dataclass(frozen=True)
+class Community(Node):
+    community_id: str | None = None
+    group_id: str | None = None
+    tier: str | None = None
+    status: str = "joined"
+    within_last_days: int | None = None
+
+
+Condition = (
+    And
+    | Or
+    | Not
+    | Attribute
+    | Tags
+    | Event
+    | EventTime
+    | Campaign
+    | SegmentRef
+    | Channel
+    | Community
+)
+STATE_LEAVES = (Attribute, Tags, Campaign, SegmentRef, Channel, Community)
 BEHAVIOUR_LEAVES = (Event, EventTime)
 
 
@@ -224,6 +254,19 @@ def referenced_segments(node: Condition) -> set[str]:
 
 def referenced_events(node: Condition) -> set[str]:
     return {n.event for n in walk(node) if isinstance(n, Event | EventTime)}
+
+
+def watched_events(node: Condition) -> set[str]:
+    """The event names whose arrival may change who matches: the behaviour leaves' events,
+    and the membership events of communities when a community condition is present."""
+    names = referenced_events(node)
+    if any(isinstance(n, Community) for n in walk(node)):
+        names |= set(COMMUNITY_EVENTS)
+    return names
+
+
+def referenced_communities(node: Condition) -> list[Community]:
+    return [n for n in walk(node) if isinstance(n, Community)]
 
 
 def referenced_tags(node: Condition) -> set[str]:
@@ -634,6 +677,32 @@ def _channel(data: dict[str, Any], path: str) -> Channel:
     return Channel(path, which, tuple(dict.fromkeys(values)))
 
 
+def _community(data: dict[str, Any], path: str) -> Community:
+    _expect_keys(data, path, {"community_id", "group_id", "tier", "status", "within_last_days"})
+    cid = data.get("community_id")
+    if cid is not None and (not isinstance(cid, str) or not _PREFIXED_ID.match(cid)):
+        raise ConditionInvalid(
+            f"{path}.community_id", "expected a community id (cmy_…), or null for any community"
+        )
+    gid = data.get("group_id")
+    if gid is not None and (not isinstance(gid, str) or not _PREFIXED_ID.match(gid)):
+        raise ConditionInvalid(f"{path}.group_id", "expected a group id (cgp_…) or leave it out")
+    tier = data.get("tier")
+    if tier is not None and (not isinstance(tier, str) or not tier.strip() or len(tier) > 32):
+        raise ConditionInvalid(f"{path}.tier", "expected a tier key of the community")
+    if (gid is not None or tier is not None) and cid is None:
+        field_name = "group_id" if gid is not None else "tier"
+        raise ConditionInvalid(
+            f"{path}.community_id",
+            f"{field_name} belongs to one community: give its community_id too",
+        )
+    status = _choice(data, "status", path, COMMUNITY_STATUSES, "joined")
+    days = data.get("within_last_days")
+    if days is not None:
+        days = _days(days, f"{path}.within_last_days")
+    return Community(path, cid, gid, tier, status, days)
+
+
 _LEAVES: dict[str, Any] = {
     "attribute": _attribute,
     "tags": _tags,
@@ -642,4 +711,5 @@ _LEAVES: dict[str, Any] = {
     "campaign": _campaign,
     "segment": _segment,
     "channel": _channel,
+    "community": _community,
 }

@@ -53,6 +53,7 @@ def state_tables() -> StateTables:
         groups=t["campaign_groups"],
         segment_members=t["segment_members"],
         attribute_defs=t["attribute_defs"],
+        community_members=t["community_members"],
     )
 
 

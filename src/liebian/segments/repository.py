@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -88,6 +89,57 @@ def existing_tags(session: Session, workspace_id: str, ids: Iterable[str]) -> se
     return set(
         session.scalars(select(Tag.id).where(Tag.workspace_id == workspace_id, Tag.id.in_(wanted)))
     )
+
+
+def _table(name: str) -> Any:
+    # Communities' tables by name (communities imports contacts; segments imports neither
+    # communities nor its models, so no cycle whichever way it grows).
+    from liebian.contacts.references import table
+
+    return table(name)
+
+
+@dataclass(frozen=True)
+class CommunityInfo:
+    id: str
+    name: str
+    tiers: list[dict[str, str]]  # key, name
+    groups: list[dict[str, Any]]  # id, name, tier
+
+
+def communities(
+    session: Session, workspace_id: str, ids: Iterable[str] | None = None
+) -> dict[str, CommunityInfo]:
+    """The workspace's communities (all, or these ids) with their tiers and groups."""
+    cmy, grp = _table("communities"), _table("community_groups")
+    stmt = select(cmy.c.id, cmy.c.name, cmy.c.tiers).where(cmy.c.workspace_id == workspace_id)
+    if ids is not None:
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        stmt = stmt.where(cmy.c.id.in_(wanted))
+    out = {
+        cid: CommunityInfo(
+            cid,
+            name,
+            [
+                {"key": str(t.get("key")), "name": str(t.get("name") or t.get("key"))}
+                for t in (tiers or [])
+                if isinstance(t, dict) and t.get("key")
+            ],
+            [],
+        )
+        for cid, name, tiers in session.execute(stmt.order_by(cmy.c.name))
+    }
+    if out:
+        rows = session.execute(
+            select(grp.c.id, grp.c.name, grp.c.tier, grp.c.community_id)
+            .where(grp.c.workspace_id == workspace_id, grp.c.community_id.in_(list(out)))
+            .order_by(grp.c.name)
+        )
+        for gid, name, tier, cid in rows:
+            out[cid].groups.append({"id": gid, "name": name, "tier": tier})
+    return out
 
 
 # -- membership ----------------------------------------------------------------------------

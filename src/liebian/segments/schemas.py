@@ -142,6 +142,9 @@ class VocabularyOut(BaseModel):
     tags: list[dict[str, Any]]
     events: list[str]
     segments: list[dict[str, Any]]
+    communities: list[dict[str, Any]] = Field(
+        default_factory=list, description="id, name, tiers (key, name), groups (id, name, tier)"
+    )
     operators: dict[str, list[str]]
 
 

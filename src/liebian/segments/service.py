@@ -58,8 +58,43 @@ def check_condition(
                         f"no tag {tag!r} in this workspace; pick one from GET /api/v1/tags",
                         code="unknown_tag",
                     )
+    _check_communities(session, workspace_id, node)
     _check_segment_refs(session, workspace_id, node, segment_id)
     return node
+
+
+def _check_communities(session: Session, workspace_id: str, node: c.Condition) -> None:
+    leaves = c.referenced_communities(node)
+    named = {leaf.community_id for leaf in leaves if leaf.community_id}
+    if not named:
+        return
+    known = repository.communities(session, workspace_id, named)
+    for leaf in leaves:
+        if not leaf.community_id:
+            continue
+        info = known.get(leaf.community_id)
+        if info is None:
+            raise c.ConditionInvalid(
+                f"{leaf.path}.community_id",
+                f"no community {leaf.community_id!r} in this workspace;"
+                " pick one from GET /api/v1/communities",
+                code="unknown_community",
+            )
+        if leaf.group_id and leaf.group_id not in {g["id"] for g in info.groups}:
+            raise c.ConditionInvalid(
+                f"{leaf.path}.group_id",
+                f"community {info.name!r} has no group {leaf.group_id!r};"
+                " pick one of its groups or leave group_id out",
+                code="unknown_group",
+            )
+        tiers = [t["key"] for t in info.tiers]
+        if leaf.tier and leaf.tier not in tiers:
+            hint = "use one of " + ", ".join(tiers) if tiers else "it has no tiers: leave tier out"
+            raise c.ConditionInvalid(
+                f"{leaf.path}.tier",
+                f"community {info.name!r} has no tier {leaf.tier!r}; {hint}",
+                code="unknown_tier",
+            )
 
 
 def _check_segment_refs(

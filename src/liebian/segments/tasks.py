@@ -68,10 +68,8 @@ class Work:
                 mine.setdefault(key, set()).update(values)
 
     def cause_for(self, node: c.Condition) -> str:
-        events = sorted(
-            c.referenced_events(node) & set(self.people)
-            | (c.referenced_events(node) & set(self.visitors))
-        )
+        watched = c.watched_events(node)
+        events = sorted(watched & set(self.people) | (watched & set(self.visitors)))
         parts = [f"event:{e}" for e in events[:3]]
         parts += [k + "_changed" for k in sorted(self.changed)]
         return ",".join(parts) or "change"
@@ -89,11 +87,15 @@ class Target:
 
 def _candidates(node: c.Condition, work: Work, ids: dict[str, set[str]]) -> set[str]:
     """Contacts whose change may move them in or out of ``node``: those who did one of its
-    events, or whose tags / attributes changed when it names tags / attributes."""
+    events, or whose tags / attributes changed when it names tags / attributes, or whose
+    community membership changed (the group_* events) when it names a community."""
     out: set[str] = set()
     for leaf in c.walk(node):
         if isinstance(leaf, c.Event | c.EventTime):
             out |= ids.get(leaf.event, set())
+        elif isinstance(leaf, c.Community):
+            for name in c.COMMUNITY_EVENTS:
+                out |= ids.get(name, set())
         elif isinstance(leaf, c.Tags):
             out |= work.changed.get("tags", set())
         elif isinstance(leaf, c.Attribute | c.Channel):
@@ -219,7 +221,7 @@ class MembershipKeeper:
             targets = self._targets(reader, None)
         names: set[str] = set()
         for t in targets:
-            names |= c.referenced_events(t.node)
+            names |= c.watched_events(t.node)
         self._wanted, self._wanted_at, self._wanted_version = frozenset(names), now, version
         return self._wanted
 
@@ -322,7 +324,7 @@ class MembershipKeeper:
             targets = self._targets(reader, work.workspace_id)
             if not targets:
                 return 0
-            wanted = set().union(*(c.referenced_events(t.node) for t in targets))
+            wanted = set().union(*(c.watched_events(t.node) for t in targets))
             by_event = self._contacts_by_event(reader, work, wanted)
         chosen: dict[str, set[str]] = {}
         changed = 0

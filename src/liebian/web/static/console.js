@@ -14,6 +14,9 @@
       if (v == null || v === false) continue;
       if (k === "text") node.textContent = String(v);
       else if (k === "class") node.className = v;
+      // CSSOM, never a style attribute: the console's CSP (style-src 'self') refuses inline
+      // style attributes but lets script set properties, e.g. { "--tag-color": "#2f6fed" }.
+      else if (k === "style") for (const [name, value] of Object.entries(v)) node.style.setProperty(name, String(value));
       else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
       else node.setAttribute(k, v === true ? "" : String(v));
     }
@@ -33,6 +36,8 @@
     const href = safeHref(url);
     return href ? h("a", { href, target: "_blank", rel: "noopener noreferrer", text: text || url }) : h("span", { text: url });
   };
+  const options = (pairs, current) =>
+    pairs.map(([v, label]) => h("option", { value: v, text: label, selected: String(v) === String(current) }));
   const badge = (text, kind) => h("span", { class: "badge " + kind, text });
   const dash = (v) => (v == null || v === "" ? "—" : String(v));
 
@@ -1352,6 +1357,10 @@
     });
     return load();
   }
+
+  // ---- shared with the page scripts loaded after this one (people.js, segments.js) ---------
+  window.liebianConsole = Object.freeze({ $, h, options, badge, dash, fmtTime, yuan, num, api, ApiError,
+    showAlert, showError, showOk, hideAlert, busy, download, splitList });
 
   // ---- boot -------------------------------------------------------------------------------
   const PAGES = { login: pageLogin, overview: pageOverview, links: pageLinks, "live-codes": pageLiveCodes,

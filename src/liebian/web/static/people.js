@@ -1,59 +1,18 @@
 // 用户 / 用户详情 / 标签 pages. Values reach the page through textContent / setAttribute only.
 "use strict";
 (() => {
-  const KEY = "liebian.apiKey";
-  const $ = (sel, root = document) => root.querySelector(sel);
-  function h(tag, props, ...kids) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v == null || v === false) continue;
-      if (k === "text") node.textContent = String(v);
-      else if (k === "class") node.className = v;
-      else if (k === "value") node.value = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const kid of kids.flat()) if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
-    return node;
-  }
-  async function api(method, path, opts = {}) {
-    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") };
-    let body;
-    if (opts.json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(opts.json); }
-    else if (opts.body !== undefined) { headers["Content-Type"] = opts.type || "text/csv"; body = opts.body; }
-    const resp = await fetch(path, { method, headers, body, cache: "no-store" });
-    if (opts.raw && resp.ok) return resp;
-    const data = resp.status === 204 ? null : await resp.json().catch(() => null);
-    if (!resp.ok) {
-      const err = (data && data.error) || { message: resp.statusText };
-      const e = new Error(err.message || "请求失败");
-      e.details = err.details;
-      throw e;
-    }
-    return data;
-  }
-  function alertBox(kind, text) {
-    const box = $("#alert");
-    box.className = "alert " + kind;
-    box.textContent = text;
-    box.hidden = false;
-  }
+  // DOM, API and alert helpers are console.js's (loaded first, deferred in order).
+  const { $, h, api, dash, fmtTime, yuan, showAlert, showError } = window.liebianConsole;
+  const alertBox = (kind, text) => showAlert(kind, kind === "ok" ? "成功：" : "请检查：", text);
   function problem(e) {
-    let text = e.message;
-    const errs = e.details && e.details.errors;
-    if (errs) text += "\n" + errs.slice(0, 10).map((x) => `第 ${x.row} 行 ${x.field}：${x.problem}`).join("\n");
-    else if (e.details && e.details.field) text += `（字段：${e.details.field}）`;
-    alertBox("error", text);
+    const errs = e && e.details && e.details.errors;
+    if (!errs) { showError(e); return; }
+    // CSV import: every bad row with its line number and field
+    showAlert("error", "请检查：", e.message, errs.slice(0, 200).map((x) => `第 ${x.row} 行 ${x.field}：${x.problem}`));
   }
-  const tz = () => { try { return JSON.parse(sessionStorage.getItem("liebian.workspace") || "{}").timezone || "Asia/Shanghai"; } catch (_) { return "Asia/Shanghai"; } };
-  function fmtTime(iso) {
-    if (!iso) return "—";
-    const d = new Date(iso);
-    return new Intl.DateTimeFormat("zh-CN", { timeZone: tz(), year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false }).format(d);
-  }
-  const yuan = (fen) => (fen == null ? "—" : "¥" + (fen / 100).toFixed(2));
-  const dash = (v) => (v == null || v === "" ? "—" : String(v));
-  const chip = (t) => h("span", { class: "badge tag", style: `border-color:${t.color};color:${t.color}`, text: t.name });
+  // A tag's colour through CSSOM (a custom property the stylesheet reads): the console's CSP
+  // (style-src 'self') refuses inline style attributes.
+  const chip = (t) => h("span", { class: "badge tag", style: { "--tag-color": t.color || "#2f6fed" }, text: t.name });
   const startOfDay = (v) => (v ? new Date(v + "T00:00:00").toISOString() : "");
 
   async function loadTags() {
@@ -105,7 +64,7 @@
       const file = ev.target.files[0];
       if (!file) return;
       try {
-        const out = await api("POST", "/api/v1/contacts/import", { body: await file.text() });
+        const out = await api("POST", "/api/v1/contacts/import", { body: await file.text(), type: "text/csv" });
         alertBox("ok", `已导入 ${out.rows} 行：新建 ${out.created}，更新 ${out.updated}。`);
         await load(false);
       } catch (e) { problem(e); }
@@ -198,7 +157,7 @@
       try {
         let out;
         if (file && file.size) {
-          out = await api("POST", `/api/v1/tags/bulk.csv?tag_id=${encodeURIComponent(fd.get("tag_id"))}&action=${fd.get("action")}`, { body: await file.text() });
+          out = await api("POST", `/api/v1/tags/bulk.csv?tag_id=${encodeURIComponent(fd.get("tag_id"))}&action=${fd.get("action")}`, { body: await file.text(), type: "text/csv" });
         } else {
           const ids = String(fd.get("ids") || "").split(/\s+/).filter(Boolean);
           out = await api("POST", "/api/v1/tags/bulk", { json: { tag_ids: [fd.get("tag_id")], action: fd.get("action"), external_ids: ids } });

@@ -3,41 +3,10 @@
 "use strict";
 (() => {
   const KEY = "liebian.apiKey";
-  const $ = (sel, root = document) => root.querySelector(sel);
-  function h(tag, props, ...kids) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v == null || v === false) continue;
-      if (k === "text") node.textContent = String(v);
-      else if (k === "class") node.className = v;
-      else if (k === "value") node.value = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const kid of kids.flat()) if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
-    return node;
-  }
-  function options(pairs, current) {
-    return pairs.map(([v, label]) => h("option", { value: v, text: label, selected: String(v) === String(current) }));
-  }
-  async function api(method, path, json) {
-    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") };
-    if (json !== undefined) headers["Content-Type"] = "application/json";
-    const resp = await fetch(path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json), cache: "no-store" });
-    const body = resp.status === 204 ? null : await resp.json().catch(() => null);
-    if (!resp.ok) {
-      const err = (body && body.error) || { message: resp.statusText };
-      const e = new Error(err.message || "请求失败");
-      e.details = err.details; e.code = err.code; throw e;
-    }
-    return body;
-  }
-  function alertBox(kind, text) {
-    const box = $("#alert");
-    box.className = "alert " + kind;
-    box.textContent = text;
-    box.hidden = false;
-  }
+  // DOM, API and alert helpers are console.js's (loaded first, deferred in order).
+  const { $, h, options, showAlert, showError, hideAlert } = window.liebianConsole;
+  const api = (method, path, json) => window.liebianConsole.api(method, path, json === undefined ? {} : { json });
+  const alertBox = (kind, text) => showAlert(kind, kind === "ok" ? "成功：" : "", text);
 
   const ATTR_ZH = { external_id: "用户ID", created_at: "创建时间", first_seen_at: "首次访问", last_seen_at: "最近活跃",
     first_channel: "首次渠道", last_channel: "最近渠道", source_campaign_id: "来源活动", referrer_contact_id: "邀请人",
@@ -47,8 +16,9 @@
     in: "是其中之一", not_in: "不是其中之一", contains: "包含", is_set: "有值", is_not_set: "没有值",
     before: "早于", after: "晚于", within_last_days: "最近N天内" };
   const KIND_ZH = [["attribute", "用户属性"], ["tags", "标签"], ["event", "行为"], ["event_time", "首次/最近一次行为"],
-    ["campaign", "活动参与"], ["segment", "其他人群"], ["channel", "来源渠道"]];
-  let vocab = { attributes: [], custom_attributes: [], tags: [], events: [], segments: [], operators: {} };
+    ["campaign", "活动参与"], ["community", "社群"], ["segment", "其他人群"], ["channel", "来源渠道"]];
+  const COMMUNITY_STATUS = [["joined", "在群中"], ["routed", "已分配群、未确认入群"], ["left", "已退群/被移出"], ["any", "进过社群（任意状态）"]];
+  let vocab = { attributes: [], custom_attributes: [], tags: [], events: [], segments: [], communities: [], operators: {} };
   let root = newGroup();
   let editing = null; // segment id being edited
 
@@ -59,6 +29,7 @@
     if (kind === "event") return { type: "event", event: vocab.events[0] || "purchase", did: true, window: { last_days: 30 } };
     if (kind === "event_time") return { type: "event_time", event: vocab.events[0] || "visit", which: "last", op: "within_last_days", value: 7 };
     if (kind === "campaign") return { type: "campaign", status: "joined" };
+    if (kind === "community") return { type: "community", community_id: (vocab.communities[0] || {}).id || null, status: "joined" };
     if (kind === "segment") return { type: "segment", segment_id: (vocab.segments[0] || {}).id || "", in: true };
     return { type: "channel", which: "first", in: [] };
   }
@@ -189,6 +160,26 @@
       out.push(txt(leaf.campaign_id, (v) => { leaf.campaign_id = v.trim() || null; }, "活动ID", "活动ID（留空为任意活动）"));
       return out;
     }
+    if (leaf.type === "community") {
+      const community = vocab.communities.find((m) => m.id === leaf.community_id);
+      const out = [h("select", { "aria-label": "社群", onchange: (e) => {
+        leaf.community_id = e.target.value || null; delete leaf.tier; delete leaf.group_id; rerender(); } },
+        options([["", "任意社群"], ...vocab.communities.map((m) => [m.id, m.name])], leaf.community_id || "")),
+      h("select", { "aria-label": "入群状态", onchange: (e) => { leaf.status = e.target.value; } }, options(COMMUNITY_STATUS, leaf.status))];
+      if (community && community.tiers.length) {
+        out.push(h("select", { "aria-label": "分层", onchange: (e) => { if (e.target.value) leaf.tier = e.target.value; else delete leaf.tier; } },
+          options([["", "任意分层"], ...community.tiers.map((t) => [t.key, t.name])], leaf.tier || "")));
+      }
+      if (community && community.groups.length) {
+        out.push(h("select", { "aria-label": "群", onchange: (e) => { if (e.target.value) leaf.group_id = e.target.value; else delete leaf.group_id; } },
+          options([["", "任意群"], ...community.groups.map((g) => [g.id, g.name])], leaf.group_id || "")));
+      }
+      out.push(h("select", { "aria-label": "时间范围", onchange: (e) => {
+        if (e.target.value === "days") leaf.within_last_days = 7; else delete leaf.within_last_days; rerender(); } },
+        options([["all", "不限时间"], ["days", "最近"]], leaf.within_last_days ? "days" : "all")));
+      if (leaf.within_last_days) out.push(num(leaf.within_last_days, (v) => { leaf.within_last_days = v; }, "最近天数"), h("span", { text: "天内" }));
+      return out;
+    }
     if (leaf.type === "segment") {
       const segs = vocab.segments.filter((s) => s.id !== editing).map((s) => [s.id, s.name]);
       if (!leaf.segment_id && segs.length) leaf.segment_id = segs[0][0];
@@ -202,15 +193,15 @@
   // ---- actions ----------------------------------------------------------------------------
   function condition() { return JSON.parse(JSON.stringify(root)); }
   function explain(err) {
-    const path = err.details && err.details.path ? `（位置 ${err.details.path}）` : "";
-    alertBox("error", "请检查条件：" + err.message + path);
+    if (!(err && err.details && err.details.path)) { showError(err); return; }
+    showAlert("error", "请检查条件：", `${err.message}（位置 ${err.details.path}）`);
   }
   async function preview() {
     const btn = $("#seg-preview");
     btn.disabled = true;
     try {
       const r = await api("POST", "/api/v1/segments/preview", { condition: condition() });
-      $("#alert").hidden = true;
+      hideAlert();
       $("#seg-preview-box").hidden = false;
       $("#seg-count").textContent = r.count.toLocaleString("zh-CN");
       $("#seg-took").textContent = `（${r.took_ms} 毫秒）`;
