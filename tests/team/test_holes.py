@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from liebian.campaigns import design as design_mod
 from liebian.campaigns import poster as poster_mod
 from testkit import make_key
 
@@ -41,6 +42,8 @@ def test_issue_15_holes(
         return real(template, content, **kw)
 
     monkeypatch.setattr(poster_mod, "render_poster", spy)
+    # The campaign's designed poster draws through campaigns/design.py's own reference.
+    monkeypatch.setattr(design_mod, "render_poster", spy)
     made = client.post(
         "/api/v1/campaigns",
         json={"type": "invite", "name": "活动", "config": INVITE},
