@@ -289,7 +289,7 @@ class CampaignEvent(Base):
 class CampaignSchedule(Base):
     """A weekly rhythm (周三秒杀, 周五拼团): every ``weekday`` at ``start_time`` in ``timezone``
     the source campaign is copied and the copy goes live for ``duration_minutes``
-    (campaigns/schedules.py; decision 0029)."""
+    (campaigns/schedules.py; decision 0030)."""
 
     __tablename__ = "campaign_schedules"
     __table_args__ = (Index("ix_campaign_schedules_due", "enabled", "next_run_at"),)

@@ -1,4 +1,4 @@
-"""Campaigns that start and end by themselves (decision 0029).
+"""Campaigns that start and end by themselves (decision 0030).
 
 - A one-off schedule is a launched campaign whose ``starts_at`` is later than now: it is
   ``active`` but every page and join refuses it with ``campaign_not_started`` until then, so it

@@ -1,5 +1,5 @@
 """Signing in on a campaign page (H5), for a person the brand's server did not sign a link
-for: phone + one-time SMS code, or WeChat web authorization (participants/, decision 0029).
+for: phone + one-time SMS code, or WeChat web authorization (participants/, decision 0030).
 
     GET  /p/{campaign}/signin?next=…           the methods the campaign offers
     POST /p/{campaign}/signin/sms               phone → a code by SMS → the code form

@@ -40,7 +40,7 @@ def run_fission_jobs(sessions: sessionmaker[Session], now: datetime) -> FissionJ
         expired = expire_assists(session, now)
     with session_scope(sessions) as session:
         settled = settle(session, now)
-    # Campaigns that start and end by themselves (campaigns/schedules.py, decision 0029).
+    # Campaigns that start and end by themselves (campaigns/schedules.py, decision 0030).
     with session_scope(sessions) as session:
         started = run_due(session, now)
     with session_scope(sessions) as session:
