@@ -72,7 +72,7 @@ def receiver_main(port_q: Any, stop_ev: Any, out_q: Any) -> None:
     asyncio.run(main())
 
 
-def build(url: str, n: int, receiver_url: str) -> tuple[str, str]:
+def build(url: str, n: int, receiver_url: str, via_channel: bool = False) -> tuple[str, str]:
     from liebian.automation import service
     from liebian.contacts.models import Contact
     from liebian.kit.db import make_engine, make_session_factory, session_scope
@@ -94,10 +94,26 @@ def build(url: str, n: int, receiver_url: str) -> tuple[str, str]:
         from liebian.contacts.tags import create_tag
 
         tag = create_tag(s, ws, "完成", "#2f6fed", None).id
+    first: dict[str, Any] = {"id": "hello", "type": "webhook", "url": receiver_url}
+    if via_channel:
+        # The same POST as a channel message: channels.send_many records and marks it.
+        from liebian.app.runtime import Runtime
+        from liebian.channels.config import ChannelInput, create_channel
+        from liebian.kit.settings import Settings
+
+        rt = Runtime.build(Settings(data_dir=Path(tempfile.mkdtemp()), database_url=url,
+                                    secret_key="22" * 32, allow_private_webhooks=True))  # fmt: skip
+        with session_scope(sessions) as s:
+            chn, _ = create_channel(s, rt, ws, ChannelInput(kind="webhook", name="bench",
+                                                             config={"url": receiver_url}))  # fmt: skip
+            first = {"id": "hello", "type": "send", "channel_id": chn.id,
+                     "content": {"text": "欢迎 {{ contact.external_id }}"},
+                     "category": "transactional"}  # fmt: skip
+        rt.close()
     definition = {
         "trigger": {"type": "manual"},
         "steps": [
-            {"id": "hello", "type": "webhook", "url": receiver_url},
+            first,
             {"id": "pause", "type": "wait", "duration": {"seconds": 1}},
             {"id": "done", "type": "add_tag", "tag_ids": [tag]},
         ],
@@ -123,6 +139,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--in-flight", type=int, default=0, help="effects started and unmarked")
     ap.add_argument("--mark-every", type=int, default=0)
+    ap.add_argument("--via-channel", action="store_true",
+                    help="first step: a send on a webhook channel (channels.send_many)")  # fmt: skip
     ap.add_argument("--profile", default="", help="cProfile the embedded executor into this file")
     args = ap.parse_args()
 
@@ -144,7 +162,7 @@ def main() -> None:
     rx.start()
     port = port_q.get(timeout=30)
     receiver_url = f"http://127.0.0.1:{port}/hook"
-    _ws, _jid = build(url, args.contacts, receiver_url)
+    _ws, _jid = build(url, args.contacts, receiver_url, args.via_channel)
 
     from liebian.automation.models import JourneyRun
     from liebian.automation.models import JourneyStepExecution as E

@@ -316,33 +316,55 @@ class Executor:
         channels record and sends only if that record was not marked sent (decision 0025)."""
         if not work:
             return
-        queue = list(reversed(work))
-        running: dict[Any, _Item] = {}
+        # Send steps go to channels.send_many in groups (two commits per group instead of
+        # two per message); a webhook step is one unit.
+        size = max(1, min(self.config.mark_every, self.config.in_flight))
+        sends = [i for i in work if i.step is not None and i.step["type"] == "send"]
+        units = [[i] for i in work if i.step is None or i.step["type"] != "send"]
+        units += [sends[k : k + size] for k in range(0, len(sends), size)]
+        queue = list(reversed(units))
+        running: dict[Any, list[_Item]] = {}
         finished: list[_Item] = []
+
+        def started() -> int:
+            return sum(len(u) for u in running.values()) + len(finished)
+
         while queue or running:
-            while queue and len(running) + len(finished) < self.config.in_flight:
-                item = queue.pop()
-                future = self._pool.submit(self._effect, item, now, self._context.get(item.run_id))
-                running[future] = item
+            while queue and (
+                started() + len(queue[-1]) <= self.config.in_flight or not (running or finished)
+            ):
+                unit = queue.pop()
+                running[self._pool.submit(self._unit, unit, now)] = unit
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
-                item = running.pop(future)
+                unit = running.pop(future)
                 try:
                     future.result()
                 except Exception as exc:  # a bug in one effect must not stop the batch
-                    log.exception("journey step %s failed", item.execution_id)
-                    self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
-                finished.append(item)
+                    log.exception("journey steps %s failed", [i.execution_id for i in unit])
+                    for item in unit:
+                        self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
+                finished.extend(unit)
             if finished and (len(finished) >= self.config.mark_every or not running):
                 self._mark(finished, now, out)
                 finished = []
 
+    def _unit(self, unit: list[_Item], now: datetime) -> None:
+        if unit[0].step is not None and unit[0].step["type"] == "send":
+            self._send_group(unit, now)
+        else:
+            self._effect(unit[0], now, self._context.get(unit[0].run_id))
+
+    def _late(self, now: datetime) -> bool:
+        """Never start an effect a worker that took the row over may start too: once the
+        claim's lease is (nearly) over, leave the rows alone; they are claimed again with the
+        same key."""
+        margin = min(timedelta(seconds=self.config.http_timeout), self.config.lease / 2)
+        return self.clock() >= now + self.config.lease - margin
+
     def _effect(self, item: _Item, now: datetime, context: dict[str, Any] | None) -> None:
         assert item.step is not None and item.run is not None
-        # Never start an effect a worker that took the row over may start too: once the lease
-        # is (nearly) over, leave the row alone; it is claimed again with the same key.
-        margin = min(timedelta(seconds=self.config.http_timeout), self.config.lease / 2)
-        if self.clock() >= now + self.config.lease - margin:
+        if self._late(now):
             item.abandoned = True
             return
         key = f"{item.run_id}:{item.step_id}"
@@ -374,32 +396,48 @@ class Executor:
             else:
                 self._failure(item, now, f"HTTP {response.status}")
             return
-        self._send(item, now, context or {}, key)
 
-    def _send(self, item: _Item, now: datetime, context: dict[str, Any], key: str) -> None:
-        assert item.step is not None and item.run is not None
-        from liebian.channels.service import SendRequest, send
+    def _send_group(self, items: list[_Item], now: datetime) -> None:
+        """Send steps through ``channels.service.send_many`` (the key is ``<run>:<step>``, the
+        same on every attempt: channels records it before the adapter call and, for a key
+        it has seen, replays or resumes it instead of sending again)."""
+        from liebian.channels.service import SendRequest, send_many
 
-        try:
-            content = render_content(item.step["content"], context)
-        except MissingField as exc:
-            item.status, item.result = "failed", f"missing_field: {exc}"
+        if self._late(now):
+            for item in items:
+                item.abandoned = True
             return
-        request = SendRequest(
-            workspace_id=item.run.workspace_id,
-            channel_id=item.step["channel_id"],
-            contact_id=item.run.contact_id,
-            content=content,
-            idempotency_key=key,
-            source="journey",
-            category=item.step.get("category", "marketing"),
-        )
-        try:
-            with self.sessions() as session:
-                outcome = send(session, self.runtime, request, now=now)
-        except DomainError as exc:
-            item.status, item.result = "failed", f"{exc.code}: {exc.message}"
+        requests: list[SendRequest] = []
+        asked: list[_Item] = []
+        for item in items:
+            assert item.step is not None and item.run is not None
+            try:
+                content = render_content(item.step["content"], self._context.get(item.run_id, {}))
+            except MissingField as exc:
+                item.status, item.result = "failed", f"missing_field: {exc}"
+                continue
+            requests.append(
+                SendRequest(
+                    workspace_id=item.run.workspace_id,
+                    channel_id=item.step["channel_id"],
+                    contact_id=item.run.contact_id,
+                    content=content,
+                    idempotency_key=f"{item.run_id}:{item.step_id}",
+                    source="journey",
+                    category=item.step.get("category", "marketing"),
+                )
+            )
+            asked.append(item)
+        if not requests:
             return
+        outcomes = send_many(self.runtime, requests, now=now, threads=len(requests))
+        for item, outcome in zip(asked, outcomes, strict=True):
+            if isinstance(outcome, DomainError):
+                item.status, item.result = "failed", f"{outcome.code}: {outcome.message}"
+            else:
+                self._sent(item, now, outcome)
+
+    def _sent(self, item: _Item, now: datetime, outcome: Any) -> None:
         status = outcome.status
         item.detail = {
             "send_id": outcome.send_id,
