@@ -10,7 +10,7 @@ from typing import Any
 
 from liebian.app.runtime import Runtime
 
-from .helpers import workspace
+from .helpers import key, workspace
 
 
 def _wait_for(check: Any, timeout: float = 15.0) -> Any:
@@ -52,7 +52,7 @@ def _community(client: Any, headers: dict[str, str]) -> tuple[str, str, str]:
 
 
 def test_joins_and_leaves_move_membership(client: Any, runtime: Runtime) -> None:
-    _ws, headers = workspace(runtime)
+    ws, headers = workspace(runtime)
     cid, baby, toddler = _community(client, headers)
 
     def record(group: str, ext: str, event: str = "joined") -> None:
@@ -88,6 +88,25 @@ def test_joins_and_leaves_move_membership(client: Any, runtime: Runtime) -> None
         "exited",
         "event:group_left",
     )
+
+    # the contacts list (and its CSV export) filter by community the same way
+    def listed(**params: str) -> list[str]:
+        r = client.get("/api/v1/contacts", params=params, headers=headers)
+        assert r.status_code == 200, r.text
+        return sorted(c["external_id"] for c in r.json()["items"])
+
+    assert listed(community=cid) == ["dad"]
+    assert listed(community=cid, community_status="left") == ["mom"]
+    assert listed(community=cid, community_status="any") == ["dad", "mom"]
+    analyst = key(runtime, ws, "analyst")  # may not see PII: no step-up for the export
+    csv = client.get("/api/v1/contacts/export.csv", params={"community": cid}, headers=analyst).text
+    assert "dad" in csv and "mom" not in csv
+    r = client.get("/api/v1/contacts", params={"community": "cmy_nope"}, headers=headers)
+    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "community"
+    r = client.get(
+        "/api/v1/contacts", params={"community": cid, "community_status": "x"}, headers=headers
+    )
+    assert r.status_code == 422
 
     # preview answers the same, and "not in any community" leaves both out
     r = client.post(

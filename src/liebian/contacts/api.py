@@ -106,6 +106,13 @@ ChannelQ = Annotated[str | None, Query(max_length=64, description="first-touch (
 TimeQ = Annotated[datetime | None, Query()]
 CampaignQ = Annotated[str | None, Query(max_length=40, description="participants of a campaign")]
 SegmentQ = Annotated[str | None, Query(max_length=40, description="members of a segment (seg_…)")]
+CommunityQ = Annotated[
+    str | None, Query(max_length=40, description="members of a community (cmy_…)")
+]
+CommunityStatusQ = Annotated[
+    Literal["joined", "routed", "left", "any"],
+    Query(description="with community: in a group now (joined), routed, left, or any"),
+]
 
 
 def _in_segment(
@@ -116,6 +123,21 @@ def _in_segment(
     from liebian.segments.service import member_filter
 
     return dataclasses.replace(f, extra=(*f.extra, member_filter(session, workspace_id, segment)))
+
+
+def _in_community(
+    f: repository.ContactFilter,
+    session: Any,
+    workspace_id: str,
+    community: str | None,
+    status: str,
+) -> repository.ContactFilter:
+    if not community:
+        return f
+    from liebian.segments.service import community_filter
+
+    clause = community_filter(session, workspace_id, community, status)
+    return dataclasses.replace(f, extra=(*f.extra, clause))
 
 
 @router.get("/contacts", response_model=ContactPage, responses=errors(403, 422))
@@ -133,6 +155,8 @@ def list_contacts(
     last_seen_to: TimeQ = None,
     campaign_id: CampaignQ = None,
     segment: SegmentQ = None,
+    community: CommunityQ = None,
+    community_status: CommunityStatusQ = "joined",
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -143,6 +167,7 @@ def list_contacts(
         last_seen_from, last_seen_to, campaign_id,
     )  # fmt: skip
     f = _in_segment(f, session, principal.workspace_id, segment)
+    f = _in_community(f, session, principal.workspace_id, community, community_status)
     page, next_cursor = contacts.list_page(
         session, principal.workspace_id, runtime.cipher, f, cursor=cursor, limit=limit
     )
@@ -175,6 +200,8 @@ def export_contacts(
     last_seen_to: TimeQ = None,
     campaign_id: CampaignQ = None,
     segment: SegmentQ = None,
+    community: CommunityQ = None,
+    community_status: CommunityStatusQ = "joined",
 ) -> StreamingResponse:
     """The filtered contacts as CSV; phone/email/nickname columns only for roles that may see PII."""
     _require(principal, "read")
@@ -183,6 +210,7 @@ def export_contacts(
         last_seen_from, last_seen_to, campaign_id,
     )  # fmt: skip
     f = _in_segment(f, session, principal.workspace_id, segment)
+    f = _in_community(f, session, principal.workspace_id, community, community_status)
     if principal.may_see_pii:
         principal.require_step_up("exporting contacts with their phone numbers and emails")
     # Rendered here, inside the request's session, so the stream reads one consistent snapshot.

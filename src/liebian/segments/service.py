@@ -167,6 +167,23 @@ def member_filter(session: Session, workspace_id: str, segment_id: str) -> Any:
     return Contact.id.in_(present) & Contact.id.not_in(removed)
 
 
+def community_filter(session: Session, workspace_id: str, community_id: str, status: str) -> Any:
+    """A WHERE clause over ``contacts``: people in the community in ``status`` (the contacts
+    list filter; the same SQL as a ``community`` condition)."""
+    from liebian.segments.compilers import state_clause
+    from liebian.segments.evaluation import state_tables
+
+    if not repository.communities(session, workspace_id, [community_id]):
+        raise Invalid(
+            f"no community {community_id!r} in this workspace;"
+            " pick one from GET /api/v1/communities",
+            code="unknown_community",
+            details={"field": "community"},
+        )
+    node = c.Community("$", community_id, None, None, status, None)
+    return state_clause(state_tables(), node, utcnow(), workspace_id)
+
+
 # -- preview --------------------------------------------------------------------------------
 
 

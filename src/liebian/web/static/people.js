@@ -14,6 +14,7 @@
   // (style-src 'self') refuses inline style attributes.
   const chip = (t) => h("span", { class: "badge tag", style: { "--tag-color": t.color || "#2f6fed" }, text: t.name });
   const startOfDay = (v) => (v ? new Date(v + "T00:00:00").toISOString() : "");
+  const nextDay = (v) => { const d = new Date(v + "T00:00:00"); d.setDate(d.getDate() + 1); return d.toISOString(); };
 
   async function loadTags() {
     return (await api("GET", "/api/v1/tags")).items;
@@ -21,15 +22,21 @@
 
   // ---- 用户 list ---------------------------------------------------------------------------
   async function pageContacts() {
-    const tags = await loadTags();
+    const [tags, segments, communities] = await Promise.all([loadTags(),
+      api("GET", "/api/v1/segments?limit=200"), api("GET", "/api/v1/communities?limit=200").catch(() => ({ items: [] }))]);
     for (const t of tags) $("#ct-tag").append(h("option", { value: t.id, text: t.name }));
+    for (const s of segments.items) $("#ct-segment").append(h("option", { value: s.id, text: s.name }));
+    for (const m of communities.items) $("#ct-community").append(h("option", { value: m.id, text: m.name }));
     let cursor = null;
     const params = () => {
       const fd = new FormData($("#ct-form"));
       const p = new URLSearchParams();
-      for (const k of ["q", "tag", "channel"]) if (fd.get(k)) p.set(k, fd.get(k));
-      if (fd.get("first_seen_from")) p.set("first_seen_from", startOfDay(fd.get("first_seen_from")));
-      if (fd.get("first_seen_to")) p.set("first_seen_to", startOfDay(fd.get("first_seen_to")));
+      for (const k of ["q", "tag", "channel", "segment", "campaign_id"]) if (fd.get(k)) p.set(k, String(fd.get(k)).trim());
+      if (fd.get("community")) { p.set("community", fd.get("community")); p.set("community_status", fd.get("community_status")); }
+      for (const k of ["first_seen_from", "first_seen_to", "last_seen_from", "last_seen_to"]) {
+        // "到 11-05" includes that day: the API's upper bound is exclusive
+        if (fd.get(k)) p.set(k, k.endsWith("_to") ? nextDay(fd.get(k)) : startOfDay(fd.get(k)));
+      }
       return p;
     };
     async function load(more) {
