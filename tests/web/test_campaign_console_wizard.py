@@ -138,4 +138,6 @@ def test_login_to_live_campaign_and_poster_designer(
         assert "Asia/Shanghai" in row.inner_text()
         page.locator("#cd-weekly").scroll_into_view_if_needed()
         page.screenshot(path=str(screenshot(page, f"console-weekly-{backend}")))
+        # The comparison table lists this campaign (same definitions as the cards above).
+        page.locator("#cd-compare tbody tr", has_text="（本活动）").wait_for()
         assert errors == []

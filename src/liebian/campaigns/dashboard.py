@@ -58,10 +58,11 @@ def _rate(num: int, den: int) -> float | None:
 
 
 def event_counts(
-    store: EventStore, workspace_id: str, campaign_id: str, *, by: str | None, tz: str
+    store: EventStore, workspace_id: str, campaign_id: str | list[str], *, by: str | None, tz: str
 ) -> list[tuple[str, dict[str, int]]]:
     """The campaign's action counts, in total (``by=None``), per ``channel`` or per local
-    ``day`` — one GROUP BY in the engine."""
+    ``day`` — one GROUP BY in the engine; or, with a list of ids and ``by="campaign"``, each
+    campaign's totals (the comparison with earlier campaigns, same definitions)."""
     tz = check_tz(tz)
     sql = Sql(store)
     person = "coalesce(nullif(e.user_id, ''), e.visitor_id)"
@@ -71,8 +72,16 @@ def event_counts(
         key = sql.col("channel")
     elif by == "day":
         key = sql.date_str(sql.local_date("e.ts", tz))
+    elif by == "campaign":
+        key = "e.campaign_id"
     else:
         raise ValueError(by)
+    ids = [campaign_id] if isinstance(campaign_id, str) else campaign_id
+    if not ids:
+        return []
+    which = (
+        f"e.campaign_id = {sql.p(ids[0])}" if len(ids) == 1 else sql.in_list("e.campaign_id", ids)
+    )
 
     def people(event: str) -> str:
         return sql.uniq_if(person, f"e.event = {sql.p(event)}")
@@ -84,7 +93,7 @@ def event_counts(
     gmv = sql.sum_if(sql.col("revenue"), f"NOT {sql.in_list('e.event', list(money_events))}")
     where = (
         f" FROM {sql.events} e WHERE e.workspace_id = {sql.p(workspace_id)}"
-        f" AND e.campaign_id = {sql.p(campaign_id)} AND NOT e.is_bot"
+        f" AND {which} AND NOT e.is_bot"
     )
     if not sql.ch:
         # DuckDB: one GROUP BY (key, event, person) and then plain counts over its rows costs
@@ -114,9 +123,7 @@ def event_counts(
         f"SELECT {key} AS k, {people('page_view')}, {people('campaign_join')},"
         f" {people('share')}, {count('share')}, {people('invite_click')}, {count('invite')},"
         f" {count('invite_qualified')}, {gmv}"
-        f" FROM {sql.events} e WHERE e.workspace_id = {sql.p(workspace_id)}"
-        f" AND e.campaign_id = {sql.p(campaign_id)} AND NOT e.is_bot"
-        " GROUP BY k ORDER BY k"
+        f"{where} GROUP BY k ORDER BY k"
     )
     rows = sql.run(select_)
     return [
@@ -179,7 +186,51 @@ def dashboard(
             {"day": k, **_figures(v, None)}
             for k, v in event_counts(store, campaign.workspace_id, campaign.id, by="day", tz=tz)
         ],
+        "compare": compare(session, store, campaign, tz=tz),
     }
+
+
+COMPARE_LIMIT = 5
+
+
+def compare(
+    session: Session, store: EventStore, campaign: Campaign, *, tz: str
+) -> list[dict[str, Any]]:
+    """This campaign beside the workspace's earlier campaigns of the same type (the latest
+    ``COMPARE_LIMIT`` created before it), each with the same totals and definitions as the
+    dashboard: one engine query grouped by campaign, one ledger query."""
+    earlier = session.execute(
+        select(Campaign.id, Campaign.name, Campaign.starts_at, Campaign.status)
+        .where(
+            Campaign.workspace_id == campaign.workspace_id,
+            Campaign.type == campaign.type,
+            Campaign.id != campaign.id,
+            Campaign.created_at <= campaign.created_at,
+        )
+        .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+        .limit(COMPARE_LIMIT)
+    ).all()
+    rows = [(campaign.id, campaign.name, campaign.starts_at, campaign.status), *earlier]
+    ids = [r[0] for r in rows]
+    counts = dict(event_counts(store, campaign.workspace_id, ids, by="campaign", tz=tz))
+    costs = dict(
+        session.execute(
+            select(RewardEntry.campaign_id, func.coalesce(func.sum(RewardEntry.amount), 0))
+            .where(
+                RewardEntry.campaign_id.in_(ids),
+                RewardEntry.kind.in_(("coupon", "cash")),
+                RewardEntry.status != "reversed",
+            )
+            .group_by(RewardEntry.campaign_id)
+        ).all()
+    )
+    empty = dict.fromkeys(_COUNTS, 0)
+    return [
+        {"campaign_id": cid, "name": name, "starts_at": starts, "status": status,
+         "current": cid == campaign.id,
+         **_figures(counts.get(cid, empty), int(costs.get(cid, 0) or 0))}
+        for cid, name, starts, status in rows
+    ]  # fmt: skip
 
 
 # ── the fission tree (who brought whom), from OLTP referrals ───────────────────────────────

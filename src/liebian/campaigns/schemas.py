@@ -391,6 +391,14 @@ class DayFigures(DashboardFigures):
     day: str
 
 
+class CompareFigures(DashboardTotals):
+    campaign_id: str
+    name: str
+    starts_at: datetime
+    status: str
+    current: bool = Field(description="this campaign (the others are earlier, same type)")
+
+
 class DashboardOut(BaseModel):
     campaign_id: str
     tz: str
@@ -398,6 +406,10 @@ class DashboardOut(BaseModel):
     funnel: list[FunnelStep]
     by_channel: list[ChannelFigures]
     by_day: list[DayFigures]
+    compare: list[CompareFigures] = Field(
+        description="this campaign and the workspace's latest 5 earlier campaigns of the same "
+        "type, with the same definitions"
+    )
 
 
 class TreeNode(BaseModel):

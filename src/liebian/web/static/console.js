@@ -936,6 +936,11 @@
       $("#cd-channels tbody").replaceChildren(...d.by_channel.map((c) => h("tr", null, h("td", { text: CHANNEL_ZH[c.channel] || c.channel }),
         h("td", { text: num(c.participants) }), h("td", { text: pct(c.share_rate) }), h("td", { text: num(c.friend_joins) }), h("td", { text: dash(c.k_factor) }))));
       $("#cd-days").replaceChildren(d.by_day.length ? dayChart(d.by_day, "participants") : h("p", { class: "empty", text: "还没有数据" }));
+      $("#cd-compare tbody").replaceChildren(...d.compare.map((c) => h("tr", c.current ? { class: "current" } : null,
+        h("td", null, c.current ? h("strong", { text: c.name + "（本活动）" }) : h("a", { href: "/admin/campaigns/" + encodeURIComponent(c.campaign_id), text: c.name })),
+        h("td", { text: fmtTime(c.starts_at) }), h("td", { text: num(c.participants) }), h("td", { text: pct(c.share_rate) }),
+        h("td", { text: pct(c.click_rate) }), h("td", { text: pct(c.conversion_rate_per_share) }), h("td", { text: dash(c.k_factor) }),
+        h("td", { text: yuan(c.reward_cost) }), h("td", { text: yuan(c.gmv) }), h("td", { text: pct(c.roi) }), h("td", { text: yuan(c.cac) }))));
     }
     let treeCursor = null;
     function treeNode(n) {
