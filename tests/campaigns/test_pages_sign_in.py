@@ -186,7 +186,7 @@ def test_a_new_phone_is_a_new_contact_with_encrypted_phone(
         assert "13900001111" not in friend.external_id
 
 
-def test_sms_refusals_are_chinese_pages(client: Any, owner: dict[str, str]) -> None:
+def test_sms_refusals_are_chinese_pages(client: Any, owner: dict[str, str], runtime: Any) -> None:
     with serve(sms_provider(SMS_SECRET)) as provider:
         cid = create(client, owner, "invite", ONE_INVITE)
         # Not offered yet: the page says where to go, a code is refused.
@@ -210,6 +210,7 @@ def test_sms_refusals_are_chinese_pages(client: Any, owner: dict[str, str]) -> N
         provider.state["fail_next"] = 99
         _chinese_page(client.post(f"/p/{cid}/signin/sms", data={"phone": "13800138000", "csrf": csrf}),
                       503, "短信发送失败")  # fmt: skip
+    _check_code_limits(runtime, owner, client)
 
 
 def _csrf_or_blank(page: str) -> str:
@@ -217,7 +218,7 @@ def _csrf_or_blank(page: str) -> str:
     return found.group(1) if found else ""
 
 
-def test_code_limits(runtime: Any, owner: dict[str, str], client: Any) -> None:
+def _check_code_limits(runtime: Any, owner: dict[str, str], client: Any) -> None:
     """One code a phone a minute, five an hour, twenty an IP an hour; five tries a code;
     a code lasts five minutes (the service, with its clock given)."""
     with serve(sms_provider(SMS_SECRET)) as provider:
@@ -332,13 +333,18 @@ def test_wechat_sign_in_userinfo(client: Any, owner: dict[str, str], runtime: An
     assert len(rows) == 1 and rows[0][1] == "wx_u-alice"
     assert runtime.cipher.decrypt(rows[0][2]) == "小爱"
     assert aliases == {"o-alice": "wx_openid", "u-alice": "wx_unionid", "o-alice-2": "wx_openid"}
+    client.cookies.clear()
+    _check_wechat_refusals(client, owner, runtime)
 
 
-def test_wechat_refusals(client: Any, owner: dict[str, str], runtime: Any) -> None:
+def _check_wechat_refusals(client: Any, owner: dict[str, str], runtime: Any) -> None:
     with wechat() as fake:
         cid = create(client, owner, "invite", ONE_INVITE)
-        _chinese_page(client.get(f"/p/{cid}/signin/wechat"), 403, "暂不支持这种登录方式")
         _wechat_settings(client, owner, fake, runtime, "snsapi_userinfo")
+        client.put(f"/api/v1/campaigns/{cid}/participant-sign-in", headers=owner,
+                   json={"methods": ["token"]})  # fmt: skip
+        _chinese_page(client.get(f"/p/{cid}/signin/wechat"), 403, "暂不支持这种登录方式")
+        client.delete(f"/api/v1/campaigns/{cid}/participant-sign-in", headers=owner)
         fake.user = {"openid": "o-bob"}
         # A callback whose state is not this browser's (CSRF): refused.
         start = client.get(f"/p/{cid}/signin/wechat")

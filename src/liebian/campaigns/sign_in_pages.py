@@ -268,7 +268,10 @@ def wechat_callback(campaign_id: str, request: Request) -> Response:
         response.delete_cookie(STATE_COOKIE, path=f"/p/{campaign_id}/signin/wechat")
         return pages._finish(response, request, who)
 
-    return pages._guarded(request, work)
+    try:
+        return work(pages._runtime(request))
+    except DomainError as exc:  # every refusal: its Chinese page, and a way back to sign in
+        return pages.error_page(exc.code, back=f"/p/{campaign_id}/signin")
 
 
 @router.post("/p/{campaign_id}/signout")
