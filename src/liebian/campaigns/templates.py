@@ -186,6 +186,28 @@ TEMPLATES: tuple[CampaignTemplate, ...] = (
         },
     ),
     CampaignTemplate(
+        key="ecom_referral_decreasing",
+        industry="ecommerce",
+        type="invite",
+        name="递减奖励·老带新",
+        description="每邀请1位好友完成首单得10元现金，之后每一轮少20%（10、8、6.4元…），最多10轮；"
+        "好友得10元新人券。早邀请多得，预算可控。",
+        share_text="这家店新人首单有10元券，用我的链接领。",
+        channel="h5",
+        config={
+            "tiers": [{"invites": 1, "reward": _cash("邀请返现", 1_000)}],
+            "invitee_reward": _coupon("新人10元券", 1_000, 5_900),
+            "qualifying_action": "first_purchase",
+            "new_users_only": True,
+            "max_rewards_per_participant": 10,
+            "cycle_decrease_bp": 2_000,
+            "budget": 1_000_000,
+            "reward_delay_days": 7,
+            "duration_days": 30,
+            "risk": _BLOCK,
+        },
+    ),
+    CampaignTemplate(
         key="ecom_group_buy_3",
         industry="ecommerce",
         type="group_buy",
