@@ -90,6 +90,21 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return totals
 
 
+def hooks_schedstat(pid: int) -> tuple[float, float]:
+    """Seconds the hooks worker thread ran on a core and waited runnable for one (the kernel's
+    schedstat): the second says whether its lag is CPU starvation rather than its own work."""
+    for one in server_pids(pid):
+        for task in Path(f"/proc/{one}/task").glob("*"):
+            try:
+                if "liebian-hooks" not in (task / "comm").read_text():
+                    continue
+                ran, waited, _ = (task / "schedstat").read_text().split()
+            except (FileNotFoundError, ValueError):
+                continue
+            return int(ran) / 1e9, int(waited) / 1e9
+    return 0.0, 0.0
+
+
 def process_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -385,9 +400,11 @@ def main() -> None:
             db = Path(data_dir) / "liebian.db"
             for run in range(args.mix_runs):
                 bodies, conversions = mix_bodies(run)
-                cpu_before = thread_cpu(proc.pid)
+                cpu_before, sched_before = thread_cpu(proc.pid), hooks_schedstat(proc.pid)
                 figures = mix_bench(base, key, db, run, bodies, conversions)
-                cpu_after = thread_cpu(proc.pid)
+                cpu_after, sched_after = thread_cpu(proc.pid), hooks_schedstat(proc.pid)
+                figures["hooks_ran"] = sched_after[0] - sched_before[0]
+                figures["hooks_waited"] = sched_after[1] - sched_before[1]
                 hooks_cpu = sum(
                     cpu_after[n] - cpu_before.get(n, 0.0) for n in cpu_after if "hooks" in n
                 )
@@ -400,7 +417,9 @@ def main() -> None:
                       f"all stored after {figures['stored']:.2f} s ({figures['events'] / figures['stored']:,.0f}/s), "
                       f"all conversions applied after {figures['applied']:.2f} s; apply lag p50 {figures['lag_p50'] * 1000:.0f} ms "
                       f"p99 {figures['lag_p99'] * 1000:.0f} ms max {figures['lag_max'] * 1000:.0f} ms; hooks worker CPU "
-                      f"{figures['us_per_conversion']:.1f} us/conversion; server CPU {figures['us_per_event']:.2f} us/event")  # fmt: skip
+                      f"{figures['us_per_conversion']:.1f} us/conversion (the thread ran {figures['hooks_ran']:.1f} s and waited "
+                      f"{figures['hooks_waited']:.1f} s runnable for a core); server CPU {figures['us_per_event']:.2f} us/event "
+                      f"= {figures['us_per_event']:.1f} ms per 1,000 events")  # fmt: skip
             if mix:
                 med = statistics.median
                 print(f"realistic mix, 1,000,000 events in 10,000-event batches, 2 client threads (median of {len(mix)}): "
@@ -408,7 +427,8 @@ def main() -> None:
                       f"stored end to end {med(f['events'] / f['stored'] for f in mix):,.0f} events/s; "
                       f"conversion apply lag p50 {med(f['lag_p50'] for f in mix) * 1000:.0f} ms, "
                       f"p99 {med(f['lag_p99'] for f in mix) * 1000:.0f} ms; "
-                      f"hooks worker {med(f['us_per_conversion'] for f in mix):.1f} us CPU/conversion")  # fmt: skip
+                      f"hooks worker {med(f['us_per_conversion'] for f in mix):.1f} us CPU/conversion; "
+                      f"server CPU {med(f['us_per_event'] for f in mix):.2f} us/event")  # fmt: skip
             print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             singles_to_run = [] if args.batches_only else [("plain (page_view)", PLAIN), ("conversion (signup)", CONVERSION)]  # fmt: skip
             for label, body in singles_to_run:

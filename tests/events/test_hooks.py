@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from liebian.events.hooks import HookEvent
@@ -149,3 +150,12 @@ def test_markers_are_pruned_after_their_window_and_recent_ones_still_dedupe(
     worker._stop.set()  # rest returns at once
     worker._rest(0.2)
     assert worker.rested_seconds == 0.2
+    # Behind (the newest event of the last batch waited over CATCH_UP_AFTER): no rest.
+    worker._newest_received = utcnow() - timedelta(seconds=hooks.CATCH_UP_AFTER + 5)
+    assert worker.behind()
+    worker._rest(0.2)
+    assert worker.rested_seconds == 0.2 and worker.catch_up_batches == 1
+    worker._newest_received = utcnow()
+    assert not worker.behind()
+    worker._rest(0.1)
+    assert worker.rested_seconds == pytest.approx(0.3) and worker.catch_up_batches == 1

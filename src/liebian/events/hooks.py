@@ -20,7 +20,8 @@ process received them (one worker, segments and lines in order).
 
 The thread paces itself: after each batch it rests in proportion to the CPU the batch took,
 so that it uses at most ``MAX_SHARE`` of a core and the request threads of the same process
-keep theirs (the GIL). Markers are kept ``hook_marker_days`` (7 by default) and then deleted
+keep theirs (the GIL) — while it keeps up. Once the events it applies have waited more than
+``CATCH_UP_AFTER`` it applies on without resting until it has caught up (decision 0026). Markers are kept ``hook_marker_days`` (7 by default) and then deleted
 in small chunks (decision 0026): long past the only replay the spool
 itself makes (a segment applied but not yet deleted when the process died, replayed at the
 next start) and past any sensible client retry of an ``event_id``.
@@ -68,6 +69,13 @@ BATCH_SIZE = 2_000
 # applies ~5,000 conversions a second, well above the realistic mix at 100k events/s.
 MAX_SHARE = 0.5
 MAX_REST = 1.0  # seconds, at most, after one batch
+# ... but only while it keeps up: when the newest event of the batch it just applied had
+# waited longer than this, a backlog is building (a burst of conversions) and it applies on
+# without resting, as the events' flusher leaves SCHED_IDLE when it falls behind. Resting
+# then only added lag: at ~150 µs per conversion the worker, paced to half a core and
+# sharing two cores with the request threads, applied ~800/s while 2,800/s arrived
+# (issue 10: p50 27 s behind; decision 0026).
+CATCH_UP_AFTER = 1.0  # seconds
 # Markers of applied events are kept this long by default (Settings.hook_marker_days), and
 # pruned in chunks of PRUNE_CHUNK rows every PRUNE_INTERVAL seconds (decision 0026).
 MARKER_DAYS = 7.0
@@ -201,6 +209,8 @@ class HookWorker:
         self.max_share = max_share
         self.marker_days = marker_days
         self.rested_seconds = 0.0  # time the thread rested to leave the requests their CPU
+        self.catch_up_batches = 0  # batches after which it did not rest: it was behind
+        self._newest_received: datetime | None = None  # of the last batch applied
         self.pruned = 0  # markers deleted since start
         self._last_prune = float("-inf")
         self.applied = 0  # events applied (markers written) since start
@@ -257,9 +267,20 @@ class HookWorker:
             if pruned >= PRUNE_SLICE * PRUNE_CHUNK:  # more left: the next slice soon
                 self._last_prune -= PRUNE_INTERVAL - PRUNE_AGAIN
 
+    def behind(self, now: datetime | None = None) -> bool:
+        """Whether the newest event of the last batch waited more than CATCH_UP_AFTER."""
+        newest = self._newest_received
+        if newest is None:
+            return False
+        return ((now or utcnow()) - newest).total_seconds() > CATCH_UP_AFTER
+
     def _rest(self, cpu: float) -> None:
         """Leave the request threads the GIL and the core for a while after a batch that
-        took ``cpu`` seconds of this thread's CPU (time slicing; see MAX_SHARE)."""
+        took ``cpu`` seconds of this thread's CPU (time slicing; see MAX_SHARE) — unless
+        the worker is behind (CATCH_UP_AFTER): then the lag matters more."""
+        if self.behind():
+            self.catch_up_batches += 1
+            return
         if 0 < self.max_share < 1 and cpu > 0:
             pause = min(cpu * (1 / self.max_share - 1), MAX_REST)
             self.rested_seconds += pause
@@ -297,6 +318,7 @@ class HookWorker:
                 kept.append(line)
         if not events:
             return 0
+        self._newest_received = max(e.received_at for e in events)
         try:
             return self._apply_batch(events)
         except (OperationalError, InterfaceError):

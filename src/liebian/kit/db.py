@@ -58,6 +58,26 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, one function straight to the text SQLAlchemy's DATETIME stores
+        (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC): the same bytes as process_bind_param
+        followed by DATETIME's own processor, at ~1 µs instead of ~5 per value — bulk writes
+        bind several datetimes per row (docs/benchmarks.md, issue 10)."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if not isinstance(value, datetime):  # what DATETIME itself would refuse
+                raise TypeError("SQLite DateTime type only accepts Python datetime objects")
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            naive = value.astimezone(UTC).replace(tzinfo=None)
+            return naive.isoformat(sep=" ", timespec="microseconds")
+
+        return process
+
 
 # Seconds a writer waits for the database, in SQLite's busy handler (other processes) and in
 # the in-process writer queue (other threads) alike.

@@ -1,0 +1,65 @@
+"""The fast SQLite bind of UTC datetimes stores exactly what the composed one stored."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, create_engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import DateTime
+
+from liebian.kit.db import UTCDateTime
+
+
+def _slow(value: datetime | None) -> object:
+    """process_bind_param then DATETIME's own SQLite processor: what was stored before."""
+    t = UTCDateTime()
+    impl = DateTime(timezone=True).dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
+    assert impl is not None
+    return impl(t.process_bind_param(value, sqlite.dialect()))
+
+
+def test_sqlite_datetime_text_is_unchanged() -> None:
+    fast = UTCDateTime().bind_processor(sqlite.dialect())
+    assert fast is not None
+    rng = random.Random(3)
+    shanghai = timezone(timedelta(hours=8))
+    samples = [
+        datetime(2026, 12, 3, 1, 2, 3, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(1, 1, 1, 8, 0, tzinfo=shanghai) + timedelta(days=1),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 2, 29, 0, 0, 0, 1, tzinfo=shanghai),
+    ]
+    samples += [
+        datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.getrandbits(50))
+        for _ in range(500)
+    ]
+    for value in samples:
+        assert fast(value) == _slow(value)
+    assert fast(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        fast(datetime(2026, 1, 1))
+    with pytest.raises(TypeError):
+        fast("2026-01-01")
+
+
+def test_sqlite_round_trip_and_postgres_unchanged() -> None:
+    engine = create_engine("sqlite://")
+    table = Table(
+        "t", MetaData(), Column("k", String, primary_key=True), Column("at", UTCDateTime())
+    )
+    table.create(engine)
+    when = datetime(2026, 12, 3, 9, 30, tzinfo=timezone(timedelta(hours=8)))
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"k": "a", "at": when}, {"k": "b", "at": None}])
+        assert conn.execute(select(table.c.at).where(table.c.k == "a")).scalar_one() == when
+        assert conn.execute(select(table.c.at).where(table.c.at == when)).scalar_one() == when
+        assert conn.execute(select(table.c.at).where(table.c.k == "b")).scalar_one() is None
+    # PostgreSQL keeps the composed path: an aware UTC datetime goes to the driver.
+    process = UTCDateTime().bind_processor(postgresql.dialect())
+    value = (
+        process(when) if process else UTCDateTime().process_bind_param(when, postgresql.dialect())
+    )
+    assert value == when and value.tzinfo is not None and value.utcoffset() == timedelta(0)
