@@ -196,3 +196,35 @@ def test_static_upload_and_bad_input(client: Any, runtime: Runtime) -> None:
     # another workspace sees nothing
     _ws2, other = workspace(runtime)
     assert client.get(f"/api/v1/segments/{one}", headers=other).status_code == 404
+
+
+def test_bulk_tag_a_segment_and_profile_lists_segments(client: Any, runtime: Runtime) -> None:
+    _ws, headers, ids, vip = _setup(runtime)
+    cond = {"type": "tags", "match": "any", "tags": [vip]}
+    sid = client.post(
+        "/api/v1/segments", json={"name": "宝妈们", "condition": cond}, headers=headers
+    ).json()["id"]
+    # b is taken out by hand: not a member, not tagged, not listed on b's profile
+    r = client.post(f"/api/v1/segments/{sid}/members", json={"remove": [ids["b"]]}, headers=headers)
+    assert r.status_code == 200, r.text
+    new_tag = client.post("/api/v1/tags", json={"name": "618 触达"}, headers=headers).json()["id"]
+    r = client.post(
+        "/api/v1/tags/bulk",
+        json={"tag_ids": [new_tag], "segment_id": sid, "external_ids": ["d"]},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"changed": 3, "contacts": 3}  # a, c (members) and d (named)
+    tagged = client.get("/api/v1/contacts", params={"tag": new_tag}, headers=headers).json()
+    assert sorted(c["external_id"] for c in tagged["items"]) == ["a", "c", "d"]
+
+    profile = client.get(f"/api/v1/contacts/{ids['a']}", headers=headers).json()
+    assert [(s["id"], s["name"], s["source"]) for s in profile["segments"]] == [
+        (sid, "宝妈们", "computed")
+    ]
+    assert client.get(f"/api/v1/contacts/{ids['b']}", headers=headers).json()["segments"] == []
+
+    r = client.post(
+        "/api/v1/tags/bulk", json={"tag_ids": [new_tag], "segment_id": "seg_nope"}, headers=headers
+    )
+    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "segment_id"

@@ -253,10 +253,14 @@ def get_contact(
     ref: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """One person by id (ctc_…) or external id: identity (masked unless the role may see PII),
-    aliases, tags, custom and computed attributes."""
+    aliases, tags, segments, custom and computed attributes."""
     _require(principal, "read")
+    from liebian.segments.repository import segments_of
+
     contact = contacts.find(session, principal.workspace_id, ref)
-    return contacts.profile(session, runtime.cipher, contact, may_see_pii=principal.may_see_pii)
+    out = contacts.profile(session, runtime.cipher, contact, may_see_pii=principal.may_see_pii)
+    out["segments"] = segments_of(session, principal.workspace_id, contact.id)
+    return out
 
 
 @router.patch("/contacts/{ref}", response_model=Profile, responses=errors(403, 404, 410, 422))
@@ -464,18 +468,28 @@ def delete_tag(tag_id: str, principal: PrincipalDep, session: SessionDep) -> Res
     return Response(status_code=204)
 
 
+SEGMENT_BULK_LIMIT = 50_000
+
+
 @router.post("/tags/bulk", response_model=TagChangeOut, responses=errors(403, 409, 422))
 def bulk_tag(body: BulkTagIn, principal: PrincipalDep, session: SessionDep) -> dict[str, int]:
-    """Tag or untag many contacts at once (ids and/or external ids; unknown ones: 422, nothing
-    changes)."""
+    """Tag or untag many contacts at once (ids, external ids and/or a segment's members;
+    unknown ones: 422, nothing changes)."""
     _require(principal, "write")
-    if not body.contact_ids and not body.external_ids:
+    if not body.contact_ids and not body.external_ids and not body.segment_id:
         raise Invalid(
-            "give contact_ids or external_ids", code="no_contacts", details={"field": "contact_ids"}
+            "give contact_ids, external_ids or segment_id",
+            code="no_contacts",
+            details={"field": "contact_ids"},
         )
     ids = tags.contacts_by_refs(
         session, principal.workspace_id, body.contact_ids, body.external_ids
     )
+    if body.segment_id:
+        from liebian.segments.service import member_ids
+
+        members = member_ids(session, principal.workspace_id, body.segment_id, SEGMENT_BULK_LIMIT)
+        ids = list(dict.fromkeys([*ids, *members]))
     apply = tags.add_tags if body.action == "add" else tags.remove_tags
     n = apply(session, principal.workspace_id, ids, body.tag_ids, "manual", "bulk")
     return {"changed": n, "contacts": len(ids)}

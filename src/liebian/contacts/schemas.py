@@ -84,6 +84,14 @@ class Computed(BaseModel):
     rfm_class: str | None
 
 
+class SegmentOfContact(BaseModel):
+    id: str
+    name: str
+    kind: str
+    source: str  # computed | manual_add
+    since: datetime
+
+
 class Profile(BaseModel):
     id: str
     external_id: str
@@ -100,6 +108,9 @@ class Profile(BaseModel):
     tags: list[TagRef]
     attributes: dict[str, AttributeValue]
     computed: Computed
+    segments: list[SegmentOfContact] = Field(
+        default_factory=list, description="segments the contact is a member of"
+    )
 
 
 class ContactPatch(StrictModel):
@@ -197,6 +208,11 @@ class BulkTagIn(StrictModel):
         default_factory=list, max_length=10_000, description="contact ids (ctc_…)"
     )
     external_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    segment_id: str | None = Field(
+        default=None,
+        max_length=40,
+        description="and/or every member of this segment (seg_…), up to 50,000",
+    )
 
 
 class TagChangeOut(BaseModel):

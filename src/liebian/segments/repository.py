@@ -145,6 +145,26 @@ def communities(
 # -- membership ----------------------------------------------------------------------------
 
 
+def segments_of(session: Session, workspace_id: str, contact_id: str) -> list[dict[str, Any]]:
+    """The segments one contact is an effective member of (computed or manual_add, and no
+    manual_remove): id, name, kind, source, since — by name."""
+    rows = session.execute(
+        select(Segment.id, Segment.name, Segment.kind, SegmentMember.source, SegmentMember.since)
+        .join(SegmentMember, SegmentMember.segment_id == Segment.id)
+        .where(SegmentMember.workspace_id == workspace_id, SegmentMember.contact_id == contact_id)
+        .order_by(Segment.name)
+    ).all()
+    removed = {sid for sid, _n, _k, source, _s in rows if source == "manual_remove"}
+    out: dict[str, dict[str, Any]] = {}
+    for sid, name, kind, source, since in rows:
+        if source == "manual_remove" or sid in removed:
+            continue
+        seen = out.get(sid)
+        if seen is None or (source == "manual_add" and seen["source"] != "manual_add"):
+            out[sid] = {"id": sid, "name": name, "kind": kind, "source": source, "since": since}
+    return list(out.values())
+
+
 def member_rows(
     session: Session, segment_id: str, contact_ids: Sequence[str] | None = None
 ) -> dict[str, set[str]]:

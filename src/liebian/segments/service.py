@@ -167,6 +167,35 @@ def member_filter(session: Session, workspace_id: str, segment_id: str) -> Any:
     return Contact.id.in_(present) & Contact.id.not_in(removed)
 
 
+def member_ids(session: Session, workspace_id: str, segment_id: str, limit: int) -> list[str]:
+    """The effective members' contact ids (live contacts only); ``Invalid`` naming
+    ``segment_id`` when the segment is unknown or holds more than ``limit``."""
+    from sqlalchemy import func, select
+
+    from liebian.contacts.models import Contact
+
+    try:
+        clause = member_filter(session, workspace_id, segment_id)
+    except Invalid as exc:
+        raise Invalid(exc.message, code=exc.code, details={"field": "segment_id"}) from None
+    stmt = select(Contact.id).where(
+        Contact.workspace_id == workspace_id,
+        Contact.merged_into_id.is_(None),
+        Contact.erased_at.is_(None),
+        clause,
+    )
+    ids = list(session.scalars(stmt.limit(limit + 1)))
+    if len(ids) > limit:
+        total = session.scalar(stmt.with_only_columns(func.count()).order_by(None)) or 0
+        raise Invalid(
+            f"the segment has {total} members; at most {limit} can be tagged in one call —"
+            " narrow the segment, or make a rule tag with its condition",
+            code="too_many_contacts",
+            details={"field": "segment_id"},
+        )
+    return ids
+
+
 def community_filter(session: Session, workspace_id: str, community_id: str, status: str) -> Any:
     """A WHERE clause over ``contacts``: people in the community in ``status`` (the contacts
     list filter; the same SQL as a ``community`` condition)."""

@@ -85,6 +85,12 @@
     ["referrer_external_id", "邀请人"], ["first_seen_at", "首次访问"], ["last_seen_at", "最近访问"],
     ["days_since_last_activity", "未活跃天数"], ["orders_count", "订单数"], ["gmv_cents", "GMV"], ["aov_cents", "客单价"],
     ["last_order_at", "最近下单"], ["invites_made", "邀请人数"], ["invites_qualified", "有效邀请"], ["rfm_class", "RFM 分类"]];
+  // Chinese names of the events operators meet most (others show their own name).
+  const EVENT_ZH = { page_view: "浏览页面", visit: "访问", click: "点击链接", signup: "注册", identify: "识别身份",
+    purchase: "下单", refund: "退款", share: "分享", campaign_joined: "参加活动", group_routed: "分配社群",
+    group_joined: "入群", group_left: "退群", group_message: "群发言", group_violation: "群违规",
+    community_view: "查看社群页", segment_entered: "进入人群", segment_exited: "离开人群",
+    journey_step: "旅程步骤", journey_split: "旅程分流", journey_completed: "完成旅程", journey_exited: "退出旅程" };
   const SOURCE_ZH = { event: "事件", campaign_join: "参加活动", invite: "邀请", invited_by: "被邀请", help: "助力", reward: "奖励", tag: "标签" };
   function kv(dl, pairs) {
     dl.replaceChildren();
@@ -100,6 +106,10 @@
     kv($("#cd-computed"), COMPUTED.map(([k, label]) => [label,
       k.endsWith("_at") ? fmtTime(cm[k]) : k.endsWith("_cents") ? yuan(cm[k]) : cm[k]]));
     kv($("#cd-attrs"), Object.entries(c.attributes));
+    $("#cd-segments").replaceChildren(...(c.segments.length ? c.segments.map((s) => h("li", {},
+      h("a", { href: "/admin/contacts?segment=" + encodeURIComponent(s.id), text: s.name }),
+      h("span", { class: "sub", text: ` ${s.source === "manual_add" ? "手动加入" : "条件匹配"} · ${fmtTime(s.since)} 起` })))
+      : [h("li", { class: "hint", text: "不在任何人群中" })]));
     $("#cd-aliases").replaceChildren(...c.aliases.map((a) => h("li", { text: `${a.kind}: ${a.value}` })));
     const drawTags = (list) => $("#cd-tags").replaceChildren(...list.map((t) => h("span", {}, chip(t),
       h("button", { type: "button", class: "link", text: "×", title: "移除", onclick: async () => {
@@ -120,7 +130,8 @@
         const extra = [it.channel && `渠道 ${it.channel}`, it.revenue != null && yuan(it.revenue), it.campaign_id && `活动 ${it.campaign_id}`].filter(Boolean).join(" · ");
         $("#cd-timeline").append(h("li", { class: "tl-" + it.source },
           h("time", { text: fmtTime(it.ts) }), h("span", { class: "badge", text: SOURCE_ZH[it.source] || it.source }),
-          h("b", { text: it.title }), extra ? h("span", { class: "sub", text: extra }) : null));
+          h("b", { text: it.source === "event" ? EVENT_ZH[it.title] || it.title : it.title }),
+          extra ? h("span", { class: "sub", text: extra }) : null));
       }
       cursor = page.next_cursor;
       $("#cd-more").hidden = !cursor;
@@ -136,6 +147,9 @@
       const names = Object.fromEntries(groups.items.map((g) => [g.id, g.name]));
       $("#tg-group").replaceChildren(h("option", { value: "", text: "不分组" }), ...groups.items.map((g) => h("option", { value: g.id, text: g.name })));
       $("#bulk-tag").replaceChildren(...tags.filter((t) => t.kind === "manual").map((t) => h("option", { value: t.id, text: t.name })));
+      const segments = await api("GET", "/api/v1/segments?limit=200");
+      $("#bulk-segment").replaceChildren(h("option", { value: "", text: "（不使用人群）" }),
+        ...segments.items.map((s) => h("option", { value: s.id, text: `${s.name}（${s.size.toLocaleString("zh-CN")} 人）` })));
       $("#tg-table tbody").replaceChildren(...tags.map((t) => h("tr", {},
         h("td", {}, chip(t)), h("td", { text: dash(names[t.group_id]) }), h("td", { text: t.kind === "rule" ? "规则" : "手动" }),
         h("td", {}, h("a", { href: "/admin/contacts?tag=" + t.id, text: String(t.contacts_count) })),
@@ -167,7 +181,8 @@
           out = await api("POST", `/api/v1/tags/bulk.csv?tag_id=${encodeURIComponent(fd.get("tag_id"))}&action=${fd.get("action")}`, { body: await file.text(), type: "text/csv" });
         } else {
           const ids = String(fd.get("ids") || "").split(/\s+/).filter(Boolean);
-          out = await api("POST", "/api/v1/tags/bulk", { json: { tag_ids: [fd.get("tag_id")], action: fd.get("action"), external_ids: ids } });
+          out = await api("POST", "/api/v1/tags/bulk", { json: { tag_ids: [fd.get("tag_id")], action: fd.get("action"),
+            external_ids: ids, segment_id: fd.get("segment_id") || null } });
         }
         alertBox("ok", `完成：${out.contacts} 位用户，变更 ${out.changed} 条。`);
         await load();
@@ -179,11 +194,13 @@
   const page = document.body.dataset.page;
   const run = page === "contacts" && $("#cd") ? pageContactDetail : { contacts: pageContacts, tags: pageTags }[page];
   if (run) {
-    // The tag filter can arrive in the URL (标签 page → its holders).
-    const tag = new URLSearchParams(location.search).get("tag");
+    // A tag or segment filter can arrive in the URL (标签 page → its holders; a profile's
+    // 所属人群 → the segment's members).
+    const query = new URLSearchParams(location.search);
+    const preset = [["tag", "#ct-tag"], ["segment", "#ct-segment"]].filter(([k, sel]) => query.get(k) && $(sel));
     const go = () => run().catch(problem).finally(() => document.body.setAttribute("data-people-ready", "1"));
-    if (tag && $("#ct-tag")) {
-      run().then(() => { $("#ct-tag").value = tag; $("#ct-form").requestSubmit(); }).catch(problem)
+    if (preset.length) {
+      run().then(() => { for (const [k, sel] of preset) $(sel).value = query.get(k); $("#ct-form").requestSubmit(); }).catch(problem)
         .finally(() => document.body.setAttribute("data-people-ready", "1"));
     } else go();
   }
