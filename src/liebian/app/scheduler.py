@@ -176,7 +176,16 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
             3600.0 if settings.jobs_interval > 0 else 0,
             audited("system", "system.community_tiers", community_tiers_job(runtime)),
         ),
+        # Communities: the content calendar's due posts, once per group and day
+        # (communities/calendar.py).
+        PeriodicJob("community_calendar", settings.jobs_interval, community_calendar_job(runtime)),
     ]
+
+
+def community_calendar_job(runtime: Runtime) -> Callable[[], Any]:
+    from liebian.communities.calendar import send_due
+
+    return lambda: send_due(runtime)
 
 
 def community_tiers_job(runtime: Runtime) -> Callable[[], Any]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
-from liebian.communities import messages, metrics, repository, service
+from liebian.communities import calendar, messages, metrics, repository, service
 from liebian.communities.models import Community, CommunityGroup, CommunityMember
 from liebian.communities.schemas import (
     AlertOut,
@@ -23,11 +24,17 @@ from liebian.communities.schemas import (
     GroupCreate,
     GroupOut,
     GroupUpdate,
+    MaterialIn,
+    MaterialOut,
     MemberIn,
     MemberOut,
     MessageResult,
     MessagesIn,
     MessagesOut,
+    PostIn,
+    PostOut,
+    PostSendOut,
+    PostUpdate,
     PreviewIn,
     PreviewOut,
     SendOut,
@@ -397,3 +404,89 @@ def welcome_preview(
         body.welcome_template if body.welcome_template is not None else community.welcome_template
     )
     return PreviewOut(text=templates.render(source, ctx, templates.DEFAULT_WELCOME))
+
+
+# ── content calendar and material library ──────────────────────────────────────────────────
+
+
+def _post_out(post: Any) -> PostOut:
+    return PostOut.model_validate(post, from_attributes=True)
+
+
+@router.post("/communities/{community_id}/posts", response_model=PostOut, status_code=201)
+def create_post(
+    community_id: str, body: PostIn, principal: PrincipalDep, session: SessionDep,
+    runtime: RuntimeDep,
+) -> PostOut:  # fmt: skip
+    """A post of the content calendar (内容日历), sent to the groups' owners at its time."""
+    community = service.get(session, principal, community_id)
+    service.authorize(principal, service.WRITE)
+    post = calendar.create_post(
+        session, principal, community, body.model_dump(), calendar.link_policy(runtime)
+    )
+    return _post_out(post)
+
+
+@router.get("/communities/{community_id}/posts", response_model=list[PostOut])
+def list_posts(community_id: str, principal: PrincipalDep, session: SessionDep) -> list[PostOut]:
+    community = service.get(session, principal, community_id)
+    return [_post_out(p) for p in calendar.posts_of(session, community.id)]
+
+
+@router.patch("/community-posts/{post_id}", response_model=PostOut)
+def update_post(
+    post_id: str, body: PostUpdate, principal: PrincipalDep, session: SessionDep
+) -> PostOut:
+    """Pause or resume a post."""
+    post = calendar.get_post(session, principal, post_id)
+    service.authorize(principal, service.WRITE)
+    post.status = body.status
+    session.flush()
+    return _post_out(post)
+
+
+@router.get("/community-posts/{post_id}/sends", response_model=list[PostSendOut])
+def list_post_sends(
+    post_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> list[PostSendOut]:
+    """Each group and day the post was sent, its short link's clicks, and whether the owner
+    has marked the task done."""
+    from liebian.channels.models import StaffTask
+
+    post = calendar.get_post(session, principal, post_id)
+    sends = calendar.sends_of(session, post.id)
+    tasks = dict(
+        session.execute(
+            select(StaffTask.id, StaffTask.status).where(
+                StaffTask.id.in_([s.task_id for s in sends if s.task_id])
+            )
+        ).all()
+    )
+    clicks = calendar.clicks_by_link(
+        runtime.event_store, principal.workspace_id, [s.link_id for s in sends if s.link_id]
+    )
+    return [
+        PostSendOut(
+            id=s.id, post_id=s.post_id, group_id=s.group_id, slot=s.slot, short_url=s.short_url,
+            link_id=s.link_id, task_id=s.task_id, task_status=tasks.get(s.task_id or ""),
+            clicks=clicks.get(s.link_id or "", 0), created_at=s.created_at,
+        )
+        for s in sends
+    ]  # fmt: skip
+
+
+@router.post("/community-materials", response_model=MaterialOut, status_code=201)
+def add_material(body: MaterialIn, principal: PrincipalDep, session: SessionDep) -> MaterialOut:
+    """The material library (标题库 / 内容库 / 图片库) posts draw from."""
+    material = calendar.add_material(session, principal, body.kind, body.body)
+    return MaterialOut.model_validate(material, from_attributes=True)
+
+
+@router.get("/community-materials", response_model=list[MaterialOut])
+def list_materials(
+    principal: PrincipalDep, session: SessionDep, kind: str | None = None
+) -> list[MaterialOut]:
+    return [
+        MaterialOut.model_validate(m, from_attributes=True)
+        for m in calendar.materials(session, principal, kind)
+    ]

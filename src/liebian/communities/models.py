@@ -179,3 +179,59 @@ class CommunityFlood(Base):
     sender: Mapped[str] = mapped_column(String(128))
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CommunityPost(Base):
+    """A post of the content calendar (内容日历): at ``at`` (HH:MM, the workspace's time
+    zone) on the given ISO weekdays (empty: every day), to every group of the community (or
+    one group), as a task for the group's owner with the text and a short link of its own per
+    group. ``status``: active / paused."""
+
+    __tablename__ = "community_posts"
+    __table_args__ = (Index("ix_community_posts_community", "community_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"))
+    community_id: Mapped[str] = mapped_column(ForeignKey(_COMMUNITY, ondelete="CASCADE"))
+    group_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    title: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text, default="")
+    image: Mapped[str | None] = mapped_column(Text, nullable=True)
+    link_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    weekdays: Mapped[list[int]] = mapped_column(JSON, default=list)
+    at: Mapped[str] = mapped_column(String(5))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CommunityPostSend(Base):
+    """One post sent to one group for one local date: written once (unique key) in the same
+    transaction as its owner task and short link."""
+
+    __tablename__ = "community_post_sends"
+    __table_args__ = (
+        UniqueConstraint("post_id", "group_id", "slot", name="uq_community_post_sends_slot"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"))
+    post_id: Mapped[str] = mapped_column(ForeignKey("community_posts.id", ondelete="CASCADE"))
+    group_id: Mapped[str] = mapped_column(ForeignKey(_GROUP, ondelete="CASCADE"))
+    slot: Mapped[str] = mapped_column(String(10))  # the local date, YYYY-MM-DD
+    link_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    short_url: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CommunityMaterial(Base):
+    """The material library (标题库 / 内容库 / 图片库) posts draw from."""
+
+    __tablename__ = "community_materials"
+    __table_args__ = (Index("ix_community_materials_ws", "workspace_id", "kind", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # title / content / image
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

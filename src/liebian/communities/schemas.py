@@ -292,3 +292,59 @@ class PreviewIn(StrictModel):
 
 class PreviewOut(OutModel):
     text: str
+
+
+class PostIn(StrictModel):
+    """A post of the content calendar: at ``at`` (HH:MM, workspace time zone) on ``weekdays``
+    (ISO 1 = Monday … 7; empty = every day), to every group or to ``group_id``."""
+
+    title: str = Field(min_length=1, max_length=100)
+    text: str = Field(default="", max_length=2000)
+    image: str | None = Field(default=None, max_length=2_000_000)
+    link_url: str | None = Field(default=None, max_length=2000)
+    weekdays: list[int] = Field(default_factory=list, max_length=7)
+    at: str = Field(min_length=5, max_length=5, examples=["20:00"])
+    group_id: str | None = Field(default=None, max_length=40)
+
+
+class PostUpdate(StrictModel):
+    status: Literal["active", "paused"]
+
+
+class PostOut(OutModel):
+    id: str
+    community_id: str
+    group_id: str | None
+    title: str
+    text: str
+    image: str | None
+    link_url: str | None
+    weekdays: list[int]
+    at: str
+    status: str
+    created_at: datetime
+
+
+class PostSendOut(OutModel):
+    id: str
+    post_id: str
+    group_id: str
+    slot: str
+    short_url: str | None
+    link_id: str | None
+    task_id: str | None
+    task_status: str | None = Field(default=None, description="open / done: the owner's task")
+    clicks: int = Field(default=0, description="clicks on this group's short link")
+    created_at: datetime
+
+
+class MaterialIn(StrictModel):
+    kind: Literal["title", "content", "image"]
+    body: str = Field(min_length=1, max_length=2_000_000)
+
+
+class MaterialOut(OutModel):
+    id: str
+    kind: str
+    body: str
+    created_at: datetime
