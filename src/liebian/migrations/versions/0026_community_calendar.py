@@ -1,8 +1,8 @@
 """communities: content calendar (posts, their sends per group and day) and material library
 
-Revision ID: 0023_community_calendar
+Revision ID: 0026_community_calendar
 Revises: 0017_communities
-Create Date: 2026-12-03 02:45:00
+Create Date: 2026-12-03 02:40:00
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 from liebian.kit.db import UTCDateTime
 
-revision: str = "0023_community_calendar"
+revision: str = "0026_community_calendar"
 down_revision: str | Sequence[str] | None = "0017_communities"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
