@@ -40,6 +40,7 @@ from liebian.campaigns import dashboard
 from liebian.campaigns.models import Campaign, Participant
 from liebian.contacts.models import Contact
 from liebian.events.store import open_event_store
+from liebian.events.store.base import COLUMN_NAMES
 from liebian.events.store.duckdb_store import PERSON_KEY_SQL
 from liebian.kit.crypto import PiiCipher
 from liebian.migrations import upgrade
@@ -183,6 +184,7 @@ def main() -> None:
     ap.add_argument("--participants", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--tz", default="Asia/Shanghai")
+    ap.add_argument("--chdb", action="store_true", help="also time the engine queries on chdb")
     args = ap.parse_args()
     print("load before:", Path("/proc/loadavg").read_text().strip(), f"· cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="liebian-bench-dash-") as tmp:
@@ -234,6 +236,29 @@ def main() -> None:
             f"{t['max_depth']}, widest {t['widest'][0]['children']} direct"
         )
         assert len(q) == 3 and child["items"]
+        if args.chdb:
+            parquet = Path(tmp) / "events.parquet"
+            con.execute(
+                f"COPY (SELECT {', '.join(COLUMN_NAMES)} FROM events) TO $p (FORMAT parquet)",
+                {"p": str(parquet)},
+            )
+            ch = open_event_store("chdb://:memory:?database=bench_dash")
+            t0 = time.perf_counter()
+            ch.query(
+                f"INSERT INTO {ch.events_table} SELECT * FROM file({{p:String}}, Parquet)",
+                {"p": str(parquet)},
+            )
+            print(f"chdb: loaded {ch.count(WS):,} events in {time.perf_counter() - t0:.1f} s")
+            wall, cpu, chq = timed(
+                lambda: [
+                    dashboard.event_counts(ch, WS, CID, by=by, tz=args.tz)
+                    for by in (None, "channel", "day")
+                ],
+                args.repeat,
+            )
+            rows.append(("chdb engine: totals + by channel + by day", wall, cpu))
+            assert chq[0] == q[0], (chq[0], q[0])  # same figures on both engines
+            ch.close()
         print(f"{'median of ' + str(args.repeat):<52} {'wall ms':>9} {'CPU ms':>9}")
         for name, wall, cpu in rows:
             print(f"{name:<52} {wall:>9.1f} {cpu:>9.1f}")

@@ -105,8 +105,15 @@ def event_counts(
         def count_of(event: str) -> str:
             return f"coalesce(sum(c) FILTER (WHERE ev = {sql.p(event)}), 0)"
 
+        # events.person_key is the stored hash of the same coalesce (duckdb_store.py): an
+        # integer to group on instead of a string (~1.5× less CPU).
+        person_key = (
+            "CASE WHEN nullif(e.user_id, '') IS NULL AND e.visitor_id IS NULL THEN NULL"
+            " ELSE e.person_key END"
+        )
         inner = (
-            f"SELECT {key} AS k, e.event AS ev, {person} AS person, count(*) AS c, {gmv} AS rev"
+            f"SELECT {key} AS k, e.event AS ev, {person_key} AS person, count(*) AS c,"
+            f" {gmv} AS rev"
             f"{where} GROUP BY k, ev, person"
         )
         rows = sql.run(
