@@ -130,4 +130,42 @@ def test_segment_builder_by_clicking(server: str, runtime: Runtime) -> None:
         page.click("#seg-preview")
         page.wait_for_function("() => document.querySelector('#seg-count').innerText === '1'")
         screenshot(page, "segments-builder-community")
+
+        # an event with a property filter and a date range, by clicking
+        from datetime import UTC, datetime, timedelta
+
+        from liebian.events.store import EventRow
+
+        assert runtime.event_store is not None
+        runtime.event_store.insert(
+            [
+                EventRow(
+                    workspace_id=ws,
+                    event_id="douyin-1",
+                    event="purchase",
+                    ts=datetime.now(UTC) - timedelta(hours=3),
+                    user_id="爸爸C",
+                    channel="douyin",
+                )
+            ]
+        )
+        page.click("#seg-new")
+        page.select_option(".seg-cond >> nth=0 >> select.seg-kind", "event")
+        row = page.locator(".seg-cond").nth(0)
+        row.get_by_label("事件").fill("purchase")
+        row.get_by_label("时间范围").select_option("all")
+        row = page.locator(".seg-cond").nth(0)
+        row.get_by_role("button", name="＋ 属性筛选").click()
+        row = page.locator(".seg-cond").nth(0)
+        row.get_by_label("筛选字段").fill("channel")
+        row.get_by_label("筛选值").fill("douyin")
+        page.click("#seg-preview")
+        page.wait_for_function("() => document.querySelector('#seg-sample').innerText === '爸爸C'")
+        row.get_by_label("时间范围").select_option("dates")
+        row = page.locator(".seg-cond").nth(0)
+        row.get_by_label("开始日期").fill("2020-01-01")
+        row.get_by_label("结束日期").fill("2020-01-31")
+        page.click("#seg-preview")
+        page.wait_for_function("() => document.querySelector('#seg-count').innerText === '0'")
+        screenshot(page, "segments-builder-filters")
         assert not errors, errors

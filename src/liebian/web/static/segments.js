@@ -90,6 +90,59 @@
   function txt(value, onchange, label, placeholder) {
     return h("input", { value: value ?? "", "aria-label": label, placeholder: placeholder || "", oninput: (e) => onchange(e.target.value) });
   }
+  // Property filters of an event row (the analytics filter language): rows of field / op /
+  // value kept beside the leaf and written back into leaf.where on every change.
+  const FILTER_FIELDS = ["channel", "campaign_id", "link_id", "utm_source", "utm_campaign", "platform", "properties."];
+  const FILTER_OPS = [["eq", "等于"], ["neq", "不等于"], ["contains", "包含"], ["gte", "≥"], ["lte", "≤"], ["gt", ">"], ["lt", "<"]];
+  const filterRows = new WeakMap();
+  function rowsOf(leaf) {
+    if (!filterRows.has(leaf)) {
+      const rows = [];
+      for (const [field, spec] of Object.entries(leaf.where || {})) {
+        if (spec && typeof spec === "object" && !Array.isArray(spec)) for (const [op, value] of Object.entries(spec)) rows.push({ field, op, value });
+        else rows.push({ field, op: "eq", value: spec });
+      }
+      filterRows.set(leaf, rows);
+    }
+    return filterRows.get(leaf);
+  }
+  function writeWhere(leaf) {
+    const where = {};
+    for (const r of rowsOf(leaf)) {
+      if (!r.field || r.field.endsWith(".")) continue;
+      // numbers: the comparisons, revenue, and a numeric-looking property value (the filter
+      // language tells text from numbers by the JSON type)
+      const looksNumeric = typeof r.value === "string" && /^-?\d+(\.\d+)?$/.test(r.value.trim());
+      const numeric = looksNumeric && (["gte", "lte", "gt", "lt"].includes(r.op) || r.field === "revenue"
+        || (r.field.startsWith("properties.") && r.op !== "contains"));
+      const value = numeric ? Number(r.value) : r.value;
+      where[r.field] = Object.assign(where[r.field] || {}, { [r.op]: value });
+    }
+    if (Object.keys(where).length) leaf.where = where; else delete leaf.where;
+  }
+  function filterFields(leaf, rerender) {
+    const listId = "seg-filter-fields";
+    if (!document.getElementById(listId)) document.body.append(h("datalist", { id: listId }, FILTER_FIELDS.map((f) => h("option", { value: f }))));
+    const rows = rowsOf(leaf);
+    const out = rows.map((r, i) => h("span", { class: "seg-filter" },
+      h("span", { class: "hint", text: i ? "且" : "其中" }),
+      h("input", { value: r.field, list: listId, "aria-label": "筛选字段", placeholder: "如 channel 或 properties.plan", class: "seg-field",
+        oninput: (e) => { r.field = e.target.value.trim(); writeWhere(leaf); } }),
+      h("select", { "aria-label": "筛选方式", onchange: (e) => { r.op = e.target.value; writeWhere(leaf); } }, options(FILTER_OPS, r.op)),
+      h("input", { value: r.value ?? "", "aria-label": "筛选值", class: "seg-field", oninput: (e) => { r.value = e.target.value; writeWhere(leaf); } }),
+      h("button", { type: "button", class: "link small", text: "×", "aria-label": "删除筛选",
+        onclick: () => { rows.splice(i, 1); writeWhere(leaf); rerender(); } })));
+    if (rows.length < 5) {
+      out.push(h("button", { type: "button", class: "small", text: "＋ 属性筛选",
+        onclick: () => { rows.push({ field: "", op: "eq", value: "" }); rerender(); } }));
+    }
+    return out;
+  }
+  const dayStart = (v) => (v ? new Date(v + "T00:00:00").toISOString() : null);
+  const nextDayStart = (v) => { if (!v) return null; const d = new Date(v + "T00:00:00"); d.setDate(d.getDate() + 1); return d.toISOString(); };
+  const dayOf = (iso) => { if (!iso) return ""; const d = new Date(iso); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`; };
+  const dayBefore = (iso) => { if (!iso) return ""; const d = new Date(iso); d.setDate(d.getDate() - 1); return dayOf(d.toISOString()); };
+
   function leafFields(leaf, rerender) {
     if (leaf.type === "attribute") {
       const attrs = vocab.attributes.map((a) => [a.key, ATTR_ZH[a.key] || a.key])
@@ -131,15 +184,26 @@
       if (leaf.type === "event_time") {
         const out = [h("select", { "aria-label": "首次或最近一次", onchange: (e) => { leaf.which = e.target.value; } }, options([["first", "首次"], ["last", "最近一次"]], leaf.which)), eventInput,
           h("select", { "aria-label": "时间比较", onchange: (e) => { leaf.op = e.target.value; leaf.value = leaf.op === "within_last_days" ? 7 : ""; rerender(); } }, options([["before", "早于"], ["after", "晚于"], ["within_last_days", "在最近N天内"]], leaf.op))];
-        if (leaf.op === "within_last_days") return out.concat(num(leaf.value, (v) => { leaf.value = v; }, "天数"), h("span", { text: "天" }));
-        return out.concat(h("input", { type: "date", value: (leaf.value || "").slice(0, 10), "aria-label": "日期", oninput: (e) => { leaf.value = e.target.value; } }));
+        if (leaf.op === "within_last_days") return out.concat(num(leaf.value, (v) => { leaf.value = v; }, "天数"), h("span", { text: "天" }), filterFields(leaf, rerender));
+        return out.concat(h("input", { type: "date", value: (leaf.value || "").slice(0, 10), "aria-label": "日期", oninput: (e) => { leaf.value = e.target.value; } }), filterFields(leaf, rerender));
       }
       const mode = leaf.did === true ? "did" : leaf.did === false ? "didnt" : leaf.measure || "count";
+      const span = !leaf.window ? "all" : leaf.window.last_days != null ? "days" : "dates";
       const out = [
-        h("select", { "aria-label": "时间范围", onchange: (e) => { leaf.window = e.target.value === "all" ? undefined : { last_days: 30 }; rerender(); } },
-          options([["all", "全部时间"], ["days", "最近"]], leaf.window ? "days" : "all")),
+        h("select", { "aria-label": "时间范围", onchange: (e) => {
+          const v = e.target.value;
+          leaf.window = v === "all" ? undefined : v === "days" ? { last_days: 30 } : { from: dayStart(dayOf(new Date(Date.now() - 30 * 864e5).toISOString())) };
+          rerender(); } },
+          options([["all", "全部时间"], ["days", "最近"], ["dates", "日期区间"]], span)),
       ];
-      if (leaf.window) out.push(num(leaf.window.last_days, (v) => { leaf.window = { last_days: v }; }, "最近天数"), h("span", { text: "天" }));
+      if (span === "days") out.push(num(leaf.window.last_days, (v) => { leaf.window = { last_days: v }; }, "最近天数"), h("span", { text: "天" }));
+      if (span === "dates") {
+        const w = leaf.window;
+        const set = () => { leaf.window = Object.fromEntries(Object.entries(w).filter(([, v]) => v)); };
+        out.push(h("input", { type: "date", value: dayOf(w.from), "aria-label": "开始日期", oninput: (e) => { w.from = dayStart(e.target.value); set(); } }),
+          h("span", { text: "至" }),
+          h("input", { type: "date", value: dayBefore(w.to), "aria-label": "结束日期", oninput: (e) => { w.to = nextDayStart(e.target.value); set(); } }));
+      }
       out.push(h("select", { "aria-label": "做过或没做过", onchange: (e) => {
         const m = e.target.value;
         delete leaf.did; delete leaf.measure; delete leaf.op; delete leaf.value;
@@ -151,7 +215,7 @@
           options([["gte", "至少"], ["lte", "至多"], ["eq", "等于"], ["gt", "大于"], ["lt", "小于"]], leaf.op)), num(leaf.value, (v) => { leaf.value = v; }, "次数或金额"));
         if (leaf.measure === "count") out.push(h("span", { text: "次" }));
       }
-      return out;
+      return out.concat(filterFields(leaf, rerender));
     }
     if (leaf.type === "campaign") {
       const out = [h("select", { "aria-label": "参与方式", onchange: (e) => { leaf.status = e.target.value; if (leaf.status !== "invited") delete leaf.min; else leaf.min = 1; rerender(); } },
