@@ -134,6 +134,7 @@ class Executor:
         self._zones: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._context: dict[str, dict[str, Any]] = {}
+        self._external_ids: dict[str, str] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -144,6 +145,7 @@ class Executor:
     def run_once(self) -> BatchResult:
         now = self.clock()
         token = new_id("clm")
+        self._external_ids = {}
         with session_scope(self.sessions) as session:
             claimed = repository.claim(
                 session, now, now + self.config.lease, token, self.config.batch
@@ -622,9 +624,13 @@ class Executor:
         from liebian.kit.db import after_commit
 
         runs = {i.run_id: i.run for i in items if i.run is not None}
-        contacts = list({r.contact_id for r in runs.values()})
-        ext = dict(session.execute(
-            select(Contact.id, Contact.external_id).where(Contact.id.in_(contacts))).all())  # fmt: skip
+        # Read once per batch (not once per mark transaction; cleared by run_once, so an
+        # erasure is seen by the next batch).
+        ext = self._external_ids
+        missing = list({r.contact_id for r in runs.values()} - ext.keys())
+        if missing:
+            ext.update(session.execute(
+                select(Contact.id, Contact.external_id).where(Contact.id.in_(missing))).all())  # fmt: skip
         lines: list[bytes] = []
 
         def add(event: str, event_id: str, run: JourneyRun, props: dict[str, Any]) -> None:
