@@ -101,3 +101,53 @@ def test_enrol_campaign_unknown_campaign_is_refused(runtime: Runtime) -> None:
         service.create(s, ws, "坏活动", definition)
     assert err.value.code == "unknown_campaign"
     assert err.value.details == {"field": "steps[0].campaign_id"}
+
+
+def test_invite_link_in_a_message_after_joining(runtime: Runtime) -> None:
+    """enrol_campaign, then a send naming the campaign: the message carries the person's own
+    invite link; the dry run shows it too; campaign fields without a campaign_id are a 422."""
+    from journey_support import counting_receiver
+
+    from liebian.automation.explain import dry_run
+    from liebian.channels.config import ChannelInput, create_channel
+
+    ws, contacts = workspace_with_contacts(runtime.sessions, 2)
+    cid = _campaign(runtime, ws)
+    text = "邀请好友：{{ campaign.invite_url }}（{{ campaign.name }}）"
+    with counting_receiver() as rx:
+        with session_scope(runtime.sessions) as s:
+            chn, _ = create_channel(s, runtime, ws, ChannelInput(kind="webhook", name="hook",
+                                                                 config={"url": rx.url}))  # fmt: skip
+            steps: list[dict[str, Any]] = [
+                {"id": "join", "type": "enrol_campaign", "campaign_id": cid},
+                {"id": "msg", "type": "send", "channel_id": chn.id, "campaign_id": cid,
+                 "category": "transactional", "content": {"text": text}},
+            ]  # fmt: skip
+            with pytest.raises(Invalid) as err:
+                service.create(s, ws, "坏模板", {"trigger": {"type": "manual"},
+                               "steps": [{**steps[1], "campaign_id": None}]})  # fmt: skip
+            assert err.value.code in ("invalid_journey", "template_unknown_field")
+            bare = {k: v for k, v in steps[1].items() if k != "campaign_id"}
+            with pytest.raises(Invalid) as err:
+                service.create(s, ws, "坏模板2", {"trigger": {"type": "manual"}, "steps": [bare]})
+            assert err.value.code == "template_unknown_field"
+            j = service.create(s, ws, "邀请", {"trigger": {"type": "manual"}, "steps": steps})
+            service.publish(s, j)
+            preview = dry_run(s, None, runtime.cipher, j, contacts[0], base_url="http://sho.rt")
+            assert preview["steps"][1]["message"]["text"] == (
+                f"邀请好友：http://sho.rt/p/{cid}/（加入活动后生成的邀请码）（邀请有礼）")  # fmt: skip
+            service.enrol(s, j, contacts, trigger="manual")
+        clock = Clock(utcnow() + timedelta(seconds=1))
+        ex = Executor(runtime.sessions, clock=clock, config=ExecutorConfig(), runtime=runtime)
+        try:
+            ex.run_until_idle()
+            clock.advance(seconds=1)
+            ex.run_until_idle()
+        finally:
+            ex.close()
+        with session_scope(runtime.sessions) as s:
+            codes = dict(s.execute(select(Participant.contact_id, Participant.invite_code)
+                                   .where(Participant.campaign_id == cid)).all())  # fmt: skip
+        base = runtime.settings.base_url.rstrip("/")
+        got = sorted(b.get("content", b)["text"] for b in rx.bodies)
+        assert got == sorted(f"邀请好友：{base}/p/{cid}/{codes[c]}（邀请有礼）" for c in contacts)

@@ -20,7 +20,10 @@ from liebian.kit.errors import Invalid
 CONTACT_FIELDS = frozenset(
     {"id", "external_id", "nickname", "first_channel", "last_channel", "orders_count"}
 )
-ROOTS = frozenset({"contact", "attributes", "journey", "tags"})
+ROOTS = frozenset({"contact", "attributes", "journey", "tags", "campaign"})
+# A send step with a ``campaign_id``: the person's own invite link in that campaign (they
+# must be a participant — an earlier enrol_campaign step — or the default is used).
+CAMPAIGN_FIELDS = frozenset({"name", "invite_url", "invite_code"})
 FILTERS = frozenset({"default", "upper", "lower", "trim", "truncate", "replace"})
 MAX_TEMPLATE = 4000
 
@@ -31,8 +34,15 @@ class MissingField(Exception):
     """A field had no value and the template gave no default."""
 
 
-def check_template(text: str, field: str, attribute_keys: frozenset[str] | None = None) -> None:
-    """Raise a 422 naming ``field`` when ``text`` is not a safe, known template."""
+def check_template(
+    text: str,
+    field: str,
+    attribute_keys: frozenset[str] | None = None,
+    *,
+    campaign: bool = False,
+) -> None:
+    """Raise a 422 naming ``field`` when ``text`` is not a safe, known template
+    (``campaign``: the step names a campaign, so ``campaign.<field>`` is known)."""
     if len(text) > MAX_TEMPLATE:
         raise _bad(field, f"at most {MAX_TEMPLATE} characters", "template_too_long")
     try:
@@ -42,15 +52,17 @@ def check_template(text: str, field: str, attribute_keys: frozenset[str] | None 
             field, f"template syntax error on line {exc.lineno}: {exc.message}", "template_syntax"
         ) from None
     for node in tree.body:
-        _check_statement(node, field, attribute_keys)
+        _check_statement(node, field, attribute_keys, campaign)
 
 
-def _check_statement(node: nodes.Node, field: str, keys: frozenset[str] | None) -> None:
+def _check_statement(
+    node: nodes.Node, field: str, keys: frozenset[str] | None, campaign: bool = False
+) -> None:
     if isinstance(node, nodes.Output):
         for child in node.nodes:
             if isinstance(child, nodes.TemplateData):
                 continue
-            _check_expr(child, field, keys)
+            _check_expr(child, field, keys, campaign)
         return
     raise _bad(
         field,
@@ -60,7 +72,9 @@ def _check_statement(node: nodes.Node, field: str, keys: frozenset[str] | None) 
     )
 
 
-def _check_expr(node: nodes.Node, field: str, keys: frozenset[str] | None) -> None:
+def _check_expr(
+    node: nodes.Node, field: str, keys: frozenset[str] | None, campaign: bool = False
+) -> None:
     if isinstance(node, nodes.Const):
         return
     if isinstance(node, nodes.Filter):
@@ -71,7 +85,7 @@ def _check_expr(node: nodes.Node, field: str, keys: frozenset[str] | None) -> No
                 "template_code",
             )
         if node.node is not None:
-            _check_expr(node.node, field, keys)
+            _check_expr(node.node, field, keys, campaign)
         for arg in node.args:
             if not isinstance(arg, nodes.Const):
                 raise _bad(field, "filter arguments must be plain values", "template_code")
@@ -95,6 +109,15 @@ def _check_expr(node: nodes.Node, field: str, keys: frozenset[str] | None) -> No
             return
         if root == "attributes" and (keys is None or attr in keys):
             return
+        if root == "campaign" and campaign and attr in CAMPAIGN_FIELDS:
+            return
+        if root == "campaign":
+            raise _bad(
+                field,
+                f"campaign.{attr}: give the send step a campaign_id; campaign fields: "
+                f"{', '.join(sorted(CAMPAIGN_FIELDS))}",
+                "template_unknown_field",
+            )
         raise _bad(
             field,
             f"unknown field {root}.{attr}; contact fields: "

@@ -198,6 +198,8 @@ class Checked:
     segment_ids: list[tuple[str, str]]
     journey_ids: list[tuple[str, str]]
     campaign_ids: list[tuple[str, str]]
+    # Paths of send steps with a campaign_id: their templates may print campaign.<field>.
+    campaign_steps: set[str]
     urls: list[tuple[str, str]]
     attributes: list[tuple[str, str]]
     channel_ids: list[tuple[str, str]]
@@ -208,7 +210,7 @@ _STEP_FIELDS: dict[str, set[str]] = {
     "wait_event": {"event", "timeout", "timeout_next"},
     "branch": {"condition", "then", "else"},
     "split": {"paths"},
-    "send": {"channel_id", "content", "category"},
+    "send": {"channel_id", "content", "category", "campaign_id"},
     "add_tag": {"tag_ids"},
     "remove_tag": {"tag_ids"},
     "set_attribute": {"values"},
@@ -248,6 +250,7 @@ def check_definition(value: Any, *, require_reachable: bool = False) -> Checked:
         segment_ids=[],
         journey_ids=[],
         campaign_ids=[],
+        campaign_steps=set(),
         urls=[],
         attributes=[],
         channel_ids=[],
@@ -327,6 +330,11 @@ def _check_step(s: dict[str, Any], kind: str, path: str, out: Checked) -> None:
         cid = _str(s, "channel_id", path, max_len=40)
         assert cid is not None
         out.channel_ids.append((f"{path}.channel_id", cid))
+        if "campaign_id" in s:
+            camp = _str(s, "campaign_id", path, max_len=40)
+            assert camp is not None
+            out.campaign_ids.append((f"{path}.campaign_id", camp))
+            out.campaign_steps.add(path)
         content = _obj(s.get("content"), f"{path}.content")
         if not content:
             raise bad(f"{path}.content", 'give the message, e.g. {"text": "…"}')

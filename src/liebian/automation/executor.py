@@ -527,7 +527,46 @@ class Executor:
                     "tags": tags.get(contact.id, []),
                     "journey": {"name": self._journey_name(session, item.run.journey_id)},
                 }
+            self._campaign_contexts(session, items, out)
         return out
+
+    def _campaign_contexts(
+        self, session: Session, items: list[_Item], out: dict[str, dict[str, Any]]
+    ) -> None:
+        """``campaign`` for send steps that name one: its name and the person's own invite
+        link (``<public base>/p/<campaign>/<invite code>``) when they are a participant;
+        otherwise absent, so the template's default is used or the step fails."""
+        asking = [i for i in items if i.step is not None and i.step.get("campaign_id")]
+        if not asking or self.runtime is None:
+            return
+        from liebian.campaigns.models import Campaign, Participant
+        from liebian.links.domains import public_base_url
+
+        cids = list({i.step["campaign_id"] for i in asking if i.step is not None})
+        people = list({i.run.contact_id for i in asking if i.run is not None})
+        codes = {
+            (c, p): code
+            for c, p, code in session.execute(
+                select(Participant.campaign_id, Participant.contact_id, Participant.invite_code)
+                .where(Participant.campaign_id.in_(cids), Participant.contact_id.in_(people))
+            )
+        }  # fmt: skip
+        names = dict(session.execute(select(Campaign.id, Campaign.name).where(
+            Campaign.id.in_(cids))).all())  # fmt: skip
+        bases: dict[str, str] = {}
+        for item in asking:
+            assert item.step is not None and item.run is not None
+            cid, ws = item.step["campaign_id"], item.run.workspace_id
+            code = codes.get((cid, item.run.contact_id))
+            if code is None or item.run_id not in out:
+                continue
+            if ws not in bases:
+                bases[ws] = public_base_url(session, ws, self.runtime.settings.base_url)
+            out[item.run_id]["campaign"] = {
+                "name": names.get(cid, ""),
+                "invite_code": code,
+                "invite_url": f"{bases[ws].rstrip('/')}/p/{cid}/{code}",
+            }
 
     def _journey_name(self, session: Session, journey_id: str) -> str:
         if journey_id not in self._names:

@@ -96,6 +96,26 @@ def _context(session: Session, cipher: Any, contact_id: str, journey_name: str) 
             "journey": {"name": journey_name}}  # fmt: skip
 
 
+def _campaign(
+    session: Session, workspace_id: str, campaign_id: str, contact_id: str, base_url: str,
+    joins_on_the_way: bool,
+) -> dict[str, Any] | None:  # fmt: skip
+    from liebian.campaigns.models import Campaign, Participant
+    from liebian.links.domains import public_base_url
+
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        return None
+    code = session.scalar(select(Participant.invite_code).where(
+        Participant.campaign_id == campaign_id, Participant.contact_id == contact_id))  # fmt: skip
+    if code is None and not joins_on_the_way:
+        return None
+    base = public_base_url(session, workspace_id, base_url).rstrip("/")
+    shown = code or "（加入活动后生成的邀请码）"
+    return {"name": campaign.name, "invite_code": shown,
+            "invite_url": f"{base}/p/{campaign_id}/{shown}"}  # fmt: skip
+
+
 def dry_run(
     session: Session,
     event_store: Any,
@@ -105,10 +125,12 @@ def dry_run(
     *,
     use_draft: bool = False,
     now: datetime | None = None,
+    base_url: str = "",
 ) -> dict[str, Any]:
     """The path ``contact_id`` would take now, with each message rendered: branches and the
     exit condition evaluated on the contact's data, waits added up, ``wait_event`` steps
-    assumed to time out. Nothing is sent or written."""
+    assumed to time out. Nothing is sent or written. A send step naming a campaign shows the
+    person's invite link (a placeholder when an earlier step of the path joins them)."""
     from liebian.segments.evaluation import evaluate
 
     now = now or utcnow()
@@ -126,6 +148,7 @@ def dry_run(
 
     exit_now = bool(definition.get("exit")) and holds(definition["exit"])
     path: list[dict[str, Any]] = []
+    joined: set[str] = set()  # campaigns an earlier step of this path joins them to
     at = now
     current: str | None = definition["steps"][0]["id"]
     while current is not None and current != d.END and len(path) < d.MAX_STEPS:
@@ -153,7 +176,15 @@ def dry_run(
             entry["path"] = pick
             p = step["paths"][pick]
             nxt = p["next"] if p.get("next") is not None else (d.END if "next" in p else nxt)
+        elif kind == "enrol_campaign":
+            joined.add(step["campaign_id"])
         elif kind == "send":
+            context.pop("campaign", None)
+            if step.get("campaign_id"):
+                found = _campaign(session, journey.workspace_id, step["campaign_id"], contact_id,
+                                  base_url, step["campaign_id"] in joined)  # fmt: skip
+                if found is not None:
+                    context["campaign"] = found
             try:
                 entry["message"] = render_content(step["content"], context)
             except MissingField as exc:

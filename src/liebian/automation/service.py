@@ -104,7 +104,8 @@ def check_definition(
         except Invalid as exc:
             raise d.bad(path, exc.message, exc.code) from None
     for path, text in checked.templates:
-        check_template(text, path, attr_keys)
+        step_path = path.split(".", 1)[0]
+        check_template(text, path, attr_keys, campaign=step_path in checked.campaign_steps)
     _check_channels(session, workspace_id, checked.channel_ids)
     return checked.definition
 
