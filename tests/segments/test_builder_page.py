@@ -99,6 +99,18 @@ def test_segment_builder_by_clicking(server: str, runtime: Runtime) -> None:
         page.wait_for_selector("#seg-trend polyline", state="attached")
         assert "妈妈A 进入（created）" in page.inner_text("#seg-history")
 
+        # freeze a static copy; save the same condition as a rule tag
+        page.click("#seg-freeze")
+        page.wait_for_selector("#alert.ok:has-text('已冻结为静态名单')")
+        page.wait_for_selector("#seg-list tr.seg-row:has-text('静态名单')")
+        page.fill("#seg-name", "复购宝妈标签")
+        page.click("#seg-rule-tag")
+        page.wait_for_selector("#alert.ok:has-text('已创建规则标签「复购宝妈标签」：现有 1 人')")
+        tags = httpx.get(server + "/api/v1/tags", headers=operator).json()["items"]
+        rule = next(t for t in tags if t["name"] == "复购宝妈标签")
+        assert rule["kind"] == "rule" and rule["contacts_count"] == 1
+        page.fill("#seg-name", "近30天复购的宝妈")
+
         # a bad edit is explained, not saved: an empty event name
         second.get_by_label("事件").fill("")
         page.click("#seg-save")

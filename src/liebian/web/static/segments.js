@@ -288,6 +288,26 @@
       await showDetail(seg);
     } catch (err) { explain(err); } finally { btn.disabled = false; }
   }
+  async function saveRuleTag() {
+    const name = $("#seg-name").value.trim();
+    if (!name) { alertBox("error", "请先填写名称：规则标签用这个名称。"); return; }
+    const btn = $("#seg-rule-tag");
+    btn.disabled = true;
+    try {
+      const tag = await api("POST", "/api/v1/rule-tags", { name, condition: condition() });
+      alertBox("ok", `已创建规则标签「${tag.name}」：现有 ${tag.added.toLocaleString("zh-CN")} 人打上，之后随条件自动增减。`);
+    } catch (err) { explain(err); } finally { btn.disabled = false; }
+  }
+  async function freeze() {
+    if (!editing) return;
+    const source = vocab.segments.find((s) => s.id === editing);
+    const name = `${source ? source.name : "人群"}（${new Date().toLocaleDateString("zh-CN")} 冻结）`;
+    try {
+      const seg = await api("POST", `/api/v1/segments/${encodeURIComponent(editing)}/freeze`, { name });
+      alertBox("ok", `已冻结为静态名单「${seg.name}」：${seg.size.toLocaleString("zh-CN")} 人`);
+      await loadList();
+    } catch (err) { explain(err); }
+  }
   async function loadList() {
     const page = await api("GET", "/api/v1/segments?limit=100");
     vocab.segments = page.items.map((s) => ({ id: s.id, name: s.name, kind: s.kind }));
@@ -312,6 +332,7 @@
   }
   async function showDetail(seg) {
     $("#seg-detail").hidden = false;
+    $("#seg-freeze").hidden = seg.kind !== "dynamic";
     $("#seg-detail-title").textContent = `「${seg.name}」近30天人数`;
     const [sizes, hist] = await Promise.all([
       api("GET", `/api/v1/segments/${encodeURIComponent(seg.id)}/sizes?days=30`),
@@ -349,6 +370,8 @@
     render();
     $("#seg-preview").addEventListener("click", preview);
     $("#seg-save").addEventListener("click", save);
+    $("#seg-rule-tag").addEventListener("click", saveRuleTag);
+    $("#seg-freeze").addEventListener("click", freeze);
     $("#seg-new").addEventListener("click", () => { editing = null; root = newGroup(); $("#seg-name").value = ""; $("#seg-editing").textContent = ""; $("#seg-detail").hidden = true; render(); loadList(); });
     document.body.setAttribute("data-segments-ready", "1");
   }
