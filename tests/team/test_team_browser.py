@@ -44,6 +44,12 @@ def test_console_sign_in_and_totp_step_up(
         timeout=60,
         json={"token": invite["token"], "login": "op@example.com", "password": "Harbor#lights7"},
     ).json()
+    # A community with two groups: the owner will limit the member to one of them.
+    cmy = http.post("/api/v1/communities", json={"name": "宝妈群"}).json()["id"]
+    groups = [
+        http.post(f"/api/v1/communities/{cmy}/groups", json={"name": name}).json()["id"]
+        for name in ("北京一群", "上海一群")
+    ]
     with chromium() as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
         page = context.new_page()
@@ -101,5 +107,33 @@ def test_console_sign_in_and_totp_step_up(
         members = http.get("/api/v1/team/members").json()
         assert {m["id"]: m["role"] for m in members}[op["member_id"]] == "viewer"
         screenshot(page, f"team-role-changed-{backend}")
+
+        # Data scope: the member sees only 北京一群 from the next request on.
+        assert page.inner_text(f"tr[data-member='{op['member_id']}'] td.scope").startswith("全部")
+        page.click(f"button[data-scope='{op['member_id']}']")
+        page.wait_for_selector("#scope-form:not([hidden])")
+        assert "宝妈群（整个社群）" in page.inner_text("#scope-options")
+        page.check(f"#scope-options input[value='{groups[0]}']")
+        page.click("#scope-form button[type=submit]")
+        page.wait_for_selector("#alert.ok:has-text('数据范围')")
+        page.wait_for_selector(f"tr[data-member='{op['member_id']}'] td.scope:has-text('北京一群')")
+        members = http.get("/api/v1/team/members").json()
+        assert {m["id"]: m["scope"] for m in members}[op["member_id"]] == [groups[0]]
+        # The audit log filtered by action and by time (the last hour).
+        page.fill("#audit-form input[name=action]", "team.scope_changed")
+        hour_ago = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() - 3600))
+        page.fill("#audit-form input[name=since]", hour_ago)
+        page.click("#audit-form button[type=submit]")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#audit tbody tr').length === 1"
+            " && document.querySelector('#audit tbody tr').textContent.includes('team.scope_changed')"
+        )
+        screenshot(page, f"team-scope-{backend}")
+        page.fill(
+            "#audit-form input[name=since]",
+            time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 3600)),
+        )
+        page.click("#audit-form button[type=submit]")
+        page.wait_for_function("() => document.querySelectorAll('#audit tbody tr').length === 0")
         assert errors == []
         context.close()

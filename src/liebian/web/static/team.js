@@ -38,7 +38,8 @@
   const ROLE_ZH = { owner: "所有者", admin: "管理员", operator: "运营", analyst: "分析", viewer: "只读" };
   const ERR_ZH = {
     last_owner: "这是最后一位所有者：请先把另一位成员设为所有者。",
-    grant_above_own: "不能授予高于自己的角色或权限。",
+    grant_above_own: "不能授予高于自己的角色、权限或数据范围。",
+    invalid_scope: "数据范围里有不存在的社群或群。",
     step_up_required: "需要二次验证后才能执行。",
     insufficient_permission: "当前角色没有这个权限。",
     wrong_code: "验证码不正确。",
@@ -91,17 +92,49 @@
         try { await api("DELETE", `/api/v1/team/members/${encodeURIComponent(m.id)}`); alertBox("ok", "已移除。"); } catch (err) { fail(err); }
         await refresh();
       } });
+      const scopeText = m.scope == null ? "全部" : m.scope.map((id) => places[id] || id).join("、");
+      const scopeCell = h("td", { class: "scope" }, h("span", { text: scopeText }), " ",
+        h("button", { type: "button", class: "link", text: "设置", "data-scope": m.id, onclick: () => openScope(m) }));
       return h("tr", { "data-member": m.id }, h("td", { text: m.name || "—" }), h("td", { text: m.email }),
         h("td", null, select, m.custom_role_id ? h("span", { class: "hint", text: " " + (names[m.custom_role_id] || "") }) : null),
+        scopeCell,
         h("td", { text: m.totp_enabled ? "已开启" : "未开启" }), h("td", { text: fmt(m.created_at) }), h("td", null, remove));
     });
     $("#members tbody").replaceChildren(...rows);
+  }
+
+  // Communities and their groups, by id → a readable name (数据范围).
+  const places = {};
+  let tree = [];
+  async function loadPlaces() {
+    const page = await api("GET", "/api/v1/communities?limit=200").catch(() => ({ items: [] }));
+    tree = await Promise.all(page.items.map(async (c) => {
+      const groups = await api("GET", `/api/v1/communities/${encodeURIComponent(c.id)}/groups`).catch(() => []);
+      places[c.id] = c.name;
+      for (const g of groups) places[g.id] = `${c.name} / ${g.name}`;
+      return { community: c, groups };
+    }));
+  }
+  let scopeMember = null;
+  function openScope(m) {
+    scopeMember = m;
+    const chosen = new Set(m.scope || []);
+    $("#scope-who").textContent = m.name || m.email;
+    const box = (id, label) => h("label", { class: "check" },
+      h("input", { type: "checkbox", name: "scope", value: id, checked: chosen.has(id) }), " " + label);
+    $("#scope-options").replaceChildren(...(tree.length ? tree.map(({ community, groups }) => h("fieldset", null,
+      h("legend", null, box(community.id, `${community.name}（整个社群）`)),
+      ...groups.map((g) => box(g.id, g.name)))) : [h("p", { class: "hint", text: "还没有社群。" })]));
+    $("#scope-form").hidden = false;
+    $("#scope-form").scrollIntoView({ block: "nearest" });
   }
 
   function auditQuery() {
     const fd = new FormData($("#audit-form"));
     const q = new URLSearchParams();
     for (const k of ["member_id", "object_id", "action"]) if (String(fd.get(k) || "").trim()) q.set(k, String(fd.get(k)).trim());
+    // The inputs are local (the browser's) time; the API takes ISO 8601 with the offset.
+    for (const k of ["since", "until"]) if (fd.get(k)) q.set(k, new Date(String(fd.get(k))).toISOString());
     return q;
   }
   async function loadAudit() {
@@ -117,6 +150,7 @@
 
   async function refresh() {
     const roles = await loadRoles();
+    await loadPlaces();
     await Promise.all([loadMembers(roles).catch(fail), loadAudit().catch(fail)]);
   }
 
@@ -156,6 +190,17 @@
         $("#invite-box").hidden = false;
       } catch (err) { fail(err); }
     });
+    $("#scope-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const ids = [...ev.target.querySelectorAll("input[name=scope]:checked")].map((i) => i.value);
+      try {
+        await api("PUT", `/api/v1/team/members/${encodeURIComponent(scopeMember.id)}/scope`, { scope: ids.length ? ids : null });
+        $("#scope-form").hidden = true;
+        alertBox("ok", `已设置 ${scopeMember.name || scopeMember.email} 的数据范围：${ids.length ? ids.map((id) => places[id] || id).join("、") : "全部"}，对方下一次操作即生效。`);
+      } catch (err) { fail(err); }
+      await refresh();
+    });
+    $("#scope-cancel").addEventListener("click", () => { $("#scope-form").hidden = true; });
     $("#audit-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadAudit().catch(fail); });
     $("#audit-export").addEventListener("click", async () => {
       try {
