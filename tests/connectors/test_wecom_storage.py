@@ -169,3 +169,60 @@ def test_corp_tag_mirror_both_ways(runtime: Runtime) -> None:
         with runtime.read_sessions() as session:
             assert session.get(Tag, mirror["et-new"]).name == "首单新客"  # type: ignore[union-attr]
             assert session.get(Tag, mirror["et-baby"]) is not None  # unlinked, kept
+
+
+def test_tags_staff_set_inside_wecom_are_pulled_on_the_edit_callback(runtime: Runtime) -> None:
+    """edit_external_contact → externalcontact/get at the loopback WeCom → the contact's
+    mirrored tags follow what staff set in WeCom; tags not mirrored are left alone."""
+    from liebian.connectors.wecom import welcome
+    from liebian.connectors.wecom.models import WecomFollow
+    from liebian.contacts.models import ContactTag
+
+    auto = welcome.install(runtime)
+    with fake_wecom() as fake:
+        principal, conn_id = _connected(runtime, fake.url)
+        ws = principal.workspace_id
+        fake.corp_tags = [{"group_id": "g1", "group_name": "客户等级", "tag": [
+            {"id": "et-vip", "name": "VIP"}, {"id": "et-new", "name": "新客"}]}]  # fmt: skip
+        tags.sync_corp_tags(runtime, principal)
+        mirror = {m["corp_tag_id"]: m["tag_id"] for m in tags.tag_map(runtime, principal)}
+        now = int(time.time())
+
+        def callback(change: str, staff: str, n: int) -> None:
+            env = seal(contact_event(change, external="wmE", staff=staff, create_time=now + n),
+                       timestamp=now)  # fmt: skip
+            service.receive_callback(runtime, conn_id, env.body, **env.params)
+            auto.drain()
+
+        callback("add_external_contact", "zhangsan", 0)
+        with session_scope(runtime.sessions) as session:
+            contact_id = session.scalar(
+                select(WecomFollow.contact_id).where(WecomFollow.external_userid == "wmE")
+            )
+            own = contact_tags.create_tag(session, ws, "到店", "#000000", None)
+            contact_tags.add_tags(session, ws, [contact_id], [own.id])
+            own_id = own.id
+
+        def tag_ids() -> set[str]:
+            with runtime.read_sessions() as session:
+                return set(
+                    session.scalars(
+                        select(ContactTag.tag_id).where(ContactTag.contact_id == contact_id)
+                    )
+                )
+
+        # Staff tag the customer VIP inside WeCom (and a corp tag liebian has not seen yet).
+        fake.corp_tags[0]["tag"].append({"id": "et-gold", "name": "金卡"})
+        fake.customer_tags["wmE"] = {"zhangsan": {"et-vip", "et-gold"}}
+        callback("edit_external_contact", "zhangsan", 1)
+        mirror = {m["corp_tag_id"]: m["tag_id"] for m in tags.tag_map(runtime, principal)}
+        assert tag_ids() == {mirror["et-vip"], mirror["et-gold"], own_id}
+        assert "/cgi-bin/externalcontact/get" in fake.paths()
+
+        # Another staff member adds 新客; the first removes VIP: the union of the follows.
+        fake.customer_tags["wmE"] = {"zhangsan": {"et-gold"}, "lisi": {"et-new"}}
+        callback("edit_external_contact", "lisi", 2)
+        assert tag_ids() == {mirror["et-new"], mirror["et-gold"], own_id}
+        # The same callback again (WeCom's retry): recorded once, nothing changes.
+        callback("edit_external_contact", "lisi", 2)
+        assert tag_ids() == {mirror["et-new"], mirror["et-gold"], own_id}

@@ -49,6 +49,9 @@ class FakeWecom:
     received: dict[str, int] = field(default_factory=dict)
     corp_tags: list[dict[str, Any]] = field(default_factory=list)
     marks: list[dict[str, Any]] = field(default_factory=list)
+    # external_userid → staff userid → corp tag ids that follow carries (mark_tag edits it,
+    # and tests edit it as a staff member would inside WeCom).
+    customer_tags: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # gettoken answers 40001 (the secret was reset in WeCom's admin console).
     refuse_tokens: bool = False
@@ -79,7 +82,8 @@ class FakeWecom:
                 return {"errcode": 42001, "errmsg": "access_token expired"}
             if token not in self.valid:
                 return {"errcode": 40014, "errmsg": "invalid access_token"}
-            return self._api(path.removeprefix("/cgi-bin/"), body)
+            args = {k: v for k, v in query.items() if k != "access_token"}
+            return self._api(path.removeprefix("/cgi-bin/"), {**args, **body})
 
     def _api(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         ok = {"errcode": 0, "errmsg": "ok"}
@@ -115,7 +119,24 @@ class FakeWecom:
             return {**ok, "tag_group": self.corp_tags}
         if path == "externalcontact/mark_tag":
             self.marks.append(body)
+            have = self.customer_tags.setdefault(str(body.get("external_userid")), {})
+            tags = have.setdefault(str(body.get("userid")), set())
+            tags |= set(body.get("add_tag") or [])
+            tags -= set(body.get("remove_tag") or [])
             return ok
+        if path == "externalcontact/get":
+            external = str(body.get("external_userid") or "")
+            if external not in self.customer_tags:
+                return {"errcode": 84061, "errmsg": "not external contact"}
+            names = {t["id"]: (g["group_name"], t["name"]) for g in self.corp_tags
+                     for t in g.get("tag") or []}  # fmt: skip
+            return {**ok, "external_contact": {"external_userid": external, "name": "客户"},
+                    "follow_user": [
+                        {"userid": staff, "tags": [
+                            {"group_name": names.get(t, ("", ""))[0],
+                             "tag_name": names.get(t, ("", ""))[1], "tag_id": t, "type": 1}
+                            for t in sorted(tags)]}
+                        for staff, tags in self.customer_tags[external].items()]}  # fmt: skip
         return {"errcode": 60011, "errmsg": f"no privilege to access {path}"}
 
 

@@ -19,7 +19,10 @@ change_external_contact               add_external_contact / add_half_external_c
                                       del_external_contact (staff removed the customer) and
                                       del_follow_user (the customer removed the staff) →
                                       ``wecom.contact_removed`` (by = staff | customer),
-                                      event wecom_contact_removed
+                                      event wecom_contact_removed;
+                                      edit_external_contact (a staff member edited the
+                                      customer: remark, tags) → ``wecom.customer_edited`` →
+                                      the customer's tags read back (tags.py)
 change_external_chat                  create / update (add_member, del_member, …) / dismiss
                                       → ``wecom.group_changed``, event wecom_group_changed
 change_external_tag                   ``wecom.corp_tags_changed`` → the corp tag mirror
@@ -55,6 +58,7 @@ TOPIC_CONTACT_ADDED = "wecom.contact_added"
 TOPIC_CONTACT_REMOVED = "wecom.contact_removed"
 TOPIC_GROUP_CHANGED = "wecom.group_changed"
 TOPIC_CORP_TAGS_CHANGED = "wecom.corp_tags_changed"
+TOPIC_CUSTOMER_EDITED = "wecom.customer_edited"
 EVENTS = ("wecom_contact_added", "wecom_contact_removed", "wecom_group_changed")
 ALIAS_KIND = "wecom_external_userid"
 # A contact first met through WeCom gets this external_id (the brand's own id merges later).
@@ -244,6 +248,12 @@ def _contact_change(
         _event(session, write_line, workspace_id, "wecom_contact_added", key, ts,
                user_id=user_id, channel=channel or state,
                properties={"external_userid": external, "staff_userid": staff, "state": state})  # fmt: skip
+    elif change == "edit_external_contact":
+        # A staff member edited the customer inside WeCom (remark, description, tags): the
+        # callback does not say what, so the customer's tags are read back (tags.py).
+        publish_after_commit(session, TOPIC_CUSTOMER_EDITED, {
+            "workspace_id": workspace_id, "external_userid": external, "staff_userid": staff,
+        })  # fmt: skip
     elif change in ("del_external_contact", "del_follow_user"):
         by = "staff" if change == "del_external_contact" else "customer"
         follow = repository.follow(session, workspace_id, external, staff)

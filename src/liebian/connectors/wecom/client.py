@@ -131,16 +131,24 @@ class WecomClient:
 
     # -- calls -----------------------------------------------------------------------------
 
-    def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """One API call; a stale token is refreshed and the call retried once."""
         token = self.access_token()
         try:
-            return self._send(method, path, {"access_token": token}, payload)
+            return self._send(method, path, {**(query or {}), "access_token": token}, payload)
         except WecomApiError as exc:
             if exc.errcode not in TOKEN_ERRORS:
                 raise
             self.tokens.drop(self.cache_key, token)
-        return self._send(method, path, {"access_token": self.access_token()}, payload)
+        return self._send(
+            method, path, {**(query or {}), "access_token": self.access_token()}, payload
+        )
 
     def _send(
         self,
@@ -201,6 +209,11 @@ class WecomClient:
         if sender:
             payload["sender"] = sender
         return self.call("POST", "externalcontact/add_msg_template", payload)
+
+    def get_external_contact(self, external_userid: str) -> dict[str, Any]:
+        """A customer and each staff member's follow of them, with the tags each follow
+        carries (``follow_user[].tags[]``: ``type`` 1 = corp tag, with its ``tag_id``)."""
+        return self.call("GET", "externalcontact/get", query={"external_userid": external_userid})
 
     def get_corp_tag_list(self) -> dict[str, Any]:
         return self.call("POST", "externalcontact/get_corp_tag_list", {})

@@ -112,6 +112,76 @@ def sync_corp_tags(runtime: Runtime, principal: Principal) -> dict[str, int]:
     return counts
 
 
+def pull_customer_tags(runtime: Runtime, workspace_id: str, external_userid: str) -> dict[str, int]:
+    """A customer's corp tags as staff set them inside WeCom → the contact's mirrored tags.
+
+    WeCom's ``edit_external_contact`` callback says *that* a follow changed, not what:
+    ``externalcontact/get`` is read, the corp tags over every follow (``type`` 1) are the
+    wanted set, and the contact gains the mirrored tags it lacks and loses the mirrored tags
+    no follow carries any more; tags that are not mirrored are never touched. A corp tag not
+    yet mirrored makes the corp tag list be read first. The changes go to the contacts' tag
+    log, so the push job repeats them to WeCom — ``mark_tag`` of a tag a follow already has
+    (or lacks) changes nothing there."""
+    from liebian.connectors.wecom.models import WecomFollow
+    from liebian.connectors.wecom.service import client_for
+    from liebian.contacts import tags as contact_tags
+    from liebian.contacts.models import ContactTag
+    from liebian.kit.auth import Role
+
+    answer = client_for(runtime, workspace_id).get_external_contact(external_userid)
+    wanted = {
+        str(t.get("tag_id"))
+        for follow in answer.get("follow_user") or []
+        for t in follow.get("tags") or []
+        if t.get("type") == 1 and t.get("tag_id")
+    }
+
+    def mirrored() -> dict[str, str]:
+        with runtime.read_sessions() as session:
+            return dict(
+                session.execute(
+                    select(WecomTagMap.corp_tag_id, WecomTagMap.tag_id).where(
+                        WecomTagMap.workspace_id == workspace_id
+                    )
+                ).all()
+            )
+
+    maps = mirrored()
+    if wanted - maps.keys():
+        sync_corp_tags(runtime, Principal(workspace_id, Role.operator))
+        maps = mirrored()
+    with session_scope(runtime.sessions) as session:
+        contact_id = session.scalar(
+            select(WecomFollow.contact_id).where(
+                WecomFollow.workspace_id == workspace_id,
+                WecomFollow.external_userid == external_userid,
+                WecomFollow.contact_id.is_not(None),
+            )
+        )
+        if contact_id is None:
+            return {"added": 0, "removed": 0}
+        ours = set(maps.values())
+        have = set(
+            session.scalars(
+                select(ContactTag.tag_id).where(
+                    ContactTag.contact_id == contact_id, ContactTag.tag_id.in_(ours)
+                )
+            )
+        )
+        want = {maps[c] for c in wanted if c in maps}
+        reason = f"wecom:{external_userid}"
+        added = removed = 0
+        if want - have:
+            added = contact_tags.add_tags(
+                session, workspace_id, [contact_id], sorted(want - have), "event", reason
+            )
+        if have - want:
+            removed = contact_tags.remove_tags(
+                session, workspace_id, [contact_id], sorted(have - want), "event", reason
+            )
+    return {"added": added, "removed": removed}
+
+
 def push_tag_changes(runtime: Runtime, *, now: datetime | None = None, lag: float = 10.0) -> int:
     """One pass over every connection; returns how many mark_tag calls were made."""
     with runtime.read_sessions() as session:

@@ -20,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from liebian.connectors.wecom.callbacks import TOPIC_CONTACT_ADDED, TOPIC_CORP_TAGS_CHANGED
+from liebian.connectors.wecom.callbacks import (
+    TOPIC_CONTACT_ADDED,
+    TOPIC_CORP_TAGS_CHANGED,
+    TOPIC_CUSTOMER_EDITED,
+)
 from liebian.connectors.wecom.models import WecomContactWay
 
 if TYPE_CHECKING:
@@ -83,6 +87,25 @@ class AutoWelcome:
             log.exception("corp tags of %s not re-read after WeCom's change", workspace_id)
             return None
 
+    def on_customer_edited(self, payload: dict[str, Any]) -> None:
+        self.pending = [f for f in self.pending if not f.done()]
+        self.pending.append(
+            self.pool.submit(
+                self._pull_tags, str(payload["workspace_id"]), str(payload["external_userid"])
+            )
+        )
+
+    def _pull_tags(self, workspace_id: str, external_userid: str) -> dict[str, int] | None:
+        from liebian.connectors.wecom.tags import pull_customer_tags
+
+        try:
+            return pull_customer_tags(self.runtime, workspace_id, external_userid)
+        except Exception:
+            log.exception(
+                "tags of %s in %s not read back from WeCom", external_userid, workspace_id
+            )
+            return None
+
     def drain(self) -> None:
         """Wait for the welcomes submitted so far (tests, shutdown)."""
         for future in list(self.pending):
@@ -99,5 +122,6 @@ def install(runtime: Runtime) -> AutoWelcome:
     sender = AutoWelcome(runtime)
     runtime.bus.subscribe(TOPIC_CONTACT_ADDED, sender)
     runtime.bus.subscribe(TOPIC_CORP_TAGS_CHANGED, sender.on_corp_tags_changed)
+    runtime.bus.subscribe(TOPIC_CUSTOMER_EDITED, sender.on_customer_edited)
     runtime.extras["wecom_auto_welcome"] = sender
     return sender
