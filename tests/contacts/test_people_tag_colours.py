@@ -64,6 +64,25 @@ def test_tag_colours_render_under_the_csp(server: str, owner: dict[str, str], ru
         page.click("#login-form button[type=submit]")
         page.wait_for_url("**/admin/tags")
         page.wait_for_selector("body[data-people-ready]")
+        # 编辑: rename and recolour a tag from the same form
+        page.locator("#tg-table tr", has_text="高意向").get_by_role("button", name="编辑").click()
+        assert page.input_value("#tg-form input[name=name]") == "高意向"
+        page.fill("#tg-form input[name=name]", "高意向客户")
+        page.locator("#tg-form input[name=color]").evaluate("e => { e.value = '#1a73e8'; }")
+        page.click("#tg-form button[type=submit]")
+        page.wait_for_selector("#alert.ok:has-text('已修改标签')")
+        edited = page.locator("#tg-table .badge.tag", has_text="高意向客户")
+        edited.wait_for()
+        assert edited.evaluate("e => getComputedStyle(e).color") == "rgb(26, 115, 232)"
+        # and back, so the colour checks below see the original tags
+        page.locator("#tg-table tr", has_text="高意向客户").get_by_role(
+            "button", name="编辑"
+        ).click()
+        page.fill("#tg-form input[name=name]", "高意向")
+        page.locator("#tg-form input[name=color]").evaluate("e => { e.value = '#d93025'; }")
+        page.click("#tg-form button[type=submit]")
+        page.wait_for_selector("#tg-table .badge.tag:text-is('高意向')")
+        assert page.is_hidden("#tg-cancel")
         for where in ("#tg-table", None):
             if where is None:
                 page.goto(server + "/admin/contacts")

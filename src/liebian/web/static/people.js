@@ -153,18 +153,46 @@
       $("#tg-table tbody").replaceChildren(...tags.map((t) => h("tr", {},
         h("td", {}, chip(t)), h("td", { text: dash(names[t.group_id]) }), h("td", { text: t.kind === "rule" ? "规则" : "手动" }),
         h("td", {}, h("a", { href: "/admin/contacts?tag=" + t.id, text: String(t.contacts_count) })),
-        h("td", {}, h("button", { type: "button", class: "link", text: "删除", onclick: async () => {
+        h("td", {}, h("button", { type: "button", class: "link", text: "编辑", onclick: () => startEdit(t) }), " ",
+          h("button", { type: "button", class: "link", text: "删除", onclick: async () => {
           if (!confirm(`删除标签“${t.name}”？拥有它的 ${t.contacts_count} 位用户将失去该标签。`)) return;
           try { await api("DELETE", "/api/v1/tags/" + t.id); await load(); } catch (e) { problem(e); }
         } })))));
       $("#tg-empty").hidden = tags.length > 0;
     }
-    $("#tg-form").addEventListener("submit", async (ev) => {
+    // The 新建标签 form also edits one tag (name, colour, group): 编辑 fills it in.
+    let editingTag = null;
+    const form = $("#tg-form");
+    const submitButton = form.querySelector("button[type=submit]");
+    function stopEdit() {
+      editingTag = null;
+      form.reset();
+      submitButton.textContent = "创建标签";
+      $("#tg-cancel").hidden = true;
+    }
+    function startEdit(t) {
+      editingTag = t;
+      form.elements.name.value = t.name;
+      form.elements.color.value = t.color;
+      form.elements.group_id.value = t.group_id || "";
+      submitButton.textContent = `保存对“${t.name}”的修改`;
+      $("#tg-cancel").hidden = false;
+      form.elements.name.focus();
+    }
+    $("#tg-cancel").addEventListener("click", stopEdit);
+    form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      const fd = new FormData(ev.target);
+      const fd = new FormData(form);
+      const body = { name: fd.get("name"), color: fd.get("color"), group_id: fd.get("group_id") || null };
       try {
-        await api("POST", "/api/v1/tags", { json: { name: fd.get("name"), color: fd.get("color"), group_id: fd.get("group_id") || null } });
-        ev.target.reset(); alertBox("ok", "已创建标签"); await load();
+        if (editingTag) {
+          await api("PATCH", "/api/v1/tags/" + encodeURIComponent(editingTag.id), { json: body });
+          alertBox("ok", `已修改标签“${body.name}”`);
+        } else {
+          await api("POST", "/api/v1/tags", { json: body });
+          alertBox("ok", "已创建标签");
+        }
+        stopEdit(); await load();
       } catch (e) { problem(e); }
     });
     $("#tgg-form").addEventListener("submit", async (ev) => {
