@@ -31,6 +31,7 @@ _ASSETS = {
     "people.js": "text/javascript; charset=utf-8",
     "channels.js": "text/javascript; charset=utf-8",
     "communities.js": "text/javascript; charset=utf-8",
+    "wecom.js": "text/javascript; charset=utf-8",
     "auth.js": "text/javascript; charset=utf-8",
     "team.js": "text/javascript; charset=utf-8",
     "journeys.js": "text/javascript; charset=utf-8",
@@ -59,6 +60,7 @@ NAV = [
     ("contacts", "contacts.html", "用户"),
     ("tags", "tags.html", "标签"),
     ("communities", "communities.html", "社群"),
+    ("wecom", "wecom.html", "企业微信"),
     ("team", "team.html", "成员与安全"),
 ]
 # Pages over the fission routers (campaigns, referrals, risk, rewards): optional together.

@@ -14,6 +14,8 @@ from fastapi.responses import PlainTextResponse
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
 from liebian.connectors.wecom import service, tags
 from liebian.connectors.wecom.schemas import (
+    CallbackList,
+    CallbackOut,
     CheckOut,
     ConnectionIn,
     ConnectionOut,
@@ -90,6 +92,14 @@ def create_way(body: WayIn, principal: PrincipalDep, runtime: RuntimeDep) -> Way
 @router.get("/ways", response_model=WayList)
 def list_ways(principal: PrincipalDep, session: SessionDep) -> WayList:
     return WayList(items=[_way_out(w) for w in service.list_ways(session, principal)])
+
+
+@router.get("/callbacks", response_model=CallbackList)
+def list_callbacks(principal: PrincipalDep, session: SessionDep, limit: int = 50) -> CallbackList:
+    """The callbacks received lately (newest first): event, change type, who."""
+    return CallbackList(
+        items=[CallbackOut(**c) for c in service.recent_callbacks(session, principal, limit)]
+    )
 
 
 @router.post("/welcome", response_model=WelcomeOut)

@@ -131,3 +131,17 @@ class TagMapItem(BaseModel):
 
 class TagMapOut(BaseModel):
     items: list[TagMapItem]
+
+
+class CallbackOut(BaseModel):
+    id: str
+    event: str
+    change_type: str
+    summary: dict[str, str] = Field(
+        description="who and what: UserID, ExternalUserID, ChatId, State, UpdateDetail"
+    )
+    received_at: datetime
+
+
+class CallbackList(BaseModel):
+    items: list[CallbackOut]

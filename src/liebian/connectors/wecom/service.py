@@ -584,3 +584,28 @@ def external_userid_of(runtime: Runtime, workspace_id: str, contact_id: str) -> 
                 ContactAlias.kind == callbacks.ALIAS_KIND,
             )
         )
+
+
+_CALLBACK_FIELDS = ("UserID", "ExternalUserID", "ChatId", "State", "UpdateDetail", "TagType")
+
+
+def recent_callbacks(
+    session: Session, principal: Principal, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The callbacks WeCom delivered lately (newest first), for the console: event, change
+    and who — never the welcome code or anything else of the message."""
+    from liebian.connectors.wecom.models import WecomCallback
+
+    require(principal, "read")
+    rows = session.scalars(
+        select(WecomCallback)
+        .where(WecomCallback.workspace_id == principal.workspace_id)
+        .order_by(WecomCallback.received_at.desc(), WecomCallback.id.desc())
+        .limit(max(1, min(limit, 200)))
+    )
+    return [
+        {"id": r.id, "event": r.event, "change_type": r.change_type,
+         "summary": {k: str(r.data[k])[:64] for k in _CALLBACK_FIELDS if r.data.get(k)},
+         "received_at": r.received_at}
+        for r in rows
+    ]  # fmt: skip

@@ -1,0 +1,147 @@
+// 企业微信 page: the connection (secrets are write-only), test, ways, callbacks received.
+// Values reach the page through textContent / setAttribute only.
+"use strict";
+(() => {
+  const KEY = "liebian.apiKey";
+  const BASE = "/api/v1/connectors/wecom";
+  const $ = (sel, root = document) => root.querySelector(sel);
+  function h(tag, props, ...kids) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v == null || v === false) continue;
+      if (k === "text") node.textContent = String(v);
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, String(v));
+    }
+    for (const kid of kids.flat()) if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
+    return node;
+  }
+  async function api(method, path, json) {
+    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") };
+    let body;
+    if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
+    const resp = await fetch(path, { method, headers, body, cache: "no-store" });
+    const data = resp.status === 204 ? null : await resp.json().catch(() => null);
+    if (!resp.ok) {
+      const err = (data && data.error) || { message: resp.statusText };
+      const e = new Error(err.message || "请求失败");
+      e.status = resp.status;
+      e.details = err.details;
+      throw e;
+    }
+    return data;
+  }
+  function alertBox(kind, text) {
+    const box = $("#alert");
+    box.className = "alert " + kind;
+    box.textContent = text;
+    box.hidden = false;
+  }
+  function problem(e) {
+    const field = e.details && e.details.field ? `（${e.details.field}）` : "";
+    alertBox("error", (e.message || "出错了") + field);
+  }
+  const when = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "—");
+  const KIND = { contact: "联系我", join: "加入群聊" };
+  const CHANGE = {
+    add_external_contact: "添加客户", add_half_external_contact: "客户添加（未通过）",
+    edit_external_contact: "编辑客户", del_external_contact: "删除客户", del_follow_user: "客户删除成员",
+    create: "创建", update: "变更", dismiss: "解散", shuffle: "重排", delete: "删除",
+  };
+
+  let connected = false;
+  async function loadConnection() {
+    try {
+      const c = await api("GET", BASE);
+      connected = true;
+      $("#wc-status").textContent = "已连接";
+      $("#wc-info").hidden = false;
+      $("#wc-corp").textContent = c.corp_id;
+      $("#wc-secret-hint").textContent = c.secret_hint;
+      $("#wc-callback-url").textContent = c.callback_url;
+      $("#wc-last").textContent = when(c.last_callback_at);
+      const form = $("#wc-form");
+      form.corp_id.value = c.corp_id;
+      form.agent_id.value = c.agent_id || "";
+      for (const name of ["agent_secret", "token", "encoding_aes_key"]) {
+        form[name].value = "";
+        form[name].placeholder = "已保存（留空不修改）";
+      }
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      connected = false;
+      $("#wc-status").textContent = "未连接：填写下面的配置并保存。";
+      $("#wc-info").hidden = true;
+    }
+    $("#wc-check").disabled = !connected;
+    $("#wc-sync").disabled = !connected;
+  }
+
+  async function loadWays() {
+    const tbody = $("#wc-ways tbody");
+    tbody.replaceChildren();
+    if (!connected) { $("#wc-ways-empty").hidden = false; return; }
+    const { items } = await api("GET", `${BASE}/ways`);
+    for (const w of items) {
+      tbody.append(h("tr", {},
+        h("td", { text: KIND[w.kind] || w.kind }), h("td", {}, h("code", { text: w.state })),
+        h("td", { text: w.targets.join("、") }), h("td", { text: w.channel || "—" }),
+        h("td", {}, w.qr_code ? h("a", { href: w.qr_code, target: "_blank", rel: "noopener noreferrer", text: "二维码" }) : "—"),
+        h("td", { text: when(w.created_at) })));
+    }
+    $("#wc-ways-empty").hidden = items.length > 0;
+  }
+
+  async function loadCallbacks() {
+    const tbody = $("#wc-callbacks tbody");
+    tbody.replaceChildren();
+    if (!connected) { $("#wc-callbacks-empty").hidden = false; return; }
+    const { items } = await api("GET", `${BASE}/callbacks?limit=50`);
+    for (const c of items) {
+      const who = Object.entries(c.summary).map(([k, v]) => `${k}=${v}`).join(" ");
+      tbody.append(h("tr", { class: "wc-callback" },
+        h("td", { text: when(c.received_at) }), h("td", { text: c.event }),
+        h("td", { text: CHANGE[c.change_type] || c.change_type || "—" }), h("td", {}, h("code", { text: who || "—" }))));
+    }
+    $("#wc-callbacks-empty").hidden = items.length > 0;
+  }
+
+  async function refresh() {
+    await loadConnection();
+    await Promise.all([loadWays(), loadCallbacks()]);
+  }
+
+  function init() {
+    $("#wc-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      const body = { corp_id: f.corp_id.value.trim() };
+      if (f.agent_id.value.trim()) body.agent_id = f.agent_id.value.trim();
+      for (const name of ["agent_secret", "token", "encoding_aes_key"]) if (f[name].value) body[name] = f[name].value;
+      try { await api("PUT", BASE, body); await refresh(); alertBox("ok", "已保存。"); } catch (e) { problem(e); }
+    });
+    $("#wc-check").addEventListener("click", async () => {
+      const out = $("#wc-check-result");
+      out.textContent = "测试中…";
+      try { const r = await api("POST", `${BASE}/check`); out.textContent = r.ok ? `连接正常（${r.corp_id}）` : "连接失败"; }
+      catch (e) { out.textContent = "连接失败：" + (e.message || ""); }
+    });
+    $("#wc-sync").addEventListener("click", async () => {
+      try {
+        const r = await api("POST", `${BASE}/tags/sync`);
+        alertBox("ok", `企业标签已同步：新建 ${r.created}，关联 ${r.linked}，改名 ${r.renamed}，解除 ${r.unlinked}。`);
+      } catch (e) { problem(e); }
+    });
+    $("#wc-way-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      const body = { kind: f.kind.value, state: f.state.value.trim(),
+        targets: f.targets.value.split(/[,，\s]+/).filter(Boolean) };
+      if (f.channel.value.trim()) body.channel = f.channel.value.trim();
+      if (f.welcome_text.value.trim()) body.welcome_text = f.welcome_text.value.trim();
+      try { await api("POST", `${BASE}/ways`, body); f.reset(); await loadWays(); alertBox("ok", "已创建。"); } catch (e) { problem(e); }
+    });
+    refresh().catch(problem).finally(() => document.body.setAttribute("data-wecom-ready", "1"));
+  }
+  if (document.body.dataset.page === "wecom") init();
+})();
