@@ -46,7 +46,7 @@ def test_operator_and_three_friends(server: str, owner: dict[str, str], db_url: 
         ops.click("#login-form button[type=submit]")
         ops.wait_for_selector("body[data-ready]")
         # ① template (filtered to e-commerce) → a draft, opened on its own page.
-        ops.select_option("#tpl-filter select", "ecommerce")
+        ops.select_option("#tpl-filter select[name=industry]", "ecommerce")
         ops.click("#tpl-filter button[type=submit]")
         card = ops.locator(".tpl", has_text="拼团3人成团").first
         card.locator("input[name=name]").fill("三人拼团测试")

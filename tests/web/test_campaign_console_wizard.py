@@ -69,6 +69,12 @@ def test_login_to_live_campaign_and_poster_designer(
         typist.fill("input[name=key]", key)
         page.click("#login-form button[type=submit]")
         page.wait_for_selector("body[data-ready]")
+        # Filter by industry and mode (玩法): clicks, not typing.
+        page.select_option("#tpl-filter select[name=industry]", "education")
+        page.select_option("#tpl-filter select[name=type]", "invite")
+        page.click("#tpl-filter button[type=submit]")
+        clicks += 1
+        page.locator(".tpl", has_text="拼团").wait_for(state="detached")
         card = page.locator(".tpl", has_text="邀请有礼").first
         card.locator("button[type=submit]").click()  # ① 用此模板创建 (name: the template's)
         clicks += 1
@@ -138,6 +144,10 @@ def test_login_to_live_campaign_and_poster_designer(
         assert "Asia/Shanghai" in row.inner_text()
         page.locator("#cd-weekly").scroll_into_view_if_needed()
         page.screenshot(path=str(screenshot(page, f"console-weekly-{backend}")))
+        # The participants list finds u1 by the start of the id (the refresh after saving).
+        typist.fill("#cd-people-filter input[name=q]", "u")
+        page.click("#cd-people-filter button[type=submit]")
+        page.locator("#cd-people tbody tr", has_text="u1").wait_for()
         # The comparison table lists this campaign (same definitions as the cards above).
         page.locator("#cd-compare tbody tr", has_text="（本活动）").wait_for()
         assert errors == []

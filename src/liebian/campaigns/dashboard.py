@@ -32,11 +32,11 @@ from sqlalchemy.orm import Session
 
 from liebian.analytics.sql import Sql, check_tz
 from liebian.campaigns import repository
-from liebian.campaigns.models import Campaign, Participant, Referral
+from liebian.campaigns.models import Assist, Campaign, Group, Participant, Referral
 from liebian.contacts import service as contacts
 from liebian.contacts.models import Contact
 from liebian.events.store.base import EventStore
-from liebian.kit.crypto import PiiCipher
+from liebian.kit.crypto import PiiCipher, mask_name
 from liebian.kit.errors import Invalid, NotFound
 from liebian.rewards.models import RewardEntry
 
@@ -342,3 +342,94 @@ def tree(
         "items": [node(p) for p in page],
         "next_cursor": str(nxt) if nxt is not None else None,
     }
+
+
+# ── the campaign page's lists: participants (search, status) and groups/assists ────────────
+
+
+def participants(
+    session: Session,
+    cipher: PiiCipher,
+    campaign: Campaign,
+    *,
+    q: str | None,
+    status: str | None,
+    offset: int,
+    limit: int,
+) -> dict[str, Any]:
+    """The campaign's participants, newest first: ``q`` matches the start of the brand's
+    external id; ``status`` is how they came in (their referral's state, or ``direct``)."""
+    if offset < 0:
+        raise Invalid("cursor must be a cursor this API gave out", code="bad_cursor")
+    referral = (
+        select(Referral.referee_participant_id, Referral.status)
+        .where(Referral.campaign_id == campaign.id, Referral.status != "superseded")
+        .subquery()
+    )
+    invites = (
+        select(Participant.referrer_participant_id.label("pid"), func.count().label("n"))
+        .where(Participant.campaign_id == campaign.id)
+        .group_by(Participant.referrer_participant_id)
+        .subquery()
+    )
+    stmt = (
+        select(Participant, Contact.external_id, Contact.nickname_enc, referral.c.status,
+               func.coalesce(invites.c.n, 0))
+        .join(Contact, Contact.id == Participant.contact_id)
+        .outerjoin(referral, referral.c.referee_participant_id == Participant.id)
+        .outerjoin(invites, invites.c.pid == Participant.id)
+        .where(Participant.campaign_id == campaign.id)
+    )  # fmt: skip
+    if q:
+        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Contact.external_id.like(escaped + "%", escape="\\"))
+    if status == "direct":
+        stmt = stmt.where(referral.c.status.is_(None))
+    elif status:
+        stmt = stmt.where(referral.c.status == status)
+    rows = session.execute(
+        stmt.order_by(Participant.joined_at.desc(), Participant.id.desc())
+        .offset(offset)
+        .limit(limit + 1)
+    ).all()
+    items = [
+        {"participant_id": p.id, "external_id": ext,
+         "nickname": mask_name(cipher.decrypt(nick)) or "好友", "channel": p.channel,
+         "joined_at": p.joined_at, "referrer_participant_id": p.referrer_participant_id,
+         "status": ref_status or "direct", "invites": int(n), "config_version": p.config_version}
+        for p, ext, nick, ref_status, n in rows[:limit]
+    ]  # fmt: skip
+    nxt = str(offset + limit) if len(rows) > limit else None
+    return {"items": items, "next_cursor": nxt}
+
+
+def activities(session: Session, campaign: Campaign, *, status: str | None) -> dict[str, Any]:
+    """Group-buy groups or assists of the campaign (open ones first), latest 100."""
+    if campaign.type == "group_buy":
+        gstmt = select(Group).where(Group.campaign_id == campaign.id)
+        if status:
+            gstmt = gstmt.where(Group.status == status)
+        groups = session.scalars(gstmt.order_by(Group.created_at.desc()).limit(100)).all()
+        leaders = repository.by_ids(session, Contact, {g.leader_contact_id for g in groups})
+        items = [
+            {"id": g.id, "kind": "group", "owner": getattr(leaders.get(g.leader_contact_id), "external_id", None),
+             "status": g.status, "done": g.member_count, "needed": g.size, "price": g.price,
+             "expires_at": g.expires_at, "created_at": g.created_at}
+            for g in groups
+        ]  # fmt: skip
+    elif campaign.type == "assist":
+        astmt = select(Assist).where(Assist.campaign_id == campaign.id)
+        if status:
+            astmt = astmt.where(Assist.status == status)
+        found = session.scalars(astmt.order_by(Assist.created_at.desc()).limit(100)).all()
+        owners = repository.by_ids(session, Contact, {a.owner_contact_id for a in found})
+        items = [
+            {"id": a.id, "kind": "assist", "owner": getattr(owners.get(a.owner_contact_id), "external_id", None),
+             "status": a.status, "done": a.helpers_count, "needed": a.helpers_required,
+             "price": a.price_now, "expires_at": a.expires_at, "created_at": a.created_at}
+            for a in found
+        ]  # fmt: skip
+    else:
+        items = []
+    items.sort(key=lambda i: (i["status"] != "open",))
+    return {"campaign_id": campaign.id, "items": items}

@@ -434,3 +434,88 @@ def delete_schedule(schedule_id: str, principal: PrincipalDep, session: SessionD
     """Stop the rhythm; campaigns it already started stay as they are."""
     schedules.delete(session, principal, schedule_id)
     return Response(status_code=204)
+
+
+# ── the campaign page's lists ─────────────────────────────────────────────────────────────
+
+
+class ParticipantRow(BaseModel):
+    participant_id: str
+    external_id: str | None
+    nickname: str = Field(description="masked (王**)")
+    channel: str | None
+    joined_at: datetime
+    referrer_participant_id: str | None
+    status: str = Field(description="how they came in: their referral's state, or direct")
+    invites: int = Field(description="people they brought in directly")
+    config_version: int = Field(description="the rules version they are paid by")
+
+
+class ParticipantList(BaseModel):
+    items: list[ParticipantRow]
+    next_cursor: str | None
+
+
+class ActivityRow(BaseModel):
+    id: str
+    kind: str = Field(description="group | assist")
+    owner: str | None = Field(description="the leader's / owner's external id")
+    status: str
+    done: int = Field(description="members joined / helpers so far")
+    needed: int
+    price: int | None = Field(description="分: the group price, or the bargain's price now")
+    expires_at: datetime
+    created_at: datetime
+
+
+class ActivityList(BaseModel):
+    campaign_id: str
+    items: list[ActivityRow]
+
+
+@router.get(
+    "/campaigns/{campaign_id}/participant-list",
+    response_model=ParticipantList,
+    responses=error_responses(401, 403, 404, 422),
+)
+def participant_list(
+    campaign_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    q: Annotated[str | None, Query(max_length=128)] = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> ParticipantList:
+    """Participants, newest first: ``q`` = start of the external id; ``status`` = how they
+    came in (approved, held, blocked, … or direct); each with their direct invites (expand
+    their branch with ``/tree?parent=``)."""
+    principal.require(Role.analyst)
+    campaign = service.get(session, principal.workspace_id, campaign_id)
+    try:
+        offset = int(cursor) if cursor else 0
+    except ValueError:
+        offset = -1
+    out = dashboard.participants(
+        session, runtime.cipher, campaign, q=q or None, status=status or None, offset=offset,
+        limit=max(1, min(limit, 200)),
+    )  # fmt: skip
+    return ParticipantList.model_validate(out)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/activities",
+    response_model=ActivityList,
+    responses=error_responses(401, 403, 404),
+)
+def activity_list(
+    campaign_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+) -> ActivityList:
+    """Group-buy groups or assists (助力/砍价) of the campaign, open ones first (latest 100)."""
+    principal.require(Role.analyst)
+    campaign = service.get(session, principal.workspace_id, campaign_id)
+    return ActivityList.model_validate(dashboard.activities(session, campaign, status=status))

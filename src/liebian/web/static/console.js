@@ -630,9 +630,11 @@
       more.hidden = !cursor;
       $("#cmp-empty").hidden = tbody.children.length > 0;
     }
-    async function templates(industry) {
+    async function templates(industry, type) {
       const res = await api("GET", "/api/v1/campaigns/templates" + (industry ? "?industry=" + encodeURIComponent(industry) : ""));
-      $("#tpl-list").replaceChildren(...res.items.map((t) => {
+      const shown = res.items.filter((t) => !type || t.type === type);
+      if (!shown.length) { $("#tpl-list").replaceChildren(h("p", { class: "empty", text: "没有这个行业和玩法的模板，换个条件试试。" })); return; }
+      $("#tpl-list").replaceChildren(...shown.map((t) => {
         const form = h("form", { class: "inline-form" },
           h("input", { name: "name", maxlength: 200, placeholder: t.name, "aria-label": "活动名称（可选）" }),
           h("button", { type: "submit", class: "primary small", text: "用此模板创建" }));
@@ -648,9 +650,9 @@
           h("p", { text: t.description }), form);
       }));
     }
-    onSubmit($("#tpl-filter"), (fd) => templates(text(fd, "industry")));
+    onSubmit($("#tpl-filter"), (fd) => templates(text(fd, "industry"), text(fd, "type")));
     more.addEventListener("click", () => busy(more, () => load(false)));
-    return Promise.all([templates(""), load(true)]);
+    return Promise.all([templates("", ""), load(true)]);
   }
 
   // ---- 活动详情：状态、规则（无 JSON）、分享素材、实时数据、裂变树 ------------------------------
@@ -970,6 +972,51 @@
       $("#cd-tree-more").hidden = !treeCursor;
     }
     $("#cd-tree-more").addEventListener("click", () => busy($("#cd-tree-more"), () => tree(false)));
+    // 参与者: search by the start of the user id, filter by how they came in; each row can
+    // open that person's own invite branch.
+    let peopleCursor = null;
+    const SOURCE_ZH = { direct: ["直接参与", "muted"], approved: ["好友邀请", "ok"], qualified: ["好友邀请·已转化", "ok"], held: ["待审核", "warn"], blocked: ["已拦截", "bad"] };
+    async function people(reset) {
+      const f = $("#cd-people-filter").elements, q = new URLSearchParams({ limit: "50" });
+      if (f.q.value.trim()) q.set("q", f.q.value.trim());
+      if (f.status.value) q.set("status", f.status.value);
+      if (!reset && peopleCursor) q.set("cursor", peopleCursor);
+      const res = await api("GET", `${base}/participant-list?${q}`);
+      if (reset) $("#cd-people tbody").replaceChildren();
+      $("#cd-people tbody").append(...res.items.map((p) => {
+        const [label, kind] = SOURCE_ZH[p.status] || [p.status, "muted"];
+        const branch = h("td");
+        if (p.invites) {
+          const btn = h("button", { type: "button", class: "link small", text: "看TA的邀请" });
+          btn.addEventListener("click", () => busy(btn, async () => {
+            const sub = await api("GET", `${base}/tree?parent=${encodeURIComponent(p.participant_id)}&limit=200`);
+            branch.replaceChildren(h("ul", { class: "tree" }, sub.items.map(treeNode)));
+          }));
+          branch.append(btn);
+        }
+        return h("tr", null, h("td", null, p.external_id || "—", h("div", { class: "sub", text: p.nickname })), h("td", null, badge(label, kind)),
+          h("td", { text: CHANNEL_ZH[p.channel] || dash(p.channel) }), h("td", { text: num(p.invites) }), h("td", { text: "第 " + p.config_version + " 版" }),
+          h("td", { text: fmtTime(p.joined_at) }), branch);
+      }));
+      if (reset && !res.items.length) $("#cd-people tbody").append(h("tr", null, h("td", { colspan: 7, class: "empty", text: "没有符合条件的参与者" })));
+      peopleCursor = res.next_cursor;
+      $("#cd-people-more").hidden = !peopleCursor;
+    }
+    onSubmit($("#cd-people-filter"), () => people(true));
+    $("#cd-people-more").addEventListener("click", () => busy($("#cd-people-more"), () => people(false)));
+    const ACT_ZH = { open: ["进行中", "warn"], success: ["已成团", "ok"], unlocked: ["已解锁", "ok"], failed: ["未成团", "muted"], expired: ["已过期", "muted"] };
+    async function activities() {
+      if (!campaign || !["group_buy", "assist"].includes(campaign.type)) return;
+      const res = await api("GET", `${base}/activities`);
+      $("#cd-activities-card").hidden = false;
+      $("#cd-activities-title").textContent = campaign.type === "group_buy" ? "拼团（进行中的在前）" : "助力 / 砍价（进行中的在前）";
+      $("#cd-activities tbody").replaceChildren(...res.items.map((a) => {
+        const [label, kind] = ACT_ZH[a.status] || [a.status, "muted"];
+        return h("tr", null, h("td", { text: dash(a.owner) }), h("td", null, badge(label, kind)), h("td", { text: `${a.done} / ${a.needed}` }),
+          h("td", { text: a.price == null ? "—" : yuan(a.price) }), h("td", { text: fmtTime(a.expires_at) }));
+      }));
+      if (!res.items.length) $("#cd-activities tbody").append(h("tr", null, h("td", { colspan: 5, class: "empty", text: "还没有" })));
+    }
     async function lists() {
       const [refs, board, rewards, changes] = await Promise.all([
         api("GET", "/api/v1/referrals?limit=50&campaign_id=" + encodeURIComponent(id)),
@@ -992,7 +1039,7 @@
         h("td", { text: ACTION_ZH[c.action] || c.action }), h("td", { text: dash(c.config_version) }),
         h("td", { class: "sub", text: Object.keys(c.after || {}).map((k) => fieldZh(k)).join("、") }))));
     }
-    async function refresh() { await Promise.all([dashboard(), tree(true), lists()]); }
+    async function refresh() { await Promise.all([dashboard(), tree(true), lists(), people(true), activities()]); }
     setInterval(() => { if (!document.hidden) dashboard().catch(() => {}); }, 5000);
     return (async () => {
       show(await api("GET", base));
