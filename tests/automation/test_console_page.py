@@ -42,6 +42,14 @@ def test_journey_builder_by_clicking(server: str, runtime: Runtime) -> None:
         upsert(s, runtime.cipher, ws, ContactInput(external_id="u1", nickname="小明"))
         create_channel(s, runtime, ws, ChannelInput(kind="webhook", name="企业回调",
                                                     config={"url": "http://127.0.0.1:9/x"}))  # fmt: skip
+        from liebian.campaigns.service import create as create_campaign
+        from liebian.kit.auth import Principal, Role
+
+        campaign_id = create_campaign(
+            s, Principal(workspace_id=ws, role=Role.owner), campaign_type="invite",
+            name="邀请有礼", config={"tiers": [{"invites": 1, "reward": {
+                "kind": "coupon", "name": "5元券", "amount": 500}}]},
+        ).id  # fmt: skip
     plaintext = headers["Authorization"].split(" ", 1)[1]
     with chromium() as browser:
         page = browser.new_context(
@@ -65,12 +73,20 @@ def test_journey_builder_by_clicking(server: str, runtime: Runtime) -> None:
         third = page.locator(".jr-step").nth(2)
         third.locator("select.jr-kind").select_option("add_tag")
         page.locator(".jr-step").nth(2).get_by_label("已欢迎").check()
+        # the first message carries the campaign's invite link; a last step joins the campaign
+        first.locator("select.jr-send-campaign").select_option(campaign_id)
+        page.click("#jr-add")
+        page.locator(".jr-step").nth(3).locator("select.jr-kind").select_option("enrol_campaign")
+        page.locator(".jr-step").nth(3).locator("select.jr-campaign").select_option(campaign_id)
         page.click("#jr-publish")
         page.wait_for_selector("#jr-list >> text=进行中")
         journey = _off_loop(lambda: _journey(runtime, Journey))
         assert journey.status == "live" and journey.live_version == 1
-        assert [st["type"] for st in journey.draft["steps"]] == ["send", "wait", "add_tag"]
+        assert [st["type"] for st in journey.draft["steps"]] == [
+            "send", "wait", "add_tag", "enrol_campaign"]  # fmt: skip
         assert journey.draft["steps"][2]["tag_ids"] == [tag]
+        assert journey.draft["steps"][0]["campaign_id"] == campaign_id
+        assert journey.draft["steps"][3]["campaign_id"] == campaign_id
         jid = journey.id
         # a bad edit is explained, nothing saved: an unknown template field
         first.locator("textarea").fill("{{ contact.password }}")
@@ -99,7 +115,7 @@ def test_journey_builder_by_clicking(server: str, runtime: Runtime) -> None:
         page.wait_for_selector("#jr-stats:not([hidden])")
         assert "进入 1" in page.inner_text("#jr-stats-sum")
         rows = page.locator("#jr-stats-rows tr")
-        assert rows.count() == 3
+        assert rows.count() == 4
         # a template in one step
         page.select_option("#jr-template", "warmup_7day")
         page.click("#jr-from-template")
