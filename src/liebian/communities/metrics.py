@@ -19,7 +19,7 @@ from liebian.events.store.base import EventStore
 
 By = Literal["group", "tier", "community"]
 EVENTS = ("community_view", "group_routed", "group_joined", "group_left", "group_message",
-          "group_violation")  # fmt: skip
+          "group_violation", "first_day_task")  # fmt: skip
 
 
 class DayRow(BaseModel):
@@ -51,6 +51,10 @@ class SummaryRow(BaseModel):
     messages_7d: int
     messages_14d: int
     messages_30d: int
+    first_day_done: int = Field(
+        default=0, description="people who did a first-day task (首日任务) within 24 h of joining"
+    )
+    first_day_rate: float = Field(default=0.0, description="first_day_done / people who joined")
     conversions: int = Field(description="revenue events of members after their join")
     gmv: int = Field(description="their revenue in 分")
 
@@ -168,6 +172,7 @@ def _summary(
     counts = ", ".join([
         c("ev = 'community_view'"), c("ev = 'group_joined'"), s("n", "ev = 'group_joined'"),
         s("n", "ev = 'group_left'"), s("n", msg), s("n", "ev = 'group_violation'"),
+        c("ev = 'first_day_task'"),
     ])  # fmt: skip
     rows = sql.run(f"SELECT k, {counts}, {active} FROM ({counted}) c GROUP BY k ORDER BY k")
     # 入群转化率 is per community: the entry page belongs to no group.
@@ -184,9 +189,10 @@ def _summary(
             key=key, viewers=int(r[1]) if by == "community" else viewers_total, joins=joins,
             leaves=leaves, leave_rate=ratio(leaves, joins),
             join_rate=ratio(joined_people, viewers_total), messages=int(r[5]),
-            violations=int(r[6]), active_7d=int(r[7]), messages_7d=int(r[8]),
-            active_14d=int(r[9]), messages_14d=int(r[10]), active_30d=int(r[11]),
-            messages_30d=int(r[12]), conversions=conv, gmv=gmv,
+            violations=int(r[6]), first_day_done=int(r[7]),
+            first_day_rate=ratio(int(r[7]), joined_people), active_7d=int(r[8]),
+            messages_7d=int(r[9]), active_14d=int(r[10]), messages_14d=int(r[11]),
+            active_30d=int(r[12]), messages_30d=int(r[13]), conversions=conv, gmv=gmv,
         ))  # fmt: skip
     return out
 

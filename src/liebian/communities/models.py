@@ -61,6 +61,8 @@ class Community(Base):
     rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     welcome_template: Mapped[str] = mapped_column(Text, default="")
     announcement_template: Mapped[str] = mapped_column(Text, default="")
+    # 首日任务: [{key, label, url}] shown after the join as tracked links.
+    first_day_tasks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     channel_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     # Raise an alert when fewer than this many open places remain in a tier.
     alert_below: Mapped[int] = mapped_column(Integer, default=20)

@@ -15,22 +15,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from liebian.app.deps import participant_rate_limit
 from liebian.app.runtime import Runtime
 from liebian.communities import entry, events, service
-from liebian.communities.models import Community
+from liebian.communities.models import Community, CommunityMember
+from liebian.contacts.models import Contact
 from liebian.contacts.repository import by_external_id
 from liebian.kit.client_ip import client_ip
-from liebian.kit.clock import utcnow
+from liebian.kit.clock import as_utc, utcnow
 from liebian.kit.db import session_scope
 from liebian.kit.errors import DomainError, Unauthorized
 from liebian.kit.ids import new_id
@@ -240,11 +243,59 @@ async def join_action(community_id: str, request: Request) -> Response:
         if exc.status == 422:  # a screening answer to fix: the form again, with the reason
             return _finish(await run_in_threadpool(form_again, exc), request, who, new)
         raise
+    tasks = [
+        {"key": t["key"], "label": t["label"],
+         "href": f"/c/{community_id}/t/{placed.member_id}/{t['key']}"
+                 f"?s={task_signature(runtime.secret, placed.member_id, t['key'])}"}
+        for t in community.first_day_tasks or []
+    ]  # fmt: skip
     page = _html(
         "community_group.html", title=community.name,
         group={"name": placed.group_name, "qr_image": placed.qr_image,
                "join_url": placed.join_url, "platform": placed.platform},
-        member={"invite_code": placed.invite_code, "tier": placed.tier},
+        member={"invite_code": placed.invite_code, "tier": placed.tier}, tasks=tasks,
         **_context(community, runtime.settings.default_timezone),
     )  # fmt: skip
     return _finish(page, request, who, new)
+
+
+# ── first-day tasks (首日任务) ─────────────────────────────────────────────────────────────
+
+FIRST_DAY = timedelta(hours=24)
+
+
+def task_signature(secret: bytes, member_id: str, key: str) -> str:
+    """Signs a member's task link, so a tap is that member's (links cannot be made up)."""
+    return hmac.new(secret, f"cft|{member_id}|{key}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
+@router.get("/c/{community_id}/t/{member_id}/{key}")
+def first_day_task(community_id: str, member_id: str, key: str, request: Request) -> Response:
+    """A member's first-day task link: a tap within 24 h of their place is recorded once
+    (event ``first_day_task``, id ``cm:first_day_task:<member>:<key>``, the contact as user),
+    and the task's page opens either way."""
+    runtime = _runtime(request)
+    given = request.query_params.get("s", "")
+    if not hmac.compare_digest(given, task_signature(runtime.secret, member_id, key)):
+        return error_page("community_not_found")
+    with session_scope(runtime.read_sessions) as session:
+        community = session.get(Community, community_id)
+        member = session.get(CommunityMember, member_id)
+        if community is None or member is None or member.community_id != community.id:
+            return error_page("community_not_found")
+        task = next((t for t in community.first_day_tasks or [] if t["key"] == key), None)
+        if task is None:
+            return error_page("community_not_found")
+        since = member.joined_at or member.routed_at
+        if member.status in ("routed", "joined") and utcnow() - as_utc(since) <= FIRST_DAY:
+            external = session.scalar(
+                select(Contact.external_id).where(Contact.id == member.contact_id)
+            ) if member.contact_id else None  # fmt: skip
+            events.emit_now(
+                runtime, workspace_id=community.workspace_id, event="first_day_task",
+                event_id=f"cm:first_day_task:{member.id}:{key}", user_id=external,
+                visitor_id=member.holder[2:] if member.holder.startswith("v:") else None,
+                properties={"community_id": community.id, "group_id": member.group_id,
+                            "tier": member.tier, "task": key, "member_id": member.id},
+            )  # fmt: skip
+    return RedirectResponse(task["url"], status_code=302, headers={"cache-control": "no-store"})

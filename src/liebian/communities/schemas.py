@@ -80,6 +80,15 @@ class ThresholdConfig(StrictModel):
     min_orders: int = Field(default=1, ge=1, le=1000)  # purchase
 
 
+class FirstDayTask(StrictModel):
+    """首日任务: a link shown after the join (填资料 / 领新人券 / 签到); a tap within the first
+    day is recorded for the member (event ``first_day_task``) and opens ``url``."""
+
+    key: str = Key
+    label: str = Field(min_length=1, max_length=20)
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://")
+
+
 class CommunityCreate(StrictModel):
     name: str = Field(min_length=1, max_length=100)
     description: str = Field(default="", max_length=1000)
@@ -94,6 +103,7 @@ class CommunityCreate(StrictModel):
     rules: RulesIn = Field(default_factory=RulesIn)
     welcome_template: str = Field(default="", max_length=2000)
     announcement_template: str = Field(default="", max_length=4000)
+    first_day_tasks: list[FirstDayTask] = Field(default_factory=list, max_length=5)
     channel_id: str | None = Field(default=None, max_length=40)
     alert_below: int = Field(default=20, ge=0, le=100000)
 
@@ -111,6 +121,7 @@ class CommunityUpdate(StrictModel):
     rules: RulesIn | None = None
     welcome_template: str | None = Field(default=None, max_length=2000)
     announcement_template: str | None = Field(default=None, max_length=4000)
+    first_day_tasks: list[FirstDayTask] | None = Field(default=None, max_length=5)
     channel_id: str | None = Field(default=None, max_length=40)
     alert_below: int | None = Field(default=None, ge=0, le=100000)
     status: Literal["active", "archived"] | None = None
@@ -137,6 +148,7 @@ class CommunityOut(OutModel):
     rules: dict[str, Any]
     welcome_template: str
     announcement_template: str
+    first_day_tasks: list[dict[str, Any]] = Field(default_factory=list)
     channel_id: str | None
     alert_below: int
     status: str
