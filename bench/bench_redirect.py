@@ -205,6 +205,7 @@ def wrk(port: int, slugs_file: Path, script: Path, duration: int) -> dict[str, f
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     if errors or socket_errors:
@@ -213,7 +214,41 @@ def wrk(port: int, slugs_file: Path, script: Path, duration: int) -> dict[str, f
             errors.group(0) if errors else "",
             socket_errors.group(0) if socket_errors else "",
         )
-    return {"rps": rps, "p50": p50, "p99": p99}
+    return {"rps": rps, "p50": p50, "p99": p99, "requests": requests}
+
+
+def clicks_stored(port: int, key: str) -> int:
+    """Clicks in the event store (bots included), through the analytics API."""
+    now = time.time()
+    body = {
+        "from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 86400)),
+        "to": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 86400)),
+        "events": ["click"],
+        "interval": "month",
+        "include_bots": True,
+    }
+    resp = httpx.post(
+        f"http://127.0.0.1:{port}/api/v1/analytics/counts",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    resp.raise_for_status()
+    return sum(int(row["count"]) for row in resp.json()["rows"])
+
+
+def wait_clicks_loaded(port: int, key: str, expected: int, timeout: float = 120) -> float:
+    """Seconds from now until the store holds ``expected`` clicks (polled every 0.5 s), or
+    raises after ``timeout``. Called as the wrk run ends: the time every answered click took
+    to be loaded."""
+    t0 = time.monotonic()
+    while True:
+        stored = clicks_stored(port, key)
+        if stored >= expected:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"only {stored:,} of {expected:,} clicks loaded after {timeout} s")
+        time.sleep(0.5)
 
 
 # -- liebian ------------------------------------------------------------------------------
@@ -327,7 +362,13 @@ def main() -> None:
     parser.add_argument(
         "--no-limits", action="store_true", help="rate limits off (the limiter's reference)"
     )
+    parser.add_argument(
+        "--check-clicks",
+        action="store_true",
+        help="after each liebian run, time until every click wrk was answered for is loaded",
+    )
     args = parser.parse_args()
+    print(f"load before: {Path('/proc/loadavg').read_text().strip()}")
     global RATE_LIMIT
     RATE_LIMIT = "0" if args.no_limits else RATE_LIMIT
     print(f"rate limits: {'off' if args.no_limits else 'on (never exhausted)'}")
@@ -385,14 +426,28 @@ def main() -> None:
         lb_pids = [lb.pid, *children(lb.pid)]
         for i in range(args.runs):
             for name in names:
+                before = 0
+                if name == "liebian" and args.check_clicks:
+                    before = clicks_stored(ports["liebian"], key)
+                cpu0 = cpu_seconds(lb_pids)
                 r = wrk(ports[name], slugs_file, script, args.duration)
                 runs[name].append(r)
                 drained = ""
                 if name == "liebian":
-                    drained = f"  (spool loaded {wait_drained(data_dir, lb_pids):.1f} s after)"
+                    cpu = (cpu_seconds(lb_pids) - cpu0) / r["requests"] * 1e6
+                    drained = f"  server CPU {cpu:.0f} us/redirect during the run"
+                    if args.check_clicks:
+                        took = wait_clicks_loaded(ports["liebian"], key, before + r["requests"])
+                        loaded = clicks_stored(ports["liebian"], key) - before
+                        drained += (
+                            f"; {loaded:,} clicks loaded for {r['requests']:,} answered, "
+                            f"all {took:.1f} s after the run"
+                        )
+                    drained += f" (spool loaded {wait_drained(data_dir, lb_pids):.1f} s after)"
                 print(
                     f"   run {i + 1} {name:8s}: {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms"
-                    f"  p99 {r['p99']:.2f} ms{drained}"
+                    f"  p99 {r['p99']:.2f} ms{drained}",
+                    flush=True,
                 )
         for name in names:
             results[name] = {
@@ -448,6 +503,7 @@ def main() -> None:
     if "bare" in results and "liebian" in results:
         print(f"  liebian / bare = {results['liebian']['rps'] / results['bare']['rps']:.2f}")
     print(json.dumps(results))
+    print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
 
 
 def warm(port: int, slugs: list[str]) -> None:

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_redirect import (
     WRK_SCRIPT,
     children,
+    cpu_seconds,
     create_links_via_api,
     free_port,
     liebian_cmd,
@@ -56,15 +57,29 @@ from bench_redirect import (
 )
 
 RANGE = {"from": "2026-03-01T00:00:00+08:00", "to": "2026-03-08T00:00:00+08:00"}
+# 0 repeated wrong key, 1 fresh random string, 2 fresh well-formed wrong key, 3 analytics
+# counts, 4 CAC, 5 link creation.
+KINDS = (0, 1, 2, 3, 4, 5)
 
 
 class Abuse:
     """Threads that hit the server until stopped, counting answers by status."""
 
-    def __init__(self, port: int, key: str, abusers: int) -> None:
+    def __init__(
+        self,
+        port: int,
+        key: str,
+        abusers: int,
+        rate: float = 0.0,
+        kinds: tuple[int, ...] = KINDS,
+    ) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.key = key
         self.abusers = abusers
+        # 0: back to back (closed loop: the cheaper the server's answer, the more requests);
+        # else requests per second in all, paced (open loop: the same work in every variant).
+        self.rate = rate
+        self.kinds = kinds
         self.stop = threading.Event()
         self.statuses: Counter[str] = Counter()
         self.health_ms: list[float] = []
@@ -77,11 +92,19 @@ class Abuse:
 
     def _abuser(self, n: int) -> None:
         good = {"Authorization": f"Bearer {self.key}"}
+        period = self.abusers / self.rate if self.rate else 0.0
+        due = time.monotonic() + period * n / self.abusers
         with httpx.Client(base_url=self.base, timeout=60) as http:
             i = 0
             while not self.stop.is_set():
                 i += 1
-                kind = (n + i) % 5
+                if period:
+                    # Paced: a late request is not made up for by a burst.
+                    wait = due - time.monotonic()
+                    if wait > 0 and self.stop.wait(wait):
+                        break
+                    due = max(due + period, time.monotonic())
+                kind = self.kinds[(n + i) % len(self.kinds)]
                 try:
                     if kind == 0:
                         r = http.post(
@@ -99,9 +122,17 @@ class Abuse:
                         )
                         self._count("bogus key (fresh)", r.status_code)
                     elif kind == 2:
+                        bogus = "lb_" + secrets.token_urlsafe(32)  # shaped like a key
+                        r = http.post(
+                            "/api/v1/events",
+                            json={"event": "x"},
+                            headers={"Authorization": f"Bearer {bogus}"},
+                        )
+                        self._count("bogus key (fresh, key-shaped)", r.status_code)
+                    elif kind == 3:
                         r = http.post("/api/v1/analytics/counts", json=RANGE, headers=good)
                         self._count("analytics counts", r.status_code)
-                    elif kind == 3:
+                    elif kind == 4:
                         r = http.post("/api/v1/analytics/cac", json=RANGE, headers=good)
                         self._count("analytics cac", r.status_code)
                     else:
@@ -197,7 +228,20 @@ def main() -> None:
     parser.add_argument("--links", type=int, default=1000)
     parser.add_argument("--abusers", type=int, default=4)
     parser.add_argument("--micro", action="store_true")
+    parser.add_argument(
+        "--abuse-rate",
+        type=float,
+        default=0.0,
+        help="abuse requests per second in all, paced (default 0: back to back)",
+    )
+    parser.add_argument(
+        "--kinds",
+        default=",".join(map(str, KINDS)),
+        help="abuse kinds: 0 repeated wrong key, 1 fresh random string, 2 fresh key-shaped "
+        "wrong key, 3 analytics counts, 4 CAC, 5 link creation",
+    )
     args = parser.parse_args()
+    kinds = tuple(int(k) for k in args.kinds.split(","))
 
     print(f"load before: {uptime()}")
     if args.micro:
@@ -208,9 +252,11 @@ def main() -> None:
     data_dir = tmp / "data"
     key = liebian_init(data_dir)
     port = free_port()
+    pace = f"{args.abuse_rate:g}/s paced" if args.abuse_rate else "back to back"
     print(
         f"machine: {os.cpu_count()} cpus; wrk -t1 -c50 -d{args.duration}s; "
-        f"{args.abusers} abuse threads + 1 /healthz probe; {args.runs} runs per mode, alternating"
+        f"{args.abusers} abuse threads ({pace}, kinds {args.kinds}) + 1 /healthz probe; "
+        f"{args.runs} runs per mode, alternating"
     )
     results: dict[str, list[dict[str, float]]] = {"quiet": [], "abuse": []}
     health: list[float] = []
@@ -226,8 +272,9 @@ def main() -> None:
         wait_drained(data_dir, pids)
         for i in range(args.runs):
             for mode in ("quiet", "abuse"):
+                cpu0, client0 = cpu_seconds(pids), time.process_time()
                 if mode == "abuse":
-                    with Abuse(port, key, args.abusers) as abuse:
+                    with Abuse(port, key, args.abusers, args.abuse_rate, kinds) as abuse:
                         r = wrk(port, slugs_file, script, args.duration)
                     health.extend(abuse.health_ms)
                     statuses.update(abuse.statuses)
@@ -240,10 +287,17 @@ def main() -> None:
                 else:
                     r = wrk(port, slugs_file, script, args.duration)
                     extra = ""
+                # Server CPU (all threads of the server's processes) per redirect answered,
+                # and this process's own (the abuse clients'), per second of the run.
+                r["cpu_us"] = (cpu_seconds(pids) - cpu0) / r["requests"] * 1e6
+                r["client_cpu"] = (time.process_time() - client0) / args.duration
                 results[mode].append(r)
                 print(
                     f"   run {i + 1} {mode:5s}: {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms  "
-                    f"p99 {r['p99']:.2f} ms{extra}"
+                    f"p99 {r['p99']:.2f} ms  server CPU {r['cpu_us']:.0f} us/redirect, "
+                    f"bench client {r['client_cpu']:.2f} CPU s/s{extra}  "
+                    f"(load {Path('/proc/loadavg').read_text().split()[0]})",
+                    flush=True,
                 )
                 wait_drained(data_dir, pids)
 
@@ -253,10 +307,12 @@ def main() -> None:
     print("\nsummary (medians):")
     for mode in ("quiet", "abuse"):
         rs = results[mode]
-        med = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")}
+        med = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu_us")}
+        each = ", ".join(f"{r['p99']:.2f}" for r in rs)
         print(
             f"  redirect {mode:5s} {med['rps']:>8,.0f} req/s   p50 {med['p50']:.2f} ms   "
-            f"p99 {med['p99']:.2f} ms"
+            f"p99 {med['p99']:.2f} ms (runs {each})   "
+            f"server CPU {med['cpu_us']:.0f} us/redirect"
         )
     if health:
         print(
