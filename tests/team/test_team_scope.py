@@ -100,6 +100,20 @@ def test_scoped_staff_see_their_own_groups(client: Any, owner: dict[str, str]) -
     msg = {"message_id": "m1", "chat_id": "chat-b1", "external_id": "s1", "text": "你好"}
     r = client.post(f"{B}/community-messages", json={"messages": [msg]}, headers=csrf)
     assert r.status_code == 404, r.text
+    post = client.post(
+        f"{B}/communities/{ids['B']}/posts",
+        json={"title": "晚安", "text": "早点休息", "at": "21:00"},
+        headers=h,
+    )
+    assert post.status_code == 201, post.text
+    for r in (
+        client.get(f"{B}/communities/{ids['B']}/posts"),
+        client.get(f"{B}/community-posts/{post.json()['id']}/sends"),
+        client.patch(
+            f"{B}/community-posts/{post.json()['id']}", json={"status": "paused"}, headers=csrf
+        ),
+    ):
+        assert r.status_code == 404, r.text
     created = client.post(f"{B}/communities", json={"name": "新社群"}, headers=csrf)
     assert created.status_code == 403 and created.json()["error"]["code"] == "out_of_scope"
     # Nothing of B changed: the owner still sees its group as it was, with its two members.

@@ -128,6 +128,11 @@ def get_post(session: Session, principal: Principal, post_id: str) -> CommunityP
     post = session.get(CommunityPost, post_id)
     if post is None or post.workspace_id != principal.workspace_id:
         raise NotFound("no such post", code="post_not_found")
+    from liebian.communities.service import visible
+
+    seen = visible(session, principal)  # a member's data scope (issue 15)
+    if seen is not None and post.community_id not in seen.communities:
+        raise NotFound("no such post", code="post_not_found")
     return post
 
 

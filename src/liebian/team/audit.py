@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Delete, Insert, event, inspect
+from sqlalchemy import Delete, Insert, Table, event, insert, inspect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -118,6 +118,17 @@ def _identity(obj: Any) -> str:
     return ":".join(values)
 
 
+_COLUMNS: dict[Any, tuple[str, ...]] = {}
+
+
+def _columns(mapper: Any) -> tuple[str, ...]:
+    """A mapper's column attribute names (cached: the mapper is fixed once configured)."""
+    found = _COLUMNS.get(mapper)
+    if found is None:
+        found = _COLUMNS[mapper] = tuple(c.key for c in mapper.column_attrs)
+    return found
+
+
 def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
     ctx: AuditContext | None = session.info.get(AUDIT_KEY)
     if ctx is None:
@@ -126,11 +137,12 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
         table = obj.__table__.name
         if table in _SKIP_TABLES:
             continue
-        mapper = inspect(obj).mapper
+        state = inspect(obj)
+        values = state.dict  # what was set: a pending row's unset columns are None anyway
         fields = {
-            c.key: [None, _masked(c.key, getattr(obj, c.key, None))]
-            for c in mapper.column_attrs
-            if getattr(obj, c.key, None) is not None
+            key: [None, _masked(key, values[key])]
+            for key in _columns(state.mapper)
+            if values.get(key) is not None
         }
         ctx.note(
             f"{table}:{_identity(obj)}",
@@ -143,13 +155,18 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
             continue
         state = inspect(obj)
         fields = {}
-        for attr in state.mapper.column_attrs:
-            hist = state.attrs[attr.key].history
+        columns = _columns(state.mapper)
+        # Only the attributes changed since load (their old values are kept there), not a
+        # history look-up for every column of the row.
+        for key in list(state.committed_state):
+            if key not in columns:
+                continue
+            hist = state.attrs[key].history
             if hist.has_changes():
                 before = hist.deleted[0] if hist.deleted else None
                 after = hist.added[0] if hist.added else None
                 if before != after:
-                    fields[attr.key] = [_masked(attr.key, before), _masked(attr.key, after)]
+                    fields[key] = [_masked(key, before), _masked(key, after)]
         if fields:
             ctx.note(
                 f"{table}:{_identity(obj)}",
@@ -241,11 +258,11 @@ def _before_commit(session: Session) -> None:
     if object_id is None and ctx.objects:
         object_id = next(iter(ctx.objects)).split(":", 1)[-1][:100]
     object_type = next(iter(ctx.objects)).split(":", 1)[0] if ctx.objects else ""
-    session.add(
-        _entry(ctx, changes, object_id=object_id, object_type=object_type, outcome="ok", status=200)
+    _insert(
+        session,
+        _row(ctx, changes, object_id=object_id, object_type=object_type, outcome="ok", status=200),
     )
     ctx.objects, ctx.bulk, ctx.extra_objects, ctx.force = {}, [], 0, False
-    session.flush()
 
 
 # Actors whose sessions belong to no one workspace: their rows are filed by the workspace of
@@ -266,20 +283,20 @@ def _split_by_workspace(session: Session, ctx: AuditContext) -> None:
     for workspace_id, changes in groups.items():
         first = next((k for k in changes if not k.startswith("_")), "")
         ctx.workspace_id = workspace_id
-        session.add(
-            _entry(
+        _insert(
+            session,
+            _row(
                 ctx,
                 changes,
                 object_id=ctx.object_id or (first.split(":", 1)[-1][:100] if first else None),
                 object_type=first.split(":", 1)[0] if first else "",
                 outcome="ok",
                 status=200,
-            )
+            ),
         )
     ctx.workspace_id = ""
     ctx.objects, ctx.bulk, ctx.extra_objects, ctx.force = {}, [], 0, False
     ctx.by_workspace = {}
-    session.flush()
 
 
 # -- work outside a request: scheduled jobs and CLI commands -----------------------------------
@@ -310,6 +327,15 @@ def audited(actor_type: str, action: str, job: Any) -> Any:
     return run
 
 
+def _insert(session: Session, row: dict[str, Any]) -> None:
+    """The record as one Core INSERT on the session's connection (same transaction), not an
+    ORM object and a second unit-of-work flush inside the commit."""
+    session.execute(_AUDIT_INSERT, row)
+
+
+_AUDIT_INSERT = insert(cast(Table, AuditEntry.__table__))
+
+
 def _entry(
     ctx: AuditContext,
     changes: dict[str, Any],
@@ -319,8 +345,25 @@ def _entry(
     outcome: str,
     status: int,
 ) -> AuditEntry:
-    principal = ctx.principal
     return AuditEntry(
+        **_row(
+            ctx, changes, object_id=object_id, object_type=object_type, outcome=outcome,
+            status=status,
+        )
+    )  # fmt: skip
+
+
+def _row(
+    ctx: AuditContext,
+    changes: dict[str, Any],
+    *,
+    object_id: str | None,
+    object_type: str,
+    outcome: str,
+    status: int,
+) -> dict[str, Any]:
+    principal = ctx.principal
+    return dict(
         id=new_id("aud"),
         workspace_id=ctx.workspace_id,
         at=utcnow(),
