@@ -8,7 +8,9 @@ directory: one link (the reference: the redirect hot path) and an invite campaig
 ``--participants`` participants. Then, alternating and ``--runs`` times each, ``wrk -t1 -c50
 --latency`` over: the redirect (``/<slug>``), the invite landing (``/p/<campaign>/<code>``,
 walking the participants' codes: a DB read, a page view and an invite click spooled per
-request), and the campaign entry page (``/p/<campaign>?ch=…``). Medians are printed with the
+request), the campaign entry page (``/p/<campaign>?ch=…``), a group-buy group's page
+(``/g/<group>``) and an assist's page (``/a/<assist>``), walking ``--activities`` of each, as
+an anonymous friend opens them. Medians are printed with the
 load average, since the machine is shared. Nothing leaves 127.0.0.1.
 """
 
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--participants", type=int, default=200)
+    parser.add_argument("--activities", type=int, default=50)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
@@ -66,11 +69,38 @@ def main() -> None:
                     ).json()["invite_code"]
                     for i in range(args.participants)
                 ]
+                group_cid = api.post(
+                    "/api/v1/campaigns",
+                    json={"type": "group_buy", "name": "bench 拼团", "config": {
+                        "product_name": "课程", "original_price": 9_900,
+                        "tiers": [{"size": 3, "price": 4_900}], "time_limit_hours": 24}},
+                ).json()["id"]  # fmt: skip
+                group_ids = [
+                    api.post(
+                        f"/api/v1/campaigns/{group_cid}/groups",
+                        json={"leader_external_id": f"g{i}"},
+                    ).json()["group_id"]
+                    for i in range(args.activities)
+                ]
+                assist_cid = api.post(
+                    "/api/v1/campaigns",
+                    json={"type": "assist", "name": "bench 助力", "config": {
+                        "mode": "unlock", "helpers_required": 3,
+                        "reward": {"kind": "gift", "name": "直播课", "amount": 1}}},
+                ).json()["id"]  # fmt: skip
+                assist_ids = [
+                    api.post(
+                        f"/api/v1/campaigns/{assist_cid}/assists", json={"external_id": f"a{i}"}
+                    ).json()["assist_id"]
+                    for i in range(args.activities)
+                ]
             files = {}
             for name, paths in {
                 "redirect": [f"/{slug}"],
                 "invite page": [f"/p/{cid}/{c}" for c in codes],
                 "entry page": [f"/p/{cid}?ch=wechat_group"],
+                "group page": [f"/g/{g}" for g in group_ids],
+                "assist page": [f"/a/{a}" for a in assist_ids],
             }.items():
                 f = Path(tmp) / f"{name.replace(' ', '_')}.txt"
                 f.write_text("\n".join(paths) + "\n")

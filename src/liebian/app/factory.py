@@ -21,7 +21,7 @@ from liebian.app.lifecycle import Component, start_components, stop_components
 from liebian.app.limits import BodySizeLimit
 from liebian.app.runtime import Runtime
 from liebian.campaigns.fast_path import FissionWritesApp, fission_write
-from liebian.campaigns.page_fast_path import PREFIX as PAGES_PREFIX
+from liebian.campaigns.page_fast_path import PREFIXES as PAGES_PREFIX
 from liebian.events.ingest_app import PATH as INGEST_PATH
 from liebian.events.ingest_app import IngestApp
 from liebian.kit.settings import Settings, get_settings

@@ -78,6 +78,12 @@ log = logging.getLogger("liebian.campaigns.pages")
 
 CAMPAIGN_CHANGED: Final = "campaign.changed"
 PREFIX: Final = "/p/"
+# The group-buy and assist pages (/g/{group}, /a/{assist}); the dispatcher sends GETs of
+# all three here.
+ACTIVITY_PREFIXES: Final = {"/g/": "group", "/a/": "assist"}
+PREFIXES: Final = (PREFIX, *ACTIVITY_PREFIXES)
+ACTIVITY_CAPACITY: Final = 4_096
+ACTIVITY_CAMPAIGNS: Final = 65_536  # activity id → its campaign id (never changes)
 SOFT_TTL: Final = 1.0  # older than this: re-read in the background, serve what is cached
 HARD_TTL: Final = 2.0  # never served older than this: the request waits for a fresh read
 CAMPAIGN_CAPACITY: Final = 1_024
@@ -102,6 +108,14 @@ def page_target(path: str) -> tuple[str, str | None] | None:
     if code in ("me", "signin") or _SEGMENT.fullmatch(code) is None:
         return None
     return campaign_id, code
+
+
+def activity_target(path: str) -> tuple[str, str] | None:
+    """``("group", id)`` for ``/g/{id}``, ``("assist", id)`` for ``/a/{id}``; else None."""
+    kind = ACTIVITY_PREFIXES.get(path[:3])
+    if kind is None or _SEGMENT.fullmatch(path[3:]) is None:
+        return None
+    return kind, path[3:]
 
 
 # ── the caches ──────────────────────────────────────────────────────────────────────────
@@ -279,6 +293,16 @@ class InviteView:
     click_line: dict[str, Any]
 
 
+@dataclass(eq=False, slots=True)
+class ActivityView:
+    """A group's or an assist's page as an anonymous friend sees it, and its page_view line."""
+
+    campaign: CampaignView
+    rows: tuple[Any, ...]  # what it was made of (repository.activity_rows)
+    html: bytes
+    view_line: dict[str, Any]
+
+
 def _values(campaign: Campaign) -> tuple[Any, ...]:
     return tuple(
         getattr(campaign, column.key)
@@ -296,6 +320,11 @@ class PageCache:
         self.invites: RefreshingCache[tuple[str, str], InviteView] = RefreshingCache(
             INVITE_CAPACITY, refresh=self._refresh_invites
         )
+        # (kind, id) → the page of a group or an assist; and the campaign each belongs to.
+        self.activities: RefreshingCache[tuple[str, str], ActivityView] = RefreshingCache(
+            ACTIVITY_CAPACITY, refresh=self._refresh_activities
+        )
+        self.campaign_of: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     def subscribe(self, bus: LocalBus) -> None:
         from liebian.kit.bus_relay import RESYNC_TOPIC
@@ -311,6 +340,7 @@ class PageCache:
     def clear(self, _payload: Any = None) -> None:
         self.campaigns.clear()
         self.invites.clear()
+        self.activities.clear()
 
     async def campaign(self, campaign_id: str) -> CampaignView | None:
         return await self.campaigns.get(campaign_id, lambda: self._read_campaign(campaign_id))
@@ -321,7 +351,88 @@ class PageCache:
             key, lambda: self._read_invite(view, code), lambda cached: cached.campaign is view
         )
 
+    async def activity(self, kind: str, activity_id: str) -> ActivityView | None:
+        """A group's or an assist's page; None when there is no such thing (the route's 404)."""
+        key = (kind, activity_id)
+        campaign_id = self.campaign_of.get(key)
+        if campaign_id is None:
+            campaign_id = await asyncio.to_thread(self._read_campaign_id, kind, activity_id)
+            if campaign_id is None:
+                return None
+            self.campaign_of[key] = campaign_id
+            while len(self.campaign_of) > ACTIVITY_CAMPAIGNS:
+                self.campaign_of.popitem(last=False)
+        view = await self.campaign(campaign_id)
+        if view is None:
+            return None
+        return await self.activities.get(
+            key, lambda: self._read_activities(view, kind, [activity_id])[activity_id],
+            lambda cached: cached.campaign is view,
+        )  # fmt: skip
+
     # In worker threads:
+
+    def _read_campaign_id(self, kind: str, activity_id: str) -> str | None:
+        with session_scope(self.runtime.read_sessions) as session:
+            return repository.activity_campaign(session, kind, activity_id)
+
+    def _refresh_activities(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+        """The stale group and assist pages: one query says which are still right (the usual
+        case); only the others are read and rendered again. Those whose campaign changed
+        since are left to their next request."""
+        found: dict[tuple[str, str], Any] = {}
+        for kind in ("group", "assist"):
+            wanted = [i for k, i in keys if k == kind]
+            if not wanted:
+                continue
+            with session_scope(self.runtime.read_sessions) as session:
+                rows = repository.activity_rows(session, kind, wanted)
+            changed: dict[str, list[str]] = {}
+            for activity_id in wanted:
+                key = (kind, activity_id)
+                cached = self.activities.peek(key)
+                view = self.campaigns.peek(cached.campaign.id) if cached is not None else None
+                if activity_id not in rows:
+                    found[key] = None  # gone
+                elif cached is None or view is not cached.campaign:
+                    continue
+                elif cached.rows == rows[activity_id]:
+                    found[key] = cached  # still right, as of this read
+                else:
+                    changed.setdefault(view.id, []).append(activity_id)
+            for campaign_id, ids in changed.items():
+                view = self.campaigns.peek(campaign_id)
+                if view is None:
+                    continue
+                for activity_id, page in self._read_activities(view, kind, ids).items():
+                    found[(kind, activity_id)] = page
+        return found
+
+    def _read_activities(
+        self, view: CampaignView, kind: str, ids: list[str]
+    ) -> dict[str, ActivityView | None]:
+        """Each page as ``pages.group_page`` / ``pages.assist_page`` render it for a visitor
+        without sign-in (None: no such activity in this campaign)."""
+        from liebian.campaigns.models import Assist, Group
+
+        campaign: Campaign = view.context["campaign"]  # detached: only its loaded columns
+        model: Any = Group if kind == "group" else Assist
+        render = pages.group_html if kind == "group" else pages.assist_html
+        out: dict[str, ActivityView | None] = {}
+        with session_scope(self.runtime.read_sessions) as session:
+            rows = repository.activity_rows(session, kind, ids)
+            for activity_id in ids:
+                row = session.get(model, activity_id)
+                if row is None or row.campaign_id != view.id or activity_id not in rows:
+                    out[activity_id] = None
+                    continue
+                html = render(session, self.runtime, row, campaign, pages.ANONYMOUS).encode()
+                line = fission_events.line_template(
+                    workspace_id=view.workspace_id, event="page_view", campaign_id=view.id,
+                    user_id=None, properties={"page": kind, f"{kind}_id": activity_id},
+                )  # fmt: skip
+                out[activity_id] = ActivityView(view, rows[activity_id], html, line)
+        return out
 
     def _read_campaign(self, campaign_id: str) -> CampaignView | None:
         with session_scope(self.runtime.read_sessions) as session:
@@ -522,8 +633,12 @@ class ParticipantPagesApp:
         await guard(self._serve, scope, receive, send, html_page=redirect_pages.error_page)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = page_target(scope["path"]) if scope["method"] == "GET" else None
-        if target is None:
+        path: str = scope["path"]
+        target = activity = None
+        if scope["method"] == "GET":
+            target = page_target(path)
+            activity = activity_target(path) if target is None else None
+        if target is None and activity is None:
             await self.fallback(scope, receive, send)
             return
         cookie_header = user_agent = None
@@ -551,17 +666,34 @@ class ParticipantPagesApp:
             await limited.page()(scope, receive, send)
             return
         scope[LIMIT_CHECKED] = True
-        campaign_id, code = target
-        view = await self.cache.campaign(campaign_id)
-        invite = await self.cache.invite(view, code) if view is not None and code else None
-        if view is None or (code is not None and invite is None):
-            await self.fallback(scope, receive, send)  # the routes' Chinese error page
-            return
+        view: CampaignView | None = None
+        invite: InviteView | None = None
+        page: ActivityView | None = None
+        if activity is not None:
+            page = await self.cache.activity(*activity)
+            if page is None:
+                await self.fallback(scope, receive, send)  # the route's Chinese 404 page
+                return
+        else:
+            assert target is not None
+            campaign_id, code = target
+            view = await self.cache.campaign(campaign_id)
+            invite = await self.cache.invite(view, code) if view is not None and code else None
+            if view is None or (code is not None and invite is None):
+                await self.fallback(scope, receive, send)  # the routes' Chinese error page
+                return
         new_visitor = not valid_id(cookie or "")
         visitor_id = new_visitor_id() if new_visitor else cookie
         platform = classify_cached((user_agent or "")[:1000]).platform
         at = fission_events.now_text()
-        if invite is None:
+        if page is not None:
+            body = page.html
+            lines = fission_events.stamp(
+                page.view_line, event_id=new_id("evt"), at=at, visitor_id=visitor_id,
+                platform=platform,
+            )  # fmt: skip
+        elif invite is None:
+            assert view is not None
             channel = ((params.get("ch") if params is not None else None) or "")[:64] or None
             body, view_line = self._entry_page(view, channel)
             lines = fission_events.stamp(

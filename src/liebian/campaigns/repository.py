@@ -175,7 +175,9 @@ def referee_cluster(
             Participant.id != referee.id,
             or_(
                 Participant.device_id == device if device else false(),
-                and_(Participant.ip_hash == ip, Participant.user_agent == ua) if ip and ua else false(),
+                and_(Participant.ip_hash == ip, Participant.user_agent == ua)
+                if ip and ua
+                else false(),
             ),
         )
         .order_by(Referral.created_at, Referral.id)
@@ -262,9 +264,7 @@ def counted_referral_counts(session: Session, referrer_ids: list[str]) -> dict[s
     return counts
 
 
-def invite_rows(
-    session: Session, campaign_id: str, codes: list[str]
-) -> dict[str, tuple[Any, ...]]:
+def invite_rows(session: Session, campaign_id: str, codes: list[str]) -> dict[str, tuple[Any, ...]]:
     """Per invite code, what an invite page is made of — (participant id, channel, config
     version, contact id, the contact's external id and sealed nickname, counted referrals) —
     as plain rows, no objects: the cheap check whether a cached page is still right."""
@@ -659,3 +659,30 @@ _TAKE_STOCK = {
     for stock in (False, True)
     for budget in (False, True)
 }
+
+
+def activity_campaign(session: Session, kind: str, activity_id: str) -> str | None:
+    """The campaign of a group (``kind`` "group") or an assist ("assist")."""
+    model: Any = Group if kind == "group" else Assist
+    found: str | None = session.scalar(select(model.campaign_id).where(model.id == activity_id))
+    return found
+
+
+def activity_rows(session: Session, kind: str, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """Per group or assist, what its page shows that moves — status, counts, price, deadline
+    (names of members and helpers change with the counts) — as plain rows: the cheap check
+    whether a cached page is still right."""
+    if kind == "group":
+        columns: tuple[Any, ...] = (
+            Group.id, Group.status, Group.member_count, Group.size, Group.price, Group.expires_at,
+        )  # fmt: skip
+    else:
+        columns = (
+            Assist.id, Assist.status, Assist.helpers_count, Assist.helpers_required,
+            Assist.price_now, Assist.expires_at,
+        )  # fmt: skip
+    found: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(ids), 500):
+        rows = session.execute(select(*columns).where(columns[0].in_(ids[start : start + 500])))
+        found.update((r[0], tuple(r[1:])) for r in rows)
+    return found
