@@ -178,7 +178,11 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
         ),
         # Communities: the content calendar's due posts, once per group and day
         # (communities/calendar.py).
-        PeriodicJob("community_calendar", settings.jobs_interval, community_calendar_job(runtime)),
+        PeriodicJob(
+            "community_calendar",
+            settings.jobs_interval,
+            audited("system", "system.community_calendar", community_calendar_job(runtime)),
+        ),
     ]
 
 
