@@ -121,7 +121,11 @@ def test_sms_sign_in_is_the_brands_contact_and_joins(
         joined = client.post(f"/p/{cid}/join", data={"ip": "6.6.6.6", "user_agent": "forged"},
                              headers={"user-agent": "UA-phone"})  # fmt: skip
         assert joined.status_code == 303 and joined.headers["location"] == f"/p/{cid}/me"
-        assert client.get(f"/p/{cid}/me").status_code == 200
+        me = client.get(f"/p/{cid}/me")
+        assert me.status_code == 200 and "已用手机号登录" in me.text
+        out = client.post(f"/p/{cid}/signout", data={"csrf": _csrf(me.text)})
+        assert out.status_code == 303 and f'{SESSION_COOKIE}=""' in out.headers["set-cookie"]
+        assert 'id="sign-in-link"' in client.get(f"/p/{cid}").text
 
     from sqlalchemy import text
 

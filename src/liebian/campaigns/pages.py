@@ -56,7 +56,7 @@ from liebian.kit.page_security import PAGE_HEADERS
 from liebian.links.domains import public_base_url
 from liebian.links.platforms import classify_cached
 from liebian.participants import service as sign_in
-from liebian.participants.session import SESSION_COOKIE, session_identity
+from liebian.participants.session import SESSION_COOKIE, form_token, session_identity
 from liebian.redirect.clicks import VISITOR_COOKIE, VISITOR_MAX_AGE, valid_id
 from liebian.redirect.clicks import new_id as new_visitor_id
 from liebian.rewards import service as ledger
@@ -409,6 +409,7 @@ def my_page(campaign_id: str, request: Request) -> Response:
             _view_event(runtime, campaign, who, "me", channel=me.channel, participant_id=me.id)
             page = _html(
                 "fission_me.html", title=f"我的 · {campaign.name}", me=me, counted=counted,
+                who=who, csrf=form_token(runtime.secret, who.visitor_id),
                 next_tier=nxt, percent=_percent(counted, getattr(nxt, "invites", 0) or 0),
                 invite_url=f"{base}/p/{campaign.id}/{me.invite_code}",
                 rewards=[{"name": e.name, "kind": e.kind, "amount": e.amount, "status": e.status,
