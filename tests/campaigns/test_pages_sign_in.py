@@ -243,6 +243,18 @@ def _check_code_limits(runtime: Any, owner: dict[str, str], client: Any) -> None
                 session, runtime.cipher, runtime.secret, ws, phone, code, now=at
             )
 
+    # Racing requests for one phone in one minute: one code (the unique slot), on both databases.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def race(_: int) -> str:
+        try:
+            ask("13800000009", t0)
+            return "sent"
+        except RateLimited as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(race, range(4))) == ["sent", "sms_wait", "sms_wait", "sms_wait"]
     ask("13800000001", t0)
     with pytest.raises(RateLimited) as wait:
         ask("13800000001", t0 + timedelta(seconds=30))
