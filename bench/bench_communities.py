@@ -1,21 +1,26 @@
 """Communities: entry routing decisions/s, a message against 200 rules, metrics at scale.
 
     PYTHONPATH=src /work/main/.venv/bin/python bench/bench_communities.py \
-        [--decisions 3000] [--threads 1] [--messages 20000] [--groups 1000] [--days 90]
+        [--decisions 3000] [--threads 16] [--path committed|direct|orm] [--threshold open]
+        [--messages 20000] [--groups 1000] [--days 90] [--reference OLD_METRICS_PY]
 
 1. routing: a migrated SQLite database (the embedded default) with one screening community
    (a date question deriving 0–3 / 3–8 tiers, a choice rule to a city tier) and 60 groups of
-   capacity 60; --decisions entries through ``service.enter`` (answers checked → tier →
-   conditional-UPDATE place → member row → screening answers stored as contact attributes),
-   each its own committed transaction with a distinct visitor, from --threads threads. Prints
-   decisions/s and how many groups hold more members than their capacity (must be 0).
+   capacity 60; --decisions entries with a distinct visitor each (answers checked → tier →
+   conditional-UPDATE place → member row → visitor contact → answers as contact attributes).
+   --path committed (default): ``entry.decide`` through ``entry.run`` — the group commit the
+   entry page uses — with --threads decisions in flight; direct: ``entry.decide`` in a
+   transaction each from --threads threads; orm: ``service.enter`` in a transaction each (the
+   session-5 path, a reference). Prints decisions/s, CPU per decision and how many groups
+   hold more members than their capacity (must be 0).
 2. rules: 200 rules (150 banned keywords, 48 banned patterns, links, contact details) and 50
    alert keywords; --messages generated messages checked (``moderation.check`` +
    ``alert_words``); prints the median and p99 per message.
 3. metrics: a DuckDB event store with --groups groups × --days days of group_joined /
    group_left / group_message / group_violation / community_view events; prints the median
    time of ``group_metrics`` by group over the whole range (3 runs each by group, tier and
-   community).
+   community). ``--reference OLD_METRICS_PY`` times an older communities/metrics.py
+   alternately on the same store (a reference in the same run).
 """
 
 from __future__ import annotations
@@ -201,7 +206,7 @@ def bench_rules(messages: int) -> None:
     )
 
 
-def bench_metrics(tmp: Path, groups: int, days: int) -> None:
+def bench_metrics(tmp: Path, groups: int, days: int, reference: str = "") -> None:
     from liebian.communities.metrics import group_metrics
     from liebian.events.store import EventRow, open_event_store
 
@@ -235,18 +240,34 @@ def bench_metrics(tmp: Path, groups: int, days: int) -> None:
         f"metrics: {n:,} events ({groups} groups × {days} days) loaded in {time.perf_counter() - loaded:.1f} s"
     )
     end = start + timedelta(days=days)
+    impls: list[tuple[str, object]] = [("", group_metrics)]
+    if reference:
+        # An older metrics.py (e.g. `git show <commit>:src/liebian/communities/metrics.py`),
+        # run alternately with the current one on the same store: a reference in the same run.
+        import importlib.util
+        import sys
+
+        spec = importlib.util.spec_from_file_location("reference_metrics", reference)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["reference_metrics"] = module
+        spec.loader.exec_module(module)
+        impls = [(" (current)", group_metrics), (" (reference)", module.group_metrics)]
     for by in ("group", "tier", "community"):
-        runs, cpus = [], []
+        runs: dict[str, list[float]] = {name: [] for name, _ in impls}
+        cpus: dict[str, list[float]] = {name: [] for name, _ in impls}
         for _ in range(3):
-            t0, c0 = time.perf_counter(), time.process_time()
-            out_ = group_metrics(store, ws, cmy, start, end, by)  # type: ignore[arg-type]
-            runs.append(time.perf_counter() - t0)
-            cpus.append(time.process_time() - c0)
-        print(
-            f"metrics by {by}: median {statistics.median(runs) * 1000:.0f} ms wall, "
-            f"{statistics.median(cpus) * 1000:.0f} ms process CPU (all DuckDB threads) over 3 runs "
-            f"({len(out_.days)} day rows, {len(out_.summary)} summary rows)"
-        )
+            for name, fn in impls:
+                t0, c0 = time.perf_counter(), time.process_time()
+                out_ = fn(store, ws, cmy, start, end, by)  # type: ignore[operator]
+                runs[name].append(time.perf_counter() - t0)
+                cpus[name].append(time.process_time() - c0)
+        for name, _fn in impls:
+            print(
+                f"metrics by {by}{name}: median {statistics.median(runs[name]) * 1000:.0f} ms wall, "
+                f"{statistics.median(cpus[name]) * 1000:.0f} ms process CPU (all DuckDB threads) "
+                f"over 3 runs ({len(out_.days)} day rows, {len(out_.summary)} summary rows)"
+            )
     store.close()
 
 
@@ -264,6 +285,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument(
+        "--reference", default="", help="an older communities/metrics.py to time alternately"
+    )
     parser.add_argument("--skip", default="", help="comma list of routing,rules,metrics")
     args = parser.parse_args()
     skip = set(args.skip.split(",")) if args.skip else set()
@@ -274,7 +298,7 @@ def main() -> None:
         if "routing" not in skip:
             bench_routing(Path(tmp), args.decisions, args.threads, args.threshold, args.path)
         if "metrics" not in skip:
-            bench_metrics(Path(tmp), args.groups, args.days)
+            bench_metrics(Path(tmp), args.groups, args.days, args.reference)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
