@@ -57,6 +57,8 @@ def test_login_to_live_campaign_and_poster_designer(
         page = browser.new_context(
             viewport={"width": 1440, "height": 900}, locale="zh-CN"
         ).new_page()
+        # A generous bound for every wait: the suite runs on two shared, loaded cores.
+        page.set_default_timeout(90_000)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         typist = Typist(page)
@@ -150,4 +152,10 @@ def test_login_to_live_campaign_and_poster_designer(
         page.locator("#cd-people tbody tr", has_text="u1").wait_for()
         # The comparison table lists this campaign (same definitions as the cards above).
         page.locator("#cd-compare tbody tr", has_text="（本活动）").wait_for()
+        # Tablet width: the designer stacks, nothing wider than the page.
+        page.set_viewport_size({"width": 820, "height": 1180})
+        page.locator("#cd-poster").scroll_into_view_if_needed()
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        page.screenshot(path=str(screenshot(page, f"console-designer-tablet-{backend}")))
+        assert overflow <= 0, overflow
         assert errors == []
