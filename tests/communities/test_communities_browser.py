@@ -110,6 +110,19 @@ def test_communities_console_and_entry_page_in_chromium(server: str, owner: dict
         page.wait_for_selector("#alert.ok")
         page.wait_for_selector("#mt-table tbody tr")
         assert page.locator("#mt-chart rect").count() >= 1
+        # 内容日历: a weekly post through the form, listed; paused with its button.
+        page.click("#cal-card summary")
+        page.fill("#cal-form input[name=title]", "周三秒杀")
+        page.fill("#cal-form input[name=at]", "20:00")
+        page.fill("#cal-form input[name=link_url]", "https://shop.example/flash")
+        page.check("#cal-days input[value='3']")
+        page.fill("#cal-form textarea[name=text]", "今晚 8 点秒杀")
+        page.click("#cal-form button[type=submit]")
+        page.wait_for_selector("#cal-table td:has-text('周三秒杀')")
+        row = page.inner_text("#cal-table tbody tr")
+        assert "周三" in row and "启用" in row
+        page.locator("#cal-table button", has_text="暂停").click()
+        page.wait_for_selector("#cal-table td.cal-status:has-text('暂停')")
         screenshot(page, "communities-detail")
         assert errors == []
     rules = api.get(f"/api/v1/communities/{cid}").json()["rules"]

@@ -311,9 +311,40 @@
     });
     $("#mt-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadMetrics().catch(problem); });
 
+    // 内容日历: posts at a local time on weekdays, sent once per group and day as owner tasks.
+    const DAYS = ["一", "二", "三", "四", "五", "六", "日"];
+    $("#cal-days").append(...DAYS.map((d, i) => h("label", {}, h("input", { type: "checkbox", name: "wd", value: String(i + 1) }), `周${d}`)));
+    async function loadCalendar() {
+      const posts = await api("GET", `${base}/posts`);
+      const tbody = $("#cal-table tbody");
+      tbody.replaceChildren();
+      for (const p of posts) {
+        const sends = await api("GET", `/api/v1/community-posts/${encodeURIComponent(p.id)}/sends`);
+        const done = sends.filter((s) => s.task_status === "done").length;
+        const clicks = sends.reduce((n, s) => n + s.clicks, 0);
+        const next = p.status === "active" ? "paused" : "active";
+        tbody.append(h("tr", { "data-post": p.id },
+          h("td", { text: p.at }), h("td", { text: p.weekdays.length ? p.weekdays.map((d) => "周" + DAYS[d - 1]).join("、") : "每天" }),
+          h("td", { text: p.title }), h("td", { text: p.link_url || "—" }),
+          h("td", { class: "cal-status", text: p.status === "active" ? "启用" : "暂停" }),
+          h("td", { text: `${sends.length}（完成 ${done}，点击 ${clicks}）` }),
+          h("td", {}, h("button", { type: "button", class: "link", text: next === "paused" ? "暂停" : "启用", onclick: async () => {
+            try { await api("PATCH", `/api/v1/community-posts/${encodeURIComponent(p.id)}`, { status: next }); await loadCalendar(); } catch (e) { problem(e); }
+          } }))));
+      }
+    }
+    $("#cal-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      const body = { title: f.title.value.trim(), at: f.at.value, text: f.text.value.trim(),
+        weekdays: [...f.querySelectorAll("input[name=wd]:checked")].map((c) => Number(c.value)) };
+      if (f.link_url.value.trim()) body.link_url = f.link_url.value.trim();
+      try { await api("POST", `${base}/posts`, body); f.reset(); await loadCalendar(); alertBox("ok", "已加入内容日历。"); } catch (e) { problem(e); }
+    });
+
     await refresh();
     fillEditors();
-    await Promise.all([loadInbox(), loadMetrics()]);
+    await Promise.all([loadInbox(), loadMetrics(), loadCalendar()]);
   }
 
   const page = document.body.dataset.page;
