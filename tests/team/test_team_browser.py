@@ -135,5 +135,11 @@ def test_console_sign_in_and_totp_step_up(
         )
         page.click("#audit-form button[type=submit]")
         page.wait_for_function("() => document.querySelectorAll('#audit tbody tr').length === 0")
+
+        # New recovery codes (the session verified a moment ago): ten, shown once.
+        page.click("#recovery-renew")
+        page.wait_for_selector("#alert.ok:has-text('新的恢复码')")
+        assert page.locator("#recovery-codes li").count() == 10
+        screenshot(page, f"team-recovery-renewed-{backend}")
         assert errors == []
         context.close()

@@ -219,6 +219,24 @@ def test_totp_step_up_replay_and_recovery(client: Any, owner: dict[str, str], ru
     assert ok.status_code == 200
     assert client.get("/api/v1/workspace").status_code == 200
 
+    # A lost phone: verified by a recovery code (just now), new codes replace the old ones,
+    # then the authenticator is removed and a new one enrolled.
+    csrf = _csrf(client)
+    renewed = client.post("/api/v1/auth/recovery-codes", headers=csrf)
+    assert renewed.status_code == 200 and len(renewed.json()["recovery_codes"]) == 10
+    old = client.post("/api/v1/auth/step-up", json={"code": recovery[2]}, headers=csrf)
+    assert old.status_code == 422  # the old set stopped working
+    assert client.post("/api/v1/auth/totp/enroll", headers=csrf).status_code == 409
+    removed = client.delete("/api/v1/auth/totp", headers=csrf)
+    assert removed.status_code == 200 and removed.json()["totp_enabled"] is False
+    assert client.post("/api/v1/auth/totp/enroll", headers=csrf).status_code == 200
+    with session_scope(runtime.sessions) as session:
+        session.execute(update(ConsoleSession).values(verified_at=utcnow() - timedelta(minutes=11)))
+    stale = client.post("/api/v1/auth/recovery-codes", headers=csrf)
+    assert stale.status_code == 403 and stale.json()["error"]["code"] == "step_up_required"
+    actions = [e["action"] for e in client.get("/api/v1/audit", headers=owner).json()["items"]]
+    assert "auth.recovery_codes_renewed" in actions and "auth.totp_removed" in actions
+
 
 def test_custom_roles_gate_by_area_and_never_exceed_the_granter(
     client: Any, owner: dict[str, str], runtime: Any, monkeypatch: Any

@@ -306,6 +306,30 @@ def totp_confirm(
     return RecoveryCodesOut(recovery_codes=codes)
 
 
+@auth_router.post(
+    "/recovery-codes", response_model=RecoveryCodesOut, responses=error_responses(403, 409)
+)
+def renew_recovery_codes(principal: PrincipalDep, session: SessionDep) -> RecoveryCodesOut:
+    """Ten new recovery codes, shown this once; the old ones stop working. Needs a second
+    verification in the last 10 minutes."""
+    account = _session_account(session, principal)
+    principal.require_step_up("new recovery codes")
+    codes = totp.new_recovery_codes(session, account)
+    session.info[AUDIT_KEY].action = "auth.recovery_codes_renewed"
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@auth_router.delete("/totp", response_model=MeOut, responses=error_responses(403, 409))
+def totp_remove(principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep) -> MeOut:
+    """Turn the authenticator off (a new phone: verify with a recovery code, remove, enrol
+    the new one). Needs a second verification in the last 10 minutes."""
+    account = _session_account(session, principal)
+    principal.require_step_up("removing your authenticator")
+    totp.remove(session, account)
+    session.info[AUDIT_KEY].action = "auth.totp_removed"
+    return _me(session, runtime, principal)
+
+
 @auth_router.post("/sign-out", response_model=SignedOut)
 def sign_out(principal: PrincipalDep, session: SessionDep, response: Response) -> SignedOut:
     _clear_cookies(response)

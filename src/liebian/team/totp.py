@@ -34,7 +34,8 @@ def enroll(session: Session, cipher: PiiCipher, account: Account, label: str) ->
     """A new secret (not active until ``confirm``): the secret and its otpauth:// URI."""
     if account.totp_enabled_at is not None:
         raise Conflict(
-            "an authenticator is already set up; remove it before enrolling another",
+            "an authenticator is already set up; remove it first (DELETE /api/v1/auth/totp, "
+            "after a code or a recovery code)",
             code="totp_enabled",
         )
     secret = pyotp.random_base32()
@@ -92,6 +93,16 @@ def confirm(
         )
     _use_step(session, account, step)
     account.totp_enabled_at = now
+    return new_recovery_codes(session, account)
+
+
+def new_recovery_codes(session: Session, account: Account) -> list[str]:
+    """Ten fresh recovery codes (shown once); the old ones, used or not, stop working."""
+    if account.totp_enabled_at is None:
+        raise Conflict(
+            "set up an authenticator first: POST /api/v1/auth/totp/enroll",
+            code="totp_not_enrolled",
+        )
     session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
     codes = []
     for _ in range(RECOVERY_CODES):
@@ -102,6 +113,17 @@ def confirm(
         )
     session.flush()
     return codes
+
+
+def remove(session: Session, account: Account) -> None:
+    """Turn the authenticator off (a lost phone: verified by a recovery code first), so a new
+    one can be enrolled; its recovery codes go with it."""
+    if account.totp_enabled_at is None:
+        raise Conflict("no authenticator is set up", code="totp_not_enrolled")
+    account.totp_enabled_at = None
+    account.totp_secret_enc = None
+    session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
+    session.flush()
 
 
 def verify(session: Session, cipher: PiiCipher, account: Account, code: str, now: datetime) -> str:

@@ -61,6 +61,8 @@
     $("#me-role").textContent = ROLE_ZH[me.role] || me.role;
     $("#me-totp").textContent = me.totp_enabled ? "已开启" : "未开启";
     $("#totp-enroll").hidden = me.totp_enabled;
+    $("#recovery-renew").hidden = !me.totp_enabled;
+    $("#totp-remove").hidden = !me.totp_enabled;
     return me;
   }
 
@@ -172,6 +174,24 @@
         $("#recovery-codes").replaceChildren(...out.recovery_codes.map((c) => h("li", null, h("code", { text: c }))));
         $("#recovery-box").hidden = false;
         alertBox("ok", "二次验证已开启。");
+      } catch (err) { fail(err); }
+    });
+    // Both need a fresh second verification: auth.js asks for a code (or a recovery code).
+    $("#recovery-renew").addEventListener("click", async () => {
+      try {
+        const out = await api("POST", "/api/v1/auth/recovery-codes", {});
+        $("#recovery-codes").replaceChildren(...out.recovery_codes.map((c) => h("li", null, h("code", { text: c }))));
+        $("#recovery-box").hidden = false;
+        alertBox("ok", "已生成新的恢复码，旧的恢复码全部失效。");
+      } catch (err) { fail(err); }
+    });
+    $("#totp-remove").addEventListener("click", async () => {
+      if (!confirm("移除身份验证器？之后可以用新手机重新设置。")) return;
+      try {
+        await api("DELETE", "/api/v1/auth/totp");
+        $("#recovery-box").hidden = true;
+        await loadMe();
+        alertBox("ok", "身份验证器已移除，请用新手机重新设置。");
       } catch (err) { fail(err); }
     });
     $("#sign-out-all").addEventListener("click", async () => {
