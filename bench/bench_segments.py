@@ -150,6 +150,8 @@ def main() -> None:
         root.mkdir(parents=True)
         generate(root, args.contacts, args.events)
 
+    from liebian.segments.reading import reader_factory
+
     from liebian.app.runtime import Runtime
     from liebian.events.spool import Flusher, Spool
     from liebian.events.store import open_event_store
@@ -157,7 +159,6 @@ def main() -> None:
     from liebian.kit.settings import Settings
     from liebian.segments import service
     from liebian.segments.evaluation import evaluate
-    from liebian.segments.reading import reader_factory
     from liebian.segments.tasks import MembershipKeeper
 
     print(

@@ -321,9 +321,9 @@ def test_a_later_farm_member_sends_the_first_one_back_to_review(
     join(client, owner, cid, "honest", referrer_code=code, device_id="dev-own", visitor_id="h1")
 
     def referrals() -> dict[str, dict[str, Any]]:
-        items = client.get(
-            "/api/v1/referrals", params={"campaign_id": cid}, headers=owner
-        ).json()["items"]
+        items = client.get("/api/v1/referrals", params={"campaign_id": cid}, headers=owner).json()[
+            "items"
+        ]
         return {r["referee"]["external_id"]: r for r in items}
 
     first = referrals()

@@ -98,9 +98,7 @@ def test_refreshing_cache() -> None:
 def _same_answer(lean: Any, full: Any) -> None:
     assert lean.status_code == full.status_code, lean.text
     assert lean.content == full.content
-    headers = [
-        (k, VID.sub(b"lb_vid=<id>", v)) for k, v in lean.headers.raw if k.lower() != b"date"
-    ]
+    headers = [(k, VID.sub(b"lb_vid=<id>", v)) for k, v in lean.headers.raw if k.lower() != b"date"]
     assert headers == [
         (k, VID.sub(b"lb_vid=<id>", v)) for k, v in full.headers.raw if k.lower() != b"date"
     ]

@@ -21,9 +21,7 @@ EXAMPLES_PER_OPERATION = 3
 
 # The contract is the HTTP layer's; one backend keeps the suite's time small.
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_every_operation_holds_to_its_openapi_document(
-    client: Any, owner: dict[str, str]
-) -> None:
+def test_every_operation_holds_to_its_openapi_document(client: Any, owner: dict[str, str]) -> None:
     from fastapi.testclient import TestClient
 
     spec = client.app.api.openapi()

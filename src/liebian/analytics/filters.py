@@ -96,8 +96,10 @@ def _check_value(field: str, op: str, value: Any) -> None:
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, float) and not math.isfinite(item):
             raise Invalid(f"filter {field}.{op} needs a finite number, not {item}")
-        if field == "revenue" and op != "contains" and (
-            isinstance(item, bool) or not isinstance(item, int)
+        if (
+            field == "revenue"
+            and op != "contains"
+            and (isinstance(item, bool) or not isinstance(item, int))
         ):
             raise Invalid(
                 f"filter revenue.{op} needs a whole number of minor units (分), got {item!r}",

@@ -34,7 +34,9 @@ def _check_tz(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ValueError, KeyError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as {DEFAULT_TZ}") from exc
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name such as {DEFAULT_TZ}"
+        ) from exc
     return value
 
 

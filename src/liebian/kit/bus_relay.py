@@ -37,7 +37,10 @@ from liebian.kit.redis_client import redis_asyncio, retries
 log = logging.getLogger(__name__)
 
 RELAYED_TOPICS: tuple[str, ...] = (
-    "slug.changed", "api_key.revoked", "domains.changed", "campaign.changed",
+    "slug.changed",
+    "api_key.revoked",
+    "domains.changed",
+    "campaign.changed",
 )
 # Delivered locally when this process may have missed relayed messages: drop whole caches.
 RESYNC_TOPIC = "bus.resync"

@@ -167,9 +167,7 @@ def delivery_client(policy: DeliveryPolicy, resolver: Resolver = system_resolver
     transport = PinnedTransport(
         allowed=policy.allowed_networks, allow_all=policy.allow_private, resolver=resolver
     )
-    return httpx.Client(
-        timeout=policy.timeout_seconds, follow_redirects=False, transport=transport
-    )
+    return httpx.Client(timeout=policy.timeout_seconds, follow_redirects=False, transport=transport)
 
 
 def _post(

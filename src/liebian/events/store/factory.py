@@ -33,9 +33,7 @@ def open_event_store(url_or_path: str | Path, *, query_timeout: float | None = N
         from liebian.events.store.clickhouse_store import ClickHouseEventStore, ConnectExecutor
 
         database = urlsplit(target).path.strip("/") or "default"
-        return ClickHouseEventStore(
-            ConnectExecutor(target), database, query_timeout=query_timeout
-        )
+        return ClickHouseEventStore(ConnectExecutor(target), database, query_timeout=query_timeout)
     if target.startswith("duckdb://"):
         target = target[len("duckdb://") :]
     from liebian.events.store.duckdb_store import DuckDBEventStore
