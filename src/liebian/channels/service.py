@@ -174,12 +174,7 @@ def send(
     """Send ``request`` once for its idempotency key. Commits ``session`` (before the adapter
     call and after it). Bad input raises kit.errors (nothing written)."""
     now = now or utcnow()
-    key = (request.idempotency_key or "").strip()
-    if not key or len(key) > MAX_KEY:
-        raise Invalid(f"idempotency_key is required (1 to {MAX_KEY} characters)",
-                      code="invalid_idempotency_key", details={"field": "idempotency_key"})  # fmt: skip
-    if request.category not in ("marketing", "transactional"):
-        raise Invalid("category is marketing or transactional", details={"field": "category"})
+    key = _checked_key(request)
     channel = _channel(session, request.workspace_id, request.channel_id)
     kind = adapter_kind(channel.kind)
     content = kind.check_content(request.content)
@@ -198,17 +193,7 @@ def send(
         return _resume(session, runtime, channel, kind, record, contact, now, http)
 
     verdict = _judge(session, runtime, channel, kind, contact, request.category, now)
-    record = ChannelSend(
-        id=new_id("snd"), workspace_id=request.workspace_id, channel_id=channel.id,
-        contact_id=contact.id if contact else None, idempotency_key=key, source=request.source[:32],
-        category=request.category, content=content, status="sending", attempts=0,
-        created_at=now, updated_at=now,
-    )  # fmt: skip
-    if verdict is not None:
-        record.status, record.reason = verdict.status, verdict.reason
-        record.deferred_until = verdict.deferred_until
-    elif kind.addressing != "staff":
-        record.attempts, record.claimed_until = 1, now + timedelta(seconds=LEASE_SECONDS)
+    record = _new_record(request, channel, kind, contact, key, content, verdict, now)
     try:
         with session.begin_nested():
             session.add(record)
@@ -231,6 +216,44 @@ def send(
         return outcome_of(record)
     session.commit()  # durable before the adapter is called
     return _deliver(session, runtime, channel, kind, record, contact, now, http, recovering=False)
+
+
+def _checked_key(request: SendRequest) -> str:
+    """The request's idempotency key, after the checks every send makes (Invalid: nothing
+    written)."""
+    key = (request.idempotency_key or "").strip()
+    if not key or len(key) > MAX_KEY:
+        raise Invalid(f"idempotency_key is required (1 to {MAX_KEY} characters)",
+                      code="invalid_idempotency_key", details={"field": "idempotency_key"})  # fmt: skip
+    if request.category not in ("marketing", "transactional"):
+        raise Invalid("category is marketing or transactional", details={"field": "category"})
+    return key
+
+
+def _new_record(
+    request: SendRequest,
+    channel: Channel,
+    kind: AdapterKind,
+    contact: Contact | None,
+    key: str,
+    content: Any,
+    verdict: Verdict | None,
+    now: datetime,
+) -> ChannelSend:
+    """The send's record for a key never seen: held by the guards' verdict, or claimed for the
+    first attempt (staff tasks are never claimed: a person sends them)."""
+    record = ChannelSend(
+        id=new_id("snd"), workspace_id=request.workspace_id, channel_id=channel.id,
+        contact_id=contact.id if contact else None, idempotency_key=key, source=request.source[:32],
+        category=request.category, content=content, status="sending", attempts=0,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    if verdict is not None:
+        record.status, record.reason = verdict.status, verdict.reason
+        record.deferred_until = verdict.deferred_until
+    elif kind.addressing != "staff":
+        record.attempts, record.claimed_until = 1, now + timedelta(seconds=LEASE_SECONDS)
+    return record
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -700,12 +723,7 @@ def _record_new(
 ) -> tuple[Channel, AdapterKind, ChannelSend, Contact | None, Verdict | None] | None:
     """``send()``'s checks and record for a key never seen (None: seen — ``send()`` resumes
     it); flushed inside the caller's savepoint, committed by the caller."""
-    key = (request.idempotency_key or "").strip()
-    if not key or len(key) > MAX_KEY:
-        raise Invalid(f"idempotency_key is required (1 to {MAX_KEY} characters)",
-                      code="invalid_idempotency_key", details={"field": "idempotency_key"})  # fmt: skip
-    if request.category not in ("marketing", "transactional"):
-        raise Invalid("category is marketing or transactional", details={"field": "category"})
+    key = _checked_key(request)
     channel = channels.get(request.channel_id)
     if channel is None:
         channel = channels[request.channel_id] = _channel(
@@ -724,17 +742,7 @@ def _record_new(
         return None  # seen before: send() resumes it
     facts["keys"].add((request.workspace_id, key))  # a repeat in the batch: send() after commit
     verdict = _judge(session, runtime, channel, kind, contact, request.category, now, facts)
-    record = ChannelSend(
-        id=new_id("snd"), workspace_id=request.workspace_id, channel_id=channel.id,
-        contact_id=contact.id if contact else None, idempotency_key=key, source=request.source[:32],
-        category=request.category, content=content, status="sending", attempts=0,
-        created_at=now, updated_at=now,
-    )  # fmt: skip
-    if verdict is not None:
-        record.status, record.reason = verdict.status, verdict.reason
-        record.deferred_until = verdict.deferred_until
-    elif kind.addressing != "staff":
-        record.attempts, record.claimed_until = 1, now + timedelta(seconds=LEASE_SECONDS)
+    record = _new_record(request, channel, kind, contact, key, content, verdict, now)
     session.add(record)
     session.flush()
     external_id = contact.external_id if contact else None
