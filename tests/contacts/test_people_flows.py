@@ -108,6 +108,49 @@ def test_merge_moves_everything_and_is_audited(
     assert ghost.status_code == 404 and ghost.json()["error"]["details"]["field"] == "other"
 
 
+def test_merge_moves_community_places(client: Any, owner: dict[str, str], runtime: Any) -> None:
+    """A merged person's group places follow them; where both had a place in one community,
+    the survivor keeps its own and the merge says one stayed behind."""
+    ws = ws_of(client, owner)
+    for ext in ("carol", "carol2"):
+        person(runtime, ws, ext)
+
+    def community(name: str) -> tuple[str, str]:
+        cmy = client.post("/api/v1/communities", json={"name": name}, headers=owner)
+        assert cmy.status_code == 201, cmy.text
+        cid = str(cmy.json()["id"])
+        group = client.post(
+            f"/api/v1/communities/{cid}/groups", json={"name": f"{name}1群"}, headers=owner
+        ).json()["id"]
+        return cid, str(group)
+
+    (_, g1), (c2, g2) = community("福利群"), community("快闪群")
+    for ext, group in (("carol", g1), ("carol2", g1), ("carol2", g2)):
+        r = client.post(
+            f"/api/v1/community-groups/{group}/members", json={"external_id": ext}, headers=owner
+        )
+        assert r.status_code == 200, r.text
+    r = client.post("/api/v1/contacts/carol/merge", json={"other": "carol2"}, headers=owner)
+    assert r.status_code == 200, r.text
+    assert r.json()["kept_on_merged"] == {"community_members.contact_id": 1}
+    survivor = client.get("/api/v1/contacts/carol", headers=owner).json()["id"]
+    members = client.get(f"/api/v1/communities/{c2}/members", headers=owner).json()["items"]
+    assert [m["contact_id"] for m in members] == [survivor]
+    assert (
+        _count(
+            runtime,
+            f"SELECT count(*) FROM community_members WHERE holder = '{survivor}'",
+        )
+        == 2
+    )
+    # The place moved: the person is in the community for the segment language too.
+    again = client.post(
+        f"/api/v1/community-groups/{g2}/members", json={"external_id": "carol"}, headers=owner
+    )
+    assert again.status_code == 200
+    assert len(client.get(f"/api/v1/communities/{c2}/members", headers=owner).json()["items"]) == 1
+
+
 def test_csv_import_validates_everything_first(
     client: Any, owner: dict[str, str], runtime: Any
 ) -> None:

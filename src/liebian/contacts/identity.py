@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy import and_, case, delete, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from liebian.contacts import attributes, computed, repository
@@ -195,7 +195,10 @@ def merge(
                     *[twin.c[s] == t.c[s] for s in ref.scope],
                 )
             )
-        n = rowcount(session.execute(update(t).where(*where).values({ref.column: survivor.id})))
+        values: dict[str, Any] = {ref.column: survivor.id}
+        for name in ref.keyed:
+            values[name] = case((t.c[name] == other.id, survivor.id), else_=t.c[name])
+        n = rowcount(session.execute(update(t).where(*where).values(values)))
         key = f"{ref.table}.{ref.column}"
         moved[key] = n
         if ref.scope:

@@ -4,7 +4,9 @@ campaigns, rewards and risk import — imports none of them back.
 
 Each entry says how a merge moves the rows: ``scope`` lists the columns that, with the contact
 column, are unique; a row whose survivor twin already exists stays with the merged contact
-(the survivor keeps its own), and the merge reports how many stayed.
+(the survivor keeps its own), and the merge reports how many stayed. ``keyed`` names columns
+that hold the contact id as a key of their own (a community member's ``holder``): where they
+name the merged contact they name the survivor after the move.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class ContactReference:
     column: str
     scope: tuple[str, ...] = ()  # unique together with ``column``
     timeline: bool = False
+    keyed: tuple[str, ...] = ()  # hold the contact id as a key too: moved with it
 
 
 REFERENCES: tuple[ContactReference, ...] = (
@@ -35,6 +38,11 @@ REFERENCES: tuple[ContactReference, ...] = (
     ContactReference("campaign_conversions", "contact_id"),
     ContactReference("campaign_events", "contact_id"),
     ContactReference("reward_entries", "contact_id"),
+    # A person in a community once: the survivor keeps its own place where both had one.
+    ContactReference("community_members", "contact_id", scope=("community_id",), keyed=("holder",)),
+    # A run stays with its journey version; where both ran a journey, the survivor keeps its
+    # own (never two active runs of one journey for one person).
+    ContactReference("journey_runs", "contact_id", scope=("journey_id",)),
 )
 
 
