@@ -226,6 +226,16 @@ def test_pipl_export_and_erase(client: Any, owner: dict[str, str], runtime: Any)
     assert body["records"]["reward_entries"]
     _, analyst = make_key(runtime, "analyst", ws)
     assert client.get("/api/v1/contacts/eve/export", headers=analyst).status_code == 403
+    # A community place with screening answers (as the entry page stores them).
+    cmy = client.post("/api/v1/communities", json={"name": "宝妈群"}, headers=owner).json()["id"]
+    group = client.post(
+        f"/api/v1/communities/{cmy}/groups", json={"name": "1群"}, headers=owner
+    ).json()["id"]
+    client.post(
+        f"/api/v1/community-groups/{group}/members", json={"external_id": "eve"}, headers=owner
+    )
+    with session_scope(runtime.sessions) as session:
+        session.execute(text("""UPDATE community_members SET answers = '{"city": "北京"}'"""))
     ledger = _count(runtime, "SELECT coalesce(sum(amount), 0) FROM reward_entries")
     revenue = runtime.event_store.query("SELECT count(*) FROM events", {})[0][0]
     gone = client.delete("/api/v1/contacts/eve", headers=owner)
@@ -237,6 +247,13 @@ def test_pipl_export_and_erase(client: Any, owner: dict[str, str], runtime: Any)
             str(v) for r in conn.execute(text("SELECT * FROM contacts")) for v in r
         ) + " ".join(str(v) for r in conn.execute(text("SELECT * FROM contact_aliases")) for v in r)
     assert " eve " not in f" {raw} " and "v-eve" not in raw
+    assert (
+        _count(
+            runtime,
+            "SELECT count(*) FROM community_members WHERE CAST(answers AS TEXT) LIKE '%北京%'",
+        )
+        == 0
+    )
     assert (
         runtime.event_store.query(
             "SELECT count(*) FROM events WHERE user_id = 'eve' OR visitor_id = 'v-eve'", {}

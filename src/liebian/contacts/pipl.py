@@ -140,6 +140,9 @@ def erase(
             session.execute(
                 update(t).where(t.c[ref.column] == contact.id).values({c: None for c in present})
             )
+    # Screening answers kept on community places (a baby's birthday, a city, a name).
+    members = table("community_members")
+    session.execute(update(members).where(members.c.contact_id == contact.id).values(answers={}))
     # Contacts merged into this one carried the same person's ids.
     merged = list(session.scalars(select(Contact).where(Contact.merged_into_id == contact.id)))
     for c in [contact, *merged]:
