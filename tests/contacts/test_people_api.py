@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,18 @@ def test_custom_attributes_are_typed(client: Any, owner: dict[str, str], runtime
         headers=owner,
     )
     assert ok.status_code == 200, ok.text
+    # The audit log records that the values changed, never what they are (they may be personal).
+    log = client.get("/api/v1/audit", params={"limit": 200}, headers=owner).json()["items"]
+    changed = [
+        fields
+        for entry in log
+        for obj, change in (entry.get("changes") or {}).items()
+        if obj.startswith("contact_attributes:")
+        for fields in [change["fields"]]
+    ]
+    assert changed and all(f["value_str"][1] == "***" for f in changed if "value_str" in f)
+    dumped = json.dumps(log, ensure_ascii=False)
+    assert "杭州" not in dumped and "1990-05-01" not in dumped
     assert ok.json()["attributes"] == {
         "birthday": "1990-05-01",
         "city": "杭州",

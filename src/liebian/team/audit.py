@@ -43,9 +43,20 @@ _SECRET_WORDS = ("password", "secret", "token", "key_hash", "code_hash")
 _SKIP_TABLES = frozenset({"audit_log", "team_sessions", "outbox"})
 
 
-def _masked(column: str, value: Any) -> Any:
+# Personal values kept in clear columns: a custom attribute may hold a name or a birthday, a
+# screening answer a child's age. The log says they changed, never what they were.
+_PERSONAL = {
+    "contact_attributes": frozenset({"value_str", "value_num", "value_date", "value_bool"}),
+    "contacts": frozenset({"avatar_url"}),
+    "community_members": frozenset({"answers"}),
+}
+
+
+def _masked(column: str, value: Any, table: str = "") -> Any:
     if value is None:
         return None
+    if column in _PERSONAL.get(table, ()):
+        return "***"
     if column.endswith("_enc"):
         return "***"  # PII: encrypted at rest, never in the log
     if column.endswith("_hash") or any(w in column for w in _SECRET_WORDS):
@@ -140,7 +151,7 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
         state = inspect(obj)
         values = state.dict  # what was set: a pending row's unset columns are None anyway
         fields = {
-            key: [None, _masked(key, values[key])]
+            key: [None, _masked(key, values[key], table)]
             for key in _columns(state.mapper)
             if values.get(key) is not None
         }
@@ -166,7 +177,7 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
                 before = hist.deleted[0] if hist.deleted else None
                 after = hist.added[0] if hist.added else None
                 if before != after:
-                    fields[key] = [_masked(key, before), _masked(key, after)]
+                    fields[key] = [_masked(key, before, table), _masked(key, after, table)]
         if fields:
             ctx.note(
                 f"{table}:{_identity(obj)}",
