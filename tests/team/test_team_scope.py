@@ -62,6 +62,14 @@ def _groups_in_csv(text: str) -> set[str]:
 def test_scoped_staff_see_their_own_groups(client: Any, owner: dict[str, str]) -> None:
     h = owner
     ids = _world(client, h)
+    owner_places = {
+        key: g["capacity"] - g["members"]
+        for key in ("a1", "a2")
+        for g in client.get(f"{B}/communities/{ids['A']}/groups", headers=h).json()
+        if g["id"] == ids[key]
+    }
+    whole = client.get(f"{B}/communities/{ids['A']}", headers=h).json()["places"]
+    assert sum(p["places_left"] for p in whole) == owner_places["a1"] + owner_places["a2"]
     staff_role = client.post(
         f"{B}/team/roles",
         json={"name": "社群客服", "permissions": ["communities:read", "communities:write"]},
@@ -135,7 +143,13 @@ def test_scoped_staff_see_their_own_groups(client: Any, owner: dict[str, str]) -
     # Narrowed to group a1 (by the owner): from the staff's next request on.
     narrowed = client.put(f"{B}/team/members/{staff}/scope", json={"scope": [ids["a1"]]}, headers=h)
     assert narrowed.status_code == 200 and narrowed.json()["scope"] == [ids["a1"]]
-    assert [c["id"] for c in client.get(f"{B}/communities").json()["items"]] == [ids["A"]]
+    listed = client.get(f"{B}/communities").json()["items"]
+    assert [c["id"] for c in listed] == [ids["A"]]
+    # The places left count the staff's own group only (a2's places are not theirs to see).
+    one = client.get(f"{B}/communities/{ids['A']}").json()["places"]
+    assert listed[0]["places"] == one
+    assert sum(p["groups_open"] for p in one) == 1
+    assert sum(p["places_left"] for p in one) == owner_places["a1"]
     groups = client.get(f"{B}/communities/{ids['A']}/groups").json()
     assert [g["id"] for g in groups] == [ids["a1"]]
     members = client.get(f"{B}/communities/{ids['A']}/members").json()["items"]

@@ -43,6 +43,7 @@ from liebian.communities.schemas import (
     ViolationOut,
 )
 from liebian.contacts import service as contacts
+from liebian.kit.auth import Principal
 from liebian.kit.csv_safe import neutralize
 from liebian.kit.errors import NotFound
 from liebian.kit.pagination import page_of
@@ -53,8 +54,14 @@ router = APIRouter(tags=["communities"])
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-def present(session: Session, base_url: str, community: Community) -> CommunityOut:
+def present(
+    session: Session, base_url: str, community: Community, principal: Principal | None = None
+) -> CommunityOut:
+    """The community as the caller may see it: a member scoped to some of its groups sees the
+    places left in those groups only."""
     base = public_base_url(session, community.workspace_id, base_url)
+    seen = service.visible(session, principal) if principal is not None else None
+    groups = seen.groups_of(community.id) if seen is not None else None
     return CommunityOut.model_validate(
         {
             **{
@@ -63,7 +70,7 @@ def present(session: Session, base_url: str, community: Community) -> CommunityO
             "entry_url": f"{base}/c/{community.id}",
             "places": [
                 TierPlaces(tier=p.tier, groups_open=p.groups_open, places_left=p.places_left)
-                for p in repository.places(session, community.id)
+                for p in repository.places(session, community.id, groups)
             ],
         }
     )
@@ -81,7 +88,7 @@ def create_community(
     body: CommunityCreate, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> CommunityOut:
     community = service.create(session, principal, body)
-    return present(session, runtime.settings.base_url, community)
+    return present(session, runtime.settings.base_url, community, principal)
 
 
 @router.get("/communities", response_model=Page[CommunityOut])
@@ -94,7 +101,7 @@ def list_communities(
 ) -> Page[CommunityOut]:
     rows, next_cursor = page_of(service.list_page(session, principal, cursor, limit), limit)
     return Page(
-        items=[present(session, runtime.settings.base_url, c) for c in rows],
+        items=[present(session, runtime.settings.base_url, c, principal) for c in rows],
         next_cursor=next_cursor,
     )
 
@@ -104,7 +111,7 @@ def get_community(
     community_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> CommunityOut:
     community = service.get(session, principal, community_id)
-    return present(session, runtime.settings.base_url, community)
+    return present(session, runtime.settings.base_url, community, principal)
 
 
 @router.patch("/communities/{community_id}", response_model=CommunityOut)
@@ -116,7 +123,7 @@ def update_community(
     runtime: RuntimeDep,
 ) -> CommunityOut:
     community = service.update(session, principal, community_id, body)
-    return present(session, runtime.settings.base_url, community)
+    return present(session, runtime.settings.base_url, community, principal)
 
 
 @router.post("/communities/{community_id}/groups", response_model=GroupOut, status_code=201)
@@ -285,7 +292,7 @@ def offer_tier_moves(
     service.authorize(principal, service.WRITE)
     service.require_whole(session, principal, community)
     today = as_of or _today(session, community)
-    entry = present(session, runtime.settings.base_url, community).entry_url
+    entry = present(session, runtime.settings.base_url, community, principal).entry_url
     return [
         _move_out(m, today, task_id)
         for m, task_id in service.offer_moves(session, community, today, entry)

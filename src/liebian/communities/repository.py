@@ -104,13 +104,16 @@ class Places:
     places_left: int
 
 
-def places(session: Session, community_id: str) -> list[Places]:
-    rows = session.execute(
-        select(G.tier, func.count(), func.coalesce(func.sum(G.capacity - G.members), 0))
-        .where(G.community_id == community_id, G.status == "open")
-        .group_by(G.tier)
-        .order_by(G.tier)
+def places(
+    session: Session, community_id: str, groups: frozenset[str] | None = None
+) -> list[Places]:
+    """Open groups and places left per tier; ``groups``: only those (a scoped member's)."""
+    stmt = select(G.tier, func.count(), func.coalesce(func.sum(G.capacity - G.members), 0)).where(
+        G.community_id == community_id, G.status == "open"
     )
+    if groups is not None:
+        stmt = stmt.where(G.id.in_(groups))
+    rows = session.execute(stmt.group_by(G.tier).order_by(G.tier))
     return [Places(r[0], int(r[1]), int(r[2])) for r in rows]
 
 
