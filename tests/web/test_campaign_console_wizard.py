@@ -76,7 +76,10 @@ def test_login_to_live_campaign_and_poster_designer(
         page.select_option("#tpl-filter select[name=type]", "invite")
         page.click("#tpl-filter button[type=submit]")
         clicks += 1
-        page.locator(".tpl", has_text="拼团").wait_for(state="detached")
+        # (every 拼团 card gone: several may still show while the filter applies)
+        from playwright.sync_api import expect
+
+        expect(page.locator(".tpl", has_text="拼团")).to_have_count(0, timeout=90_000)
         card = page.locator(".tpl", has_text="邀请有礼").first
         card.locator("button[type=submit]").click()  # ① 用此模板创建 (name: the template's)
         clicks += 1
