@@ -2,45 +2,13 @@
 // Values reach the page through textContent / setAttribute only.
 "use strict";
 (() => {
-  const KEY = "liebian.apiKey";
   const BASE = "/api/v1/connectors/wecom";
-  const $ = (sel, root = document) => root.querySelector(sel);
-  function h(tag, props, ...kids) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v == null || v === false) continue;
-      if (k === "text") node.textContent = String(v);
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, String(v));
-    }
-    for (const kid of kids.flat()) if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
-    return node;
-  }
-  async function api(method, path, json) {
-    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") };
-    let body;
-    if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
-    const resp = await fetch(path, { method, headers, body, cache: "no-store" });
-    const data = resp.status === 204 ? null : await resp.json().catch(() => null);
-    if (!resp.ok) {
-      const err = (data && data.error) || { message: resp.statusText };
-      const e = new Error(err.message || "请求失败");
-      e.status = resp.status;
-      e.details = err.details;
-      throw e;
-    }
-    return data;
-  }
-  function alertBox(kind, text) {
-    const box = $("#alert");
-    box.className = "alert " + kind;
-    box.textContent = text;
-    box.hidden = false;
-  }
-  function problem(e) {
-    const field = e.details && e.details.field ? `（${e.details.field}）` : "";
-    alertBox("error", (e.message || "出错了") + field);
-  }
+  // The console's shared helpers (console.js, loaded first): one api(), one alert box.
+  const C = window.liebianConsole;
+  const { $, h } = C;
+  const api = (method, path, json) => C.api(method, path, json === undefined ? {} : { json });
+  const alertBox = (kind, text) => C.showAlert(kind, text, "");
+  const problem = (e) => C.showError(e);
   const when = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "—");
   const KIND = { contact: "联系我", join: "加入群聊" };
   const CHANGE = {
