@@ -26,7 +26,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,6 +55,7 @@ USER_AGENT = "liebian-journeys/1"
 MARK_EVERY = 8
 IN_FLIGHT = 16
 EFFECT_THREADS = 8
+RETRY_THREADS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,10 @@ class ExecutorConfig:
     # of mark_every.
     in_flight: int = IN_FLIGHT
     mark_every: int = MARK_EVERY
+    # Steps given back after a failed try run in a pool of their own, outside the batch, so a
+    # receiver that keeps failing slowly (a 10 s timeout each) never holds up the batch's
+    # other steps (decision 0033). 0: in the batch, like the rest.
+    retry_threads: int = RETRY_THREADS
 
 
 @dataclass
@@ -94,6 +99,8 @@ class _Item:
     retry_at: datetime | None = None
     # The claim's lease ran (nearly) out before the effect began: left for the next claim.
     abandoned: bool = False
+    # Given back after a failed try before this claim (its result says "retry: …").
+    retrying: bool = False
 
 
 @dataclass
@@ -103,6 +110,8 @@ class BatchResult:
     failed: int = 0
     postponed: int = 0
     lost: int = 0
+    # Given to the retry pool (decision 0033): marked there, not in this batch's counts.
+    retried: int = 0
     by_result: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -137,8 +146,17 @@ class Executor:
         self._names: dict[str, str] = {}
         self._context: dict[str, dict[str, Any]] = {}
         self._external_ids: dict[str, str] = {}
+        self._retry_pool = (
+            ThreadPoolExecutor(self.config.retry_threads, "liebian-journey-retries")
+            if self.config.retry_threads > 0
+            else None
+        )
+        self._retries: set[Future[None]] = set()
+        self._retries_lock = threading.Lock()
 
     def close(self) -> None:
+        if self._retry_pool is not None:
+            self._retry_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         self.http.close()
 
@@ -152,20 +170,25 @@ class Executor:
             claimed = repository.claim(
                 session, now, now + self.config.lease, token, self.config.batch
             )
-            if claimed:
-                matched = dict(
-                    session.execute(
-                        select(repository.E.id, repository.E.event_matched).where(
-                            repository.E.id.in_([c[0] for c in claimed])
-                        )
-                    ).all()
+            seen: dict[str, tuple[bool, str | None]] = {}
+            E = repository.E
+            for start in range(0, len(claimed), 500):
+                chunk = [c[0] for c in claimed[start : start + 500]]
+                seen.update(
+                    (i, (bool(m), r))
+                    for i, m, r in session.execute(
+                        select(E.id, E.event_matched, E.result).where(E.id.in_(chunk))
+                    )
                 )
-            else:
-                matched = {}
         out = BatchResult(claimed=len(claimed))
         if not claimed:
             return out
-        items = [_Item(e, r, s, a, bool(matched.get(e)), token) for e, r, s, a in claimed]
+        items = []
+        for e, r, s, a in claimed:
+            matched, result = seen.get(e, (False, None))
+            item = _Item(e, r, s, a, matched, token)
+            item.retrying = bool(result and result.startswith(repository.RETRY_PREFIX))
+            items.append(item)
         with self.read_sessions() as reader:
             self._load(reader, items)
             self._decide(reader, items, now)
@@ -174,14 +197,19 @@ class Executor:
             for i in items
             if i.status == "done" and i.step is not None and i.step["type"] in ("send", "task")
         ]
-        self._context = self._contexts(templated)
+        contexts = self._context = self._contexts(templated)
         external = [
             i for i in items
             if i.status == "done" and i.step is not None and i.step["type"] in d.EXTERNAL
         ]  # fmt: skip
-        self._effects(external, now, out)
         chosen = {id(i) for i in external}
+        # Database steps first (one short transaction): they are not held up by the effects.
         self._mark([i for i in items if id(i) not in chosen], now, out)
+        if self._retry_pool is not None:
+            retries = [i for i in external if i.retrying]
+            external = [i for i in external if not i.retrying]
+            self._retry_later(retries, now, contexts, out)
+        self._effects(external, now, out, contexts)
         return out
 
     def run_until_idle(self, max_batches: int = 10_000) -> int:
@@ -189,9 +217,57 @@ class Executor:
         for _ in range(max_batches):
             got = self.run_once()
             total += got.claimed
-            if got.claimed == 0:
+            if got.claimed == 0 and not self.drain_retries():
                 break
         return total
+
+    # -- retries, outside the batch --------------------------------------------------------
+
+    def _retry_later(
+        self, items: list[_Item], now: datetime, contexts: dict[str, dict[str, Any]],
+        out: BatchResult,
+    ) -> None:  # fmt: skip
+        """Each retry's effect and mark in the retry pool, not holding up the batch. At most
+        ``in_flight`` wait there; the others are left claimed (abandoned) and come back after
+        the lease, so a receiver that stays slow cannot pile retries up."""
+        assert self._retry_pool is not None
+        for item in items:
+            with self._retries_lock:
+                if len(self._retries) >= self.config.in_flight:
+                    item.abandoned = True
+                    continue
+                future = self._retry_pool.submit(self._retry, item, now, contexts)
+                self._retries.add(future)
+            future.add_done_callback(self._retry_done)
+            out.retried += 1
+
+    def _retry_done(self, future: Future[None]) -> None:
+        with self._retries_lock:
+            self._retries.discard(future)
+
+    def _retry(self, item: _Item, now: datetime, contexts: dict[str, dict[str, Any]]) -> None:
+        try:
+            self._unit([item], now, contexts)
+        except Exception as exc:
+            log.exception("journey step %s failed", item.execution_id)
+            self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
+        try:
+            self._mark([item], now, BatchResult())
+        except Exception:  # the lease gives it back
+            log.exception("journey step %s: the retry's mark failed", item.execution_id)
+
+    def drain_retries(self, timeout: float | None = None) -> bool:
+        """Wait for the retries in the pool; True if there were any."""
+        with self._retries_lock:
+            running = list(self._retries)
+        if running:
+            wait(running, timeout=timeout)
+        return bool(running)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending step not yet due is due (None: none is waiting)."""
+        with self.read_sessions() as session:
+            return repository.next_due(session, self.clock())
 
     # -- phase 2: decide ------------------------------------------------------------------
 
@@ -311,7 +387,10 @@ class Executor:
 
     # -- phase 2b: outside effects ----------------------------------------------------------
 
-    def _effects(self, work: list[_Item], now: datetime, out: BatchResult) -> None:
+    def _effects(
+        self, work: list[_Item], now: datetime, out: BatchResult,
+        contexts: dict[str, dict[str, Any]],
+    ) -> None:  # fmt: skip
         """Outside effects in the pool, at most ``config.in_flight`` started and not yet
         marked at any time; finished ones are marked in groups of ``config.mark_every``. A
         worker killed mid-batch so leaves at most ``in_flight`` delivered-but-unmarked steps,
@@ -338,7 +417,7 @@ class Executor:
                 started() + len(queue[-1]) <= self.config.in_flight or not (running or finished)
             ):
                 unit = queue.pop()
-                running[self._pool.submit(self._unit, unit, now)] = unit
+                running[self._pool.submit(self._unit, unit, now, contexts)] = unit
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
                 unit = running.pop(future)
@@ -353,11 +432,11 @@ class Executor:
                 self._mark(finished, now, out)
                 finished = []
 
-    def _unit(self, unit: list[_Item], now: datetime) -> None:
+    def _unit(self, unit: list[_Item], now: datetime, contexts: dict[str, dict[str, Any]]) -> None:
         if unit[0].step is not None and unit[0].step["type"] == "send":
-            self._send_group(unit, now)
+            self._send_group(unit, now, contexts)
         else:
-            self._effect(unit[0], now, self._context.get(unit[0].run_id))
+            self._effect(unit[0], now, contexts.get(unit[0].run_id))
 
     def _late(self, now: datetime) -> bool:
         """Never start an effect a worker that took the row over may start too: once the
@@ -401,7 +480,9 @@ class Executor:
                 self._failure(item, now, f"HTTP {response.status}")
             return
 
-    def _send_group(self, items: list[_Item], now: datetime) -> None:
+    def _send_group(
+        self, items: list[_Item], now: datetime, contexts: dict[str, dict[str, Any]]
+    ) -> None:
         """Send steps through ``channels.service.send_many`` (the key is ``<run>:<step>``, the
         same on every attempt: channels records it before the adapter call and, for a key
         it has seen, replays or resumes it instead of sending again)."""
@@ -416,7 +497,7 @@ class Executor:
         for item in items:
             assert item.step is not None and item.run is not None
             try:
-                content = render_content(item.step["content"], self._context.get(item.run_id, {}))
+                content = render_content(item.step["content"], contexts.get(item.run_id, {}))
             except MissingField as exc:
                 item.status, item.result = "failed", f"missing_field: {exc}"
                 continue
@@ -468,7 +549,7 @@ class Executor:
         on (the explain view shows why)."""
         if item.attempts < self.config.max_attempts:
             item.retry_at = now + self.config.retry_backoff * (2 ** (item.attempts - 1))
-            item.result = f"retry: {why}"
+            item.result = f"{repository.RETRY_PREFIX} {why}"
         else:
             item.status, item.result = "failed", why
 
@@ -643,10 +724,12 @@ class Executor:
                                         item.run.journey_id, nxt, due, now, waiting)
                 )  # fmt: skip
                 moves.append((item.run_id, next_step))
-            repository.mark_many(session, marks, now)
+            # finished_at is when the step was marked (the claim's time is its started_at).
+            done_at = self.clock()
+            repository.mark_many(session, marks, done_at)
             repository.insert_steps(session, next_rows)
             repository.move_runs(session, moves)
-            repository.finish_runs(session, finished, now)
+            repository.finish_runs(session, finished, done_at)
             self._events(session, final, finished, now)
 
     def _events(
@@ -843,33 +926,50 @@ class Executor:
 
 class ExecutorThread:
     """Runs the executor in the background: a batch, then the next at once while there is
-    work, else a short sleep (so a step due at T runs well within 1 s of T)."""
+    work; when nothing is due, it sleeps until the earliest pending step is due — at most
+    ``interval`` (steps another process writes are seen by then) — and is woken at once when
+    this process commits an enrolment or a matched wait (``repository.wake``). Decision 0033."""
 
     def __init__(self, executor: Executor, interval: float = 0.2) -> None:
         self.executor = executor
         self.interval = interval
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
     def start(self) -> None:
+        repository.add_waiter(self._wake)
         self._thread = threading.Thread(target=self._run, name="liebian-journeys", daemon=True)
         self._thread.start()
 
+    def _idle(self) -> float:
+        """Seconds to sleep: until the next step is due, at most ``interval``."""
+        nxt = self.executor.next_due()
+        if nxt is None:
+            return self.interval
+        until = (nxt - self.executor.clock()).total_seconds()
+        return min(self.interval, max(until, 0.0))
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            # Cleared before the claim: a wake-up during the batch makes the sleep return.
+            self._wake.clear()
             try:
                 got = self.executor.run_once()
                 self.last_error = None
+                pause = 0.0 if got.claimed else self._idle()
             except Exception as exc:
                 log.exception("journey executor batch failed")
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                got = BatchResult()
-            if got.claimed == 0:
-                self._stop.wait(self.interval)
+                pause = self.interval
+            if pause > 0:
+                self._wake.wait(pause)
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+        repository.remove_waiter(self._wake)
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.executor.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,37 @@ from liebian.kit.ids import new_id
 
 E = JourneyStepExecution
 _CHUNK = 500
+# A step given back after a failed try keeps this prefix in ``result`` until it is marked.
+RETRY_PREFIX = "retry:"
+# Executors of this process waiting for work (executor.ExecutorThread): set when steps that
+# may be due soon are committed here (an enrolment, a matched wait), so they claim at once
+# instead of at their next look.
+_WAITING: set[threading.Event] = set()
+_WAITING_LOCK = threading.Lock()
+
+
+def add_waiter(event: threading.Event) -> None:
+    with _WAITING_LOCK:
+        _WAITING.add(event)
+
+
+def remove_waiter(event: threading.Event) -> None:
+    with _WAITING_LOCK:
+        _WAITING.discard(event)
+
+
+def wake() -> None:
+    with _WAITING_LOCK:
+        waiting = list(_WAITING)
+    for event in waiting:
+        event.set()
+
+
+def wake_after_commit(session: Session) -> None:
+    """Wake this process's executors once the transaction commits (never on a rollback)."""
+    from liebian.kit.db import after_commit
+
+    after_commit(session, wake)
 
 
 def _insert(dialect: str, table: Any) -> Any:
@@ -162,6 +194,12 @@ def claim(
     return [(a, b, c, d) for a, b, c, d in session.execute(stmt)]
 
 
+def next_due(session: Session, now: datetime) -> datetime | None:
+    """The earliest due time after ``now`` of a pending row: the executor sleeps until then
+    (a range read on the (status, due_at) index)."""
+    return session.scalar(select(func.min(E.due_at)).where(E.status == "pending", E.due_at > now))
+
+
 def mark(
     session: Session,
     execution_id: str,
@@ -282,7 +320,10 @@ def match_waiting(
         .values(event_matched=True, due_at=now)
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(got, "rowcount", 0) or 0)
+    matched = int(getattr(got, "rowcount", 0) or 0)
+    if matched:
+        wake_after_commit(session)
+    return matched
 
 
 def owned(session: Session, ids: Sequence[str], token: str) -> set[str]:

@@ -350,6 +350,8 @@ def enrol(
             for run_id, _ in created
         ],
     )
+    if created:
+        repository.wake_after_commit(session)
     return Enrolled(entered=len(created), skipped=len(contact_ids) - len(created))
 
 
