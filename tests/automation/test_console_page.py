@@ -93,6 +93,10 @@ def test_journey_builder_by_clicking(server: str, runtime: Runtime) -> None:
         page.click("#jr-save")
         page.wait_for_selector("#alert.error")
         assert "contact.password" in page.inner_text("#alert")
+        # The console's shared alert (liebianConsole.showError): the status in Chinese and a
+        # close button, not a copy of its own.
+        assert page.inner_text("#alert strong").startswith("输入有误")
+        assert page.locator("#alert button.close").count() == 1
         # preview on a contact: the message rendered with their nickname
         page.fill("#jr-sample", "u1")
         first.locator("textarea").fill("{{ contact.nickname | default('朋友') }}，欢迎加入！")

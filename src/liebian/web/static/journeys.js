@@ -3,36 +3,14 @@
 // contact. Values reach the page through textContent / setAttribute only (CSP: no inline code).
 "use strict";
 (() => {
-  const KEY = "liebian.apiKey";
-  const $ = (sel, root = document) => root.querySelector(sel);
-  function h(tag, props, ...kids) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v == null || v === false) continue;
-      if (k === "text") node.textContent = String(v);
-      else if (k === "class") node.className = v;
-      else if (k === "value") node.value = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const kid of kids.flat()) if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
-    return node;
-  }
-  const opts = (pairs, cur) => pairs.map(([v, l]) => h("option", { value: v, text: l, selected: String(v) === String(cur) }));
-  async function api(method, path, json) {
-    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") };
-    if (json !== undefined) headers["Content-Type"] = "application/json";
-    const resp = await fetch(path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json), cache: "no-store" });
-    const body = resp.status === 204 ? null : await resp.json().catch(() => null);
-    if (!resp.ok) {
-      const err = (body && body.error) || { message: resp.statusText };
-      const e = new Error(err.message || "请求失败"); e.code = err.code; throw e;
-    }
-    return body;
-  }
-  function alertBox(kind, text) {
-    const box = $("#alert"); box.className = "alert " + kind; box.textContent = text; box.hidden = false;
-  }
+  // The console's shared helpers (console.js, loaded first): one h(), one api(), one alert box.
+  const C = window.liebianConsole;
+  const { $, h } = C;
+  const opts = C.options;
+  const api = (method, path, json) => C.api(method, path, json === undefined ? {} : { json });
+  const say = (text) => C.showOk(text);
+  const refuse = (text) => C.showAlert("error", "请先修改：", text);
+  const problem = (err) => C.showError(err);
 
   const TRIGGERS = [["manual", "手动 / API 加入"], ["event", "发生事件"], ["tag_added", "被打上标签"], ["tag_removed", "被移除标签"],
     ["segment_entered", "进入人群"], ["segment_exited", "离开人群"], ["date_attribute", "日期属性（如生日）"], ["inactivity", "N 天未发生某事件"]];
@@ -188,24 +166,24 @@
 
   async function save() {
     const name = $("#jr-name").value.trim();
-    if (!name) { alertBox("error", "请先填写旅程名称。"); return null; }
+    if (!name) { refuse("请先填写旅程名称。"); return null; }
     try {
       const j = editing
         ? await api("PATCH", `/api/v1/journeys/${editing}`, { name, definition: definition() })
         : await api("POST", "/api/v1/journeys", { name, definition: definition() });
       editing = j.id;
-      alertBox("ok", `已保存旅程「${j.name}」的草稿`);
+      say(`已保存旅程「${j.name}」的草稿`);
       await refresh();
       return j;
-    } catch (err) { alertBox("error", "请检查：" + err.message); return null; }
+    } catch (err) { problem(err); return null; }
   }
 
   async function action(id, verb) {
     try {
       await api("POST", `/api/v1/journeys/${id}/${verb}`);
-      alertBox("ok", { publish: "已发布", pause: "已暂停", resume: "已恢复" }[verb] || "已完成");
+      say({ publish: "已发布", pause: "已暂停", resume: "已恢复" }[verb] || "已完成");
       await refresh();
-    } catch (err) { alertBox("error", err.message); }
+    } catch (err) { problem(err); }
   }
 
   async function stats(j) {
@@ -238,7 +216,7 @@
 
   async function preview() {
     const sample = $("#jr-sample").value.trim();
-    if (!editing || !sample) { alertBox("error", "请先保存旅程，并填写一个用户ID。"); return; }
+    if (!editing || !sample) { refuse("请先保存旅程，并填写一个用户ID。"); return; }
     try {
       const got = await api("POST", `/api/v1/journeys/${editing}/dry-run`, { contact: sample, draft: true });
       const box = $("#jr-preview-box");
@@ -248,11 +226,11 @@
         s.branch ? ` → ${s.branch === "then" ? "是" : "否"}` : null,
         s.problem ? h("span", { class: "hint", text: " " + s.problem }) : null)));
       box.hidden = false;
-    } catch (err) { alertBox("error", err.message); }
+    } catch (err) { problem(err); }
   }
 
   async function init() {
-    if (document.body.dataset.page !== "journeys" || !sessionStorage.getItem(KEY)) return;
+    if (document.body.dataset.page !== "journeys") return;
     try {
       const [v, chs, templates, cps] = await Promise.all([
         api("GET", "/api/v1/segments/vocabulary"), api("GET", "/api/v1/channels").catch(() => []),
@@ -261,7 +239,7 @@
       campaigns = Array.isArray(cps) ? cps : (cps.items || []);
       $("#jr-template").replaceChildren(...opts(templates.map((t) => [t.id, t.name])));
       $("#jr-channel").replaceChildren(...opts(channels.map((c) => [c.id, c.name])));
-    } catch (err) { alertBox("error", "加载失败：" + err.message); }
+    } catch (err) { problem(err); }
     $("#jr-entry").replaceChildren(...opts(ENTRY, "once"));
     $("#jr-entry").addEventListener("change", () => { $("#jr-entry-days-wrap").hidden = $("#jr-entry").value !== "once_per_days"; });
     steps = [newStep("send")];
@@ -274,9 +252,9 @@
     $("#jr-from-template").addEventListener("click", async () => {
       try {
         const j = await api("POST", "/api/v1/journeys/from-template", { template: $("#jr-template").value, channel_id: $("#jr-channel").value });
-        alertBox("ok", `已从模板创建「${j.name}」（草稿）`);
+        say(`已从模板创建「${j.name}」（草稿）`);
         await refresh(); load(j);
-      } catch (err) { alertBox("error", err.message); }
+      } catch (err) { problem(err); }
     });
     await refresh();
     document.body.dataset.journeysReady = "1";
