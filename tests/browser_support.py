@@ -54,6 +54,13 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+def expect(target: Any, message: str | None = None) -> Any:
+    """Playwright's auto-retrying assertions. Tests wait with these, never with
+    ``page.wait_for_function``: that evaluates its predicate as a string, which the console's
+    CSP (no 'unsafe-eval') refuses whenever the predicate is polled more than once."""
+    return require_browser().expect(target, message)
+
+
 def screenshot(page: Any, name: str) -> Path:
     """Full-page PNG in artifacts/ (gitignored) for a person to look at."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -13,7 +13,7 @@ from community_helpers import PNG, WECHAT_UA, mother_baby
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import chromium, expect, live_server, screenshot
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_communities_console_and_entry_page_in_chromium(server: str, owner: dict
         assert "1 / 3" in row.inner_text()
         assert page.locator("#tk-list li").count() == 2  # the warning and the keyword alert
         page.locator("#tk-list li", has_text="警告").get_by_role("button", name="完成").click()
-        page.wait_for_function("() => document.querySelectorAll('#tk-list li').length === 1")
+        expect(page.locator("#tk-list li")).to_have_count(1)
         # Add a group through the form; save rules with a bad pattern (refused) then a good one.
         page.fill("#gp-form input[name=name]", "3–8 岁 1 群")
         page.select_option("#gp-tier", "t38")

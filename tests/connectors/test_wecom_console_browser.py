@@ -16,7 +16,7 @@ from wecom_fake import AES_KEY, CORP_ID, SECRET, TOKEN, contact_event, fake_weco
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import chromium, expect, live_server, screenshot
 
 
 @pytest.fixture
@@ -79,9 +79,7 @@ def test_wecom_console_page_in_chromium(server: tuple[str, Any], owner: dict[str
         assert "/api/v1/connectors/wecom/callback/" in callback_url
 
         page.click("#wc-check")
-        page.wait_for_function(
-            "() => document.querySelector('#wc-check-result').textContent.includes('连接正常')"
-        )
+        expect(page.locator("#wc-check-result")).to_contain_text("连接正常")
         assert "/cgi-bin/gettoken" in fake.paths()
 
         # A 联系我 way with a welcome text: created at the loopback WeCom, listed.

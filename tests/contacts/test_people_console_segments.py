@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from people_helpers import person
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import chromium, expect, live_server, screenshot
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_segments_and_communities_on_the_people_pages(
         page.wait_for_selector("body[data-people-ready]")
         page.select_option("#ct-community", label="宝妈福利群")
         page.click("#ct-form button[type=submit]")
-        page.wait_for_function("() => document.querySelectorAll('#ct-table tbody tr').length === 2")
+        expect(page.locator("#ct-table tbody tr")).to_have_count(2)
         assert "张三" not in page.inner_text("#ct-table")
         assert page.locator("#ct-table .badge.tag", has_text="社群用户").count() == 2
         screenshot(page, "people-contacts-by-community")
@@ -93,6 +93,6 @@ def test_segments_and_communities_on_the_people_pages(
         screenshot(page, "people-contact-segments")
         page.click("#cd-segments a:has-text('在群宝妈')")
         page.wait_for_url("**/admin/contacts?segment=*")
-        page.wait_for_function("() => document.querySelectorAll('#ct-table tbody tr').length === 2")
+        expect(page.locator("#ct-table tbody tr")).to_have_count(2)
         assert page.input_value("#ct-segment") == segment["id"]
     assert errors == []

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import chromium, expect, live_server, screenshot
 from liebian.app.runtime import Runtime
 
 from .helpers import contacts, events, key, tag, workspace
@@ -133,14 +133,14 @@ def test_segment_builder_by_clicking(server: str, runtime: Runtime) -> None:
         row = page.locator(".seg-cond").nth(0)
         row.get_by_label("最近天数").fill("7")
         page.click("#seg-preview")
-        page.wait_for_function("() => document.querySelector('#seg-sample').innerText === '妈妈B'")
+        expect(page.locator("#seg-sample")).to_have_text("妈妈B")
         assert page.inner_text("#seg-count") == "1"
         row.get_by_label("分层").select_option(label="3-6岁")
         page.click("#seg-preview")
-        page.wait_for_function("() => document.querySelector('#seg-count').innerText === '0'")
+        expect(page.locator("#seg-count")).to_have_text("0")
         row.get_by_label("分层").select_option(label="0-1岁")
         page.click("#seg-preview")
-        page.wait_for_function("() => document.querySelector('#seg-count').innerText === '1'")
+        expect(page.locator("#seg-count")).to_have_text("1")
         screenshot(page, "segments-builder-community")
 
         # an event with a property filter and a date range, by clicking
@@ -172,12 +172,12 @@ def test_segment_builder_by_clicking(server: str, runtime: Runtime) -> None:
         row.get_by_label("筛选字段").fill("channel")
         row.get_by_label("筛选值").fill("douyin")
         page.click("#seg-preview")
-        page.wait_for_function("() => document.querySelector('#seg-sample').innerText === '爸爸C'")
+        expect(page.locator("#seg-sample")).to_have_text("爸爸C")
         row.get_by_label("时间范围").select_option("dates")
         row = page.locator(".seg-cond").nth(0)
         row.get_by_label("开始日期").fill("2020-01-01")
         row.get_by_label("结束日期").fill("2020-01-31")
         page.click("#seg-preview")
-        page.wait_for_function("() => document.querySelector('#seg-count').innerText === '0'")
+        expect(page.locator("#seg-count")).to_have_text("0")
         screenshot(page, "segments-builder-filters")
         assert not errors, errors

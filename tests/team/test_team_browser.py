@@ -12,7 +12,7 @@ import httpx
 import pyotp
 import pytest
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import chromium, expect, live_server, screenshot
 from liebian.kit.db import session_scope
 from liebian.team.service import owner_invitation
 
@@ -124,17 +124,15 @@ def test_console_sign_in_and_totp_step_up(
         hour_ago = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() - 3600))
         page.fill("#audit-form input[name=since]", hour_ago)
         page.click("#audit-form button[type=submit]")
-        page.wait_for_function(
-            "() => document.querySelectorAll('#audit tbody tr').length === 1"
-            " && document.querySelector('#audit tbody tr').textContent.includes('team.scope_changed')"
-        )
+        expect(page.locator("#audit tbody tr")).to_have_count(1)
+        expect(page.locator("#audit tbody tr")).to_contain_text("team.scope_changed")
         screenshot(page, f"team-scope-{backend}")
         page.fill(
             "#audit-form input[name=since]",
             time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 3600)),
         )
         page.click("#audit-form button[type=submit]")
-        page.wait_for_function("() => document.querySelectorAll('#audit tbody tr').length === 0")
+        expect(page.locator("#audit tbody tr")).to_have_count(0)
 
         # New recovery codes (the session verified a moment ago): ten, shown once.
         page.click("#recovery-renew")

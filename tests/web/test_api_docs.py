@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from browser_support import ARTIFACTS, chromium, live_server
+from browser_support import ARTIFACTS, chromium, expect, live_server
 
 pytestmark = pytest.mark.browser
 
@@ -47,10 +47,7 @@ def test_docs_render_offline_under_their_csp(settings: Any, runtime: Any) -> Non
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(f"{url}/docs")
             # the spec loaded and its operations are drawn (the tags in view first)
-            page.wait_for_function(
-                "() => document.querySelectorAll('.opblock-summary-path').length >= 10",
-                timeout=60_000,
-            )
+            expect(page.locator(".opblock-summary-path").nth(9)).to_be_attached(timeout=60_000)
             paths = page.locator(".opblock-summary-path").all_inner_texts()
             assert "/api/v1/links/bulk" in {p.replace("\u200b", "") for p in paths}
             page.locator(".opblock-summary", has_text="/api/v1/links/bulk").first.click()

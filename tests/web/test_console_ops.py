@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import chromium, expect, live_server, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -193,9 +193,7 @@ def test_rewards_page_lists_ledger_and_pays_a_batch(
         # Payout batches: create one for the campaign, download it (fetch with the Bearer
         # header and a blob URL), mark one line failed and the rest paid.
         page.select_option("#rw-filter select[name=campaign_id]", cid)
-        page.wait_for_function(
-            "document.querySelector('#po-preview').textContent.includes('可打款 2 人')"
-        )
+        expect(page.locator("#po-preview")).to_contain_text("可打款 2 人")
         page.click("#po-create")
         page.wait_for_selector("#alert.ok")
         batch_row = page.locator("#po-table tbody tr").first
@@ -215,9 +213,7 @@ def test_rewards_page_lists_ledger_and_pays_a_batch(
         page.wait_for_selector(f"#po-table tr[data-id='{batch_id}']:has-text('已完成')")
         page.wait_for_selector("#po-lines-table tr:has-text('dave'):has-text('已打款')")
         # Frank's failed line is back in the pool for the next batch.
-        page.wait_for_function(
-            "document.querySelector('#po-preview').textContent.includes('可打款 1 人')"
-        )
+        expect(page.locator("#po-preview")).to_contain_text("可打款 1 人")
         screenshot(page, f"console-payouts-{_backend(db_url)}")
         assert errors == []
 

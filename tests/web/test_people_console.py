@@ -15,18 +15,18 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "contacts"))
 
 from people_helpers import person
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import chromium, expect, live_server, screenshot
 from liebian.events.store import EventRow
 
 
 def test_people_pages_answer_in_chinese(client: Any) -> None:
-    for path, expect in (
+    for path, heading in (
         ("/admin/contacts", "用户"),
         ("/admin/tags", "标签"),
         ("/admin/contacts/u1", "时间线"),
     ):
         r = client.get(path)
-        assert r.status_code == 200 and expect in r.text
+        assert r.status_code == 200 and heading in r.text
     js = client.get("/admin/static/people.js")
     assert js.status_code == 200 and ".innerHTML" not in js.text
 
@@ -88,7 +88,7 @@ def test_people_console_in_chromium(
         assert "<img" in page.inner_text("#ct-table")  # hostile nickname shown as text
         page.fill("#ct-form input[name=q]", "王小")
         page.click("#ct-form button[type=submit]")
-        page.wait_for_function("() => document.querySelectorAll('#ct-table tbody tr').length === 1")
+        expect(page.locator("#ct-table tbody tr")).to_have_count(1)
         assert "13812345678" in page.inner_text("#ct-table")  # owner may see PII
         screenshot(page, f"people-contacts-{backend}")
         # 用户详情: profile + timeline
