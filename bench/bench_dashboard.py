@@ -115,6 +115,19 @@ def build_events(path: Path, events: int, people: int) -> Any:
     )
     con.execute("CHECKPOINT")
     print(f"built {store.count(WS):,} campaign events in {time.perf_counter() - t0:.1f} s")
+    # The rows bypassed the store's load, so the dashboard's rollup is derived here, as the
+    # load would have kept it batch by batch.
+    t0, c0 = time.perf_counter(), time.process_time()
+    store.rebuild_rollup()
+    con.execute("CHECKPOINT")
+    print(
+        f"built the campaign rollup in {time.perf_counter() - t0:.1f} s"
+        f" ({time.process_time() - c0:.1f} s CPU): "
+        + ", ".join(
+            f"{t} {con.execute(f'SELECT count(*) FROM {t}').fetchone()[0]:,} rows"
+            for t in ("campaign_rollup", "campaign_people")
+        )
+    )
     return store
 
 
@@ -178,6 +191,43 @@ def build_oltp(path: Path, people: int) -> Session:
     return session
 
 
+def load_cost(store: Any, tmp: Path, n: int) -> list[tuple[str, float, float]]:
+    """insert_ndjson of ``n`` new events copied from the campaign's (new ids, a second later),
+    once as campaign events and once with no campaign (no rollup work), alternating, 3 each."""
+    con = store.connection()
+    out: list[tuple[str, float, float]] = []
+    walls: dict[str, list[float]] = {"campaign": [], "none": []}
+    cpus: dict[str, list[float]] = {"campaign": [], "none": []}
+    for i in range(6):
+        kind = "campaign" if i % 2 == 0 else "none"
+        path = tmp / f"batch{i}.ndjson"
+        cols = ", ".join(
+            f"'b{i}_' || event_id AS event_id" if c == "event_id"
+            else (f"{'campaign_id' if kind == 'campaign' else 'NULL'} AS campaign_id"
+                  if c == "campaign_id" else c)
+            for c in COLUMN_NAMES
+        )  # fmt: skip
+        con.execute(
+            f"COPY (SELECT {cols} FROM events USING SAMPLE {n} ROWS (reservoir, {i})) TO $p"
+            " (FORMAT json)",
+            {"p": str(path)},
+        )
+        w0, c0 = time.perf_counter(), time.process_time()
+        res = store.insert_ndjson(path, segment=f"bench-{i}")
+        walls[kind].append((time.perf_counter() - w0) * 1000)
+        cpus[kind].append((time.process_time() - c0) * 1000)
+        assert res.inserted == n, res
+    for kind, label in (("none", "no campaign"), ("campaign", "campaign, rollup kept")):
+        out.append(
+            (
+                f"load {n:,} new events ({label})",
+                statistics.median(walls[kind]),
+                statistics.median(cpus[kind]),
+            )
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=10_000_000)
@@ -185,6 +235,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--tz", default="Asia/Shanghai")
     ap.add_argument("--chdb", action="store_true", help="also time the engine queries on chdb")
+    ap.add_argument(
+        "--from-events",
+        action="store_true",
+        help="also run the 3 queries from the events once (the path before the rollup) and"
+        " check they give the rollup's answer",
+    )
+    ap.add_argument(
+        "--load-batch",
+        type=int,
+        default=50_000,
+        help="time loading a batch of this many new campaign events into the full store,"
+        " against the same batch without a campaign (the rollup's cost at load); 0: skip",
+    )
     args = ap.parse_args()
     print("load before:", Path("/proc/loadavg").read_text().strip(), f"· cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="liebian-bench-dash-") as tmp:
@@ -207,6 +270,12 @@ def main() -> None:
                 for by in (None, "channel", "day")
             ]
 
+        def from_events() -> Any:
+            return [
+                dashboard.counts_from_events(store, WS, CID, by=by, tz=args.tz)
+                for by in (None, "channel", "day")
+            ]
+
         def whole() -> Any:
             return dashboard.dashboard(session, store, campaign, tz=args.tz)
 
@@ -217,7 +286,11 @@ def main() -> None:
         wall, cpu, _ = timed(reference, args.repeat)
         rows.append(("reference: count(*) of the campaign's events", wall, cpu))
         wall, cpu, q = timed(queries, args.repeat)
-        rows.append(("engine: totals + by channel + by day (3 queries)", wall, cpu))
+        rows.append(("rollup: totals + by channel + by day (3 queries)", wall, cpu))
+        if args.from_events:
+            wall, cpu, raw = timed(from_events, 1)
+            rows.append(("from events (before): the same 3, once", wall, cpu))
+            assert raw == q, "the rollup and the events disagree"
         wall, cpu, d = timed(whole, args.repeat)
         rows.append(("dashboard() whole (engine + OLTP reward cost)", wall, cpu))
         wall, cpu, t = timed(roots, args.repeat)
@@ -249,6 +322,9 @@ def main() -> None:
                 {"p": str(parquet)},
             )
             print(f"chdb: loaded {ch.count(WS):,} events in {time.perf_counter() - t0:.1f} s")
+            t0 = time.perf_counter()
+            ch.rebuild_rollup()
+            print(f"chdb: built the campaign rollup in {time.perf_counter() - t0:.1f} s")
             wall, cpu, chq = timed(
                 lambda: [
                     dashboard.event_counts(ch, WS, CID, by=by, tz=args.tz)
@@ -256,9 +332,11 @@ def main() -> None:
                 ],
                 args.repeat,
             )
-            rows.append(("chdb engine: totals + by channel + by day", wall, cpu))
-            assert chq[0] == q[0], (chq[0], q[0])  # same figures on both engines
+            rows.append(("chdb rollup: totals + by channel + by day", wall, cpu))
+            assert chq == q, "chdb and DuckDB disagree"  # same figures on both engines
             ch.close()
+        if args.load_batch:  # last: it adds events
+            rows.extend(load_cost(store, Path(tmp), args.load_batch))
         print(f"{'median of ' + str(args.repeat):<52} {'wall ms':>9} {'CPU ms':>9}")
         for name, wall, cpu in rows:
             print(f"{name:<52} {wall:>9.1f} {cpu:>9.1f}")

@@ -74,6 +74,7 @@ def main() -> None:
     con.execute("BEGIN TRANSACTION")
     duckdb_first_touch.rebuild(con)
     con.execute("COMMIT")
+    store.rebuild_rollup()  # the campaign dashboard's rollup, likewise
     con.execute("CHECKPOINT")
     dt = time.perf_counter() - t0
     print(

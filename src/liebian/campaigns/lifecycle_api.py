@@ -173,9 +173,14 @@ def campaign_dashboard(
     (workspace time zone unless ``tz``). Fresh within ~2 s of the actions."""
     principal.require(Role.analyst)
     campaign = service.get(session, principal.workspace_id, campaign_id)
-    zone = tz or _workspace_tz(session, principal.workspace_id, runtime)
+    own_zone = _workspace_tz(session, principal.workspace_id, runtime)
+    zone = tz or own_zone
     store = runtime.event_store
     assert store is not None
+    if store.rollup_zone(principal.workspace_id) != own_zone:
+        # The rollup keeps days in the workspace's zone (a workspace created in another zone
+        # than the default): re-key it once; until then days are computed from the events.
+        store.set_rollup_zone(principal.workspace_id, own_zone)
     budget: DuckDBBudget | None = runtime.extras.get("duckdb_budget")
     with budget.analytics() if budget is not None else contextlib.nullcontext():
         out = dashboard.dashboard(session, store, campaign, tz=zone)

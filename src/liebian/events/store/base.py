@@ -184,6 +184,25 @@ class EventStore(Protocol):
         """SQL relation (workspace_id, visitor_id, user_id), one row per visitor."""
         ...
 
+    def campaign_counts(
+        self, workspace_id: str, campaign_ids: Sequence[str], *, by: str | None
+    ) -> list[tuple[str, dict[str, int]]]:
+        """The campaign dashboard's counters from the rollup kept at load
+        (``campaign_rollup.py``): per key of ``by`` (None, channel, day, campaign)."""
+        ...
+
+    def rollup_zone(self, workspace_id: str) -> str:
+        """The time zone the workspace's ``day`` counters are kept in."""
+        ...
+
+    def set_rollup_zone(self, workspace_id: str, tz: str) -> None:
+        """Keep the workspace's ``day`` counters in ``tz`` (re-keys the stored ones)."""
+        ...
+
+    def rebuild_rollup(self) -> None:
+        """Recompute the campaign rollup from the events (after writing events directly)."""
+        ...
+
     def segment_loaded(self, segment: str) -> bool: ...
 
     def insert(self, rows: Sequence[EventRow]) -> InsertResult: ...

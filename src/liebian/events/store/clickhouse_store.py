@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from liebian.events.store import campaign_rollup
 from liebian.events.store.base import (
     COLUMN_NAMES,
     COLUMNS,
@@ -172,6 +173,12 @@ class ClickHouseEventStore:
             " loaded_at DateTime64(3, 'UTC'), inserted UInt64)"
             " ENGINE = ReplacingMergeTree ORDER BY name"
         )
+        had_rollup = self._x.run(f"EXISTS TABLE {self.database}.{campaign_rollup.ROLLUP}")[0][0]
+        for ddl in campaign_rollup.ch_ddl(self.database):
+            self._x.run(ddl)
+        if not int(had_rollup):
+            # A database from before the rollup: fill it from the events once.
+            campaign_rollup.ch_rebuild(self._x.run, self.database, self.events_table)
 
     def aliases_source(self) -> str:
         """Aliases collapsed to the latest per visitor without relying on merges (no FINAL)."""
@@ -203,19 +210,23 @@ class ClickHouseEventStore:
             if segment is not None and self.segment_loaded(segment):
                 return InsertResult(0, 0)
             stage = f"{self.database}._stage_{uuid.uuid4().hex}"
+            new = f"{stage}_new"
             self._x.run(f"CREATE TABLE {stage} ({_STRUCTURE}) ENGINE = Memory")
             try:
                 self._x.load_ndjson(stage, data)
                 total = int(self._x.run(f"SELECT count() FROM {stage}")[0][0])
-                before = self._count_all()
                 cols = ", ".join(COLUMN_NAMES)
+                # The batch's new events, once each: the events table and the campaign
+                # rollup are both written from them.
                 self._x.run(
-                    f"INSERT INTO {self.events_table} SELECT {cols} FROM {stage}"
+                    f"CREATE TABLE {new} ENGINE = Memory AS SELECT {cols} FROM {stage}"
                     f" WHERE (workspace_id, event_id) NOT IN (SELECT workspace_id, event_id"
                     f" FROM {self.events_table} WHERE event_id IN (SELECT event_id FROM {stage}))"
                     f" LIMIT 1 BY workspace_id, event_id"
                 )
-                inserted = self._count_all() - before
+                inserted = int(self._x.run(f"SELECT count() FROM {new}")[0][0])
+                self._x.run(f"INSERT INTO {self.events_table} SELECT {cols} FROM {new}")
+                campaign_rollup.ch_merge(self._x.run, self.database, new)
                 # Events that carry both ids tie the visitor to the user (identity map), with
                 # the load rather than on the request path; ReplacingMergeTree(created_at)
                 # keeps each visitor's newest.
@@ -227,16 +238,13 @@ class ClickHouseEventStore:
                 )
             finally:
                 self._x.run(f"DROP TABLE IF EXISTS {stage}")
+                self._x.run(f"DROP TABLE IF EXISTS {new}")
             if segment is not None:
                 self._x.run(
                     f"INSERT INTO {self._segments} VALUES ({{n:String}}, now64(3), {{i:UInt64}})",
                     {"n": segment, "i": inserted},
                 )
         return InsertResult(inserted, total - inserted)
-
-    def _count_all(self) -> int:
-        # Exact while a single writer holds _write_lock; used only to report the batch result.
-        return int(self._x.run(f"SELECT count() FROM {self.events_table}")[0][0])
 
     def add_aliases(self, aliases: Sequence[Alias]) -> int:
         if not aliases:
@@ -336,6 +344,9 @@ class ClickHouseEventStore:
     def move_person(self, workspace_id: str, from_user_id: str, to_user_id: str) -> None:
         params = {"ws": workspace_id, "f": from_user_id, "t": to_user_id}
         with self._write_lock:
+            touched = self._campaigns_of(
+                "user_id IN ({f:String}, {t:String})", {"ws": workspace_id, **params}
+            )
             # Mutations (ALTER … UPDATE) rewrite the affected parts; mutations_sync waits for
             # them, so the next query already sees the survivor.
             for table in (self.events_table, self.aliases_table):
@@ -345,6 +356,16 @@ class ClickHouseEventStore:
                     " SETTINGS mutations_sync = 2",
                     params,
                 )
+            # Their campaigns' distinct counts change (two people become one).
+            campaign_rollup.ch_rebuild(self._x.run, self.database, self.events_table, touched)
+
+    def _campaigns_of(self, where: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+        rows = self._x.run(
+            f"SELECT DISTINCT workspace_id, campaign_id FROM {self.events_table}"
+            f" WHERE workspace_id = {{ws:String}} AND campaign_id != '' AND ({where})",
+            params,
+        )
+        return [(r[0], r[1]) for r in rows]
 
     def erase_person(
         self,
@@ -374,6 +395,7 @@ class ClickHouseEventStore:
             changed = int(
                 self._x.run(f"SELECT count() FROM {self.events_table} WHERE {where}", params)[0][0]
             )
+            touched = self._campaigns_of(where, params)
             self._x.run(
                 f"ALTER TABLE {self.events_table} UPDATE user_id = {{m:String}},"
                 " visitor_id = if(visitor_id = '', '', {m:String}), ip_hash = '',"
@@ -386,6 +408,7 @@ class ClickHouseEventStore:
                 " SETTINGS mutations_sync = 2",
                 params,
             )
+            campaign_rollup.ch_rebuild(self._x.run, self.database, self.events_table, touched)
         return changed
 
     # -- reading -------------------------------------------------------------------------
@@ -399,6 +422,49 @@ class ClickHouseEventStore:
             if limit and "TIMEOUT_EXCEEDED" in str(exc):
                 raise timeout_error(limit) from exc
             raise
+
+    # -- the campaign dashboard's rollup (campaign_rollup.py) ------------------------------
+
+    def rollup_zone(self, workspace_id: str) -> str:
+        rows = self._x.run(
+            f"SELECT argMax(tz, updated) FROM {self.database}.{campaign_rollup.ZONES}"
+            " WHERE workspace_id = {ws:String} GROUP BY workspace_id",
+            {"ws": workspace_id},
+        )
+        return str(rows[0][0]) if rows else campaign_rollup.DEFAULT_ZONE
+
+    def set_rollup_zone(self, workspace_id: str, tz: str) -> None:
+        campaign_rollup.check_zone(tz)
+        with self._write_lock:
+            self._x.run(
+                f"INSERT INTO {self.database}.{campaign_rollup.ZONES}"
+                " VALUES ({ws:String}, {tz:String}, now64(6))",
+                {"ws": workspace_id, "tz": tz},
+            )
+            pairs = self._x.run(
+                "SELECT DISTINCT workspace_id, campaign_id FROM"
+                f" {self.database}.{campaign_rollup.ROLLUP} WHERE workspace_id = {{ws:String}}",
+                {"ws": workspace_id},
+            )
+            campaign_rollup.ch_rebuild(
+                self._x.run, self.database, self.events_table, [(r[0], r[1]) for r in pairs]
+            )
+
+    def rebuild_rollup(self) -> None:
+        with self._write_lock:
+            campaign_rollup.ch_rebuild(self._x.run, self.database, self.events_table)
+
+    def campaign_counts(
+        self, workspace_id: str, campaign_ids: Sequence[str], *, by: str | None
+    ) -> list[tuple[str, dict[str, int]]]:
+        return campaign_rollup.read(
+            self.query,
+            f"{self.database}.{campaign_rollup.ROLLUP}",
+            workspace_id,
+            campaign_ids,
+            by,
+            ch=True,
+        )
 
     def event_names(self, workspace_id: str) -> set[str]:
         rows = self.query(

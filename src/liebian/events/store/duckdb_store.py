@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from liebian.events.store import duckdb_first_touch
+from liebian.events.store import campaign_rollup, duckdb_first_touch
 from liebian.events.store.base import (
     COLUMN_NAMES,
     COLUMNS,
@@ -122,6 +122,7 @@ class DuckDBEventStore:
             self._con.execute("COMMIT")
         probe = (self._con.execute(_HASH_PROBE_SQL).fetchone() or ("",))[0]
         duckdb_first_touch.ensure(self._con, probe)
+        campaign_rollup.duck_ensure(self._con, probe)
 
     def _ensure_person_keys(self) -> None:
         """Add and fill ``events.person_key`` in files from before it existed, or after a
@@ -219,6 +220,7 @@ class DuckDBEventStore:
                     " RETURNING workspace_id, visitor_id, user_id"
                 ).fetchall()
                 duckdb_first_touch.merge_batch(con, source, PERSON_KEY_SQL)
+                campaign_rollup.duck_merge(con, source, PERSON_KEY_SQL)
                 con.execute("DROP TABLE IF EXISTS _new")
                 con.execute("DROP TABLE _stage")
                 con.execute("DROP TABLE _dup")
@@ -344,6 +346,10 @@ class DuckDBEventStore:
             con = self._con.cursor()
             try:
                 con.execute("BEGIN TRANSACTION")
+                # Their campaigns' distinct counts change (two people become one).
+                touched = campaign_rollup.duck_campaigns_of(
+                    con, workspace_id, "user_id IN ($f, $t)", params
+                )
                 con.execute(
                     "UPDATE events SET user_id = $t, person_key = hash($t::VARCHAR)"
                     " WHERE workspace_id = $ws AND user_id = $f",
@@ -359,6 +365,7 @@ class DuckDBEventStore:
                     params,
                 )
                 duckdb_first_touch.refill_person(con, workspace_id, to_user_id)
+                campaign_rollup.duck_rebuild(con, touched)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -391,6 +398,13 @@ class DuckDBEventStore:
                     " WHERE workspace_id = $ws AND list_contains($u::VARCHAR[], user_id)",
                     _only(params, "ws", "u", "v"),
                 )
+                erased = (
+                    "list_contains($u::VARCHAR[], user_id) OR (coalesce(user_id, '') = ''"
+                    " AND visitor_id IN (SELECT v FROM _erase_v))"
+                )
+                touched = campaign_rollup.duck_campaigns_of(
+                    con, workspace_id, erased, _only(params, "ws", "u")
+                )
                 changed = _scalar_p(
                     con,
                     "UPDATE events SET user_id = $m,"
@@ -414,6 +428,7 @@ class DuckDBEventStore:
                 )
                 con.execute("DROP TABLE _erase_v")
                 duckdb_first_touch.refill_person(con, workspace_id, marker)
+                campaign_rollup.duck_rebuild(con, touched)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -440,6 +455,42 @@ class DuckDBEventStore:
             if timer is not None:
                 timer.cancel()
             cur.close()
+
+    # -- the campaign dashboard's rollup (campaign_rollup.py) ------------------------------
+
+    def rollup_zone(self, workspace_id: str) -> str:
+        rows = self.query(
+            f"SELECT tz FROM {campaign_rollup.ZONES} WHERE workspace_id = $ws", {"ws": workspace_id}
+        )
+        return str(rows[0][0]) if rows else campaign_rollup.DEFAULT_ZONE
+
+    def set_rollup_zone(self, workspace_id: str, tz: str) -> None:
+        with self._write_lock:
+            con = self._con.cursor()
+            try:
+                campaign_rollup.duck_set_zone(con, workspace_id, tz)
+            finally:
+                con.close()
+
+    def rebuild_rollup(self) -> None:
+        with self._write_lock:
+            con = self._con.cursor()
+            try:
+                con.execute("BEGIN TRANSACTION")
+                campaign_rollup.duck_rebuild(con)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
+
+    def campaign_counts(
+        self, workspace_id: str, campaign_ids: Sequence[str], *, by: str | None
+    ) -> list[tuple[str, dict[str, int]]]:
+        return campaign_rollup.read(
+            self.query, campaign_rollup.ROLLUP, workspace_id, campaign_ids, by, ch=False
+        )
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """A cursor for callers that need DuckDB itself (e.g. COPY ... TO for exports)."""
