@@ -103,7 +103,7 @@ def test_enrol_campaign_unknown_campaign_is_refused(runtime: Runtime) -> None:
     assert err.value.details == {"field": "steps[0].campaign_id"}
 
 
-def test_invite_link_in_a_message_after_joining(runtime: Runtime) -> None:
+def test_invite_link_in_a_message_after_joining(runtime: Runtime, client: Any) -> None:
     """enrol_campaign, then a send naming the campaign: the message carries the person's own
     invite link; the dry run shows it too; campaign fields without a campaign_id are a 422."""
     from journey_support import counting_receiver
@@ -113,7 +113,9 @@ def test_invite_link_in_a_message_after_joining(runtime: Runtime) -> None:
 
     ws, contacts = workspace_with_contacts(runtime.sessions, 2)
     cid = _campaign(runtime, ws)
-    text = "邀请好友：{{ campaign.invite_url }}（{{ campaign.name }}）"
+    text = (
+        "邀请好友：{{ campaign.invite_url }}（{{ campaign.name }}）海报：{{ campaign.poster_url }}"
+    )
     with counting_receiver() as rx:
         with session_scope(runtime.sessions) as s:
             chn, _ = create_channel(s, runtime, ws, ChannelInput(kind="webhook", name="hook",
@@ -135,7 +137,8 @@ def test_invite_link_in_a_message_after_joining(runtime: Runtime) -> None:
             service.publish(s, j)
             preview = dry_run(s, None, runtime.cipher, j, contacts[0], base_url="http://sho.rt")
             assert preview["steps"][1]["message"]["text"] == (
-                f"邀请好友：http://sho.rt/p/{cid}/（加入活动后生成的邀请码）（邀请有礼）")  # fmt: skip
+                f"邀请好友：http://sho.rt/p/{cid}/（加入活动后生成的邀请码）（邀请有礼）"
+                f"海报：http://sho.rt/p/{cid}/me/poster")  # fmt: skip
             service.enrol(s, j, contacts, trigger="manual")
         clock = Clock(utcnow() + timedelta(seconds=1))
         ex = Executor(runtime.sessions, clock=clock, config=ExecutorConfig(), runtime=runtime)
@@ -150,4 +153,9 @@ def test_invite_link_in_a_message_after_joining(runtime: Runtime) -> None:
                                    .where(Participant.campaign_id == cid)).all())  # fmt: skip
         base = runtime.settings.base_url.rstrip("/")
         got = sorted(b.get("content", b)["text"] for b in rx.bodies)
-        assert got == sorted(f"邀请好友：{base}/p/{cid}/{codes[c]}（邀请有礼）" for c in contacts)
+        assert got == sorted(f"邀请好友：{base}/p/{cid}/{codes[c]}（邀请有礼）海报：{base}/p/{cid}/me/poster"
+                             for c in contacts)  # fmt: skip
+        # The poster link is the share kit's page; it carries no sign-in, so a phone that is
+        # not signed in gets the pages' sign-in notice, not someone's poster.
+        r = client.get(f"/p/{cid}/me/poster", follow_redirects=False)
+        assert r.status_code == 401 and "请先登录" in r.text

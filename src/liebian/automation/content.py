@@ -22,8 +22,11 @@ CONTACT_FIELDS = frozenset(
 )
 ROOTS = frozenset({"contact", "attributes", "journey", "tags", "campaign"})
 # A send step with a ``campaign_id``: the person's own invite link in that campaign (they
-# must be a participant — an earlier enrol_campaign step — or the default is used).
-CAMPAIGN_FIELDS = frozenset({"name", "invite_url", "invite_code"})
+# must be a participant — an earlier enrol_campaign step — or the default is used), and the
+# link to their poster page (``/p/<campaign>/me/poster``: long-press to save). The link
+# carries no sign-in (a message is easily forwarded): on a phone where the person is not signed
+# in to the campaign pages it shows the pages' 请先登录 notice.
+CAMPAIGN_FIELDS = frozenset({"name", "invite_url", "invite_code", "poster_url"})
 FILTERS = frozenset({"default", "upper", "lower", "trim", "truncate", "replace"})
 MAX_TEMPLATE = 4000
 

@@ -649,6 +649,7 @@ class Executor:
                 "name": names.get(cid, ""),
                 "invite_code": code,
                 "invite_url": f"{bases[ws].rstrip('/')}/p/{cid}/{code}",
+                "poster_url": f"{bases[ws].rstrip('/')}/p/{cid}/me/poster",
             }
 
     def _journey_name(self, session: Session, journey_id: str) -> str:

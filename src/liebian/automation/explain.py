@@ -113,7 +113,8 @@ def _campaign(
     base = public_base_url(session, workspace_id, base_url).rstrip("/")
     shown = code or "（加入活动后生成的邀请码）"
     return {"name": campaign.name, "invite_code": shown,
-            "invite_url": f"{base}/p/{campaign_id}/{shown}"}  # fmt: skip
+            "invite_url": f"{base}/p/{campaign_id}/{shown}",
+            "poster_url": f"{base}/p/{campaign_id}/me/poster"}  # fmt: skip
 
 
 def dry_run(
