@@ -141,7 +141,7 @@ def spread(sessions: Any, pace: float) -> None:
     """Paced entry: the first steps fall due one after another at ``pace / 3`` people a
     second (``pace`` step executions/s for 3-step runs), from 1 s after this, instead of all
     at once — the sustained load at which 'a step due at T runs within 1 s of T' is measured
-    (decision 0033)."""
+    (decision 0034)."""
     from sqlalchemy import bindparam, update
 
     from liebian.automation.models import JourneyStepExecution as E
@@ -275,7 +275,7 @@ def main() -> None:
                 prof.disable()
                 prof.dump_stats(args.profile)
         else:
-            # The thread `liebian serve` runs (wake-up at the next due time, decision 0033).
+            # The thread `liebian serve` runs (wake-up at the next due time, decision 0034).
             from liebian.automation.executor import ExecutorThread
 
             thread = ExecutorThread(ex, interval=0.2)

@@ -1,4 +1,4 @@
-"""Picking due work promptly (decision 0033): the executor thread wakes on an enrolment and at
+"""Picking due work promptly (decision 0034): the executor thread wakes on an enrolment and at
 the earliest due time instead of at its next look, and a retry held up at a slow receiver
 runs outside the batch, so the steps due beside it are not held up."""
 

@@ -73,7 +73,7 @@ class ExecutorConfig:
     mark_every: int = MARK_EVERY
     # Steps given back after a failed try run in a pool of their own, outside the batch, so a
     # receiver that keeps failing slowly (a 10 s timeout each) never holds up the batch's
-    # other steps (decision 0033). 0: in the batch, like the rest.
+    # other steps (decision 0034). 0: in the batch, like the rest.
     retry_threads: int = RETRY_THREADS
 
 
@@ -110,7 +110,7 @@ class BatchResult:
     failed: int = 0
     postponed: int = 0
     lost: int = 0
-    # Given to the retry pool (decision 0033): marked there, not in this batch's counts.
+    # Given to the retry pool (decision 0034): marked there, not in this batch's counts.
     retried: int = 0
     by_result: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -929,7 +929,7 @@ class ExecutorThread:
     """Runs the executor in the background: a batch, then the next at once while there is
     work; when nothing is due, it sleeps until the earliest pending step is due — at most
     ``interval`` (steps another process writes are seen by then) — and is woken at once when
-    this process commits an enrolment or a matched wait (``repository.wake``). Decision 0033."""
+    this process commits an enrolment or a matched wait (``repository.wake``). Decision 0034."""
 
     def __init__(self, executor: Executor, interval: float = 0.2) -> None:
         self.executor = executor
