@@ -3,21 +3,21 @@
 ``decide`` is what the entry page's POST runs (and what bench/bench_communities.py measures).
 It serves the usual scan — an active community with an open or screening threshold, a holder
 seen for the first time — with Core statements compiled once (``kit.precompiled``), about
-seven per decision:
+six to eight per decision:
 
-1. the community's configuration (one row);
-2. is this holder already a member? (one indexed read);
-3. the place: ``UPDATE community_groups SET members = members + 1 … WHERE id = (the first
+1. the community's configuration and whether this holder already has a row (one statement;
+   the JSON configuration is parsed once per distinct text, not per decision);
+2. the place: ``UPDATE community_groups SET members = members + 1 … WHERE id = (the first
    open group of the tier with room) AND status = 'open' AND members < capacity RETURNING …``
    — the same conditional UPDATE as ``repository.claim_place`` (decision 0022), with the
    candidate chosen inside the statement. On SQLite writers are serialized, so it succeeds
    at once when any group has room; on PostgreSQL a concurrent scan may fill the chosen group
    first (READ COMMITTED re-checks ``members < capacity`` on the committed row and the UPDATE
    then changes nothing), and the candidates are tried one by one as ``service.route`` does;
-4. the member row, ``INSERT … ON CONFLICT (community, holder) DO NOTHING``;
-5. for screening answers of an anonymous visitor: the visitor's contact and alias (insert-or-
+3. the member row, ``INSERT … ON CONFLICT (community, holder) DO NOTHING``;
+4. for screening answers of an anonymous visitor: the visitor's contact and alias (insert-or-
    read), and one upsert per answer stored as a contact attribute;
-6. the places left in the tier — only while the community's low-places alert is not latched.
+5. the places left in the tier — only while the community's low-places alert is not latched.
 
 Everything else goes to ``service.enter`` (the ORM path, same rules): a holder who already has
 a row (re-scan, came back, removed), the invitation / activity / purchase thresholds, screening
@@ -32,6 +32,7 @@ transaction in a worker thread.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Connection, Table, and_, bindparam, case, func, select, update
+from sqlalchemy import Connection, Table, Text, and_, bindparam, case, cast, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -48,6 +49,7 @@ from liebian.communities import events, routing, service
 from liebian.communities.models import Community, CommunityGroup, CommunityMember
 from liebian.contacts import attributes as contact_attributes
 from liebian.contacts.models import AttributeDef, Contact, ContactAlias, ContactAttribute
+from liebian.events import sink as event_sink
 from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher
@@ -87,18 +89,36 @@ class Placed:
 
 # ── statements, compiled once per dialect ──────────────────────────────────────────────────
 
+_CONFIG_JSON = ("tiers", "screening", "routing")
+# The community's configuration and whether this holder already has a row, in one statement.
+# The JSON columns come as text and are parsed through ``_parsed`` (a cache keyed by the
+# text itself: an operator's edit is a new text, so nothing can be stale), not per decision.
 _COMMUNITY = Precompiled(
     select(
         _c.c.id, _c.c.workspace_id, _c.c.name, _c.c.status, _c.c.starts_at, _c.c.ends_at,
-        _c.c.threshold, _c.c.tiers, _c.c.screening, _c.c.routing, _c.c.alert_below,
-        _c.c.alerted_at,
+        _c.c.threshold, *(cast(_c.c[k], Text).label(k) for k in _CONFIG_JSON),
+        _c.c.alert_below, _c.c.alerted_at,
+        select(_m.c.id)
+        .where(_m.c.community_id == _c.c.id, _m.c.holder == bindparam("holder"))
+        .scalar_subquery()
+        .label("held"),
     ).where(_c.c.id == bindparam("community_id"))
 )  # fmt: skip
-_MEMBER = Precompiled(
-    select(_m.c.id).where(
-        _m.c.community_id == bindparam("community_id"), _m.c.holder == bindparam("holder")
-    )
-)
+_PARSED: dict[str, Any] = {}
+
+
+def _parsed(text: str | None) -> Any:
+    """The JSON value of a configuration column's text (shared: callers only read it)."""
+    if text is None:
+        return None
+    value = _PARSED.get(text)
+    if value is None:
+        if len(_PARSED) >= 1024:  # bounded: configurations are few and small
+            _PARSED.clear()
+        value = _PARSED[text] = json.loads(text)
+    return value
+
+
 _OPEN = and_(_g.c.status == "open", _g.c.members < _g.c.capacity)
 _RETURNED = (_g.c.id, _g.c.name, _g.c.platform, _g.c.tier, _g.c.qr_image, _g.c.join_url)
 _TAKE = {
@@ -241,9 +261,10 @@ def decide(
     given back in the same transaction first)."""
     session.flush()
     conn = session.connection()
-    row = _COMMUNITY.execute(conn, {"community_id": community_id}).first()
+    row = _COMMUNITY.execute(conn, {"community_id": community_id, "holder": who.holder}).first()
     if row is None:
         raise NotFound("no such community", code="community_not_found")
+    row = row._replace(**{k: _parsed(getattr(row, k)) for k in _CONFIG_JSON})
     try:
         return _lean(session, conn, row, who, raw_answers, today)
     except _Fallback:
@@ -278,7 +299,7 @@ def _lean(
         tier, source = routing.decide_tier(c.tiers, c.routing, answers, today)
         if any(q.get("tags") for q in c.screening):
             raise _Fallback  # tagging goes through contacts.tags (its log, its mirror)
-    if _MEMBER.execute(conn, {"community_id": c.id, "holder": who.holder}).rows:
+    if c.held is not None:
         raise _Fallback  # a re-scan, a return, or someone removed: the full rules
     group = _take(conn, c.id, tier, now)
     if group is None:
@@ -422,13 +443,17 @@ def _announce(
     publish, after the commit."""
     props = {"community_id": c.id, "group_id": group.id, "tier": tier, "scene": scene,
              "member_id": member_id}  # fmt: skip
-    stamp = f"{now.timestamp():.3f}"
-    for event in ("group_routed", "group_joined") if joined else ("group_routed",):
-        events.emit(
-            session, workspace_id=c.workspace_id, event=event,
-            event_id=f"cm:{event}:{member_id}:{stamp}", user_id=external_id,
-            visitor_id=who.visitor_id, platform=who.platform, properties=props,
-        )  # fmt: skip
+    if event_sink.installed(session):
+        stamp = f"{now.timestamp():.3f}"
+        # One after-commit append for both lines (one spool write, one callback).
+        event_sink.emit_after_commit(session, b"".join(
+            events.line(
+                workspace_id=c.workspace_id, event=event,
+                event_id=f"cm:{event}:{member_id}:{stamp}", user_id=external_id,
+                visitor_id=who.visitor_id, platform=who.platform, properties=props,
+            )
+            for event in (("group_routed", "group_joined") if joined else ("group_routed",))
+        ))  # fmt: skip
     if joined:
         publish_after_commit(
             session,

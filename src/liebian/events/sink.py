@@ -10,6 +10,7 @@ is written.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 from sqlalchemy.orm import Session
 
-from liebian.events.store.base import EventRow
+from liebian.events.store.base import EventRow, record_time
 from liebian.kit.db import after_commit
 
 if TYPE_CHECKING:
@@ -60,14 +61,42 @@ def event_line(
     properties: Mapping[str, Any] | None = None,
     **columns: Any,
 ) -> bytes:
-    """One NDJSON spool line; ``columns`` are EventRow's (user_id, channel, campaign_id, …)."""
-    now = datetime.now(UTC)
+    """One NDJSON spool line; ``columns`` are EventRow's (user_id, channel, campaign_id, …).
+
+    The record ``EventRow(...).to_record()`` would make, built from a copy of a blank record
+    (entry decisions write two events each: the dataclass and its per-column loop were a
+    tenth of a decision's CPU)."""
+    now = record_time(datetime.now(UTC))
+    record = _BLANK.copy()
+    for name, value in columns.items():
+        if name not in _SETTABLE:
+            raise TypeError(f"event_line() got an unexpected column {name!r}")
+        record[name] = value
+    record["workspace_id"] = workspace_id
+    record["event_id"] = event_id
+    record["event"] = event
+    record["ts"] = now if ts is None else record_time(ts)
+    record["received_at"] = now
     props = {k: v for k, v in (properties or {}).items() if v is not None}
-    row = EventRow(
-        workspace_id=workspace_id, event_id=event_id, event=event, ts=ts or now,
-        received_at=now, properties=props or None, **columns,
-    )  # fmt: skip
-    return orjson.dumps(row.to_record(), option=orjson.OPT_APPEND_NEWLINE)
+    if props:
+        record["properties"] = properties_json(props)
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+_BLANK: Final = EventRow("", "", "", datetime(1970, 1, 1, tzinfo=UTC)).to_record()
+_SETTABLE: Final = frozenset(_BLANK) - {
+    "workspace_id", "event_id", "event", "ts", "received_at", "properties"
+}  # fmt: skip
+
+
+def properties_json(props: Mapping[str, Any]) -> str:
+    """``properties`` as ``EventRow.to_record`` writes it (compact JSON, not ASCII-escaped);
+    orjson where it can (the same text for strings, numbers, lists and dicts), json's
+    rules otherwise (integers past 64 bits, non-string keys)."""
+    try:
+        return orjson.dumps(props).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(props, ensure_ascii=False, separators=(",", ":"))
 
 
 def emit_after_commit(session: Session, data: bytes) -> None:

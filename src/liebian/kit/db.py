@@ -84,6 +84,32 @@ class UTCDateTime(TypeDecorator[datetime]):
 SQLITE_BUSY_TIMEOUT = 30.0
 
 
+def _driver_savepoints(engine: Engine) -> None:
+    """SAVEPOINT / RELEASE / ROLLBACK TO as driver SQL instead of compiled clause objects.
+
+    SQLAlchemy's default runs each as ``connection.execute(SavepointClause(name))``, compiled
+    anew every time (savepoint clauses are not cached): ~90 µs of Python per statement on
+    this machine, so a savepoint cost ~0.2 ms — a quarter of an entry decision's CPU under
+    group commit (a savepoint per unit, decision 0009). ``exec_driver_sql`` with the same text
+    keeps the connection events (writer-lock upgrade check, audit, echo) and costs ~5 µs.
+    """
+    dialect: Any = engine.dialect
+    quote = dialect.identifier_preparer.quote
+
+    def do_savepoint(connection: Any, name: str) -> None:
+        connection.exec_driver_sql(f"SAVEPOINT {quote(name)}")
+
+    def do_rollback_to_savepoint(connection: Any, name: str) -> None:
+        connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {quote(name)}")
+
+    def do_release_savepoint(connection: Any, name: str) -> None:
+        connection.exec_driver_sql(f"RELEASE SAVEPOINT {quote(name)}")
+
+    dialect.do_savepoint = do_savepoint
+    dialect.do_rollback_to_savepoint = do_rollback_to_savepoint
+    dialect.do_release_savepoint = do_release_savepoint
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -109,12 +135,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             **kwargs,
         )
         _configure_sqlite(engine, _writer_lock(path))
+        _driver_savepoints(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
     engine = create_engine(url, **kwargs)
+    _driver_savepoints(engine)
 
     @event.listens_for(engine, "begin")
     def _on_begin(_conn: Any) -> None:
