@@ -35,6 +35,7 @@ _ASSETS = {
     "auth.js": "text/javascript; charset=utf-8",
     "team.js": "text/javascript; charset=utf-8",
     "journeys.js": "text/javascript; charset=utf-8",
+    "sign_in.js": "text/javascript; charset=utf-8",
 }
 # Everything is same-origin; QR images arrive as blob: URLs (fetched with the Bearer header),
 # live-code uploads preview as data: URLs. No inline script, so injected markup cannot run.
@@ -53,6 +54,7 @@ NAV = [
     ("campaigns", "campaigns.html", "活动"),
     ("review", "review.html", "风控审核"),
     ("rewards", "rewards.html", "奖励"),
+    ("sign-in", "sign_in.html", "参与者登录"),
     ("webhooks", "webhooks.html", "Webhook"),
     ("channels", "channels.html", "渠道"),
     ("segments", "segments.html", "人群"),
@@ -64,7 +66,7 @@ NAV = [
     ("team", "team.html", "成员与安全"),
 ]
 # Pages over the fission routers (campaigns, referrals, risk, rewards): optional together.
-FISSION_PAGES = {"campaigns", "review", "rewards"}
+FISSION_PAGES = {"campaigns", "review", "rewards", "sign-in"}
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
