@@ -17,8 +17,10 @@ load average, since the machine is shared. Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -46,6 +48,17 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--participants", type=int, default=200)
     parser.add_argument("--activities", type=int, default=50)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=2000,
+        help="also offer each target this many req/s open-loop (bench/paced_client.py) and"
+        " report its latency there (the issue's p99 is stated at ≥ 2,000 req/s); 0: skip",
+    )
+    parser.add_argument(
+        "--paced-only", action="store_true", help="skip wrk: only the fixed-rate runs"
+    )
+    parser.add_argument("--only", default="", help="comma-separated targets to run (default: all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
@@ -105,24 +118,60 @@ def main() -> None:
                 f = Path(tmp) / f"{name.replace(' ', '_')}.txt"
                 f.write_text("\n".join(paths) + "\n")
                 files[name] = f
+            if args.only:
+                keep = set(args.only.split(","))
+                files = {k: v for k, v in files.items() if k in keep}
             script = Path(tmp) / "paths.lua"
             script.write_text(PATH_SCRIPT)
             # Warm caches and the page templates.
             for name in files:
                 wrk(port, files[name], script, 1)
             results: dict[str, list[dict[str, float]]] = {n: [] for n in files}
+            paced: dict[str, list[dict[str, float]]] = {n: [] for n in files}
+            load_before = os.getloadavg()
             for _ in range(args.runs):
                 for name in files:
-                    results[name].append(wrk(port, files[name], script, args.duration))
-    print(f"load average before/after: {os.getloadavg()}")
+                    if not args.paced_only:
+                        results[name].append(wrk(port, files[name], script, args.duration))
+                    if args.rate:
+                        paced[name].append(paced_run(port, files[name], args.rate, args.duration))
+    print(f"load average before/after: {load_before} / {os.getloadavg()}")
     print(
         f"{'target':<14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}   (median of {args.runs} × {args.duration}s, wrk -t1 -c50)"
     )
     for name, runs in results.items():
+        if not runs:
+            continue
         rps = statistics.median(r["rps"] for r in runs)
         p50 = statistics.median(r["p50"] for r in runs)
         p99 = statistics.median(r["p99"] for r in runs)
         print(f"{name:<14}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}")
+    if args.rate:
+        print(
+            f"{'target':<14}{'achieved':>10}{'p50 ms':>10}{'p99 ms':>10}{'p99.9 ms':>10}"
+            f"{'max ms':>10}   (offered {args.rate:.0f} req/s open-loop, 50 connections,"
+            f" median of {args.runs} × {args.duration}s)"
+        )
+        for name, runs in paced.items():
+            cols = [
+                statistics.median(r[k] for r in runs)
+                for k in ("achieved", "p50", "p99", "p999", "max")
+            ]
+            errs = sum(r["errors"] for r in runs)
+            print(
+                f"{name:<14}{cols[0]:>10.0f}{cols[1]:>10.2f}{cols[2]:>10.2f}{cols[3]:>10.2f}"
+                f"{cols[4]:>10.2f}" + (f"   errors: {errs}" if errs else "")
+            )
+
+
+def paced_run(port: int, paths: Path, rate: float, duration: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parent / "paced_client.py"),
+         "--port", str(port), "--rate", str(rate), "--duration", str(duration),
+         "--paths", str(paths)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 if __name__ == "__main__":
