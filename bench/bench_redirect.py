@@ -260,8 +260,9 @@ def wait_clicks_loaded(port: int, key: str, expected: int, timeout: float = 120)
 RATE_LIMIT = "1000000000"
 
 
-def liebian_env(data_dir: Path, port: int) -> dict[str, str]:
+def liebian_env(data_dir: Path, port: int, src: str | None = None) -> dict[str, str]:
     return {
+        **({"PYTHONPATH": src} if src else {}),
         "LIEBIAN_DATA_DIR": str(data_dir),
         "LIEBIAN_SECRET_KEY": SECRET,
         "LIEBIAN_BASE_URL": f"http://127.0.0.1:{port}",
@@ -270,10 +271,10 @@ def liebian_env(data_dir: Path, port: int) -> dict[str, str]:
     }
 
 
-def liebian_init(data_dir: Path) -> str:
+def liebian_init(data_dir: Path, src: str | None = None) -> str:
     out = subprocess.run(
         [str(VENV_BIN / "liebian"), "init", "--data-dir", str(data_dir)],
-        env={**os.environ, "LIEBIAN_SECRET_KEY": SECRET},
+        env={**os.environ, "LIEBIAN_SECRET_KEY": SECRET, **({"PYTHONPATH": src} if src else {})},
         capture_output=True,
         text=True,
         check=True,
@@ -367,6 +368,12 @@ def main() -> None:
         action="store_true",
         help="after each liebian run, time until every click wrk was answered for is loaded",
     )
+    parser.add_argument(
+        "--reference",
+        metavar="SRC",
+        help="a second liebian served from another source tree (its src/ directory, e.g. from "
+        "git archive), with its own data directory; its runs interleave with this tree's",
+    )
     args = parser.parse_args()
     print(f"load before: {Path('/proc/loadavg').read_text().strip()}")
     global RATE_LIMIT
@@ -386,7 +393,7 @@ def main() -> None:
     key = liebian_init(data_dir)
     slugs_file = tmp / "slugs.txt"
     (tmp / "bare_app.py").write_text(textwrap.dedent(BARE_APP))
-    ports = {name: free_port() for name in ("liebian", "bare", "nginx")}
+    ports = {name: free_port() for name in ("liebian", "reference", "bare", "nginx")}
     conf = tmp / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=ports["nginx"], workers="auto"))
     bare_cmd = [
@@ -396,23 +403,35 @@ def main() -> None:
     ]  # fmt: skip
     labels = {
         "liebian": "liebian redirect (click capture on, granian, 1 worker)",
+        "reference": f"liebian from {args.reference} (same settings)",
         "bare": "bare ASGI 302 (granian, 1 worker)",
         "nginx": "nginx return 302 (worker_processes auto)",
     }
+    # Each liebian (this tree's, and the --reference tree's when given): its data directory,
+    # API key and source path. Both get the same links, so wrk walks the same slugs.
+    servers: dict[str, tuple[Path, str, str | None]] = {"liebian": (data_dir, key, None)}
+    if args.reference:
+        ref_src = str(Path(args.reference).resolve())
+        ref_dir = tmp / "data-reference"
+        servers["reference"] = (ref_dir, liebian_init(ref_dir, ref_src), ref_src)
     with contextlib.ExitStack() as stack:
-        lb = stack.enter_context(
-            process(
-                liebian_cmd(ports["liebian"], data_dir), liebian_env(data_dir, ports["liebian"])
+        pids: dict[str, list[int]] = {}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        slugs: list[str] = []
+        for name, (ddir, api_key, src) in servers.items():
+            procs[name] = stack.enter_context(
+                process(liebian_cmd(ports[name], ddir), liebian_env(ddir, ports[name], src))
             )
-        )
-        wait_http(ports["liebian"])
-        t0 = time.perf_counter()
-        slugs = create_links_via_api(ports["liebian"], key, args.links)
-        print(
-            f"created {len(slugs):,} links through the bulk API in {time.perf_counter() - t0:.1f} s"
-        )
+            wait_http(ports[name])
+            t0 = time.perf_counter()
+            slugs = create_links_via_api(ports[name], api_key, args.links)
+            print(
+                f"{name}: created {len(slugs):,} links through the bulk API in "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
         slugs_file.write_text("\n".join(slugs) + "\n")
-        names = [n for n in ("liebian", "bare", "nginx") if n not in skip]
+        names = [n for n in ("liebian", "reference", "bare", "nginx") if n not in skip]
+        names = [n for n in names if n != "reference" or args.reference]
         if "bare" in names:
             stack.enter_context(process(bare_cmd, {"PYTHONPATH": str(tmp)}))
             wait_http(ports["bare"], "/")
@@ -421,41 +440,48 @@ def main() -> None:
             wait_http(ports["nginx"], "/")
         for name in names:  # warm-up: first-use paths, caches
             wrk(ports[name], slugs_file, script, 2)
-        wait_drained(data_dir, [lb.pid, *children(lb.pid)])
+        for name, proc in procs.items():
+            pids[name] = [proc.pid, *children(proc.pid)]
+            wait_drained(servers[name][0], pids[name])
         runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
-        lb_pids = [lb.pid, *children(lb.pid)]
         for i in range(args.runs):
             for name in names:
                 before = 0
-                if name == "liebian" and args.check_clicks:
-                    before = clicks_stored(ports["liebian"], key)
-                cpu0 = cpu_seconds(lb_pids)
+                lb_server = servers.get(name)
+                if lb_server and args.check_clicks:
+                    before = clicks_stored(ports[name], lb_server[1])
+                cpu0 = cpu_seconds(pids[name]) if lb_server else 0.0
                 r = wrk(ports[name], slugs_file, script, args.duration)
                 runs[name].append(r)
                 drained = ""
-                if name == "liebian":
-                    cpu = (cpu_seconds(lb_pids) - cpu0) / r["requests"] * 1e6
+                if lb_server:
+                    cpu = (cpu_seconds(pids[name]) - cpu0) / r["requests"] * 1e6
                     drained = f"  server CPU {cpu:.0f} us/redirect during the run"
                     if args.check_clicks:
-                        took = wait_clicks_loaded(ports["liebian"], key, before + r["requests"])
-                        loaded = clicks_stored(ports["liebian"], key) - before
+                        took = wait_clicks_loaded(
+                            ports[name], lb_server[1], before + int(r["requests"])
+                        )
+                        loaded = clicks_stored(ports[name], lb_server[1]) - before
                         drained += (
                             f"; {loaded:,} clicks loaded for {r['requests']:,} answered, "
                             f"all {took:.1f} s after the run"
                         )
-                    drained += f" (spool loaded {wait_drained(data_dir, lb_pids):.1f} s after)"
+                    spooled = wait_drained(lb_server[0], pids[name])
+                    drained += f" (spool loaded {spooled:.1f} s after)"
                 print(
-                    f"   run {i + 1} {name:8s}: {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms"
-                    f"  p99 {r['p99']:.2f} ms{drained}",
+                    f"   run {i + 1} {name:9s}: {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms"
+                    f"  p99 {r['p99']:.2f} ms{drained}  load {Path('/proc/loadavg').read_text().split()[0]}",
                     flush=True,
                 )
         for name in names:
             results[name] = {
                 k: statistics.median(r[k] for r in runs[name]) for k in ("rps", "p50", "p99")
             }
-        if "liebian" in names:
-            worker = children(lb.pid)
-            results["liebian"]["rss"] = max((rss_mb(p) for p in worker), default=rss_mb(lb.pid))
+        for name in procs:
+            if name in names:
+                worker = children(procs[name].pid)
+                rss = max((rss_mb(p) for p in worker), default=rss_mb(procs[name].pid))
+                results[name]["rss"] = rss
     for name in names:
         print(f"{labels[name]}: median {results[name]['rps']:,.0f} req/s")
 
@@ -494,7 +520,7 @@ def main() -> None:
             )
 
     print("\nsummary (medians):")
-    for name in ("nginx", "bare", "liebian"):
+    for name in ("nginx", "bare", "reference", "liebian"):
         if name in results:
             r = results[name]
             print(

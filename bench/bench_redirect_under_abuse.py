@@ -1,7 +1,8 @@
 """The redirect's latency while invalid keys and analytics queries hit the same server.
 
     /work/main/.venv/bin/python bench/bench_redirect_under_abuse.py [--runs 3] [--duration 8]
-        [--links 1000] [--abusers 4] [--micro]
+        [--links 1000] [--abusers 4] [--micro] [--modes quiet,abuse]
+        [--reference SRC] [--b-env "K=V ..."]
 
 One ``liebian serve`` (granian, 1 worker, as bench_redirect.py). Runs alternate, so the
 machine's background load hits both alike:
@@ -240,6 +241,20 @@ def main() -> None:
         help="abuse kinds: 0 repeated wrong key, 1 fresh random string, 2 fresh key-shaped "
         "wrong key, 3 analytics counts, 4 CAC, 5 link creation",
     )
+    parser.add_argument(
+        "--modes", default="quiet,abuse", help="which of quiet,abuse to run (default both)"
+    )
+    parser.add_argument(
+        "--reference",
+        metavar="SRC",
+        help="a second server from another source tree (its src/), runs interleaved",
+    )
+    parser.add_argument(
+        "--b-env",
+        default="",
+        help="a second server with these extra environment settings ('K=V K2=V2'; with "
+        "--reference, applied to the reference), runs interleaved",
+    )
     args = parser.parse_args()
     kinds = tuple(int(k) for k in args.kinds.split(","))
 
@@ -249,75 +264,90 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="liebian-abuse-"))
     script = tmp / "walk.lua"
     script.write_text(WRK_SCRIPT)
-    data_dir = tmp / "data"
-    key = liebian_init(data_dir)
-    port = free_port()
     pace = f"{args.abuse_rate:g}/s paced" if args.abuse_rate else "back to back"
+    modes = [m for m in args.modes.split(",") if m]
+    # One server, or two side by side (this tree's, and --reference's or this tree's with
+    # --b-env): their runs interleave, so the machine's background load hits both alike.
+    servers: dict[str, tuple[str | None, dict[str, str]]] = {"A": (None, {})}
+    if args.reference or args.b_env:
+        ref = str(Path(args.reference).resolve()) if args.reference else None
+        extra = dict(kv.split("=", 1) for kv in args.b_env.split())
+        servers["B"] = (ref, extra)
+        print(f"B: {ref or 'this tree'} {extra or ''}")
     print(
         f"machine: {os.cpu_count()} cpus; wrk -t1 -c50 -d{args.duration}s; "
         f"{args.abusers} abuse threads ({pace}, kinds {args.kinds}) + 1 /healthz probe; "
-        f"{args.runs} runs per mode, alternating"
+        f"{args.runs} runs per mode and server, alternating"
     )
-    results: dict[str, list[dict[str, float]]] = {"quiet": [], "abuse": []}
-    health: list[float] = []
-    statuses: Counter[str] = Counter()
+    results: dict[str, list[dict[str, float]]] = {}
+    health: dict[str, list[float]] = {}
+    statuses: dict[str, Counter[str]] = {}
     with contextlib.ExitStack() as stack:
-        lb = stack.enter_context(process(liebian_cmd(port, data_dir), liebian_env(data_dir, port)))
-        wait_http(port)
-        slugs = create_links_via_api(port, key, args.links)
-        slugs_file = tmp / "slugs.txt"
-        slugs_file.write_text("\n".join(slugs) + "\n")
-        wrk(port, slugs_file, script, 2)  # warm-up
-        pids = [lb.pid, *children(lb.pid)]
-        wait_drained(data_dir, pids)
+        started: dict[str, tuple[int, str, Path, list[int]]] = {}
+        for name, (src, extra) in servers.items():
+            data_dir = tmp / f"data-{name}"
+            key = liebian_init(data_dir, src)
+            port = free_port()
+            env = {**liebian_env(data_dir, port, src), **extra}
+            lb = stack.enter_context(process(liebian_cmd(port, data_dir), env))
+            wait_http(port)
+            slugs = create_links_via_api(port, key, args.links)
+            slugs_file = tmp / "slugs.txt"
+            slugs_file.write_text("\n".join(slugs) + "\n")
+            wrk(port, slugs_file, script, 2)  # warm-up
+            pids = [lb.pid, *children(lb.pid)]
+            wait_drained(data_dir, pids)
+            started[name] = (port, key, data_dir, pids)
         for i in range(args.runs):
-            for mode in ("quiet", "abuse"):
-                cpu0, client0 = cpu_seconds(pids), time.process_time()
-                if mode == "abuse":
-                    with Abuse(port, key, args.abusers, args.abuse_rate, kinds) as abuse:
+            for name, (port, key, data_dir, pids) in started.items():
+                for mode in modes:
+                    label = f"{mode} {name}" if len(started) > 1 else mode
+                    cpu0, client0 = cpu_seconds(pids), time.process_time()
+                    if mode == "abuse":
+                        with Abuse(port, key, args.abusers, args.abuse_rate, kinds) as abuse:
+                            r = wrk(port, slugs_file, script, args.duration)
+                        health.setdefault(label, []).extend(abuse.health_ms)
+                        statuses.setdefault(label, Counter()).update(abuse.statuses)
+                        answered = sum(abuse.statuses.values())
+                        extra_text = (
+                            f"  abuse answered {answered:,} ({answered / args.duration:,.0f}/s), "
+                            f"/healthz median {statistics.median(abuse.health_ms):.1f} ms "
+                            f"worst {max(abuse.health_ms):.1f} ms"
+                        )
+                    else:
                         r = wrk(port, slugs_file, script, args.duration)
-                    health.extend(abuse.health_ms)
-                    statuses.update(abuse.statuses)
-                    answered = sum(abuse.statuses.values())
-                    extra = (
-                        f"  abuse answered {answered:,} ({answered / args.duration:,.0f}/s), "
-                        f"/healthz median {statistics.median(abuse.health_ms):.1f} ms "
-                        f"worst {max(abuse.health_ms):.1f} ms"
+                        extra_text = ""
+                    # Server CPU (all threads of the server's processes) per redirect
+                    # answered, and this process's own (the abuse clients'), per second.
+                    r["cpu_us"] = (cpu_seconds(pids) - cpu0) / r["requests"] * 1e6
+                    r["client_cpu"] = (time.process_time() - client0) / args.duration
+                    results.setdefault(label, []).append(r)
+                    print(
+                        f"   run {i + 1} {label:7s}: {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms  "
+                        f"p99 {r['p99']:.2f} ms  server CPU {r['cpu_us']:.0f} us/redirect, "
+                        f"bench client {r['client_cpu']:.2f} CPU s/s{extra_text}  "
+                        f"(load {Path('/proc/loadavg').read_text().split()[0]})",
+                        flush=True,
                     )
-                else:
-                    r = wrk(port, slugs_file, script, args.duration)
-                    extra = ""
-                # Server CPU (all threads of the server's processes) per redirect answered,
-                # and this process's own (the abuse clients'), per second of the run.
-                r["cpu_us"] = (cpu_seconds(pids) - cpu0) / r["requests"] * 1e6
-                r["client_cpu"] = (time.process_time() - client0) / args.duration
-                results[mode].append(r)
-                print(
-                    f"   run {i + 1} {mode:5s}: {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms  "
-                    f"p99 {r['p99']:.2f} ms  server CPU {r['cpu_us']:.0f} us/redirect, "
-                    f"bench client {r['client_cpu']:.2f} CPU s/s{extra}  "
-                    f"(load {Path('/proc/loadavg').read_text().split()[0]})",
-                    flush=True,
-                )
-                wait_drained(data_dir, pids)
+                    wait_drained(data_dir, pids)
 
-    print("\nabuse requests by answer (all runs):")
-    for what, count in sorted(statuses.items()):
-        print(f"  {what:28s} {count:>7,}")
+    for label, counted in statuses.items():
+        print(f"\nabuse requests by answer ({label}, all runs):")
+        for what, count in sorted(counted.items()):
+            print(f"  {what:28s} {count:>7,}")
     print("\nsummary (medians):")
-    for mode in ("quiet", "abuse"):
-        rs = results[mode]
+    for label, rs in results.items():
         med = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu_us")}
         each = ", ".join(f"{r['p99']:.2f}" for r in rs)
         print(
-            f"  redirect {mode:5s} {med['rps']:>8,.0f} req/s   p50 {med['p50']:.2f} ms   "
+            f"  redirect {label:7s} {med['rps']:>8,.0f} req/s   p50 {med['p50']:.2f} ms   "
             f"p99 {med['p99']:.2f} ms (runs {each})   "
             f"server CPU {med['cpu_us']:.0f} us/redirect"
         )
-    if health:
+    for label, probes in health.items():
         print(
-            f"  /healthz during abuse: median {statistics.median(health):.1f} ms, "
-            f"worst {max(health):.1f} ms over {len(health)} probes"
+            f"  /healthz during {label}: median {statistics.median(probes):.1f} ms, "
+            f"worst {max(probes):.1f} ms over {len(probes)} probes"
         )
     print(f"load after: {uptime()}")
 
