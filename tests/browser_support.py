@@ -24,6 +24,12 @@ INSTALL_HINT = "apt-get install chromium fonts-noto-cjk"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
+# A page walk through the console runs once, on SQLite: the pages and their scripts are the same
+# on both databases, and every API they call is tested on both (decision 0036). The end-to-end
+# walk of issue 12 (tests/web/test_campaign_console.py) still runs on both.
+ON_SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 def require_browser() -> Any:
     """The ``playwright.sync_api`` module, or skip (fail when LIEBIAN_REQUIRE_BROWSER=1)."""
     required = os.environ.get("LIEBIAN_REQUIRE_BROWSER") == "1"

@@ -9,20 +9,14 @@ from typing import Any
 import pytest
 from journey_support import make_tag
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import ON_SQLITE_ONLY, chromium, live_server, screenshot
 from liebian.app.runtime import Runtime
 from liebian.kit.db import session_scope
 from testkit import make_key
 
 
 @pytest.fixture
-def sqlite_only(db_url: str) -> None:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("one browser run is enough; storage is covered on both backends")
-
-
-@pytest.fixture
-def server(sqlite_only: None, settings: Any, runtime: Runtime) -> Iterator[str]:
+def server(settings: Any, runtime: Runtime) -> Iterator[str]:
     from liebian.app.factory import create_app
 
     with live_server(create_app(settings, runtime)) as url:
@@ -30,6 +24,7 @@ def server(sqlite_only: None, settings: Any, runtime: Runtime) -> Iterator[str]:
 
 
 @pytest.mark.browser
+@ON_SQLITE_ONLY
 def test_journey_builder_by_clicking(server: str, runtime: Runtime) -> None:
     from liebian.automation.executor import Executor
     from liebian.automation.models import Journey

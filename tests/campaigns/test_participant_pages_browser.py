@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fission_helpers import GROUP_BUY
 
-from browser_support import ARTIFACTS, chromium
+from browser_support import ARTIFACTS, ON_SQLITE_ONLY, chromium
 from liebian.client import participant_token as sign
 
 UA_WECHAT = (
@@ -45,6 +45,7 @@ def _dashboard(
 
 
 @pytest.mark.browser
+@ON_SQLITE_ONLY
 def test_three_friends_on_phones(server: str, owner: dict[str, str], db_url: str) -> None:
     backend = "pg" if db_url.startswith("postgresql") else "sqlite"
     config = {**GROUP_BUY, "tiers": [{"size": 3, "price": 9_900}], "leader_discount": 0}

@@ -16,15 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from people_helpers import person
 
-from browser_support import chromium, expect, live_server, screenshot
-
-
-@pytest.fixture
-def sqlite_only(db_url: str) -> None:
-    """Set up before the server: the page is the same on both databases, and its API tests
-    run on both (time budget)."""
-    if db_url.startswith("postgresql"):
-        pytest.skip("browser page test runs on SQLite only")
+from browser_support import ON_SQLITE_ONLY, chromium, expect, live_server, screenshot
 
 
 @pytest.fixture
@@ -36,8 +28,9 @@ def server(settings: Any, runtime: Any) -> Iterator[str]:
 
 
 @pytest.mark.browser
+@ON_SQLITE_ONLY
 def test_segments_and_communities_on_the_people_pages(
-    sqlite_only: None, server: str, owner: dict[str, str], runtime: Any
+    server: str, owner: dict[str, str], runtime: Any
 ) -> None:
     import httpx
 

@@ -16,17 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from people_helpers import person
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import ON_SQLITE_ONLY, chromium, live_server, screenshot
 
 COLOURS = {"高意向": ("#d93025", "rgb(217, 48, 37)"), "宝妈": ("#188038", "rgb(24, 128, 56)")}
-
-
-@pytest.fixture
-def sqlite_only(db_url: str) -> None:
-    """Set up before the server: the page is the same on both databases, and its API tests
-    run on both (time budget)."""
-    if db_url.startswith("postgresql"):
-        pytest.skip("browser page test runs on SQLite only")
 
 
 @pytest.fixture
@@ -38,9 +30,8 @@ def server(settings: Any, runtime: Any) -> Iterator[str]:
 
 
 @pytest.mark.browser
-def test_tag_colours_render_under_the_csp(
-    sqlite_only: None, server: str, owner: dict[str, str], runtime: Any
-) -> None:
+@ON_SQLITE_ONLY
+def test_tag_colours_render_under_the_csp(server: str, owner: dict[str, str], runtime: Any) -> None:
     import httpx
 
     ws = httpx.get(server + "/api/v1/workspace", headers=owner).json()["id"]

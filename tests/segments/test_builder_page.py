@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from browser_support import chromium, expect, live_server, screenshot
+from browser_support import ON_SQLITE_ONLY, chromium, expect, live_server, screenshot
 from liebian.app.runtime import Runtime
 
 from .helpers import contacts, events, key, tag, workspace
@@ -22,6 +22,7 @@ def server(settings: Any, runtime: Runtime) -> Iterator[str]:
 
 
 @pytest.mark.browser
+@ON_SQLITE_ONLY
 def test_segment_builder_by_clicking(server: str, runtime: Runtime) -> None:
     ws, _headers = workspace(runtime)
     ids = contacts(runtime, ws, ["妈妈A", "妈妈B", "爸爸C"])

@@ -12,7 +12,7 @@ import httpx
 import pyotp
 import pytest
 
-from browser_support import chromium, expect, live_server, screenshot
+from browser_support import ON_SQLITE_ONLY, chromium, expect, live_server, screenshot
 from liebian.kit.db import session_scope
 from liebian.team.service import owner_invitation
 
@@ -26,12 +26,10 @@ def server(settings: Any, runtime: Any) -> Iterator[str]:
 
 
 @pytest.mark.browser
+@ON_SQLITE_ONLY  # the same flows' storage runs on PostgreSQL in test_team_flow.py
 def test_console_sign_in_and_totp_step_up(
     server: str, owner: dict[str, str], runtime: Any, db_url: str
 ) -> None:
-    if db_url.startswith("postgresql"):
-        # A page test: the same flows' storage runs on PostgreSQL in test_team_flow.py.
-        pytest.skip("the browser flow runs once, on SQLite (test time budget)")
     backend = "sqlite"
     http = httpx.Client(base_url=server, headers=owner, timeout=60)
     ws = http.get("/api/v1/workspace").json()["id"]

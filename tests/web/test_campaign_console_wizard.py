@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import ON_SQLITE_ONLY, chromium, live_server, screenshot
 
 
 @pytest.fixture
@@ -48,6 +48,7 @@ def _pixel(png: bytes, xy: tuple[int, int]) -> tuple[int, int, int]:
 
 
 @pytest.mark.browser
+@ON_SQLITE_ONLY
 def test_login_to_live_campaign_and_poster_designer(
     server: str, owner: dict[str, str], db_url: str, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from browser_support import chromium, live_server, screenshot
+from browser_support import ON_SQLITE_ONLY, chromium, live_server, screenshot
 
 PAGES = [
     ("/admin/login", "粘贴工作区的 API 密钥"),
@@ -98,6 +98,7 @@ def _wait_for_image(page: Any, selector: str) -> None:
 
 
 @pytest.mark.browser
+@ON_SQLITE_ONLY
 def test_console_in_headless_chromium(server: str, owner: dict[str, str], db_url: str) -> None:
     import httpx
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser_support import chromium, expect, live_server, screenshot
+from browser_support import ON_SQLITE_ONLY, chromium, expect, live_server, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -106,6 +106,7 @@ def _backend(db_url: str) -> str:
     return "pg" if db_url.startswith("postgresql") else "sqlite"
 
 
+@ON_SQLITE_ONLY
 def test_review_page_approves_and_rejects_held_referrals(
     server: str, api: httpx.Client, owner: dict[str, str], db_url: str
 ) -> None:
@@ -155,6 +156,7 @@ def test_review_page_approves_and_rejects_held_referrals(
     assert statuses == {by_referee["bob"]: "approved", by_referee["carol"]: "rejected"}
 
 
+@ON_SQLITE_ONLY
 def test_rewards_page_lists_ledger_and_pays_a_batch(
     server: str, api: httpx.Client, owner: dict[str, str], db_url: str
 ) -> None:
@@ -218,6 +220,7 @@ def test_rewards_page_lists_ledger_and_pays_a_batch(
         assert errors == []
 
 
+@ON_SQLITE_ONLY
 def test_webhooks_page_creates_tests_and_retries(
     server: str, api: httpx.Client, owner: dict[str, str], runtime: Any, db_url: str
 ) -> None:

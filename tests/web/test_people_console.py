@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "contacts"))
 
 from people_helpers import person
 
-from browser_support import chromium, expect, live_server, screenshot
+from browser_support import ON_SQLITE_ONLY, chromium, expect, live_server, screenshot
 from liebian.events.store import EventRow
 
 
@@ -40,6 +40,7 @@ def server(settings: Any, runtime: Any) -> Iterator[str]:
 
 
 @pytest.mark.browser
+@ON_SQLITE_ONLY
 def test_people_console_in_chromium(
     server: str, owner: dict[str, str], runtime: Any, db_url: str
 ) -> None:
