@@ -3,6 +3,7 @@
     PYTHONPATH=src /work/main/.venv/bin/python bench/bench_communities.py \
         [--decisions 3000] [--threads 16] [--path committed|direct|orm] [--threshold open]
         [--messages 20000] [--groups 1000] [--days 90] [--reference OLD_METRICS_PY]
+        [--store KEEP.duckdb] [--no-table]
 
 1. routing: a migrated SQLite database (the embedded default) with one screening community
    (a date question deriving 0–3 / 3–8 tiers, a choice rule to a city tier) and 60 groups of
@@ -206,13 +207,21 @@ def bench_rules(messages: int) -> None:
     )
 
 
-def bench_metrics(tmp: Path, groups: int, days: int, reference: str = "") -> None:
-    from liebian.communities.metrics import group_metrics
+def bench_metrics(
+    tmp: Path, groups: int, days: int, reference: str = "", keep: str = "", no_table: bool = False
+) -> None:
     from liebian.events.store import EventRow, open_event_store
 
-    store = open_event_store(tmp / "events.duckdb")
     ws, cmy = "ws_bench", "cmy_bench"
     start = datetime(2026, 9, 1, tzinfo=UTC)
+    if keep and Path(keep).exists():
+        # A store made by an earlier run with the same --groups/--days (--store): generating
+        # 1M events takes minutes on a busy machine, outside what the bench lock should hold.
+        store = open_event_store(Path(keep))
+        _time_metrics(store, ws, cmy, start, start + timedelta(days=days), reference, no_table)
+        store.close()
+        return
+    store = open_event_store(Path(keep) if keep else tmp / "events.duckdb")
     rng = random.Random(3)
     path = tmp / "events.ndjson"
     n = 0
@@ -239,7 +248,18 @@ def bench_metrics(tmp: Path, groups: int, days: int, reference: str = "") -> Non
     print(
         f"metrics: {n:,} events ({groups} groups × {days} days) loaded in {time.perf_counter() - loaded:.1f} s"
     )
-    end = start + timedelta(days=days)
+    _time_metrics(store, ws, cmy, start, start + timedelta(days=days), reference, no_table)
+    store.close()
+
+
+def _time_metrics(
+    store: object, ws: str, cmy: str, start: datetime, end: datetime, reference: str,
+    no_table: bool,
+) -> None:  # fmt: skip
+    from liebian.communities.metrics import group_metrics
+
+    if no_table:  # read the events themselves (the DuckDB community_events table unused)
+        store.community_table = None  # type: ignore[attr-defined]
     impls: list[tuple[str, object]] = [("", group_metrics)]
     if reference:
         # An older metrics.py (e.g. `git show <commit>:src/liebian/communities/metrics.py`),
@@ -268,7 +288,6 @@ def bench_metrics(tmp: Path, groups: int, days: int, reference: str = "") -> Non
                 f"{statistics.median(cpus[name]) * 1000:.0f} ms process CPU (all DuckDB threads) "
                 f"over 3 runs ({len(out_.days)} day rows, {len(out_.summary)} summary rows)"
             )
-    store.close()
 
 
 def main() -> None:
@@ -288,6 +307,15 @@ def main() -> None:
     parser.add_argument(
         "--reference", default="", help="an older communities/metrics.py to time alternately"
     )
+    parser.add_argument(
+        "--store",
+        default="",
+        help="metrics: keep the generated DuckDB file here, reuse it if there",
+    )
+    parser.add_argument(
+        "--no-table", action="store_true",
+        help="metrics: read the events, not the community_events table",
+    )  # fmt: skip
     parser.add_argument("--skip", default="", help="comma list of routing,rules,metrics")
     args = parser.parse_args()
     skip = set(args.skip.split(",")) if args.skip else set()
@@ -298,7 +326,9 @@ def main() -> None:
         if "routing" not in skip:
             bench_routing(Path(tmp), args.decisions, args.threads, args.threshold, args.path)
         if "metrics" not in skip:
-            bench_metrics(Path(tmp), args.groups, args.days, args.reference)
+            bench_metrics(
+                Path(tmp), args.groups, args.days, args.reference, args.store, args.no_table
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from liebian.analytics.common import ratio
 from liebian.analytics.sql import Sql, check_tz, to_utc
+from liebian.events.store import duckdb_community
 from liebian.events.store.base import EventStore
 
 By = Literal["group", "tier", "community"]
-EVENTS = ("community_view", "group_routed", "group_joined", "group_left", "group_message",
-          "group_violation", "first_day_task")  # fmt: skip
+EVENTS = duckdb_community.EVENTS
 
 
 class DayRow(BaseModel):
@@ -66,18 +66,27 @@ class MetricsOut(BaseModel):
     summary: list[SummaryRow]
 
 
-def _prop(sql: Sql, key: str) -> str:
-    """A string property we wrote ourselves (always a string when present): one JSON read per
-    row, without analytics' type check (which parses the document twice)."""
+def _table(store: EventStore) -> str | None:
+    """The store's table of community events with their ids as columns (``community_events``,
+    kept at load: events/store/duckdb_community.py), or None (ClickHouse: from the events)."""
+    return getattr(store, "community_table", None)
+
+
+def _prop(sql: Sql, key: str, table: str | None = None) -> str:
+    """A string property we wrote ourselves (always a string when present): its column in the
+    community table, else one JSON read per row, without analytics' type check (which parses
+    the document twice)."""
+    if table is not None:
+        return f"e.{key}"
     if sql.ch:
         return f"JSONExtractString(e.properties, {sql.p(key)})"
     return f"coalesce(json_extract_string(e.properties, {sql.p('$.' + key)}), '')"
 
 
-def _key(sql: Sql, by: By) -> str:
+def _key(sql: Sql, by: By, table: str | None) -> str:
     if by == "community":
         return "''"
-    return _prop(sql, "group_id" if by == "group" else "tier")
+    return _prop(sql, "group_id" if by == "group" else "tier", table)
 
 
 def group_metrics(
@@ -96,7 +105,12 @@ def group_metrics(
     return MetricsOut(by=by, tz=tz, days=days, summary=summary)
 
 
-def _scope(sql: Sql, community_id: str, start: datetime, end: datetime) -> str:
+def _scope(sql: Sql, community_id: str, start: datetime, end: datetime, table: str | None) -> str:
+    if table is not None:  # only the community events, their ids as columns
+        return " AND ".join([
+            f"e.community_id = {sql.p(community_id)}", f"e.ts >= {sql.p(start)}",
+            f"e.ts < {sql.p(end)}",
+        ])  # fmt: skip
     return " AND ".join([
         f"e.ts >= {sql.p(start)}", f"e.ts < {sql.p(end)}", sql.in_list("e.event", list(EVENTS)),
         # A cheap substring test first: most events of a workspace are not this community's.
@@ -129,12 +143,16 @@ def _days(
     sender) — a message's sender kept, other events' people folded to one — so the distinct
     senders of a day are a count of rows, not a DISTINCT per (day, key) over every event."""
     sql = Sql(store)
+    table = _table(store)
     msg = "ev = 'group_message'"
     select = (
-        f"{_local_day(sql, tz, start, end)} AS day, {_key(sql, by)} AS k, e.event AS ev, "
+        f"{_local_day(sql, tz, start, end)} AS day, {_key(sql, by, table)} AS k, e.event AS ev, "
         f"CASE WHEN e.event = 'group_message' THEN {sql.person_key(False)} ELSE 0 END AS who"
     )
-    inner = sql.events_with_person(ws, select, _scope(sql, community_id, start, end), aliases=False)
+    inner = sql.events_with_person(
+        ws, select, _scope(sql, community_id, start, end, table), aliases=False,
+        source=table or "",
+    )  # fmt: skip
     counted = f"SELECT day, k, ev, who, count(*) AS n FROM ({inner}) t GROUP BY day, k, ev, who"
     sums = ", ".join(
         [sql.sum_if("n", f"ev = '{ev}'") for ev in ("community_view", "group_routed",
@@ -161,8 +179,14 @@ def _summary(
     first (with the counts inside the last 7/14/30 days), so each distinct count is a count
     of rows."""
     sql = Sql(store)
-    select = f"{_key(sql, by)} AS k, e.event AS ev, e.ts AS ts, {sql.person_key(False)} AS who"
-    inner = sql.events_with_person(ws, select, _scope(sql, community_id, start, end), aliases=False)
+    table = _table(store)
+    select = (
+        f"{_key(sql, by, table)} AS k, e.event AS ev, e.ts AS ts, {sql.person_key(False)} AS who"
+    )
+    inner = sql.events_with_person(
+        ws, select, _scope(sql, community_id, start, end, table), aliases=False,
+        source=table or "",
+    )  # fmt: skip
     windows = {n: sql.p(end - timedelta(days=n)) for n in (7, 14, 30)}
     per_person = ", ".join(f"{sql.count_if(f'ts >= {w}')} AS n{n}" for n, w in windows.items())
     counted = f"SELECT k, ev, who, count(*) AS n, {per_person} FROM ({inner}) t GROUP BY k, ev, who"
@@ -202,14 +226,14 @@ def _money(
 ) -> dict[str, tuple[int, int]]:
     """Revenue events of each key's members after their first join in the range."""
     sql = Sql(store)
+    table = _table(store)
     ws_p = sql.p(ws)
     person = sql.person(False)
     joined = (
-        f"SELECT {_key(sql, by)} AS k, {person} AS person, min(e.ts) AS jt FROM {sql.events} e"
+        f"SELECT {_key(sql, by, table)} AS k, {person} AS person, min(e.ts) AS jt"
+        f" FROM {table or sql.events} e"
         f" WHERE e.workspace_id = {ws_p} AND e.event = 'group_joined'"
-        f" AND e.ts >= {sql.p(start)} AND e.ts < {sql.p(end)}"
-        f" AND e.properties LIKE {sql.p('%' + community_id + '%')}"
-        f" AND {_prop(sql, 'community_id')} = {sql.p(community_id)} GROUP BY k, person"
+        f" AND {_scope(sql, community_id, start, end, table)} GROUP BY k, person"
     )
     rows = sql.run(
         f"SELECT j.k, count(*), sum(e.revenue) FROM {sql.events} e"

@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from liebian.events.store import campaign_rollup, duckdb_first_touch
+from liebian.events.store import campaign_rollup, duckdb_community, duckdb_first_touch
 from liebian.events.store.base import (
     COLUMN_NAMES,
     COLUMNS,
@@ -87,6 +87,8 @@ class DuckDBEventStore:
     events_table = "events"
     aliases_table = "aliases"
     first_touch_table: str | None = duckdb_first_touch.TABLE
+    # Community events with their ids as columns, kept at load (communities' group metrics).
+    community_table: str | None = duckdb_community.TABLE
 
     def __init__(
         self, path: str | Path, *, threads: int | None = None, query_timeout: float | None = None
@@ -122,6 +124,7 @@ class DuckDBEventStore:
             self._con.execute("COMMIT")
         probe = (self._con.execute(_HASH_PROBE_SQL).fetchone() or ("",))[0]
         duckdb_first_touch.ensure(self._con, probe)
+        duckdb_community.ensure(self._con, probe)
         campaign_rollup.duck_ensure(self._con, probe)
 
     def _ensure_person_keys(self) -> None:
@@ -220,6 +223,7 @@ class DuckDBEventStore:
                     " RETURNING workspace_id, visitor_id, user_id"
                 ).fetchall()
                 duckdb_first_touch.merge_batch(con, source, PERSON_KEY_SQL)
+                duckdb_community.merge_batch(con, source, PERSON_KEY_SQL)
                 campaign_rollup.duck_merge(con, source, PERSON_KEY_SQL)
                 con.execute("DROP TABLE IF EXISTS _new")
                 con.execute("DROP TABLE _stage")
@@ -359,6 +363,7 @@ class DuckDBEventStore:
                     "UPDATE aliases SET user_id = $t WHERE workspace_id = $ws AND user_id = $f",
                     params,
                 )
+                duckdb_community.move_person(con, params)
                 con.execute(
                     f"DELETE FROM {duckdb_first_touch.TABLE} WHERE workspace_id = $ws"
                     " AND person_key IN (hash($f::VARCHAR), hash($t::VARCHAR))",
@@ -405,6 +410,7 @@ class DuckDBEventStore:
                 touched = campaign_rollup.duck_campaigns_of(
                     con, workspace_id, erased, _only(params, "ws", "u")
                 )
+                duckdb_community.erase(con, erased, _only(params, "ws", "u"))
                 changed = _scalar_p(
                     con,
                     "UPDATE events SET user_id = $m,"
@@ -478,6 +484,7 @@ class DuckDBEventStore:
             try:
                 con.execute("BEGIN TRANSACTION")
                 campaign_rollup.duck_rebuild(con)
+                duckdb_community.rebuild(con)  # kept at load too: the same rule applies
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
