@@ -43,8 +43,8 @@ def _random_rows(rng: random.Random, n: int, first_id: int) -> list[EventRow]:
     return rows
 
 
-def _check(store: EventStore, zones: dict[str, str]) -> None:
-    for ws in ("ws_a", "ws_b"):
+def _check(store: EventStore, zones: dict[str, str], workspaces: tuple[str, ...]) -> None:
+    for ws in workspaces:
         tz = zones[ws]
         for by in (None, "channel", "day"):
             for cid in ("cmp_1", "cmp_2"):
@@ -62,7 +62,7 @@ def test_rollup_matches_the_events(store: EventStore) -> None:
     zones = {"ws_a": "Asia/Shanghai", "ws_b": "America/New_York"}
     for b in range(4):
         store.insert(_random_rows(rng, 60, b * 60))
-    _check(store, zones)
+    _check(store, zones, ("ws_a", "ws_b"))
     (total,) = event_counts(store, "ws_a", "cmp_1", by=None, tz="UTC")
     assert total[1]["seen"] and total[1]["participants"] and total[1]["gmv"]
     # Another zone than the rollup's: computed from the events, same answer.
@@ -73,14 +73,14 @@ def test_rollup_matches_the_events(store: EventStore) -> None:
     before = event_counts(store, "ws_a", "cmp_1", by=None, tz="UTC")
     store.move_person("ws_a", "u1", "u2")
     store.erase_person("ws_a", ["u3"], ["v3"], "erased_1")
-    _check(store, zones)
+    _check(store, zones, ("ws_a",))  # ws_b's events did not change
     assert event_counts(store, "ws_a", "cmp_1", by=None, tz="UTC") != before
     # The workspace's zone changes: its days are re-keyed.
     store.set_rollup_zone("ws_a", "UTC")
     zones["ws_a"] = "UTC"
     assert store.rollup_zone("ws_a") == "UTC"
     store.insert(_random_rows(rng, 40, 300))
-    _check(store, zones)
+    _check(store, zones, ("ws_a",))
     # A rebuild from the events gives the same rollup as the one kept batch by batch.
     kept = event_counts(store, "ws_a", "cmp_1", by="day", tz="UTC")
     store.rebuild_rollup()
