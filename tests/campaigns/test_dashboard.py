@@ -17,7 +17,7 @@ def test_dashboard_and_tree(client: Any, owner: dict[str, str], runtime: Any) ->
     ).json()
     join(client, owner, cid, "carol", referrer_code=bob["invite_code"], channel="group")
     join(client, owner, cid, "dave", referrer_code=alice["invite_code"], channel="group")
-    join(client, owner, cid, "erin", channel="moments")
+    erin = join(client, owner, cid, "erin", channel="moments").json()
     client.get(
         f"/api/v1/campaigns/{cid}/participants/{alice['participant_id']}/poster.png", headers=owner
     )
@@ -71,3 +71,12 @@ def test_dashboard_and_tree(client: Any, owner: dict[str, str], runtime: Any) ->
     assert [n["external_id"] for n in more["items"]] == ["dave"] and more["next_cursor"] is None
     missing = client.get(f"/api/v1/campaigns/{cid}/tree", params={"parent": "par_x"}, headers=owner)
     assert missing.status_code == 404
+    # The forest is reused between requests only while the participants are unchanged: a new
+    # invitee shows at once.
+    join(client, owner, cid, "frank", referrer_code=erin["invite_code"], channel="group")
+    again = client.get(f"/api/v1/campaigns/{cid}/tree", headers=owner).json()
+    assert again["participants"] == 6
+    assert [(n["external_id"], n["descendants"]) for n in again["items"]] == [
+        ("alice", 3),
+        ("erin", 1),
+    ]
