@@ -103,7 +103,9 @@ def test_communities_console_and_entry_page_in_chromium(server: str, owner: dict
         page.fill("#rl-form textarea[name=banned_patterns]", "(未闭合")
         page.click("#rl-form button[type=submit]")
         page.wait_for_selector("#alert.error")
-        assert "banned_patterns" in page.inner_text("#alert")
+        # The console's shared alert (liebianConsole.showError): the 422 and the bad pattern.
+        refused = page.inner_text("#alert")
+        assert "输入有误" in refused and "(未闭合" in refused
         page.fill("#rl-form textarea[name=banned_patterns]", r"返现\d+元")
         page.check("#rl-form input[name=block_links]")
         page.click("#rl-form button[type=submit]")

@@ -1,48 +1,13 @@
 // 社群 / 社群详情 pages. Values reach the page through textContent / setAttribute only.
 "use strict";
 (() => {
-  const KEY = "liebian.apiKey";
   const SVG = "http://www.w3.org/2000/svg";
-  const $ = (sel, root = document) => root.querySelector(sel);
-  function h(tag, props, ...kids) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v == null || v === false) continue;
-      if (k === "text") node.textContent = String(v);
-      else if (k === "class") node.className = v;
-      else if (k === "value") node.value = v;
-      else if (k === "checked") node.checked = !!v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const kid of kids.flat()) if (kid != null && kid !== false) node.append(kid instanceof Node ? kid : String(kid));
-    return node;
-  }
-  async function api(method, path, json) {
-    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") };
-    let body;
-    if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
-    const resp = await fetch(path, { method, headers, body, cache: "no-store" });
-    const data = resp.status === 204 ? null : await resp.json().catch(() => null);
-    if (!resp.ok) {
-      const err = (data && data.error) || { message: resp.statusText };
-      const e = new Error(err.message || "请求失败");
-      e.details = err.details;
-      throw e;
-    }
-    return data;
-  }
-  function alertBox(kind, text) {
-    const box = $("#alert");
-    box.className = "alert " + kind;
-    box.textContent = text;
-    box.hidden = false;
-  }
-  function problem(e) {
-    let text = e.message;
-    if (e.details && e.details.field) text += `（字段：${e.details.field}）`;
-    alertBox("error", text);
-  }
+  // The console's shared helpers (console.js, loaded first): one api(), one alert box.
+  const C = window.liebianConsole;
+  const { $, h } = C;
+  const api = (method, path, json) => C.api(method, path, json === undefined ? {} : { json });
+  const alertBox = (kind, text) => C.showAlert(kind, text, "");
+  const problem = (e) => C.showError(e);
   const KIND = { acquisition: "引流群", welfare: "福利群", flash: "快闪群" };
   const THRESHOLD = { open: "公开", invitation: "邀请码", activity: "参加活动", purchase: "已购用户", screening: "筛选问卷" };
   const STATUS = { open: ["开放", "ok"], full: ["已满", "warn"], archived: ["已归档", "muted"] };
