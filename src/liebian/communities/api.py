@@ -353,6 +353,10 @@ async def community_metrics(
         result = metrics.group_metrics(
             runtime.event_store, principal.workspace_id, community_id, start, end, by, tz
         )
+        with runtime.read_sessions() as session:
+            invited = repository.invitations_made(session, community_id, start, end, by)
+        for row in result.summary:
+            row.invitations = invited.get(row.key, 0)
         if groups is not None:
             result.days = [d for d in result.days if d.key in groups]
             result.summary = [r for r in result.summary if r.key in groups]

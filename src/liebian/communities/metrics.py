@@ -55,6 +55,11 @@ class SummaryRow(BaseModel):
         default=0, description="people who did a first-day task (首日任务) within 24 h of joining"
     )
     first_day_rate: float = Field(default=0.0, description="first_day_done / people who joined")
+    invitations: int = Field(
+        default=0,
+        description="people given a place in the range through an invitation code of a member"
+        " of this key (the inviter's group or tier; OLTP, not events)",
+    )
     conversions: int = Field(description="revenue events of members after their join")
     gmv: int = Field(description="their revenue in 分")
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import case, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, literal, select, update
+from sqlalchemy.orm import Session, aliased
 
 from liebian.communities.models import Community, CommunityAlert, CommunityGroup, CommunityMember
 from liebian.kit.pagination import paginate
@@ -182,3 +183,27 @@ def alerts_page(
 ) -> list[CommunityAlert]:
     stmt = select(CommunityAlert).where(CommunityAlert.community_id == community_id)
     return list(session.scalars(paginate(stmt, CommunityAlert.id, cursor, limit)))
+
+
+def invitations_made(
+    session: Session, community_id: str, start: datetime, end: datetime, by: str
+) -> dict[str, int]:
+    """People given a place in [start, end) through a member's invitation code, counted for
+    the inviter's group, tier ('' when none) or the community ('')."""
+    inviter = aliased(CommunityMember)
+    key = {
+        "group": inviter.group_id,
+        "tier": func.coalesce(inviter.tier, ""),
+    }.get(by, literal(""))
+    rows = session.execute(
+        select(key, func.count())
+        .select_from(CommunityMember)
+        .join(inviter, inviter.id == CommunityMember.inviter_member_id)
+        .where(
+            CommunityMember.community_id == community_id,
+            CommunityMember.routed_at >= start,
+            CommunityMember.routed_at < end,
+        )
+        .group_by(key)
+    )
+    return {str(k or ""): int(n) for k, n in rows}

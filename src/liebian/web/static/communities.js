@@ -186,7 +186,7 @@
         h("td", { text: label(r.key) }), h("td", { text: r.joins }), h("td", { text: r.leaves }),
         h("td", { text: pct(r.leave_rate) }), h("td", { text: pct(r.join_rate) }), h("td", { text: r.messages }),
         h("td", { text: r.active_7d }), h("td", { text: r.active_30d }), h("td", { text: r.violations }),
-        h("td", { text: r.conversions }), h("td", { text: "¥" + (r.gmv / 100).toFixed(2) }))));
+        h("td", { text: r.invitations }), h("td", { text: r.conversions }), h("td", { text: "¥" + (r.gmv / 100).toFixed(2) }))));
       // Daily joins as bars (SVG attributes, no inline style).
       const perDay = {};
       for (const d of m.days) perDay[d.day] = (perDay[d.day] || 0) + d.joins;
