@@ -53,3 +53,24 @@ def test_a_repeated_wrong_key_gets_the_same_401_without_a_database_read(
     assert torn.status_code == 401
     assert "copied in full" in torn.json()["error"]["message"]
     assert len(reads) == 1
+
+
+def test_a_cached_custom_role_key_gets_no_join_or_help_without_campaigns_write(
+    client: Any, runtime: Runtime, owner: dict[str, str]
+) -> None:
+    """The lean join/help path (campaigns/fast_path.py) and its FastAPI routes' own principal
+    took a cached key at its rank alone: a custom role holding links:write (operator rank)
+    could join groups and help assists without campaigns:write."""
+    assert client.get("/api/v1/links", headers=owner).status_code == 200  # now cached
+    cache = runtime.extras["key_cache"]
+    token = owner["Authorization"].split(" ", 1)[1]
+    cached = cache.get(token)
+    assert cached is not None
+    cache.put(token, dataclasses.replace(cached, permissions=frozenset({"links:write"})))
+    for path, body in (
+        ("/api/v1/groups/grp_nope/join", {"external_id": "u1"}),
+        ("/api/v1/assists/ast_nope/help", {"external_id": "u1"}),
+    ):
+        refused = client.post(path, json=body, headers=owner)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["error"]["code"] == "insufficient_permission"

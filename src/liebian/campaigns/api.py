@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep, get_principal
+from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
 from liebian.app.runtime import Runtime
 from liebian.campaigns import (
     assists,
@@ -413,20 +412,9 @@ def _json(out: dict[str, Any]) -> Response:
     return Response(orjson.dumps(out, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
-async def _principal(request: Request) -> Principal:
-    """``deps.get_principal`` without its worker-thread trip when the key is cached (the
-    usual case); a miss or a malformed header takes the regular path."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        runtime: Runtime = request.app.state.runtime
-        principal = runtime.extras["key_cache"].get(token.strip())
-        if principal is not None:
-            request.state.principal = principal
-            return principal
-    return await run_in_threadpool(get_principal, request)
-
-
-FastPrincipalDep = Annotated[Principal, Depends(_principal)]
+# The principal on the event loop when the key is cached (app/deps.py principal_on_loop: the
+# custom role's area gate included), else looked up in a worker thread.
+FastPrincipalDep = PrincipalDep
 
 
 @router.post("/groups/{group_id}/join", response_model=schemas.GroupOut)

@@ -124,7 +124,11 @@ class FissionWritesApp:
         if content_type is not None and not content_type.lower().startswith(b"application/json"):
             raise _Fallback
         principal = self.keys.get(token.strip()) if token.strip() else None
-        if principal is None or not principal.at_least(Role.operator):
+        # A custom role (permissions not None) is gated by area in the framework's principal
+        # dependency (app/deps.py); its rank alone does not say it may write campaigns.
+        if principal is None or principal.permissions is not None:
+            raise _Fallback
+        if not principal.at_least(Role.operator):
             raise _Fallback
         return principal
 
