@@ -125,7 +125,19 @@ def test_communities_console_and_entry_page_in_chromium(server: str, owner: dict
         assert "周三" in row and "启用" in row
         page.locator("#cal-table button", has_text="暂停").click()
         page.wait_for_selector("#cal-table td.cal-status:has-text('暂停')")
+        # 首日任务: a task row through the editor, saved on the community.
+        page.click("#fd-card summary")
+        page.click("#ed-first-day button:has-text('添加')")
+        page.fill("#ed-first-day input[name=key]", "coupon")
+        page.fill("#ed-first-day input[name=label]", "领新人券")
+        page.fill("#ed-first-day input[name=url]", "https://shop.example/coupon")
+        page.click("#fd-form button[type=submit]")
+        page.wait_for_selector("#alert.ok:has-text('已保存首日任务')")
         screenshot(page, "communities-detail")
         assert errors == []
-    rules = api.get(f"/api/v1/communities/{cid}").json()["rules"]
+    saved = api.get(f"/api/v1/communities/{cid}").json()
+    rules = saved["rules"]
     assert rules["banned_patterns"] == [r"返现\d+元"] and rules["block_links"] is True
+    assert [(t["key"], t["label"], t["url"]) for t in saved["first_day_tasks"]] == [
+        ("coupon", "领新人券", "https://shop.example/coupon")
+    ]

@@ -171,6 +171,11 @@
         { key: "action", label: "处理", options: [["warn", "警告"], ["mute", "禁言"], ["remove", "移出"]] },
         { key: "mute_hours", label: "禁言小时", type: "number" },
       ], rules.ladder || [], { action: "warn" });
+      getters.firstDay = rowsEditor($("#ed-first-day"), [
+        { key: "key", label: "标识（英文，如 coupon）" },
+        { key: "label", label: "名称（如 领新人券）" },
+        { key: "url", label: "链接 https://…", type: "url" },
+      ], community.first_day_tasks || [], {});
       const t = $("#tp-form");
       t.welcome_template.value = community.welcome_template;
       t.announcement_template.value = community.announcement_template;
@@ -256,6 +261,11 @@
         ladder: getters.ladder().map((s) => ({ at: Number(s.at), action: s.action, mute_hours: s.action === "mute" ? num(s.mute_hours) : null })),
       };
       try { community = await api("PATCH", base, { rules }); alertBox("ok", "已保存群规则。"); } catch (e) { problem(e); }
+    });
+    $("#fd-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const first_day_tasks = getters.firstDay().map((t) => ({ key: t.key.trim(), label: t.label.trim(), url: t.url.trim() }));
+      try { community = await api("PATCH", base, { first_day_tasks }); alertBox("ok", "已保存首日任务。"); } catch (e) { problem(e); }
     });
     $("#tp-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
