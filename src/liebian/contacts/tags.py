@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -98,13 +99,10 @@ def add_tags(
             ],
         )  # fmt: skip
         changes = [
-            TagChange(
-                id=new_id("tgc"), workspace_id=workspace_id, contact_id=c, tag_id=t,
-                change="added", reason=(reason or source)[:200], at=now,
-            )
+            _Change(new_id("tgc"), workspace_id, c, t, "added", (reason or source)[:200], now)
             for c, t in new
-        ]  # fmt: skip
-        session.add_all(changes)
+        ]
+        _insert_changes(session, changes)
         _record_events(session, changes, tags)
     _announce(session, workspace_id, new, "added")
     return len(new)
@@ -138,19 +136,34 @@ def remove_tags(
             delete(ContactTag).where(tuple_(ContactTag.contact_id, ContactTag.tag_id).in_(pairs))
         )
     changes = [
-        TagChange(
-            id=new_id("tgc"), workspace_id=workspace_id, contact_id=c, tag_id=t,
-            change="removed", reason=(reason or source)[:200], at=now,
-        )
+        _Change(new_id("tgc"), workspace_id, c, t, "removed", (reason or source)[:200], now)
         for c, t in gone
-    ]  # fmt: skip
-    session.add_all(changes)
+    ]
+    _insert_changes(session, changes)
     _record_events(session, changes, tags)
     _announce(session, workspace_id, gone, "removed")
     return len(gone)
 
 
-def _record_events(session: Session, changes: Sequence[TagChange], tags: Sequence[Tag]) -> None:
+class _Change(NamedTuple):
+    """A ``tag_changes`` row as written (plain: a bulk tagging of thousands of people costs
+    ~250 µs a row through the ORM's unit of work, a few µs as one executemany)."""
+
+    id: str
+    workspace_id: str
+    contact_id: str
+    tag_id: str
+    change: str
+    reason: str
+    at: datetime
+
+
+def _insert_changes(session: Session, changes: Sequence[_Change]) -> None:
+    if changes:
+        session.execute(insert(TagChange), [c._asdict() for c in changes])
+
+
+def _record_events(session: Session, changes: Sequence[_Change], tags: Sequence[Tag]) -> None:
     """Each change is also an event (``tag_added`` / ``tag_removed``, the contact's external
     id as user_id, id ``tg:<change id>``), written when the transaction commits, so funnels,
     retention and breakdowns work on tagging (events/sink.py)."""
