@@ -186,6 +186,47 @@ def test_flusher_catches_up_at_normal_priority_and_then_yields_again(tmp_path: P
     store.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+def test_the_writer_that_seals_a_segment_raises_a_starved_loader(tmp_path: Path) -> None:
+    # On a busy machine a loader in SCHED_IDLE gets no core, so it cannot run the tick that
+    # would raise it when behind: the writer that seals a segment does it for it.
+    from typing import cast
+
+    from liebian.events.spool import Flusher
+    from liebian.events.store.base import EventStore
+
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir, max_segment_lines=1)
+    flusher = Flusher(spool, cast(EventStore, None), catch_up_after=10)
+    ready, done = threading.Event(), threading.Event()
+
+    def loader() -> None:  # stands in for the flusher's thread, idle and never ticking
+        flusher._thread_id = threading.get_native_id()
+        flusher._use_idle_priority(True)
+        ready.set()
+        done.wait(10)
+
+    thread = threading.Thread(target=loader)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        tid = flusher._thread_id
+        assert tid is not None and os.sched_getscheduler(tid) == os.SCHED_IDLE
+        spool.append_line(_line(1))
+        spool.append_line(_line(2))  # seals the first: it is fresh, the loader stays idle
+        assert os.sched_getscheduler(tid) == os.SCHED_IDLE and flusher.nudged == 0
+        old = f"seg-{time.time_ns() - 30 * 10**9:020d}-1-000001.ndjson"
+        (spool_dir / old).write_bytes(_line(0))  # events waiting 30 s
+        spool.append_line(_line(3))  # seals another: now the loader is behind
+        assert os.sched_getscheduler(tid) == os.SCHED_OTHER and flusher.nudged == 1
+        spool.append_line(_line(4))
+        assert flusher.nudged == 1  # raised once, until its own tick decides again
+    finally:
+        done.set()
+        thread.join()
+    spool.close()
+
+
 def _wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     while not condition():

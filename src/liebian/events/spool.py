@@ -169,6 +169,10 @@ class Spool:
         self._failures: dict[str, list[int]] = {}
         # Called with each loaded segment's path before it is deleted (see _after_load).
         self.after_load: list[Callable[[Path], None]] = []
+        # Called by the writer that filled a segment, after the spool's lock is released:
+        # the flusher checks there whether it is behind, from a thread that is running
+        # (Flusher.nudge), since a loader starved in SCHED_IDLE cannot check for itself.
+        self.on_sealed: list[Callable[[], None]] = []
         self._loads = 0
         self._recover()
         # No segment until the first write (see the module docstring): -1 means none open.
@@ -186,9 +190,11 @@ class Spool:
         """Append pre-serialized NDJSON (one line or a request's lines, ending with b"\\n")
         in one write."""
         lines = line.count(b"\n")
+        sealed = False
         with self._lock:
             if self._lines and self._lines + lines > self.max_segment_lines:
                 self._rotate_locked()
+                sealed = True
             if self._fd < 0:
                 self._open_segment()
             fd = self._fd
@@ -210,6 +216,10 @@ class Spool:
             self._written_at = time.monotonic()
             if self._size >= self.max_segment_bytes:
                 self._rotate_locked()
+                sealed = True
+        if sealed:
+            for hook in self.on_sealed:
+                hook()
 
     def append(self, record: bytes | Mapping[str, Any]) -> None:
         if isinstance(record, bytes):
@@ -437,7 +447,7 @@ class Spool:
         os.close(self._lock_fd)
 
 
-def _set_idle_priority(idle: bool) -> None:
+def _set_idle_priority(idle: bool, thread_id: int | None = None) -> None:
     """Put this thread in Linux's SCHED_IDLE class, or back in the normal one (the policy is
     per thread).
 
@@ -447,13 +457,15 @@ def _set_idle_priority(idle: bool) -> None:
     docs/benchmarks.md). In SCHED_IDLE the loader runs on cycles nothing else wants and any
     waking request thread preempts it at once. But anything runnable on the machine starves
     it, so under sustained load it fell seconds behind (docs/decisions/0010): the flusher
-    leaves the class while it catches up.
+    leaves the class while it catches up. ``thread_id``: another thread's native id (the
+    policy of a starved loader is raised by the writer that sees it behind: Flusher.nudge).
     """
     policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
     # Not Linux, or not permitted (leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE):
     # the thread keeps its policy.
+    tid = threading.get_native_id() if thread_id is None else thread_id
     with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(threading.get_native_id(), policy, os.sched_param(0))
+        os.sched_setscheduler(tid, policy, os.sched_param(0))
 
 
 def _name_os_thread(name: str) -> None:
@@ -538,23 +550,52 @@ class Flusher:
         self.last_success: float | None = None  # time.time() of the last tick that loaded
         self._logged_error = ""
         self._idle: bool | None = None
+        self._thread_id: int | None = None  # the loader's native id, once it runs
+        self._priority_lock = threading.Lock()
+        self._deferring = False
+        self.nudged = 0  # times a writer raised the starved loader's priority (see nudge)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="liebian-spool-flusher", daemon=True)
+        spool.on_sealed.append(self.nudge)
 
     def start(self) -> None:
         self._thread.start()
 
     def _use_idle_priority(self, idle: bool) -> None:
-        if idle != self._idle:
-            _set_idle_priority(idle)
-            self._idle = idle
+        with self._priority_lock:
+            if idle != self._idle:
+                _set_idle_priority(idle)
+                self._idle = idle
+
+    def nudge(self) -> None:
+        """Called by the writer that sealed a segment: if the loader sits in SCHED_IDLE while
+        the oldest waiting events are ``catch_up_after`` old, raise it to normal priority now.
+
+        The loader itself decides its class at each tick, but on a busy machine a SCHED_IDLE
+        thread gets no core at all, so it cannot run the tick that would raise it: in a
+        burst of the realistic mix it sat runnable and idle-class for ~10 s with 8 segments
+        (~1M events) waiting, and only began to catch up after the burst (docs/benchmarks.md,
+        session 7). The writer that fills a segment is running by definition; a directory
+        listing per sealed segment (every ~120,000 events under load) is all it costs. While
+        redirects are bursting (``defer``) the loads wait on purpose and nothing changes."""
+        if self._idle is not True or self._deferring or self._thread_id is None:
+            return
+        behind = self.spool.oldest_sealed_age()
+        if behind is None or behind < self.catch_up_after:
+            return
+        with self._priority_lock:
+            if self._idle is True:
+                _set_idle_priority(False, self._thread_id)
+                self._idle = False
+                self.nudged += 1
 
     def _tick(self) -> None:
         self.spool.maybe_rotate()
         behind = self.spool.oldest_sealed_age()
         # Sampled every tick, so its rate covers the time since the previous one.
         bursting = self.defer is not None and self.defer()
-        if bursting and behind is not None and behind < self.max_defer:
+        self._deferring = bursting and behind is not None and behind < self.max_defer
+        if self._deferring:
             self.deferred_ticks += 1
             return
         self._use_idle_priority(behind is None or behind < self.catch_up_after)
@@ -562,6 +603,7 @@ class Flusher:
 
     def _run(self) -> None:
         _name_os_thread("liebian-flusher")
+        self._thread_id = threading.get_native_id()
         self._use_idle_priority(True)
         sealed = self.spool.segment_sealed
         while not self._stop.is_set():
