@@ -52,6 +52,7 @@ from liebian.contacts.repository import insert_ignore
 from liebian.kit.clock import as_utc, utcnow
 from liebian.kit.errors import DomainError, Invalid
 from liebian.kit.ids import new_id
+from liebian.kit.precompiled import executemany
 from liebian.rewards import service as ledger
 from liebian.rewards.models import RewardEntry
 
@@ -284,7 +285,7 @@ def _insert_conversions_stmt(dialect: str) -> Any:
 
 def _insert_conversions(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(_insert_conversions_stmt(session.get_bind().dialect.name), rows)
+        executemany(session, _insert_conversions_stmt(session.get_bind().dialect.name), rows)
         rows.clear()
 
 

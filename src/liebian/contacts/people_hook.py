@@ -43,6 +43,7 @@ from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher
 from liebian.kit.errors import Invalid
 from liebian.kit.ids import new_id
+from liebian.kit.precompiled import executemany, fetch_all, update_by_key
 
 log = logging.getLogger("liebian.contacts")
 
@@ -265,7 +266,7 @@ def _people(session: Session, workspace_id: str, external_ids: set[str], now: da
             stmt = select(*_CONTACT_COLUMNS).where(
                 _CONTACTS.c.workspace_id == workspace_id, where.in_(chunk)
             )
-            for row in session.execute(stmt):
+            for row in fetch_all(session, stmt):
                 person = _person(row)
                 people.by_external[row[0]] = person
                 people.by_id[person.id] = person
@@ -314,25 +315,15 @@ def _save_people(session: Session, people: Iterable[_Person], now: datetime) -> 
         values = tuple(getattr(p.figures, name) for name in _FIGURES)
         if values == p.before and not p.visitor_changed:
             continue
-        row = {**dict(zip(_FIGURES, values, strict=True)), "b_id": p.id}
+        row = {**dict(zip(_FIGURES, values, strict=True)), "b_key": p.id}
         if p.visitor_changed:  # as contacts.upsert: a filled gap bumps updated_at
             with_visitor.append({**row, "visitor_id": p.visitor_id, "updated_at": now})
         else:
             plain.append(row)
-    for visitor_changed, rows in ((False, plain), (True, with_visitor)):
-        if rows:
-            session.execute(_update_contacts_stmt(visitor_changed), rows)
+    for rows in (plain, with_visitor):
+        update_by_key(session, _CONTACTS, "id", rows)
     if plain or with_visitor:
-        _expire(session, Contact, {r["b_id"] for r in (*plain, *with_visitor)})
-
-
-@functools.cache
-def _update_contacts_stmt(visitor_changed: bool) -> Any:
-    values: dict[str, Any] = {name: bindparam(name) for name in _FIGURES}
-    if visitor_changed:
-        values["visitor_id"] = bindparam("visitor_id")
-        values["updated_at"] = bindparam("updated_at")
-    return _CONTACTS.update().where(_CONTACTS.c.id == bindparam("b_id")).values(values)
+        _expire(session, Contact, {r["b_key"] for r in (*plain, *with_visitor)})
 
 
 def _expire(session: Session, model: type[Any], ids: set[str]) -> None:
@@ -354,7 +345,7 @@ def _visitor_owners(session: Session, workspace_id: str, values: set[str]) -> di
             _ALIASES.c.kind == "visitor_id",
             _ALIASES.c.value.in_(chunk),
         )
-        owners.update((value, owner) for value, owner in session.execute(stmt))
+        owners.update((value, owner) for value, owner in fetch_all(session, stmt))
     return owners
 
 
@@ -392,7 +383,8 @@ def _save_aliases(
 ) -> None:
     if inserted:
         stmt = _upsert_alias_stmt(session.get_bind().dialect.name)
-        session.execute(
+        executemany(
+            session,
             stmt,
             [
                 {"workspace_id": workspace_id, "kind": "visitor_id", "value": v,
@@ -401,7 +393,8 @@ def _save_aliases(
             ],
         )  # fmt: skip
     if moved:
-        session.execute(
+        executemany(
+            session,
             _MOVE_ALIAS,
             [
                 {"b_ws": workspace_id, "b_value": v, "contact_id": owners[v], "created_at": now}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, bindparam, exists, select, union
+from sqlalchemy import ColumnElement, Select, Table, bindparam, exists, select, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from liebian.contacts.models import (
 )
 from liebian.contacts.references import table
 from liebian.contacts.search import SearchTerms
+from liebian.kit.precompiled import executemany, fetch_all
 
 
 def insert_ignore(
@@ -79,11 +80,12 @@ def ids_by_external_id(
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         found.update(
-            session.execute(
+            fetch_all(
+                session,
                 select(Contact.external_id, Contact.id).where(
                     Contact.workspace_id == workspace_id, Contact.external_id.in_(chunk)
-                )
-            ).all()
+                ),
+            )
         )
     return found
 
@@ -100,11 +102,37 @@ def _insert_contacts_stmt(dialect: str) -> Any:
 
 
 def insert_missing(session: Session, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Insert contacts (ON CONFLICT DO NOTHING); external_id → id of those that went in."""
+    """Insert contacts (ON CONFLICT DO NOTHING); external_id → id of those that went in.
+
+    On SQLite without RETURNING (each returned row is a step of its own, with the GIL
+    released: kit/precompiled.py): multi-row VALUES, then the rows holding the new ids."""
     if not rows:
         return {}
-    stmt = _insert_contacts_stmt(session.get_bind().dialect.name)
-    return {str(ext): str(cid) for ext, cid in session.execute(stmt, rows)}
+    dialect = session.get_bind().dialect.name
+    if dialect != "sqlite":
+        stmt = _insert_contacts_stmt(dialect)
+        return {str(ext): str(cid) for ext, cid in session.execute(stmt, rows)}
+    executemany(session, _insert_contacts_plain_stmt(), rows)
+    contacts = Contact.__table__
+    ids = [row["id"] for row in rows]
+    went_in: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        went_in.update(
+            fetch_all(
+                session,
+                select(contacts.c.external_id, contacts.c.id).where(
+                    contacts.c.id.in_(ids[start : start + 500])
+                ),
+            )
+        )
+    return went_in
+
+
+@functools.cache
+def _insert_contacts_plain_stmt() -> Any:
+    return sqlite.insert(cast(Table, Contact.__table__)).on_conflict_do_nothing(
+        index_elements=["workspace_id", "external_id"]
+    )
 
 
 # -- the contacts list -----------------------------------------------------------------------

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import Table, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from liebian.events.models import AppliedEvent
+from liebian.kit.precompiled import executemany, fetch_all
 
 if TYPE_CHECKING:
     from liebian.events.hooks import HookEvent
@@ -51,11 +52,40 @@ def mark_applied(session: Session, events: Sequence[HookEvent], now: datetime) -
         }
         for (ws, event_id), event in first.items()
     ]
-    inserted = {
-        (row[0], row[1])
-        for row in session.execute(_mark_stmt(session.get_bind().dialect.name), rows)
-    }
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        # Without RETURNING, whose rows are each a step with the GIL released (see
+        # kit/precompiled.py): the keys marked before, then the others in multi-row VALUES.
+        # Atomic: a write session holds SQLite's write lock from its BEGIN IMMEDIATE, so no
+        # other transaction can mark one of these keys in between.
+        seen: set[tuple[str, str]] = set()
+        by_workspace: dict[str, list[str]] = {}
+        for ws, event_id in first:
+            by_workspace.setdefault(ws, []).append(event_id)
+        for ws, event_ids in by_workspace.items():
+            for start in range(0, len(event_ids), 500):
+                seen.update(
+                    fetch_all(
+                        session,
+                        select(AppliedEvent.workspace_id, AppliedEvent.event_id).where(
+                            AppliedEvent.workspace_id == ws,
+                            AppliedEvent.event_id.in_(event_ids[start : start + 500]),
+                        ),
+                    )
+                )
+        fresh_rows = [r for r in rows if (r["workspace_id"], r["event_id"]) not in seen]
+        executemany(session, _plain_mark_stmt(), fresh_rows)
+        inserted = {(r["workspace_id"], r["event_id"]) for r in fresh_rows}
+    else:
+        inserted = {(row[0], row[1]) for row in session.execute(_mark_stmt(dialect), rows)}
     return [event for key, event in first.items() if key in inserted]
+
+
+@functools.cache
+def _plain_mark_stmt() -> Any:
+    return sqlite.insert(cast(Table, AppliedEvent.__table__)).on_conflict_do_nothing(
+        index_elements=["workspace_id", "event_id"]
+    )
 
 
 def restamp_applied(session: Session, batch_started: datetime, done: datetime) -> None:
