@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from liebian.events.store.duckdb_derived import ensure_built
+
 ROLLUP = "campaign_rollup"
 PEOPLE = "campaign_people"
 ZONES = "rollup_zones"
@@ -186,18 +188,13 @@ def duck_campaigns_of(
 def duck_ensure(con: Any, person_hash_probe: str) -> None:
     """Create the tables; fill them from ``events`` once in files from before they existed,
     or after the person keys were recomputed under a new hash(). One transaction."""
-    row = con.execute("SELECT value FROM store_meta WHERE key = $k", {"k": _META_KEY}).fetchone()
-    if row and row[0] == person_hash_probe:
-        return
-    con.execute("BEGIN TRANSACTION")
-    for ddl in _DUCK_DDL:
-        con.execute(ddl)
-    duck_rebuild(con)
-    con.execute(
-        "INSERT OR REPLACE INTO store_meta VALUES ($k, $v)",
-        {"k": _META_KEY, "v": person_hash_probe},
-    )
-    con.execute("COMMIT")
+
+    def build() -> None:
+        for ddl in _DUCK_DDL:
+            con.execute(ddl)
+        duck_rebuild(con)
+
+    ensure_built(con, _META_KEY, person_hash_probe, build)
 
 
 def duck_set_zone(con: Any, workspace_id: str, tz: str) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import duckdb
 
+from liebian.events.store.duckdb_derived import ensure_built
+
 TABLE = "community_events"
 # The events communities write (communities/events.py) that metrics count.
 EVENTS = ("community_view", "group_routed", "group_joined", "group_left", "group_message",
@@ -80,13 +82,4 @@ def rebuild(con: duckdb.DuckDBPyConnection) -> None:
 def ensure(con: duckdb.DuckDBPyConnection, person_hash_probe: str) -> None:
     """Build the table once in files from before it existed, or after the person keys were
     recomputed under a new hash(); one transaction."""
-    row = con.execute("SELECT value FROM store_meta WHERE key = $k", {"k": _META_KEY}).fetchone()
-    if row and row[0] == person_hash_probe:
-        return
-    con.execute("BEGIN TRANSACTION")
-    rebuild(con)
-    con.execute(
-        "INSERT OR REPLACE INTO store_meta VALUES ($k, $v)",
-        {"k": _META_KEY, "v": person_hash_probe},
-    )
-    con.execute("COMMIT")
+    ensure_built(con, _META_KEY, person_hash_probe, lambda: rebuild(con))
