@@ -221,7 +221,8 @@ def dry_run(
     journey = service.get(session, principal.workspace_id, journey_id)
     contact_id = explain.contact_ref(session, principal.workspace_id, body.contact)
     got = explain.dry_run(session, runtime.event_store, runtime.cipher, journey, contact_id,
-                          use_draft=body.draft, base_url=runtime.settings.base_url)  # fmt: skip
+                          use_draft=body.draft, base_url=runtime.settings.base_url,
+                          secret=runtime.secret)  # fmt: skip
     return DryRunOut.model_validate(got)
 
 

@@ -20,7 +20,12 @@ from liebian.kit.errors import Invalid
 CONTACT_FIELDS = frozenset(
     {"id", "external_id", "nickname", "first_channel", "last_channel", "orders_count"}
 )
-ROOTS = frozenset({"contact", "attributes", "journey", "tags", "campaign"})
+ROOTS = frozenset({"contact", "attributes", "journey", "tags", "campaign", "links"})
+# ``links.<slug>`` (or ``links['my-slug']``): one of the workspace's short links, tracked per
+# person: it renders ``<public base>/<slug>?lb_u=<token>``, a keyed token of the contact's
+# external id, so the redirect records the click under that person (their timeline, segments
+# and attribution see it) and nobody can forge another person's click by editing the link. A
+# contact without an external id gets the plain short link (counted, not credited).
 # A send step with a ``campaign_id``: the person's own invite link in that campaign (they
 # must be a participant — an earlier enrol_campaign step — or the default is used), and the
 # link to their poster page (``/p/<campaign>/me/poster``: long-press to save). The link
@@ -43,9 +48,11 @@ def check_template(
     attribute_keys: frozenset[str] | None = None,
     *,
     campaign: bool = False,
+    link_slugs: frozenset[str] | None = None,
 ) -> None:
     """Raise a 422 naming ``field`` when ``text`` is not a safe, known template
-    (``campaign``: the step names a campaign, so ``campaign.<field>`` is known)."""
+    (``campaign``: the step names a campaign, so ``campaign.<field>`` is known; ``link_slugs``:
+    the short links of the workspace a template may name, None: any)."""
     if len(text) > MAX_TEMPLATE:
         raise _bad(field, f"at most {MAX_TEMPLATE} characters", "template_too_long")
     try:
@@ -56,6 +63,35 @@ def check_template(
         ) from None
     for node in tree.body:
         _check_statement(node, field, attribute_keys, campaign)
+    for slug in _slugs(tree):
+        if link_slugs is not None and slug not in link_slugs:
+            raise _bad(
+                field, f"links.{slug}: no short link {slug!r} in this workspace", "unknown_link"
+            )
+
+
+def linked_slugs(text: str) -> set[str]:
+    """The short links a (checked) template names."""
+    try:
+        return _slugs(_ENV.parse(text))
+    except TemplateSyntaxError:
+        return set()
+
+
+def _slugs(tree: nodes.Template) -> set[str]:
+    found: set[str] = set()
+    for attr in tree.find_all(nodes.Getattr):
+        if isinstance(attr.node, nodes.Name) and attr.node.name == "links":
+            found.add(attr.attr)
+    for item in tree.find_all(nodes.Getitem):
+        if (
+            isinstance(item.node, nodes.Name)
+            and item.node.name == "links"
+            and isinstance(item.arg, nodes.Const)
+            and isinstance(item.arg.value, str)
+        ):
+            found.add(item.arg.value)
+    return found
 
 
 def _check_statement(
@@ -101,11 +137,21 @@ def _check_expr(
         raise _bad(
             field,
             f"unknown field {node.name!r}; use contact.<field>, "
-            "attributes.<key>, journey.name or tags",
+            "attributes.<key>, journey.name, tags or links.<slug>",
             "template_unknown_field",
         )
+    if (
+        isinstance(node, nodes.Getitem)
+        and isinstance(node.node, nodes.Name)
+        and node.node.name == "links"
+        and isinstance(node.arg, nodes.Const)
+        and isinstance(node.arg.value, str)
+    ):
+        return  # links['my-slug']: a slug that is not a name
     if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
         root, attr = node.node.name, node.attr
+        if root == "links":
+            return
         if root == "contact" and attr in CONTACT_FIELDS:
             return
         if root == "journey" and attr == "name":

@@ -22,6 +22,7 @@ is injectable: tests and the benchmark drive time without sleeping.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import defaultdict
@@ -37,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from liebian.automation import definition as d
 from liebian.automation import repository
-from liebian.automation.content import MissingField, render, render_content
+from liebian.automation.content import MissingField, linked_slugs, render, render_content
 from liebian.automation.models import Journey, JourneyRun
 from liebian.automation.webhook_http import PinnedPoster
 from liebian.kit.clock import utcnow
@@ -113,6 +114,11 @@ class BatchResult:
     # Given to the retry pool (decision 0034): marked there, not in this batch's counts.
     retried: int = 0
     by_result: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@functools.lru_cache(maxsize=1024)
+def _slugs_of(text: str) -> frozenset[str]:
+    return frozenset(linked_slugs(text))
 
 
 class Executor:
@@ -611,7 +617,50 @@ class Executor:
                     "journey": {"name": self._journey_name(session, item.run.journey_id)},
                 }
             self._campaign_contexts(session, items, out)
+            self._link_contexts(session, items, out)
         return out
+
+    def _link_contexts(
+        self, session: Session, items: list[_Item], out: dict[str, dict[str, Any]]
+    ) -> None:
+        """``links`` for send steps whose content names short links: each the workspace's
+        short link, carrying the person's token when they have an external id (content.py)."""
+        if self.runtime is None:
+            return
+        wanted: dict[str, set[str]] = {}
+        for item in items:
+            if item.step is None or item.run is None or item.run_id not in out:
+                continue
+            slugs = set().union(*(
+                _slugs_of(v) for v in (item.step.get("content") or {}).values()
+                if isinstance(v, str)
+            ))  # fmt: skip
+            if slugs:
+                wanted[item.run_id] = slugs
+        if not wanted:
+            return
+        from liebian.kit.crypto import person_link_token
+        from liebian.links.domains import public_base_url
+        from liebian.links.models import Link
+
+        every = set().union(*wanted.values())
+        owner = dict(session.execute(
+            select(Link.slug, Link.workspace_id).where(Link.slug.in_(every))).all())  # fmt: skip
+        bases: dict[str, str] = {}
+        secret = self.runtime.secret
+        for item in items:
+            named = wanted.get(item.run_id)
+            if not named:
+                continue
+            assert item.run is not None
+            ws = item.run.workspace_id
+            if ws not in bases:
+                bases[ws] = public_base_url(session, ws, self.runtime.settings.base_url).rstrip("/")
+            user_id = out[item.run_id]["contact"].get("external_id")
+            suffix = f"?lb_u={person_link_token(user_id, secret)}" if user_id else ""
+            out[item.run_id]["links"] = {
+                slug: f"{bases[ws]}/{slug}{suffix}" for slug in named if owner.get(slug) == ws
+            }
 
     def _campaign_contexts(
         self, session: Session, items: list[_Item], out: dict[str, dict[str, Any]]

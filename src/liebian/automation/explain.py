@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from liebian.automation import definition as d
 from liebian.automation import service
-from liebian.automation.content import MissingField, render_content
+from liebian.automation.content import MissingField, linked_slugs, render_content
 from liebian.automation.models import Journey, JourneyRun, JourneyStepExecution
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import Invalid
@@ -117,6 +117,27 @@ def _campaign(
             "poster_url": f"{base}/p/{campaign_id}/me/poster"}  # fmt: skip
 
 
+def _links(
+    session: Session, workspace_id: str, step: dict[str, Any], context: dict[str, Any],
+    base_url: str, secret: bytes | None,
+) -> dict[str, str]:  # fmt: skip
+    """The short links the step's content names, as the executor fills them in."""
+    from liebian.kit.crypto import person_link_token
+    from liebian.links.domains import public_base_url
+    from liebian.links.models import Link
+
+    named = set().union(*(linked_slugs(v) for v in step["content"].values() if isinstance(v, str)))
+    if not named:
+        return {}
+    slugs = session.scalars(
+        select(Link.slug).where(Link.workspace_id == workspace_id, Link.slug.in_(named))
+    ).all()
+    base = public_base_url(session, workspace_id, base_url).rstrip("/")
+    user_id = context["contact"].get("external_id")
+    suffix = f"?lb_u={person_link_token(user_id, secret)}" if user_id and secret else ""
+    return {slug: f"{base}/{slug}{suffix}" for slug in slugs}
+
+
 def dry_run(
     session: Session,
     event_store: Any,
@@ -127,6 +148,7 @@ def dry_run(
     use_draft: bool = False,
     now: datetime | None = None,
     base_url: str = "",
+    secret: bytes | None = None,
 ) -> dict[str, Any]:
     """The path ``contact_id`` would take now, with each message rendered: branches and the
     exit condition evaluated on the contact's data, waits added up, ``wait_event`` steps
@@ -186,6 +208,8 @@ def dry_run(
                                   base_url, step["campaign_id"] in joined)  # fmt: skip
                 if found is not None:
                     context["campaign"] = found
+            context["links"] = _links(session, journey.workspace_id, step, context, base_url,
+                                      secret)  # fmt: skip
             try:
                 entry["message"] = render_content(step["content"], context)
             except MissingField as exc:

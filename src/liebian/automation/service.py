@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from liebian.automation import definition as d
 from liebian.automation import repository
-from liebian.automation.content import check_template
+from liebian.automation.content import check_template, linked_slugs
 from liebian.automation.models import Journey, JourneyVersion
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import Conflict, Invalid, NotFound
@@ -103,11 +103,32 @@ def check_definition(
             check_url(url, allow_private=allow_private_urls)
         except Invalid as exc:
             raise d.bad(path, exc.message, exc.code) from None
+    named = set().union(*(linked_slugs(text) for _, text in checked.templates))
+    link_slugs = frozenset(_workspace_slugs(session, workspace_id, named))
     for path, text in checked.templates:
         step_path = path.split(".", 1)[0]
-        check_template(text, path, attr_keys, campaign=step_path in checked.campaign_steps)
+        check_template(
+            text,
+            path,
+            attr_keys,
+            campaign=step_path in checked.campaign_steps,
+            link_slugs=link_slugs,
+        )
     _check_channels(session, workspace_id, checked.channel_ids)
     return checked.definition
+
+
+def _workspace_slugs(session: Session, workspace_id: str, slugs: set[str]) -> list[str]:
+    """Those of ``slugs`` that name a short link of the workspace."""
+    if not slugs:
+        return []
+    from liebian.links.models import Link
+
+    return list(
+        session.scalars(
+            select(Link.slug).where(Link.workspace_id == workspace_id, Link.slug.in_(slugs))
+        )
+    )
 
 
 def _check_channels(session: Session, workspace_id: str, refs: list[tuple[str, str]]) -> None:

@@ -29,9 +29,11 @@ from liebian.links.schemas import SLUG_RE
 from liebian.redirect import pages
 from liebian.redirect.cache import KIND_LIVE_CODE, Entry, LinkCache
 from liebian.redirect.clicks import (
+    PERSON_PARAM_EQ,
     VISITOR_COOKIE,
     ClickRecorder,
     new_id,
+    person_from_query,
     scan_recorder,
     valid_id,
 )
@@ -223,6 +225,7 @@ class RedirectApp:
             await self._refuse(Outcome.EXPIRED, entry, slug, scope, receive, send, head, "")
             return
         click_id = new_id()
+        query: bytes = scope["query_string"]
         line = self.recorder.line(
             entry,
             now=now,
@@ -233,7 +236,8 @@ class RedirectApp:
             head=head,
             referrer=referrer,
             ip=ip,
-            is_qr=has_qr_flag(scope["query_string"]),
+            is_qr=has_qr_flag(query),
+            user_id=person_from_query(query, self.secret) if PERSON_PARAM_EQ in query else None,
         )
         try:
             self.recorder.record(line)

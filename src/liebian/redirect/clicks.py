@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import unquote
 
 import orjson
 
 from liebian.events.spool import Spool
-from liebian.kit.crypto import hash_ip
+from liebian.kit.crypto import hash_ip, read_person_link_token
 from liebian.kit.visitor import VISITOR_COOKIE, VISITOR_MAX_AGE, Visitor
 from liebian.links.platforms import ClientInfo, classify_cached
 from liebian.redirect.cache import Entry
@@ -33,6 +34,8 @@ from liebian.redirect.cache import Entry
 __all__ = ["VISITOR_COOKIE", "VISITOR_MAX_AGE"]  # defined in kit.visitor, imported from here too
 
 CLICK_PARAM: Final = "lb_cid"
+PERSON_PARAM: Final = "lb_u"
+PERSON_PARAM_EQ: Final = b"lb_u="
 # Ids we hand out are 16 urlsafe characters; accept a little more from older cookies but
 # nothing that would need escaping inside JSON or a header.
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{8,64}")
@@ -91,6 +94,17 @@ def _client_fragment(info: ClientInfo, *, force_bot: bool) -> str:
     )
 
 
+def person_from_query(query: bytes, key: bytes) -> str | None:
+    """The person a tracked link in a message was sent to (``?lb_u=<token>``, added by a
+    journey's template, automation/content.py), when the token is intact; else None (the
+    click is kept, without a person)."""
+    for pair in query.split(b"&"):
+        if pair.startswith(PERSON_PARAM_EQ):
+            token = pair[len(PERSON_PARAM_EQ) :].decode("latin-1")
+            return read_person_link_token(unquote(token), key)
+    return None
+
+
 class ClickRecorder:
     def __init__(self, spool: Spool, secret: bytes) -> None:
         self.spool = spool
@@ -144,6 +158,7 @@ class ClickRecorder:
         referrer: str,
         ip: str,
         is_qr: bool,
+        user_id: str | None = None,
     ) -> bytes:
         if head and not info.is_bot:
             # HEAD is a link checker or preview, never a person: recorded, flagged as a bot.
@@ -151,9 +166,10 @@ class ClickRecorder:
         ts = self._timestamp(now)
         ref = json.dumps(referrer[:MAX_REFERRER], ensure_ascii=False) if referrer else "null"
         ip_hash = self._ip_hash(ip) if ip else ""
+        user = json.dumps(user_id, ensure_ascii=False) if user_id else "null"
         return (
             f'{{"event_id":"{click_id}","click_id":"{click_id}","ts":"{ts}",'
-            f'"received_at":"{ts}","visitor_id":"{visitor_id}","user_id":null,'
+            f'"received_at":"{ts}","visitor_id":"{visitor_id}","user_id":{user},'
             f'{client_fragment},"referrer":{ref},"ip_hash":"{ip_hash}",'
             f'"is_qr":{"true" if is_qr else "false"},"revenue":null,"currency":null,'
             f'"properties":null,{entry.row_fragment}}}\n'
