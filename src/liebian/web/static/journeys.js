@@ -98,7 +98,7 @@
       const k = kindOf(s);
       if (k === "send") {
         body.append(field("渠道", h("select", { onchange: (e) => { s.channel_id = e.target.value; } }, opts(channels.map((c) => [c.id, c.name]), s.channel_id))));
-        body.append(field("消息内容（可用 {{ contact.nickname | default('朋友') }}）", h("textarea", { rows: 2, class: "jr-text", oninput: (e) => { s.content.text = e.target.value; } }, s.content.text || "")));
+        body.append(field("消息内容（可用 {{ contact.nickname | default('朋友') }}；短链 {{ links.短链后缀 }} 会带上此人的追踪标记）", h("textarea", { rows: 2, class: "jr-text", oninput: (e) => { s.content.text = e.target.value; } }, s.content.text || "")));
         body.append(field("带上活动邀请链接（可用 {{ campaign.invite_url }}、海报 {{ campaign.poster_url }}）", h("select", { class: "jr-send-campaign", onchange: (e) => {
           if (e.target.value) s.campaign_id = e.target.value; else delete s.campaign_id;
         } }, opts([["", "不带"], ...campaigns.map((c) => [c.id, c.name])], s.campaign_id || ""))));
