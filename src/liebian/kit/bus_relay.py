@@ -166,9 +166,20 @@ class RedisBusRelay:
     # -- inbound ----------------------------------------------------------------------------
 
     async def _subscribe(self) -> Any:
+        """A pubsub subscribed to the channel: returned once Redis has confirmed the
+        subscription, so a resync delivered after it covers every change Redis did not send us
+        (before the confirmation, a PUBLISH from another process may still be dropped)."""
         pubsub = self.client.pubsub()
         try:
             await pubsub.subscribe(self.channel)
+            deadline = asyncio.get_running_loop().time() + 2 * self.ping_interval
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise ConnectionError("no confirmation of SUBSCRIBE")
+                message = await pubsub.get_message(timeout=left)
+                if message is not None and message.get("type") == "subscribe":
+                    break
         except BaseException:
             with contextlib.suppress(*_errors()):
                 await pubsub.aclose()
