@@ -72,7 +72,8 @@ def read_person_link_token(token: str, key: bytes) -> str | None:
     except (ValueError, UnicodeDecodeError):
         return None
     good = hashlib.blake2b(raw, key=key[:64], digest_size=8, person=b"lb-link-v1").hexdigest()
-    return user_id if hmac.compare_digest(good, mac) else None
+    # Bytes: a non-ASCII str (any text a link can carry) is a TypeError for compare_digest.
+    return user_id if hmac.compare_digest(good.encode(), mac.encode("utf-8", "replace")) else None
 
 
 def mask_phone(phone: str | None) -> str | None:
