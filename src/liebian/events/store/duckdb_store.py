@@ -12,11 +12,12 @@ slower and lives in memory; the unindexed anti-join keeps ingest fast (docs/benc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,25 @@ class DuckDBEventStore:
             "INSERT OR REPLACE INTO store_meta VALUES ('person_hash', $probe)", {"probe": probe}
         )
         con.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _transaction(self, *, alias_cache: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction on a cursor of its own, under the write lock: committed when
+        the block ends, rolled back if it raises (``alias_cache``: the identity map changes,
+        so the in-memory alias cache is dropped first)."""
+        with self._write_lock:
+            if alias_cache:
+                self._alias_cache.clear()
+            con = self._con.cursor()
+            try:
+                con.execute("BEGIN TRANSACTION")
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
 
     def aliases_source(self) -> str:
         """The aliases relation queries join (one row per visitor thanks to the primary key)."""
@@ -345,38 +365,28 @@ class DuckDBEventStore:
 
     def move_person(self, workspace_id: str, from_user_id: str, to_user_id: str) -> None:
         params = {"ws": workspace_id, "f": from_user_id, "t": to_user_id}
-        with self._write_lock:
-            self._alias_cache.clear()
-            con = self._con.cursor()
-            try:
-                con.execute("BEGIN TRANSACTION")
-                # Their campaigns' distinct counts change (two people become one).
-                touched = campaign_rollup.duck_campaigns_of(
-                    con, workspace_id, "user_id IN ($f, $t)", params
-                )
-                con.execute(
-                    "UPDATE events SET user_id = $t, person_key = hash($t::VARCHAR)"
-                    " WHERE workspace_id = $ws AND user_id = $f",
-                    params,
-                )
-                con.execute(
-                    "UPDATE aliases SET user_id = $t WHERE workspace_id = $ws AND user_id = $f",
-                    params,
-                )
-                duckdb_community.move_person(con, params)
-                con.execute(
-                    f"DELETE FROM {duckdb_first_touch.TABLE} WHERE workspace_id = $ws"
-                    " AND person_key IN (hash($f::VARCHAR), hash($t::VARCHAR))",
-                    params,
-                )
-                duckdb_first_touch.refill_person(con, workspace_id, to_user_id)
-                campaign_rollup.duck_rebuild(con, touched)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.close()
+        with self._transaction(alias_cache=True) as con:
+            # Their campaigns' distinct counts change (two people become one).
+            touched = campaign_rollup.duck_campaigns_of(
+                con, workspace_id, "user_id IN ($f, $t)", params
+            )
+            con.execute(
+                "UPDATE events SET user_id = $t, person_key = hash($t::VARCHAR)"
+                " WHERE workspace_id = $ws AND user_id = $f",
+                params,
+            )
+            con.execute(
+                "UPDATE aliases SET user_id = $t WHERE workspace_id = $ws AND user_id = $f",
+                params,
+            )
+            duckdb_community.move_person(con, params)
+            con.execute(
+                f"DELETE FROM {duckdb_first_touch.TABLE} WHERE workspace_id = $ws"
+                " AND person_key IN (hash($f::VARCHAR), hash($t::VARCHAR))",
+                params,
+            )
+            duckdb_first_touch.refill_person(con, workspace_id, to_user_id)
+            campaign_rollup.duck_rebuild(con, touched)
 
     def erase_person(
         self,
@@ -391,56 +401,46 @@ class DuckDBEventStore:
             "v": list(visitor_ids),
             "m": marker,
         }
-        with self._write_lock:
-            self._alias_cache.clear()
-            con = self._con.cursor()
-            try:
-                con.execute("BEGIN TRANSACTION")
-                # The aliases name visitors too: collect them before the rows change.
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE _erase_v AS SELECT unnest($v::VARCHAR[]) AS v"
-                    " UNION SELECT visitor_id FROM aliases"
-                    " WHERE workspace_id = $ws AND list_contains($u::VARCHAR[], user_id)",
-                    _only(params, "ws", "u", "v"),
-                )
-                erased = (
-                    "list_contains($u::VARCHAR[], user_id) OR (coalesce(user_id, '') = ''"
-                    " AND visitor_id IN (SELECT v FROM _erase_v))"
-                )
-                touched = campaign_rollup.duck_campaigns_of(
-                    con, workspace_id, erased, _only(params, "ws", "u")
-                )
-                duckdb_community.erase(con, erased, _only(params, "ws", "u"))
-                changed = _scalar_p(
-                    con,
-                    "UPDATE events SET user_id = $m,"
-                    " visitor_id = CASE WHEN coalesce(visitor_id, '') = '' THEN visitor_id"
-                    " ELSE $m END, ip_hash = NULL, properties = NULL, referrer = NULL,"
-                    " person_key = hash($m::VARCHAR) WHERE workspace_id = $ws AND"
-                    " (list_contains($u::VARCHAR[], user_id) OR (coalesce(user_id, '') = ''"
-                    " AND visitor_id IN (SELECT v FROM _erase_v)))",
-                    _only(params, "ws", "u", "m"),
-                )
-                con.execute(
-                    f"DELETE FROM {duckdb_first_touch.TABLE} WHERE workspace_id = $ws AND"
-                    " (person_key IN (SELECT hash(x) FROM (SELECT unnest($u::VARCHAR[]) AS x))"
-                    " OR visitor_id IN (SELECT v FROM _erase_v) OR person_key = hash($m::VARCHAR))",
-                    _only(params, "ws", "u", "m"),
-                )
-                con.execute(
-                    "DELETE FROM aliases WHERE workspace_id = $ws AND"
-                    " (list_contains($u::VARCHAR[], user_id) OR visitor_id IN (SELECT v FROM _erase_v))",
-                    _only(params, "ws", "u"),
-                )
-                con.execute("DROP TABLE _erase_v")
-                duckdb_first_touch.refill_person(con, workspace_id, marker)
-                campaign_rollup.duck_rebuild(con, touched)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.close()
+        with self._transaction(alias_cache=True) as con:
+            # The aliases name visitors too: collect them before the rows change.
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _erase_v AS SELECT unnest($v::VARCHAR[]) AS v"
+                " UNION SELECT visitor_id FROM aliases"
+                " WHERE workspace_id = $ws AND list_contains($u::VARCHAR[], user_id)",
+                _only(params, "ws", "u", "v"),
+            )
+            erased = (
+                "list_contains($u::VARCHAR[], user_id) OR (coalesce(user_id, '') = ''"
+                " AND visitor_id IN (SELECT v FROM _erase_v))"
+            )
+            touched = campaign_rollup.duck_campaigns_of(
+                con, workspace_id, erased, _only(params, "ws", "u")
+            )
+            duckdb_community.erase(con, erased, _only(params, "ws", "u"))
+            changed = _scalar_p(
+                con,
+                "UPDATE events SET user_id = $m,"
+                " visitor_id = CASE WHEN coalesce(visitor_id, '') = '' THEN visitor_id"
+                " ELSE $m END, ip_hash = NULL, properties = NULL, referrer = NULL,"
+                " person_key = hash($m::VARCHAR) WHERE workspace_id = $ws AND"
+                " (list_contains($u::VARCHAR[], user_id) OR (coalesce(user_id, '') = ''"
+                " AND visitor_id IN (SELECT v FROM _erase_v)))",
+                _only(params, "ws", "u", "m"),
+            )
+            con.execute(
+                f"DELETE FROM {duckdb_first_touch.TABLE} WHERE workspace_id = $ws AND"
+                " (person_key IN (SELECT hash(x) FROM (SELECT unnest($u::VARCHAR[]) AS x))"
+                " OR visitor_id IN (SELECT v FROM _erase_v) OR person_key = hash($m::VARCHAR))",
+                _only(params, "ws", "u", "m"),
+            )
+            con.execute(
+                "DELETE FROM aliases WHERE workspace_id = $ws AND"
+                " (list_contains($u::VARCHAR[], user_id) OR visitor_id IN (SELECT v FROM _erase_v))",
+                _only(params, "ws", "u"),
+            )
+            con.execute("DROP TABLE _erase_v")
+            duckdb_first_touch.refill_person(con, workspace_id, marker)
+            campaign_rollup.duck_rebuild(con, touched)
         return changed
 
     # -- reading -------------------------------------------------------------------------
@@ -479,18 +479,9 @@ class DuckDBEventStore:
                 con.close()
 
     def rebuild_rollup(self) -> None:
-        with self._write_lock:
-            con = self._con.cursor()
-            try:
-                con.execute("BEGIN TRANSACTION")
-                campaign_rollup.duck_rebuild(con)
-                duckdb_community.rebuild(con)  # kept at load too: the same rule applies
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.close()
+        with self._transaction() as con:
+            campaign_rollup.duck_rebuild(con)
+            duckdb_community.rebuild(con)  # kept at load too: the same rule applies
 
     def campaign_counts(
         self, workspace_id: str, campaign_ids: Sequence[str], *, by: str | None
