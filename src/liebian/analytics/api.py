@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from liebian import analytics
 from liebian.analytics import spend
+from liebian.analytics.admission import admission_for
 from liebian.analytics.schemas import (
     AbQuery,
     AbResult,
@@ -84,7 +85,8 @@ async def _run(
         with budget.analytics() if budget is not None else contextlib.nullcontext():
             return fn(store, principal.workspace_id, zoned)
 
-    result = await run_in_threadpool(answer)
+    async with admission_for(runtime.extras, runtime.settings).slot(principal.workspace_id):
+        result = await run_in_threadpool(answer)
     if fmt == "json":
         return result
     content = await run_in_threadpool(_export_bytes, result, fmt)

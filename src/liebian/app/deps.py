@@ -108,7 +108,8 @@ def get_principal(request: Request) -> Principal:
         token = bearer_token(header)
         cache: KeyCache = runtime.extras["key_cache"]
         # A short session of its own: authentication must not share the handler's transaction.
-        principal = cache.resolve(token, lookup_key(runtime))
+        ip = client_ip(request.scope, runtime.settings.trusted_proxies)
+        principal = cache.resolve(token, lookup_key(runtime), ip)
     else:
         principal = session_principal(request, runtime, cookie)
     _check_area(request, principal)
@@ -145,7 +146,9 @@ async def principal_on_loop(request: Request) -> Principal:
             _check_area(request, principal)
             request.state.principal = principal
             return principal
-        refused = cache.refusal(token)
+        runtime: Runtime = request.app.state.runtime
+        ip = client_ip(request.scope, runtime.settings.trusted_proxies)
+        refused = cache.refusal(token) or cache.throttled(ip)
         if refused is not None:
             raise refused
     return await run_in_threadpool(get_principal, request)

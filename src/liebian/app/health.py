@@ -246,6 +246,18 @@ class LiebianCollector(Collector):
             "public requests answered 429 (per IP or visitor limits, password lockouts)",
             value=limiter.refused if limiter is not None else 0,
         )
+        keys = self.runtime.extras.get("key_cache")
+        yield CounterMetricFamily(
+            "liebian_wrong_key_throttled",
+            "API requests answered 429 because their address sent too many wrong keys",
+            value=keys.throttled_count if keys is not None else 0,
+        )
+        admission = self.runtime.extras.get("analytics_admission")
+        yield CounterMetricFamily(
+            "liebian_analytics_refused",
+            "analytics queries answered 429 (the workspace's rate or places were used up)",
+            value=admission.refused if admission is not None else 0,
+        )
         lag = GaugeMetricFamily(
             "liebian_job_lag_seconds", "seconds a periodic job is overdue", labels=["job"]
         )

@@ -15,7 +15,7 @@ from liebian.app.scheduler import Scheduler, jobs_for
 from liebian.events.hooks import HookRegistry, HookWorker, open_hooks
 from liebian.events.spool import Flusher, Spool
 from liebian.events.store.factory import open_event_store
-from liebian.kit.ratelimit import limiter_for
+from liebian.kit.ratelimit import Rate, limiter_for
 from liebian.workspaces.key_cache import REVOKED_TOPIC, KeyCache
 
 
@@ -156,7 +156,11 @@ def wire(runtime: Runtime) -> list[Component]:
     from liebian.web.console import router as console_router
 
     runtime.extras["page_routers"].append(console_router)
-    key_cache = KeyCache()
+    key_cache = KeyCache(
+        wrong_keys=Rate(
+            runtime.settings.rate_limit_wrong_keys_per_ip, runtime.settings.rate_limit_period
+        )
+    )
     runtime.extras["key_cache"] = key_cache
     runtime.bus.subscribe(REVOKED_TOPIC, key_cache.clear)
     if runtime.event_store is None:

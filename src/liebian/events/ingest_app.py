@@ -19,6 +19,7 @@ from liebian.app.runtime import Runtime
 from liebian.events import service
 from liebian.kit.asgi import send_domain_error, send_json
 from liebian.kit.auth import Principal, Role
+from liebian.kit.client_ip import client_ip
 from liebian.kit.clock import utcnow
 from liebian.kit.errors import DomainError, TooLarge, Unavailable
 from liebian.kit.faults import guard
@@ -39,17 +40,20 @@ class IngestApp:
         self.keys: KeyCache = runtime.extras["key_cache"]
         self.max_body = runtime.settings.max_body_bytes
         self._lookup = lookup_key(runtime)
+        self.trusted_proxies = runtime.settings.trusted_proxies
 
     async def _principal(self, scope: Scope) -> Principal:
         token = bearer_token(_header(scope, b"authorization") or "")
         principal = self.keys.get(token)
         if principal is not None:
             return principal
-        refused = self.keys.refusal(token)  # a wrong key repeated: no database read
+        # A wrong key repeated, or an address that sent too many: no database read.
+        ip = client_ip(scope, self.trusted_proxies)
+        refused = self.keys.refusal(token) or self.keys.throttled(ip)
         if refused is not None:
             raise refused
         # The look-up reads the database: in a worker thread, never on the event loop.
-        return await asyncio.to_thread(self.keys.resolve, token, self._lookup)
+        return await asyncio.to_thread(self.keys.resolve, token, self._lookup, ip)
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

@@ -89,6 +89,17 @@ class Settings(BaseSettings):
     rate_limit_per_ip: int = 600
     rate_limit_per_visitor: int = 120
     rate_limit_period: float = 60.0
+    # API keys: after this many wrong (key-shaped, unknown) keys per rate_limit_period from one
+    # address, keys the server does not already know get 429 there until the budget refills
+    # (a key look-up is a database read; guessing keys is an attack). 0 turns it off.
+    rate_limit_wrong_keys_per_ip: int = 30
+    # Analytics queries per workspace: at most analytics_concurrency run at once in a process,
+    # analytics_queue more wait for a place (holding no thread), and analytics_per_minute may
+    # start per minute; beyond, 429 with Retry-After (an analytics query takes a core while the
+    # redirect needs one: issue 9, decision 0040). 0 turns the rate off.
+    analytics_concurrency: int = Field(default=2, ge=1)
+    analytics_queue: int = Field(default=8, ge=0)
+    analytics_per_minute: int = Field(default=120, ge=0)
     # Wrong passwords at one password-protected link from one IP: after this many within
     # password_lockout_seconds, further tries wait (one more per lockout/failures seconds).
     password_max_failures: int = 5

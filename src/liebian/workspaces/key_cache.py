@@ -10,6 +10,13 @@ before it is hashed, looked up or remembered, so a flood of fresh random strings
 per request and no database read and no memory. A key is 256 random bits shown once after its creation
 commits, so no key can be refused before it exists; a refused key that is revoked stays
 refused.
+
+Wrong keys are also counted per client address (issue 9): a key-shaped string that no cache
+knows costs a database read, so after ``failures.limit`` such refusals within
+``failures.period`` seconds an address gets 429 with Retry-After for any key the cache does
+not already know, before a thread or the database is involved. A client whose key is cached
+keeps working from a throttled address (an office sharing one IP with a broken script).
+Counted per process, like the other in-memory limits (decision 0040).
 """
 
 from __future__ import annotations
@@ -19,12 +26,15 @@ import time
 from collections.abc import Callable
 
 from liebian.kit.auth import API_KEY_PREFIX, Principal, hash_api_key, is_well_formed_api_key
-from liebian.kit.errors import Unauthorized
+from liebian.kit.errors import RateLimited, Unauthorized
+from liebian.kit.ratelimit import LocalLimiter, Rate
 
 REVOKED_TOPIC = "api_key.revoked"
 
 NEGATIVE_TTL = 10.0
 NEGATIVE_CAPACITY = 10_000
+# Wrong keys looked up in the database, per client address: 30 a minute, bursts included.
+WRONG_KEYS = Rate(30, 60.0)
 
 
 class KeyCache:
@@ -35,6 +45,7 @@ class KeyCache:
         *,
         negative_ttl: float = NEGATIVE_TTL,
         negative_capacity: int = NEGATIVE_CAPACITY,
+        wrong_keys: Rate = WRONG_KEYS,
     ) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
@@ -45,6 +56,9 @@ class KeyCache:
         # instance would grow its traceback with every request).
         self._refused: dict[str, tuple[str, str, float]] = {}
         self._lock = threading.Lock()
+        self.wrong_keys = wrong_keys
+        self._wrong = LocalLimiter(max_keys=50_000)
+        self.throttled_count = 0  # requests answered 429 here (a metric)
 
     def get(self, plaintext: str) -> Principal | None:
         """The key's principal if it is cached (a dict lookup: fine on the event loop)."""
@@ -65,19 +79,41 @@ class KeyCache:
             return None
         return Unauthorized(refused[0], code=refused[1])
 
-    def resolve(self, plaintext: str, lookup: Callable[[str], Principal]) -> Principal:
-        """The cached principal, the remembered refusal (raised), or ``lookup(plaintext)`` —
-        a database read: call this from a worker thread — whose outcome is remembered."""
+    def throttled(self, ip: str) -> RateLimited | None:
+        """The 429 for an address that sent too many wrong keys lately, else None (a dict
+        lookup: fine on the event loop). Asks only; :meth:`resolve` counts."""
+        rate = self.wrong_keys
+        if not ip or not rate.enabled:
+            return None
+        wait = self._wrong.hit(ip, rate, time.monotonic(), consume=False)
+        if not wait:
+            return None
+        self.throttled_count += 1
+        return RateLimited(
+            f"too many wrong API keys from your address ({rate.limit} in "
+            f"{rate.period:g} s): check the key, then retry after the wait",
+            code="too_many_wrong_keys",
+            retry_after=int(wait) + 1,
+        )
+
+    def resolve(
+        self, plaintext: str, lookup: Callable[[str], Principal], ip: str = ""
+    ) -> Principal:
+        """The cached principal, the remembered refusal (raised), the address's throttle
+        (raised), or ``lookup(plaintext)`` — a database read: call this from a worker thread —
+        whose outcome is remembered; a refusal counts against ``ip``."""
         principal = self.get(plaintext)
         if principal is not None:
             return principal
-        refused = self.refusal(plaintext)
+        refused = self.refusal(plaintext) or self.throttled(ip)
         if refused is not None:
             raise refused
         try:
             principal = lookup(plaintext)
         except Unauthorized as exc:
             self.refuse(plaintext, exc)
+            if ip and self.wrong_keys.enabled:
+                self._wrong.hit(ip, self.wrong_keys, time.monotonic())
             raise
         self.put(plaintext, principal)
         return principal
