@@ -20,8 +20,10 @@
 3. metrics: a DuckDB event store with --groups groups × --days days of group_joined /
    group_left / group_message / group_violation / community_view events; prints the median
    time of ``group_metrics`` by group over the whole range (3 runs each by group, tier and
-   community). ``--reference OLD_METRICS_PY`` times an older communities/metrics.py
-   alternately on the same store (a reference in the same run).
+   community), and of the endpoint's JSON document (``metrics.compute(...).json()``).
+   ``--reference OLD_METRICS_PY`` times an older communities/metrics.py alternately on the
+   same store (a reference in the same run), its document as FastAPI's response_model path
+   made it (pydantic's JSON-mode dump, then ``json.dumps``).
 """
 
 from __future__ import annotations
@@ -260,7 +262,8 @@ def _time_metrics(
 
     if no_table:  # read the events themselves (the DuckDB community_events table unused)
         store.community_table = None  # type: ignore[attr-defined]
-    impls: list[tuple[str, object]] = [("", group_metrics)]
+        store.community_days_table = None  # type: ignore[attr-defined]
+    impls: list[tuple[str, object]] = [("", group_metrics), (" (document)", _document)]
     if reference:
         # An older metrics.py (e.g. `git show <commit>:src/liebian/communities/metrics.py`),
         # run alternately with the current one on the same store: a reference in the same run.
@@ -272,22 +275,47 @@ def _time_metrics(
         module = importlib.util.module_from_spec(spec)
         sys.modules["reference_metrics"] = module
         spec.loader.exec_module(module)
-        impls = [(" (current)", group_metrics), (" (reference)", module.group_metrics)]
+        impls = [
+            (" (current)", group_metrics), (" (reference)", module.group_metrics),
+            (" (current, document)", _document),
+            (" (reference, document)", lambda *a: _fastapi_document(module.group_metrics(*a))),
+        ]  # fmt: skip
     for by in ("group", "tier", "community"):
         runs: dict[str, list[float]] = {name: [] for name, _ in impls}
         cpus: dict[str, list[float]] = {name: [] for name, _ in impls}
+        sizes: dict[str, str] = {}
         for _ in range(3):
             for name, fn in impls:
                 t0, c0 = time.perf_counter(), time.process_time()
                 out_ = fn(store, ws, cmy, start, end, by)  # type: ignore[operator]
                 runs[name].append(time.perf_counter() - t0)
                 cpus[name].append(time.process_time() - c0)
+                sizes[name] = (
+                    f"{len(out_):,} bytes" if isinstance(out_, bytes)
+                    else f"{len(out_.days)} day rows, {len(out_.summary)} summary rows"
+                )  # fmt: skip
         for name, _fn in impls:
             print(
                 f"metrics by {by}{name}: median {statistics.median(runs[name]) * 1000:.0f} ms wall, "
                 f"{statistics.median(cpus[name]) * 1000:.0f} ms process CPU (all DuckDB threads) "
-                f"over 3 runs ({len(out_.days)} day rows, {len(out_.summary)} summary rows)"
+                f"over 3 runs ({sizes[name]})"
             )
+
+
+def _document(*args: object) -> bytes:
+    """What the endpoint does since session 8: the answer as JSON bytes, no model per day."""
+    from liebian.communities.metrics import compute
+
+    return compute(*args).json()  # type: ignore[arg-type]
+
+
+def _fastapi_document(out: object) -> bytes:
+    """What the endpoint did with a MetricsOut before (FastAPI's response_model path): the
+    model serialized to JSON-able data by pydantic, then JSONResponse's json.dumps."""
+    import json
+
+    data = out.model_dump(mode="json")  # type: ignore[attr-defined]
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def main() -> None:

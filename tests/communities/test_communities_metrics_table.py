@@ -8,6 +8,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
+
+from liebian.communities import metrics
 from liebian.communities.metrics import By, group_metrics
 from liebian.events.store import EventRow, open_event_store
 from liebian.events.store.duckdb_store import DuckDBEventStore
@@ -41,22 +44,93 @@ def _batch(rng: random.Random, start: int, n: int) -> list[EventRow]:
     return rows
 
 
-def _same(store: DuckDBEventStore) -> None:
+# 00:00 in Shanghai and in New York (EDT until 2026-11-01, a DST change inside the ranges).
+SH_MIDNIGHT = datetime(2026, 10, 19, 16, 0, tzinfo=UTC)
+NY_MIDNIGHT = datetime(2026, 10, 20, 4, 0, tzinfo=UTC)
+CASES = (  # zone, start, length: partial first and last days, whole days, less than a day
+    ("Asia/Shanghai", T0, timedelta(days=20)),
+    ("Asia/Shanghai", SH_MIDNIGHT, timedelta(days=21)),
+    ("Asia/Shanghai", T0 + timedelta(days=5), timedelta(hours=20)),
+    ("America/New_York", T0 - timedelta(days=2), timedelta(days=25)),
+    ("America/New_York", NY_MIDNIGHT, timedelta(days=19, hours=1)),
+)
+
+
+def _same(
+    store: DuckDBEventStore, cases: tuple[tuple[str, datetime, timedelta], ...] = CASES
+) -> None:
     assert store.community_table == "community_events"
-    for tz, start, days in (
-        ("Asia/Shanghai", T0, 20),
-        ("America/New_York", T0 - timedelta(days=2), 25),
-    ):
-        end = start + timedelta(days=days)
-        for by in BYS:
-            kept = group_metrics(store, WS, CMY, start, end, by, tz)
-            store.community_table = None  # the events themselves
-            try:
-                scratch = group_metrics(store, WS, CMY, start, end, by, tz)
-            finally:
-                del store.community_table
-            assert kept == scratch, (tz, by)
-            assert kept.days and kept.summary
+    assert store.community_days_table == "community_days"
+    read: list[str] = []
+    query = store.query
+    store.query = lambda sql, params: read.append(sql) or query(sql, params)  # type: ignore[method-assign]
+    rolled = 0
+    try:
+        for tz, start, length in cases:
+            end = start + length
+            for by in BYS:
+                read.clear()
+                answer = metrics.compute(store, WS, CMY, start, end, by, tz)
+                kept = answer.model()
+                # The day rows came from the kept day counts where the zone is the workspace's
+                # rollup zone and the range holds a whole local day.
+                used = any("FROM community_days" in q for q in read)
+                assert used == (store.rollup_zone(WS) == tz and length >= timedelta(days=1))
+                rolled += used
+                store.community_table = None  # the events themselves
+                store.community_days_table = None
+                try:
+                    scratch = group_metrics(store, WS, CMY, start, end, by, tz)
+                finally:
+                    del store.community_table
+                    del store.community_days_table
+                assert kept == scratch, (tz, start, by)
+                assert kept.days and kept.summary
+                # The endpoint's document (written without a model per day row) is the model's.
+                assert orjson.loads(answer.json()) == kept.model_dump(mode="json")
+    finally:
+        del store.query
+    assert rolled == 3 * sum(
+        store.rollup_zone(WS) == tz and n >= timedelta(days=1) for tz, _, n in cases
+    )
+    assert rolled
+
+
+def _by_hand(rows: list[EventRow], start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+    """The by-group summary's counts worked out in Python from the stored rows (an oracle
+    apart from the SQL: the windows count back from the range's end)."""
+    seen: dict[str, EventRow] = {r.event_id: r for r in reversed(rows)}  # first copy kept
+    out: dict[str, dict[str, int]] = {}
+    people: dict[tuple[str, str], set[str]] = {}
+    viewers: set[str] = set()
+    for r in seen.values():
+        p = r.properties or {}
+        if p.get("community_id") != CMY or r.event not in EVENTS or not start <= r.ts < end:
+            continue
+        who = r.user_id or r.visitor_id or ""
+        if r.event == "community_view":
+            viewers.add(who)
+            continue
+        key = str(p.get("group_id") or "")
+        c = out.setdefault(key, dict.fromkeys(
+            ("joins", "leaves", "messages", "violations", "messages_7d", "messages_14d",
+             "messages_30d"), 0))  # fmt: skip
+        name = {"group_joined": "joins", "group_left": "leaves", "group_message": "messages",
+                "group_violation": "violations"}.get(r.event)  # fmt: skip
+        if name:
+            c[name] += 1
+        if r.event in ("group_joined", "first_day_task"):
+            people.setdefault((key, r.event), set()).add(who)
+        for n in (7, 14, 30):
+            if r.event == "group_message" and r.ts >= end - timedelta(days=n):
+                c[f"messages_{n}d"] += 1
+                people.setdefault((key, f"active_{n}d"), set()).add(who)
+    for key, c in out.items():
+        c["viewers"] = len(viewers)
+        c["first_day_done"] = len(people.get((key, "first_day_task"), ()))
+        for n in (7, 14, 30):
+            c[f"active_{n}d"] = len(people.get((key, f"active_{n}d"), ()))
+    return out
 
 
 def test_metrics_through_the_table_equal_metrics_from_the_events(tmp_path: Path) -> None:
@@ -67,13 +141,22 @@ def test_metrics_through_the_table_equal_metrics_from_the_events(tmp_path: Path)
     try:
         first = _batch(rng, 0, 700)
         store.insert(first)
-        store.insert(first[:50] + _batch(rng, 700, 700))  # repeats are stored once
+        stored = first[:50] + _batch(rng, 700, 700)
+        store.insert(stored)  # repeats are stored once
         _same(store)
+        start, end = T0 + timedelta(days=1, hours=5), T0 + timedelta(days=17, hours=3)
+        summary = group_metrics(store, WS, CMY, start, end, "group").summary
+        expected = _by_hand(first + stored, start, end)
+        assert {r.key: {k: getattr(r, k) for k in expected[r.key]} for r in summary} == expected
         n = store.query("SELECT count(*) FROM community_events", {})[0][0]
         assert 0 < n < 1400
+        store.insert(_batch(rng, 1400, 40))  # a small batch onto days already counted
         store.move_person(WS, "u1", "u2")
         store.erase_person(WS, ["u4"], ["v5", "v6"], "erased:abc")
         _same(store)
+        store.set_rollup_zone(WS, "America/New_York")  # the days are counted again in it
+        store.insert(_batch(rng, 1440, 40))
+        _same(store, CASES[3:])
     finally:
         store.close()
     # A file whose table is missing (or from before it) is filled on open.
@@ -81,11 +164,12 @@ def test_metrics_through_the_table_equal_metrics_from_the_events(tmp_path: Path)
 
     con = duckdb.connect(str(path))
     con.execute("DROP TABLE community_events")
-    con.execute("DELETE FROM store_meta WHERE key = 'community_events_hash'")
+    con.execute("DROP TABLE community_days")
+    con.execute("DELETE FROM store_meta WHERE key = 'community_tables_v2'")
     con.close()
     store = open_event_store(path)
     assert isinstance(store, DuckDBEventStore)
     try:
-        _same(store)
+        _same(store, CASES[3:])
     finally:
         store.close()

@@ -197,8 +197,11 @@ def duck_ensure(con: Any, person_hash_probe: str) -> None:
     ensure_built(con, _META_KEY, person_hash_probe, build)
 
 
-def duck_set_zone(con: Any, workspace_id: str, tz: str) -> None:
-    """Key the workspace's ``day`` counters in ``tz`` from now on (re-keys its stored days)."""
+def duck_set_zone(
+    con: Any, workspace_id: str, tz: str, also: Callable[[], None] | None = None
+) -> None:
+    """Key the workspace's ``day`` counters in ``tz`` from now on (re-keys its stored days);
+    ``also`` re-keys other tables kept in the zone, in the same transaction."""
     check_zone(tz)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -210,6 +213,8 @@ def duck_set_zone(con: Any, workspace_id: str, tz: str) -> None:
             {"ws": workspace_id},
         ).fetchall()
         duck_rebuild(con, [(r[0], r[1]) for r in pairs])
+        if also is not None:
+            also()
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -90,6 +90,8 @@ class DuckDBEventStore:
     first_touch_table: str | None = duckdb_first_touch.TABLE
     # Community events with their ids as columns, kept at load (communities' group metrics).
     community_table: str | None = duckdb_community.TABLE
+    # Their day rows already counted per (local day, key) in the rollup zone (same module).
+    community_days_table: str | None = duckdb_community.DAYS
 
     def __init__(
         self, path: str | Path, *, threads: int | None = None, query_timeout: float | None = None
@@ -474,7 +476,10 @@ class DuckDBEventStore:
         with self._write_lock:
             con = self._con.cursor()
             try:
-                campaign_rollup.duck_set_zone(con, workspace_id, tz)
+                # The community metrics' days are kept in the same zone (duckdb_community).
+                campaign_rollup.duck_set_zone(
+                    con, workspace_id, tz, lambda: duckdb_community.rekey(con, workspace_id)
+                )
             finally:
                 con.close()
 
