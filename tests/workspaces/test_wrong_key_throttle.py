@@ -95,3 +95,39 @@ def _loopback_metrics(client: Any) -> str:
     from fastapi.testclient import TestClient
 
     return TestClient(client.app, client=("127.0.0.1", 50000)).get("/metrics").text
+
+
+def test_keys_the_cache_can_refuse_are_answered_before_the_framework(
+    client: Any, runtime: Runtime, owner: dict[str, str]
+) -> None:
+    """The same 401/429 as the API's, without FastAPI's routing (app/key_gate.py); a public
+    route ignores a wrong key as it always did; a key the cache cannot judge goes through."""
+    assert client.get("/api/v1/links", headers=owner).status_code == 200  # owner's key cached
+    dispatcher = client.app
+    reached: list[str] = []
+    api = dispatcher.api
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            reached.append(scope["path"])
+        await api(scope, receive, send)
+
+    dispatcher.api = counting
+    runtime.extras["key_cache"].wrong_keys = Rate(1, 60.0)
+    unknown = _wrong_key()
+    first = client.get("/api/v1/links", headers=_bearer(unknown))  # the database's answer
+    assert first.status_code == 401 and reached == ["/api/v1/links"]
+    again = client.get("/api/v1/links", headers=_bearer(unknown))  # remembered
+    assert again.status_code == 401 and again.json() == first.json()
+    torn = client.post("/api/v1/links", json={}, headers=_bearer("lb_bogus"))  # not a key
+    assert torn.status_code == 401
+    assert torn.json()["error"]["message"].startswith("this is not a whole API key")
+    spent = client.get("/api/v1/segments", headers=_bearer(_wrong_key()))  # address throttled
+    assert spent.status_code == 429 and spent.headers["retry-after"]
+    assert reached == ["/api/v1/links"]
+    # Public routes ignore the header, as before; a known key and no key go through.
+    topics = client.get("/api/v1/webhooks/topics", headers=_bearer("lb_bogus"))
+    assert topics.status_code == 200
+    assert client.get("/api/v1/links", headers=owner).status_code == 200
+    assert client.get("/api/v1/links").status_code == 401
+    assert reached[1:] == ["/api/v1/webhooks/topics", "/api/v1/links", "/api/v1/links"]

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from liebian.app.errors import install_error_handlers
 from liebian.app.health import RequestStats, route_class
+from liebian.app.key_gate import API_PREFIX, KeyGate
 from liebian.app.lifecycle import Component, start_components, stop_components
 from liebian.app.limits import BodySizeLimit
 from liebian.app.runtime import Runtime
@@ -24,6 +25,7 @@ from liebian.campaigns.fast_path import FissionWritesApp, fission_write
 from liebian.campaigns.page_fast_path import PREFIXES as PAGES_PREFIX
 from liebian.events.ingest_app import PATH as INGEST_PATH
 from liebian.events.ingest_app import IngestApp
+from liebian.kit.asgi import send_domain_error
 from liebian.kit.settings import Settings, get_settings
 from liebian.links.slugs import RESERVED_SEGMENTS
 
@@ -52,6 +54,10 @@ class Dispatcher:
         self.pages = pages
         self.runtime: Runtime = api.state.runtime
         self.stats: RequestStats = self.runtime.extras.setdefault("request_stats", RequestStats())
+        keys = self.runtime.extras.get("key_cache")
+        self.key_gate = (
+            KeyGate(api, keys, self.runtime.settings.trusted_proxies) if keys is not None else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,6 +75,12 @@ class Dispatcher:
 
         started = time.perf_counter()
         try:
+            gate = self.key_gate
+            if app is self.api and gate is not None and scope["path"].startswith(API_PREFIX):
+                refused = gate.refusal(scope)
+                if refused is not None:
+                    await send_domain_error(observed_send, refused)
+                    return
             await app(scope, receive, observed_send)
         finally:
             self.stats.observe(route, status, time.perf_counter() - started)
