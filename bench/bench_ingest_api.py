@@ -437,6 +437,10 @@ def main() -> None:
                 all_cpu = sum(cpu_after[n] - cpu_before.get(n, 0.0) for n in cpu_after)
                 figures["us_per_conversion"] = hooks_cpu / figures["conversions"] * 1e6
                 figures["us_per_event"] = all_cpu / figures["events"] * 1e6
+                flusher_cpu = sum(
+                    cpu_after[n] - cpu_before.get(n, 0.0) for n in cpu_after if "flusher" in n
+                )
+                figures["flusher_us"] = flusher_cpu / figures["events"] * 1e6
                 mix.append(figures)
                 print(f"   mix run {run + 1}: {figures['events']:,.0f} events ({figures['conversions']:,.0f} signups + purchases); "
                       f"acknowledged in {figures['acked']:.2f} s ({figures['events'] / figures['acked']:,.0f}/s), "
@@ -445,7 +449,8 @@ def main() -> None:
                       f"p99 {figures['lag_p99'] * 1000:.0f} ms max {figures['lag_max'] * 1000:.0f} ms; hooks worker CPU "
                       f"{figures['us_per_conversion']:.1f} us/conversion (the thread ran {figures['hooks_ran']:.1f} s and waited "
                       f"{figures['hooks_waited']:.1f} s runnable for a core); server CPU {figures['us_per_event']:.2f} us/event "
-                      f"= {figures['us_per_event']:.1f} ms per 1,000 events")  # fmt: skip
+                      f"= {figures['us_per_event']:.1f} ms per 1,000 events, of which the spool flusher "
+                      f"{figures['flusher_us']:.2f} us/event")  # fmt: skip
             if mix:
                 med = statistics.median
                 print(f"realistic mix, 1,000,000 events in 10,000-event batches, 2 client threads (median of {len(mix)}): "
@@ -454,7 +459,8 @@ def main() -> None:
                       f"conversion apply lag p50 {med(f['lag_p50'] for f in mix) * 1000:.0f} ms, "
                       f"p99 {med(f['lag_p99'] for f in mix) * 1000:.0f} ms; "
                       f"hooks worker {med(f['us_per_conversion'] for f in mix):.1f} us CPU/conversion; "
-                      f"server CPU {med(f['us_per_event'] for f in mix):.2f} us/event")  # fmt: skip
+                      f"server CPU {med(f['us_per_event'] for f in mix):.2f} us/event "
+                      f"(spool flusher {med(f['flusher_us'] for f in mix):.2f})")  # fmt: skip
             print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             singles_to_run = [] if args.batches_only else [("plain (page_view)", PLAIN), ("conversion (signup)", CONVERSION)]  # fmt: skip
             for label, body in singles_to_run:

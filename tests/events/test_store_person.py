@@ -137,3 +137,30 @@ def test_duckdb_skips_aliases_it_wrote_already_and_forgets_them_on_other_writes(
         assert store.add_aliases([Alias("ws_2", "v1", "u1", at)]) == 1  # other workspace
     finally:
         store.close()
+
+
+def test_duckdb_alias_memory_follows_the_loads_identity_map(tmp_path: object) -> None:
+    """A load that re-maps a visitor makes the store forget what it remembered writing for it,
+    so the next add_aliases of the old mapping is written, not skipped as already known."""
+    from pathlib import Path
+
+    from liebian.events.store import open_event_store
+
+    store = open_event_store(Path(str(tmp_path)) / "events.duckdb")
+    try:
+        at = T0.replace(tzinfo=None)
+
+        def owner(visitor: str) -> list[tuple[str, ...]]:
+            return store.query("SELECT user_id FROM aliases WHERE visitor_id = $v", {"v": visitor})
+
+        assert store.add_aliases([Alias(WS, "v1", "u1", at), Alias(WS, "v2", "u2", at)]) == 2
+        # a later event of v1 signed in as u9 (a shared device): the load re-maps v1
+        later = T0 + timedelta(hours=1)
+        store.insert([EventRow(WS, "e-shared", "signup", later, visitor_id="v1", user_id="u9")])
+        assert owner("v1") == [("u9",)]
+        # v1 back to u1, newer still: written (a stale memory of v1 → u1 would skip it)
+        assert store.add_aliases([Alias(WS, "v1", "u1", at + timedelta(hours=2))]) == 1
+        assert owner("v1") == [("u1",)]
+        assert store.add_aliases([Alias(WS, "v2", "u2", at)]) == 0  # v2 untouched: still known
+    finally:
+        store.close()

@@ -234,7 +234,10 @@ class DuckDBEventStore:
                 # Events that carry both ids tie the visitor to the user (identity map), in
                 # the load's own transaction rather than on the request path: the newest
                 # event of a visitor wins, as in ClickHouse's ReplacingMergeTree(created_at).
-                aliased = con.execute(
+                # No RETURNING: with it DuckDB took ~60 µs of CPU per visitor already mapped
+                # (statement and commit) against ~1.5 without, and every event carrying both
+                # ids of a known person is one (docs/benchmarks.md, session 8).
+                con.execute(
                     "INSERT INTO aliases SELECT workspace_id, visitor_id,"
                     " arg_max(user_id, ts), max(ts)"
                     f" FROM {source} WHERE visitor_id <> '' AND user_id <> ''"
@@ -242,8 +245,17 @@ class DuckDBEventStore:
                     " ON CONFLICT (workspace_id, visitor_id) DO UPDATE SET"
                     " user_id = excluded.user_id, created_at = excluded.created_at"
                     " WHERE aliases.created_at IS NULL OR excluded.created_at >= aliases.created_at"
-                    " RETURNING workspace_id, visitor_id, user_id"
-                ).fetchall()
+                )
+                # The visitors this load may have re-mapped are forgotten by the alias cache
+                # (add_aliases writes them again next time); read only when it holds any.
+                aliased = (
+                    con.execute(
+                        f"SELECT DISTINCT workspace_id, visitor_id FROM {source}"
+                        " WHERE visitor_id <> '' AND user_id <> ''"
+                    ).fetchall()
+                    if self._alias_cache
+                    else []
+                )
                 duckdb_first_touch.merge_batch(con, source, PERSON_KEY_SQL)
                 duckdb_community.merge_batch(con, source, PERSON_KEY_SQL)
                 campaign_rollup.duck_merge(con, source, PERSON_KEY_SQL)
@@ -261,7 +273,8 @@ class DuckDBEventStore:
                 raise
             finally:
                 con.close()
-            self._remember_aliases(aliased)
+            for workspace_id, visitor_id in aliased:
+                self._alias_cache.pop((workspace_id, visitor_id), None)
         return InsertResult(inserted, total - inserted)
 
     def _remember_aliases(self, rows: Sequence[tuple[str, str, str]]) -> None:
