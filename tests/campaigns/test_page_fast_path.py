@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -73,24 +74,74 @@ def test_refreshing_cache() -> None:
         assert await cache.get("d", load("d")) == "d"
         assert len(cache) == 2 and cache.peek("a") is None
 
-        # Soft-stale hits are served as they are and re-read together, in one batch.
+        # With a batch reader, misses are read together: 100 codes asked for at once (a
+        # campaign's pages coming back after a quiet spell) are one batch, not 100 reads.
         batches: list[list[str]] = []
+        hold = threading.Event()
+        hold.set()
 
         def refresh(keys: list[str]) -> dict[str, str | None]:
+            hold.wait(5)
             batches.append(sorted(keys))
-            return {k: None if k == "gone" else k + "!" for k in keys}
+            if "boom" in keys:
+                raise RuntimeError("the database went away")
+            return {k: None if k == "gone" else k + "!" for k in keys if k != "skip"}
 
-        batched: RefreshingCache[str, str] = RefreshingCache(10, refresh=refresh)
-        for key in ("x", "y", "gone"):
-            assert await batched.get(key, lambda key=key: key) == key  # type: ignore[misc]
-            batched._entries[key].loaded_at -= batched.soft
-        assert [await batched.get(k, lambda: "unused") for k in ("x", "y", "gone")] == [
-            "x", "y", "gone",
-        ]  # fmt: skip
+        def alone(key: str) -> Any:
+            return lambda: key + " alone"
+
+        # (Long bounds: nothing goes stale unless the test says so, however slow the machine.)
+        batched: RefreshingCache[str, str] = RefreshingCache(400, soft=30, hard=60, refresh=refresh)
+        keys = [f"k{i}" for i in range(100)]
+        got = await asyncio.gather(*(batched.get(k, alone(k)) for k in keys))
+        assert got == [k + "!" for k in keys] and batches == [sorted(keys)]
+        assert (batched.loads, batched.batches) == (0, 1)
+        # Left out of the batch's answer, or the batch failed: read on its own.
+        assert await batched.get("skip", alone("skip")) == "skip alone"
+        assert await batched.get("boom", alone("boom")) == "boom alone"
+        assert await batched.get("gone", alone("gone")) is None and batched.peek("gone") is None
+        assert batched.loads == 2
+        # A request for a key the running batch reads waits for that batch; one for another
+        # key, for the next batch.
+        batches.clear()
+        hold.clear()
+        first = asyncio.ensure_future(batched.get("p", alone("p")))
+        await asyncio.sleep(0.01)
+        joined = asyncio.ensure_future(batched.get("p", alone("p")))
+        later = asyncio.ensure_future(batched.get("q", alone("q")))
+        await asyncio.sleep(0.01)
+        hold.set()
+        assert [await first, await joined, await later] == ["p!", "p!", "q!"]
+        assert batches == [["p"], ["q"]]
+        # Soft-stale hits are served as they are and re-read together, in one batch.
+        batches.clear()
+        now = time.monotonic()
+        for key in ("x", "y"):
+            batched._entries[key] = type(batched._entries["p"])(key, now - 40)
+        assert [await batched.get(k, alone(k)) for k in ("x", "y")] == ["x", "y"]
         while batched._batch is not None:
             await asyncio.sleep(0.01)
-        assert batches == [["gone", "x", "y"]]
-        assert (batched.peek("x"), batched.peek("y"), batched.peek("gone")) == ("x!", "y!", None)
+        assert batches == [["x", "y"]]
+        assert (batched.peek("x"), batched.peek("y")) == ("x!", "y!")
+        # The pages come back after a quiet spell (all past the hard bound): the first
+        # request's batch reads every recently used page past the soft bound with its own,
+        # and the requests for them meanwhile wait for that one batch.
+        batches.clear()
+        batched.invalidate("boom")
+        batched.invalidate("skip")
+        for slot in batched._entries.values():
+            slot.loaded_at = now - 90
+        batched._entries["k5"].loaded_at = now  # fresh: not read again
+        hold.clear()
+        first = asyncio.ensure_future(batched.get("k0", alone("k0")))
+        await asyncio.sleep(0.01)
+        meanwhile = asyncio.ensure_future(batched.get("k99", alone("k99")))
+        await asyncio.sleep(0.01)
+        hold.set()
+        assert (await first, await meanwhile) == ("k0!", "k99!")
+        assert len(batches) == 1 and "k5" not in batches[0]
+        assert set(batches[0]) == {k for k in batched._entries if k != "k5"}
+        assert all(now < batched._entries[k].loaded_at < time.monotonic() for k in batches[0])
 
     asyncio.run(scenario())
 

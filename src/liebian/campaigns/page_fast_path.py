@@ -89,6 +89,8 @@ HARD_TTL: Final = 2.0  # never served older than this: the request waits for a f
 CAMPAIGN_CAPACITY: Final = 1_024
 INVITE_CAPACITY: Final = 4_096  # ~4 KB of page each: ~16 MB at most
 CHANNELS_PER_CAMPAIGN: Final = 32
+BATCH_KEYS: Final = 512  # keys one batched read takes at most
+_UNANSWERED: Final = object()  # a key the batch left out of its answer
 # Columns the pages never show: consumed stock and budget move with every reward granted,
 # and must not make every cached page of the campaign look changed.
 _UNSHOWN: Final = frozenset({"stock_used", "budget_used"})
@@ -136,10 +138,19 @@ class RefreshingCache(Generic[K, V]):
     """A bounded LRU of values read in a worker thread: served while younger than ``hard``,
     re-read in the background once older than ``soft``, one read at a time per key.
 
-    With ``refresh`` (many keys → their values), the background re-reads of all keys that
-    went stale are batched: one worker-thread job at a time reads every key that went stale
-    while the previous one ran (a hot campaign's 200 invite codes: one read a second, not
-    200). A read that an :meth:`invalidate` or :meth:`clear` overtook is handed to whoever
+    With ``refresh`` (many keys → their values), every read goes through one batch: one
+    worker-thread job at a time reads every key that went stale, or was asked for and is not
+    cached (or is past ``hard``), while the previous job ran — a hot campaign's 200 invite
+    codes are one read a second, not 200; and when the pages come back after a quiet spell
+    longer than ``hard``, the requests for 200 codes wait for one or two batches, not in line
+    behind 200 reads of one code each (each a thread hop and a session: that queue was the
+    100–400 ms p99 of the pages at 2,000 req/s, docs/benchmarks.md, decision 0042). A batch
+    that a request waits for also re-reads the most recently used entries past ``soft``
+    (:meth:`_due`): they are probably asked for next, and one key more in the batch's query
+    each. A key the batch does not answer (``refresh`` leaves it out of its result, or the
+    batch fails) is read on its own with the request's ``load``.
+
+    A read that an :meth:`invalidate` or :meth:`clear` overtook is handed to whoever
     waited for it but not kept (a generation counter checked under the lock), so a row read
     before a commit never outlives the commit's invalidation. Loaders return None for "no
     such thing": nothing is cached then (the caller falls back to the full path)."""
@@ -157,10 +168,11 @@ class RefreshingCache(Generic[K, V]):
         self.hard = hard
         self.refresh = refresh
         self.loads = 0  # reads of one key (misses and unbatched refreshes)
-        self.batches = 0  # batched background refreshes
+        self.batches = 0  # batched reads (refreshes and misses)
         self._entries: OrderedDict[K, _Slot[V]] = OrderedDict()
         self._loading: dict[K, asyncio.Task[V | None]] = {}
-        self._stale: set[K] = set()
+        self._stale: set[K] = set()  # keys the next batch reads (insertion order kept below)
+        self._waiting: dict[K, asyncio.Future[Any]] = {}  # requests waiting for a batch
         self._batch: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         self._generation = 0
@@ -185,7 +197,11 @@ class RefreshingCache(Generic[K, V]):
                 with contextlib.suppress(KeyError):
                     self._entries.move_to_end(key)
                 return slot.value
-        # Shielded: a client that goes away must not cancel a read others wait for.
+        if self.refresh is not None:
+            # Shielded: a client that goes away must not cancel a read others wait for.
+            found = await asyncio.shield(self._in_batch(key))
+            if found is not _UNANSWERED:
+                return found
         return await asyncio.shield(self._start(key, load))
 
     def invalidate(self, key: K) -> None:
@@ -204,6 +220,27 @@ class RefreshingCache(Generic[K, V]):
             self._start(key, load)
             return
         self._stale.add(key)
+        self._run_batches()
+
+    def _in_batch(self, key: K) -> asyncio.Future[Any]:
+        """The answer for ``key`` from the batch that reads it next (or is reading it now):
+        a value, None (no such thing) or ``_UNANSWERED``."""
+        waiting = self._waiting.get(key)
+        if waiting is None or waiting.get_loop() is not asyncio.get_running_loop():
+            waiting = self._waiter(key)
+            self._stale.add(key)
+        self._run_batches()
+        return waiting
+
+    def _waiter(self, key: K) -> asyncio.Future[Any]:
+        """Who waits for ``key``'s next read (a future of the running loop)."""
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting.get(key)
+        if waiting is None or waiting.get_loop() is not loop:  # (a test's new loop)
+            waiting = self._waiting[key] = loop.create_future()
+        return waiting
+
+    def _run_batches(self) -> None:
         loop = asyncio.get_running_loop()
         if self._batch is None or self._batch.get_loop() is not loop:  # (a test's new loop)
             self._batch = loop.create_task(self._refresh_batches())
@@ -212,21 +249,49 @@ class RefreshingCache(Generic[K, V]):
         assert self.refresh is not None
         try:
             while self._stale:
-                keys = list(self._stale)
-                self._stale.clear()
+                keys = list(self._stale)[:BATCH_KEYS]
+                self._stale.difference_update(keys)
+                if any(k in self._waiting for k in keys):
+                    keys += self._due(set(keys), BATCH_KEYS - len(keys))
+                # Requests for these keys from now on join this batch (its read started
+                # before them, well inside the ``hard`` bound); other keys wait for the next.
+                waiters = [(k, self._waiter(k)) for k in keys]
                 generation = self._generation
                 started = time.monotonic()
+                found: dict[K, V | None] = {}
                 try:
                     found = await asyncio.to_thread(self.refresh, keys)
+                    self.batches += 1
+                    self._store(generation, started, found)
                 except Exception:
-                    # Kept as they are: past ``hard`` a request reads its key itself.
+                    # Kept as they are; whoever waits reads their key on its own.
                     log.warning("participant page cache: refresh failed", exc_info=True)
-                    return
-                self.batches += 1
-                self._store(generation, started, found)
+                finally:  # (cancelled too: nobody may wait for a batch that never ends)
+                    for key, waiting in waiters:
+                        if self._waiting.get(key) is waiting:
+                            del self._waiting[key]
+                        if not waiting.done():
+                            waiting.set_result(found.get(key, _UNANSWERED))
         finally:
             if self._batch is asyncio.current_task():
                 self._batch = None
+
+    def _due(self, taken: set[K], room: int) -> list[K]:
+        """Up to ``room`` of the most recently used entries past ``soft``: a request had to
+        wait for a read, so the pages used with it are probably wanted again too (a
+        campaign's codes when its traffic comes back after a quiet spell). Read in the same
+        batch they cost one more key in its query each, instead of a batch of their own
+        while requests queue behind it."""
+        due: list[K] = []
+        oldest = time.monotonic() - self.soft
+        with self._lock:
+            for seen, key in enumerate(reversed(self._entries)):
+                if len(due) >= room or seen >= BATCH_KEYS:
+                    break
+                if key not in taken and self._entries[key].loaded_at <= oldest:
+                    due.append(key)
+        self._stale.difference_update(due)
+        return due
 
     def _store(self, generation: int, started: float, found: dict[K, V | None]) -> None:
         with self._lock:
@@ -377,9 +442,10 @@ class PageCache:
             return repository.activity_campaign(session, kind, activity_id)
 
     def _refresh_activities(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-        """The stale group and assist pages: one query says which are still right (the usual
-        case); only the others are read and rendered again. Those whose campaign changed
-        since are left to their next request."""
+        """The group and assist pages asked for or gone stale: one query says which are still
+        right (the usual case); only the others, and those never read or read with an older
+        campaign row, are read and rendered again. Those whose campaign is not cached are
+        left out (read on their own)."""
         found: dict[tuple[str, str], Any] = {}
         for kind in ("group", "assist"):
             wanted = [i for k, i in keys if k == kind]
@@ -391,11 +457,14 @@ class PageCache:
             for activity_id in wanted:
                 key = (kind, activity_id)
                 cached = self.activities.peek(key)
-                view = self.campaigns.peek(cached.campaign.id) if cached is not None else None
+                of = self.campaign_of.get(key)
+                view = self.campaigns.peek(of) if of is not None else None
                 if activity_id not in rows:
                     found[key] = None  # gone
+                elif view is None:
+                    continue  # its campaign is not cached: read on its own
                 elif cached is None or view is not cached.campaign:
-                    continue
+                    changed.setdefault(view.id, []).append(activity_id)  # new, or a new row
                 elif cached.rows == rows[activity_id]:
                     found[key] = cached  # still right, as of this read
                 else:
@@ -452,8 +521,8 @@ class PageCache:
         return self._read_invites(view, [code])[code]
 
     def _refresh_invites(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-        """The stale invite pages, per campaign; those of a campaign whose row changed since
-        are left to be read on their next request (with the new row)."""
+        """The invite pages asked for or gone stale, per campaign, with the campaign as it is
+        cached now; those of a campaign no longer cached are left out (read on their own)."""
         codes: dict[str, list[str]] = {}
         for campaign_id, code in keys:
             codes.setdefault(campaign_id, []).append(code)
@@ -465,10 +534,12 @@ class PageCache:
             cached = {c: self.invites.peek((campaign_id, c)) for c in wanted}
             current = [c for c, invite in cached.items() if _rendered_with(invite, view)]
             # One plain query says which pages are still right (the usual case: all of them);
-            # only the others are read and rendered again.
-            with session_scope(self.runtime.read_sessions) as session:
-                rows = repository.invite_rows(session, campaign_id, current)
-            changed = []
+            # only the others, and those never read or read with an older campaign row, are
+            # read and rendered again.
+            if current:
+                with session_scope(self.runtime.read_sessions) as session:
+                    rows = repository.invite_rows(session, campaign_id, current)
+            changed = [c for c in wanted if not _rendered_with(cached[c], view)]
             for code in current:
                 invite = cached[code]
                 if code not in rows:
