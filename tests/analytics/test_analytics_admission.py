@@ -12,6 +12,7 @@ import pytest
 from liebian.analytics.admission import AnalyticsAdmission
 from liebian.app.runtime import Runtime
 from liebian.kit.errors import RateLimited
+from liebian.kit.ratelimit import Rate
 
 RANGE = {"from": "2026-03-01T00:00:00+08:00", "to": "2026-03-08T00:00:00+08:00"}
 
@@ -79,7 +80,9 @@ def test_a_waiter_cancelled_after_its_turn_came_passes_the_place_on() -> None:
 def test_the_rate_per_workspace_answers_429_through_the_api(
     client: Any, runtime: Runtime, owner: dict[str, str]
 ) -> None:
-    runtime.extras["analytics_admission"] = AnalyticsAdmission(concurrency=2, queue=8, per_minute=2)
+    admission = runtime.extras["analytics_admission"]  # the process's, made with the app
+    assert isinstance(admission, AnalyticsAdmission)
+    admission.rate = Rate(2, 60.0)
     body = {**RANGE, "events": ["page_view"]}
     assert (
         client.post(
@@ -94,9 +97,23 @@ def test_the_rate_per_workspace_answers_429_through_the_api(
     assert refused.json()["error"]["code"] == "analytics_rate_limited"
     assert "analytics queries in the last minute" in refused.json()["error"]["message"]
     assert int(refused.headers["retry-after"]) >= 1
+    # Once the workspace's budget is known to be spent, the dispatcher answers the same 429
+    # without handing the query to the framework (app/key_gate.py).
+    dispatcher = client.app
+    api, reached = dispatcher.api, []
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope.get("path"))
+        await api(scope, receive, send)
+
+    dispatcher.api = counting
+    early = client.post("/api/v1/analytics/cac", json=RANGE, headers=owner)
+    assert early.status_code == 429 and early.json()["error"]["code"] == "analytics_rate_limited"
+    assert reached == []
+    dispatcher.api = api
     # Other endpoints of the workspace are not limited by it.
     assert client.get("/api/v1/links", headers=owner).status_code == 200
-    assert "liebian_analytics_refused_total 1.0" in _loopback_metrics(client)
+    assert "liebian_analytics_refused_total 2.0" in _loopback_metrics(client)
 
 
 def _loopback_metrics(client: Any) -> str:

@@ -51,29 +51,51 @@ class AnalyticsAdmission:
         self.refused += 1
         return RateLimited(message, code=code, retry_after=int(retry_after) + 1)
 
+    def peek(self, workspace_id: str) -> RateLimited | None:
+        """The 429 :meth:`slot` would raise now, without taking anything (for a refusal
+        answered before the framework parses the query)."""
+        if self.rate.enabled:
+            wait = self._limiter.hit(workspace_id, self.rate, time.monotonic(), consume=False)
+            if wait:
+                return self._too_fast(wait)
+        lane = self._lanes.get(workspace_id)
+        if (
+            lane is not None
+            and lane.running >= self.concurrency
+            and len(lane.waiting) >= self.queue
+        ):
+            return self._busy(lane)
+        return None
+
+    def _too_fast(self, wait: float) -> RateLimited:
+        return self._refuse(
+            f"this workspace started more than {self.rate.limit} analytics queries "
+            "in the last minute; retry after the wait",
+            wait,
+            "analytics_rate_limited",
+        )
+
+    def _busy(self, lane: _Lane) -> RateLimited:
+        return self._refuse(
+            f"{lane.running} analytics queries of this workspace are running and "
+            f"{len(lane.waiting)} are waiting; retry when one has finished",
+            0,
+            "analytics_busy",
+        )
+
     @contextlib.asynccontextmanager
     async def slot(self, workspace_id: str) -> AsyncIterator[None]:
         """Hold one of the workspace's places for the length of a query, or raise 429."""
         if self.rate.enabled:
             wait = self._limiter.hit(workspace_id, self.rate, time.monotonic())
             if wait:
-                raise self._refuse(
-                    f"this workspace started more than {self.rate.limit} analytics queries "
-                    "in the last minute; retry after the wait",
-                    wait,
-                    "analytics_rate_limited",
-                )
+                raise self._too_fast(wait)
         lane = self._lanes.get(workspace_id)
         if lane is None:
             lane = self._lanes[workspace_id] = _Lane()
         if lane.running >= self.concurrency:
             if len(lane.waiting) >= self.queue:
-                raise self._refuse(
-                    f"{lane.running} analytics queries of this workspace are running and "
-                    f"{len(lane.waiting)} are waiting; retry when one has finished",
-                    0,
-                    "analytics_busy",
-                )
+                raise self._busy(lane)
             turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             lane.waiting.append(turn)
             try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from liebian.analytics.admission import admission_for
 from liebian.app.errors import install_error_handlers
 from liebian.app.health import RequestStats, route_class
 from liebian.app.key_gate import API_PREFIX, KeyGate
@@ -56,7 +57,14 @@ class Dispatcher:
         self.stats: RequestStats = self.runtime.extras.setdefault("request_stats", RequestStats())
         keys = self.runtime.extras.get("key_cache")
         self.key_gate = (
-            KeyGate(api, keys, self.runtime.settings.trusted_proxies) if keys is not None else None
+            KeyGate(
+                api,
+                keys,
+                self.runtime.settings.trusted_proxies,
+                admission_for(self.runtime.extras, self.runtime.settings),
+            )
+            if keys is not None
+            else None
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

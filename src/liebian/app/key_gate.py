@@ -4,7 +4,8 @@ Every API request through FastAPI costs the event loop ~0.4–1.5 ms of routing,
 validation work before its principal is even asked; the redirect waits behind it. A request
 whose key the key cache can already refuse — a string not shaped like a key, a wrong key
 refused in the last seconds, an unknown key from an address that sent too many — gets the same
-401 or 429 from here, in the API's error shape, for a header scan and a dict lookup.
+401 or 429 from here, in the API's error shape, for a header scan and a dict lookup; so does an
+analytics query of a workspace whose analytics budget is spent (analytics/admission.py).
 
 Only operations that take a principal are answered here: the few public ``/api`` routes (sign-in,
 invitations, WeCom callbacks, signed live-code images, webhook topics) ignore an
@@ -21,6 +22,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import compile_path
 
+from liebian.analytics.admission import AnalyticsAdmission
 from liebian.app.deps import get_principal, principal_on_loop
 from liebian.kit.client_ip import client_ip
 from liebian.kit.errors import DomainError
@@ -28,12 +30,20 @@ from liebian.workspaces.key_cache import KeyCache
 
 Scope = MutableMapping[str, Any]
 API_PREFIX = "/api/"
+ANALYTICS_PREFIX = "/api/v1/analytics/"
 
 
 class KeyGate:
-    def __init__(self, api: FastAPI, keys: KeyCache, trusted_proxies: list[str]) -> None:
+    def __init__(
+        self,
+        api: FastAPI,
+        keys: KeyCache,
+        trusted_proxies: list[str],
+        admission: AnalyticsAdmission,
+    ) -> None:
         self.keys = keys
         self.trusted = trusted_proxies
+        self.admission = admission
         self.public: list[re.Pattern[str]] = [
             compile_path(path)[0]
             for path, dependant in _routes(api.router.routes)
@@ -55,7 +65,11 @@ class KeyGate:
         if scheme.lower() != "bearer" or not token:
             return None
         keys = self.keys
-        if keys.get(token) is not None:
+        principal = keys.get(token)
+        if principal is not None:
+            if scope["path"].startswith(ANALYTICS_PREFIX) and scope["method"] == "POST":
+                # An analytics query the workspace may not start now: no parsing either.
+                return self.admission.peek(principal.workspace_id)
             return None
         refused = keys.refusal(token) or keys.throttled(client_ip(scope, self.trusted))
         if refused is None:
