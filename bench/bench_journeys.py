@@ -158,6 +158,32 @@ def spread(sessions: Any, pace: float) -> None:
     print(f"first steps due from {t0.time()} over {len(ids) * per:.1f} s ({pace:,.0f} steps/s)")
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_of(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _sample_cpu(c: Any, pids: list[tuple[str, int]], seen: dict[tuple[str, int], float]) -> None:
+    """Record the CPU so far of these processes and of the database's backends (PostgreSQL;
+    not this connection's)."""
+    if c.dialect.name == "postgresql":
+        pids = pids + [("postgres", b) for b in c.scalars(text(
+            "select pid from pg_stat_activity where datname = current_database()"
+            " and pid <> pg_backend_pid()"))]  # fmt: skip
+    for kind, pid in pids:
+        got = _cpu_of(pid)
+        if got is not None:
+            seen[(kind, pid)] = got
+
+
 def _pcts(values: list[float]) -> str:
     if not values:
         return "—"
@@ -180,6 +206,8 @@ def main() -> None:
     ap.add_argument("--via-channel", action="store_true",
                     help="first step: a send on a webhook channel (channels.send_many)")  # fmt: skip
     ap.add_argument("--profile", default="", help="cProfile the embedded executor into this file")
+    ap.add_argument("--profile-worker", default="",
+                    help="py-spy record the last worker, collapsed stacks (--workers)")  # fmt: skip
     ap.add_argument("--pace", type=float, default=0.0,
                     help="first steps due spread at this many step executions/s (0: all at once)")  # fmt: skip
     args = ap.parse_args()
@@ -213,6 +241,7 @@ def main() -> None:
     started = time.perf_counter()
     cpu0 = time.process_time()
     killed = None
+    cpu_seen: dict[tuple[str, int], float] = {}
     if args.workers:
         env = {**os.environ, "LIEBIAN_DATABASE_URL": url, "LIEBIAN_SECRET_KEY": "22" * 32,
                "LIEBIAN_ALLOW_PRIVATE_WEBHOOKS": "true", "LIEBIAN_JOURNEYS_LEASE": "3"}  # fmt: skip
@@ -222,10 +251,17 @@ def main() -> None:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "liebian.cli", "worker", "--batch", str(args.batch)],
                 env={**env, "LIEBIAN_DATA_DIR": str(tmp / f"w{i}")}))  # fmt: skip
+        # CPU of the workers and of their PostgreSQL backends, sampled while they live (the
+        # killed worker's last sample stands): the cost of a step on PostgreSQL.
+        if args.profile_worker:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record",
+                                    "--format", "raw", "-o", args.profile_worker, "-r", "50",
+                                    "--nonblocking", "-p", str(procs[-1].pid)])  # fmt: skip
         try:
             while True:
                 time.sleep(0.2)
                 with engine.connect() as c:
+                    _sample_cpu(c, [("worker", p.pid) for p in procs], cpu_seen)
                     left = c.scalar(select(func.count()).select_from(JourneyRun)
                                     .where(JourneyRun.status == "active"))  # fmt: skip
                     done = c.scalar(select(func.count()).select_from(E).where(E.status == "done"))
@@ -235,6 +271,9 @@ def main() -> None:
                 if left == 0:
                     break
         finally:
+            if args.profile_worker:
+                spy.send_signal(signal.SIGINT)
+                spy.wait()
             for p in procs:
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)
@@ -258,7 +297,7 @@ def main() -> None:
         if args.profile:
             import cProfile
 
-            prof = cProfile.Profile()
+            prof = cProfile.Profile(time.process_time)
             prof.enable()
             try:
                 while True:
@@ -284,6 +323,7 @@ def main() -> None:
                 while True:
                     time.sleep(0.5)
                     with engine.connect() as c:
+                        _sample_cpu(c, [], cpu_seen)
                         left = c.scalar(select(func.count()).select_from(JourneyRun)
                                         .where(JourneyRun.status == "active"))  # fmt: skip
                     if left == 0:
@@ -305,7 +345,17 @@ def main() -> None:
     missing = len(expected - set(counts))
     print(f"contacts {args.contacts}  steps done {done}/{total_steps}  wall {wall:.1f} s  "
           f"→ {done / wall:,.0f} step executions/s")  # fmt: skip
-    if not args.workers:
+    if args.workers:
+        w = sum(v for (k, _), v in cpu_seen.items() if k == "worker")
+        pg = sum(v for (k, _), v in cpu_seen.items() if k == "postgres")
+        print(f"CPU: workers {w:.1f} s ({w / max(done, 1) * 1e6:,.0f} µs a step), their "
+              f"PostgreSQL backends {pg:.1f} s ({pg / max(done, 1) * 1e6:,.0f} µs a step); "
+              f"together {(w + pg) / max(done, 1) * 1e6:,.0f} µs a step")  # fmt: skip
+    else:
+        pg = sum(cpu_seen.values())
+        if pg:
+            print(f"CPU of the PostgreSQL backends {pg:.1f} s ({pg / max(done, 1) * 1e6:,.0f} µs"
+                  " a step)")  # fmt: skip
         print(f"executor process CPU {cpu:.1f} s → {cpu / max(done, 1) * 1e6:,.0f} µs CPU per step"
               f" ({done / max(cpu, 1e-9):,.0f} steps per CPU-second)")  # fmt: skip
     print(f"receiver: POSTs {sum(counts.values())}  distinct keys {len(counts)}  "

@@ -22,27 +22,28 @@ is injectable: tests and the benchmark drive time without sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from liebian.automation import definition as d
 from liebian.automation import repository
 from liebian.automation.content import MissingField, linked_slugs, render, render_content
-from liebian.automation.models import Journey, JourneyRun
+from liebian.automation.models import Journey
 from liebian.automation.webhook_http import PinnedPoster
 from liebian.kit.clock import utcnow
-from liebian.kit.db import session_scope
+from liebian.kit.db import after_commit, session_scope
 from liebian.kit.errors import DomainError
 from liebian.kit.ids import new_id
 
@@ -86,7 +87,7 @@ class _Item:
     attempts: int
     event_matched: bool
     token: str
-    run: JourneyRun | None = None
+    run: repository.RunRef | None = None
     step: dict[str, Any] | None = None
     following: str | None = None
     definition: dict[str, Any] | None = None
@@ -114,6 +115,40 @@ class BatchResult:
     # Given to the retry pool (decision 0034): marked there, not in this batch's counts.
     retried: int = 0
     by_result: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass
+class _Writes:
+    marks: list[dict[str, Any]] = field(default_factory=list)
+    next_rows: list[dict[str, Any]] = field(default_factory=list)
+    moves: list[tuple[str, str]] = field(default_factory=list)
+    finished: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+
+def _acts(item: _Item) -> bool:
+    """Whether marking this item applies database actions (``Executor._apply_all``)."""
+    return (
+        item.status == "done" and item.step is not None
+        and item.step["type"] not in d.EXTERNAL and item.step["type"] not in d.WAITS + d.FLOW
+    )  # fmt: skip
+
+
+class _Reader:
+    """A read session opened on first use and closed by the batch."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+        self._session: Session | None = None
+
+    def __call__(self) -> Session:
+        if self._session is None:
+            self._session = self._factory()
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -151,7 +186,6 @@ class Executor:
         self._zones: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._context: dict[str, dict[str, Any]] = {}
-        self._external_ids: dict[str, str] = {}
         self._retry_pool = (
             ThreadPoolExecutor(self.config.retry_threads, "liebian-journey-retries")
             if self.config.retry_threads > 0
@@ -159,45 +193,57 @@ class Executor:
         )
         self._retries: set[Future[None]] = set()
         self._retries_lock = threading.Lock()
+        # PostgreSQL: marks of steps without database actions go through one connection of
+        # the executor's own (decision 0040).
+        bind = sessions.kw.get("bind")
+        engine = getattr(bind, "engine", bind)
+        self._direct: Engine | None = (
+            engine if isinstance(engine, Engine) and engine.dialect.name == "postgresql" else None
+        )
+        self._direct_conn: Connection | None = None
+        self._direct_lock = threading.Lock()
 
     def close(self) -> None:
         if self._retry_pool is not None:
             self._retry_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         self.http.close()
+        with self._direct_lock:
+            if self._direct_conn is not None:
+                self._direct_conn.close()
+                self._direct_conn = None
 
     # -- one batch ------------------------------------------------------------------------
 
     def run_once(self) -> BatchResult:
         now = self.clock()
         token = new_id("clm")
-        self._external_ids = {}
-        with session_scope(self.sessions) as session:
-            claimed = repository.claim(
-                session, now, now + self.config.lease, token, self.config.batch
-            )
-            seen: dict[str, tuple[bool, str | None]] = {}
-            E = repository.E
-            for start in range(0, len(claimed), 500):
-                chunk = [c[0] for c in claimed[start : start + 500]]
-                seen.update(
-                    (i, (bool(m), r))
-                    for i, m, r in session.execute(
-                        select(E.id, E.event_matched, E.result).where(E.id.in_(chunk))
-                    )
-                )
+        # The runs (and external ids, for the events) read with the claim: no second
+        # session, no ORM objects. On PostgreSQL both on the executor's own autocommit
+        # connection (the claim is one statement): no check-out, BEGIN or COMMIT (decision
+        # 0040).
+        with (
+            self._direct_connection() if self._direct is not None
+            else session_scope(self.sessions)
+        ) as conn:  # fmt: skip
+            claimed = repository.claim(conn, now, now + self.config.lease, token, self.config.batch)
+            runs = repository.run_refs(conn, [c.run_id for c in claimed]) if claimed else {}
         out = BatchResult(claimed=len(claimed))
         if not claimed:
             return out
         items = []
-        for e, r, s, a in claimed:
-            matched, result = seen.get(e, (False, None))
-            item = _Item(e, r, s, a, matched, token)
-            item.retrying = bool(result and result.startswith(repository.RETRY_PREFIX))
+        for c in claimed:
+            item = _Item(c.execution_id, c.run_id, c.step_id, c.attempts, c.event_matched, token)
+            item.retrying = bool(c.result and c.result.startswith(repository.RETRY_PREFIX))
+            item.run = runs.get(c.run_id)
             items.append(item)
-        with self.read_sessions() as reader:
+        # A read session only when a step needs one (a condition, a zone, a new version).
+        reader = _Reader(self.read_sessions)
+        try:
             self._load(reader, items)
             self._decide(reader, items, now)
+        finally:
+            reader.close()
         templated = [
             i
             for i in items
@@ -272,37 +318,38 @@ class Executor:
 
     def next_due(self) -> datetime | None:
         """When the earliest pending step not yet due is due (None: none is waiting)."""
+        if self._direct is not None:
+            with self._direct_connection() as conn:
+                return repository.next_due(conn, self.clock())
         with self.read_sessions() as session:
             return repository.next_due(session, self.clock())
 
     # -- phase 2: decide ------------------------------------------------------------------
 
-    def _definition(self, session: Session, journey_id: str, version: int) -> dict[str, Any]:
+    def _definition(self, reader: _Reader, journey_id: str, version: int) -> dict[str, Any]:
         key = (journey_id, version)
         if key not in self._definitions:  # versions never change: cache for good
-            row = repository.version(session, journey_id, version)
+            row = repository.version(reader(), journey_id, version)
             self._definitions[key] = row.definition if row is not None else {"steps": []}
         return self._definitions[key]
 
-    def _zone(self, session: Session, workspace_id: str) -> str:
+    def _zone(self, reader: _Reader, workspace_id: str) -> str:
         if workspace_id not in self._zones:
             from liebian.automation.service import workspace_zone
 
-            self._zones[workspace_id] = workspace_zone(session, workspace_id)
+            self._zones[workspace_id] = workspace_zone(reader(), workspace_id)
         return self._zones[workspace_id]
 
-    def _load(self, session: Session, items: list[_Item]) -> None:
-        runs = repository.runs_by_id(session, [i.run_id for i in items])
+    def _load(self, reader: _Reader, items: list[_Item]) -> None:
         for item in items:
-            item.run = runs.get(item.run_id)
             if item.run is None:
                 continue
-            item.definition = self._definition(session, item.run.journey_id, item.run.version)
+            item.definition = self._definition(reader, item.run.journey_id, item.run.version)
             found = d.step_map(item.definition).get(item.step_id)
             if found is not None:
                 item.step, item.following = found
 
-    def _decide(self, session: Session, items: list[_Item], now: datetime) -> None:
+    def _decide(self, reader: _Reader, items: list[_Item], now: datetime) -> None:
         live = []
         for item in items:
             if item.run is None or item.step is None or item.run.status != "active":
@@ -318,7 +365,7 @@ class Executor:
         for group in groups.values():
             assert group[0].definition is not None and group[0].run is not None
             hit = self._matching(
-                session, group[0].run.workspace_id, group[0].definition["exit"], group, now
+                reader(), group[0].run.workspace_id, group[0].definition["exit"], group, now
             )
             for item in group:
                 if item.run_id in hit:
@@ -336,7 +383,7 @@ class Executor:
                     item.next_due = now + d.duration(item.step["duration"], "duration")
                 else:
                     at, days = d.until_spec(item.step["until"], "until")
-                    zone = self._zone(session, item.run.workspace_id)
+                    zone = self._zone(reader, item.run.workspace_id)
                     item.next_due = d.wait_until(now, at, days, zone)
                 item.result = f"waited until {item.next_due.isoformat()}"
             elif kind == "wait_event":
@@ -359,7 +406,7 @@ class Executor:
         for group in branches.values():
             assert group[0].step is not None and group[0].run is not None
             hit = self._matching(
-                session, group[0].run.workspace_id, group[0].step["condition"], group, now
+                reader(), group[0].run.workspace_id, group[0].step["condition"], group, now
             )
             for item in group:
                 assert item.step is not None
@@ -718,6 +765,9 @@ class Executor:
         if not items:
             return
         token = items[0].token
+        if self._direct is not None and not any(i.retry_at is not None or _acts(i) for i in items):
+            self._mark_direct(items, token, now, out)
+            return
         with session_scope(self.sessions) as session:
             owned = repository.owned(session, [i.execution_id for i in items], token)
             mine = [i for i in items if i.execution_id in owned]
@@ -729,88 +779,124 @@ class Executor:
             out.postponed += len(retry)
             final = [i for i in mine if i.retry_at is None]
             self._apply_all(session, final, now)
-            marks: list[dict[str, Any]] = []
-            next_rows: list[dict[str, Any]] = []
-            moves: list[tuple[str, str]] = []
-            finished: list[tuple[str, str, str | None]] = []
-            for item in final:
-                next_step = item.next_step if item.status != "skipped" else None
-                if item.status == "failed" and item.step is not None:
-                    # A failed action does not strand the person: the run goes on.
-                    next_step = d.next_of(item.step, item.following)
-                marks.append(
-                    {
-                        "b_id": item.execution_id,
-                        "b_status": item.status,
-                        "b_result": (item.result or item.status)[:300],
-                        "b_detail": item.detail,
-                        "b_next": next_step,
-                    }
-                )
-                out.by_result[item.result.split(":")[0] or item.status] += 1
-                if item.status == "failed":
-                    out.failed += 1
-                else:
-                    out.done += 1
-                if item.run is None:
-                    continue
-                if item.exit_reason is not None:
-                    finished.append((item.run_id, "exited", item.exit_reason))
-                    continue
-                if item.status == "skipped":
-                    continue
-                if next_step is None or next_step == d.END:
-                    finished.append((item.run_id, "completed", None))
-                    continue
-                assert item.definition is not None
-                nxt = d.step_map(item.definition)[next_step][0]
-                due = item.next_due or now
-                waiting = None
-                if nxt["type"] == "wait_event":
-                    waiting = nxt["event"]
-                    due = due + d.duration(nxt["timeout"], "timeout")
-                next_rows.append(
-                    repository.step_row(item.run_id, item.run.workspace_id,
-                                        item.run.journey_id, nxt, due, now, waiting)
-                )  # fmt: skip
-                moves.append((item.run_id, next_step))
+            w = self._writes(final, now)
             # finished_at is when the step was marked (the claim's time is its started_at).
             done_at = self.clock()
-            repository.mark_many(session, marks, done_at)
-            repository.insert_steps(session, next_rows)
-            repository.move_runs(session, moves)
-            repository.finish_runs(session, finished, done_at)
-            self._events(session, final, finished, now)
+            repository.write_marks(session, w.marks, w.next_rows, w.moves, w.finished, done_at)
+            self._count(final, out)
+            data = self._event_lines(final, w.finished, now)
+            if data:
+                spool = self.runtime.spool
+                after_commit(session, lambda: spool.append_line(data))
 
-    def _events(
-        self, session: Session, items: list[_Item], finished: list[tuple[str, str, str | None]],
-        now: datetime,
-    ) -> None:  # fmt: skip
+    def _mark_direct(self, items: list[_Item], token: str, now: datetime, out: BatchResult) -> None:
+        """PostgreSQL, steps without database actions (webhooks, sends, waits, branches): the
+        ownership check and every write in one autocommitted statement on the executor's own
+        connection — one round trip instead of a pool check-out's ping, BEGIN, the lock, the
+        writes and COMMIT (decision 0040). Only rows still claimed by ``token`` are marked;
+        the next rows and run moves follow those only."""
+        w = self._writes(items, now)
+        done_at = self.clock()
+        with self._direct_connection() as conn:
+            marked = repository.mark_claimed(
+                conn, token, w.marks, w.next_rows, w.moves, w.finished, done_at
+            )
+        mine = [i for i in items if i.execution_id in marked]
+        out.lost += len(items) - len(mine)
+        self._count(mine, out)
+        runs = {i.run_id for i in mine}
+        data = self._event_lines(mine, [f for f in w.finished if f[0] in runs], now)
+        if data:
+            self.runtime.spool.append_line(data)
+
+    @contextlib.contextmanager
+    def _direct_connection(self) -> Iterator[Connection]:
+        """The executor's own autocommit connection (PostgreSQL): no pool check-out, so no
+        ping, per statement. One user at a time; dropped after any error (the next use opens
+        a new one)."""
+        with self._direct_lock:
+            if self._direct_conn is None:
+                assert self._direct is not None
+                self._direct_conn = self._direct.connect().execution_options(
+                    isolation_level="AUTOCOMMIT"
+                )
+            try:
+                yield self._direct_conn
+            except BaseException:
+                conn, self._direct_conn = self._direct_conn, None
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+                    conn.close()
+                raise
+
+    def _count(self, items: list[_Item], out: BatchResult) -> None:
+        for item in items:
+            out.by_result[item.result.split(":")[0] or item.status] += 1
+            if item.status == "failed":
+                out.failed += 1
+            else:
+                out.done += 1
+
+    def _writes(self, final: list[_Item], now: datetime) -> _Writes:
+        """What marking these items writes: the marks, the next rows, the runs moved on and
+        the runs finished."""
+        w = _Writes()
+        for item in final:
+            next_step = item.next_step if item.status != "skipped" else None
+            if item.status == "failed" and item.step is not None:
+                # A failed action does not strand the person: the run goes on.
+                next_step = d.next_of(item.step, item.following)
+            w.marks.append(
+                {
+                    "b_id": item.execution_id,
+                    "b_status": item.status,
+                    "b_result": (item.result or item.status)[:300],
+                    "b_detail": item.detail,
+                    "b_next": next_step,
+                }
+            )
+            if item.run is None:
+                continue
+            if item.exit_reason is not None:
+                w.finished.append((item.run_id, "exited", item.exit_reason))
+                continue
+            if item.status == "skipped":
+                continue
+            if next_step is None or next_step == d.END:
+                w.finished.append((item.run_id, "completed", None))
+                continue
+            assert item.definition is not None
+            nxt = d.step_map(item.definition)[next_step][0]
+            due = item.next_due or now
+            waiting = None
+            if nxt["type"] == "wait_event":
+                waiting = nxt["event"]
+                due = due + d.duration(nxt["timeout"], "timeout")
+            w.next_rows.append(
+                repository.step_row(item.run_id, item.run.workspace_id,
+                                    item.run.journey_id, nxt, due, now, waiting)
+            )  # fmt: skip
+            w.moves.append((item.run_id, next_step))
+        return w
+
+    def _event_lines(
+        self, items: list[_Item], finished: list[tuple[str, str, str | None]], now: datetime
+    ) -> bytes:
         """Each finished step (``journey_step``; a split's as ``journey_split`` with its
         ``variant``, for the A/B readout) and each finished run (``journey_completed`` /
-        ``journey_exited``) as an event, spooled after the commit; ids derive from the rows, so
-        a replay is stored once."""
-        spool = getattr(self.runtime, "spool", None)
-        if spool is None or not items:
-            return
-        from liebian.contacts.models import Contact
+        ``journey_exited``) as event lines for the spool, appended once the marks are
+        committed; ids derive from the rows, so a replay is stored once."""
+        if getattr(self.runtime, "spool", None) is None or not items:
+            return b""
         from liebian.events.store.base import EventRow
-        from liebian.kit.db import after_commit
 
         runs = {i.run_id: i.run for i in items if i.run is not None}
-        # Read once per batch (not once per mark transaction; cleared by run_once, so an
-        # erasure is seen by the next batch).
-        ext = self._external_ids
-        missing = list({r.contact_id for r in runs.values()} - ext.keys())
-        if missing:
-            ext.update(session.execute(
-                select(Contact.id, Contact.external_id).where(Contact.id.in_(missing))).all())  # fmt: skip
         lines: list[bytes] = []
 
-        def add(event: str, event_id: str, run: JourneyRun, props: dict[str, Any]) -> None:
+        def add(event: str, event_id: str, run: repository.RunRef, props: dict[str, Any]) -> None:
             row = EventRow(
                 workspace_id=run.workspace_id, event_id=event_id, event=event, ts=now,
-                received_at=now, user_id=ext.get(run.contact_id),
+                received_at=now, user_id=run.external_id,
                 properties={"journey_id": run.journey_id, "version": run.version,
                             "run_id": run.id, **props},
             )  # fmt: skip
@@ -830,19 +916,13 @@ class Executor:
             run = runs.get(run_id)
             if run is not None:
                 add(f"journey_{status}", f"jrf:{run_id}", run, {"reason": reason or ""})
-        if lines:
-            data = b"".join(lines)
-            after_commit(session, lambda: spool.append_line(data))
+        return b"".join(lines)
 
     def _apply_all(self, session: Session, items: list[_Item], now: datetime) -> None:
         """Database actions. Tag changes are applied per (workspace, tags) for the whole
         group at once; the others one by one, each in a savepoint so a refusal (a deleted tag,
         an undefined attribute) fails only its own step."""
-        actions = [
-            i for i in items
-            if i.status == "done" and i.step is not None and i.step["type"] not in d.EXTERNAL
-            and i.step["type"] not in d.WAITS + d.FLOW
-        ]  # fmt: skip
+        actions = [i for i in items if _acts(i)]
         groups: dict[tuple[str, str, tuple[str, ...]], list[_Item]] = defaultdict(list)
         single = []
         for item in actions:
