@@ -1,5 +1,5 @@
 """A worker whose claim was taken over while its effect was in flight marks nothing: on
-PostgreSQL the mark is one statement that checks the claim token itself (decision 0040), on
+PostgreSQL the mark is one statement that checks the claim token itself (decision 0043), on
 SQLite the lock-and-check before the writes. The step is done once in the database, the run
 gets one next row, and the receiver sees the key from both workers (deduped by key)."""
 

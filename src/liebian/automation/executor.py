@@ -194,7 +194,7 @@ class Executor:
         self._retries: set[Future[None]] = set()
         self._retries_lock = threading.Lock()
         # PostgreSQL: marks of steps without database actions go through one connection of
-        # the executor's own (decision 0040).
+        # the executor's own (decision 0043).
         bind = sessions.kw.get("bind")
         engine = getattr(bind, "engine", bind)
         self._direct: Engine | None = (
@@ -793,7 +793,7 @@ class Executor:
         """PostgreSQL, steps without database actions (webhooks, sends, waits, branches): the
         ownership check and every write in one autocommitted statement on the executor's own
         connection — one round trip instead of a pool check-out's ping, BEGIN, the lock, the
-        writes and COMMIT (decision 0040). Only rows still claimed by ``token`` are marked;
+        writes and COMMIT (decision 0043). Only rows still claimed by ``token`` are marked;
         the next rows and run moves follow those only."""
         w = self._writes(items, now)
         done_at = self.clock()

@@ -454,7 +454,7 @@ def finish_runs(session: Session, rows: list[tuple[str, str, str | None]], now: 
 # PostgreSQL: a mark's writes in one statement — the marks, the next rows, the runs moved on
 # and the runs finished — each table's rows passed as arrays (``unnest``), instead of four
 # statements of which two were executemany (psycopg binds and sends each row of those: ~0.2 ms
-# of CPU a row, the largest share of a step's cost on PostgreSQL; decision 0040). Data-modifying
+# of CPU a row, the largest share of a step's cost on PostgreSQL; decision 0043). Data-modifying
 # CTEs all run, referenced or not; no row is changed twice (a run is moved or finished).
 _WRITE_MARKS_PG = text(
     """
