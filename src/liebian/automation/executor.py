@@ -221,7 +221,7 @@ class Executor:
         # The runs (and external ids, for the events) read with the claim: no second
         # session, no ORM objects. On PostgreSQL both on the executor's own autocommit
         # connection (the claim is one statement): no check-out, BEGIN or COMMIT (decision
-        # 0040).
+        # 0043).
         with (
             self._direct_connection() if self._direct is not None
             else session_scope(self.sessions)
