@@ -3,7 +3,7 @@
     PYTHONPATH=src /work/main/.venv/bin/python bench/bench_communities.py \
         [--decisions 3000] [--threads 16] [--path committed|direct|orm] [--threshold open]
         [--messages 20000] [--groups 1000] [--days 90] [--reference OLD_METRICS_PY]
-        [--store KEEP.duckdb] [--no-table]
+        [--store KEEP.duckdb] [--no-table] [--load-batches 40 --batch-size 200]
 
 1. routing: a migrated SQLite database (the embedded default) with one screening community
    (a date question deriving 0–3 / 3–8 tiers, a choice rule to a city tier) and 60 groups of
@@ -24,6 +24,8 @@
    ``--reference OLD_METRICS_PY`` times an older communities/metrics.py alternately on the
    same store (a reference in the same run), its document as FastAPI's response_model path
    made it (pydantic's JSON-mode dump, then ``json.dumps``).
+4. load (``--load-batches N`` with ``--store``): what keeping ``community_days`` costs a live
+   batch — N batches into a copy of the store, alternately with and without the recount.
 """
 
 from __future__ import annotations
@@ -318,6 +320,49 @@ def _fastapi_document(out: object) -> bytes:
     return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
+def bench_load(keep: str, groups: int, days: int, batches: int, size: int) -> None:
+    """What keeping ``community_days`` costs a live load: on a copy of the --store file,
+    ``batches`` batches of ``size`` community events on the range's last day, inserted
+    alternately with the touched days recounted (as the load does) and without (the recount
+    replaced by nothing: the reference in the same run)."""
+    import shutil
+
+    from liebian.events.store import EventRow, duckdb_community, open_event_store
+
+    copy = Path(tempfile.mkdtemp()) / "load.duckdb"
+    shutil.copy(keep, copy)
+    store = open_event_store(copy)
+    recount = duckdb_community._recount
+    rng = random.Random(5)
+    last = datetime(2026, 9, 1, tzinfo=UTC) + timedelta(days=days - 1, hours=3)
+    times: dict[str, list[float]] = {"recounted": [], "not recounted": []}
+    n = 0
+    for b in range(batches):
+        rows = []
+        for _ in range(size):
+            n += 1
+            g = rng.randrange(groups)
+            rows.append(EventRow(
+                "ws_bench", f"live{n}", rng.choice(("group_message", "group_message", "group_joined")),
+                last + timedelta(seconds=rng.randrange(3600)), user_id=f"u{rng.randint(0, groups * 150)}",
+                properties={"community_id": "cmy_bench", "group_id": f"cgp_{g:05d}", "tier": f"t{g % 5}"},
+            ))  # fmt: skip
+        name = "recounted" if b % 2 == 0 else "not recounted"
+        if name == "not recounted":
+            duckdb_community._recount = lambda con: con.execute("DROP TABLE _cd")  # type: ignore[assignment]
+        t0 = time.perf_counter()
+        store.insert(rows)
+        times[name].append(time.perf_counter() - t0)
+        duckdb_community._recount = recount  # type: ignore[assignment]
+    store.close()
+    shutil.rmtree(copy.parent)
+    for name, ts in times.items():
+        print(
+            f"load: a batch of {size} community events on one day into the {keep} copy, {name}:"
+            f" median {statistics.median(ts) * 1000:.1f} ms over {len(ts)} batches"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--decisions", type=int, default=1000)
@@ -344,6 +389,11 @@ def main() -> None:
         "--no-table", action="store_true",
         help="metrics: read the events, not the community_events table",
     )  # fmt: skip
+    parser.add_argument(
+        "--load-batches", type=int, default=0,
+        help="with --store: time this many live batches into a copy (community_days' cost)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--skip", default="", help="comma list of routing,rules,metrics")
     args = parser.parse_args()
     skip = set(args.skip.split(",")) if args.skip else set()
@@ -357,6 +407,8 @@ def main() -> None:
             bench_metrics(
                 Path(tmp), args.groups, args.days, args.reference, args.store, args.no_table
             )
+        if args.load_batches and args.store:
+            bench_load(args.store, args.groups, args.days, args.load_batches, args.batch_size)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

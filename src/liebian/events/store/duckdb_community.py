@@ -77,22 +77,24 @@ def _rows(source: str, person_key: str) -> str:
     )
 
 
-def _local_day(alias: str) -> str:
-    """The local date of ``alias.ts`` in its workspace's rollup zone (``z`` joined)."""
-    return (
-        f"CAST(timezone(coalesce(z.tz, '{DEFAULT_ZONE}'), {alias}.ts AT TIME ZONE 'UTC') AS DATE)"
-    )
+def _local_ts(alias: str) -> str:
+    """``alias.ts`` as the local time in its workspace's rollup zone (``z`` joined)."""
+    return f"timezone(coalesce(z.tz, '{DEFAULT_ZONE}'), {alias}.ts AT TIME ZONE 'UTC')"
 
 
 def _touch(
     con: duckdb.DuckDBPyConnection, source: str, where: str = "", params: object = None
 ) -> None:
     """Collect into ``_cd`` the (workspace, community, local day) of ``source``'s rows (columns
-    of ``community_events``) matching ``where``, with the UTC bounds of their timestamps."""
+    of ``community_events``) matching ``where``, with UTC bounds around each day: its local
+    midnights as seen from the rows' own offsets, an hour wider each side (a DST change)."""
+    local = _local_ts("c")
+    day = f"CAST({local} AS DATE)"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _cd AS SELECT c.workspace_id AS ws, c.community_id AS cmy,"
-        f" {_local_day('c')} AS day, min(c.ts) AS lo, max(c.ts) AS hi FROM {source} c"
-        f" LEFT JOIN {ZONES} z ON z.workspace_id = c.workspace_id"
+        f" {day} AS day, min(c.ts - ({local} - CAST({day} AS TIMESTAMP))) - INTERVAL 1 HOUR AS lo,"
+        f" max(c.ts + (CAST({day} AS TIMESTAMP) + INTERVAL 1 DAY - {local})) + INTERVAL 1 HOUR"
+        f" AS hi FROM {source} c LEFT JOIN {ZONES} z ON z.workspace_id = c.workspace_id"
         f"{' WHERE ' + where if where else ''} GROUP BY ALL",
         params,
     )
@@ -111,16 +113,16 @@ def _recount(con: duckdb.DuckDBPyConnection) -> None:
         f"DELETE FROM {DAYS} d USING _cd t WHERE d.workspace_id = t.ws"
         " AND d.community_id = t.cmy AND d.day = t.day"
     )
-    # The touched days' rows: their events lie within a day and a half of the touching rows'
-    # timestamps (any zone); the constant bounds let DuckDB skip row groups by ts.
+    # The touched days' rows: constant bounds on ts let DuckDB skip row groups (the table is
+    # in time order), then each row's local day once, kept if touched.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _cx AS SELECT c.workspace_id AS ws, c.community_id AS cmy,"
-        f" {_local_day('c')} AS day, c.group_id AS g, c.tier AS t, c.event AS ev,"
+        "CREATE OR REPLACE TEMP TABLE _cx AS SELECT x.* FROM (SELECT c.workspace_id AS ws,"
+        f" c.community_id AS cmy, CAST({_local_ts('c')} AS DATE) AS day, c.group_id AS g,"
+        " c.tier AS t, c.event AS ev,"
         " CASE WHEN c.event = 'group_message' THEN c.person_key ELSE 0 END AS who"
         f" FROM {TABLE} c LEFT JOIN {ZONES} z ON z.workspace_id = c.workspace_id"
-        " WHERE c.ts >= $lo - INTERVAL 2 DAY AND c.ts < $hi + INTERVAL 2 DAY"
-        " AND EXISTS (SELECT 1 FROM _cd t WHERE t.ws = c.workspace_id"
-        f" AND t.cmy = c.community_id AND t.day = {_local_day('c')})",
+        " WHERE c.ts >= $lo AND c.ts < $hi) x WHERE EXISTS (SELECT 1 FROM _cd t"
+        " WHERE t.ws = x.ws AND t.cmy = x.cmy AND t.day = x.day)",
         {"lo": bounds[0], "hi": bounds[1]},
     )
     scoped = " UNION ALL ".join(
