@@ -1,4 +1,4 @@
-"""A worker whose claim was taken over while its effect was in flight marks nothing: on
+"""Claims between workers. A worker whose claim was taken over while its effect was in flight marks nothing: on
 PostgreSQL the mark is one statement that checks the claim token itself (decision 0043), on
 SQLite the lock-and-check before the writes. The step is done once in the database, the run
 gets one next row, and the receiver sees the key from both workers (deduped by key)."""
@@ -9,11 +9,12 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from journey_support import Clock, counting_receiver, workspace_with_contacts
 from sqlalchemy import select
 
 from liebian.app.runtime import Runtime
-from liebian.automation import service
+from liebian.automation import repository, service
 from liebian.automation.executor import BatchResult, Executor, ExecutorConfig
 from liebian.automation.models import JourneyRun, JourneyStepExecution
 from liebian.kit.db import session_scope
@@ -72,3 +73,47 @@ def test_a_worker_that_lost_its_claim_marks_nothing(runtime: Runtime) -> None:
         assert sorted(r.step_id for r in rows).count("pause") == 3
         runs = list(s.scalars(select(JourneyRun)))
         assert {(r.status, r.current_step) for r in runs} == {("active", "pause")}
+
+
+def test_claims_of_a_gone_worker_come_back_before_their_lease(runtime: Runtime) -> None:
+    """PostgreSQL: an executor's claims carry its worker id, shown by its own connection;
+    once that connection is gone (its process killed), another executor's ``reap`` frees
+    them at once — not after the lease — and never while it is there (decision 0043)."""
+    if not runtime.settings.resolved_database_url.startswith("postgresql"):
+        pytest.skip("several worker processes share the work on PostgreSQL only")
+    sessions = runtime.sessions
+    ws, contacts = workspace_with_contacts(sessions, 3)
+    clock = Clock()
+    with counting_receiver() as rx:
+        with session_scope(sessions) as s:
+            definition = {
+                "trigger": {"type": "manual"},
+                "steps": [{"id": "hello", "type": "webhook", "url": rx.url}],
+            }
+            j = service.create(s, ws, "回收", definition, allow_private_urls=True)
+            service.publish(s, j, allow_private_urls=True)
+            service.enrol(s, j, contacts, trigger="manual", now=clock())
+        config = ExecutorConfig(allow_private=True, lease=timedelta(minutes=10))
+        gone = Executor(sessions, clock=clock, config=config, runtime=runtime)
+        alive = Executor(sessions, clock=clock, config=config, runtime=runtime)
+        try:
+            # The first worker claims the three steps and does nothing more.
+            with gone._direct_connection() as conn:
+                token = gone._token()
+                claimed = repository.claim(conn, clock(), clock() + config.lease, token, 10)
+            assert len(claimed) == 3 and token.startswith(gone.worker_id + ".")
+            assert alive.reap() == 0  # its connection is there: the claims stand
+            assert alive.run_once().claimed == 0
+            gone.close()  # its connection closes, as a killed process's would
+            deadline = time.monotonic() + 10  # the server ends the backend asynchronously
+            freed = 0
+            while not freed and time.monotonic() < deadline:
+                freed = alive.reap()
+                time.sleep(0.02)
+            assert freed == 3
+            got = alive.run_once()
+            assert got.claimed == 3 and got.done == 3
+            assert alive.reap() == 0
+        finally:
+            alive.close()
+    assert sorted(rx.keys.values()) == [1, 1, 1]

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -34,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from liebian.automation import definition as d
@@ -45,7 +46,7 @@ from liebian.automation.webhook_http import PinnedPoster
 from liebian.kit.clock import utcnow
 from liebian.kit.db import after_commit, session_scope
 from liebian.kit.errors import DomainError
-from liebian.kit.ids import new_id
+from liebian.kit.ids import new_id, ulid
 
 log = logging.getLogger("liebian.automation")
 USER_AGENT = "liebian-journeys/1"
@@ -58,6 +59,9 @@ MARK_EVERY = 8
 IN_FLIGHT = 16
 EFFECT_THREADS = 8
 RETRY_THREADS = 2
+# PostgreSQL: how often an executor thread gives back the claims of executors whose process
+# is gone (decision 0043) — the most a killed worker's claimed steps wait, beside the batch.
+REAP_EVERY = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +206,7 @@ class Executor:
         )
         self._direct_conn: Connection | None = None
         self._direct_lock = threading.Lock()
+        self.worker_id = repository.WORKER_PREFIX + ulid()[-10:].lower()
 
     def close(self) -> None:
         if self._retry_pool is not None:
@@ -210,14 +215,33 @@ class Executor:
         self.http.close()
         with self._direct_lock:
             if self._direct_conn is not None:
+                # Closed, not pooled: a pooled connection would keep showing the worker id.
+                self._direct_conn.invalidate()
                 self._direct_conn.close()
                 self._direct_conn = None
+
+    def _token(self) -> str:
+        """A batch's claim token; on PostgreSQL prefixed with this executor's worker id."""
+        if self._direct is None:
+            return new_id("clm")
+        return f"{self.worker_id}.{ulid()}"
+
+    def reap(self) -> int:
+        """PostgreSQL: give back at once the claimed rows of executors whose connection is
+        gone (a killed process), instead of after their lease; how many (decision 0043)."""
+        if self._direct is None:
+            return 0
+        with self._direct_connection() as conn:
+            got = repository.release_dead_claims(conn, self.clock())
+        if got:
+            log.warning("journey steps of a stopped worker given back: %d", got)
+        return got
 
     # -- one batch ------------------------------------------------------------------------
 
     def run_once(self) -> BatchResult:
         now = self.clock()
-        token = new_id("clm")
+        token = self._token()
         # The runs (and external ids, for the events) read with the claim: no second
         # session, no ORM objects. On PostgreSQL both on the executor's own autocommit
         # connection (the claim is one statement): no check-out, BEGIN or COMMIT (decision
@@ -817,9 +841,15 @@ class Executor:
         with self._direct_lock:
             if self._direct_conn is None:
                 assert self._direct is not None
-                self._direct_conn = self._direct.connect().execution_options(
-                    isolation_level="AUTOCOMMIT"
+                conn = self._direct.connect().execution_options(isolation_level="AUTOCOMMIT")
+                # This connection is the process's sign of life: its claims carry the same
+                # worker id, and another executor gives them back once no connection shows
+                # it (``reap``).
+                conn.execute(
+                    text("SELECT set_config('application_name', :name, false)"),
+                    {"name": repository.WORKER_APP + self.worker_id},
                 )
+                self._direct_conn = conn
             try:
                 yield self._direct_conn
             except BaseException:
@@ -1082,10 +1112,14 @@ class ExecutorThread:
         return min(self.interval, max(until, 0.0))
 
     def _run(self) -> None:
+        last_reap = 0.0
         while not self._stop.is_set():
             # Cleared before the claim: a wake-up during the batch makes the sleep return.
             self._wake.clear()
             try:
+                if time.monotonic() - last_reap >= REAP_EVERY:
+                    last_reap = time.monotonic()
+                    self.executor.reap()
                 got = self.executor.run_once()
                 self.last_error = None
                 pause = 0.0 if got.claimed else self._idle()

@@ -621,3 +621,31 @@ def mark_claimed(
     params = _mark_params(marks, next_rows, moves, finished, done_at)
     params["token"] = token
     return set(conn.execute(_MARK_CLAIMED_PG, params).scalars())
+
+
+# Executors on PostgreSQL name their connection WORKER_APP + worker id and prefix their claim
+# tokens with the worker id (decision 0043).
+WORKER_APP = "liebian-journeys:"
+WORKER_PREFIX = "jw"
+_RELEASE_DEAD_PG = text(
+    """
+UPDATE journey_step_executions SET lease_until = NULL
+WHERE status = 'pending' AND due_at <= :now AND lease_until > :now
+  AND claim_token LIKE 'jw%.%'
+  AND split_part(claim_token, '.', 1) NOT IN (
+      SELECT substr(application_name, :skip) FROM pg_stat_activity
+      WHERE application_name LIKE 'liebian-journeys:jw%')
+RETURNING id
+"""
+)
+
+
+def release_dead_claims(conn: Any, now: datetime) -> int:
+    """PostgreSQL: free the lease of claimed rows whose worker id no connection shows any
+    more — its process is gone (a SIGKILL closes its sockets and the server ends their
+    backends). The claim token is left: the holder, if it were somehow alive, still cannot
+    mark a row another worker claimed after this. Claimed rows are due (``due_at <= now``):
+    the read is a range of the (status, due_at) index — the backlog, not every pending row.
+    Tokens of another form (tests, older executors) keep their lease."""
+    got = conn.execute(_RELEASE_DEAD_PG, {"now": now, "skip": len(WORKER_APP) + 1})
+    return len(got.fetchall())
