@@ -471,11 +471,17 @@ def list_post_sends(
     post_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> list[PostSendOut]:
     """Each group and day the post was sent, its short link's clicks, and whether the owner
-    has marked the task done."""
-    from liebian.channels.models import StaffTask
+    has marked the task done (or, through the group's bot, the send's status)."""
+    from liebian.channels.models import ChannelSend, StaffTask
 
     post = calendar.get_post(session, principal, post_id)
     sends = calendar.sends_of(session, post.id)
+    through_bots = [s.channel_send_id for s in sends if s.channel_send_id]
+    bot_sends = dict(
+        session.execute(
+            select(ChannelSend.id, ChannelSend.status).where(ChannelSend.id.in_(through_bots))
+        ).all()
+    ) if through_bots else {}  # fmt: skip
     tasks = dict(
         session.execute(
             select(StaffTask.id, StaffTask.status).where(
@@ -490,6 +496,7 @@ def list_post_sends(
         PostSendOut(
             id=s.id, post_id=s.post_id, group_id=s.group_id, slot=s.slot, short_url=s.short_url,
             link_id=s.link_id, task_id=s.task_id, task_status=tasks.get(s.task_id or ""),
+            channel_send_id=s.channel_send_id, send_status=bot_sends.get(s.channel_send_id or ""),
             clicks=clicks.get(s.link_id or "", 0), created_at=s.created_at,
         )
         for s in sends

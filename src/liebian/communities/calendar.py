@@ -5,8 +5,11 @@ A post has a time (HH:MM in the workspace's time zone) and ISO weekdays (1 = Mon
 every day: 每日话题), and goes to every non-archived group of its community or to one group.
 Personal WeChat groups have no API to post into, so "sending" a post to a group is a task for
 the group's owner carrying the text, the image and — when the post has a link — a short link
-of that group's own (its channel is the group id), so clicks are counted per group. The
-scheduler's ``community_calendar`` job (``send_due``) runs every ``jobs_interval``:
+of that group's own (its channel is the group id), so clicks are counted per group. A group
+with a bot (``bot_channel_id``: the brand's bot behind a signed webhook, or a WeCom group
+robot) is sent the post through it instead, with channels' exactly-once key ``cps:<send>``
+(decision 0044). The scheduler's ``community_calendar`` job (``send_due``) runs every
+``jobs_interval``:
 
 - a slot is (post, group, local date); it is due once the local time has passed ``at`` on a
   matching weekday, and only for today (a slot missed while the server was down for a whole
@@ -14,11 +17,14 @@ scheduler's ``community_calendar`` job (``send_due``) runs every ``jobs_interval
 - ``community_post_sends`` is unique on (post, group, slot) and the send row, the short link
   and the owner task (deduplicated ``cps:<send>``) are written in one transaction, so two
   schedulers or a crash and a rerun send each slot once;
-- the post is "done" for a group when its owner marks the task done (channels' task inbox).
+- the post is "done" for a group when its owner marks the task done (channels' task inbox),
+  or, through a bot, when channels' send is ``sent``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from dataclasses import dataclass
@@ -256,6 +262,10 @@ def send_post(
                 link_policy(runtime),
             )  # fmt: skip
             link_id, short_url = link.id, f"{base_url.rstrip('/')}/{link.slug}"
+        if group.bot_channel_id:
+            _send_through_bot(session, runtime, post, group, send_id, short_url, link_id)
+            sent += 1
+            continue
         body = "\n".join(
             part for part in (
                 f"请在「{group.name}」发送：", post.text, short_url,
@@ -273,6 +283,66 @@ def send_post(
         session.flush()
         sent += 1
     return sent
+
+
+def bot_contents(
+    kind: str, post: CommunityPost, group: CommunityGroup, short_url: str | None
+) -> list[dict[str, Any]]:
+    """What the group's bot is sent: for a WeCom group robot the text (with the group's short
+    link) and, when the post has a PNG/JPEG image, the image as a second message (a robot
+    message is one kind); for the brand's webhook one JSON message with all of it (the image
+    as its data: URL while the message stays under the webhook's 64 KB)."""
+    text = "\n".join(part for part in (post.text, short_url) if part) or post.title
+    if kind == "wecom_robot":
+        out: list[dict[str, Any]] = [{"text": text[:2048]}]
+        for prefix in _IMAGE_PREFIXES[:2]:  # the robot takes PNG and JPEG
+            if post.image and post.image.startswith(prefix) and _base64(post.image[len(prefix) :]):
+                out.append({"image_base64": post.image[len(prefix) :]})
+        return out
+    message: dict[str, Any] = {
+        "kind": "community_post", "title": post.title, "text": text, "link": short_url,
+        "group_id": group.id, "group_name": group.name, "post_id": post.id,
+    }  # fmt: skip
+    if post.image and len(post.image) <= 48_000:
+        message["image"] = post.image
+    return [message]
+
+
+def _base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False  # sent without the image rather than refused by the robot every run
+    return True
+
+
+def _send_through_bot(
+    session: Session, runtime: Runtime, post: CommunityPost, group: CommunityGroup,
+    send_id: str, short_url: str | None, link_id: str | None,
+) -> None:  # fmt: skip
+    """The slot through the group's bot, with channels' exactly-once key ``cps:<send>`` (and
+    ``cps:<send>:2`` for a robot's image). channels' ``send`` commits the session first, so the
+    send row, the short link and the send record are committed together before the call; a
+    crash after that commit is resent by channels' recovery with the same key."""
+    from liebian.channels.models import Channel
+    from liebian.channels.service import SendRequest
+    from liebian.channels.service import send as channel_send
+
+    row = session.get(CommunityPostSend, send_id)
+    channel = session.get(Channel, group.bot_channel_id)
+    assert row is not None and channel is not None
+    row.link_id, row.short_url = link_id, short_url
+    for i, content in enumerate(bot_contents(channel.kind, post, group, short_url)):
+        outcome = channel_send(session, runtime, SendRequest(
+            workspace_id=post.workspace_id, channel_id=channel.id, contact_id=None,
+            content=content, idempotency_key=f"cps:{send_id}" + (f":{i + 1}" if i else ""),
+            source="community", category="transactional",
+        ))  # fmt: skip
+        if i == 0:
+            row = session.get(CommunityPostSend, send_id)
+            assert row is not None
+            row.channel_send_id = outcome.send_id
+            session.flush()
 
 
 def send_due(runtime: Runtime, now: datetime | None = None) -> int:

@@ -95,6 +95,9 @@ class CommunityGroup(Base):
     qr_image: Mapped[str | None] = mapped_column(Text, nullable=True)
     join_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
     chat_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The group's bot (a signed webhook to the brand's bot, or a WeCom group robot): the
+    # content calendar posts through it instead of giving the owner a task.
+    bot_channel_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -208,7 +211,8 @@ class CommunityPost(Base):
 
 class CommunityPostSend(Base):
     """One post sent to one group for one local date: written once (unique key) in the same
-    transaction as its owner task and short link."""
+    transaction as its short link and owner task — or, for a group with a bot, as the
+    channel send's record (channels then delivers it once per key)."""
 
     __tablename__ = "community_post_sends"
     __table_args__ = (
@@ -223,6 +227,8 @@ class CommunityPostSend(Base):
     link_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     short_url: Mapped[str | None] = mapped_column(String(300), nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Sent through the group's bot: channels' send record (its status is the send's).
+    channel_send_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

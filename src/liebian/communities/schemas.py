@@ -168,6 +168,11 @@ class GroupCreate(StrictModel):
     )
     join_url: str | None = Field(default=None, max_length=500)
     chat_id: str | None = Field(default=None, max_length=128)
+    bot_channel_id: str | None = Field(
+        default=None, max_length=40,
+        description="the group's bot: a webhook or wecom_robot channel the content calendar"
+        " posts through (none: the owner gets a task)",
+    )  # fmt: skip
 
 
 class GroupUpdate(StrictModel):
@@ -181,6 +186,11 @@ class GroupUpdate(StrictModel):
     )
     join_url: str | None = Field(default=None, max_length=500)
     chat_id: str | None = Field(default=None, max_length=128)
+    bot_channel_id: str | None = Field(
+        default=None, max_length=40,
+        description="the group's bot: a webhook or wecom_robot channel the content calendar"
+        " posts through (none: the owner gets a task)",
+    )  # fmt: skip
 
 
 class GroupOut(OutModel):
@@ -196,6 +206,7 @@ class GroupOut(OutModel):
     join_url: str | None
     has_qr: bool
     chat_id: str | None
+    bot_channel_id: str | None = None
     created_at: datetime
 
 
@@ -346,6 +357,12 @@ class PostSendOut(OutModel):
     link_id: str | None
     task_id: str | None
     task_status: str | None = Field(default=None, description="open / done: the owner's task")
+    channel_send_id: str | None = Field(
+        default=None, description="sent through the group's bot: channels' send record"
+    )
+    send_status: str | None = Field(
+        default=None, description="that send's status (sending / sent / failed / suppressed …)"
+    )
     clicks: int = Field(default=0, description="clicks on this group's short link")
     created_at: datetime
 

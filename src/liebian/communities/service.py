@@ -385,18 +385,42 @@ def create_group(
     require_whole(session, principal, community)
     _check_tier(community, body.tier)
     _check_qr(body.qr_image)
+    _check_bot(session, community.workspace_id, body.bot_channel_id)
     now = utcnow()
     group = CommunityGroup(
         id=new_id("cgp"), workspace_id=community.workspace_id, community_id=community.id,
         name=body.name, platform=body.platform, owner=body.owner,
         capacity=body.capacity or DEFAULT_CAPACITY[body.platform], tier=body.tier,
         status="open", members=0, qr_image=body.qr_image, join_url=body.join_url,
-        chat_id=body.chat_id, created_at=now, updated_at=now,
+        chat_id=body.chat_id, bot_channel_id=body.bot_channel_id, created_at=now,
+        updated_at=now,
     )  # fmt: skip
     session.add(group)
     _chat_taken(session, group)
     repository.rearm_alert(session, community.id)  # new room: the next crossing alerts again
     return group
+
+
+BOT_KINDS = ("webhook", "wecom_robot")
+
+
+def _check_bot(session: Session, workspace_id: str, channel_id: str | None) -> None:
+    """A group's bot is a channel of this workspace that posts into a group (no person)."""
+    if channel_id is None:
+        return
+    from liebian.channels.models import Channel
+
+    channel = session.get(Channel, channel_id)
+    if channel is None or channel.workspace_id != workspace_id:
+        raise Invalid(
+            f"no channel {channel_id!r} in this workspace (POST /api/v1/channels)",
+            code="channel_not_found", details={"field": "bot_channel_id"},
+        )  # fmt: skip
+    if channel.kind not in BOT_KINDS:
+        raise Invalid(
+            f"a group's bot is a {' or '.join(BOT_KINDS)} channel, not {channel.kind}",
+            code="not_a_group_bot", details={"field": "bot_channel_id"},
+        )  # fmt: skip
 
 
 def get_group(session: Session, principal: Principal, group_id: str) -> CommunityGroup:
@@ -423,6 +447,7 @@ def update_group(
     if "tier" in changes:
         _check_tier(community, changes["tier"])
     _check_qr(changes.get("qr_image"))
+    _check_bot(session, group.workspace_id, changes.get("bot_channel_id"))
     # Lock the row for the check: a scan may be taking a place right now.
     session.refresh(group, with_for_update=True)
     capacity = changes.get("capacity")
