@@ -295,7 +295,7 @@
       tbody.replaceChildren();
       for (const p of posts) {
         const sends = await api("GET", `/api/v1/community-posts/${encodeURIComponent(p.id)}/sends`);
-        const done = sends.filter((s) => s.task_status === "done").length;
+        const done = sends.filter((s) => s.task_status === "done" || s.send_status === "sent").length;
         const clicks = sends.reduce((n, s) => n + s.clicks, 0);
         const next = p.status === "active" ? "paused" : "active";
         tbody.append(h("tr", { "data-post": p.id },
