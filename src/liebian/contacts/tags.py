@@ -271,6 +271,7 @@ def delete_group(session: Session, workspace_id: str, group_id: str) -> None:
 def create_tag(
     session: Session, workspace_id: str, name: str, color: str, group_id: str | None
 ) -> Tag:
+    group_id = group_id or None  # "" is no group, like null (was a foreign-key 500)
     if group_id:
         get_group(session, workspace_id, group_id)
     _unique_name(session, workspace_id, name)
@@ -328,6 +329,7 @@ def patch_tag(
     if color is not None:
         tag.color = color.lower()
     if group_given:
+        group_id = group_id or None
         if group_id:
             get_group(session, workspace_id, group_id)
         tag.group_id = group_id
