@@ -159,3 +159,51 @@ def test_markers_are_pruned_after_their_window_and_recent_ones_still_dedupe(
     assert not worker.behind()
     worker._rest(0.1)
     assert worker.rested_seconds == pytest.approx(0.3) and worker.catch_up_batches == 1
+
+
+class _Selecting:
+    """A selecting consumer that wants events carrying ``key``."""
+
+    events: frozenset[str] = frozenset()
+
+    def __init__(self, key: str) -> None:
+        self.name = f"wants-{key}"
+        self.key = key
+
+    def __call__(self, session: Any, events: Sequence[HookEvent]) -> None:
+        pass
+
+    def select(self, event: Any) -> bool:
+        return bool(event.get(self.key))
+
+
+@pytest.mark.parametrize("keys", [(), ("a",), ("a", "b"), ("a", "b", "c")])
+def test_the_request_path_writes_what_any_consumer_names_or_selects(
+    tmp_path: Any, keys: tuple[str, ...]
+) -> None:
+    """However many selecting consumers there are (one and two take their own branches), an
+    event goes to the hooks spool when a consumer names it or any selector accepts it."""
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from liebian.events import hooks
+    from liebian.events.spool import Spool
+
+    registry = hooks.HookRegistry()
+    registry.register(Recorder())  # names signup, purchase, visit
+    for key in keys:
+        registry.register(_Selecting(key))
+    queue = hooks.HookQueue(registry, Spool(tmp_path / "spool"))
+    events: list[Any] = [
+        {"event": "signup", "event_id": "named"},
+        {"event": "page_view", "event_id": "plain"},
+        {"event": "page_view", "event_id": "has-a", "a": 1},
+        {"event": "page_view", "event_id": "has-b", "b": 1},
+        {"event": "page_view", "event_id": "has-c", "c": 1},
+        {"event": "click", "event_id": "has-b-and-c", "b": 1, "c": 1},
+    ]
+    written = queue.lines("ws_1", events, datetime(2026, 1, 1, tzinfo=UTC))
+    got = [orjson.loads(line)["event_id"] for line in written.splitlines()]
+    expected = ["named"] + [str(e["event_id"]) for e in events[1:] if any(e.get(k) for k in keys)]
+    assert got == expected
