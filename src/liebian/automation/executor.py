@@ -207,6 +207,7 @@ class Executor:
         self._direct_conn: Connection | None = None
         self._direct_lock = threading.Lock()
         self.worker_id = repository.WORKER_PREFIX + ulid()[-10:].lower()
+        self._seen_workers: set[str] | None = None
 
     def close(self) -> None:
         if self._retry_pool is not None:
@@ -232,7 +233,17 @@ class Executor:
         if self._direct is None:
             return 0
         with self._direct_connection() as conn:
-            got = repository.release_dead_claims(conn, self.clock())
+            # Each look reads only the connections; the rows are touched when a worker id
+            # seen before is gone — and on the first look, for workers gone before this one
+            # started.
+            live = repository.live_workers(conn)
+            seen, self._seen_workers = self._seen_workers, live
+            if seen is None:
+                got = repository.release_dead_claims(conn, self.clock())
+            elif seen - live:
+                got = repository.release_dead_claims(conn, self.clock(), sorted(seen - live))
+            else:
+                got = 0
         if got:
             log.warning("journey steps of a stopped worker given back: %d", got)
         return got
