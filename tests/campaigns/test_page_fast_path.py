@@ -37,6 +37,21 @@ def test_paths_served() -> None:
         assert page_target(other) is None, other
 
 
+def test_now_text_is_the_record_time(monkeypatch: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from liebian.campaigns import fission_events
+    from liebian.events.store.base import record_time
+
+    # Across seconds, at their edges, and back in time (a clock step): the record's text.
+    for ns in (1_796_289_119_000_000_000, 1_796_289_119_999_999_999, 1_796_289_120_000_400_000,
+               1_796_289_120_500_000_000, 1_700_000_000_123_000_000, 1_796_289_120_250_999_000,
+               1_000_000):  # fmt: skip
+        monkeypatch.setattr(fission_events.time, "time_ns", lambda ns=ns: ns)
+        at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+        assert fission_events.now_text() == record_time(at), ns
+
+
 def test_refreshing_cache() -> None:
     async def scenario() -> None:
         reads: list[str] = []

@@ -40,6 +40,7 @@ Every line carries ``campaign_id`` and, where known, ``channel`` (the entry link
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -49,7 +50,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from liebian.events import sink as event_sink
-from liebian.events.store.base import EventRow, record_time
+from liebian.events.store.base import EventRow
 
 if TYPE_CHECKING:
     from liebian.app.runtime import Runtime
@@ -136,9 +137,22 @@ def stamp(
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
+_MILLIS: Final = tuple(f".{ms:03d}" for ms in range(1000))
+_second: tuple[int, str] = (-1, "")
+
+
 def now_text() -> str:
-    """Now, as a record's ``ts`` says it."""
-    return record_time(datetime.now(UTC))
+    """Now, as a record's ``ts`` says it (``record_time(datetime.now(UTC))``): the second's
+    text is kept, so a page view formats only its milliseconds (``strftime`` per view was
+    ~5 µs of a page's ~60, decision 0042)."""
+    global _second
+    millis = time.time_ns() // 1_000_000  # floored, as datetime.now is
+    second, ms = divmod(millis, 1000)
+    cached, text = _second
+    if cached != second:
+        text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        _second = (second, text)  # one assignment: a racing thread sees either pair
+    return text + _MILLIS[ms]
 
 
 def emit(session: Session, **fields: Any) -> None:
