@@ -276,20 +276,32 @@ def _summary(
         f" OR (e.event = 'group_message' AND e.ts >= {windows[30]})"
         f" THEN {sql.person_key(False)} ELSE 0 END"
     )
-    select = f"{_key(sql, by, table)} AS k, e.event AS ev, e.ts AS ts, {person} AS who"
+    # The event as a small number (others, e.g. group_routed, 0: counted nowhere here): the
+    # outer GROUP BY then sums CASEs over integers — FILTERed aggregates comparing the name
+    # on each of ~500,000 rows cost more than the inner GROUP BY.
+    code = " ".join(f"WHEN '{ev}' THEN {i}" for ev, i in _SUMMARY_CODES.items())
+    select = (
+        f"{_key(sql, by, table)} AS k, CASE e.event {code} ELSE 0 END AS ev, e.ts AS ts,"
+        f" {person} AS who"
+    )
     inner = sql.events_with_person(
         ws, select, _scope(sql, community_id, start, end, table), aliases=False,
         source=table or "",
     )  # fmt: skip
     per_person = ", ".join(f"{sql.count_if(f'ts >= {w}')} AS n{n}" for n, w in windows.items())
     counted = f"SELECT k, ev, who, count(*) AS n, {per_person} FROM ({inner}) t GROUP BY k, ev, who"
-    msg = "ev = 'group_message'"
-    c, s = sql.count_if, sql.sum_if
+    view, joined, left, msg, violation, first_day = (f"ev = {i}" for i in _SUMMARY_CODES.values())
+
+    def c(cond: str) -> str:
+        return f"sum(CASE WHEN {cond} THEN 1 ELSE 0 END)"
+
+    def s(expr: str, cond: str) -> str:
+        return f"sum(CASE WHEN {cond} THEN {expr} ELSE 0 END)"
+
     active = ", ".join(f"{c(f'{msg} AND n{n} > 0')}, {s(f'n{n}', msg)}" for n in windows)
     counts = ", ".join([
-        c("ev = 'community_view'"), c("ev = 'group_joined'"), s("n", "ev = 'group_joined'"),
-        s("n", "ev = 'group_left'"), s("n", msg), s("n", "ev = 'group_violation'"),
-        c("ev = 'first_day_task'"),
+        c(view), c(joined), s("n", joined), s("n", left), s("n", msg), s("n", violation),
+        c(first_day),
     ])  # fmt: skip
     rows = sql.run(f"SELECT k, {counts}, {active} FROM ({counted}) c GROUP BY k ORDER BY k")
     # 入群转化率 is per community: the entry page belongs to no group.
@@ -312,6 +324,10 @@ def _summary(
             active_30d=int(r[12]), messages_30d=int(r[13]), conversions=conv, gmv=gmv,
         ))  # fmt: skip
     return out
+
+
+_SUMMARY_CODES = {"community_view": 1, "group_joined": 2, "group_left": 3, "group_message": 4,
+                  "group_violation": 5, "first_day_task": 6}  # fmt: skip
 
 
 def _money(
