@@ -5,6 +5,7 @@ gets one next row, and the receiver sees the key from both workers (deduped by k
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import timedelta
@@ -105,6 +106,21 @@ def test_claims_of_a_gone_worker_come_back_before_their_lease(runtime: Runtime) 
             assert alive.reap() == 0  # its connection is there: the claims stand
             assert alive.run_once().claimed == 0
             gone.close()  # its connection closes, as a killed process's would
+            # Turned off (behind a transaction-pooling proxy), a gone worker's claims stand.
+            off = Executor(
+                sessions, clock=clock, runtime=runtime,
+                config=dataclasses.replace(config, release_dead_claims=False),
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 10
+                with off._direct_connection() as conn:
+                    while gone.worker_id in repository.live_workers(conn):
+                        assert time.monotonic() < deadline
+                        time.sleep(0.02)
+                assert off.reap() == 0
+                assert off.run_once().claimed == 0
+            finally:
+                off.close()
             deadline = time.monotonic() + 10  # the server ends the backend asynchronously
             freed = 0
             while not freed and time.monotonic() < deadline:

@@ -81,6 +81,9 @@ class ExecutorConfig:
     # receiver that keeps failing slowly (a 10 s timeout each) never holds up the batch's
     # other steps (decision 0034). 0: in the batch, like the rest.
     retry_threads: int = RETRY_THREADS
+    # PostgreSQL: give back a gone worker's claims at once (decision 0043); off behind a
+    # transaction-pooling proxy, where a connection does not show a worker's liveness.
+    release_dead_claims: bool = True
 
 
 @dataclass
@@ -230,7 +233,7 @@ class Executor:
     def reap(self) -> int:
         """PostgreSQL: give back at once the claimed rows of executors whose connection is
         gone (a killed process), instead of after their lease; how many (decision 0043)."""
-        if self._direct is None:
+        if self._direct is None or not self.config.release_dead_claims:
             return 0
         with self._direct_connection() as conn:
             # Each look reads only the connections; the rows are touched when a worker id

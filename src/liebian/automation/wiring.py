@@ -29,6 +29,7 @@ def executor_for(runtime: Any, **overrides: Any) -> Executor:
         lease=timedelta(seconds=settings.journeys_lease),
         allow_private=settings.allow_private_webhooks,
         http_timeout=settings.webhook_timeout,
+        release_dead_claims=settings.journeys_release_dead_claims,
         **overrides,
     )
     return Executor(runtime.sessions, config=config, runtime=runtime)

@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     # claimed step is left to its worker before another may take it over.
     journeys_interval: float = 0.2
     journeys_lease: float = 60.0
+    # PostgreSQL: a stopped worker's claimed steps are given back as soon as its connection is
+    # gone from pg_stat_activity (decision 0043). Behind a transaction-pooling proxy (PgBouncer
+    # in transaction mode) a connection is not a worker's: set False, claims then wait out
+    # journeys_lease.
+    journeys_release_dead_claims: bool = True
     # False: this server only turns triggers into enrolments; `liebian worker` runs the steps.
     journeys_executor: bool = True
     # Seconds between scans of date-attribute (birthday) and inactivity triggers.
