@@ -457,8 +457,18 @@ def finish_runs(session: Session, rows: list[tuple[str, str, str | None]], now: 
 # statements of which two were executemany (psycopg binds and sends each row of those: ~0.2 ms
 # of CPU a row, the largest share of a step's cost on PostgreSQL; decision 0043). Data-modifying
 # CTEs all run, referenced or not; no row is changed twice (a run is moved or finished).
-_WRITE_MARKS_PG = text(
-    """
+def _marks_sql(*, claimed: bool) -> str:
+    """The mark statement; ``claimed``: only rows still claimed by ``:token`` are marked, and
+    only their runs get a next row, a move or a finish (the ids of the marked rows returned)."""
+    mine = "AND e.claim_token = :token AND e.status = 'pending'" if claimed else ""
+    of_marked = "AND v.id IN (SELECT run_id FROM marked)" if claimed else ""
+    answer = (
+        "SELECT id FROM marked"
+        if claimed
+        else "SELECT (SELECT count(*) FROM marked), (SELECT count(*) FROM inserted),\n"
+        "       (SELECT count(*) FROM moved), (SELECT count(*) FROM ended)"
+    )
+    return f"""
 WITH marked AS (
     UPDATE journey_step_executions AS e
     SET status = v.status, result = v.result, detail = CAST(v.detail AS json),
@@ -466,8 +476,8 @@ WITH marked AS (
     FROM unnest(CAST(:m_id AS text[]), CAST(:m_status AS text[]), CAST(:m_result AS text[]),
                 CAST(:m_detail AS text[]), CAST(:m_next AS text[]))
          AS v(id, status, result, detail, next)
-    WHERE e.id = v.id
-    RETURNING 1
+    WHERE e.id = v.id {mine}
+    RETURNING {"e.id, e.run_id" if claimed else "1"}
 ), inserted AS (
     INSERT INTO journey_step_executions
         (id, workspace_id, journey_id, run_id, step_id, step_type, status, due_at, attempts,
@@ -479,25 +489,27 @@ WITH marked AS (
                 CAST(:n_due AS timestamptz[]), CAST(:n_waiting AS text[]),
                 CAST(:n_created AS timestamptz[]))
          AS v(id, ws, journey, run, step, type, due, waiting, created)
+    {"WHERE v.run IN (SELECT run_id FROM marked)" if claimed else ""}
     ON CONFLICT (run_id, step_id) DO NOTHING
     RETURNING 1
 ), moved AS (
     UPDATE journey_runs AS r SET current_step = v.step
     FROM unnest(CAST(:v_id AS text[]), CAST(:v_step AS text[])) AS v(id, step)
-    WHERE r.id = v.id AND r.status = 'active'
+    WHERE r.id = v.id AND r.status = 'active' {of_marked}
     RETURNING 1
 ), ended AS (
     UPDATE journey_runs AS r
     SET status = v.status, exit_reason = v.reason, finished_at = :done_at, current_step = NULL
     FROM unnest(CAST(:f_id AS text[]), CAST(:f_status AS text[]), CAST(:f_reason AS text[]))
          AS v(id, status, reason)
-    WHERE r.id = v.id AND r.status = 'active'
+    WHERE r.id = v.id AND r.status = 'active' {of_marked}
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM marked), (SELECT count(*) FROM inserted),
-       (SELECT count(*) FROM moved), (SELECT count(*) FROM ended)
+{answer}
 """
-)
+
+
+_WRITE_MARKS_PG = text(_marks_sql(claimed=False))
 
 
 def write_marks(
@@ -563,47 +575,7 @@ def _mark_params(
 # one statement, run autocommitted — the rows still claimed by the token are marked (the row
 # lock the UPDATE takes and its re-check of the WHERE after waiting for one keep a takeover
 # and this mark apart), and only their runs get a next row, a move or a finish.
-_MARK_CLAIMED_PG = text(
-    """
-WITH marked AS (
-    UPDATE journey_step_executions AS e
-    SET status = v.status, result = v.result, detail = CAST(v.detail AS json),
-        next_step_id = v.next, finished_at = :done_at, lease_until = NULL
-    FROM unnest(CAST(:m_id AS text[]), CAST(:m_status AS text[]), CAST(:m_result AS text[]),
-                CAST(:m_detail AS text[]), CAST(:m_next AS text[]))
-         AS v(id, status, result, detail, next)
-    WHERE e.id = v.id AND e.claim_token = :token AND e.status = 'pending'
-    RETURNING e.id, e.run_id
-), inserted AS (
-    INSERT INTO journey_step_executions
-        (id, workspace_id, journey_id, run_id, step_id, step_type, status, due_at, attempts,
-         waiting_event, event_matched, created_at)
-    SELECT v.id, v.ws, v.journey, v.run, v.step, v.type, 'pending', v.due, 0, v.waiting,
-           false, v.created
-    FROM unnest(CAST(:n_id AS text[]), CAST(:n_ws AS text[]), CAST(:n_journey AS text[]),
-                CAST(:n_run AS text[]), CAST(:n_step AS text[]), CAST(:n_type AS text[]),
-                CAST(:n_due AS timestamptz[]), CAST(:n_waiting AS text[]),
-                CAST(:n_created AS timestamptz[]))
-         AS v(id, ws, journey, run, step, type, due, waiting, created)
-    WHERE v.run IN (SELECT run_id FROM marked)
-    ON CONFLICT (run_id, step_id) DO NOTHING
-    RETURNING 1
-), moved AS (
-    UPDATE journey_runs AS r SET current_step = v.step
-    FROM unnest(CAST(:v_id AS text[]), CAST(:v_step AS text[])) AS v(id, step)
-    WHERE r.id = v.id AND r.status = 'active' AND v.id IN (SELECT run_id FROM marked)
-    RETURNING 1
-), ended AS (
-    UPDATE journey_runs AS r
-    SET status = v.status, exit_reason = v.reason, finished_at = :done_at, current_step = NULL
-    FROM unnest(CAST(:f_id AS text[]), CAST(:f_status AS text[]), CAST(:f_reason AS text[]))
-         AS v(id, status, reason)
-    WHERE r.id = v.id AND r.status = 'active' AND v.id IN (SELECT run_id FROM marked)
-    RETURNING 1
-)
-SELECT id FROM marked
-"""
-)
+_MARK_CLAIMED_PG = text(_marks_sql(claimed=True))
 
 
 def mark_claimed(
