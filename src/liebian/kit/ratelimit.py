@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("liebian.ratelimit")
+_EPSILON = 1e-6  # seconds: a wait below this is a floating-point rounding, not a wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,9 @@ class LocalLimiter:
         if tat < now:
             tat = now
         wait = tat + interval - now - rate.period
-        if wait > 0:
+        # Past a rounding error: with limit 1 (interval == period) a fresh key's wait is
+        # (now + period) - now - period, a few 1e-12 above 0 for some clock values.
+        if wait > _EPSILON:
             return wait
         if consume:
             if len(self._tat) >= self.max_keys and key not in self._tat:
@@ -88,7 +91,7 @@ local period = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
 if tat < now then tat = now end
 local wait = tat + interval - now - period
-if wait > 0 then return math.ceil(wait * 1000) end
+if wait > 0.000001 then return math.ceil(wait * 1000) end
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', ARGV[5])
 end
