@@ -60,8 +60,13 @@ def test_too_many_wrong_keys_from_one_address_get_429_without_a_read(
     assert ingest.json()["error"]["code"] == "too_many_wrong_keys"
     assert len(reads) == 3
 
-    # A key this process already knows still works from the throttled address.
+    # A key this process already knows still works from the throttled address — also once
+    # its cache entry has expired (it is looked up again, not refused).
     assert client.get("/api/v1/links", headers=owner).status_code == 200
+    for digest, (principal, _until) in list(cache._entries.items()):
+        cache._entries[digest] = (principal, 0.0)
+    assert client.get("/api/v1/links", headers=owner).status_code == 200
+    assert len(reads) == 4
     accepted = client.post(
         "/api/v1/events",
         json=[{"event": "page_view", "user_id": "u1", "event_id": "e1"}],

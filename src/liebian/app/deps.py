@@ -148,7 +148,7 @@ async def principal_on_loop(request: Request) -> Principal:
             return principal
         runtime: Runtime = request.app.state.runtime
         ip = client_ip(request.scope, runtime.settings.trusted_proxies)
-        refused = cache.refusal(token) or cache.throttled(ip)
+        refused = cache.refusal_for(token, ip)
         if refused is not None:
             raise refused
     return await run_in_threadpool(get_principal, request)

@@ -71,7 +71,7 @@ class KeyGate:
                 # An analytics query the workspace may not start now: no parsing either.
                 return self.admission.peek(principal.workspace_id)
             return None
-        refused = keys.refusal(token) or keys.throttled(client_ip(scope, self.trusted))
+        refused = keys.refusal_for(token, client_ip(scope, self.trusted))
         if refused is None:
             return None
         path: str = scope["path"]

@@ -49,7 +49,7 @@ class IngestApp:
             return principal
         # A wrong key repeated, or an address that sent too many: no database read.
         ip = client_ip(scope, self.trusted_proxies)
-        refused = self.keys.refusal(token) or self.keys.throttled(ip)
+        refused = self.keys.refusal_for(token, ip)
         if refused is not None:
             raise refused
         # The look-up reads the database: in a worker thread, never on the event loop.

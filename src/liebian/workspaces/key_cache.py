@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 
 from liebian.kit.auth import API_KEY_PREFIX, Principal, hash_api_key, is_well_formed_api_key
-from liebian.kit.errors import RateLimited, Unauthorized
+from liebian.kit.errors import DomainError, RateLimited, Unauthorized
 from liebian.kit.ratelimit import LocalLimiter, Rate
 
 REVOKED_TOPIC = "api_key.revoked"
@@ -79,6 +79,17 @@ class KeyCache:
             return None
         return Unauthorized(refused[0], code=refused[1])
 
+    def refusal_for(self, plaintext: str, ip: str) -> DomainError | None:
+        """What a key the cache does not hold gets without a read: its remembered refusal,
+        or the address's throttle — unless the key was valid here before (its cache entry
+        only expired), so a client sharing an address with a key-guesser keeps working."""
+        refused = self.refusal(plaintext)
+        if refused is not None:
+            return refused
+        if hash_api_key(plaintext) in self._entries:
+            return None
+        return self.throttled(ip)
+
     def throttled(self, ip: str) -> RateLimited | None:
         """The 429 for an address that sent too many wrong keys lately, else None (a dict
         lookup: fine on the event loop). Asks only; :meth:`resolve` counts."""
@@ -105,7 +116,7 @@ class KeyCache:
         principal = self.get(plaintext)
         if principal is not None:
             return principal
-        refused = self.refusal(plaintext) or self.throttled(ip)
+        refused = self.refusal_for(plaintext, ip)
         if refused is not None:
             raise refused
         try:
