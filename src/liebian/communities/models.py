@@ -85,6 +85,9 @@ class CommunityGroup(Base):
     name: Mapped[str] = mapped_column(String(100))
     platform: Mapped[str] = mapped_column(String(16))
     owner: Mapped[str] = mapped_column(String(64), default="")
+    # The owner's WeCom userid (a WeCom customer group): the ``sender`` of the group mass
+    # posts (add_msg_template, chat_type group) the owner confirms in the WeCom app.
+    owner_wecom_userid: Mapped[str | None] = mapped_column(String(64), nullable=True)
     capacity: Mapped[int] = mapped_column(Integer)
     tier: Mapped[str | None] = mapped_column(String(32), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="open")
@@ -229,6 +232,9 @@ class CommunityPostSend(Base):
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     # Sent through the group's bot: channels' send record (its status is the send's).
     channel_send_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Sent to a WeCom customer group as a group mass post: the connector's task
+    # (wecom_mass_sends), confirmed by the owner in WeCom.
+    wecom_mass_send_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

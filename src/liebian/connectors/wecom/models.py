@@ -147,11 +147,17 @@ class WecomMassSend(Base):
     __tablename__ = "wecom_mass_sends"
     __table_args__ = (
         UniqueConstraint("workspace_id", "idempotency_key", name="uq_wecom_mass_ws_key"),
+        Index("ix_wecom_mass_sends_source", "workspace_id", "source", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"), index=True)
     idempotency_key: Mapped[str] = mapped_column(String(200))
+    # single (customers: ``recipients`` are external_userids, WeCom's monthly cap applies) |
+    # group (customer groups: ``recipients`` are chat ids, ``sender`` is their owner).
+    chat_type: Mapped[str] = mapped_column(String(8), default="single", server_default="single")
+    # Who asked, for listing (e.g. "community:<id>"); free text of the caller.
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sender: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # sending | created (waiting for the staff member to confirm) | failed | refused
     status: Mapped[str] = mapped_column(String(16), default="sending")
@@ -165,6 +171,12 @@ class WecomMassSend(Base):
     errcode: Mapped[int | None] = mapped_column(Integer, nullable=True)
     errmsg: Mapped[str | None] = mapped_column(String(500), nullable=True)
     content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # What WeCom reports of the task (get_groupmsg_task / get_groupmsg_send_result), polled:
+    # {"senders": {userid: 0 not sent | 1 sent}, "items": {chat id or external_userid:
+    # 0 not sent | 1 sent | 2 not a customer / not in the group | 3 received another mass
+    # message (the limit)}}.
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    results_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
