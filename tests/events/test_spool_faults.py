@@ -186,3 +186,45 @@ def test_a_burst_holds_loads_back_no_longer_than_max_defer(tmp_path: Path) -> No
     assert flusher.deferred_ticks == 2
     spool.close()
     store.close()
+
+
+def test_a_burst_holds_loads_back_only_while_they_would_catch_up_within_the_budget(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    spool = Spool(tmp_path / "spool", max_segment_age=0.0, clock=clock)
+    store = open_event_store(tmp_path / "events.duckdb")
+    flusher = Flusher(
+        spool, store, interval=3600, defer=lambda: True, max_defer=3600, defer_budget=1.0
+    )
+    first = b"".join(_line(i) for i in range(3))
+    flusher.load_seconds_per_byte = 0.9 / len(first)  # what waits loads in 0.9 s: under budget
+    spool.append_line(first)
+    flusher._tick()
+    assert flusher.deferred_ticks == 1 and store.count("ws1") == 0
+    assert flusher.catch_up_estimate() == pytest.approx(0.9)
+    spool.append_line(_line(3))  # now it would take longer than the budget once the burst ends
+    flusher._tick()
+    assert flusher.deferred_ticks == 1
+    assert store.count("ws1") == 4
+    spool.close()
+    store.close()
+
+
+def test_the_flusher_learns_its_load_rate_from_segments_it_loaded(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", max_segment_age=0.0)
+    store = open_event_store(tmp_path / "events.duckdb")
+    flusher = Flusher(spool, store, interval=3600, defer=lambda: False, defer_budget=15)
+    prior = flusher.load_seconds_per_byte
+    spool.append_line(b"".join(_line(i) for i in range(3)))  # too small to say anything
+    flusher._tick()
+    assert flusher.load_seconds_per_byte == prior
+    big = b"".join(_line(i) for i in range(3, 20003))  # > 1 MiB
+    assert len(big) > 1 << 20
+    spool.append_line(big)
+    flusher._tick()
+    assert store.count("ws1") == 20003
+    learned = flusher.load_seconds_per_byte
+    assert learned != prior and learned > 0
+    spool.close()
+    store.close()

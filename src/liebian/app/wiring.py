@@ -34,6 +34,8 @@ class FlusherComponent:
             store,
             interval=self.runtime.settings.flush_interval,
             defer=self.runtime.extras.get("defer_loads"),
+            max_defer=self.runtime.settings.flush_max_defer,
+            defer_budget=self.runtime.settings.flush_defer_budget,
         )
         self.flusher.start()
         self.runtime.extras["flusher"] = self.flusher  # read by /readyz and /metrics

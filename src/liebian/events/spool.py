@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from liebian.events.store.base import EventStore, InsertResult
 
@@ -483,7 +483,8 @@ class ClickBurst:
     Loading clicks into DuckDB costs the serving process several µs of CPU per click and
     competes with the redirects for both cores even in SCHED_IDLE (with loads running, the
     redirect's p99 doubled; docs/benchmarks.md). During a burst the clicks are durable on disk
-    already, so their load can wait until it passes (bounded by ``Flusher.max_defer``). The
+    already, so their load can wait until it passes (bounded by ``Flusher.max_defer`` and by
+    the time the waiting segments would take to load, ``Flusher.defer_budget``). The
     hot path only increments a counter; the flusher turns it into a rate once a tick.
     """
 
@@ -513,6 +514,13 @@ class ClickBurst:
         return self._bursting
 
 
+# Before any load was timed here: ~50 ns a byte (~30 µs for a 600-byte click line), about
+# twice what a click load measured on two busy cores (docs/decisions/0046).
+_LOAD_SECONDS_PER_BYTE_PRIOR: Final = 50e-9
+_MIN_TIMED_BYTES: Final = 1 << 20
+_RATE_WEIGHT: Final = 0.3
+
+
 class Flusher:
     """Background thread: every ``interval`` seconds, and whenever a write seals a segment,
     rotate by age and load sealed segments.
@@ -535,6 +543,7 @@ class Flusher:
         catch_up_after: float = 2.0,
         defer: Callable[[], bool] | None = None,
         max_defer: float = 30.0,
+        defer_budget: float | None = None,
     ) -> None:
         self.spool = spool
         self.store = store
@@ -544,6 +553,11 @@ class Flusher:
         # for at most ``max_defer`` seconds; see ClickBurst.
         self.defer = defer
         self.max_defer = max_defer
+        # ... and only while the waiting segments can be loaded in at most ``defer_budget``
+        # seconds once the burst ends (None: no such bound), estimated from the wall time the
+        # loads here took per byte (``load_seconds_per_byte``, a moving average).
+        self.defer_budget = defer_budget
+        self.load_seconds_per_byte = _LOAD_SECONDS_PER_BYTE_PRIOR
         self.deferred_ticks = 0
         self.last_error: BaseException | None = None
         self.failed_ticks = 0
@@ -562,6 +576,8 @@ class Flusher:
         self._thread.start()
 
     def _use_idle_priority(self, idle: bool) -> None:
+        if threading.get_native_id() != self._thread_id:
+            return  # a tick run by another thread (tests, a final flush) keeps that thread's class
         with self._priority_lock:
             if idle != self._idle:
                 _set_idle_priority(idle)
@@ -589,17 +605,38 @@ class Flusher:
                 self._idle = False
                 self.nudged += 1
 
+    def catch_up_estimate(self) -> float:
+        """Seconds the waiting segments would take to load at the rate loads ran here."""
+        size = 0
+        for path in self.spool.sealed_segments():
+            with contextlib.suppress(FileNotFoundError):
+                size += path.stat().st_size
+        return size * self.load_seconds_per_byte
+
+    def _may_defer(self, behind: float | None) -> bool:
+        if behind is None or behind >= self.max_defer:
+            return False
+        return self.defer_budget is None or self.catch_up_estimate() < self.defer_budget
+
+    def _load(self, path: Path, name: str) -> None:
+        size = path.stat().st_size
+        started = time.perf_counter()
+        self.store.insert_ndjson(path, segment=name)
+        if size >= _MIN_TIMED_BYTES:  # a tiny segment's time is the statements', not its rows'
+            rate = (time.perf_counter() - started) / size
+            self.load_seconds_per_byte += _RATE_WEIGHT * (rate - self.load_seconds_per_byte)
+
     def _tick(self) -> None:
         self.spool.maybe_rotate()
         behind = self.spool.oldest_sealed_age()
         # Sampled every tick, so its rate covers the time since the previous one.
         bursting = self.defer is not None and self.defer()
-        self._deferring = bursting and behind is not None and behind < self.max_defer
+        self._deferring = bursting and self._may_defer(behind)
         if self._deferring:
             self.deferred_ticks += 1
             return
         self._use_idle_priority(behind is None or behind < self.catch_up_after)
-        self.spool.load_sealed(lambda path, name: self.store.insert_ndjson(path, segment=name))
+        self.spool.load_sealed(self._load)
 
     def _run(self) -> None:
         _name_os_thread("liebian-flusher")

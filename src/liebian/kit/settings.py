@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024 * 1024
     # Seconds between spool flushes into the event store.
     flush_interval: float = 1.0
+    # While redirects arrive in a burst, click loads wait on disk (already durable) so they do
+    # not compete with the redirects (events/spool.py, ClickBurst; decision 0046): for at most
+    # ``flush_max_defer`` seconds, and only while what waits would load in at most
+    # ``flush_defer_budget`` seconds once the burst is over.
+    flush_max_defer: float = Field(default=120.0, ge=0)
+    flush_defer_budget: float = Field(default=15.0, ge=0)
     # Buffer pool the embedded DuckDB may use while an analytics query runs in the server
     # (between queries it keeps 96 MB; events/store/duckdb_budget.py).
     analytics_memory_mb: int = 640
