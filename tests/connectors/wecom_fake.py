@@ -3,7 +3,16 @@
 The fake speaks WeCom's documented protocol: ``GET /cgi-bin/gettoken?corpid&corpsecret``
 answers an access token with ``expires_in``; every other call needs ``?access_token=…`` and
 answers JSON with ``errcode``/``errmsg`` (40001 wrong secret, 40014 unknown token, 42001
-expired token, 41051 a welcome code already used). Tokens can be expired on demand
+expired token, 41051 a welcome code already used).
+
+企业群发 (``add_msg_template``): ``chat_type`` single counts each customer against the monthly
+cap (over it: ``fail_list``); ``chat_type`` group needs ``sender`` (a staff member in
+``staff``: else 40003 invalid userid) and ``chat_id_list`` of groups that sender owns
+(``chats``: else 40050 invalid chat id; more than 2,000 or none: 40058). Nothing reaches a
+group until its owner confirms (``confirm``): each group then counts against the same monthly
+cap (status 1 sent, or 3 when it already received its share); a group the task named that
+was dismissed meanwhile is status 2. ``get_groupmsg_task`` / ``get_groupmsg_send_result``
+report it (unknown msgid: 40049 invalid msgid; a msgid in ``dispatching``: 41063). Tokens can be expired on demand
 (``expire_tokens``) to exercise the client's refetch-and-retry.
 
 The sender encrypts and signs exactly as WeCom does, with wechatpy's WeChatCrypto (SHA1
@@ -52,6 +61,12 @@ class FakeWecom:
     # external_userid → staff userid → corp tag ids that follow carries (mark_tag edits it,
     # and tests edit it as a staff member would inside WeCom).
     customer_tags: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    # Staff members (userid) of the corp, and customer groups: chat id → owner userid.
+    staff: set[str] = field(default_factory=lambda: {"zhangsan", "lisi"})
+    chats: dict[str, str] = field(default_factory=dict)
+    # msgid → {"chat_type", "sender", "targets": {target: status}, "body"}.
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dispatching: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # gettoken answers 40001 (the secret was reset in WeCom's admin console).
     refuse_tokens: bool = False
@@ -60,6 +75,25 @@ class FakeWecom:
         with self.lock:
             self.expired |= self.valid
             self.valid.clear()
+
+    def confirm(self, msgid: str) -> None:
+        """The sender confirms the task in the WeCom app: WeCom sends it now."""
+        with self.lock:
+            task = self.tasks[msgid]
+            task["sender_status"] = 1
+            for target in task["targets"]:
+                if task["chat_type"] == "single":
+                    task["targets"][target] = 1  # counted when the task was made
+                elif target not in self.chats:
+                    task["targets"][target] = 2  # the group was dismissed meanwhile
+                elif self.received.get(target, 0) >= self.monthly_cap:
+                    task["targets"][target] = 3
+                else:
+                    self.received[target] = self.received.get(target, 0) + 1
+                    task["targets"][target] = 1
+
+    def group_templates(self) -> list[dict[str, Any]]:
+        return [t["body"] for t in self.tasks.values() if t["chat_type"] == "group"]
 
     def paths(self) -> list[str]:
         return [p for p, _ in self.calls]
@@ -106,6 +140,38 @@ class FakeWecom:
             self.used_welcome_codes.add(code)
             self.welcomes.append(body)
             return ok
+        if path == "externalcontact/add_msg_template" and body.get("chat_type") == "group":
+            sender = str(body.get("sender") or "")
+            chats = body.get("chat_id_list") or []
+            if not sender or sender not in self.staff:
+                return {"errcode": 40003, "errmsg": "invalid userid"}
+            if not chats or len(chats) > 2000 or not (body.get("text") or {}).get("content"):
+                return {"errcode": 40058, "errmsg": "invalid parameter"}
+            if any(self.chats.get(c) != sender for c in chats):
+                return {"errcode": 40050, "errmsg": "invalid chatid"}
+            msgid = f"msgGROUP-{n}"
+            self.tasks[msgid] = {"chat_type": "group", "sender": sender, "sender_status": 0,
+                                 "targets": dict.fromkeys(chats, 0), "body": body}  # fmt: skip
+            return {**ok, "fail_list": [], "msgid": msgid}
+        if path in (
+            "externalcontact/get_groupmsg_task",
+            "externalcontact/get_groupmsg_send_result",
+        ):
+            msgid = str(body.get("msgid") or "")
+            if msgid not in self.tasks:
+                return {"errcode": 40049, "errmsg": "invalid msgid"}
+            task = self.tasks[msgid]
+            if path.endswith("get_groupmsg_task"):
+                return {**ok, "next_cursor": "", "task_list": [
+                    {"userid": task["sender"], "status": task["sender_status"]}]}  # fmt: skip
+            if msgid in self.dispatching:
+                return {"errcode": 41063, "errmsg": "the msg is dispatching, please try later"}
+            if body.get("userid") != task["sender"]:
+                return {"send_list": [], "next_cursor": "", **ok}
+            key = "chat_id" if task["chat_type"] == "group" else "external_userid"
+            return {**ok, "next_cursor": "", "send_list": [
+                {key: t, "userid": task["sender"], "status": st}
+                for t, st in task["targets"].items()]}  # fmt: skip
         if path == "externalcontact/add_msg_template":
             fail = []
             for user in body.get("external_userid") or []:
@@ -114,6 +180,11 @@ class FakeWecom:
                 else:
                     self.received[user] = self.received.get(user, 0) + 1
             self.templates.append(body)
+            accepted = [u for u in body.get("external_userid") or [] if u not in fail]
+            self.tasks[f"msg-{n}"] = {
+                "chat_type": "single", "sender": str(body.get("sender") or "zhangsan"),
+                "sender_status": 0, "targets": dict.fromkeys(accepted, 0), "body": body,
+            }  # fmt: skip
             return {**ok, "fail_list": fail, "msgid": f"msg-{n}"}
         if path == "externalcontact/get_corp_tag_list":
             return {**ok, "tag_group": self.corp_tags}

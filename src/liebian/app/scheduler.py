@@ -170,6 +170,13 @@ def jobs_for(runtime: Runtime, client: httpx.Client | None = None) -> list[Perio
             settings.wecom_tag_push_interval if settings.jobs_interval > 0 else 0,
             wecom_tags_job(runtime),
         ),
+        # WeCom connector: results of mass sends (sent / pending the staff member's
+        # confirmation / failed) and recovery of group tasks (connectors/wecom/group_sends.py).
+        PeriodicJob(
+            "wecom_group_results",
+            60.0 if settings.jobs_interval > 0 else 0,
+            wecom_results_job(runtime),
+        ),
         # Communities: date-derived tiers move as time passes (communities/tasks.py), hourly.
         PeriodicJob(
             "community_tiers",
@@ -207,6 +214,12 @@ def audit_job(runtime: Runtime) -> Callable[[], Any]:
             return purge_expired(session)
 
     return run
+
+
+def wecom_results_job(runtime: Runtime) -> Callable[[], Any]:
+    from liebian.connectors.wecom.group_sends import poll
+
+    return lambda: poll(runtime)
 
 
 def wecom_tags_job(runtime: Runtime) -> Callable[[], Any]:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from liebian.analytics.sql import check_tz
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
-from liebian.communities import calendar, messages, metrics, repository, service
+from liebian.communities import calendar, messages, metrics, repository, service, wecom_posts
 from liebian.communities.models import Community, CommunityGroup, CommunityMember
 from liebian.communities.schemas import (
     AlertOut,
@@ -42,6 +42,8 @@ from liebian.communities.schemas import (
     TierMoveOut,
     TierPlaces,
     ViolationOut,
+    WecomPostIn,
+    WecomPostsOut,
 )
 from liebian.contacts import service as contacts
 from liebian.kit.auth import Principal
@@ -492,15 +494,59 @@ def list_post_sends(
     clicks = calendar.clicks_by_link(
         runtime.event_store, principal.workspace_id, [s.link_id for s in sends if s.link_id]
     )
+    wecom = wecom_progress(session, [s.wecom_mass_send_id for s in sends if s.wecom_mass_send_id])
     return [
         PostSendOut(
             id=s.id, post_id=s.post_id, group_id=s.group_id, slot=s.slot, short_url=s.short_url,
             link_id=s.link_id, task_id=s.task_id, task_status=tasks.get(s.task_id or ""),
             channel_send_id=s.channel_send_id, send_status=bot_sends.get(s.channel_send_id or ""),
+            wecom_mass_send_id=s.wecom_mass_send_id,
+            wecom_progress=wecom.get(s.wecom_mass_send_id or ""),
             clicks=clicks.get(s.link_id or "", 0), created_at=s.created_at,
         )
         for s in sends
     ]  # fmt: skip
+
+
+def wecom_progress(session: Session, ids: list[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    from liebian.connectors.wecom import group_sends
+    from liebian.connectors.wecom.models import WecomMassSend
+
+    rows = session.scalars(select(WecomMassSend).where(WecomMassSend.id.in_(ids)))
+    return {r.id: group_sends.view(r).progress for r in rows}
+
+
+@router.post("/communities/{community_id}/wecom-posts", response_model=WecomPostsOut)
+def post_to_wecom_groups(
+    community_id: str, body: WecomPostIn, principal: PrincipalDep, runtime: RuntimeDep
+) -> WecomPostsOut:
+    """A group mass post (企业群发) to the community's WeCom customer groups: one WeCom task
+    per group owner (``owner_wecom_userid``), which the owner confirms in the WeCom app.
+    Groups at WeCom's monthly cap are left out (``over_cap``); groups without a chat id or an
+    owner userid are ``skipped``. The same ``idempotency_key`` returns the recorded tasks."""
+    return WecomPostsOut.model_validate(
+        wecom_posts.post(
+            runtime,
+            principal,
+            community_id,
+            idempotency_key=body.idempotency_key,
+            text=body.text,
+            group_ids=body.group_ids,
+        )
+    )
+
+
+@router.get("/communities/{community_id}/wecom-posts", response_model=WecomPostsOut)
+def list_wecom_posts(
+    community_id: str, principal: PrincipalDep, session: SessionDep
+) -> WecomPostsOut:
+    """The community's WeCom group mass posts (the operator's and the calendar's), newest
+    first, with each group's state as WeCom last reported it: pending (the owner has not
+    confirmed), sent, failed."""
+    community = service.get(session, principal, community_id)
+    return WecomPostsOut.model_validate(wecom_posts.listing(session, principal, community))
 
 
 @router.post("/community-materials", response_model=MaterialOut, status_code=201)

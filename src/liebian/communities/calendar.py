@@ -8,7 +8,9 @@ the group's owner carrying the text, the image and — when the post has a link 
 of that group's own (its channel is the group id), so clicks are counted per group. A group
 with a bot (``bot_channel_id``: the brand's bot behind a signed webhook, or a WeCom group
 robot) is sent the post through it instead, with channels' exactly-once key ``cps:<send>``
-(decision 0044). The scheduler's ``community_calendar`` job (``send_due``) runs every
+(decision 0044); a WeCom customer group with its chat id and its owner's WeCom userid (and a
+connected corp) is sent it as a WeCom group mass send the owner confirms in WeCom, recorded
+once under the same key (communities/wecom_posts.py, connectors/wecom/group_sends.py). The scheduler's ``community_calendar`` job (``send_due``) runs every
 ``jobs_interval``:
 
 - a slot is (post, group, local date); it is due once the local time has passed ``at`` on a
@@ -36,7 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from liebian.communities import repository
+from liebian.communities import repository, wecom_posts
 from liebian.communities.models import (
     Community,
     CommunityGroup,
@@ -46,7 +48,7 @@ from liebian.communities.models import (
 )
 from liebian.kit.auth import Principal, Role
 from liebian.kit.clock import as_utc, utcnow
-from liebian.kit.db import session_scope
+from liebian.kit.db import after_commit, session_scope
 from liebian.kit.errors import Invalid, NotFound
 from liebian.kit.ids import new_id
 from liebian.workspaces.models import Workspace
@@ -266,6 +268,10 @@ def send_post(
             _send_through_bot(session, runtime, post, group, send_id, short_url, link_id)
             sent += 1
             continue
+        if wecom_posts.postable(group) and wecom_posts.connected(session, post.workspace_id):
+            _send_through_wecom(session, runtime, post, group, send_id, short_url, link_id)
+            sent += 1
+            continue
         body = "\n".join(
             part for part in (
                 f"请在「{group.name}」发送：", post.text, short_url,
@@ -343,6 +349,40 @@ def _send_through_bot(
             assert row is not None
             row.channel_send_id = outcome.send_id
             session.flush()
+
+
+def _send_through_wecom(
+    session: Session, runtime: Runtime, post: CommunityPost, group: CommunityGroup,
+    send_id: str, short_url: str | None, link_id: str | None,
+) -> None:  # fmt: skip
+    """The slot as a WeCom group mass send (企业群发 to this customer group, the owner confirms
+    in WeCom): the connector's task is written in this transaction under ``cps:<send>`` with
+    the slot, and WeCom is called once it commits (the connector's claim makes the call
+    once; a crash before it is dispatched by the ``wecom_group_results`` pass). The image is
+    not part of it (WeCom takes images as uploaded media): the text and the group's link."""
+    from liebian.connectors.wecom import group_sends
+
+    text = "\n".join(part for part in (post.text, short_url) if part) or post.title
+    task_id, _fresh = group_sends.record_group_send(
+        session, post.workspace_id, idempotency_key=f"cps:{send_id}",
+        sender=str(group.owner_wecom_userid), chat_ids=[str(group.chat_id)], text=text[:4000],
+        source=wecom_posts.source_of(post.community_id),
+    )  # fmt: skip
+    row = session.get(CommunityPostSend, send_id)
+    assert row is not None
+    row.link_id, row.short_url, row.wecom_mass_send_id = link_id, short_url, task_id
+    session.flush()
+    workspace_id = post.workspace_id
+    after_commit(session, lambda: _dispatch_quietly(runtime, workspace_id, task_id))
+
+
+def _dispatch_quietly(runtime: Runtime, workspace_id: str, task_id: str) -> None:
+    from liebian.connectors.wecom import group_sends
+
+    try:
+        group_sends.dispatch(runtime, workspace_id, task_id)
+    except Exception:  # recorded; the wecom_group_results pass dispatches it
+        log.exception("content calendar: WeCom group task %s not dispatched now", task_id)
 
 
 def send_due(runtime: Runtime, now: datetime | None = None) -> int:

@@ -161,6 +161,11 @@ class GroupCreate(StrictModel):
     name: str = Field(min_length=1, max_length=100)
     platform: Platform = "wechat"
     owner: str = Field(default="", max_length=64)
+    owner_wecom_userid: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_\-.@]{1,64}$",
+        description="the owner's WeCom userid (a WeCom customer group): the sender of the"
+        " group mass posts the owner confirms in WeCom",
+    )  # fmt: skip
     capacity: int | None = Field(default=None, ge=1, le=2000)
     tier: str | None = Field(default=None, max_length=32)
     qr_image: str | None = Field(
@@ -178,6 +183,11 @@ class GroupCreate(StrictModel):
 class GroupUpdate(StrictModel):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     owner: str | None = Field(default=None, max_length=64)
+    owner_wecom_userid: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_\-.@]{1,64}$",
+        description="the owner's WeCom userid (a WeCom customer group): the sender of the"
+        " group mass posts the owner confirms in WeCom",
+    )  # fmt: skip
     capacity: int | None = Field(default=None, ge=1, le=2000)
     tier: str | None = Field(default=None, max_length=32)
     status: GroupStatus | None = None
@@ -207,6 +217,7 @@ class GroupOut(OutModel):
     has_qr: bool
     chat_id: str | None
     bot_channel_id: str | None = None
+    owner_wecom_userid: str | None = None
     created_at: datetime
 
 
@@ -363,6 +374,14 @@ class PostSendOut(OutModel):
     send_status: str | None = Field(
         default=None, description="that send's status (sending / sent / failed / suppressed …)"
     )
+    wecom_mass_send_id: str | None = Field(
+        default=None, description="sent to a WeCom customer group: the connector's mass send"
+    )
+    wecom_progress: str | None = Field(
+        default=None,
+        description="that task: sending / pending_confirmation (the owner has not confirmed in"
+        " WeCom) / sent / failed / refused (monthly cap) / unknown",
+    )
     clicks: int = Field(default=0, description="clicks on this group's short link")
     created_at: datetime
 
@@ -377,3 +396,53 @@ class MaterialOut(OutModel):
     kind: str
     body: str
     created_at: datetime
+
+
+class WecomPostIn(StrictModel):
+    """An operator's group mass post to the community's WeCom customer groups."""
+
+    idempotency_key: str = Field(
+        min_length=1, max_length=150,
+        description="the same key again returns the recorded tasks; WeCom is asked once",
+    )  # fmt: skip
+    text: str = Field(min_length=1, max_length=4000)
+    group_ids: list[str] | None = Field(
+        default=None, max_length=2000, description="only these groups (default: every WeCom group)"
+    )
+
+
+class WecomPostGroupOut(OutModel):
+    group_id: str | None
+    name: str
+    chat_id: str
+    status: str = Field(
+        description="pending (the owner has not confirmed in WeCom) / sent / failed / over_cap"
+        " (the group received WeCom's monthly 4 already) / refused / unknown / sending"
+    )
+    reason: str | None = None
+
+
+class WecomPostOut(OutModel):
+    id: str
+    sender: str | None
+    status: str
+    progress: str
+    text: str
+    month: str
+    errcode: int | None
+    errmsg: str | None
+    groups: list[WecomPostGroupOut]
+    created_at: datetime | None
+    results_at: datetime | None
+
+
+class WecomSkippedOut(OutModel):
+    group_id: str
+    name: str
+    reason: Literal["no_chat_id", "no_owner_wecom_userid"]
+
+
+class WecomPostsOut(OutModel):
+    items: list[WecomPostOut]
+    skipped: list[WecomSkippedOut] = Field(default_factory=list)
+    monthly_cap: int = Field(description="WeCom: mass messages one group receives per month")

@@ -392,7 +392,8 @@ def create_group(
         name=body.name, platform=body.platform, owner=body.owner,
         capacity=body.capacity or DEFAULT_CAPACITY[body.platform], tier=body.tier,
         status="open", members=0, qr_image=body.qr_image, join_url=body.join_url,
-        chat_id=body.chat_id, bot_channel_id=body.bot_channel_id, created_at=now,
+        chat_id=body.chat_id, bot_channel_id=body.bot_channel_id,
+        owner_wecom_userid=body.owner_wecom_userid, created_at=now,
         updated_at=now,
     )  # fmt: skip
     session.add(group)

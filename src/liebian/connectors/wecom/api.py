@@ -12,18 +12,20 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from liebian.app.deps import PrincipalDep, RuntimeDep, SessionDep
-from liebian.connectors.wecom import service, tags
+from liebian.connectors.wecom import group_sends, service, tags
 from liebian.connectors.wecom.schemas import (
     CallbackList,
     CallbackOut,
     CheckOut,
     ConnectionIn,
     ConnectionOut,
+    GroupSendIn,
     MassSendIn,
     MassSendOut,
     ReceiptsOut,
     TagMapOut,
     TagSyncOut,
+    TaskOut,
     WayIn,
     WayList,
     WayOut,
@@ -122,6 +124,40 @@ def mass_send(body: MassSendIn, principal: PrincipalDep, runtime: RuntimeDep) ->
         external_userids=body.external_userids, text=body.text, sender=body.sender,
     )  # fmt: skip
     return MassSendOut(**dataclasses.asdict(outcome))
+
+
+def task_out(row: object) -> TaskOut:
+    return TaskOut.model_validate(dataclasses.asdict(group_sends.view(row)))  # type: ignore[arg-type]
+
+
+@router.post("/group-sends", response_model=TaskOut)
+def group_send(body: GroupSendIn, principal: PrincipalDep, runtime: RuntimeDep) -> TaskOut:
+    """A 企业群发 to customer groups (chat_type group): ``sender`` — the groups' owner —
+    confirms it in the WeCom app. Groups at WeCom's monthly cap are left out (``over_cap``);
+    the same ``idempotency_key`` returns the recorded task and never makes a second one."""
+    service.require(principal, "use")
+    row = group_sends.add_group_msg_template(
+        runtime, principal.workspace_id, idempotency_key=body.idempotency_key,
+        sender=body.sender, chat_ids=body.chat_ids, text=body.text, source="api",
+    )  # fmt: skip
+    return task_out(row)
+
+
+@router.get("/mass-sends/{send_id}", response_model=TaskOut)
+def get_mass_send(send_id: str, principal: PrincipalDep, session: SessionDep) -> TaskOut:
+    """A mass send (customers or groups) with what WeCom last reported per recipient:
+    pending (the staff member has not confirmed), sent, failed (with the reason)."""
+    return task_out(group_sends.get_task(session, principal, send_id))
+
+
+@router.post("/mass-sends/{send_id}/refresh", response_model=TaskOut)
+def refresh_mass_send(send_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> TaskOut:
+    """Ask WeCom now (get_groupmsg_task / get_groupmsg_send_result) instead of waiting for
+    the scheduler's ``wecom_group_results`` pass."""
+    service.require(principal, "use")
+    with runtime.read_sessions() as session:  # no request transaction held across the call
+        group_sends.get_task(session, principal, send_id)
+    return task_out(group_sends.refresh(runtime, principal.workspace_id, send_id))
 
 
 @router.get("/receipts", response_model=ReceiptsOut)

@@ -210,6 +210,35 @@ class WecomClient:
             payload["sender"] = sender
         return self.call("POST", "externalcontact/add_msg_template", payload)
 
+    def add_group_msg_template(
+        self, *, sender: str, chat_ids: list[str], text: str
+    ) -> dict[str, Any]:
+        """企业群发 to customer groups: ``sender`` (the groups' owner) gets a task in the WeCom
+        app and confirms it; ``chat_id_list`` names the groups (at most 2,000), so the owner
+        does not pick them again. Answers ``msgid`` (and ``fail_list``)."""
+        return self.call("POST", "externalcontact/add_msg_template", {
+            "chat_type": "group", "sender": sender, "chat_id_list": chat_ids,
+            "allow_select": False, "text": {"content": text},
+        })  # fmt: skip
+
+    def get_groupmsg_task(self, msgid: str, cursor: str = "") -> dict[str, Any]:
+        """Each sender of a mass send and whether they sent it (``task_list[]``: userid,
+        status 0 not sent / 1 sent, send_time), paged by ``next_cursor``."""
+        payload: dict[str, Any] = {"msgid": msgid, "limit": 1000}
+        if cursor:
+            payload["cursor"] = cursor
+        return self.call("POST", "externalcontact/get_groupmsg_task", payload)
+
+    def get_groupmsg_send_result(self, msgid: str, userid: str, cursor: str = "") -> dict[str, Any]:
+        """One sender's result per customer / group (``send_list[]``: external_userid or
+        chat_id, status 0 not sent, 1 sent, 2 not a customer / not in the group, 3 the
+        customer already received a mass message (the limit)), paged by ``next_cursor``.
+        errcode 41063: WeCom is still dispatching the task; ask again later."""
+        payload: dict[str, Any] = {"msgid": msgid, "userid": userid, "limit": 1000}
+        if cursor:
+            payload["cursor"] = cursor
+        return self.call("POST", "externalcontact/get_groupmsg_send_result", payload)
+
     def get_external_contact(self, external_userid: str) -> dict[str, Any]:
         """A customer and each staff member's follow of them, with the tags each follow
         carries (``follow_user[].tags[]``: ``type`` 1 = corp tag, with its ``tag_id``)."""

@@ -145,3 +145,35 @@ class CallbackOut(BaseModel):
 
 class CallbackList(BaseModel):
     items: list[CallbackOut]
+
+
+class GroupSendIn(StrictModel):
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    sender: str = Field(min_length=1, max_length=64, description="the groups' owner (WeCom userid)")
+    chat_ids: list[str] = Field(min_length=1, max_length=2000)
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class TaskItemOut(BaseModel):
+    target: str = Field(description="chat id (group task) or external_userid (customer task)")
+    status: Literal["pending", "sent", "failed", "over_cap", "refused", "unknown", "sending"]
+    reason: str | None = None
+
+
+class TaskOut(BaseModel):
+    id: str
+    chat_type: Literal["single", "group"]
+    status: str = Field(description="sending / created / failed / refused / unknown")
+    progress: Literal[
+        "sending", "pending_confirmation", "sent", "partly_sent", "failed", "refused", "unknown"
+    ]
+    sender: str | None
+    msgid: str | None
+    month: str
+    source: str | None
+    text: str
+    items: list[TaskItemOut]
+    errcode: int | None
+    errmsg: str | None
+    created_at: datetime | None
+    results_at: datetime | None
