@@ -15,6 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from browser_support import chromium, expect, live_server, screenshot
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "connectors"))
+
+from wecom_fake import AES_KEY, CORP_ID, SECRET, TOKEN, fake_wecom
+
 
 @pytest.fixture
 def server(settings: Any, runtime: Any) -> Iterator[str]:
@@ -26,7 +30,31 @@ def server(settings: Any, runtime: Any) -> Iterator[str]:
 
 @pytest.mark.browser
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_communities_console_and_entry_page_in_chromium(server: str, owner: dict[str, str]) -> None:
+def test_communities_console_and_entry_page_in_chromium(
+    server: str, owner: dict[str, str], runtime: Any
+) -> None:
+    with fake_wecom() as fake:
+        _console_and_entry_page(server, owner, runtime, fake)
+
+
+def _connect_wecom(runtime: Any, fake: Any) -> None:
+    from sqlalchemy import select
+
+    from liebian.connectors.wecom import service as wecom
+    from liebian.kit.auth import Principal, Role
+    from liebian.kit.db import session_scope
+    from liebian.workspaces.models import Workspace
+
+    runtime.settings.wecom_api_base = fake.url
+    fake.chats["wrA"] = "zhangsan"
+    with session_scope(runtime.sessions) as session:
+        ws = session.scalars(select(Workspace.id).where(Workspace.name == "测试工作区")).one()
+        wecom.connect(session, Principal(ws, Role.owner), runtime.cipher,
+                      wecom.ConnectionInput(CORP_ID, SECRET, TOKEN, AES_KEY))  # fmt: skip
+
+
+def _console_and_entry_page(server: str, owner: dict[str, str], runtime: Any, fake: Any) -> None:
+    _connect_wecom(runtime, fake)
     api = httpx.Client(base_url=server, headers=owner, timeout=10)
     api.post("/api/v1/contact-attributes", json={"key": "baby_birthday", "type": "date"})
     body = mother_baby(rules={"banned_keywords": ["代购"], "alert_keywords": ["多少钱"]})
@@ -45,6 +73,20 @@ def test_communities_console_and_entry_page_in_chromium(server: str, owner: dict
     api.post(
         f"/api/v1/communities/{cid}/groups", json={"name": "北京群", "tier": "bj", "capacity": 200}
     )
+    wg = api.post(
+        f"/api/v1/communities/{cid}/groups",
+        json={"name": "企微福利群", "platform": "wecom", "chat_id": "wrA", "owner": "张三"},
+    ).json()
+    bot = api.post(
+        "/api/v1/channels",
+        json={
+            "kind": "webhook",
+            "name": "品牌群机器人",
+            "config": {"url": "https://bot.example/hook"},
+        },
+    )
+    assert bot.status_code == 201, bot.text
+    bot_id = bot.json()["id"]
     out = api.post("/api/v1/community-messages", json={"messages": [
         {"message_id": "m1", "group_id": g["id"], "external_id": "u1", "text": "有代购吗"},
         {"message_id": "m2", "group_id": g["id"], "external_id": "u2", "text": "这个多少钱"}]})  # fmt: skip
@@ -133,8 +175,40 @@ def test_communities_console_and_entry_page_in_chromium(server: str, owner: dict
         page.fill("#ed-first-day input[name=url]", "https://shop.example/coupon")
         page.click("#fd-form button[type=submit]")
         page.wait_for_selector("#alert.ok:has-text('已保存首日任务')")
+        # The group's bot (decision 0044) and the owner's WeCom userid, set in the console.
+        page.locator(f"tr[data-group='{g['id']}'] button", has_text="设置").click()
+        edit = page.locator(f"tr[data-edit='{g['id']}']")
+        edit.locator("select[name=bot_channel_id]").select_option(bot_id)
+        edit.get_by_role("button", name="保存").click()
+        page.wait_for_selector(f"tr[data-group='{g['id']}'] .sub:has-text('机器人：品牌群机器人')")
+        page.locator(f"tr[data-group='{wg['id']}'] button", has_text="设置").click()
+        edit = page.locator(f"tr[data-edit='{wg['id']}']")
+        edit.locator("input[name=owner_wecom_userid]").fill("张 三")  # not a WeCom userid: 422
+        edit.get_by_role("button", name="保存").click()
+        page.wait_for_selector("#alert.error:has-text('owner_wecom_userid')")
+        edit.locator("input[name=owner_wecom_userid]").fill("zhangsan")
+        edit.get_by_role("button", name="保存").click()
+        page.wait_for_selector(f"tr[data-group='{wg['id']}'] .sub:has-text('企微 zhangsan')")
+        # 企业微信群发: a task for the owner, pending until confirmed in WeCom, then sent.
+        page.click("#wp-card summary")
+        assert page.inner_text("#wp-cap") == "4"
+        page.fill("#wp-form textarea[name=text]", "周三秒杀，今晚 8 点开抢")
+        page.click("#wp-form button[type=submit]")
+        page.wait_for_selector("#wp-table td:has-text('待群主确认')")
+        assert "企微福利群：待确认" in page.inner_text("#wp-table")
+        [msgid] = list(fake.tasks)
+        fake.confirm(msgid)
+        page.locator("#wp-table button", has_text="刷新结果").click()
+        page.wait_for_selector("#wp-table td:has-text('已发送')")
+        assert "企微福利群：已发送" in page.inner_text("#wp-table")
+        assert page.locator("#wp-table button", has_text="刷新结果").count() == 0
+        page.locator("#cal-card").screenshot(path=str(screenshot(page, "communities-calendar")))
         screenshot(page, "communities-detail")
         assert errors == []
+    groups = {x["id"]: x for x in api.get(f"/api/v1/communities/{cid}/groups").json()}
+    assert groups[g["id"]]["bot_channel_id"] == bot_id
+    assert groups[wg["id"]]["owner_wecom_userid"] == "zhangsan"
+    assert [t["chat_id_list"] for t in fake.group_templates()] == [["wrA"]]
     saved = api.get(f"/api/v1/communities/{cid}").json()
     rules = saved["rules"]
     assert rules["banned_patterns"] == [r"返现\d+元"] and rules["block_links"] is True

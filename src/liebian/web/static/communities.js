@@ -34,7 +34,7 @@
         } else {
           input = h("input", { name: f.key, type: f.type || "text", placeholder: f.label, "aria-label": f.label, value: value == null ? "" : String(value) });
         }
-        row.append(f.type === "checkbox" ? h("label", {}, input, " " + f.label) : input);
+        row.append(f.type === "checkbox" ? h("label", { class: "check" }, input, f.label) : input);
       }
       row.append(h("button", { type: "button", class: "link", text: "删除", onclick: () => row.remove() }));
       list.append(row);
@@ -103,21 +103,104 @@
       tier.replaceChildren(h("option", { value: "", text: "不分层" }), ...community.tiers.map((t) => h("option", { value: t.key, text: t.name })));
     }
 
+    // The workspace's channels that can post into a group (decision 0044): the brand's bot
+    // behind a signed webhook, or a WeCom group robot.
+    let bots = [];
+    async function loadBots() {
+      const all = (await api("GET", "/api/v1/channels")).items || [];
+      bots = all.filter((c) => (c.kind === "webhook" || c.kind === "wecom_robot") && c.active);
+      const pick = $("#gp-bot");
+      pick.replaceChildren(botOption(""), ...bots.map((b) => botOption(b.id)));
+    }
+    const BOT_KIND = { webhook: "Webhook 机器人", wecom_robot: "企业微信群机器人" };
+    function botOption(id) {
+      if (!id) return h("option", { value: "", text: "无（发群主待办）" });
+      const b = bots.find((x) => x.id === id);
+      return h("option", { value: id, text: b ? `${b.name}（${BOT_KIND[b.kind] || b.kind}）` : id });
+    }
+
+    function groupEditor(g, colspan) {
+      const bot = h("select", { name: "bot_channel_id", "aria-label": "群机器人" }, botOption(""), ...bots.map((b) => botOption(b.id)));
+      if (g.bot_channel_id && !bots.some((b) => b.id === g.bot_channel_id)) bot.append(botOption(g.bot_channel_id));
+      bot.value = g.bot_channel_id || "";
+      const field = (name, label, value, extra) => h("label", {}, label, h("input", { name, value: value || "", maxlength: "128", ...(extra || {}) }));
+      const form = h("form", { class: "grid gp-edit-form" },
+        field("owner", "群主", g.owner, { maxlength: "64" }),
+        field("owner_wecom_userid", "群主企业微信 userid", g.owner_wecom_userid, { maxlength: "64", placeholder: "如 zhangsan（企业群发的发送人）" }),
+        field("chat_id", "企业微信 chat_id", g.chat_id),
+        h("label", {}, "群机器人（内容日历经它发到群里）", bot),
+        h("div", { class: "wide row" },
+          h("button", { type: "submit", class: "primary", text: "保存" }),
+          h("button", { type: "button", text: "取消", onclick: () => form.closest("tr").remove() })));
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        const body = {
+          owner: form.owner.value.trim(), owner_wecom_userid: form.owner_wecom_userid.value.trim() || null,
+          chat_id: form.chat_id.value.trim() || null, bot_channel_id: bot.value || null,
+        };
+        try {
+          await api("PATCH", `/api/v1/community-groups/${encodeURIComponent(g.id)}`, body);
+          await refresh(); alertBox("ok", `已保存「${g.name}」的设置。`);
+        } catch (e) { problem(e); }
+      });
+      return h("tr", { class: "gp-edit", "data-edit": g.id }, h("td", { colspan: String(colspan) }, form));
+    }
+
     async function loadGroups() {
       const groups = await api("GET", `${base}/groups`);
       const names = Object.fromEntries(community.tiers.map((t) => [t.key, t.name]));
+      const botName = (id) => { const b = bots.find((x) => x.id === id); return b ? b.name : id; };
       $("#gp-table tbody").replaceChildren(...groups.map((g) => {
         const [label, cls] = STATUS[g.status] || [g.status, "muted"];
         const toggle = g.status === "archived" ? ["重新开放", "open"] : ["归档", "archived"];
-        return h("tr", { "data-group": g.id },
-          h("td", { text: g.name }), h("td", { text: PLATFORM[g.platform] || g.platform }),
+        const notes = [];
+        if (g.owner_wecom_userid) notes.push(`企微 ${g.owner_wecom_userid}`);
+        if (g.bot_channel_id) notes.push(`机器人：${botName(g.bot_channel_id)}`);
+        const tr = h("tr", { "data-group": g.id },
+          h("td", {}, g.name, notes.length ? h("div", { class: "sub muted", text: notes.join(" · ") }) : ""),
+          h("td", { text: PLATFORM[g.platform] || g.platform }),
           h("td", { text: g.tier ? names[g.tier] || g.tier : "—" }), h("td", { text: g.owner || "—" }),
-          h("td", {}, h("meter", { min: 0, max: g.capacity, value: g.members, high: g.capacity * 0.9, optimum: 0 }), ` ${g.members} / ${g.capacity}`),
+          h("td", { class: "nowrap" }, h("meter", { min: 0, max: g.capacity, value: g.members, high: g.capacity * 0.9, optimum: 0 }), ` ${g.members} / ${g.capacity}`),
           h("td", {}, h("span", { class: "badge " + cls, text: label })),
-          h("td", {}, h("button", { type: "button", class: "link", text: toggle[0], onclick: async () => {
-            try { await api("PATCH", `/api/v1/community-groups/${encodeURIComponent(g.id)}`, { status: toggle[1] }); await refresh(); } catch (e) { problem(e); }
-          } })));
+          h("td", { class: "nowrap" },
+            h("button", { type: "button", class: "link", text: "设置", onclick: () => {
+              const open = tr.nextElementSibling;
+              if (open && open.dataset.edit === g.id) { open.remove(); return; }
+              tr.after(groupEditor(g, tr.children.length));
+            } }),
+            h("button", { type: "button", class: "link", text: toggle[0], onclick: async () => {
+              try { await api("PATCH", `/api/v1/community-groups/${encodeURIComponent(g.id)}`, { status: toggle[1] }); await refresh(); } catch (e) { problem(e); }
+            } })));
+        return tr;
       }));
+    }
+
+    // 企业微信群发: a post to the WeCom customer groups, one WeCom task per group owner, which
+    // the owner confirms in the WeCom app; WeCom caps each group at 4 a month.
+    const PROGRESS = {
+      sending: ["发送中", "muted"], pending_confirmation: ["待群主确认", "warn"], sent: ["已发送", "ok"],
+      partly_sent: ["部分发送", "warn"], failed: ["失败", "bad"], refused: ["本月已达上限", "bad"], unknown: ["结果未知", "muted"],
+    };
+    const ITEM = { pending: "待确认", sent: "已发送", failed: "失败", over_cap: "本月已满 4 条", refused: "未发送", unknown: "未知", sending: "发送中" };
+    const REASON = { not_in_group_or_not_customer: "群已解散或不在群内", monthly_limit_reached: "本月已收到 4 条", monthly_cap: "每月上限", wecom_refused: "企业微信拒绝" };
+    const newKey = () => "console-" + (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random());
+    let wpKey = newKey();
+    async function loadWecomPosts() {
+      const out = await api("GET", `${base}/wecom-posts`);
+      $("#wp-cap").textContent = String(out.monthly_cap);
+      $("#wp-table tbody").replaceChildren(...out.items.map((t) => {
+        const [label, cls] = PROGRESS[t.progress] || [t.progress, "muted"];
+        return h("tr", { "data-wecom-post": t.id },
+          h("td", { class: "nowrap", text: fmtTime(t.created_at) }), h("td", { text: t.sender || "—" }),
+          h("td", { class: "wp-text", text: t.text }),
+          h("td", {}, h("span", { class: "badge " + cls, text: label }), t.errmsg ? h("div", { class: "sub muted", text: `${t.errcode ? t.errcode + " " : ""}${t.errmsg}` }) : ""),
+          h("td", {}, h("ul", { class: "plain" }, ...t.groups.map((g) => h("li", {},
+            `${g.name}：${ITEM[g.status] || g.status}`, g.reason && g.status !== "over_cap" ? h("span", { class: "muted", text: `（${REASON[g.reason] || g.reason}）` }) : "")))),
+          h("td", {}, t.status === "created" && t.progress !== "sent" ? h("button", { type: "button", class: "link", text: "刷新结果", onclick: async () => {
+            try { await api("POST", `/api/v1/connectors/wecom/mass-sends/${encodeURIComponent(t.id)}/refresh`); await loadWecomPosts(); } catch (e) { problem(e); }
+          } }) : ""));
+      }));
+      $("#wp-empty").hidden = out.items.length > 0;
     }
 
     async function loadInbox() {
@@ -200,7 +283,7 @@
       const svg = $("#mt-chart");
       const w = Math.min(600 / Math.max(days.length, 1), 40);
       svg.replaceChildren(...days.map((day, i) => {
-        const hgt = Math.round((perDay[day] / max) * 110);
+        const hgt = Math.round((perDay[day] / max) * 100);
         const bar = document.createElementNS(SVG, "rect");
         bar.setAttribute("x", String(i * w + 2)); bar.setAttribute("y", String(120 - hgt));
         bar.setAttribute("width", String(Math.max(w - 4, 1))); bar.setAttribute("height", String(hgt));
@@ -208,12 +291,25 @@
         const tip = document.createElementNS(SVG, "title");
         tip.textContent = `${day} 入群 ${perDay[day]}`;
         bar.append(tip);
-        return bar;
+        const g = document.createElementNS(SVG, "g");
+        g.append(bar);
+        const x = String(i * w + w / 2);
+        const count = document.createElementNS(SVG, "text");
+        count.setAttribute("x", x); count.setAttribute("y", String(116 - hgt));
+        count.setAttribute("class", "bar-value"); count.textContent = String(perDay[day]);
+        const when = document.createElementNS(SVG, "text");
+        when.setAttribute("x", x); when.setAttribute("y", "134");
+        when.setAttribute("class", "bar-label"); when.textContent = day.slice(5);
+        const every = Math.ceil(days.length / 12);  // at most ~12 date labels: they stay apart
+        g.append(count);
+        if (i % every === 0 || i === days.length - 1) g.append(when);
+        return g;
       }));
     }
 
     async function refresh() {
       community = await api("GET", base);
+      if (!bots.length) await loadBots().catch(() => {});
       fillHeader();
       await loadGroups();
     }
@@ -222,7 +318,7 @@
       ev.preventDefault();
       const fd = new FormData(ev.target);
       const body = { name: fd.get("name"), platform: fd.get("platform") };
-      for (const k of ["tier", "owner", "chat_id", "join_url"]) if (fd.get(k)) body[k] = fd.get(k);
+      for (const k of ["tier", "owner", "chat_id", "join_url", "owner_wecom_userid", "bot_channel_id"]) if (fd.get(k)) body[k] = fd.get(k);
       if (fd.get("capacity")) body.capacity = Number(fd.get("capacity"));
       const file = fd.get("qr");
       if (file && file.size) {
@@ -288,21 +384,22 @@
 
     // 内容日历: posts at a local time on weekdays, sent once per group and day as owner tasks.
     const DAYS = ["一", "二", "三", "四", "五", "六", "日"];
-    $("#cal-days").append(...DAYS.map((d, i) => h("label", {}, h("input", { type: "checkbox", name: "wd", value: String(i + 1) }), `周${d}`)));
+    $("#cal-days").append(...DAYS.map((d, i) => h("label", { class: "check" }, h("input", { type: "checkbox", name: "wd", value: String(i + 1) }), `周${d}`)));
     async function loadCalendar() {
       const posts = await api("GET", `${base}/posts`);
       const tbody = $("#cal-table tbody");
       tbody.replaceChildren();
       for (const p of posts) {
         const sends = await api("GET", `/api/v1/community-posts/${encodeURIComponent(p.id)}/sends`);
-        const done = sends.filter((s) => s.task_status === "done" || s.send_status === "sent").length;
+        const done = sends.filter((s) => s.task_status === "done" || s.send_status === "sent" || s.wecom_progress === "sent").length;
+        const waiting = sends.filter((s) => s.wecom_progress === "pending_confirmation").length;
         const clicks = sends.reduce((n, s) => n + s.clicks, 0);
         const next = p.status === "active" ? "paused" : "active";
         tbody.append(h("tr", { "data-post": p.id },
           h("td", { text: p.at }), h("td", { text: p.weekdays.length ? p.weekdays.map((d) => "周" + DAYS[d - 1]).join("、") : "每天" }),
           h("td", { text: p.title }), h("td", { text: p.link_url || "—" }),
           h("td", { class: "cal-status", text: p.status === "active" ? "启用" : "暂停" }),
-          h("td", { text: `${sends.length}（完成 ${done}，点击 ${clicks}）` }),
+          h("td", { text: `${sends.length}（完成 ${done}${waiting ? `，待群主确认 ${waiting}` : ""}，点击 ${clicks}）` }),
           h("td", {}, h("button", { type: "button", class: "link", text: next === "paused" ? "暂停" : "启用", onclick: async () => {
             try { await api("PATCH", `/api/v1/community-posts/${encodeURIComponent(p.id)}`, { status: next }); await loadCalendar(); } catch (e) { problem(e); }
           } }))));
@@ -317,9 +414,24 @@
       try { await api("POST", `${base}/posts`, body); f.reset(); await loadCalendar(); alertBox("ok", "已加入内容日历。"); } catch (e) { problem(e); }
     });
 
+    $("#wp-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      // One key per message typed: a double click or a resend after a lost answer is the same
+      // post (the API returns the recorded tasks; WeCom is asked once).
+      try {
+        const out = await api("POST", `${base}/wecom-posts`, { idempotency_key: wpKey, text: f.text.value.trim() });
+        wpKey = newKey(); f.reset();
+        const skipped = out.skipped.length ? `；${out.skipped.length} 个群未发送（缺 chat_id 或群主企业微信 userid）` : "";
+        alertBox("ok", `已创建 ${out.items.length} 个企业群发任务，等待群主在企业微信中确认${skipped}。`);
+        await loadWecomPosts();
+      } catch (e) { problem(e); }
+    });
+    $("#wp-form textarea").addEventListener("input", () => { wpKey = newKey(); });
+
     await refresh();
     fillEditors();
-    await Promise.all([loadInbox(), loadMetrics(), loadCalendar()]);
+    await Promise.all([loadInbox(), loadMetrics(), loadCalendar(), loadWecomPosts()]);
   }
 
   const page = document.body.dataset.page;
