@@ -38,6 +38,17 @@ POOL_KEY = "communities.welcome_pool"
 GROUP_CHANNELS = frozenset({"wecom_robot"})
 
 
+def channel_content(kind: str, text: str, subject: str) -> dict[str, Any]:
+    """The message in the fields the channel's adapter takes (each refuses any other field
+    with a 422): email and the brand's webhook carry the subject, a staff task (personal
+    WeChat) its title, a WeCom group robot, SMS and WeCom customer messages only the text."""
+    if kind in ("smtp", "webhook"):
+        return {"text": text, "subject": subject}
+    if kind == "personal_wechat":
+        return {"text": text, "title": subject[:200]}
+    return {"text": text}
+
+
 def contact_fields(session: Session, cipher: PiiCipher, contact_id: str | None) -> dict[str, Any]:
     if contact_id is None:
         return {}
@@ -94,7 +105,7 @@ def send_welcome(runtime: Runtime, member_id: str) -> SendOutcome | None:
         return send(session, runtime, SendRequest(
             workspace_id=community.workspace_id, channel_id=channel.id,
             contact_id=None if to_group else member.contact_id,
-            content={"text": text, "subject": f"欢迎加入{community.name}"},
+            content=channel_content(channel.kind, text, f"欢迎加入{community.name}"),
             idempotency_key=f"cmw:{member.id}:{member.joined_at.timestamp():.0f}",
             source="community", category="transactional",
         ))  # fmt: skip
@@ -104,10 +115,12 @@ def send_announcement(
     session: Session, runtime: Runtime, community: Community, group: CommunityGroup, key: str
 ) -> SendOutcome:
     """The announcement rendered for the group, sent through the community's channel."""
+    from liebian.channels.models import Channel
     from liebian.channels.service import SendRequest, send
     from liebian.kit.errors import Invalid
 
-    if not community.channel_id:
+    channel = session.get(Channel, community.channel_id) if community.channel_id else None
+    if channel is None or channel.workspace_id != community.workspace_id:
         raise Invalid(
             "the community has no channel: set channel_id first", code="no_channel",
             details={"field": "channel_id"},
@@ -118,8 +131,8 @@ def send_announcement(
     )
     text = templates.render(community.announcement_template, ctx, templates.DEFAULT_ANNOUNCEMENT)
     return send(session, runtime, SendRequest(
-        workspace_id=community.workspace_id, channel_id=community.channel_id, contact_id=None,
-        content={"text": text, "subject": f"{group.name} 群公告"},
+        workspace_id=community.workspace_id, channel_id=channel.id, contact_id=None,
+        content=channel_content(channel.kind, text, f"{group.name} 群公告"),
         idempotency_key=f"cma:{group.id}:{key}"[:200], source="community",
         category="transactional",
     ))  # fmt: skip
