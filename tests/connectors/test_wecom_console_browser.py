@@ -106,5 +106,32 @@ def test_wecom_console_page_in_chromium(server: tuple[str, Any], owner: dict[str
         row = page.inner_text("#wc-callbacks tbody")
         assert "添加客户" in row and "wmC1" in row and "poster_a" in row
         assert page.inner_text("#wc-last") != "—"
+
+        # 企业群发 to the customer: four reach WeCom, the fifth meets WeCom's monthly cap.
+        for i in range(5):
+            r = httpx.post(url + "/api/v1/connectors/wecom/mass-sends", headers=owner, timeout=10,
+                           json={"idempotency_key": f"m{i}", "external_userids": ["wmC1"],
+                                 "text": f"本周福利 {i}", "sender": "zhangsan"})  # fmt: skip
+            assert r.status_code == 200, r.text
+        assert r.json()["status"] == "refused" and r.json()["over_cap"] == ["wmC1"]
+        page.reload()
+        page.wait_for_selector("body[data-wecom-ready]")
+        page.wait_for_selector("tr.wc-mass")
+        assert page.locator("tr.wc-mass").count() == 5
+        assert page.locator("tr.wc-mass", has_text="本月已满").count() == 1
+        assert page.locator("tr.wc-mass", has_text="待确认").count() == 4
+        page.fill("#wc-receipts-form input[name=ids]", "wmC1")
+        page.click("#wc-receipts-form button[type=submit]")
+        page.wait_for_selector("#wc-receipts td:has-text('本月已满')")
+        assert "4 / 4" in page.inner_text("#wc-receipts")
+        # The staff member confirms one in WeCom; its row shows it sent after 刷新结果.
+        first = next(
+            m for m, t in fake.tasks.items() if t["body"]["text"]["content"] == "本周福利 0"
+        )
+        fake.confirm(first)
+        page.locator("tr.wc-mass", has_text="本周福利 0").get_by_role(
+            "button", name="刷新结果"
+        ).click()
+        expect(page.locator("tr.wc-mass", has_text="本周福利 0")).to_contain_text("已发送")
         screenshot(page, "wecom-console")
         assert not errors, errors

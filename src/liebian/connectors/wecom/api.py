@@ -25,6 +25,7 @@ from liebian.connectors.wecom.schemas import (
     ReceiptsOut,
     TagMapOut,
     TagSyncOut,
+    TaskList,
     TaskOut,
     WayIn,
     WayList,
@@ -141,6 +142,14 @@ def group_send(body: GroupSendIn, principal: PrincipalDep, runtime: RuntimeDep) 
         sender=body.sender, chat_ids=body.chat_ids, text=body.text, source="api",
     )  # fmt: skip
     return task_out(row)
+
+
+@router.get("/mass-sends", response_model=TaskList)
+def list_mass_sends(principal: PrincipalDep, session: SessionDep, limit: int = 50) -> TaskList:
+    """Recent mass sends (to customers and to customer groups), newest first, each with what
+    WeCom last reported: pending the staff member's confirmation, sent, failed, over the cap."""
+    rows = group_sends.recent(session, principal, limit)
+    return TaskList(items=[task_out(r) for r in rows], monthly_cap=service.MONTHLY_CAP)
 
 
 @router.get("/mass-sends/{send_id}", response_model=TaskOut)

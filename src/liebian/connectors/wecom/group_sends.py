@@ -385,6 +385,19 @@ def get_task(session: Session, principal: Principal, row_id: str) -> WecomMassSe
     return row
 
 
+def recent(session: Session, principal: Principal, limit: int = 50) -> list[WecomMassSend]:
+    """The workspace's mass sends, newest first (customers and groups)."""
+    require(principal, "read")
+    return list(
+        session.scalars(
+            select(WecomMassSend)
+            .where(WecomMassSend.workspace_id == principal.workspace_id)
+            .order_by(WecomMassSend.created_at.desc(), WecomMassSend.id.desc())
+            .limit(max(1, min(limit, 200)))
+        )
+    )
+
+
 def tasks_of_source(
     session: Session, workspace_id: str, source: str, limit: int = 100
 ) -> list[WecomMassSend]:

@@ -177,3 +177,10 @@ class TaskOut(BaseModel):
     errmsg: str | None
     created_at: datetime | None
     results_at: datetime | None
+
+
+class TaskList(BaseModel):
+    items: list[TaskOut]
+    monthly_cap: int = Field(
+        description="WeCom: mass messages one customer or group receives a month"
+    )

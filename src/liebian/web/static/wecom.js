@@ -74,9 +74,34 @@
     $("#wc-callbacks-empty").hidden = items.length > 0;
   }
 
+  const PROGRESS = {
+    sending: ["发送中", "muted"], pending_confirmation: ["待确认", "warn"], sent: ["已发送", "ok"],
+    partly_sent: ["部分发送", "warn"], failed: ["失败", "bad"], refused: ["本月已满", "bad"], unknown: ["结果未知", "muted"],
+  };
+  async function loadMassSends() {
+    const tbody = $("#wc-mass tbody");
+    tbody.replaceChildren();
+    if (!connected) { $("#wc-mass-empty").hidden = false; return; }
+    const { items, monthly_cap } = await api("GET", `${BASE}/mass-sends?limit=50`);
+    $("#wc-cap").textContent = String(monthly_cap);
+    for (const t of items) {
+      const n = (s) => t.items.filter((i) => i.status === s).length;
+      const [label, cls] = PROGRESS[t.progress] || [t.progress, "muted"];
+      tbody.append(h("tr", { class: "wc-mass", "data-mass": t.id },
+        h("td", { class: "nowrap", text: when(t.created_at) }), h("td", { class: "nowrap", text: t.chat_type === "group" ? "客户群" : "客户" }),
+        h("td", { text: t.sender || "—" }), h("td", { class: "wc-text", text: t.text }),
+        h("td", {}, h("span", { class: "badge " + cls, text: label }), t.errmsg && t.progress !== "refused" ? h("div", { class: "sub", text: `${t.errcode ? t.errcode + " " : ""}${t.errmsg}` }) : ""),
+        h("td", { text: `${n("sent")} / ${n("pending")} / ${n("failed")} / ${n("over_cap")}` }),
+        h("td", {}, t.status === "created" && t.progress !== "sent" ? h("button", { type: "button", class: "link", text: "刷新结果", onclick: async () => {
+          try { await api("POST", `${BASE}/mass-sends/${encodeURIComponent(t.id)}/refresh`); await loadMassSends(); } catch (e) { problem(e); }
+        } }) : "")));
+    }
+    $("#wc-mass-empty").hidden = items.length > 0;
+  }
+
   async function refresh() {
     await loadConnection();
-    await Promise.all([loadWays(), loadCallbacks()]);
+    await Promise.all([loadWays(), loadCallbacks(), loadMassSends()]);
   }
 
   function init() {
@@ -108,6 +133,18 @@
       if (f.channel.value.trim()) body.channel = f.channel.value.trim();
       if (f.welcome_text.value.trim()) body.welcome_text = f.welcome_text.value.trim();
       try { await api("POST", `${BASE}/ways`, body); f.reset(); await loadWays(); alertBox("ok", "已创建。"); } catch (e) { problem(e); }
+    });
+    $("#wc-receipts-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const ids = ev.target.ids.value.split(/[,，\s]+/).filter(Boolean).slice(0, 200);
+      if (!ids.length) return;
+      try {
+        const r = await api("GET", `${BASE}/receipts?` + ids.map((i) => "external_userid=" + encodeURIComponent(i)).join("&"));
+        $("#wc-receipts tbody").replaceChildren(...r.items.map((i) => h("tr", {},
+          h("td", {}, h("code", { text: i.external_userid })), h("td", { text: `${i.received} / ${r.cap}（${r.month}）` }),
+          h("td", {}, h("span", { class: "badge " + (i.remaining ? "ok" : "bad"), text: i.remaining ? String(i.remaining) : "本月已满" })))));
+        $("#wc-receipts").hidden = false;
+      } catch (e) { problem(e); }
     });
     refresh().catch(problem).finally(() => document.body.setAttribute("data-wecom-ready", "1"));
   }
