@@ -100,7 +100,6 @@ def test_racing_rescans_of_one_phone_take_one_place(runtime, lean: bool) -> None
         assert session.scalar(select(func.count()).select_from(CommunityMember)) == 1
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_hourly_job_offers_a_grown_child_the_next_tier_once(runtime) -> None:  # type: ignore[no-untyped-def]
     from liebian.channels.models import StaffTask
     from liebian.communities.tasks import offer_due_moves

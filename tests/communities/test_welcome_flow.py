@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "connectors"))
@@ -32,7 +31,6 @@ from liebian.contacts import service as contacts
 from liebian.kit.db import session_scope
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_welcome_announcement_and_wecom_welcome(
     client: Any, owner: dict[str, str], runtime: Any, settings: Any
 ) -> None:

@@ -22,7 +22,6 @@ from liebian.kit.db import session_scope
 from liebian.workspaces.service import create_workspace
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_wecom_customer_channel_sends_through_the_connector(runtime: Runtime) -> None:
     added: list[Any] = []
     runtime.bus.subscribe(TOPIC_CONTACT_ADDED, added.append)

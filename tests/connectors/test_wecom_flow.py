@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 from wecom_fake import (
     AES_KEY,
@@ -46,8 +45,7 @@ def _workspace(runtime: Runtime) -> tuple[str, dict[str, str]]:
         return ws.id, {"Authorization": f"Bearer {key}"}
 
 
-# The HTTP contract: one backend (storage behaviour runs on both in test_wecom_storage.py).
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+# The HTTP contract, on SQLite and PostgreSQL (issue 13: every rule on both).
 def test_connect_callbacks_and_client_calls(settings: Settings, runtime: Runtime) -> None:
     from liebian.app.factory import create_app
 
