@@ -38,6 +38,9 @@ def test_community_flow_from_config_to_full_groups(client: Any, owner: dict[str,
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_pattern"
     r = client.post("/api/v1/communities", json={**body, "colour": "red"}, headers=h)
     assert r.status_code == 422
+    # 快闪群 has a start and an end.
+    r = client.post("/api/v1/communities", json={**body, "kind": "flash"}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "flash_needs_dates"
     assert client.get("/api/v1/communities", headers=h).json()["items"] == []
 
     cmy = client.post("/api/v1/communities", json=body, headers=h)

@@ -175,6 +175,17 @@ def _console_and_entry_page(server: str, owner: dict[str, str], runtime: Any, fa
         page.fill("#ed-first-day input[name=url]", "https://shop.example/coupon")
         page.click("#fd-form button[type=submit]")
         page.wait_for_selector("#alert.ok:has-text('已保存首日任务')")
+        # 入群页预览: the entry page at phone size in a frame (signed address, button disabled).
+        page.click("#pv-card summary")
+        frame = page.frame_locator("#pv-frame")
+        expect(frame.locator("#community-name")).to_have_text("宝妈交流群 <b>&")
+        expect(frame.locator("#join")).to_be_disabled()
+        src = page.get_attribute("#pv-frame", "src") or ""
+        assert httpx.get(server + src, timeout=10).status_code == 200
+        assert (
+            httpx.get(server + src[:-1] + ("0" if src[-1] != "0" else "1"), timeout=10).status_code
+            == 403
+        )
         # The group's bot (decision 0044) and the owner's WeCom userid, set in the console.
         page.locator(f"tr[data-group='{g['id']}'] button", has_text="设置").click()
         edit = page.locator(f"tr[data-edit='{g['id']}']")

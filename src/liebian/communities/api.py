@@ -37,6 +37,7 @@ from liebian.communities.schemas import (
     PostSendOut,
     PostUpdate,
     PreviewIn,
+    PreviewLinkOut,
     PreviewOut,
     SendOut,
     TierMoveOut,
@@ -516,6 +517,24 @@ def wecom_progress(session: Session, ids: list[str]) -> dict[str, str]:
 
     rows = session.scalars(select(WecomMassSend).where(WecomMassSend.id.in_(ids)))
     return {r.id: group_sends.view(r).progress for r in rows}
+
+
+@router.get("/communities/{community_id}/preview-link", response_model=PreviewLinkOut)
+def preview_link(
+    community_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> PreviewLinkOut:
+    """A signed address (15 minutes) of the entry page as a phone shows it, for the console's
+    phone-size frame: no page view is recorded and the join button is disabled."""
+    import time
+    from urllib.parse import urlencode
+
+    from liebian.communities.pages import PREVIEW_TTL, preview_signature
+
+    community = service.get(session, principal, community_id)
+    expires = int(time.time()) + PREVIEW_TTL
+    sig = preview_signature(runtime.secret, community.id, expires)
+    query = urlencode({"exp": expires, "sig": sig})
+    return PreviewLinkOut(url=f"/admin/preview/c/{community.id}?{query}", expires_at=expires)
 
 
 @router.post("/communities/{community_id}/wecom-posts", response_model=WecomPostsOut)

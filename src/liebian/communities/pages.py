@@ -182,6 +182,55 @@ def entry_page(community_id: str, request: Request) -> Response:
     return _guarded(work)
 
 
+# The console's phone-size preview of the entry page (a signed address, 15 minutes): the same
+# template, framed by the console (same origin), no page view recorded, the button disabled.
+PREVIEW_TTL = 15 * 60
+preview_router = APIRouter(include_in_schema=False)
+
+
+def preview_signature(secret: bytes, community_id: str, expires: int) -> str:
+    msg = f"community-preview:{community_id}:{expires}".encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:32]
+
+
+_PREVIEW_HEADERS = {
+    **PAGE_HEADERS,
+    "content-security-policy": PAGE_HEADERS["content-security-policy"].replace(
+        "frame-ancestors 'none'", "frame-ancestors 'self'"
+    ),
+    "x-frame-options": "SAMEORIGIN",
+    "cache-control": "no-store",
+    "x-robots-tag": "noindex",
+}
+
+
+@preview_router.get("/admin/preview/c/{community_id}", response_class=HTMLResponse)
+def preview_page(community_id: str, request: Request) -> Response:
+    import time
+
+    runtime = _runtime(request)
+    exp, sig = request.query_params.get("exp", ""), request.query_params.get("sig", "")
+    if (
+        not exp.isdigit()
+        or int(exp) < time.time()
+        or not hmac.compare_digest(preview_signature(runtime.secret, community_id, int(exp)), sig)
+    ):
+        return HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>预览已过期</title>"
+            "<p>预览链接已过期，请刷新社群页。</p>",
+            status_code=403, headers=_PREVIEW_HEADERS,
+        )  # fmt: skip
+    with session_scope(runtime.read_sessions) as session:
+        community = session.get(Community, community_id)
+        if community is None:
+            return HTMLResponse("", status_code=404, headers=_PREVIEW_HEADERS)
+        body = _env.get_template("community_entry.html").render(
+            title=community.name, error=None, answers={}, preview=True,
+            **_context(community, runtime.settings.default_timezone),
+        )  # fmt: skip
+    return HTMLResponse(body, headers=_PREVIEW_HEADERS)
+
+
 @router.post("/c/{community_id}", response_class=HTMLResponse)
 async def join_action(community_id: str, request: Request) -> Response:
     form = await request.form()

@@ -446,3 +446,8 @@ class WecomPostsOut(OutModel):
     items: list[WecomPostOut]
     skipped: list[WecomSkippedOut] = Field(default_factory=list)
     monthly_cap: int = Field(description="WeCom: mass messages one group receives per month")
+
+
+class PreviewLinkOut(OutModel):
+    url: str = Field(description="the entry page as a phone shows it, signed, for a frame")
+    expires_at: int

@@ -11,10 +11,12 @@ if TYPE_CHECKING:
 def install(runtime: Runtime) -> None:
     from liebian.communities import events
     from liebian.communities.api import router
+    from liebian.communities.pages import preview_router
     from liebian.communities.pages import router as page_router
 
     runtime.extras["routers"].append(router)
     runtime.extras["page_routers"].append(page_router)
+    runtime.extras["page_routers"].append(preview_router)
     events.install(runtime)
     from liebian.communities import wecom_sync
 

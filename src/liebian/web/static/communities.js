@@ -414,6 +414,14 @@
       try { await api("POST", `${base}/posts`, body); f.reset(); await loadCalendar(); alertBox("ok", "已加入内容日历。"); } catch (e) { problem(e); }
     });
 
+    // 入群页预览: the entry page at phone size through a signed preview address.
+    async function loadPreview() {
+      const link = await api("GET", `${base}/preview-link`);
+      $("#pv-frame").setAttribute("src", link.url);
+    }
+    $("#pv-card").addEventListener("toggle", () => { if ($("#pv-card").open) loadPreview().catch(problem); });
+    $("#pv-refresh").addEventListener("click", () => loadPreview().catch(problem));
+
     $("#wp-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const f = ev.target;
