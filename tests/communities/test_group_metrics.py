@@ -76,3 +76,36 @@ def test_joins_leaves_rates_activity_and_gmv_by_group_and_tier(store: EventStore
     assert [(r.key, r.viewers, r.joins, r.leaves, r.join_rate) for r in whole] == [
         ("", 4, 3, 1, 0.75)
     ]
+
+
+def test_the_analytics_queries_work_on_community_events(store: EventStore) -> None:
+    """Group joins, messages and leaves are events, so the existing funnel, retention and
+    counts answer community questions — e.g. retention of people who joined a 0–3 group."""
+    from liebian.analytics.counts import counts
+    from liebian.analytics.funnel import funnel
+    from liebian.analytics.retention import retention
+    from liebian.analytics.schemas import CountsQuery, FunnelQuery, RetentionQuery
+
+    store.insert([
+        _ev(1, "community_view", "u1", 0), _ev(2, "community_view", "u2", 0),
+        _ev(3, "community_view", "u3", 0),
+        _ev(4, "group_joined", "u1", 0, "g1", "t03"), _ev(5, "group_joined", "u2", 0, "g1", "t03"),
+        _ev(6, "group_joined", "u3", 0, "g2", "t38"),
+        _ev(7, "group_message", "u1", 1, "g1", "t03"), _ev(8, "group_message", "u3", 1, "g2", "t38"),
+        _ev(9, "group_message", "u2", 3, "g1", "t03"),
+        _ev(10, "purchase", "u1", 2, revenue=9900),
+    ])  # fmt: skip
+    rng = {"from": T0 - timedelta(days=1), "to": T0 + timedelta(days=7)}
+    ret = retention(store, WS, RetentionQuery.model_validate({
+        **rng, "start_event": "group_joined", "return_event": "group_message", "periods": 3,
+        "start_where": {"properties.tier": "t03"}}))  # fmt: skip
+    assert [(c.start, c.size, c.retained) for c in ret.cohorts] == [("2026-11-01", 2, [0, 1, 0, 1])]
+    fun = funnel(store, WS, FunnelQuery.model_validate({
+        **rng, "window_seconds": 7 * 86400, "steps": [
+            {"event": "community_view"},
+            {"event": "group_joined", "where": {"properties.tier": "t03"}},
+            {"event": "purchase"}]}))  # fmt: skip
+    assert [s.count for s in fun.steps] == [3, 2, 1]
+    by_tier = counts(store, WS, CountsQuery.model_validate({
+        **rng, "events": ["group_joined"], "interval": "week", "breakdown": "properties.tier"}))  # fmt: skip
+    assert sorted((r.value, r.count) for r in by_tier.rows) == [("t03", 2), ("t38", 1)]

@@ -12,6 +12,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from liebian.analytics.common import none_if_empty, require_events
+from liebian.analytics.filters import where_sql
 from liebian.analytics.schemas import Cohort, RetentionBreakdown, RetentionQuery, RetentionResult
 from liebian.analytics.sql import Sql, check_tz
 from liebian.events.store.base import EventStore
@@ -25,6 +26,7 @@ def retention(store: EventStore, workspace_id: str, q: RetentionQuery) -> Retent
     first_sel = f"{sql.person()} AS person, min(e.ts) AS t0"
     first_where = (
         f"e.event = {sql.p(q.start_event)} AND e.ts >= {sql.p(q.from_)} AND e.ts < {sql.p(q.to)}"
+        f" AND ({where_sql(sql, q.start_where)})"
     )
     cohort_day = sql.local_date("c.t0", tz)
     if days == 7:
@@ -35,7 +37,7 @@ def retention(store: EventStore, workspace_id: str, q: RetentionQuery) -> Retent
     ret_sel = f"{sql.person()} AS person, e.ts AS ts"
     ret_where = (
         f"e.event = {sql.p(q.return_event)} AND e.ts >= {sql.p(q.from_)}"
-        f" AND e.ts < {sql.p(horizon)}"
+        f" AND e.ts < {sql.p(horizon)} AND ({where_sql(sql, q.return_where)})"
     )
     ctes = [
         f"firsts AS ({sql.events_with_person(workspace_id, first_sel, first_where)}"

@@ -113,6 +113,10 @@ class FunnelResult(_Model):
 class RetentionQuery(_Range):
     start_event: str
     return_event: str
+    # Conditions on the start / return events (the funnel steps' ``where`` language), e.g.
+    # people whose group_joined has properties.tier = "t03".
+    start_where: dict[str, Any] | None = None
+    return_where: dict[str, Any] | None = None
     period: Literal["day", "week"] = "day"
     periods: int = Field(default=7, ge=1, le=366)
     breakdown: Literal["channel"] | None = None
