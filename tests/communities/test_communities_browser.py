@@ -87,6 +87,11 @@ def _console_and_entry_page(server: str, owner: dict[str, str], runtime: Any, fa
     )
     assert bot.status_code == 201, bot.text
     bot_id = bot.json()["id"]
+    for kind, text in (("title", "周五拼团"), ("content", "三人成团，立减 20 元"), ("image", PNG)):
+        assert (
+            api.post("/api/v1/community-materials", json={"kind": kind, "body": text}).status_code
+            == 201
+        )
     out = api.post("/api/v1/community-messages", json={"messages": [
         {"message_id": "m1", "group_id": g["id"], "external_id": "u1", "text": "有代购吗"},
         {"message_id": "m2", "group_id": g["id"], "external_id": "u2", "text": "这个多少钱"}]})  # fmt: skip
@@ -167,6 +172,18 @@ def _console_and_entry_page(server: str, owner: dict[str, str], runtime: Any, fa
         assert "周三" in row and "启用" in row
         page.locator("#cal-table button", has_text="暂停").click()
         page.wait_for_selector("#cal-table td.cal-status:has-text('暂停')")
+        # 素材库: title, content and image drawn from the library into a new post.
+        page.locator("#mat-title li", has_text="周五拼团").get_by_role(
+            "button", name="使用"
+        ).click()
+        page.locator("#mat-content li", has_text="三人成团").get_by_role(
+            "button", name="使用"
+        ).click()
+        page.locator("#mat-image li").get_by_role("button", name="使用").click()
+        assert page.is_visible("#cal-image-img")
+        page.fill("#cal-form input[name=at]", "19:30")
+        page.click("#cal-form button[type=submit]")
+        page.wait_for_selector("#cal-table td:has-text('周五拼团')")
         # 首日任务: a task row through the editor, saved on the community.
         page.click("#fd-card summary")
         page.click("#ed-first-day button:has-text('添加')")
@@ -216,6 +233,9 @@ def _console_and_entry_page(server: str, owner: dict[str, str], runtime: Any, fa
         page.locator("#cal-card").screenshot(path=str(screenshot(page, "communities-calendar")))
         screenshot(page, "communities-detail")
         assert errors == []
+    posts = {p["title"]: p for p in api.get(f"/api/v1/communities/{cid}/posts").json()}
+    assert posts["周五拼团"]["text"] == "三人成团，立减 20 元" and posts["周五拼团"]["image"] == PNG
+    assert posts["周五拼团"]["at"] == "19:30"
     groups = {x["id"]: x for x in api.get(f"/api/v1/communities/{cid}/groups").json()}
     assert groups[g["id"]]["bot_channel_id"] == bot_id
     assert groups[wg["id"]]["owner_wecom_userid"] == "zhangsan"

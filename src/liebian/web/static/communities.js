@@ -397,7 +397,7 @@
         const next = p.status === "active" ? "paused" : "active";
         tbody.append(h("tr", { "data-post": p.id },
           h("td", { text: p.at }), h("td", { text: p.weekdays.length ? p.weekdays.map((d) => "周" + DAYS[d - 1]).join("、") : "每天" }),
-          h("td", { text: p.title }), h("td", { text: p.link_url || "—" }),
+          h("td", { text: p.image ? `${p.title}（含图）` : p.title }), h("td", { text: p.link_url || "—" }),
           h("td", { class: "cal-status", text: p.status === "active" ? "启用" : "暂停" }),
           h("td", { text: `${sends.length}（完成 ${done}${waiting ? `，待群主确认 ${waiting}` : ""}，点击 ${clicks}）` }),
           h("td", {}, h("button", { type: "button", class: "link", text: next === "paused" ? "暂停" : "启用", onclick: async () => {
@@ -405,13 +405,49 @@
           } }))));
       }
     }
+    const dataUrl = (file) => new Promise((ok, bad) => { const r = new FileReader(); r.onload = () => ok(r.result); r.onerror = bad; r.readAsDataURL(file); });
+    let calImage = null;
+    function setCalImage(url) {
+      calImage = url;
+      $("#cal-image").hidden = !url;
+      if (url) $("#cal-image-img").setAttribute("src", url); else $("#cal-image-img").removeAttribute("src");
+    }
+    $("#cal-form").image_file.addEventListener("change", async (ev) => {
+      const file = ev.target.files[0];
+      if (file) setCalImage(await dataUrl(file));
+    });
+    $("#cal-image-clear").addEventListener("click", () => { setCalImage(null); $("#cal-form").image_file.value = ""; });
     $("#cal-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const f = ev.target;
       const body = { title: f.title.value.trim(), at: f.at.value, text: f.text.value.trim(),
         weekdays: [...f.querySelectorAll("input[name=wd]:checked")].map((c) => Number(c.value)) };
       if (f.link_url.value.trim()) body.link_url = f.link_url.value.trim();
-      try { await api("POST", `${base}/posts`, body); f.reset(); await loadCalendar(); alertBox("ok", "已加入内容日历。"); } catch (e) { problem(e); }
+      if (calImage) body.image = calImage;
+      try { await api("POST", `${base}/posts`, body); f.reset(); setCalImage(null); await loadCalendar(); alertBox("ok", "已加入内容日历。"); } catch (e) { problem(e); }
+    });
+
+    // 素材库 (标题库 / 内容库 / 图片库): "使用" fills the calendar form.
+    async function loadMaterials() {
+      const items = await api("GET", "/api/v1/community-materials");
+      const use = {
+        title: (m) => { $("#cal-form").title.value = m.body.slice(0, 100); },
+        content: (m) => { const t = $("#cal-form").text; t.value = t.value ? `${t.value}\n${m.body}` : m.body; },
+        image: (m) => setCalImage(m.body),
+      };
+      for (const kind of ["title", "content", "image"]) {
+        const mine = items.filter((m) => m.kind === kind);
+        $(`#mat-${kind}`).replaceChildren(...(mine.length ? mine.map((m) => h("li", { "data-material": m.id },
+          kind === "image" ? h("img", { src: m.body, alt: "图片素材", class: "mat-thumb" }) : h("span", { text: m.body }),
+          " ", h("button", { type: "button", class: "link", text: "使用", onclick: () => use[kind](m) }))) : [h("li", { class: "muted", text: "（空）" })]));
+      }
+    }
+    $("#mat-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      const file = f.file.files[0];
+      const body = { kind: f.kind.value, body: f.kind.value === "image" && file ? await dataUrl(file) : f.body.value.trim() };
+      try { await api("POST", "/api/v1/community-materials", body); f.reset(); await loadMaterials(); alertBox("ok", "已加入素材库。"); } catch (e) { problem(e); }
     });
 
     // 入群页预览: the entry page at phone size through a signed preview address.
@@ -439,7 +475,7 @@
 
     await refresh();
     fillEditors();
-    await Promise.all([loadInbox(), loadMetrics(), loadCalendar(), loadWecomPosts()]);
+    await Promise.all([loadInbox(), loadMetrics(), loadCalendar(), loadWecomPosts(), loadMaterials()]);
   }
 
   const page = document.body.dataset.page;
