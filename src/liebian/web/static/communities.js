@@ -273,36 +273,40 @@
       $("#mt-table tbody").replaceChildren(...m.summary.map((r) => h("tr", {},
         h("td", { text: label(r.key) }), h("td", { text: r.joins }), h("td", { text: r.leaves }),
         h("td", { text: pct(r.leave_rate) }), h("td", { text: pct(r.join_rate) }), h("td", { text: r.messages }),
-        h("td", { text: r.active_7d }), h("td", { text: r.active_30d }), h("td", { text: r.violations }),
+        h("td", { text: r.active_7d }), h("td", { text: r.active_14d }), h("td", { text: r.active_30d }),
+        h("td", { text: pct(r.first_day_rate) }), h("td", { text: r.violations }),
         h("td", { text: r.invitations }), h("td", { text: r.conversions }), h("td", { text: "¥" + (r.gmv / 100).toFixed(2) }))));
-      // Daily joins as bars (SVG attributes, no inline style).
-      const perDay = {};
-      for (const d of m.days) perDay[d.day] = (perDay[d.day] || 0) + d.joins;
-      const days = Object.keys(perDay).sort();
-      const max = Math.max(1, ...Object.values(perDay));
-      const svg = $("#mt-chart");
-      const w = Math.min(600 / Math.max(days.length, 1), 40);
+      // Daily series as bars (SVG attributes, no inline style): joins beside leaves, and
+      // messages; the key rows of a day are summed (the community's day).
+      const sum = (field) => { const out = {}; for (const d of m.days) out[d.day] = (out[d.day] || 0) + d[field]; return out; };
+      const joins = sum("joins"), leaves = sum("leaves"), messages = sum("messages");
+      const days = [...new Set(m.days.map((d) => d.day))].sort();
+      drawBars($("#mt-chart"), days, [{ name: "入群", values: joins, cls: "bar" }, { name: "退群", values: leaves, cls: "bar bar-alt" }]);
+      drawBars($("#mt-chart-msg"), days, [{ name: "消息", values: messages, cls: "bar bar-msg" }]);
+    }
+
+    function drawBars(svg, days, series) {
+      const max = Math.max(1, ...series.flatMap((s) => days.map((d) => s.values[d] || 0)));
+      const w = Math.min(600 / Math.max(days.length, 1), 48);
+      const bw = Math.max((w - 4) / series.length, 1);
+      const every = Math.ceil(days.length / 12);  // at most ~12 date labels: they stay apart
+      const el = (tag, attrs, text) => {
+        const node = document.createElementNS(SVG, tag);
+        for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+        if (text != null) node.textContent = text;
+        return node;
+      };
       svg.replaceChildren(...days.map((day, i) => {
-        const hgt = Math.round((perDay[day] / max) * 100);
-        const bar = document.createElementNS(SVG, "rect");
-        bar.setAttribute("x", String(i * w + 2)); bar.setAttribute("y", String(120 - hgt));
-        bar.setAttribute("width", String(Math.max(w - 4, 1))); bar.setAttribute("height", String(hgt));
-        bar.setAttribute("class", "bar");
-        const tip = document.createElementNS(SVG, "title");
-        tip.textContent = `${day} 入群 ${perDay[day]}`;
-        bar.append(tip);
-        const g = document.createElementNS(SVG, "g");
-        g.append(bar);
-        const x = String(i * w + w / 2);
-        const count = document.createElementNS(SVG, "text");
-        count.setAttribute("x", x); count.setAttribute("y", String(116 - hgt));
-        count.setAttribute("class", "bar-value"); count.textContent = String(perDay[day]);
-        const when = document.createElementNS(SVG, "text");
-        when.setAttribute("x", x); when.setAttribute("y", "134");
-        when.setAttribute("class", "bar-label"); when.textContent = day.slice(5);
-        const every = Math.ceil(days.length / 12);  // at most ~12 date labels: they stay apart
-        g.append(count);
-        if (i % every === 0 || i === days.length - 1) g.append(when);
+        const g = el("g", {});
+        series.forEach((s, j) => {
+          const v = s.values[day] || 0;
+          const hgt = Math.round((v / max) * 100);
+          const x = i * w + 2 + j * bw;
+          const bar = el("rect", { x, y: 120 - hgt, width: Math.max(bw - 1, 1), height: hgt, class: s.cls });
+          bar.append(el("title", {}, `${day} ${s.name} ${v}`));
+          g.append(bar, el("text", { x: x + bw / 2, y: 116 - hgt, class: "bar-value" }, String(v)));
+        });
+        if (i % every === 0 || i === days.length - 1) g.append(el("text", { x: i * w + w / 2, y: 134, class: "bar-label" }, day.slice(5)));
         return g;
       }));
     }
