@@ -8,6 +8,7 @@ template file that each test copies.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import make_url
@@ -24,6 +26,22 @@ from liebian.kit.settings import Settings
 from testkit import TEST_SECRET
 
 PG_URL = os.environ.get("LIEBIAN_TEST_DATABASE_URL", "")
+
+
+def _patient(call: Any) -> Any:
+    @functools.wraps(call)
+    def with_time(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", 60.0)
+        return call(*args, **kwargs)
+
+    return with_time
+
+
+# Tests' one-off requests (``httpx.post(server + ...)`` beside a live server) wait up to 60 s,
+# not httpx's 5 s: on two shared cores at load 12 a browser test's setup request timed out
+# (segments/test_builder_page.py). A test that means a deadline passes its own timeout.
+for _name in ("request", "get", "post", "put", "patch", "delete", "head", "options"):
+    setattr(httpx, _name, _patient(getattr(httpx, _name)))
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
