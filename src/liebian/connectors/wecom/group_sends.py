@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from liebian.connectors.wecom import repository
@@ -39,7 +39,7 @@ from liebian.connectors.wecom.client import WecomApiError
 from liebian.connectors.wecom.models import WecomMassSend
 from liebian.connectors.wecom.service import MONTHLY_CAP, client_for, month_of, require
 from liebian.kit.auth import Principal
-from liebian.kit.clock import as_utc, utcnow
+from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
 from liebian.kit.errors import Invalid, NotFound
 from liebian.kit.ids import new_id
@@ -290,20 +290,24 @@ def poll(
             select(WecomMassSend.id, WecomMassSend.workspace_id, WecomMassSend.status,
                    WecomMassSend.updated_at, WecomMassSend.results_at)
             .where(
-                WecomMassSend.status.in_(("sending", "created")),
                 WecomMassSend.created_at > now - timedelta(days=POLL_DAYS),
+                or_(
+                    and_(WecomMassSend.status == "sending",
+                         WecomMassSend.updated_at < now - STALE_SENDING),
+                    and_(WecomMassSend.status == "created", WecomMassSend.msgid.is_not(None),
+                         or_(WecomMassSend.results_at.is_(None),
+                             WecomMassSend.results_at < now - min_age)),
+                ),
             )
-            .order_by(WecomMassSend.id)
+            # The least recently asked first: a backlog is worked through, not starved.
+            .order_by(func.coalesce(WecomMassSend.results_at, WecomMassSend.created_at))
             .limit(500)
         ).all()  # fmt: skip
-    for row_id, ws, status, updated_at, results_at in rows:
+    for row_id, ws, status, _updated_at, _results_at in rows:
         try:
             if status == "sending":
-                if as_utc(updated_at) < now - STALE_SENDING:
-                    dispatch(runtime, ws, row_id)
-                    touched += 1
-                continue
-            if results_at is not None and as_utc(results_at) > now - min_age:
+                dispatch(runtime, ws, row_id)
+                touched += 1
                 continue
             with runtime.read_sessions() as session:
                 row = session.get(WecomMassSend, row_id)
