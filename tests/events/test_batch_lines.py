@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from liebian.events import service
-from liebian.events.schemas import EVENT_BATCH
+from liebian.events.schemas import EVENT_BATCH, MAX_PROPERTIES_BYTES
 from liebian.events.spool import Spool
 from liebian.events.store import EventStore
 from liebian.events.store.base import COLUMN_NAMES
@@ -257,3 +257,60 @@ def test_sigkill_loses_no_acknowledged_batch(store: EventStore, tmp_path: Path) 
     assert spool.flush_once(store).inserted == batches * size
     assert store.count("ws_kill") == batches * size
     spool.close()
+
+
+def _limit_blob(size: int) -> dict[str, Any]:
+    """Flat properties whose dump is exactly ``size`` bytes."""
+    return {"x": "y" * (size - len('{"x":""}'))}
+
+
+OVER = {"event": "a", "event_id": "over", "properties": _limit_blob(MAX_PROPERTIES_BYTES + 1)}
+AT_LIMIT = {"event": "a", "event_id": "at", "properties": _limit_blob(MAX_PROPERTIES_BYTES)}
+DEEP = {"event": "a", "event_id": "deep", "properties": {"a": {"b": {"c": {"d": {"e": 1}}}}}}
+
+
+@pytest.mark.parametrize(
+    ("others", "exact"),
+    [
+        ([], False),  # nothing can break a limit: checked on the batch's one dump
+        ([AT_LIMIT], True),  # kept, but its line is longer than the limit: measured exactly
+        ([OVER], True),
+        ([DEEP], True),
+        ([{"event": "b", "event_id": "n", "properties": {"a": {"b": [1]}}}], True),  # nests
+        ([{"event": "b", "event_id": "s", "visitor_id": "v{"}], True),  # a brace in a string
+        ([{"event": "b", "event_id": "big", "properties": {"i": 2**70}}], True),  # no JSON
+    ],
+)
+def test_batch_properties_limits_are_the_per_event_ones(
+    others: list[dict[str, Any]], exact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch checks the properties' size and depth on its one dump when nothing there can
+    break them; whichever way it goes, it keeps and refuses what one event at a time does."""
+    events = [
+        {"event": "a", "event_id": "near", "properties": _limit_blob(MAX_PROPERTIES_BYTES - 100)},
+        {"event": "a", "event_id": "empty", "properties": {}},
+        {"event": "a", "event_id": "no-currency", "revenue": None},
+        {"event": "a", "event_id": "null-currency", "currency": "USD"},
+        {"event": "a", "event_id": "ok", "visitor_id": "v", "properties": {"p": "/"}},
+        *others,
+    ]
+    raw = json.dumps(events).encode()
+    one_by_one = service.serialize("ws_1", list(enumerate(EVENT_BATCH.validate_json(raw))), NOW)
+    calls: list[int] = []
+    check = service._check_properties
+    monkeypatch.setattr(service, "_check_properties", lambda *a: (calls.append(1), check(*a))[1])
+    whole = service.serialize_batch("ws_1", list(enumerate(EVENT_BATCH.validate_json(raw))), NOW)
+    assert bool(calls) == exact
+    assert whole[1] == b"".join(one_by_one[1])
+    assert [(r.index, r.errors) for r in whole[2]] == [(r.index, r.errors) for r in one_by_one[2]]
+    kept = [json.loads(line) for line in whole[1].splitlines()]
+    assert [k["event_id"] for k in kept[:5]] == [
+        "near", "empty", "no-currency", "null-currency", "ok"
+    ]  # fmt: skip
+    assert "currency" not in kept[2] and kept[3]["currency"] is None and "properties" not in kept[1]
+    assert all(k["ts"] == "2024-03-02T08:30:15.250000+00:00" for k in kept)
+    refused = {events[r.index]["event_id"]: r.errors[0]["problem"] for r in whole[2]}
+    expected = {e["event_id"] for e in others} & {"over", "deep", "big"}
+    assert set(refused) == expected
+    assert all(("bytes; at most" in refused[k]) for k in expected & {"over"})
+    assert all(("levels deep" in refused[k]) for k in expected & {"deep"})

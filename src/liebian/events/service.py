@@ -232,34 +232,125 @@ def serialize_batch(
     made by ONE orjson call over the whole list, split into lines at the items' boundaries:
     one call per event, each allocating its own buffer and bytes object, cost ~2 µs of the
     request thread's GIL time per event, the whole list ~0.4.
+
+    The rules run in one loop here rather than through ``_apply_rules`` per event, and the
+    properties' limits are checked on that one dump when nothing in it can break them (see
+    ``_items_within_limits``); only otherwise is each event's properties dumped on its own. An event
+    without ``ts`` gets ``now`` as the text orjson writes for it: the same bytes in the line
+    and the hooks line, without rendering the datetime once per event.
     """
     now = now.astimezone(UTC)
     horizon = now + MAX_FUTURE_SKEW
+    stamp = orjson.dumps(now)[1:-1].decode()
+    events: list[EventIn] = []
+    rejected: list[Rejected] = []
+    with_properties = 0
+    for index, event in parsed:
+        # _apply_rules, unrolled for the common shapes; same checks in the same order.
+        ts = event.get("ts")
+        if ts is None:
+            event["ts"] = stamp  # type: ignore[typeddict-item]
+        elif ts > horizon:
+            rejected.append(
+                _reject(
+                    index,
+                    "ts",
+                    f"is in the future (more than {MAX_FUTURE_SKEW} ahead of the server clock)",
+                )
+            )
+            continue
+        if "revenue" in event or "currency" in event:
+            revenue = event.get("revenue")
+            if revenue is not None:
+                if event.get("user_id") is None and event.get("visitor_id") is None and revenue:
+                    rejected.append(
+                        _reject(
+                            index, "user_id", "revenue needs a user_id or visitor_id to belong to"
+                        )
+                    )
+                    continue
+                event["currency"] = event.get("currency") or DEFAULT_CURRENCY
+            elif "currency" in event:
+                event["currency"] = None
+        if event.get("event_id") is None:
+            event["event_id"] = _content_id(event) if ts is not None else new_id("evt")
+        if "properties" in event:
+            if event["properties"]:
+                with_properties += 1
+            else:
+                del event["properties"]
+        events.append(event)
+    if not events:
+        return events, b"", rejected
+    received_at = _received_at(now)
+    try:
+        dump = orjson.dumps(events)
+    except orjson.JSONEncodeError:
+        pass
+    else:
+        items = _items_within_limits(dump, len(events), with_properties)
+        if items is not None:
+            return events, _joined_lines(workspace_id, received_at, items), rejected
+    # Something may break a limit (or cannot be dumped): each event's properties on its own.
+    events, late = _check_properties(parsed, {r.index for r in rejected})
+    rejected = sorted(rejected + late, key=lambda r: r.index)
+    lines = _event_lines(workspace_id, received_at, events) if events else b""
+    return events, lines, rejected
+
+
+def _items_within_limits(dump: bytes, count: int, with_properties: int) -> list[bytes] | None:
+    """The items of ``dump`` (the list of ``count`` completed events, ``with_properties`` of
+    them with non-empty properties) when none of their properties can break a limit, else None.
+
+    Each event writes one "{", each non-empty properties one more, the list one "[": a dump
+    holding no other "{" or "[" nests nothing anywhere, so no depth exceeds the limit (a
+    brace inside a string only costs the exact check). Consecutive items meet at "},{", so
+    with exactly ``count - 1`` of them (none inside a string) splitting there gives the items,
+    and the properties are dumped inside their item exactly as on their own: when every item
+    is within the size limit, so are they. None sends the batch through the exact check."""
+    if dump.count(b"{") + dump.count(b"[") != 1 + count + with_properties:
+        return None
+    # dump[1:-2] drops the list's "[" and the last item's "}]".
+    items = dump[1:-2].split(b"},{")
+    if len(items) != count or max(map(len, items)) > MAX_PROPERTIES_BYTES:
+        return None
+    return items
+
+
+def _joined_lines(workspace_id: str, received_at: str, items: list[bytes]) -> bytes:
+    """The spool lines of a batch from its items as ``_items_within_limits`` split them:
+    the first still opens with "{", none closes; each gets the server's fields and "}"."""
+    server_fields = orjson.dumps({"workspace_id": workspace_id, "received_at": received_at})
+    tail = b"," + server_fields[1:]  # ',"workspace_id":…,"received_at":…}'
+    return (tail + b"\n{").join(items) + tail + b"\n"
+
+
+def _check_properties(
+    parsed: list[tuple[int, EventIn]], already: set[int]
+) -> tuple[list[EventIn], list[Rejected]]:
+    """The events (completed already) whose properties are within the limits, each measured
+    on its own dump, and the rejections of the others; ``already``: indices rejected before."""
     events: list[EventIn] = []
     rejected: list[Rejected] = []
     dumps = orjson.dumps
     for index, event in parsed:
-        broken = _apply_rules(event, now, horizon)
-        if broken is None:
-            properties = event.get("properties")
-            if properties:
-                # Without a line of its own, the properties are dumped to be measured; a
-                # single "{" and no "[" means nothing nests, so depth needs no walk.
-                try:
-                    blob = dumps(properties)
-                except orjson.JSONEncodeError as exc:
-                    rejected.append(_reject(index, "properties", _unstorable(exc)))
-                    continue
-                if len(blob) > MAX_PROPERTIES_BYTES or blob.count(b"{") + blob.count(b"[") > 1:
-                    problem = properties_problem(properties, len(blob))
-                    if problem:
-                        broken = ("properties", problem)
-        if broken is not None:
-            rejected.append(_reject(index, *broken))
+        if index in already:
             continue
+        properties = event.get("properties")
+        if properties:
+            # A single "{" and no "[" means nothing nests, so depth needs no walk.
+            try:
+                blob = dumps(properties)
+            except orjson.JSONEncodeError as exc:
+                rejected.append(_reject(index, "properties", _unstorable(exc)))
+                continue
+            if len(blob) > MAX_PROPERTIES_BYTES or blob.count(b"{") + blob.count(b"[") > 1:
+                problem = properties_problem(properties, len(blob))
+                if problem:
+                    rejected.append(_reject(index, "properties", problem))
+                    continue
         events.append(event)
-    lines = _event_lines(workspace_id, _received_at(now), events) if events else b""
-    return events, lines, rejected
+    return events, rejected
 
 
 def _event_lines(workspace_id: str, received_at: str, events: list[EventIn]) -> bytes:
