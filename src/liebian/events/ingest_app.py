@@ -12,8 +12,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
-
 from liebian.app.deps import bearer_token, lookup_key
 from liebian.app.runtime import Runtime
 from liebian.events import service
@@ -97,7 +95,7 @@ class IngestApp:
                 accepted = await asyncio.to_thread(self._accept, ws, raw, key)
             else:
                 accepted = self._accept(ws, raw, key)
-            payload = orjson.dumps(accepted.result.model_dump())
+            payload = accepted.payload()
         except Unavailable:
             raise  # a fault, not a refusal: logged with a request id by the guard
         except DomainError as exc:
