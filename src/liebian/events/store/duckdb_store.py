@@ -67,7 +67,9 @@ _SEGMENTS_DDL = (
 
 # read_json reads timestamps as text so that both "2024-01-01 00:00:00.123" (UTC, what the
 # spool writes) and ISO 8601 with an offset parse; TIMESTAMPTZ honours the offset and the
-# session time zone is UTC, so naive strings are UTC.
+# session time zone is UTC, so naive strings are UTC. The instant becomes the naive UTC
+# TIMESTAMP through its epoch microseconds: the same value as ``AT TIME ZONE 'UTC'``, without
+# ICU's time zone conversion per row (~0.1 µs of the loader's CPU per timestamp).
 _JSON_COLUMNS = (
     "{"
     + ", ".join(
@@ -76,7 +78,7 @@ _JSON_COLUMNS = (
     + "}"
 )
 _SELECT_CAST = ", ".join(
-    f"CAST(CAST({name} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) AS {name}"
+    f"make_timestamp(epoch_us(CAST({name} AS TIMESTAMPTZ))) AS {name}"
     if duck == "TIMESTAMP"
     else (f"coalesce({name}, false) AS {name}" if duck == "BOOLEAN" else name)
     for name, duck, _ in COLUMNS
