@@ -33,6 +33,23 @@ def test_idle_between_queries_raised_during_one(con: duckdb.DuckDBPyConnection) 
     assert budget.current() == (1, 96)
 
 
+def test_during_a_burst_a_query_gets_the_memory_but_not_every_core(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    bursting = [True]
+    budget = DuckDBBudget(
+        con.cursor, query_memory_mb=640, query_threads=CPUS + 1, serving_first=lambda: bursting[0]
+    )
+    budget.apply_idle()
+    with budget.analytics():
+        assert budget.current() == (1, 640)
+    assert budget.current() == (1, 96) and budget.held_back == 1
+    bursting[0] = False
+    with budget.analytics():
+        assert budget.current() == (CPUS + 1, 640)
+    assert budget.held_back == 1
+
+
 def test_lowered_only_when_the_last_concurrent_query_ends(
     con: duckdb.DuckDBPyConnection,
 ) -> None:

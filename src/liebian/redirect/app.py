@@ -414,23 +414,27 @@ def install(runtime: Runtime) -> RedirectApp:
     recorder = ClickRecorder(runtime.spool, runtime.secret)
     app = RedirectApp(runtime, cache, recorder, counter)
     # The flusher (started after wiring) holds click loads back during bursts of redirects.
-    runtime.extras["defer_loads"] = ClickBurst(lambda: recorder.recorded)
-    _bound_embedded_store(runtime)
+    burst = ClickBurst(lambda: recorder.recorded)
+    runtime.extras["defer_loads"] = burst
+    _bound_embedded_store(runtime, burst)
     runtime.extras["redirect_app"] = app
     runtime.extras["record_click"] = scan_recorder(runtime.spool, runtime.secret)
     runtime.extras.setdefault("routers", []).append(stats_router)
     return app
 
 
-def _bound_embedded_store(runtime: Runtime) -> None:
+def _bound_embedded_store(runtime: Runtime, burst: ClickBurst) -> None:
     """Keep the embedded DuckDB from crowding the redirect out of a small machine: one thread
-    and a 96 MB pool between analytics queries, more while one runs (duckdb_budget.py)."""
+    and a 96 MB pool between analytics queries, more while one runs — the memory only, while
+    redirects arrive in a burst (duckdb_budget.py)."""
     store = runtime.event_store
     if store is None or store.dialect != "duckdb" or "duckdb_budget" in runtime.extras:
         return
     connection = getattr(store, "connection", None)
     if connection is None:
         return
-    budget = DuckDBBudget(connection, query_memory_mb=runtime.settings.analytics_memory_mb)
+    budget = DuckDBBudget(
+        connection, query_memory_mb=runtime.settings.analytics_memory_mb, serving_first=burst
+    )
     budget.apply_idle()
     runtime.extras["duckdb_budget"] = budget

@@ -9,7 +9,8 @@ docs/benchmarks.md). So between queries the pool is small (96 MB) and DuckDB has
 An operator's analytics query is the other case: a by-channel funnel over 10M events needs a
 few hundred MB of buffers; squeezed into 96 MB it spills to disk and takes 2.2 s instead of
 0.9 s (measured, docs/benchmarks.md). While at least one analytics query runs, DuckDB gets
-every core and ``query_memory_mb``; when the last one ends, the small budget comes back and
+every core and ``query_memory_mb`` — only the memory while the process answers a burst of
+redirects or pages (``serving_first``); when the last one ends, the small budget comes back and
 DuckDB evicts down to it (resident memory returns to ~the pool size).
 
 Settings are per database instance, so they are counted, not nested: the first query in raises
@@ -43,10 +44,16 @@ class DuckDBBudget:
         query_threads: int | None = None,
         idle_threads: int = IDLE_THREADS,
         idle_memory_mb: int = IDLE_MEMORY_MB,
+        serving_first: Callable[[], bool] | None = None,
     ) -> None:
         self._cursor = cursor
         self.idle = (idle_threads, idle_memory_mb)
         self.busy = (query_threads or os.cpu_count() or 1, max(query_memory_mb, idle_memory_mb))
+        # While this says the process is answering a burst (redirects, participant pages),
+        # a query that raises the budget gets its memory but keeps the idle thread count: it
+        # runs on the calling thread instead of taking every core from the burst (decision 0046).
+        self.serving_first = serving_first
+        self.held_back = 0  # queries started with the idle thread count during a burst
         self._lock = threading.Lock()
         self._running = 0
 
@@ -69,7 +76,11 @@ class DuckDBBudget:
         """Hold the larger budget for the duration of one analytics query."""
         with self._lock:
             if self._running == 0:
-                self._set(*self.busy)
+                threads, memory_mb = self.busy
+                if self.serving_first is not None and self.serving_first():
+                    threads = self.idle[0]
+                    self.held_back += 1
+                self._set(threads, memory_mb)
             self._running += 1
         try:
             yield
