@@ -64,6 +64,10 @@ def test_invitations_are_counted_for_the_inviters_group(client: Any, owner: dict
     assert by_group[groups[1]]["invitations"] == 0
     assert summary("tier")["a"]["invitations"] == 2
     assert summary("community")[""]["invitations"] == 2
+    # 成员 (members now): personal WeChat groups — showing the QR is the join — so the seed
+    # and the first invitee in A1, the second in A2.
+    assert [by_group[g]["members"] for g in groups] == [2, 1]
+    assert summary("community")[""]["members"] == 3
     # Outside the window: none.
     later = {"from": (utcnow() + timedelta(hours=2)).isoformat(),
              "to": (utcnow() + timedelta(hours=3)).isoformat()}  # fmt: skip

@@ -367,8 +367,10 @@ async def community_metrics(
         result = metrics.compute(store, principal.workspace_id, community_id, start, end, by, tz)
         with runtime.read_sessions() as session:
             invited = repository.invitations_made(session, community_id, start, end, by)
+            members = repository.members_now(session, community_id, by)
         for row in result.summary:
             row.invitations = invited.get(row.key, 0)
+            row.members = members.get(row.key, 0)
         if groups is not None:
             own = set(groups)
             result.days = [d for d in result.days if d[1] in own]

@@ -57,6 +57,9 @@ class SummaryRow(BaseModel):
         default=0, description="people who did a first-day task (首日任务) within 24 h of joining"
     )
     first_day_rate: float = Field(default=0.0, description="first_day_done / people who joined")
+    members: int = Field(
+        default=0, description="members now: people joined and not left (OLTP, not the range)"
+    )
     invitations: int = Field(
         default=0,
         description="people given a place in the range through an invitation code of a member"

@@ -207,3 +207,17 @@ def invitations_made(
         .group_by(key)
     )
     return {str(k or ""): int(n) for k, n in rows}
+
+
+def members_now(session: Session, community_id: str, by: str) -> dict[str, int]:
+    """People joined and not left, per group, tier ('' when none) or the community ('')."""
+    key = {
+        "group": CommunityMember.group_id,
+        "tier": func.coalesce(CommunityMember.tier, ""),
+    }.get(by, literal(""))
+    rows = session.execute(
+        select(key, func.count())
+        .where(CommunityMember.community_id == community_id, CommunityMember.status == "joined")
+        .group_by(key)
+    )
+    return {str(k or ""): int(n) for k, n in rows}

@@ -271,7 +271,7 @@
       const groups = Object.fromEntries((await api("GET", `${base}/groups`)).map((g) => [g.id, g.name]));
       const label = (k) => (by === "community" ? community.name : groups[k] || k || "—");
       $("#mt-table tbody").replaceChildren(...m.summary.map((r) => h("tr", {},
-        h("td", { text: label(r.key) }), h("td", { text: r.joins }), h("td", { text: r.leaves }),
+        h("td", { text: label(r.key) }), h("td", { text: r.members }), h("td", { text: r.joins }), h("td", { text: r.leaves }),
         h("td", { text: pct(r.leave_rate) }), h("td", { text: pct(r.join_rate) }), h("td", { text: r.messages }),
         h("td", { text: r.active_7d }), h("td", { text: r.active_14d }), h("td", { text: r.active_30d }),
         h("td", { text: pct(r.first_day_rate) }), h("td", { text: r.violations }),
