@@ -111,3 +111,26 @@ def test_a_mix_batch_takes_the_fast_path() -> None:
     fast = service._plain_batch(raw)
     assert fast is not None
     _same(fast, EVENT_BATCH.validate_json(raw))  # type: ignore[arg-type]
+
+
+def test_the_fast_path_knows_every_field_and_limit_of_the_schema() -> None:
+    """_plain_batch repeats EventIn's constraints: a field or limit changed in the schema and
+    not there would let the fast path take what pydantic refuses."""
+    from liebian.events.schemas import MAX_PROPERTIES_KEYS, MAX_REVENUE, ONE_EVENT
+
+    schema = ONE_EVENT.json_schema()
+    fields = schema["properties"]
+    assert set(fields) == {*service._STR_LIMITS, "event", "ts", "properties", "revenue", "currency"}
+    assert schema["additionalProperties"] is False and schema["required"] == ["event"]
+    for key, limit in service._STR_LIMITS.items():
+        [text, null] = fields[key]["anyOf"]
+        assert null == {"type": "null"}
+        assert text == {"type": "string", "maxLength": limit} | (
+            {"minLength": 1} if key == "event_id" else {}
+        )
+    assert fields["properties"]["maxProperties"] == MAX_PROPERTIES_KEYS
+    assert fields["revenue"]["anyOf"][0] == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_REVENUE,
+    }
