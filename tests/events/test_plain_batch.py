@@ -91,6 +91,7 @@ def test_the_fast_path_takes_only_what_pydantic_takes_unchanged() -> None:
         b'[{"event": "a", "properties": {"n": 1e400}}]',  # pydantic reads inf; orjson refuses
         b'[{"event": "a", "properties": {"n": NaN}}]',
         b'{"events": [{"event": "a"}]}',
+        b'[{"event": "a", "properties": {"l": [1]}}]',  # nested: refused before parsing
         json.dumps([{"event": "a"}] * 10_001).encode(),
     ],
 )

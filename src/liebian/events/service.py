@@ -143,6 +143,10 @@ def _plain_batch(raw: bytes) -> list[EventIn] | None:
     integers as floats). Anything else (lax coercions, padding, nested properties, a bad
     item) returns None, and the batch goes through pydantic-core from the bytes as before.
     """
+    if raw.count(b"[") != 1:
+        # A list inside: nested properties (or a bracket in a text), which the checks below
+        # would refuse only after parsing the whole body. ~0.04 µs an event to find out.
+        return None
     try:
         items = orjson.loads(raw)
     except orjson.JSONDecodeError:
