@@ -203,6 +203,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--in-flight", type=int, default=0, help="effects started and unmarked")
     ap.add_argument("--mark-every", type=int, default=0)
+    ap.add_argument("--lanes", type=int, default=0,
+                    help="executor loops per process (0: the default, 2 on PostgreSQL)")  # fmt: skip
     ap.add_argument("--via-channel", action="store_true",
                     help="first step: a send on a webhook channel (channels.send_many)")  # fmt: skip
     ap.add_argument("--profile", default="", help="cProfile the embedded executor into this file")
@@ -222,7 +224,11 @@ def main() -> None:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             c.execute(text(f'CREATE DATABASE "{name}"'))
+            # Shown with the figures: this machine's server runs with autovacuum off (no
+            # vacuum and no analyze of the bench's tables), a production server with it on.
+            autovacuum = c.scalar(text("SHOW autovacuum"))
         admin.dispose()
+        print(f"PostgreSQL autovacuum: {autovacuum}")
 
     ctx = mp.get_context("spawn")
     port_q, out_q, stop_ev = ctx.Queue(), ctx.Queue(), ctx.Event()
@@ -244,7 +250,8 @@ def main() -> None:
     cpu_seen: dict[tuple[str, int], float] = {}
     if args.workers:
         env = {**os.environ, "LIEBIAN_DATABASE_URL": url, "LIEBIAN_SECRET_KEY": "22" * 32,
-               "LIEBIAN_ALLOW_PRIVATE_WEBHOOKS": "true", "LIEBIAN_JOURNEYS_LEASE": "3"}  # fmt: skip
+               "LIEBIAN_ALLOW_PRIVATE_WEBHOOKS": "true", "LIEBIAN_JOURNEYS_LEASE": "3",
+               "LIEBIAN_JOURNEYS_LANES": str(args.lanes)}  # fmt: skip
         procs = []
         for i in range(args.workers):
             (tmp / f"w{i}").mkdir()
@@ -287,7 +294,7 @@ def main() -> None:
                                     secret_key="22" * 32, allow_private_webhooks=True))  # fmt: skip
         import liebian.models_registry  # noqa: F401
 
-        tuning: dict[str, int] = {}
+        tuning: dict[str, int] = {"lanes": args.lanes}
         if args.in_flight:
             tuning.update(in_flight=args.in_flight, effect_threads=min(args.in_flight, 8))
         if args.mark_every:

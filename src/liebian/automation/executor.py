@@ -62,6 +62,10 @@ RETRY_THREADS = 2
 # PostgreSQL: how often an executor thread gives back the claims of executors whose process
 # is gone (decision 0043) — the most a killed worker's claimed steps wait, beside the batch.
 REAP_EVERY = 0.25
+# PostgreSQL: executor loops per process when ExecutorConfig.lanes is 0 (the settings'
+# default). One loop spends most of its time waiting on round trips and commit flushes, in
+# series; a second one fills those waits (decision 0046).
+LANES_POSTGRESQL = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,10 @@ class ExecutorConfig:
     # PostgreSQL: give back a gone worker's claims at once (decision 0043); off behind a
     # transaction-pooling proxy, where a connection does not show a worker's liveness.
     release_dead_claims: bool = True
+    # Executor loops an ExecutorThread runs, each an Executor of its own (its own claim
+    # tokens, connection and effect window); 0: LANES_POSTGRESQL on PostgreSQL, 1 on SQLite
+    # (decision 0046).
+    lanes: int = 1
 
 
 @dataclass
@@ -140,6 +148,32 @@ def _acts(item: _Item) -> bool:
     )  # fmt: skip
 
 
+class _Window:
+    """Effects started and not yet marked, counted across the lanes of one process (the
+    executors an ``ExecutorThread`` runs share one): at most ``size`` — the most a SIGKILL of
+    the process can leave delivered but unmarked, whatever the number of lanes."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def take(self, n: int, *, block: bool) -> bool:
+        with self._cond:
+            while self.used + n > self.size:
+                if not block:
+                    return False
+                self._cond.wait(0.05)
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        if n:
+            with self._cond:
+                self.used -= n
+                self._cond.notify_all()
+
+
 class _Reader:
     """A read session opened on first use and closed by the batch."""
 
@@ -189,6 +223,9 @@ class Executor:
         self.http = PinnedPoster(timeout=self.config.http_timeout,
                                  allow_all=self.config.allow_private)  # fmt: skip
         self._pool = ThreadPoolExecutor(self.config.effect_threads, "liebian-journey-effects")
+        # Marks of finished effects, one group at a time, while the next effects run.
+        self._marker = ThreadPoolExecutor(1, "liebian-journey-marks")
+        self._window = _Window(max(self.config.in_flight, self.config.mark_every))
         self._definitions: dict[tuple[str, int], dict[str, Any]] = {}
         self._zones: dict[str, str] = {}
         self._names: dict[str, str] = {}
@@ -216,6 +253,7 @@ class Executor:
         if self._retry_pool is not None:
             self._retry_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
+        self._marker.shutdown(wait=True)
         self.http.close()
         with self._direct_lock:
             if self._direct_conn is not None:
@@ -223,6 +261,21 @@ class Executor:
                 self._direct_conn.invalidate()
                 self._direct_conn.close()
                 self._direct_conn = None
+
+    def lanes(self) -> int:
+        """How many executor loops an ``ExecutorThread`` runs with this executor's config."""
+        if self.config.lanes > 0:
+            return self.config.lanes
+        return LANES_POSTGRESQL if self._direct is not None else 1
+
+    def sibling(self) -> Executor:
+        """Another executor of the same database, config and runtime: a lane of its own
+        (its own worker id, claim tokens, connection, effect pools)."""
+        other = Executor(self.sessions, clock=self.clock, config=self.config,
+                         runtime=self.runtime, event_store=self.event_store)  # fmt: skip
+        # One effect window per process: lanes do not multiply what a SIGKILL can leave.
+        other._window = self._window
+        return other
 
     def _token(self) -> str:
         """A batch's claim token; on PostgreSQL prefixed with this executor's worker id."""
@@ -499,29 +552,58 @@ class Executor:
         queue = list(reversed(units))
         running: dict[Any, list[_Item]] = {}
         finished: list[_Item] = []
-
-        def started() -> int:
-            return sum(len(u) for u in running.values()) + len(finished)
-
-        while queue or running:
-            while queue and (
-                started() + len(queue[-1]) <= self.config.in_flight or not (running or finished)
-            ):
-                unit = queue.pop()
-                running[self._pool.submit(self._unit, unit, now, contexts)] = unit
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in done:
-                unit = running.pop(future)
-                try:
-                    future.result()
-                except Exception as exc:  # a bug in one effect must not stop the batch
-                    log.exception("journey steps %s failed", [i.execution_id for i in unit])
-                    for item in unit:
-                        self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
-                finished.extend(unit)
-            if finished and (len(finished) >= self.config.mark_every or not running):
-                self._mark(finished, now, out)
-                finished = []
+        # The group being marked (on the marker thread) while the next effects run: it
+        # holds its share of the window until its mark returns (decision 0046).
+        marking: Future[None] | None = None
+        marking_n = 0
+        window = self._window
+        held = 0  # this batch's share of the window: started and not yet marked
+        try:
+            while queue or running or finished or marking is not None:
+                while queue:
+                    # With nothing of this batch in flight, wait for the other lanes to
+                    # free the window; otherwise start only what fits now.
+                    idle = not (running or finished or marking is not None)
+                    if not window.take(len(queue[-1]), block=idle):
+                        break
+                    unit = queue.pop()
+                    held += len(unit)
+                    running[self._pool.submit(self._unit, unit, now, contexts)] = unit
+                waiting: list[Future[Any]] = list(running)
+                if marking is not None:
+                    waiting.append(marking)
+                done, _ = wait(waiting, return_when=FIRST_COMPLETED)
+                for future in done:
+                    if future is marking:
+                        continue
+                    unit = running.pop(future)
+                    try:
+                        future.result()
+                    except Exception as exc:  # a bug in one effect must not stop the batch
+                        log.exception("journey steps %s failed", [i.execution_id for i in unit])
+                        for item in unit:
+                            self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
+                    finished.extend(unit)
+                if marking is not None and marking.done():
+                    got, marking = marking, None
+                    window.give(marking_n)
+                    held -= marking_n
+                    marking_n = 0
+                    got.result()  # a failed mark stops the batch, as before
+                if (
+                    finished
+                    and marking is None
+                    and (len(finished) >= self.config.mark_every or not running)
+                ):
+                    marking = self._marker.submit(self._mark, finished, now, out)
+                    marking_n, finished = len(finished), []
+        finally:
+            # A failure: what was started finishes (or is being marked) before the window
+            # is given back; the rows not marked come back after their lease.
+            pending = list(running) + ([marking] if marking is not None else [])
+            if pending:
+                wait(pending)
+            window.give(held)
 
     def _unit(self, unit: list[_Item], now: datetime, contexts: dict[str, dict[str, Any]]) -> None:
         if unit[0].step is not None and unit[0].step["type"] == "send":
@@ -1102,52 +1184,63 @@ class ExecutorThread:
     """Runs the executor in the background: a batch, then the next at once while there is
     work; when nothing is due, it sleeps until the earliest pending step is due — at most
     ``interval`` (steps another process writes are seen by then) — and is woken at once when
-    this process commits an enrolment or a matched wait (``repository.wake``). Decision 0034."""
+    this process commits an enrolment or a matched wait (``repository.wake``). Decision 0034.
+
+    With ``executor.lanes()`` above 1 (PostgreSQL by default, decision 0046) it runs that many
+    loops, each with an executor of its own: they share due steps the way worker processes
+    do (``SKIP LOCKED``, claim tokens), so each lane's own effect window and exactly-once
+    rules are unchanged; the first lane also gives back the claims of gone workers."""
 
     def __init__(self, executor: Executor, interval: float = 0.2) -> None:
         self.executor = executor
+        self.executors = [executor] + [executor.sibling() for _ in range(executor.lanes() - 1)]
         self.interval = interval
         self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wakes = [threading.Event() for _ in self.executors]
+        self._threads: list[threading.Thread] = []
         self.last_error: str | None = None
 
     def start(self) -> None:
-        repository.add_waiter(self._wake)
-        self._thread = threading.Thread(target=self._run, name="liebian-journeys", daemon=True)
-        self._thread.start()
+        for k, (executor, wake) in enumerate(zip(self.executors, self._wakes, strict=True)):
+            repository.add_waiter(wake)
+            thread = threading.Thread(target=self._run, args=(executor, wake, k == 0),
+                                      name=f"liebian-journeys-{k}", daemon=True)  # fmt: skip
+            self._threads.append(thread)
+            thread.start()
 
-    def _idle(self) -> float:
+    def _idle(self, executor: Executor) -> float:
         """Seconds to sleep: until the next step is due, at most ``interval``."""
-        nxt = self.executor.next_due()
+        nxt = executor.next_due()
         if nxt is None:
             return self.interval
-        until = (nxt - self.executor.clock()).total_seconds()
+        until = (nxt - executor.clock()).total_seconds()
         return min(self.interval, max(until, 0.0))
 
-    def _run(self) -> None:
+    def _run(self, executor: Executor, wake: threading.Event, reaps: bool) -> None:
         last_reap = 0.0
         while not self._stop.is_set():
             # Cleared before the claim: a wake-up during the batch makes the sleep return.
-            self._wake.clear()
+            wake.clear()
             try:
-                if time.monotonic() - last_reap >= REAP_EVERY:
+                if reaps and time.monotonic() - last_reap >= REAP_EVERY:
                     last_reap = time.monotonic()
-                    self.executor.reap()
-                got = self.executor.run_once()
+                    executor.reap()
+                got = executor.run_once()
                 self.last_error = None
-                pause = 0.0 if got.claimed else self._idle()
+                pause = 0.0 if got.claimed else self._idle(executor)
             except Exception as exc:
                 log.exception("journey executor batch failed")
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 pause = self.interval
             if pause > 0:
-                self._wake.wait(pause)
+                wake.wait(pause)
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
-        repository.remove_waiter(self._wake)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self.executor.close()
+        for wake in self._wakes:
+            wake.set()
+            repository.remove_waiter(wake)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        for executor in self.executors:
+            executor.close()

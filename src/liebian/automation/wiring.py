@@ -25,13 +25,14 @@ def executor_for(runtime: Any, **overrides: Any) -> Executor:
     # Steps change tags: a tag trigger they set off is written in the step's own transaction.
     install(runtime.sessions)
     settings = runtime.settings
-    config = ExecutorConfig(
-        lease=timedelta(seconds=settings.journeys_lease),
-        allow_private=settings.allow_private_webhooks,
-        http_timeout=settings.webhook_timeout,
-        release_dead_claims=settings.journeys_release_dead_claims,
-        **overrides,
-    )
+    given: dict[str, Any] = {
+        "lease": timedelta(seconds=settings.journeys_lease),
+        "allow_private": settings.allow_private_webhooks,
+        "http_timeout": settings.webhook_timeout,
+        "release_dead_claims": settings.journeys_release_dead_claims,
+        "lanes": settings.journeys_lanes,
+    }
+    config = ExecutorConfig(**{**given, **overrides})
     return Executor(runtime.sessions, config=config, runtime=runtime)
 
 
