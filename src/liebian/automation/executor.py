@@ -64,7 +64,7 @@ RETRY_THREADS = 2
 REAP_EVERY = 0.25
 # PostgreSQL: executor loops per process when ExecutorConfig.lanes is 0 (the settings'
 # default). One loop spends most of its time waiting on round trips and commit flushes, in
-# series; a second one fills those waits (decision 0046).
+# series; a second one fills those waits (decision 0048).
 LANES_POSTGRESQL = 2
 
 
@@ -90,7 +90,7 @@ class ExecutorConfig:
     release_dead_claims: bool = True
     # Executor loops an ExecutorThread runs, each an Executor of its own (its own claim
     # tokens, connection and effect window); 0: LANES_POSTGRESQL on PostgreSQL, 1 on SQLite
-    # (decision 0046).
+    # (decision 0048).
     lanes: int = 1
 
 
@@ -553,7 +553,7 @@ class Executor:
         running: dict[Any, list[_Item]] = {}
         finished: list[_Item] = []
         # The group being marked (on the marker thread) while the next effects run: it
-        # holds its share of the window until its mark returns (decision 0046).
+        # holds its share of the window until its mark returns (decision 0048).
         marking: Future[None] | None = None
         marking_n = 0
         window = self._window
@@ -1186,7 +1186,7 @@ class ExecutorThread:
     ``interval`` (steps another process writes are seen by then) — and is woken at once when
     this process commits an enrolment or a matched wait (``repository.wake``). Decision 0034.
 
-    With ``executor.lanes()`` above 1 (PostgreSQL by default, decision 0046) it runs that many
+    With ``executor.lanes()`` above 1 (PostgreSQL by default, decision 0048) it runs that many
     loops, each with an executor of its own: they share due steps the way worker processes
     do (``SKIP LOCKED``, claim tokens), so each lane's own effect window and exactly-once
     rules are unchanged; the first lane also gives back the claims of gone workers."""

@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     journeys_release_dead_claims: bool = True
     # Executor loops per process, each claiming and marking on its own connection (0: 2 on
     # PostgreSQL, where a loop mostly waits on round trips and commits; 1 on SQLite, one
-    # writer anyway). Decision 0046.
+    # writer anyway). Decision 0048.
     journeys_lanes: int = 0
     # False: this server only turns triggers into enrolments; `liebian worker` runs the steps.
     journeys_executor: bool = True
