@@ -595,7 +595,7 @@ class Executor:
                     and marking is None
                     and (len(finished) >= self.config.mark_every or not running)
                 ):
-                    marking = self._marker.submit(self._mark, finished, now, out)
+                    marking = self._mark_group(finished, now, out)
                     marking_n, finished = len(finished), []
         finally:
             # A failure: what was started finishes (or is being marked) before the window
@@ -604,6 +604,21 @@ class Executor:
             if pending:
                 wait(pending)
             window.give(held)
+
+    def _mark_group(self, items: list[_Item], now: datetime, out: BatchResult) -> Future[None]:
+        """PostgreSQL: mark on the marker thread (the commit's flush and round trip overlap
+        the next effects). SQLite: at once, as before — a mark there is a short in-process
+        write, and the writer lock is the limit, not waiting (decision 0048)."""
+        if self._direct is not None:
+            return self._marker.submit(self._mark, items, now, out)
+        done: Future[None] = Future()
+        try:
+            self._mark(items, now, out)
+        except BaseException as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+        return done
 
     def _unit(self, unit: list[_Item], now: datetime, contexts: dict[str, dict[str, Any]]) -> None:
         if unit[0].step is not None and unit[0].step["type"] == "send":
