@@ -203,6 +203,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--in-flight", type=int, default=0, help="effects started and unmarked")
     ap.add_argument("--mark-every", type=int, default=0)
+    ap.add_argument("--effect-threads", type=int, default=0,
+                    help="in-process executor: effect threads per lane (0: the default)")  # fmt: skip
     ap.add_argument("--lanes", type=int, default=0,
                     help="executor loops per process (0: the default, 2 on PostgreSQL)")  # fmt: skip
     ap.add_argument("--via-channel", action="store_true",
@@ -297,6 +299,8 @@ def main() -> None:
         tuning: dict[str, int] = {"lanes": args.lanes}
         if args.in_flight:
             tuning.update(in_flight=args.in_flight, effect_threads=min(args.in_flight, 8))
+        if args.effect_threads:
+            tuning["effect_threads"] = args.effect_threads
         if args.mark_every:
             tuning["mark_every"] = args.mark_every
         ex = Executor(rt.sessions, runtime=rt,
