@@ -159,6 +159,10 @@ def _console_and_entry_page(server: str, owner: dict[str, str], runtime: Any, fa
         page.wait_for_selector("#alert.ok")
         page.wait_for_selector("#mt-table tbody tr")
         assert page.locator("#mt-chart rect").count() >= 1
+        # 成员 by day beside 入群 / 退群: the participant's join today, one member at its end.
+        assert page.locator("#mt-chart-members rect").count() >= 1
+        today = page.locator("#mt-days tbody tr").last.locator("td").all_inner_texts()
+        assert today[1:] == ["1", "1", "0"], today
         # 内容日历: a weekly post through the form, listed; paused with its button.
         page.click("#cal-card summary")
         page.fill("#cal-form input[name=title]", "周三秒杀")

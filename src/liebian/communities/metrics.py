@@ -1,8 +1,9 @@
 """Group metrics from the event store, per group, tier or community, by local day and over a
-range: joins, leaves, 退群率, entry views and 入群转化率, messages and active members (over the
+range: members at the end of each day, joins, leaves, 退群率, entry views and 入群转化率, messages and active members (over the
 last 7/14/30 days of the range), violations, and the conversions and GMV of people after they
 joined. One SQL text per question for DuckDB and ClickHouse alike (analytics/sql.py); nothing
-is aggregated in Python. Current member counts and invitations come from the OLTP tables.
+is aggregated in Python but the day rows' running member count (a sum per key down ≤ 400
+days). Current member counts and invitations come from the OLTP tables.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class DayRow(BaseModel):
     messages: int
     active_members: int
     violations: int
+    members: int = Field(
+        description="成员 at the end of the day: joins − leaves of the key's events before the"
+        " range, plus this range's joins − leaves up to and including the day (the same events"
+        " as joins and leaves; a day with members but no events has a row of zero counts)"
+    )
 
 
 class SummaryRow(BaseModel):
@@ -150,22 +156,91 @@ def compute(
     days = _kept_days(store, workspace_id, community_id, start, end, by, tz)
     if days is None:
         days = _days(store, workspace_id, community_id, start, end, by, tz)
+    before = _members_before(store, workspace_id, community_id, start, by)
+    days = _with_members(days, before, start, end, tz)
     summary = _summary(store, workspace_id, community_id, start, end, by)
     return Metrics(by, tz, days, summary)
 
 
-def _scope(sql: Sql, community_id: str, start: datetime, end: datetime, table: str | None) -> str:
+def _scope(
+    sql: Sql,
+    community_id: str,
+    start: datetime | None,
+    end: datetime,
+    table: str | None,
+    events: tuple[str, ...] = EVENTS,
+) -> str:
+    """The community's events in [start, end) (from the beginning when start is None),
+    of ``events`` (all the community's by default)."""
+    since = [f"e.ts >= {sql.p(start)}"] if start is not None else []
     if table is not None:  # only the community events, their ids as columns
         return " AND ".join([
-            f"e.community_id = {sql.p(community_id)}", f"e.ts >= {sql.p(start)}",
-            f"e.ts < {sql.p(end)}",
+            f"e.community_id = {sql.p(community_id)}", *since, f"e.ts < {sql.p(end)}",
+            *([sql.in_list("e.event", list(events))] if events != EVENTS else []),
         ])  # fmt: skip
     return " AND ".join([
-        f"e.ts >= {sql.p(start)}", f"e.ts < {sql.p(end)}", sql.in_list("e.event", list(EVENTS)),
+        *since, f"e.ts < {sql.p(end)}", sql.in_list("e.event", list(events)),
         # A cheap substring test first: most events of a workspace are not this community's.
         f"e.properties LIKE {sql.p('%' + community_id + '%')}",
         f"{_prop(sql, 'community_id')} = {sql.p(community_id)}",
     ])  # fmt: skip
+
+
+def _members_before(
+    store: EventStore, ws: str, community_id: str, start: datetime, by: By
+) -> dict[str, int]:
+    """Per key, joins − leaves of the community's events before ``start``: its members when
+    the range begins, counted as the day rows count joins and leaves (events, not people)."""
+    sql = Sql(store)
+    table = _table(store)
+    inner = sql.events_with_person(
+        ws, f"{_key(sql, by, table)} AS k, e.event AS ev",
+        _scope(sql, community_id, None, start, table, ("group_joined", "group_left")),
+        aliases=False, source=table or "",
+    )  # fmt: skip
+    rows = sql.run(
+        "SELECT k, sum(CASE WHEN ev = 'group_joined' THEN 1 ELSE -1 END)"
+        f" FROM ({inner}) t GROUP BY k"
+    )
+    return {str(r[0]): int(r[1]) for r in rows if int(r[1]) != 0}
+
+
+def _with_members(
+    days: list[tuple[Any, ...]], before: dict[str, int], start: datetime, end: datetime, tz: str
+) -> list[tuple[Any, ...]]:
+    """The day rows (sorted by day, key) each with the key's members at the end of its day
+    appended: ``before`` plus the running joins − leaves. A key with members on a local day
+    of the range without a row of its own gets a row of zero counts for that day, so every
+    day of the range shows each key's members."""
+    zone = ZoneInfo(tz)
+    day = start.astimezone(zone).date()
+    last = (end - _TICK).astimezone(zone).date()
+    members = dict(before)
+    held = {k for k, n in members.items() if n != 0}  # keys with members now
+    zeros = (0,) * (len(_DAY_FIELDS) - 3)
+    out: list[tuple[Any, ...]] = []
+    i, n = 0, len(days)
+    while day <= last or i < n:
+        label = day.isoformat()
+        rows = []
+        while i < n and days[i][0] <= label:  # (rows are all inside the range's days)
+            rows.append(days[i])
+            i += 1
+        for r in rows:
+            k = r[1]
+            m = members.get(k, 0) + int(r[4]) - int(r[5])
+            members[k] = m
+            if m:
+                held.add(k)
+            else:
+                held.discard(k)
+        seen = {r[1] for r in rows}
+        missing = [(label, k, *zeros) for k in held if k not in seen]
+        if missing:
+            rows = sorted([*rows, *missing], key=lambda r: (r[0], r[1]))
+        out.extend((*r, members.get(r[1], 0)) for r in rows)
+        day += timedelta(days=1)
+    return out
 
 
 def _local_day(sql: Sql, tz: str, start: datetime, end: datetime) -> str:

@@ -280,9 +280,15 @@
       // messages; the key rows of a day are summed (the community's day).
       const sum = (field) => { const out = {}; for (const d of m.days) out[d.day] = (out[d.day] || 0) + d[field]; return out; };
       const joins = sum("joins"), leaves = sum("leaves"), messages = sum("messages");
+      // 成员 at the end of each day (every day of the range with members has a row per key).
+      const members = sum("members");
       const days = [...new Set(m.days.map((d) => d.day))].sort();
       drawBars($("#mt-chart"), days, [{ name: "入群", values: joins, cls: "bar" }, { name: "退群", values: leaves, cls: "bar bar-alt" }]);
       drawBars($("#mt-chart-msg"), days, [{ name: "消息", values: messages, cls: "bar bar-msg" }]);
+      drawBars($("#mt-chart-members"), days, [{ name: "成员", values: members, cls: "bar bar-members" }]);
+      $("#mt-days tbody").replaceChildren(...days.map((day) => h("tr", { "data-day": day },
+        h("td", { text: day }), h("td", { text: members[day] || 0 }), h("td", { text: joins[day] || 0 }),
+        h("td", { text: leaves[day] || 0 }))));
     }
 
     function drawBars(svg, days, series) {
