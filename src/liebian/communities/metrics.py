@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from operator import itemgetter
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -213,33 +214,54 @@ def _with_members(
     of the range without a row of its own gets a row of zero counts for that day, so every
     day of the range shows each key's members."""
     zone = ZoneInfo(tz)
-    day = start.astimezone(zone).date()
-    last = (end - _TICK).astimezone(zone).date()
+    day, last = start.astimezone(zone).date(), (end - _TICK).astimezone(zone).date()
+    labels = []  # every local day of the range
+    while day <= last:
+        labels.append(day.isoformat())
+        day += timedelta(days=1)
     members = dict(before)
-    held = {k for k, n in members.items() if n != 0}  # keys with members now
+    held = {k for k, n in members.items() if n}  # the keys with members so far
     zeros = (0,) * (len(_DAY_FIELDS) - 3)
     out: list[tuple[Any, ...]] = []
-    i, n = 0, len(days)
-    while day <= last or i < n:
-        label = day.isoformat()
-        rows = []
-        while i < n and days[i][0] <= label:  # (rows are all inside the range's days)
-            rows.append(days[i])
-            i += 1
-        for r in rows:
-            k = r[1]
-            m = members.get(k, 0) + int(r[4]) - int(r[5])
-            members[k] = m
-            if m:
-                held.add(k)
-            else:
-                held.discard(k)
-        seen = {r[1] for r in rows}
-        missing = [(label, k, *zeros) for k in held if k not in seen]
+
+    def close(label: str, first: int, seen: set[str]) -> None:
+        """The day's rows are out[first:]: add a zero-count row for each key with members
+        and no row that day, in key order."""
+        missing = held.difference(seen)
         if missing:
-            rows = sorted([*rows, *missing], key=lambda r: (r[0], r[1]))
-        out.extend((*r, members.get(r[1], 0)) for r in rows)
-        day += timedelta(days=1)
+            out[first:] = sorted(
+                [*out[first:], *((label, k, *zeros, members[k]) for k in missing)],
+                key=itemgetter(1),
+            )
+
+    append = out.append
+    at = 0  # labels[at:] are the days not yet closed
+    cur, first, seen = "", 0, set()
+    for r in days:  # one pass (≈91,000 rows for 1,000 groups × 90 days): keep it lean
+        if r[0] != cur:
+            if cur:
+                close(cur, first, seen)
+            while at < len(labels) and labels[at] < r[0]:
+                if labels[at] != cur:  # a day without rows
+                    close(labels[at], len(out), set())
+                at += 1
+            if at < len(labels) and labels[at] == r[0]:
+                at += 1
+            cur, first, seen = r[0], len(out), set()
+        k = r[1]
+        m = members.get(k, 0) + r[4] - r[5]
+        members[k] = m
+        seen.add(k)
+        if m:
+            held.add(k)
+        else:
+            held.discard(k)
+        append((*r, m))
+    if cur:
+        close(cur, first, seen)
+    for label in labels[at:]:
+        if label != cur:
+            close(label, len(out), set())
     return out
 
 
