@@ -114,6 +114,10 @@ def _console_and_entry_page(server: str, owner: dict[str, str], runtime: Any, fa
         assert p.evaluate("() => document.querySelector('#group-qr').naturalWidth") == 1
         screenshot(p, "communities-group-phone")
         phone.close()
+        # The join's community event reaches the metrics when the flusher loads it (every
+        # second, in SCHED_IDLE): load it now, so the metrics below do not race the flusher
+        # (a CI run read the day's row before the load: 0 joins, 0 members).
+        runtime.flush_events()
 
         # -- the console: list → detail, groups with fill, inbox, rules, metrics
         context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
