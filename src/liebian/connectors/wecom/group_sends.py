@@ -111,19 +111,7 @@ def record_group_send(
         )
         assert existing is not None
         return existing, False
-    reserved = [
-        c for c in chats if repository.reserve_receipt(session, workspace_id, c, month, MONTHLY_CAP)
-    ]
-    over = [c for c in chats if c not in set(reserved)]
-    row = session.get(WecomMassSend, row_id)
-    assert row is not None
-    row.recipients, row.over_cap = reserved, over
-    if not reserved:
-        row.status = "refused"
-        row.errmsg = (
-            f"every group already received {MONTHLY_CAP} mass messages in {month} "
-            "(WeCom's monthly cap)"
-        )
+    repository.reserve_recipients(session, row_id, workspace_id, chats, month, MONTHLY_CAP, "group")
     session.flush()
     return row_id, True
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from liebian.connectors.wecom.models import (
     WecomConnection,
     WecomFollow,
+    WecomMassSend,
     WecomMonthlyReceipt,
 )
 
@@ -99,6 +100,31 @@ def reserve_receipt(
         .values(count=WecomMonthlyReceipt.count + 1)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def reserve_recipients(
+    session: Session,
+    row_id: str,
+    workspace_id: str,
+    recipients: list[str],
+    month: str,
+    cap: int,
+    noun: str,
+) -> WecomMassSend:
+    """Count the mass send ``row_id`` against each recipient's monthly cap (customers or
+    customer groups): those under it become its recipients, the rest ``over_cap``; with none
+    left the send is refused."""
+    reserved = [r for r in recipients if reserve_receipt(session, workspace_id, r, month, cap)]
+    taken = set(reserved)
+    row = session.get(WecomMassSend, row_id)
+    assert row is not None
+    row.recipients, row.over_cap = reserved, [r for r in recipients if r not in taken]
+    if not reserved:
+        row.status = "refused"
+        row.errmsg = (
+            f"every {noun} already received {cap} mass messages in {month} (WeCom's monthly cap)"
+        )
+    return row
 
 
 def release_receipts(

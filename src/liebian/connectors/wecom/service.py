@@ -496,21 +496,11 @@ def add_msg_template(
             )
             assert existing is not None
             return _mass_outcome(existing)
-        reserved = [
-            u
-            for u in users
-            if repository.reserve_receipt(session, workspace_id, u, month, MONTHLY_CAP)
-        ]
-        over = [u for u in users if u not in set(reserved)]
-        row = session.get(WecomMassSend, row_id)
-        assert row is not None
-        row.recipients, row.over_cap = reserved, over
+        row = repository.reserve_recipients(
+            session, row_id, workspace_id, users, month, MONTHLY_CAP, "customer"
+        )
+        reserved = list(row.recipients)
         if not reserved:
-            row.status = "refused"
-            row.errmsg = (
-                f"every customer already received {MONTHLY_CAP} mass messages in {month} "
-                "(WeCom's monthly cap)"
-            )
             session.flush()
             return _mass_outcome(row)
     client = client_for(runtime, workspace_id)
@@ -529,12 +519,12 @@ def add_msg_template(
     with session_scope(runtime.sessions) as session:
         # Customers WeCom refused received nothing: their count goes back.
         repository.release_receipts(session, workspace_id, fail_list, month)
-        row = session.get(WecomMassSend, row_id)
-        assert row is not None
-        row.status, row.msgid, row.fail_list = status, msgid, fail_list
-        row.errcode, row.errmsg, row.updated_at = errcode, errmsg, utcnow()
+        done = session.get(WecomMassSend, row_id)
+        assert done is not None
+        done.status, done.msgid, done.fail_list = status, msgid, fail_list
+        done.errcode, done.errmsg, done.updated_at = errcode, errmsg, utcnow()
         session.flush()
-        return _mass_outcome(row)
+        return _mass_outcome(done)
 
 
 def monthly_receipts(
