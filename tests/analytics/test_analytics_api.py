@@ -82,6 +82,28 @@ def test_funnel_unknown_event_is_4xx_naming_it(client: Any, loaded: dict[str, st
     assert resp2.status_code in (400, 422) and "no_such_column" in resp2.text
 
 
+def test_events_liebian_writes_are_known_before_the_first_one(
+    client: Any, owner: dict[str, str]
+) -> None:
+    # A new workspace's console asks for today's clicks before anything was clicked: zeros,
+    # not "unknown event"; a typo in a name the workspace sends itself is still refused.
+    body = {"events": ["click"], "interval": "day", **RANGE}
+    resp = client.post("/api/v1/analytics/counts", json=body, headers=owner)
+    assert resp.status_code == 200, resp.text
+    assert sum(row["count"] for row in resp.json()["rows"]) == 0
+    funnel = {
+        "steps": [{"event": "invite"}, {"event": "invite_qualified"}],
+        "window_seconds": 86400,
+        **RANGE,
+    }
+    resp = client.post("/api/v1/analytics/funnel", json=funnel, headers=owner)
+    assert resp.status_code == 200, resp.text
+    assert [s["count"] for s in resp.json()["steps"]] == [0, 0]
+    typo = {"events": ["clikc"], "interval": "day", **RANGE}
+    resp = client.post("/api/v1/analytics/counts", json=typo, headers=owner)
+    assert resp.status_code == 422 and "clikc" in resp.text
+
+
 def test_retention_purchase_cohort(client: Any, loaded: dict[str, str]) -> None:
     body = {
         "start_event": "purchase",

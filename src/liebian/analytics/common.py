@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from liebian.events.names import SYSTEM_EVENTS
 from liebian.events.store.base import EventStore
 from liebian.kit.errors import Invalid
 
@@ -11,9 +12,13 @@ from liebian.kit.errors import Invalid
 def require_events(store: EventStore, workspace_id: str, names: Iterable[str]) -> None:
     """Raise ``Invalid`` naming every event this workspace has never recorded.
 
-    A typo in an event name would otherwise answer an all-zero report that looks real.
+    A typo in an event name would otherwise answer an all-zero report that looks real. The
+    events liebian writes itself (clicks, fission actions) are always known: before the first
+    one, their report is zeros.
     """
-    wanted = list(dict.fromkeys(names))
+    wanted = [n for n in dict.fromkeys(names) if n not in SYSTEM_EVENTS]
+    if not wanted:
+        return
     known = store.event_names(workspace_id)
     unknown = [n for n in wanted if n not in known]
     if unknown:

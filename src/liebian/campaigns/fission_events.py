@@ -50,17 +50,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from liebian.events import sink as event_sink
+from liebian.events.names import FISSION_EVENTS
 from liebian.events.store.base import EventRow
 
 if TYPE_CHECKING:
     from liebian.app.runtime import Runtime
 
 log = logging.getLogger("liebian.campaigns")
-EVENTS: Final = (
-    "page_view", "invite_click", "share", "campaign_join", "invite", "invite_qualified",
-    "group_open", "join_group", "group_success", "group_fail", "assist_start", "assist_help",
-    "assist_unlock", "reward_issued", "reward_reversed",
-)  # fmt: skip
+EVENTS: Final = FISSION_EVENTS
 
 
 def install(runtime: Runtime) -> None:
