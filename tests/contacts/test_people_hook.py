@@ -152,3 +152,51 @@ def test_a_batch_ends_as_the_events_one_by_one(runtime: Any) -> None:
     assert aliases[("visitor_id", "v9")] == "keep" and aliases[("visitor_id", "v4")] == "u4"
     assert ("visitor_id", "v5") not in aliases and "u3" not in people
     assert attrs == {("u2", "plan"): ("max", None), ("keep", "score"): (None, 2.0)}
+
+
+def test_a_contact_created_meanwhile_is_replayed_over_as_it_is(
+    runtime: Any, monkeypatch: Any
+) -> None:
+    """PostgreSQL: a contact the batch did not find can be inserted by a concurrent
+    transaction before the batch inserts it. The batch's insert skips it, and the batch is
+    replayed over that row — the contacts it did insert are not counted twice."""
+    from liebian.contacts import people_hook
+
+    cipher = runtime.cipher
+    consumer = PeopleConsumer(cipher)
+    original = people_hook._people
+    missed: list[str] = []
+
+    def racing(session: Session, workspace_id: str, external_ids: set[str]) -> Any:
+        people = original(session, workspace_id, external_ids)
+        if not missed and "u1" in people.by_external:  # as if made after this read
+            missed.append(people.by_external.pop("u1").id)
+            del people.by_id[missed[0]]
+        return people
+
+    states = {}
+    for way in ("one by one", "race"):
+        with session_scope(runtime.sessions) as session:
+            ws = _workspace(session, cipher)
+        events = _events(ws)
+        new_buyer = HookEvent(ws, "e-new", "purchase", NOW, NOW, user_id="u9", visitor_id="v99",
+                              revenue=700)  # fmt: skip
+        events.append(new_buyer)  # a contact the batch inserts, then replays again
+        with session_scope(runtime.sessions) as session:
+            consumer(session, events[:1])  # u1 exists before the batch
+        if way == "race":
+            monkeypatch.setattr(people_hook, "_people", racing)
+            with session_scope(runtime.sessions) as session:
+                consumer(session, events[1:])
+            monkeypatch.setattr(people_hook, "_people", original)
+        else:
+            for event in events[1:]:
+                with session_scope(runtime.sessions) as session:
+                    consumer(session, [event])
+        with session_scope(runtime.sessions) as session:
+            states[way] = _state(session, ws)
+    assert missed, "the batch never read u1"
+    assert states["race"] == states["one by one"]
+    people = states["race"]["people"]
+    assert people["u1"][3:5] == (2, 12_000) and people["u9"][3:5] == (1, 700)
+    assert states["race"]["aliases"][("visitor_id", "v99")] == "u9"

@@ -179,9 +179,11 @@ def wire(runtime: Runtime) -> list[Component]:
         from liebian.contacts.people_hook import PeopleConsumer
 
         registry = HookRegistry()
-        registry.register(CampaignConversions())
         # Contacts: aliases from events carrying both ids, $set attributes, orders/GMV.
+        # First: it creates the batch's new contacts with their figures and leaves their
+        # ids in the batch's memo, so the campaigns after it look none up (decision 0050).
         registry.register(PeopleConsumer(runtime.cipher))
+        registry.register(CampaignConversions())
         # Journeys: event triggers, wait-for-event steps and goal conversions.
         from liebian.automation.wiring import register_events
 

@@ -181,10 +181,18 @@ def apply_conversions(session: Session, workspace_id: str, events: Sequence[Hook
     if not valid:
         return 0
     contact_ids = contacts.ensure_ids(session, workspace_id, {ext for _, ext, _ in valid})
-    referees = _referees_among(session, workspace_id, contact_ids.values())
+    # Who any campaign could care about: none to look for when the workspace has no
+    # campaign of the kind (one query instead of two per 500 people).
+    kinds = _campaign_kinds(session, workspace_id)
+    referees = (
+        _referees_among(session, workspace_id, contact_ids.values())
+        if kinds & {"invite", "poster"}
+        else set()
+    )
     buyers = (
         _bound_buyers_among(session, workspace_id, contact_ids.values())
-        if any(_ALIASES.get(e.event, e.event) == "purchase" for e, _, _ in valid)
+        if "distribution" in kinds
+        and any(_ALIASES.get(e.event, e.event) == "purchase" for e, _, _ in valid)
         else set()
     )
     pending: list[dict[str, Any]] = []
@@ -230,6 +238,22 @@ def _chunks(values: Iterable[str], size: int = 500) -> Iterable[list[str]]:
     ordered = sorted(set(values))
     for start in range(0, len(ordered), size):
         yield ordered[start : start + size]
+
+
+def _campaign_kinds(session: Session, workspace_id: str) -> set[str]:
+    """The types of the workspace's campaigns that conversions can change: invite and poster
+    campaigns of any status (a referral keeps its campaign's rules), distribution campaigns
+    that are active (as ``_bound_buyers_among``)."""
+    rows = session.execute(
+        select(Campaign.type)
+        .where(
+            Campaign.workspace_id == workspace_id,
+            Campaign.type.in_(("invite", "poster"))
+            | ((Campaign.type == "distribution") & (Campaign.status == "active")),
+        )
+        .distinct()
+    )
+    return {kind for (kind,) in rows}
 
 
 def _referees_among(session: Session, workspace_id: str, contact_ids: Iterable[str]) -> set[str]:

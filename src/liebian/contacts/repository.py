@@ -105,14 +105,16 @@ def insert_missing(session: Session, rows: list[dict[str, Any]]) -> dict[str, st
     """Insert contacts (ON CONFLICT DO NOTHING); external_id → id of those that went in.
 
     On SQLite without RETURNING (each returned row is a step of its own, with the GIL
-    released: kit/precompiled.py): multi-row VALUES, then the rows holding the new ids."""
+    released: kit/precompiled.py): multi-row VALUES; when SQLite counts fewer rows written
+    than given (a conflict), the rows holding the new ids tell which went in."""
     if not rows:
         return {}
     dialect = session.get_bind().dialect.name
     if dialect != "sqlite":
         stmt = _insert_contacts_stmt(dialect)
         return {str(ext): str(cid) for ext, cid in session.execute(stmt, rows)}
-    executemany(session, _insert_contacts_plain_stmt(), rows)
+    if executemany(session, _insert_contacts_plain_stmt(), rows) == len(rows):
+        return {row["external_id"]: row["id"] for row in rows}
     contacts = Contact.__table__
     ids = [row["id"] for row in rows]
     went_in: dict[str, str] = {}

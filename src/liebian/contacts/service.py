@@ -11,6 +11,7 @@ from liebian.contacts import repository, search
 from liebian.contacts.models import Contact
 from liebian.kit.clock import utcnow
 from liebian.kit.crypto import PiiCipher, mask_email, mask_name, mask_phone
+from liebian.kit.db import batch_memo
 from liebian.kit.errors import Gone, Invalid, NotFound
 from liebian.kit.ids import has_prefix, new_id
 from liebian.kit.pagination import page_of, paginate
@@ -98,25 +99,37 @@ def upsert(
 
 def ensure_ids(session: Session, workspace_id: str, external_ids: set[str]) -> dict[str, str]:
     """external_id → contact id for every given (checked) external_id, creating the contacts
-    not seen before: set-based, for batches (the event hooks), no PII."""
-    found = repository.ids_by_external_id(session, workspace_id, external_ids)
-    missing = external_ids - found.keys()
-    if missing:
-        now = utcnow()
-        found.update(
-            repository.insert_missing(
-                session,
-                [
-                    {"id": new_id("ctc"), "workspace_id": workspace_id, "external_id": ext,
-                     "created_at": now, "updated_at": now}
-                    for ext in sorted(missing)
-                ],
-            )
-        )  # fmt: skip
-        # Created meanwhile by a concurrent transaction (PostgreSQL): read them now.
-        late = missing - found.keys()
-        if late:
-            found.update(repository.ids_by_external_id(session, workspace_id, late))
+    not seen before: set-based, for batches (the event hooks), no PII. Ids another step of
+    the same batch resolved already (``batch_memo``) are not looked up again."""
+    memo = batch_memo(session)
+    known: dict[str, str] | None = None
+    found: dict[str, str] = {}
+    wanted = external_ids
+    if memo is not None:
+        known = memo.setdefault(("contact_ids", workspace_id), {})
+        found = {ext: known[ext] for ext in external_ids if ext in known}
+        wanted = external_ids - found.keys()
+    if wanted:
+        found.update(repository.ids_by_external_id(session, workspace_id, wanted))
+        missing = wanted - found.keys()
+        if missing:
+            now = utcnow()
+            found.update(
+                repository.insert_missing(
+                    session,
+                    [
+                        {"id": new_id("ctc"), "workspace_id": workspace_id, "external_id": ext,
+                         "created_at": now, "updated_at": now}
+                        for ext in sorted(missing)
+                    ],
+                )
+            )  # fmt: skip
+            # Created meanwhile by a concurrent transaction (PostgreSQL): read them now.
+            late = missing - found.keys()
+            if late:
+                found.update(repository.ids_by_external_id(session, workspace_id, late))
+        if known is not None:
+            known.update(found)
     return found
 
 

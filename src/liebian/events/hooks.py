@@ -8,10 +8,14 @@ are also appended, in the same request and before the answer, to a second spool 
 The :class:`HookWorker` thread reads that spool's sealed segments in order and applies them in
 batches: one transaction per batch that
 
-1. inserts a marker row per event (``event_hook_applied``, primary key workspace + event_id)
-   with ``INSERT … ON CONFLICT DO NOTHING RETURNING`` — the events it returns are the ones not
-   applied before (a replay after SIGKILL, a client resending an ``event_id``);
-2. hands those events, in arrival order, to every registered consumer that wants their name.
+1. finds the events not applied before (a replay after SIGKILL, a client resending an
+   ``event_id``) by their marker rows (``event_hook_applied``, primary key workspace +
+   event_id): on PostgreSQL it inserts the markers first with ``INSERT … ON CONFLICT DO
+   NOTHING RETURNING``; on SQLite, whose write lock the transaction holds from its start, it
+   looks them up and inserts them at the end (``repository.claim_unapplied``);
+2. hands those events, in arrival order, to every registered consumer that wants their name,
+   with a memo they share for the batch (``kit.db.batch_memo``: the contact ids one of them
+   resolved).
 
 It commits, then deletes the segment. A crash between the commit and the delete replays the
 segment and the markers turn it into nothing; a crash before the commit rolls everything
@@ -26,8 +30,8 @@ in small chunks (decision 0026): long past the only replay the spool
 itself makes (a segment applied but not yet deleted when the process died, replayed at the
 next start) and past any sensible client retry of an ``event_id``.
 
-Consumers register in a :class:`HookRegistry` (``app/wiring.py``): campaigns today; the people,
-segments and journeys parts add theirs the same way. A consumer gets the session of the batch's
+Consumers register in a :class:`HookRegistry` (``app/wiring.py``) and run in that order:
+people (contacts), campaigns, journeys. A consumer gets the session of the batch's
 transaction and must not commit; it should look things up set-based for the whole batch.
 """
 
@@ -51,7 +55,7 @@ from liebian.events import repository
 from liebian.events.schemas import EventIn
 from liebian.events.spool import Spool, _name_os_thread
 from liebian.kit.clock import utcnow
-from liebian.kit.db import session_scope
+from liebian.kit.db import open_batch_memo, session_scope
 
 log = logging.getLogger("liebian.events.hooks")
 
@@ -348,7 +352,8 @@ class HookWorker:
         started = time.perf_counter()
         now = utcnow()
         with session_scope(self.sessions) as session:
-            fresh = repository.mark_applied(session, events, now)
+            open_batch_memo(session)  # lookups the consumers share (kit/db.py)
+            fresh, markers = repository.claim_unapplied(session, events, now)
             for consumer in self.queue.registry.consumers:
                 if getattr(consumer, "select", None) is not None:
                     wanted = fresh  # it picks its own (see SelectingConsumer)
@@ -358,7 +363,7 @@ class HookWorker:
                     consumer(session, wanted)
             if fresh:
                 # The markers say when the effects were made, not when the batch began.
-                repository.restamp_applied(session, now, utcnow())
+                repository.settle_applied(session, markers, now, utcnow())
         self.applied += len(fresh)
         self.batches += 1
         self.busy_seconds += time.perf_counter() - started

@@ -37,11 +37,30 @@ def mark_applied(session: Session, events: Sequence[HookEvent], now: datetime) -
     the other's commit and then skips it (PostgreSQL), or cannot run at all (SQLite's single
     writer), so two workers never both apply one event.
     """
+    fresh, rows = claim_unapplied(session, events, now)
+    if rows:
+        executemany(session, _plain_mark_stmt(), rows)
+    return fresh
+
+
+def claim_unapplied(
+    session: Session, events: Sequence[HookEvent], now: datetime
+) -> tuple[list[HookEvent], list[dict[str, Any]] | None]:
+    """The events not applied before, in their order, and their markers still to write.
+
+    PostgreSQL: the markers are written here (``INSERT … ON CONFLICT DO NOTHING RETURNING``,
+    stamped ``now``; a concurrent transaction inserting the same key waits for this one's
+    commit and then skips it) and the second value is None: :func:`settle_applied` moves
+    their stamp. SQLite: the markers are only looked up, and :func:`settle_applied` writes
+    them once the consumers are done, stamped with that time (no UPDATE of the batch's
+    markers). Atomic all the same: a write session holds SQLite's write lock from its BEGIN
+    IMMEDIATE, so no other transaction can mark one of these keys before this one commits.
+    """
     first: dict[tuple[str, str], HookEvent] = {}
     for event in events:
         first.setdefault((event.workspace_id, event.event_id[:128]), event)
     if not first:
-        return []
+        return [], None
     rows = [
         {
             "workspace_id": ws,
@@ -53,32 +72,43 @@ def mark_applied(session: Session, events: Sequence[HookEvent], now: datetime) -
         for (ws, event_id), event in first.items()
     ]
     dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        # Without RETURNING, whose rows are each a step with the GIL released (see
-        # kit/precompiled.py): the keys marked before, then the others in multi-row VALUES.
-        # Atomic: a write session holds SQLite's write lock from its BEGIN IMMEDIATE, so no
-        # other transaction can mark one of these keys in between.
-        seen: set[tuple[str, str]] = set()
-        by_workspace: dict[str, list[str]] = {}
-        for ws, event_id in first:
-            by_workspace.setdefault(ws, []).append(event_id)
-        for ws, event_ids in by_workspace.items():
-            for start in range(0, len(event_ids), 500):
-                seen.update(
-                    fetch_all(
-                        session,
-                        select(AppliedEvent.workspace_id, AppliedEvent.event_id).where(
-                            AppliedEvent.workspace_id == ws,
-                            AppliedEvent.event_id.in_(event_ids[start : start + 500]),
-                        ),
-                    )
-                )
-        fresh_rows = [r for r in rows if (r["workspace_id"], r["event_id"]) not in seen]
-        executemany(session, _plain_mark_stmt(), fresh_rows)
-        inserted = {(r["workspace_id"], r["event_id"]) for r in fresh_rows}
-    else:
+    if dialect != "sqlite":
         inserted = {(row[0], row[1]) for row in session.execute(_mark_stmt(dialect), rows)}
-    return [event for key, event in first.items() if key in inserted]
+        return [event for key, event in first.items() if key in inserted], None
+    # Without RETURNING, whose rows are each a step with the GIL released (see
+    # kit/precompiled.py): the keys marked before, in one query per 500.
+    seen: set[tuple[str, str]] = set()
+    by_workspace: dict[str, list[str]] = {}
+    for ws, event_id in first:
+        by_workspace.setdefault(ws, []).append(event_id)
+    for ws, event_ids in by_workspace.items():
+        for start in range(0, len(event_ids), 500):
+            seen.update(
+                fetch_all(
+                    session,
+                    select(AppliedEvent.workspace_id, AppliedEvent.event_id).where(
+                        AppliedEvent.workspace_id == ws,
+                        AppliedEvent.event_id.in_(event_ids[start : start + 500]),
+                    ),
+                )
+            )
+    if not seen:
+        return list(first.values()), rows
+    fresh_rows = [r for r in rows if (r["workspace_id"], r["event_id"]) not in seen]
+    return [event for key, event in first.items() if key not in seen], fresh_rows
+
+
+def settle_applied(
+    session: Session, pending: list[dict[str, Any]] | None, started: datetime, done: datetime
+) -> None:
+    """The batch's markers say ``done``, when its consumers finished: the markers
+    :func:`claim_unapplied` left to write (SQLite), or those it stamped ``started``."""
+    if pending is None:
+        restamp_applied(session, started, done)
+    elif pending:
+        for row in pending:
+            row["applied_at"] = done
+        executemany(session, _plain_mark_stmt(), pending)
 
 
 @functools.cache

@@ -389,6 +389,23 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+_BATCH_MEMO_KEY = "liebian.batch_memo"
+
+
+def open_batch_memo(session: Session) -> None:
+    """Give ``session`` an empty :func:`batch_memo` (the event hooks worker, per batch: its
+    session lives for one transaction)."""
+    session.info[_BATCH_MEMO_KEY] = {}
+
+
+def batch_memo(session: Session) -> dict[Any, Any] | None:
+    """What the steps of one batch transaction found out and share (the event hooks'
+    consumers: the contact ids of the batch's people, resolved once), or None when the
+    session has none (:func:`open_batch_memo`). Valid for that transaction only: it holds
+    only what the transaction itself read or wrote."""
+    return session.info.get(_BATCH_MEMO_KEY)
+
+
 _AFTER_COMMIT_KEY = "liebian.after_commit"
 
 

@@ -225,7 +225,7 @@ def _plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _ManyPlan:
     return plan
 
 
-def executemany(session: Session, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+def executemany(session: Session, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> int:
     """Run a Core INSERT/UPDATE for each row: ``session.execute(stmt, rows)``, without
     SQLAlchemy's per-row parameter building, and on SQLite an INSERT as multi-row VALUES
     (see above).
@@ -233,9 +233,10 @@ def executemany(session: Session, stmt: Any, rows: Sequence[Mapping[str, Any]]) 
     The statement is compiled once per dialect and set of keys; each value goes through its
     type's bind processor only when it has one (``UTCDateTime`` on SQLite). Every row must
     have the first row's keys. No RETURNING; pending ORM changes are flushed first, as an
-    ORM-enabled ``execute`` would."""
+    ORM-enabled ``execute`` would. Returns the rows written as the driver counts them (-1
+    when it does not say)."""
     if not rows:
-        return
+        return 0
     session.flush()
     connection = session.connection()
     plan = _plan(stmt, connection.dialect, tuple(rows[0]))
@@ -259,14 +260,15 @@ def executemany(session: Session, stmt: Any, rows: Sequence[Mapping[str, Any]]) 
             for row in rows
         ]
     if plan.values_split is None or len(params) == 1:
-        connection.exec_driver_sql(plan.sql, params)
-        return
+        return int(connection.exec_driver_sql(plan.sql, params).rowcount)
     head, group, tail = plan.values_split
     per = max(1, min(_ROWS_PER_STATEMENT, _MAX_SQLITE_PARAMS // max(1, len(slots))))
+    written = 0
     for start in range(0, len(params), per):
         chunk = params[start : start + per]
         sql = head + ", ".join([group] * len(chunk)) + tail
-        connection.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
+        written += connection.exec_driver_sql(sql, tuple(v for row in chunk for v in row)).rowcount
+    return written
 
 
 _UPDATES: dict[tuple[str, str, tuple[str, ...]], Any] = {}
