@@ -69,7 +69,11 @@ def test_a_batch_of_conversions_reads_contacts_once_and_writes_what_changed(
             assert runtime.apply_event_hooks() == 2
     assert len(_reads_of_contacts(second)) == 1, _reads_of_contacts(second)
     updates = sorted(
-        ", ".join(re.findall(r"(\w+) ?= ?(?:v\.v\d+|%\(\w+\)s|\?)", s.split(" SET ")[1].split(" WHERE ")[0]))
+        ", ".join(
+            re.findall(
+                r"(\w+) ?= ?(?:v\.v\d+|%\(\w+\)s|\?)", s.split(" SET ")[1].split(" WHERE ")[0]
+            )
+        )
         for s in second
         if s.startswith(("UPDATE contacts", "WITH v"))
     )
