@@ -65,3 +65,27 @@ def test_sqlite_round_trip_and_postgres_unchanged() -> None:
         process(when) if process else UTCDateTime().process_bind_param(when, postgresql.dialect())
     )
     assert value == when and value.tzinfo is not None and value.utcoffset() == timedelta(0)
+
+
+def _slow_read(value: str | None) -> object:
+    """DATETIME's own SQLite result processor then process_result_value: what was read before."""
+    impl = DateTime().dialect_impl(sqlite.dialect()).result_processor(sqlite.dialect(), None)
+    assert impl is not None
+    return UTCDateTime().process_result_value(impl(value), sqlite.dialect())
+
+
+def test_sqlite_datetime_read_is_unchanged() -> None:
+    fast = UTCDateTime().dialect_impl(sqlite.dialect()).result_processor(sqlite.dialect(), None)
+    assert fast is not None
+    texts = [None, "2026-12-03 15:01:30.084368", "2026-12-03 15:01:30", "2026-12-03",
+             "2026-12-03T15:01:30.5", "2026-12-03 15:01:30.084368+08:00", "0001-01-01 00:00:00.000000",
+             "9999-12-31 23:59:59.999999", "2026-12-03 15:01:30Z"]  # fmt: skip
+    for text in texts:
+        assert fast(text) == _slow_read(text), text
+        got = fast(text)
+        assert got is None or got.tzinfo is UTC
+    for bad in ("2026-13-01 00:00:00", "yesterday", ""):
+        with pytest.raises(ValueError):
+            _slow_read(bad)
+        with pytest.raises(ValueError):
+            fast(bad)

@@ -68,6 +68,27 @@ class UTCDateTime(TypeDecorator[datetime]):
 
         return sqlite_utc_text
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        """On SQLite, DATETIME's own parse and process_result_value in one function (the
+        same values without TypeDecorator's wrapper: the hooks worker reads three per
+        contact)."""
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        return sqlite_utc_datetime
+
+
+_fromisoformat = datetime.fromisoformat
+
+
+def sqlite_utc_datetime(value: str | None) -> datetime | None:
+    """What a ``UTCDateTime`` column reads on SQLite: SQLAlchemy's DATETIME parse
+    (``datetime.fromisoformat``), then aware UTC as ``process_result_value`` makes it."""
+    if value is None:
+        return None
+    parsed = _fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
 
 # Texts of recent values: a bulk write binds the same instant many times (a batch's ``now``
 # in every row, the time a request was received in each of its events' rows). Cleared when

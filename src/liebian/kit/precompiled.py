@@ -333,9 +333,13 @@ def fetch_all(session: Session, stmt: Any) -> list[tuple[Any, ...]]:
     processors = [
         c.type.dialect_impl(dialect).result_processor(dialect, None) for c in stmt.selected_columns
     ]
-    if not any(processors):
-        return [tuple(r) for r in orjson.loads(packed)]
-    return [
-        tuple(v if p is None or v is None else p(v) for p, v in zip(processors, r, strict=True))
-        for r in orjson.loads(packed)
-    ]
+    rows = orjson.loads(packed)
+    # Only the columns that have a processor, each row's list changed in place: a generator
+    # over every column of every row cost ~3 µs a 12-column row (the hooks worker's contacts).
+    active = [(i, p) for i, p in enumerate(processors) if p is not None]
+    for row in rows if active else ():
+        for i, process in active:
+            value = row[i]
+            if value is not None:
+                row[i] = process(value)
+    return [tuple(r) for r in rows]
