@@ -415,6 +415,15 @@ class Executor:
         with self.read_sessions() as session:
             return repository.next_due(session, self.clock())
 
+    def next_claimable(self) -> datetime | None:
+        """The due time of the first step a claim could take (at or before now: one is due
+        now; None: none is waiting). A read: no write transaction, no writer lock."""
+        if self._direct is not None:
+            with self._direct_connection() as conn:
+                return repository.next_claimable(conn, self.clock())
+        with self.read_sessions() as session:
+            return repository.next_claimable(session, self.clock())
+
     # -- phase 2: decide ------------------------------------------------------------------
 
     def _definition(self, reader: _Reader, journey_id: str, version: int) -> dict[str, Any]:
@@ -960,6 +969,12 @@ class Executor:
                     text("SELECT set_config('application_name', :name, false)"),
                     {"name": repository.WORKER_APP + self.worker_id},
                 )
+                # No bitmap scans on this connection (decision 0050): the claim's range of the
+                # (status, due_at) index holds the dead versions of every step claimed and
+                # marked since the table was last vacuumed; a bitmap scan visits all of them
+                # on every claim, an index scan in due order marks them dead as it passes and
+                # the next claims skip them.
+                conn.execute(text("SET enable_bitmapscan = off"))
                 self._direct_conn = conn
             try:
                 yield self._direct_conn
@@ -1223,16 +1238,12 @@ class ExecutorThread:
             self._threads.append(thread)
             thread.start()
 
-    def _idle(self, executor: Executor) -> float:
-        """Seconds to sleep: until the next step is due, at most ``interval``."""
-        nxt = executor.next_due()
-        if nxt is None:
-            return self.interval
-        until = (nxt - executor.clock()).total_seconds()
-        return min(self.interval, max(until, 0.0))
-
     def _run(self, executor: Executor, wake: threading.Event, reaps: bool) -> None:
         last_reap = 0.0
+        # Whether to claim at once (after a batch, a wake-up, at the due time of a step seen
+        # by the last look) or to look first: a look is a read, never a write transaction,
+        # so an idle executor writes nothing (decision 0050).
+        claim = True
         while not self._stop.is_set():
             # Cleared before the claim: a wake-up during the batch makes the sleep return.
             wake.clear()
@@ -1240,15 +1251,33 @@ class ExecutorThread:
                 if reaps and time.monotonic() - last_reap >= REAP_EVERY:
                     last_reap = time.monotonic()
                     executor.reap()
-                got = executor.run_once()
+                pause = 0.0
+                if not claim:
+                    pause, claim = self._look(executor)
+                if claim:
+                    got = executor.run_once()
+                    pause, claim = (0.0, True) if got.claimed else self._look(executor)
                 self.last_error = None
-                pause = 0.0 if got.claimed else self._idle(executor)
             except Exception as exc:
                 log.exception("journey executor batch failed")
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                pause = self.interval
-            if pause > 0:
-                wake.wait(pause)
+                pause, claim = self.interval, True
+            if pause > 0 and wake.wait(pause):
+                claim = True
+
+    def _look(self, executor: Executor) -> tuple[float, bool]:
+        """(seconds to sleep, whether to claim when they are over): at once when a step is
+        due now; until the next step is due when that is within ``interval``; otherwise
+        ``interval``, then look again (steps another process writes, leases running out)."""
+        nxt = executor.next_claimable()
+        if nxt is None:
+            return self.interval, False
+        until = (nxt - executor.clock()).total_seconds()
+        if until <= 0:
+            return 0.0, True
+        if until <= self.interval:
+            return until, True
+        return self.interval, False
 
     def stop(self) -> None:
         self._stop.set()
