@@ -421,8 +421,14 @@ class Executor:
         if self._direct is not None:
             with self._direct_connection() as conn:
                 return repository.next_claimable(conn, self.clock())
-        with self.read_sessions() as session:
-            return repository.next_claimable(session, self.clock())
+        # A connection, not a session: a look every 0.2 s of an idle server costs ~0.2 ms of
+        # CPU this way, twice that through an ORM session.
+        bind = self.read_sessions.kw.get("bind")
+        if not isinstance(bind, Engine):
+            with self.read_sessions() as session:
+                return repository.next_claimable(session, self.clock())
+        with bind.connect() as conn:
+            return repository.next_claimable(conn, self.clock())
 
     # -- phase 2: decide ------------------------------------------------------------------
 

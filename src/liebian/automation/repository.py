@@ -241,22 +241,24 @@ def run_refs(session: Session | Connection, ids: Iterable[str]) -> dict[str, Run
     return out
 
 
-def next_claimable(session: Session | Connection, now: datetime) -> datetime | None:
+_NEXT_CLAIMABLE = (
+    select(E.due_at)
+    .where(
+        E.status == "pending",
+        or_(E.lease_until.is_(None), E.lease_until <= bindparam("now")),
+        E.journey_id.not_in(select(Journey.id).where(Journey.status != "live")),
+    )
+    .order_by(E.due_at)
+    .limit(1)
+)
+
+
+def next_claimable(conn: Session | Connection, now: datetime) -> datetime | None:
     """The due time of the first step a claim at ``now`` or later could take: pending, its
     lease free, its journey live — at or before ``now`` when a claim would find work now.
     A read only (no lock, no write): an idle executor looks with it before it claims
     (decision 0050). The (status, due_at) index in order, stopping at the first match."""
-    not_live = select(Journey.id).where(Journey.status != "live")
-    return session.scalar(
-        select(E.due_at)
-        .where(
-            E.status == "pending",
-            or_(E.lease_until.is_(None), E.lease_until <= now),
-            E.journey_id.not_in(not_live),
-        )
-        .order_by(E.due_at)
-        .limit(1)
-    )
+    return conn.execute(_NEXT_CLAIMABLE, {"now": now}).scalar()
 
 
 def next_due(session: Session | Connection, now: datetime) -> datetime | None:
