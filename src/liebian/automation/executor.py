@@ -29,9 +29,10 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import orjson
@@ -573,6 +574,10 @@ class Executor:
         marking_n = 0
         window = self._window
         held = 0  # this batch's share of the window: started and not yet marked
+        # Each started effect and each mark puts its future here when it is done: one queue
+        # read per completion, instead of ``wait(FIRST_COMPLETED)`` hooking a waiter onto
+        # every running future on each pass (a tenth of the executor's CPU on PostgreSQL).
+        completed: SimpleQueue[Future[Any]] = SimpleQueue()
         try:
             while queue or running or finished or marking is not None:
                 while queue:
@@ -583,15 +588,19 @@ class Executor:
                         break
                     unit = queue.pop()
                     held += len(unit)
-                    running[self._pool.submit(self._unit, unit, now, contexts)] = unit
-                waiting: list[Future[Any]] = list(running)
-                if marking is not None:
-                    waiting.append(marking)
-                done, _ = wait(waiting, return_when=FIRST_COMPLETED)
+                    started = self._pool.submit(self._unit, unit, now, contexts)
+                    running[started] = unit
+                    started.add_done_callback(completed.put)
+                done: list[Future[Any]] = []
+                if running or marking is not None:
+                    done.append(completed.get())
+                    with contextlib.suppress(Empty):
+                        while True:
+                            done.append(completed.get_nowait())
                 for future in done:
-                    if future is marking:
+                    unit = running.pop(future, None)
+                    if unit is None:  # a mark (handled below once it is done)
                         continue
-                    unit = running.pop(future)
                     try:
                         future.result()
                     except Exception as exc:  # a bug in one effect must not stop the batch
@@ -611,6 +620,7 @@ class Executor:
                     and (len(finished) >= self.config.mark_every or not running)
                 ):
                     marking = self._mark_group(finished, now, out)
+                    marking.add_done_callback(completed.put)
                     marking_n, finished = len(finished), []
         finally:
             # A failure: what was started finishes (or is being marked) before the window
