@@ -598,9 +598,9 @@ class Executor:
                         while True:
                             done.append(completed.get_nowait())
                 for future in done:
-                    unit = running.pop(future, None)
-                    if unit is None:  # a mark (handled below once it is done)
+                    if future not in running:  # a mark (handled below once it is done)
                         continue
+                    unit = running.pop(future)
                     try:
                         future.result()
                     except Exception as exc:  # a bug in one effect must not stop the batch
