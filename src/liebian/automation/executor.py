@@ -228,6 +228,7 @@ class Executor:
         self._marker = ThreadPoolExecutor(1, "liebian-journey-marks")
         self._window = _Window(max(self.config.in_flight, self.config.mark_every))
         self._definitions: dict[tuple[str, int], dict[str, Any]] = {}
+        self._step_maps: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._zones: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._context: dict[str, dict[str, Any]] = {}
@@ -440,6 +441,13 @@ class Executor:
             self._definitions[key] = row.definition if row is not None else {"steps": []}
         return self._definitions[key]
 
+    def _step_map(self, definition: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str | None]]:
+        """``definition.step_map`` of a cached definition (they never change), built once."""
+        got = self._step_maps.get(id(definition))
+        if got is None or got[0] is not definition:
+            got = self._step_maps[id(definition)] = (definition, d.step_map(definition))
+        return got[1]
+
     def _zone(self, reader: _Reader, workspace_id: str) -> str:
         if workspace_id not in self._zones:
             from liebian.automation.service import workspace_zone
@@ -452,7 +460,7 @@ class Executor:
             if item.run is None:
                 continue
             item.definition = self._definition(reader, item.run.journey_id, item.run.version)
-            found = d.step_map(item.definition).get(item.step_id)
+            found = self._step_map(item.definition).get(item.step_id)
             if found is not None:
                 item.step, item.following = found
 
@@ -1038,7 +1046,7 @@ class Executor:
                 w.finished.append((item.run_id, "completed", None))
                 continue
             assert item.definition is not None
-            nxt = d.step_map(item.definition)[next_step][0]
+            nxt = self._step_map(item.definition)[next_step][0]
             due = item.next_due or now
             waiting = None
             if nxt["type"] == "wait_event":
