@@ -1,4 +1,4 @@
-"""An idle executor writes nothing (decision 0050). `liebian serve` runs the executor thread
+"""An idle executor writes nothing (decision 0051). `liebian serve` runs the executor thread
 all the time; when no step is due it looks every ``interval`` (0.2 s) for work. That look is a
 read: a claim — a write transaction, ``BEGIN IMMEDIATE`` and the writer lock on SQLite, an
 UPDATE on PostgreSQL — is made only when a step is due, so an idle server neither writes nor

@@ -181,7 +181,7 @@ def wire(runtime: Runtime) -> list[Component]:
         registry = HookRegistry()
         # Contacts: aliases from events carrying both ids, $set attributes, orders/GMV.
         # First: it creates the batch's new contacts with their figures and leaves their
-        # ids in the batch's memo, so the campaigns after it look none up (decision 0050).
+        # ids in the batch's memo, so the campaigns after it look none up (decision 0051).
         registry.register(PeopleConsumer(runtime.cipher))
         registry.register(CampaignConversions())
         # Journeys: event triggers, wait-for-event steps and goal conversions.

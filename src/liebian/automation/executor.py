@@ -993,7 +993,7 @@ class Executor:
                     text("SELECT set_config('application_name', :name, false)"),
                     {"name": repository.WORKER_APP + self.worker_id},
                 )
-                # No bitmap scans on this connection (decision 0050): the claim's range of the
+                # No bitmap scans on this connection (decision 0051): the claim's range of the
                 # (status, due_at) index holds the dead versions of every step claimed and
                 # marked since the table was last vacuumed; a bitmap scan visits all of them
                 # on every claim, an index scan in due order marks them dead as it passes and
@@ -1266,7 +1266,7 @@ class ExecutorThread:
         last_reap = 0.0
         # Whether to claim at once (after a batch, a wake-up, at the due time of a step seen
         # by the last look) or to look first: a look is a read, never a write transaction,
-        # so an idle executor writes nothing (decision 0050).
+        # so an idle executor writes nothing (decision 0051).
         claim = True
         while not self._stop.is_set():
             # Cleared before the claim: a wake-up during the batch makes the sleep return.

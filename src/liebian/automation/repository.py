@@ -268,7 +268,7 @@ def next_claimable(conn: Session | Connection, now: datetime) -> datetime | None
     """The due time of the first step a claim at ``now`` or later could take: pending, its
     lease free, its journey live — at or before ``now`` when a claim would find work now.
     A read only (no lock, no write): an idle executor looks with it before it claims
-    (decision 0050). The (status, due_at) index in order, stopping at the first match."""
+    (decision 0051). The (status, due_at) index in order, stopping at the first match."""
     return conn.execute(_NEXT_CLAIMABLE, {"now": now}).scalar()
 
 

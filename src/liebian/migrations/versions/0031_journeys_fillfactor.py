@@ -3,7 +3,7 @@
 A claim rewrites a step row's lease and token, a mark moves its run's current step: columns
 no index holds. With full pages PostgreSQL writes each such new row version elsewhere and adds
 an entry to every index of the table (four on the steps, five on the runs); with room on the
-page it updates in place and touches no index (decision 0050). SQLite: nothing to do.
+page it updates in place and touches no index (decision 0051). SQLite: nothing to do.
 
 Revision ID: 0031_journeys_fillfactor
 Revises: 0024_journey_trigger_outbox
