@@ -312,15 +312,18 @@ class Executor:
         now = self.clock()
         token = self._token()
         # The runs (and external ids, for the events) read with the claim: no second
-        # session, no ORM objects. On PostgreSQL both on the executor's own autocommit
-        # connection (the claim is one statement): no check-out, BEGIN or COMMIT (decision
-        # 0043).
-        with (
-            self._direct_connection() if self._direct is not None
-            else session_scope(self.sessions)
-        ) as conn:  # fmt: skip
-            claimed = repository.claim(conn, now, now + self.config.lease, token, self.config.batch)
-            runs = repository.run_refs(conn, [c.run_id for c in claimed]) if claimed else {}
+        # session, no ORM objects. On PostgreSQL one statement on the executor's own
+        # autocommit connection: no check-out, BEGIN or COMMIT (decisions 0043, 0051).
+        lease_until = now + self.config.lease
+        if self._direct is not None:
+            with self._direct_connection() as conn:
+                claimed, runs = repository.claim_with_runs(
+                    conn, now, lease_until, token, self.config.batch
+                )
+        else:
+            with session_scope(self.sessions) as conn:
+                claimed = repository.claim(conn, now, lease_until, token, self.config.batch)
+                runs = repository.run_refs(conn, [c.run_id for c in claimed]) if claimed else {}
         out = BatchResult(claimed=len(claimed))
         if not claimed:
             return out

@@ -222,6 +222,48 @@ def claim(
     return [Claimed(a, b, c, n, bool(m), r) for a, b, c, n, m, r in session.execute(stmt)]
 
 
+# PostgreSQL: the claim and the run read as one statement (one round trip a batch instead of
+# two): the same rows as ``claim`` — due, pending, lease free, journey live, earliest due
+# first, others' locked rows skipped — with each one's run and its contact's external id.
+_CLAIM_WITH_RUNS_PG = text(
+    """
+WITH claimed AS (
+    UPDATE journey_step_executions
+    SET lease_until = :lease_until, claim_token = :token, attempts = attempts + 1,
+        started_at = coalesce(started_at, :now)
+    WHERE id IN (
+        SELECT e.id FROM journey_step_executions AS e
+        WHERE e.status = 'pending' AND e.due_at <= :now
+          AND (e.lease_until IS NULL OR e.lease_until <= :now)
+          AND e.journey_id NOT IN (SELECT j.id FROM journeys AS j WHERE j.status <> 'live')
+        ORDER BY e.due_at
+        LIMIT :limit
+        FOR UPDATE OF e SKIP LOCKED
+    )
+    RETURNING id, run_id, step_id, attempts, event_matched, result
+)
+SELECT c.id, c.run_id, c.step_id, c.attempts, c.event_matched, c.result,
+       r.journey_id, r.version, r.workspace_id, r.contact_id, r.status,
+       (SELECT p.external_id FROM contacts AS p WHERE p.id = r.contact_id)
+FROM claimed AS c LEFT JOIN journey_runs AS r ON r.id = c.run_id
+"""
+)
+
+
+def claim_with_runs(
+    conn: Connection, now: datetime, lease_until: datetime, token: str, limit: int
+) -> tuple[list[Claimed], dict[str, RunRef]]:
+    """PostgreSQL: :func:`claim` and :func:`run_refs` of the claimed rows in one statement."""
+    claimed: list[Claimed] = []
+    runs: dict[str, RunRef] = {}
+    params = {"now": now, "lease_until": lease_until, "token": token, "limit": limit}
+    for row in conn.execute(_CLAIM_WITH_RUNS_PG, params):
+        claimed.append(Claimed(row[0], row[1], row[2], row[3], bool(row[4]), row[5]))
+        if row[6] is not None:
+            runs[row[1]] = RunRef(row[1], *row[6:])
+    return claimed, runs
+
+
 _RUN_REFS_PG = text(
     "SELECT r.id, r.journey_id, r.version, r.workspace_id, r.contact_id, r.status,"
     " (SELECT c.external_id FROM contacts AS c WHERE c.id = r.contact_id)"
