@@ -76,7 +76,12 @@ def receiver_main(port_q: Any, stop_ev: Any, out_q: Any) -> None:
 
 
 def build(
-    url: str, n: int, receiver_url: str, via_channel: bool = False, pace: float = 0.0
+    url: str,
+    n: int,
+    receiver_url: str,
+    via_channel: bool = False,
+    pace: float = 0.0,
+    start_in: float = 1.0,
 ) -> tuple[str, str]:
     from liebian.automation import service
     from liebian.contacts.models import Contact
@@ -132,16 +137,18 @@ def build(
         got = service.enrol(s, service.get(s, ws, jid), [r["id"] for r in rows], trigger="manual")
     print(f"enrolled {got.entered} in {time.perf_counter() - t:.1f} s")
     if pace:
-        spread(sessions, pace)
+        spread(sessions, pace, start_in)
     engine.dispose()
     return ws, jid
 
 
-def spread(sessions: Any, pace: float) -> None:
+def spread(sessions: Any, pace: float, start_in: float = 1.0) -> None:
     """Paced entry: the first steps fall due one after another at ``pace / 3`` people a
-    second (``pace`` step executions/s for 3-step runs), from 1 s after this, instead of all
-    at once — the sustained load at which 'a step due at T runs within 1 s of T' is measured
-    (decision 0034)."""
+    second (``pace`` step executions/s for 3-step runs), from ``start_in`` s after this,
+    instead of all at once — the sustained load at which 'a step due at T runs within 1 s of
+    T' is measured (decision 0034). With worker processes the steps are first parked an hour
+    ahead and spread again once the workers run (``_workers_ready``): a step must not fall due
+    while the processes that run it are still starting."""
     from sqlalchemy import bindparam, update
 
     from liebian.automation.models import JourneyStepExecution as E
@@ -149,13 +156,33 @@ def spread(sessions: Any, pace: float) -> None:
 
     with session_scope(sessions) as s:
         ids = list(s.scalars(select(E.id).where(E.status == "pending").order_by(E.id)))
-        t0 = datetime.now(UTC) + timedelta(seconds=1)
+        t0 = datetime.now(UTC) + timedelta(seconds=start_in)
         per = 3.0 / pace
         stmt = update(E).where(E.id == bindparam("b_id")).values(due_at=bindparam("b_due"))
         rows = [{"b_id": i, "b_due": t0 + timedelta(seconds=k * per)} for k, i in enumerate(ids)]
         for k in range(0, len(rows), 5000):
             s.connection().execute(stmt, rows[k : k + 5000])
-    print(f"first steps due from {t0.time()} over {len(ids) * per:.1f} s ({pace:,.0f} steps/s)")
+    if start_in < 600:
+        print(f"first steps due from {t0.time()} over {len(ids) * per:.1f} s "
+              f"({pace:,.0f} steps/s)")  # fmt: skip
+
+
+def _workers_ready(engine: Any, workers: int, timeout: float = 60.0) -> None:
+    """Wait until every worker process's executor has its connection open (its worker id as
+    the connection's application_name, automation/repository.py): the workers are running."""
+    deadline = time.monotonic() + timeout
+    t = time.perf_counter()
+    while time.monotonic() < deadline:
+        with engine.connect() as c:
+            running = c.scalar(text(
+                "select count(*) from pg_stat_activity where datname = current_database()"
+                " and application_name like 'liebian-journeys:%'"))  # fmt: skip
+        # Lanes per worker: 2 by default; at least one each.
+        if running is not None and running >= workers:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # the other lanes
+    print(f"workers running after {time.perf_counter() - t:.1f} s")
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -238,7 +265,10 @@ def main() -> None:
     rx.start()
     port = port_q.get(timeout=30)
     receiver_url = f"http://127.0.0.1:{port}/hook"
-    _ws, _jid = build(url, args.contacts, receiver_url, args.via_channel, args.pace)
+    # Paced with worker processes: the first steps parked an hour ahead until the workers run.
+    park = bool(args.workers and args.pace)
+    _ws, _jid = build(url, args.contacts, receiver_url, args.via_channel, args.pace,
+                      3600.0 if park else 1.0)  # fmt: skip
 
     from liebian.automation.models import JourneyRun
     from liebian.automation.models import JourneyStepExecution as E
@@ -264,6 +294,13 @@ def main() -> None:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "liebian.cli", "worker", "--batch", str(args.batch)],
                 env={**env, "LIEBIAN_DATA_DIR": str(tmp / f"w{i}")}))  # fmt: skip
+        if park:
+            _workers_ready(engine, args.workers)
+            from liebian.kit.db import make_session_factory
+
+            spread(make_session_factory(engine), args.pace)
+            # The wall from here: the workers' start-up is not part of the paced run.
+            started = time.perf_counter()
         # CPU of the workers and of their PostgreSQL backends, sampled while they live (the
         # killed worker's last sample stands): the cost of a step on PostgreSQL.
         if args.profile_worker:
