@@ -264,13 +264,6 @@ def claim_with_runs(
     return claimed, runs
 
 
-_RUN_REFS_PG = text(
-    "SELECT r.id, r.journey_id, r.version, r.workspace_id, r.contact_id, r.status,"
-    " (SELECT c.external_id FROM contacts AS c WHERE c.id = r.contact_id)"
-    " FROM journey_runs AS r WHERE r.id = ANY(:ids)"
-)
-
-
 def run_refs(session: Session | Connection, ids: Iterable[str]) -> dict[str, RunRef]:
     """The runs of ``ids`` with their contact's external id, one joined read per chunk."""
     from liebian.contacts.models import Contact
@@ -278,10 +271,6 @@ def run_refs(session: Session | Connection, ids: Iterable[str]) -> dict[str, Run
     R = JourneyRun
     wanted = list(dict.fromkeys(ids))
     out: dict[str, RunRef] = {}
-    if isinstance(session, Connection) and session.dialect.name == "postgresql":
-        # One array parameter: SQLAlchemy renders and binds an IN list one id at a time.
-        rows = session.execute(_RUN_REFS_PG, {"ids": wanted})
-        return {row[0]: RunRef(*row) for row in rows}
     # The external id as a correlated lookup by primary key, not a join: with a join
     # PostgreSQL's planner took a hash join over every contact (90 ms a claim at 100,000
     # contacts, statistics from before a bulk load).
