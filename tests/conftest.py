@@ -25,6 +25,9 @@ from liebian.app.runtime import Runtime
 from liebian.kit.settings import Settings
 from testkit import TEST_SECRET
 
+# The event stores' ``store`` fixture (DuckDB and chdb), for every directory that asks for it.
+pytest_plugins = ["event_store_support"]
+
 PG_URL = os.environ.get("LIEBIAN_TEST_DATABASE_URL", "")
 
 

@@ -4,17 +4,14 @@ counts and the events) and ClickHouse (chdb), and through the API on SQLite and 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from liebian.communities.metrics import group_metrics
-from liebian.events.store import EventRow, EventStore, open_event_store
+from liebian.events.store import EventRow, EventStore
 
 SH = ZoneInfo("Asia/Shanghai")
 WS = "ws_members_day"
@@ -75,16 +72,6 @@ WHOLE["tier"][("2026-11-04", "")] = (0, 0, 0)
 
 def _table(days: list[Any]) -> dict[tuple[str, str], tuple[int, int, int]]:
     return {(d.day, d.key): (d.joins, d.leaves, d.members) for d in days}
-
-
-@pytest.fixture(params=["duckdb", "chdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "duckdb":
-        s = open_event_store(tmp_path / "events.duckdb")
-    else:
-        s = open_event_store(f"chdb://:memory:?database=t_{uuid.uuid4().hex[:12]}")
-    yield s
-    s.close()
 
 
 def test_members_by_day_over_whole_and_partial_days(store: EventStore) -> None:

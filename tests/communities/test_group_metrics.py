@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from liebian.communities.metrics import group_metrics
-from liebian.events.store import EventRow, EventStore, open_event_store
+from liebian.events.store import EventRow, EventStore
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 WS, CMY = "ws_metrics", "cmy_01JDAAAAAAAAAAAAAAAAAAAAAA"
-
-
-@pytest.fixture(params=["duckdb", "chdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "duckdb":
-        s = open_event_store(tmp_path / "events.duckdb")
-    else:
-        s = open_event_store(f"chdb://:memory:?database=t_{uuid.uuid4().hex[:12]}")
-    yield s
-    s.close()
 
 
 def _ev(n: int, event: str, user: str, day: int, group: str | None = None, tier: str | None = None,

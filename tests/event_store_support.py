@@ -1,3 +1,6 @@
+"""The ``store`` fixture: each event engine (DuckDB file, ClickHouse SQL through chdb) on the
+same data. Registered for the whole suite by ``pytest_plugins`` in tests/conftest.py."""
+
 from __future__ import annotations
 
 import uuid
@@ -11,8 +14,8 @@ from liebian.events.store import EventStore, open_event_store
 
 @pytest.fixture(params=["duckdb", "chdb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    """Each event engine on the same fixtures (chdb: one database per test in the process's
-    single embedded server)."""
+    """chdb runs one embedded server per process, so each test gets its own database in it
+    instead of its own directory."""
     if request.param == "duckdb":
         s = open_event_store(tmp_path / "events.duckdb")
     else:
