@@ -16,6 +16,7 @@ server's CPU per event by thread role (request threads, event loop, spool flushe
 client's own, steadier than the rates on a shared machine.
 
     python bench/bench_ingest_api.py [--seconds 10] [--runs 3] [--batches-only] [--mix-runs 3]
+        [--reference /tmp/ref]   # a `git archive <rev>` tree taking turns in the page-view runs
 """
 
 from __future__ import annotations
@@ -111,8 +112,13 @@ def process_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def start_server(data_dir: str, port: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    data_dir: str, port: int, source: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``source``: a liebian tree (``git archive <rev>``) whose ``src`` the server runs instead."""
     env = {**os.environ, "LIEBIAN_DATA_DIR": data_dir, "LIEBIAN_FLUSH_INTERVAL": "0.5"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
     proc = subprocess.Popen(
         [sys.executable, "-m", "liebian.cli", "serve", "--port", str(port)],
         env=env,
@@ -162,7 +168,8 @@ def spool_empty(directory: Path) -> bool:
     file system, at no cost to the server: polling the counts API four times a second was a
     count over millions of stored events each time, on the server's CPU."""
     with os.scandir(directory) as entries:
-        return not any(e.name.startswith("seg-") for e in entries)
+        # An empty segment holds nothing (older trees opened one before the first write).
+        return not any(e.name.startswith("seg-") and e.stat().st_size for e in entries)
 
 
 def wait_until(done_on_disk: Path, confirm: Callable[[], bool], start: float) -> float:
@@ -380,10 +387,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batches-only", action="store_true", help="skip the wrk runs")
     parser.add_argument("--mix-runs", type=int, default=3, help="realistic-mix runs (0: none)")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="a liebian tree (git archive <rev>) whose server takes turns with this one in the"
+        " page-view runs: the machine's speed today, beside a figure recorded on another day",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as data_dir:
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as ref_dir:
         port = free_port()
         proc, key = start_server(data_dir, port)
+        ref = None
+        if args.reference is not None:
+            ref_port = free_port()
+            ref_proc, ref_key = start_server(ref_dir, ref_port, args.reference)
+            ref = (ref_proc, ref_key, f"http://127.0.0.1:{ref_port}", Path(ref_dir) / "spool")
         base = f"http://127.0.0.1:{port}"
         spool = Path(data_dir) / "spool"
         peak = 0.0
@@ -399,7 +417,21 @@ def main() -> None:
         sampler.start()
         try:
             acked_rates, stored_rates, cpu_per_event = [], [], []
+            ref_stored: list[float] = []
+            ref_cpu: list[float] = []
             for run in range(args.runs):
+                if ref is not None:  # the reference first in each pair, same bodies
+                    ref_proc, ref_key, ref_base, ref_spool = ref
+                    before = thread_cpu(ref_proc.pid)
+                    sent, acked, stored = batch_bench(
+                        ref_base, ref_key, args.seconds, run, ref_spool
+                    )
+                    after = thread_cpu(ref_proc.pid)
+                    us = sum(after[n] - before.get(n, 0.0) for n in after) / sent * 1e6
+                    ref_stored.append(sent / stored)
+                    ref_cpu.append(us)
+                    print(f"   reference run {run + 1} ({args.reference}): {sent:,} events; acknowledged "
+                          f"{sent / acked:,.0f}/s, stored {sent / stored:,.0f}/s; server CPU {us:.2f} us/event")  # fmt: skip
                 cpu_before, client_before = thread_cpu(proc.pid), process_cpu()
                 sent, acked, stored = batch_bench(base, key, args.seconds, run, spool)
                 cpu_after, client_cpu = thread_cpu(proc.pid), process_cpu() - client_before
@@ -421,6 +453,12 @@ def main() -> None:
                   f"acknowledged {statistics.median(acked_rates):,.0f} events/s; "
                   f"stored end to end {statistics.median(stored_rates):,.0f} events/s; "
                   f"server CPU {statistics.median(cpu_per_event):.2f} us/event")  # fmt: skip
+            if ref is not None:
+                print(f"reference tree page views (median of {args.runs}, taking turns with this tree): "
+                      f"stored {statistics.median(ref_stored):,.0f} events/s, server CPU "
+                      f"{statistics.median(ref_cpu):.2f} us/event; this tree / reference: stored "
+                      f"{statistics.median(stored_rates) / statistics.median(ref_stored):.2f}x, CPU per event "
+                      f"{statistics.median(cpu_per_event) / statistics.median(ref_cpu):.2f}x")  # fmt: skip
             # The realistic mix, same server, same run.
             mix = []
             db = Path(data_dir) / "liebian.db"
@@ -473,8 +511,9 @@ def main() -> None:
             print(f"server peak RSS during the runs (main + worker): {peak:.0f} MB")
         finally:
             stop.set()
-            proc.terminate()
-            proc.wait(timeout=30)
+            for server in [proc] + ([ref[0]] if ref is not None else []):
+                server.terminate()
+                server.wait(timeout=30)
 
 
 if __name__ == "__main__":
