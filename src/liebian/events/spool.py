@@ -174,6 +174,9 @@ class Spool:
         # (Flusher.nudge), since a loader starved in SCHED_IDLE cannot check for itself.
         self.on_sealed: list[Callable[[], None]] = []
         self._loads = 0
+        # Lines of the segments this process sealed and has not loaded yet, by name: what
+        # load_sealed needs to group them (a recovered segment is not in it: loaded alone).
+        self._sealed_lines: dict[str, int] = {}
         self._recover()
         # No segment until the first write (see the module docstring): -1 means none open.
         self._fd = -1
@@ -243,7 +246,7 @@ class Spool:
 
     def _rotate_locked(self) -> None:
         """Seal the open segment; the next write opens a new one."""
-        old_fd, old_path, old_size = self._fd, self._path, self._size
+        old_fd, old_path, old_size, old_lines = self._fd, self._path, self._size, self._lines
         if old_fd < 0:
             return
         self._fd, self._path, self._size, self._lines = -1, None, 0, 0
@@ -255,6 +258,7 @@ class Spool:
             old_path.unlink()
         else:
             old_path.rename(old_path.with_suffix(_SEALED))
+            self._sealed_lines[old_path.name.removesuffix(_OPEN)] = old_lines
             self.segment_sealed.set()
 
     def seal(self) -> None:
@@ -340,19 +344,47 @@ class Spool:
         self.seal()
         return self.load_sealed(callback)
 
-    def load_sealed(self, callback: Callable[[Path, str], object]) -> int:
+    def load_sealed(
+        self,
+        callback: Callable[[Path, str], object],
+        *,
+        group: Callable[[list[tuple[Path, str]]], object] | None = None,
+        group_lines: int = 0,
+        group_bytes: int = 0,
+    ) -> int:
         """Hand each sealed segment to ``callback`` and delete it after; one caller at a time.
+
+        With ``group``, consecutive segments this process sealed go to it together, as many as
+        fit in ``group_lines`` lines and ``group_bytes`` bytes (one load for several: what a
+        load costs beside its rows is paid once); if that fails, each of them is handed to
+        ``callback`` alone, so a failing group never holds up or loses a segment.
 
         A segment that fails stays for the next pass and does not hold up the ones after it;
         a damaged one is quarantined (``_quarantine``). Raises :class:`SegmentLoadError` after
         the pass if some segment is still waiting on a failure, so callers see it."""
         done = 0
         failed: list[str] = []
+        alone: set[str] = set()  # segments of a failed group: one by one from then on
         with self._drain_lock:
             pending = self.sealed_segments()
             while pending:
                 path = pending.pop(0)
                 name = path.name.removesuffix(_SEALED)
+                if group is not None and name not in alone:
+                    members = self._group(path, name, pending, alone, group_lines, group_bytes)
+                    if len(members) > 1:
+                        del pending[: len(members) - 1]
+                        try:
+                            group(members)
+                        except Exception as exc:
+                            self.last_error = f"{name}: {type(exc).__name__}: {exc}"
+                            alone.update(n for _, n in members)
+                            pending[0:0] = [p for p, _ in members]
+                            continue
+                        for member, member_name in members:
+                            self._loaded(member, member_name)
+                            done += 1
+                        continue
                 try:
                     callback(path, name)
                 except Exception as exc:
@@ -363,16 +395,52 @@ class Spool:
                     elif path.exists():
                         failed.append(self.last_error)
                     continue
-                self._after_load(path)
-                path.unlink()
-                self._failures.pop(name, None)
-                self._loads += 1
+                self._loaded(path, name)
                 done += 1
             if not failed:
                 self.last_error = None
         if failed:
             raise SegmentLoadError("; ".join(failed))
         return done
+
+    def _loaded(self, path: Path, name: str) -> None:
+        """A segment the store committed: hand it to the hooks, then delete it."""
+        self._after_load(path)
+        path.unlink()
+        self._failures.pop(name, None)
+        self._sealed_lines.pop(name, None)
+        self._loads += 1
+
+    def _group(
+        self,
+        path: Path,
+        name: str,
+        pending: list[Path],
+        alone: set[str],
+        max_lines: int,
+        max_bytes: int,
+    ) -> list[tuple[Path, str]]:
+        """``path`` and the segments right after it in ``pending`` that fit with it in
+        ``max_lines`` lines and ``max_bytes`` bytes; only segments whose lines are known."""
+        members = [(path, name)]
+        lines = self._sealed_lines.get(name)
+        if lines is None:
+            return members
+        try:
+            size = path.stat().st_size
+            for following in pending:
+                other = following.name.removesuffix(_SEALED)
+                more = self._sealed_lines.get(other)
+                if more is None or other in alone:
+                    break
+                extra = following.stat().st_size
+                if lines + more > max_lines or size + extra > max_bytes:
+                    break
+                members.append((following, other))
+                lines, size = lines + more, size + extra
+        except FileNotFoundError:
+            return members[:1]
+        return members
 
     def _after_load(self, path: Path) -> None:
         """Hand a loaded segment to the ``after_load`` hooks before it is deleted (segments/
@@ -419,6 +487,7 @@ class Spool:
             os.replace(temp, salvaged)
         os.replace(path, directory / path.name)
         self._failures.pop(name, None)
+        self._sealed_lines.pop(name, None)
         self.quarantined_total += 1
         log.error(
             "spool segment %s quarantined (%s; %d good line(s) kept for loading): %s",
@@ -518,6 +587,15 @@ class ClickBurst:
 # twice what a click load measured on two busy cores (docs/decisions/0046).
 _LOAD_SECONDS_PER_BYTE_PRIOR: Final = 50e-9
 _MIN_TIMED_BYTES: Final = 1 << 20
+# DuckDB stores a table's rows in groups of this many (its default row group size).
+ROW_GROUP_ROWS: Final = 122_880
+# The most the flusher loads at once when several segments wait: two row groups, within the
+# 96 MB pool the serving process gives DuckDB (a staged mix event holds ~210 bytes there, so
+# ~52 MB). Each load streams every stored key past the batch (the dedupe) and joins the
+# first-touch table; loading 240,000 events at once instead of 120,000 halves that per event
+# (in process, 1M mix events onto 2.8M stored: 6.55 against 7.79 µs of CPU an event).
+GROUP_LINES: Final = 2 * ROW_GROUP_ROWS
+GROUP_BYTES: Final = 64 * 1024 * 1024
 _RATE_WEIGHT: Final = 0.3
 
 
@@ -626,6 +704,13 @@ class Flusher:
             rate = (time.perf_counter() - started) / size
             self.load_seconds_per_byte += _RATE_WEIGHT * (rate - self.load_seconds_per_byte)
 
+    def _load_group(self, segments: list[tuple[Path, str]]) -> None:
+        size = sum(path.stat().st_size for path, _ in segments)
+        started = time.perf_counter()
+        self.store.insert_segments(segments)  # type: ignore[attr-defined]
+        rate = (time.perf_counter() - started) / size
+        self.load_seconds_per_byte += _RATE_WEIGHT * (rate - self.load_seconds_per_byte)
+
     def _tick(self) -> None:
         self.spool.maybe_rotate()
         behind = self.spool.oldest_sealed_age()
@@ -636,7 +721,13 @@ class Flusher:
             self.deferred_ticks += 1
             return
         self._use_idle_priority(behind is None or behind < self.catch_up_after)
-        self.spool.load_sealed(self._load)
+        if hasattr(self.store, "insert_segments"):
+            # Waiting segments are loaded two row groups at a time (decision 0053).
+            self.spool.load_sealed(
+                self._load, group=self._load_group, group_lines=GROUP_LINES, group_bytes=GROUP_BYTES
+            )
+        else:
+            self.spool.load_sealed(self._load)
 
     def _run(self) -> None:
         _name_os_thread("liebian-flusher")

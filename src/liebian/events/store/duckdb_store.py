@@ -187,24 +187,43 @@ class DuckDBEventStore:
             os.unlink(name)
 
     def insert_ndjson(self, path: Path, *, segment: str | None = None) -> InsertResult:
+        return self._load([path], None if segment is None else [segment])
+
+    def insert_segments(self, segments: Sequence[tuple[Path, str]]) -> InsertResult:
+        """Load several spool segments as ONE batch, in one transaction that records all their
+        names; a segment already recorded is left out (a replay after a crash between the
+        commit and the deletes). What each statement of a load costs beside its rows (above
+        all the dedupe's scan of every stored key, and the first-touch join) is then paid
+        once for all of them, and two full segments fill whole row groups (decision 0053)."""
+        return self._load([p for p, _ in segments], [n for _, n in segments])
+
+    def _load(self, paths: list[Path], segments: list[str] | None) -> InsertResult:
         with self._write_lock:
             con = self._con.cursor()
             try:
                 con.execute("BEGIN TRANSACTION")
-                if (
-                    segment is not None
-                    and con.execute(
-                        "SELECT 1 FROM loaded_segments WHERE name = $name", {"name": segment}
-                    ).fetchone()
-                ):
-                    con.execute("ROLLBACK")
-                    return InsertResult(0, 0)
+                if segments is not None:
+                    done = {
+                        str(row[0])
+                        for row in con.execute(
+                            "SELECT name FROM loaded_segments WHERE list_contains($names, name)",
+                            {"names": segments},
+                        ).fetchall()
+                    }
+                    if done:
+                        kept = [
+                            (p, n) for p, n in zip(paths, segments, strict=True) if n not in done
+                        ]
+                        paths, segments = [p for p, _ in kept], [n for _, n in kept]
+                    if not paths:
+                        con.execute("ROLLBACK")
+                        return InsertResult(0, 0)
                 con.execute(
                     "CREATE OR REPLACE TEMP TABLE _stage AS SELECT "
                     + _SELECT_CAST
                     + f", {KEY_SQL} AS _k"
                     + f" FROM read_json($path, format='newline_delimited', columns={_JSON_COLUMNS})",
-                    {"path": str(path)},
+                    {"path": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]},
                 )
                 total, distinct = con.execute(
                     "SELECT count(*), count(DISTINCT _k) FROM _stage"
@@ -264,10 +283,13 @@ class DuckDBEventStore:
                 con.execute("DROP TABLE IF EXISTS _new")
                 con.execute("DROP TABLE _stage")
                 con.execute("DROP TABLE _dup")
-                if segment is not None:
+                if segments is not None:
+                    # How many rows each segment added is known only for a segment loaded
+                    # alone; a group's names are recorded without it (NULL).
                     con.execute(
-                        "INSERT INTO loaded_segments (name, inserted) VALUES ($n, $i)",
-                        {"n": segment, "i": inserted},
+                        "INSERT INTO loaded_segments (name, inserted)"
+                        " SELECT unnest($n::VARCHAR[]), $i::BIGINT",
+                        {"n": segments, "i": inserted if len(segments) == 1 else None},
                     )
                 con.execute("COMMIT")
             except BaseException:
