@@ -144,7 +144,7 @@ def test_the_flusher_loads_waiting_segments_in_groups(tmp_path: Path) -> None:
         calls.append(len(members))
         return original(members)
 
-    store.insert_segments = spy  # type: ignore[method-assign]
+    store.insert_segments = spy
     flusher = Flusher(spool, store)
     flusher._tick()
     assert calls == [3]  # well within GROUP_LINES / GROUP_BYTES
