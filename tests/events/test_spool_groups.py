@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from liebian.events.spool import GROUP_BYTES, GROUP_LINES, Flusher, Spool
 from liebian.events.store import open_event_store
 from liebian.events.store.duckdb_store import DuckDBEventStore
@@ -132,7 +134,9 @@ def test_insert_segments_skips_recorded_names_and_dedupes_across_segments(
     store.close()
 
 
-def test_the_flusher_loads_waiting_segments_in_groups(tmp_path: Path) -> None:
+def test_the_flusher_loads_waiting_segments_in_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = open_event_store(tmp_path / "events.duckdb")
     spool = Spool(tmp_path / "spool")
     _segments(spool, [5, 5, 5])
@@ -144,7 +148,7 @@ def test_the_flusher_loads_waiting_segments_in_groups(tmp_path: Path) -> None:
         calls.append(len(members))
         return original(members)
 
-    store.insert_segments = spy
+    monkeypatch.setattr(store, "insert_segments", spy)
     flusher = Flusher(spool, store)
     flusher._tick()
     assert calls == [3]  # well within GROUP_LINES / GROUP_BYTES
