@@ -246,18 +246,32 @@ def test_a_quiet_segment_is_sealed_before_its_age(tmp_path: Path) -> None:
     spool.close()
 
 
-def test_a_segment_is_sealed_before_a_write_takes_it_past_max_lines(tmp_path: Path) -> None:
-    # Loads of at most one DuckDB row group; a request's lines are never split.
+def test_a_write_past_max_lines_fills_the_segment_and_starts_the_next(tmp_path: Path) -> None:
+    # Busy segments hold exactly one DuckDB row group: a request's lines that do not all fit
+    # complete the open segment, the rest start the next (decision 0053).
     spool = Spool(tmp_path, max_segment_lines=10, max_segment_age=3600, max_segment_quiet=3600)
     spool.append_line(b"".join(_line(i) for i in range(6)))
     spool.append_line(b"".join(_line(i) for i in range(6, 10)))  # exactly 10: stays open
     assert spool.sealed_segments() == []
-    spool.append_line(b"".join(_line(i) for i in range(10, 13)))
+    spool.append_line(b"".join(_line(i) for i in range(10, 13)))  # a new segment: none fits
     [first] = spool.sealed_segments()
-    assert len(first.read_bytes().splitlines()) == 10
+    assert first.read_bytes() == b"".join(_line(i) for i in range(10))
+    spool.append_line(b"".join(_line(i) for i in range(13, 21)))  # 7 fit, 1 goes on
+    spool.append_line(b"".join(_line(i) for i in range(21, 40)))  # 9 fit, 10 go on
     spool.seal()
-    assert [len(p.read_bytes().splitlines()) for p in spool.sealed_segments()] == [10, 3]
+    segments = [p.read_bytes() for p in spool.sealed_segments()]
+    assert [len(d.splitlines()) for d in segments] == [10, 10, 10, 10]
+    assert b"".join(segments) == b"".join(_line(i) for i in range(40))
     spool.close()
+
+
+@pytest.mark.parametrize("total", [2, 3, 7, 10])
+def test_a_request_is_cut_after_whole_lines_from_either_end(total: int) -> None:
+    from liebian.events.spool import _after_lines
+
+    data = b"".join(_line(i) for i in range(total))
+    for n in range(1, total):
+        assert data[: _after_lines(data, n, total)] == b"".join(_line(i) for i in range(n))
 
 
 def test_age_of_a_sealed_segment_named_otherwise_comes_from_its_last_write(tmp_path: Path) -> None:

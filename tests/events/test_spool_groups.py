@@ -156,3 +156,41 @@ def test_the_flusher_loads_waiting_segments_in_groups(
     assert store.count("ws1") == 15
     assert 2 * spool.max_segment_bytes <= GROUP_BYTES
     spool.close()
+
+
+def test_a_split_write_that_fails_halfway_leaves_nothing_of_the_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from liebian.events import spool as spool_module
+    from liebian.events.spool import SpoolWriteError
+
+    directory = tmp_path / "spool"
+    spool = Spool(directory, max_segment_lines=4, max_segment_age=3600, max_segment_quiet=3600)
+    spool.append_line(_line(0) + _line(1) + _line(2))
+    real_write = os.write
+    calls = [0]
+
+    def full_disk_on_the_second(fd: int, data: object) -> int:
+        calls[0] += 1
+        if calls[0] == 2:  # the rest of the request, into the next segment
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spool_module.os, "write", full_disk_on_the_second)
+    with pytest.raises(SpoolWriteError):
+        spool.append_line(_line(3) + _line(4) + _line(5))
+    monkeypatch.setattr(spool_module.os, "write", real_write)
+    assert calls[0] == 2
+    assert spool.sealed_segments() == []
+    [open_segment] = directory.glob("seg-*.open")
+    assert open_segment.read_bytes() == _line(0) + _line(1) + _line(2)
+    spool.append_line(_line(6) + _line(7))  # later writes go on as before
+    spool.seal()
+    store = open_event_store(tmp_path / "events.duckdb")
+    assert spool.flush_once(store).inserted == 5
+    ids = sorted(r[0] for r in store.query("SELECT event_id FROM events", {}))
+    assert ids == ["e0", "e1", "e2", "e6", "e7"]
+    spool.close()

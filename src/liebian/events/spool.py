@@ -52,6 +52,10 @@ QUARANTINE = "quarantine"
 MAX_SEGMENT_FAILURES = 3
 
 
+# DuckDB stores a table's rows in groups of this many (its default row group size).
+ROW_GROUP_ROWS: Final = 122_880
+
+
 class SpoolLocked(RuntimeError):
     """Another live process owns this spool directory."""
 
@@ -92,6 +96,20 @@ def _record(text: bytes) -> bool:
     return isinstance(value, dict)
 
 
+def _after_lines(data: bytes, n: int, total: int) -> int:
+    """The offset just after the ``n``-th of ``data``'s ``total`` lines (0 < n < total),
+    counted from whichever end is nearer."""
+    if n <= total - n or not data.endswith(b"\n"):
+        at = 0
+        for _ in range(n):
+            at = data.index(b"\n", at) + 1
+        return at
+    at = len(data) - 1  # the last line's newline
+    for _ in range(total - n):
+        at = data.rindex(b"\n", 0, at)
+    return at + 1
+
+
 def salvage_lines(data: bytes) -> tuple[list[bytes], int]:
     """The good records of a damaged segment, and how many lines were beyond saving.
 
@@ -124,7 +142,7 @@ class Spool:
         directory: str | Path,
         *,
         max_segment_bytes: int = 32 * 1024 * 1024,
-        max_segment_lines: int = 120_000,
+        max_segment_lines: int = ROW_GROUP_ROWS,
         max_segment_age: float = 1.0,
         max_segment_quiet: float = 0.2,
         fsync_interval: float | None = None,
@@ -135,11 +153,12 @@ class Spool:
         self.clock = clock
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_segment_bytes = max_segment_bytes
-        # DuckDB stores rows in groups of 122,880: a load of up to one group goes through
-        # its WAL, a bigger one writes whole groups at once but leaves a partial one that a
-        # later checkpoint rewrites (150k-event loads: ~4.0-4.6 µs per event all told against
-        # ~3.2-3.6 at 120k, docs/decisions/0010). A segment is sealed before a write would
-        # take it past this many events (lines).
+        # DuckDB stores rows in groups of 122,880 (ROW_GROUP_ROWS). A load that is not whole
+        # groups leaves a partial one that the next load's checkpoint compresses again
+        # (150k-event loads: ~4.0-4.6 µs per event all told against ~3.2-3.6 at 120k,
+        # docs/decisions/0010); loads of whole groups are written as they are. A write that
+        # would take a segment past this many events (lines) fills it exactly and starts the
+        # next with the rest (decision 0053), so busy segments are one row group each.
         self.max_segment_lines = max_segment_lines
         self.max_segment_age = max_segment_age
         # A segment nobody wrote to for this long is sealed at the next tick even if young:
@@ -191,38 +210,74 @@ class Spool:
 
     def append_line(self, line: bytes) -> None:
         """Append pre-serialized NDJSON (one line or a request's lines, ending with b"\\n")
-        in one write."""
+        in one write, or two when it fills the open segment: the lines that fit complete it
+        and the rest open the next, so that busy segments hold exactly ``max_segment_lines``
+        lines (whole DuckDB row groups). Either all of it is kept or none of it."""
         lines = line.count(b"\n")
         sealed = False
         with self._lock:
             if self._lines and self._lines + lines > self.max_segment_lines:
-                self._rotate_locked()
+                room = self.max_segment_lines - self._lines
+                if room > 0:
+                    self._split_locked(line, room, lines)
+                    line, lines = b"", 0
+                else:
+                    self._rotate_locked()
                 sealed = True
-            if self._fd < 0:
-                self._open_segment()
-            fd = self._fd
-            view = memoryview(line)
-            try:
-                while view:  # regular files write fully; the loop is for ENOSPC-adjacent cases
-                    written = os.write(fd, view)
-                    view = view[written:]
-            except OSError as exc:
-                # Part of the line may be on disk: cut it off, so no torn line sits in the
-                # middle of the segment once later writes succeed.
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, self._size)
-                self.write_errors += 1
-                self.last_write_error_at = time.monotonic()
-                raise SpoolWriteError(exc.errno, f"spool write failed: {exc.strerror}") from exc
-            self._size += len(line)
-            self._lines += lines
-            self._written_at = time.monotonic()
+            if line:
+                if self._fd < 0:
+                    self._open_segment()
+                self._write_locked(self._fd, line, self._size)
+                self._size += len(line)
+                self._lines += lines
+                self._written_at = time.monotonic()
             if self._size >= self.max_segment_bytes:
                 self._rotate_locked()
                 sealed = True
         if sealed:
             for hook in self.on_sealed:
                 hook()
+
+    def _write_locked(self, fd: int, data: bytes, keep: int) -> None:
+        """Write all of ``data``; if that fails, cut the file back to ``keep`` bytes (part of
+        it may be on disk: no torn line may sit in the middle of a segment once later writes
+        succeed) and raise :class:`SpoolWriteError`."""
+        view = memoryview(data)
+        try:
+            while view:  # regular files write fully; the loop is for ENOSPC-adjacent cases
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, keep)
+            self.write_errors += 1
+            self.last_write_error_at = time.monotonic()
+            raise SpoolWriteError(exc.errno, f"spool write failed: {exc.strerror}") from exc
+
+    def _split_locked(self, line: bytes, room: int, lines: int) -> None:
+        """Write the first ``room`` of ``line``'s lines to the open segment and the rest to a
+        new one; seal the full one only once both writes are done. If the second fails the
+        first is cut off again, so the request leaves nothing behind (it is not answered)."""
+        cut = _after_lines(line, room, lines)
+        full_fd, full_path, full_size = self._fd, self._path, self._size
+        full_lines, full_opened = self._lines, self._opened_at
+        self._write_locked(full_fd, line[:cut], full_size)
+        self._open_segment()
+        try:
+            self._write_locked(self._fd, line[cut:], 0)
+        except SpoolWriteError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(full_fd, full_size)
+            os.close(self._fd)
+            assert self._path is not None
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+            self._fd, self._path, self._size = full_fd, full_path, full_size
+            self._lines, self._opened_at = full_lines, full_opened
+            raise
+        self._seal(full_fd, full_path, full_size + cut, self.max_segment_lines)
+        self._size, self._lines = len(line) - cut, lines - room
+        self._written_at = time.monotonic()
 
     def append(self, record: bytes | Mapping[str, Any]) -> None:
         if isinstance(record, bytes):
@@ -250,15 +305,19 @@ class Spool:
         if old_fd < 0:
             return
         self._fd, self._path, self._size, self._lines = -1, None, 0, 0
-        if self.fsync_interval is not None:
-            os.fsync(old_fd)
-        os.close(old_fd)
         assert old_path is not None
-        if old_size == 0:
-            old_path.unlink()
+        self._seal(old_fd, old_path, old_size, old_lines)
+
+    def _seal(self, fd: int, path: Path | None, size: int, lines: int) -> None:
+        if self.fsync_interval is not None:
+            os.fsync(fd)
+        os.close(fd)
+        assert path is not None
+        if size == 0:
+            path.unlink()
         else:
-            old_path.rename(old_path.with_suffix(_SEALED))
-            self._sealed_lines[old_path.name.removesuffix(_OPEN)] = old_lines
+            path.rename(path.with_suffix(_SEALED))
+            self._sealed_lines[path.name.removesuffix(_OPEN)] = lines
             self.segment_sealed.set()
 
     def seal(self) -> None:
@@ -587,8 +646,6 @@ class ClickBurst:
 # twice what a click load measured on two busy cores (docs/decisions/0046).
 _LOAD_SECONDS_PER_BYTE_PRIOR: Final = 50e-9
 _MIN_TIMED_BYTES: Final = 1 << 20
-# DuckDB stores a table's rows in groups of this many (its default row group size).
-ROW_GROUP_ROWS: Final = 122_880
 # The most the flusher loads at once when several segments wait: two row groups, within the
 # 96 MB pool the serving process gives DuckDB (a staged mix event holds ~210 bytes there, so
 # ~52 MB). Each load streams every stored key past the batch (the dedupe) and joins the
