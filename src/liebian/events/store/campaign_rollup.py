@@ -99,6 +99,10 @@ _DUCK_DDL = (
 )
 
 
+# The events a merge counts (the loader skips the merge when a batch has none).
+DUCK_BATCH_FILTER = "coalesce(campaign_id, '') <> '' AND NOT is_bot"
+
+
 def duck_merge(con: Any, source: str, person_key_sql: str, *, where: str = "") -> None:
     """Fold ``source``'s events (new to the store) into the rollup, in the caller's
     transaction. ``person_key_sql`` computes events.person_key from the source's columns."""

@@ -60,6 +60,8 @@ _ZONES_DDL = (
     f"CREATE TABLE IF NOT EXISTS {ZONES} (workspace_id VARCHAR PRIMARY KEY, tz VARCHAR NOT NULL)"
 )
 _EVENT_LIST = "(" + ", ".join(f"'{e}'" for e in EVENTS) + ")"
+# What a batch's community events have at least (the loader skips the merge when none has).
+BATCH_FILTER = f"event IN {_EVENT_LIST}"
 # Bumped when a table was added: files whose tables were built before are rebuilt once.
 _META_KEY = "community_tables_v2"
 
@@ -72,7 +74,7 @@ def _rows(source: str, person_key: str) -> str:
         " coalesce(json_extract_string(properties, '$.group_id'), '') AS group_id,"
         " coalesce(json_extract_string(properties, '$.tier'), '') AS tier,"
         f" event, ts, user_id, visitor_id, {person_key} AS person_key FROM {source}"
-        f" WHERE event IN {_EVENT_LIST} AND properties LIKE '%\"community_id\"%'"
+        f" WHERE {BATCH_FILTER} AND properties LIKE '%\"community_id\"%'"
         " AND json_extract_string(properties, '$.community_id') IS NOT NULL ORDER BY ts"
     )
 

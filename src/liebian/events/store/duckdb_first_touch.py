@@ -41,6 +41,10 @@ _ROW_KEY = "hash(workspace_id, visitor_id, person_key)"
 _META_KEY = "first_touch_hash"
 
 
+# The events a batch's merge reads (the loader skips the merge when none has it).
+BATCH_FILTER = "channel <> ''"
+
+
 def _earliest(source: str, person_key: str) -> str:
     """Earliest (ms, channel) per (workspace, visitor, person key) among ``source``'s rows,
     as rows of the table."""
@@ -48,7 +52,7 @@ def _earliest(source: str, person_key: str) -> str:
         f"SELECT workspace_id, visitor_id, person_key, {_ROW_KEY} AS k, ms, channel FROM"
         f" (SELECT workspace_id, visitor_id, {person_key} AS person_key,"
         " min(epoch_ms(ts)) AS ms, arg_min(channel, (epoch_ms(ts), channel)) AS channel"
-        f" FROM {source} WHERE channel <> '' GROUP BY ALL) t"
+        f" FROM {source} WHERE {BATCH_FILTER} GROUP BY ALL) t"
     )
 
 

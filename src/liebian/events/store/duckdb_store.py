@@ -58,6 +58,8 @@ _ALIASES_DDL = (
 )
 # One row per stored event: its idempotency key (see the module docstring).
 _KEYS_DDL = "CREATE TABLE event_keys (k UHUGEINT NOT NULL)"
+# Events that tie their visitor to their user in the identity map (aliases).
+_ALIASING = "visitor_id <> '' AND user_id <> ''"
 # NUL cannot occur in either id, so (workspace, id) pairs map to distinct strings.
 KEY_SQL = "md5_number(concat(workspace_id, chr(0), event_id))"
 _SEGMENTS_DDL = (
@@ -225,9 +227,17 @@ class DuckDBEventStore:
                     + f" FROM read_json($path, format='newline_delimited', columns={_JSON_COLUMNS})",
                     {"path": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]},
                 )
-                total, distinct = con.execute(
-                    "SELECT count(*), count(DISTINCT _k) FROM _stage"
-                ).fetchone() or (0, 0)
+                # With the counts, which of the derived tables the batch can touch at all: a
+                # merge with nothing to merge still costs its statements, and each statement
+                # takes the GIL several times (decisions 0038, 0053). Each filter is the first
+                # one of the merge it stands for (or wider), so a skipped merge had no rows.
+                total, distinct, aliasing, touching, community, campaign = con.execute(
+                    "SELECT count(*), count(DISTINCT _k),"
+                    f" count(*) FILTER (WHERE {_ALIASING}),"
+                    f" count(*) FILTER (WHERE {duckdb_first_touch.BATCH_FILTER}),"
+                    f" count(*) FILTER (WHERE {duckdb_community.BATCH_FILTER}),"
+                    f" count(*) FILTER (WHERE {campaign_rollup.DUCK_BATCH_FILTER}) FROM _stage"
+                ).fetchone() or (0, 0, 0, 0, 0, 0)
                 # Keys already stored: an inner join hashes the small batch and streams the
                 # stored keys past it (NOT EXISTS would build a hash table of every stored key).
                 con.execute(
@@ -258,29 +268,34 @@ class DuckDBEventStore:
                 # No RETURNING: with it DuckDB took ~60 µs of CPU per visitor already mapped
                 # (statement and commit) against ~1.5 without, and every event carrying both
                 # ids of a known person is one (docs/benchmarks.md, session 8).
-                con.execute(
-                    "INSERT INTO aliases SELECT workspace_id, visitor_id,"
-                    " arg_max(user_id, ts), max(ts)"
-                    f" FROM {source} WHERE visitor_id <> '' AND user_id <> ''"
-                    " GROUP BY workspace_id, visitor_id"
-                    " ON CONFLICT (workspace_id, visitor_id) DO UPDATE SET"
-                    " user_id = excluded.user_id, created_at = excluded.created_at"
-                    " WHERE aliases.created_at IS NULL OR excluded.created_at >= aliases.created_at"
-                )
+                if aliasing:
+                    con.execute(
+                        "INSERT INTO aliases SELECT workspace_id, visitor_id,"
+                        " arg_max(user_id, ts), max(ts)"
+                        f" FROM {source} WHERE {_ALIASING}"
+                        " GROUP BY workspace_id, visitor_id"
+                        " ON CONFLICT (workspace_id, visitor_id) DO UPDATE SET"
+                        " user_id = excluded.user_id, created_at = excluded.created_at"
+                        " WHERE aliases.created_at IS NULL"
+                        " OR excluded.created_at >= aliases.created_at"
+                    )
                 # The visitors this load may have re-mapped are forgotten by the alias cache
                 # (add_aliases writes them again next time); read only when it holds any.
                 aliased = (
                     con.execute(
-                        f"SELECT DISTINCT workspace_id, visitor_id FROM {source}"
-                        " WHERE visitor_id <> '' AND user_id <> ''"
+                        f"SELECT DISTINCT workspace_id, visitor_id FROM {source} WHERE {_ALIASING}"
                     ).fetchall()
-                    if self._alias_cache
+                    if aliasing and self._alias_cache
                     else []
                 )
-                duckdb_first_touch.merge_batch(con, source, PERSON_KEY_SQL)
-                duckdb_community.merge_batch(con, source, PERSON_KEY_SQL)
-                campaign_rollup.duck_merge(con, source, PERSON_KEY_SQL)
-                con.execute("DROP TABLE IF EXISTS _new")
+                if touching:
+                    duckdb_first_touch.merge_batch(con, source, PERSON_KEY_SQL)
+                if community:
+                    duckdb_community.merge_batch(con, source, PERSON_KEY_SQL)
+                if campaign:
+                    campaign_rollup.duck_merge(con, source, PERSON_KEY_SQL)
+                if source == "_new":
+                    con.execute("DROP TABLE _new")
                 con.execute("DROP TABLE _stage")
                 con.execute("DROP TABLE _dup")
                 if segments is not None:
