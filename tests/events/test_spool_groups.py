@@ -194,3 +194,37 @@ def test_a_split_write_that_fails_halfway_leaves_nothing_of_the_request(
     ids = sorted(r[0] for r in store.query("SELECT event_id FROM events", {}))
     assert ids == ["e0", "e1", "e2", "e6", "e7"]
     spool.close()
+
+
+def test_a_load_merges_only_the_derived_tables_its_rows_reach(tmp_path: Path) -> None:
+    store = DuckDBEventStore(tmp_path / "events.duckdb")
+    plain, rich = tmp_path / "plain.ndjson", tmp_path / "rich.ndjson"
+    plain.write_bytes(b"".join(_line(i) for i in range(3)))
+    community = {
+        "workspace_id": "ws1",
+        "event_id": "g1",
+        "event": "group_joined",
+        "ts": "2024-03-01T00:00:00+08:00",
+        "visitor_id": "v1",
+        "properties": json.dumps({"community_id": "c1", "group_id": "g1"}),
+    }
+    campaign = {
+        "workspace_id": "ws1",
+        "event_id": "p1",
+        "event": "page_view",
+        "ts": "2024-03-01T00:00:00+08:00",
+        "visitor_id": "v2",
+        "campaign_id": "cmp1",
+    }
+    rich.write_bytes((json.dumps(community) + "\n" + json.dumps(campaign) + "\n").encode())
+
+    def rows(table: str) -> int:
+        return int(store.query(f"SELECT count(*) FROM {table}", {})[0][0])
+
+    store.insert_segments([(plain, "plain")])
+    assert (rows("community_events"), rows("community_days"), rows("campaign_rollup")) == (0, 0, 0)
+    assert rows("aliases") == 0 and rows("first_touch") == 3
+    store.insert_segments([(rich, "rich")])
+    assert rows("community_events") == 1 and rows("community_days") == 3  # group, tier, all
+    assert store.campaign_counts("ws1", ["cmp1"], by=None)[0][1]["seen"] == 1
+    store.close()
