@@ -765,8 +765,9 @@ class Flusher:
         size = sum(path.stat().st_size for path, _ in segments)
         started = time.perf_counter()
         self.store.insert_segments(segments)  # type: ignore[attr-defined]
-        rate = (time.perf_counter() - started) / size
-        self.load_seconds_per_byte += _RATE_WEIGHT * (rate - self.load_seconds_per_byte)
+        if size >= _MIN_TIMED_BYTES:
+            rate = (time.perf_counter() - started) / size
+            self.load_seconds_per_byte += _RATE_WEIGHT * (rate - self.load_seconds_per_byte)
 
     def _tick(self) -> None:
         self.spool.maybe_rotate()
