@@ -603,18 +603,22 @@ def _mark_params(
     finished: list[tuple[str, str, str | None]],
     done_at: datetime,
 ) -> dict[str, Any]:
+    """The mark statement's parameters: each column one array literal (``kit.db.pg_array``),
+    not a Python list psycopg would dump element by element."""
     import orjson
 
-    def col(rows: list[dict[str, Any]], key: str) -> list[Any]:
-        return [r[key] for r in rows]
+    from liebian.kit.db import pg_array
+
+    def col(rows: list[dict[str, Any]], key: str) -> str:
+        return pg_array([r[key] for r in rows])
 
     return {
         "done_at": done_at,
         "m_id": col(marks, "b_id"),
         "m_status": col(marks, "b_status"),
         "m_result": col(marks, "b_result"),
-        "m_detail": [None if m["b_detail"] is None else orjson.dumps(m["b_detail"]).decode()
-                     for m in marks],
+        "m_detail": pg_array([None if m["b_detail"] is None
+                              else orjson.dumps(m["b_detail"]).decode() for m in marks]),
         "m_next": col(marks, "b_next"),
         "n_id": col(next_rows, "id"),
         "n_ws": col(next_rows, "workspace_id"),
@@ -625,11 +629,11 @@ def _mark_params(
         "n_due": col(next_rows, "due_at"),
         "n_waiting": col(next_rows, "waiting_event"),
         "n_created": col(next_rows, "created_at"),
-        "v_id": [r for r, _ in moves],
-        "v_step": [st for _, st in moves],
-        "f_id": [r for r, _, _ in finished],
-        "f_status": [st for _, st, _ in finished],
-        "f_reason": [why for _, _, why in finished],
+        "v_id": pg_array([r for r, _ in moves]),
+        "v_step": pg_array([st for _, st in moves]),
+        "f_id": pg_array([r for r, _, _ in finished]),
+        "f_status": pg_array([st for _, st, _ in finished]),
+        "f_reason": pg_array([why for _, _, why in finished]),
     }  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from liebian.contacts.models import TAG_SOURCES, Contact, ContactTag, Tag, TagCh
 from liebian.events import sink as event_sink
 from liebian.kit.bus import publish_after_commit
 from liebian.kit.clock import utcnow
+from liebian.kit.db import pg_array
 from liebian.kit.errors import Conflict, Invalid, NotFound
 from liebian.kit.ids import new_id
 
@@ -156,10 +157,11 @@ def _add_pg(
     ids = [t.id for t in tags]
     for chunk in _chunks(contacts):
         pairs = [(c, t) for c in chunk for t in ids]
+        # Array literals, not lists: psycopg dumps a list element by element in Python.
         got = session.execute(stmt, {
-            "ids": [new_id("tgc") for _ in pairs], "contacts": [c for c, _ in pairs],
-            "tags": [t for _, t in pairs], "ws": workspace_id, "source": source,
-            "reason": reason, "now": now,
+            "ids": pg_array([new_id("tgc") for _ in pairs]),
+            "contacts": pg_array([c for c, _ in pairs]), "tags": pg_array([t for _, t in pairs]),
+            "ws": workspace_id, "source": source, "reason": reason, "now": now,
         })  # fmt: skip
         for change_id, contact_id, tag_id, external_id in got:
             new.append((contact_id, tag_id))

@@ -505,3 +505,24 @@ def _drop_after_commit(session: Session) -> None:
         session.info[_AFTER_COMMIT_KEY] = [
             (owner, callback) for owner, callback in pending if not _inside(owner, savepoint)
         ]
+
+
+def pg_array(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal (``{"a","b",NULL}``) for a parameter cast to ``text[]``,
+    ``timestamptz[]``… in the SQL: psycopg dumps a Python list element by element in Python
+    (~30 µs an array of 8, the largest share of a journey mark's client CPU); one string is
+    dumped at once and parsed by the server exactly as the list's text form would be.
+    Elements: None (NULL), str, or anything whose ``str`` the server parses (datetimes as ISO
+    8601, with their offset)."""
+    return "{" + ",".join(map(_pg_element, values)) + "}"
+
+
+def _pg_element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return f'"{value.isoformat()}"'
+    text = str(value)
+    if "\\" in text or '"' in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
