@@ -73,6 +73,13 @@ def _matches(trigger: dict[str, Any], kind: str, payload: dict[str, Any]) -> boo
     return False
 
 
+def _trigger_kind(topic: str, payload: dict[str, Any]) -> str | None:
+    """The trigger type a bus change can start journeys of (None: none)."""
+    if topic == TAGS_TOPIC:
+        return "tag_added" if payload.get("change") == "added" else "tag_removed"
+    return TOPIC_TRIGGERS.get(topic)
+
+
 def apply_topic(
     session: Session, topic: str, payload: dict[str, Any], now: datetime, key: str = ""
 ) -> int:
@@ -82,11 +89,8 @@ def apply_topic(
     ws = payload.get("workspace_id")
     if not ws:
         return 0
-    if topic == TAGS_TOPIC:
-        kind = "tag_added" if payload.get("change") == "added" else "tag_removed"
-    elif topic in TOPIC_TRIGGERS:
-        kind = TOPIC_TRIGGERS[topic]
-    else:
+    kind = _trigger_kind(topic, payload)
+    if kind is None:
         return 0
     contacts = list(payload.get("contact_ids") or [])
     if payload.get("contact_id"):
@@ -127,11 +131,21 @@ class TriggerOutbox:
         if topic not in TRIGGER_TOPICS or not isinstance(payload, dict):
             return
         ws = payload.get("workspace_id")
-        if not ws:
+        kind = _trigger_kind(topic, payload)
+        if not ws or kind is None:
             return
+        # Only when a live journey of the workspace starts on this kind of change (its live
+        # version's trigger type, what ``apply_topic`` matches first): a journey step that
+        # tags people, in a workspace whose live journeys start otherwise, writes no row
+        # for the triggers thread to read and delete (decision 0053).
         live = session.scalar(
-            select(Journey.id).where(Journey.workspace_id == ws, Journey.status == "live").limit(1)
-        )
+            select(Journey.id)
+            .join(JourneyVersion, (JourneyVersion.journey_id == Journey.id)
+                  & (JourneyVersion.version == Journey.live_version))
+            .where(Journey.workspace_id == ws, Journey.status == "live",
+                   JourneyVersion.definition[("trigger", "type")].as_string() == kind)
+            .limit(1)
+        )  # fmt: skip
         if live is None:
             return  # nobody would be enrolled: write nothing
         session.execute(
