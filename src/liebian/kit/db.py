@@ -514,6 +514,16 @@ def pg_array(values: Iterable[Any]) -> str:
     dumped at once and parsed by the server exactly as the list's text form would be.
     Elements: None (NULL), str, or anything whose ``str`` the server parses (datetimes as ISO
     8601, with their offset)."""
+    values = list(values)
+    if not values:
+        return "{}"
+    try:
+        joined = '","'.join(values)  # the common case: strings only, nothing to escape
+    except TypeError:
+        pass
+    else:
+        if "\\" not in joined and '"' not in joined:
+            return '{"' + joined + '"}'
     return "{" + ",".join(map(_pg_element, values)) + "}"
 
 
