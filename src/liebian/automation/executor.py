@@ -175,6 +175,53 @@ class _Window:
                 self._cond.notify_all()
 
 
+class _EffectPool:
+    """Threads that run effect units, each reporting ``(unit, exception or None)`` on the
+    queue its unit came with. One queue put and get per effect where a
+    ``ThreadPoolExecutor`` made a ``Future`` (with its ``Condition``), a work item, a done
+    callback and a round of its locks per submit: ~a tenth of a PostgreSQL worker's GIL
+    time went to that machinery (decision 0053). Threads start on demand up to ``size``."""
+
+    def __init__(self, run: Callable[..., None], size: int, name: str) -> None:
+        self._run_unit = run
+        self._size = max(1, size)
+        self._name = name
+        self._jobs: SimpleQueue[tuple[Any, ...] | None] = SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, reply: SimpleQueue[Any], unit: list[_Item], *args: Any) -> None:
+        if len(self._threads) < self._size:
+            with self._lock:
+                if len(self._threads) < self._size:
+                    thread = threading.Thread(target=self._work, daemon=True,
+                                              name=f"{self._name}_{len(self._threads)}")  # fmt: skip
+                    self._threads.append(thread)
+                    thread.start()
+        self._jobs.put((reply, unit, args))
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            reply, unit, args = job
+            try:
+                self._run_unit(unit, *args)
+            except BaseException as exc:
+                reply.put((unit, exc))
+            else:
+                reply.put((unit, None))
+
+    def shutdown(self) -> None:
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self._jobs.put(None)
+        for thread in threads:
+            thread.join()
+
+
 class _Reader:
     """A read session opened on first use and closed by the batch."""
 
@@ -223,7 +270,7 @@ class Executor:
         )
         self.http = PinnedPoster(timeout=self.config.http_timeout,
                                  allow_all=self.config.allow_private)  # fmt: skip
-        self._pool = ThreadPoolExecutor(self.config.effect_threads, "liebian-journey-effects")
+        self._pool = _EffectPool(self._unit, self.config.effect_threads, "liebian-journey-effects")
         # Marks of finished effects, one group at a time, while the next effects run.
         self._marker = ThreadPoolExecutor(1, "liebian-journey-marks")
         self._window = _Window(max(self.config.in_flight, self.config.mark_every))
@@ -254,7 +301,7 @@ class Executor:
     def close(self) -> None:
         if self._retry_pool is not None:
             self._retry_pool.shutdown(wait=True)
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown()
         self._marker.shutdown(wait=True)
         self.http.close()
         with self._direct_lock:
@@ -577,7 +624,7 @@ class Executor:
         units = [[i] for i in work if i.step is None or i.step["type"] != "send"]
         units += [sends[k : k + size] for k in range(0, len(sends), size)]
         queue = list(reversed(units))
-        running: dict[Any, list[_Item]] = {}
+        running = 0  # units started and not yet reported
         finished: list[_Item] = []
         # The group being marked (on the marker thread) while the next effects run: it
         # holds its share of the window until its mark returns (decision 0048).
@@ -585,10 +632,9 @@ class Executor:
         marking_n = 0
         window = self._window
         held = 0  # this batch's share of the window: started and not yet marked
-        # Each started effect and each mark puts its future here when it is done: one queue
-        # read per completion, instead of ``wait(FIRST_COMPLETED)`` hooking a waiter onto
-        # every running future on each pass (a tenth of the executor's CPU on PostgreSQL).
-        completed: SimpleQueue[Future[Any]] = SimpleQueue()
+        # Each effect reports ``(unit, exception or None)`` here when it is done, and each
+        # mark puts its future: one queue read per completion (decisions 0051, 0053).
+        completed: SimpleQueue[Any] = SimpleQueue()
         try:
             while queue or running or finished or marking is not None:
                 while queue:
@@ -599,23 +645,25 @@ class Executor:
                         break
                     unit = queue.pop()
                     held += len(unit)
-                    started = self._pool.submit(self._unit, unit, now, contexts)
-                    running[started] = unit
-                    started.add_done_callback(completed.put)
-                done: list[Future[Any]] = []
+                    self._pool.submit(completed, unit, now, contexts)
+                    running += 1
+                done: list[Any] = []
                 if running or marking is not None:
                     done.append(completed.get())
                     with contextlib.suppress(Empty):
                         while True:
                             done.append(completed.get_nowait())
-                for future in done:
-                    if future not in running:  # a mark (handled below once it is done)
-                        continue
-                    unit = running.pop(future)
-                    try:
-                        future.result()
-                    except Exception as exc:  # a bug in one effect must not stop the batch
-                        log.exception("journey steps %s failed", [i.execution_id for i in unit])
+                reports = [got for got in done if not isinstance(got, Future)]
+                # Counted before anything below can raise: the drain in ``finally`` waits
+                # for exactly the units not yet reported.
+                running -= len(reports)
+                for unit, exc in reports:
+                    if exc is not None:
+                        if not isinstance(exc, Exception):
+                            raise exc
+                        # A bug in one effect must not stop the batch.
+                        log.error("journey steps %s failed", [i.execution_id for i in unit],
+                                  exc_info=exc)  # fmt: skip
                         for item in unit:
                             self._failure(item, now, f"error: {type(exc).__name__}: {exc}")
                     finished.extend(unit)
@@ -636,9 +684,11 @@ class Executor:
         finally:
             # A failure: what was started finishes (or is being marked) before the window
             # is given back; the rows not marked come back after their lease.
-            pending = list(running) + ([marking] if marking is not None else [])
-            if pending:
-                wait(pending)
+            while running:
+                if not isinstance(completed.get(), Future):
+                    running -= 1
+            if marking is not None:
+                wait([marking])
             window.give(held)
 
     def _mark_group(self, items: list[_Item], now: datetime, out: BatchResult) -> Future[None]:
