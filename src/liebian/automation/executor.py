@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from queue import Empty, SimpleQueue
+from queue import SimpleQueue
 from typing import Any
 
 import orjson
@@ -650,9 +650,10 @@ class Executor:
                 done: list[Any] = []
                 if running or marking is not None:
                     done.append(completed.get())
-                    with contextlib.suppress(Empty):
-                        while True:
-                            done.append(completed.get_nowait())
+                    # One reader (this thread): not empty means get_nowait has an item (no
+                    # ``Empty`` raised and caught on every pass).
+                    while not completed.empty():
+                        done.append(completed.get_nowait())
                 reports = [got for got in done if not isinstance(got, Future)]
                 # Counted before anything below can raise: the drain in ``finally`` waits
                 # for exactly the units not yet reported.
