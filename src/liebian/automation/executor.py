@@ -180,7 +180,7 @@ class _EffectPool:
     queue its unit came with. One queue put and get per effect where a
     ``ThreadPoolExecutor`` made a ``Future`` (with its ``Condition``), a work item, a done
     callback and a round of its locks per submit: ~a tenth of a PostgreSQL worker's GIL
-    time went to that machinery (decision 0053). Threads start on demand up to ``size``."""
+    time went to that machinery (decision 0054). Threads start on demand up to ``size``."""
 
     def __init__(self, run: Callable[..., None], size: int, name: str) -> None:
         self._run_unit = run
@@ -633,7 +633,7 @@ class Executor:
         window = self._window
         held = 0  # this batch's share of the window: started and not yet marked
         # Each effect reports ``(unit, exception or None)`` here when it is done, and each
-        # mark puts its future: one queue read per completion (decisions 0051, 0053).
+        # mark puts its future: one queue read per completion (decisions 0051, 0054).
         completed: SimpleQueue[Any] = SimpleQueue()
         try:
             while queue or running or finished or marking is not None:

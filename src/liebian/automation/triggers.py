@@ -137,7 +137,7 @@ class TriggerOutbox:
         # Only when a live journey of the workspace starts on this kind of change (its live
         # version's trigger type, what ``apply_topic`` matches first): a journey step that
         # tags people, in a workspace whose live journeys start otherwise, writes no row
-        # for the triggers thread to read and delete (decision 0053).
+        # for the triggers thread to read and delete (decision 0054).
         live = session.scalar(
             select(Journey.id)
             .join(JourneyVersion, (JourneyVersion.journey_id == Journey.id)
