@@ -98,3 +98,26 @@ def make_tag(sessions: Any, ws: str, name: str) -> str:
 
     with session_scope(sessions) as session:
         return create_tag(session, ws, name, "#2f6fed", None).id
+
+
+def active_runs_after(sessions: Any, deadline: float, poll: float = 0.05) -> int:
+    """Poll until no journey run is active or ``time.monotonic()`` passes ``deadline``; the
+    number still active when it returned (0: all finished)."""
+    from sqlalchemy import func, select
+
+    from liebian.automation.models import JourneyRun
+    from liebian.kit.db import session_scope
+
+    while True:
+        with session_scope(sessions) as session:
+            left = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(JourneyRun)
+                    .where(JourneyRun.status == "active")
+                )
+                or 0
+            )
+        if left == 0 or time.monotonic() >= deadline:
+            return left
+        time.sleep(poll)

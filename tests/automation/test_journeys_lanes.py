@@ -10,14 +10,19 @@ import threading
 import time
 
 import pytest
-from journey_support import counting_receiver, make_tag, workspace_with_contacts
+from journey_support import (
+    active_runs_after,
+    counting_receiver,
+    make_tag,
+    workspace_with_contacts,
+)
 from sqlalchemy import func, select
 
 from liebian.app.runtime import Runtime
 from liebian.automation import executor as executor_module
 from liebian.automation import service
 from liebian.automation.executor import Executor, ExecutorConfig, ExecutorThread
-from liebian.automation.models import JourneyRun, JourneyStepExecution
+from liebian.automation.models import JourneyStepExecution
 from liebian.contacts.models import ContactTag
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
@@ -84,17 +89,7 @@ def test_lanes_share_one_effect_window_and_do_each_step_once(runtime: Runtime) -
         assert len({id(e._window) for e in thread.executors}) == 1
         thread.start()
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with session_scope(sessions) as s:
-                    left = s.scalar(
-                        select(func.count())
-                        .select_from(JourneyRun)
-                        .where(JourneyRun.status == "active")
-                    )
-                if left == 0:
-                    break
-                time.sleep(0.05)
+            active_runs_after(sessions, time.monotonic() + 60)
         finally:
             thread.stop()
         assert thread.last_error is None

@@ -17,7 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from journey_support import counting_receiver, make_tag, workspace_with_contacts
+from journey_support import (
+    active_runs_after,
+    counting_receiver,
+    make_tag,
+    workspace_with_contacts,
+)
 from sqlalchemy import func, select
 
 import liebian
@@ -75,16 +80,7 @@ def test_two_workers_one_killed_each_step_once(runtime: Runtime, tmp_path: Path)
             assert rx.total >= PEOPLE // 2, (tmp_path / "w0.log").read_text()[-3000:]
             os.kill(workers[0].pid, signal.SIGKILL)
             workers[0].wait()
-            while time.monotonic() < deadline:
-                with session_scope(sessions) as s:
-                    left = s.scalar(
-                        select(func.count())
-                        .select_from(JourneyRun)
-                        .where(JourneyRun.status == "active")
-                    )
-                if left == 0:
-                    break
-                time.sleep(0.1)
+            left = active_runs_after(sessions, deadline, poll=0.1)
             assert left == 0, (tmp_path / "w1.log").read_text()[-3000:]
         finally:
             for w in workers:
