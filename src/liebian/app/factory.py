@@ -26,7 +26,7 @@ from liebian.campaigns.fast_path import FissionWritesApp, fission_write
 from liebian.campaigns.page_fast_path import PREFIXES as PAGES_PREFIX
 from liebian.events.ingest_app import PATH as INGEST_PATH
 from liebian.events.ingest_app import IngestApp
-from liebian.kit.asgi import send_domain_error
+from liebian.kit.asgi import drain, send_domain_error
 from liebian.kit.settings import Settings, get_settings
 from liebian.links.slugs import RESERVED_SEGMENTS
 
@@ -87,7 +87,9 @@ class Dispatcher:
             if app is self.api and gate is not None and scope["path"].startswith(API_PREFIX):
                 refused = gate.refusal(scope)
                 if refused is not None:
-                    await send_domain_error(observed_send, refused)
+                    # Read (and drop) the body first: the connection stays usable.
+                    complete = await drain(receive, self.runtime.settings.max_body_bytes)
+                    await send_domain_error(observed_send, refused, close=not complete)
                     return
             await app(scope, receive, observed_send)
         finally:

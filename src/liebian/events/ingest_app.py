@@ -15,7 +15,7 @@ from typing import Any
 from liebian.app.deps import bearer_token, lookup_key
 from liebian.app.runtime import Runtime
 from liebian.events import service
-from liebian.kit.asgi import send_domain_error, send_json
+from liebian.kit.asgi import drain, send_domain_error, send_json
 from liebian.kit.auth import Principal, Role
 from liebian.kit.client_ip import client_ip
 from liebian.kit.clock import utcnow
@@ -85,9 +85,17 @@ class IngestApp:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
+            if _declared_length(scope) > self.max_body:
+                raise TooLarge(f"request body is larger than {self.max_body} bytes; split it up")
             principal = await self._principal(scope)
             principal.require(Role.operator)
             key = service.check_idempotency_key(_header(scope, b"idempotency-key"))
+        except Unavailable:
+            raise  # a fault, not a refusal: logged with a request id by the guard
+        except DomainError as exc:
+            await self._refuse(receive, send, exc)
+            return
+        try:
             raw = await self._body(receive)
             # Small bodies inline: a thread hop costs more than spooling one event.
             ws = principal.workspace_id
@@ -97,11 +105,25 @@ class IngestApp:
                 accepted = self._accept(ws, raw, key)
             payload = accepted.payload()
         except Unavailable:
-            raise  # a fault, not a refusal: logged with a request id by the guard
+            raise
+        except TooLarge as exc:
+            await send_domain_error(send, exc, close=True)  # the rest of the body is unread
+            return
         except DomainError as exc:
             await send_domain_error(send, exc)
             return
         await send_json(send, 202, payload)
+
+    async def _refuse(self, receive: Receive, send: Send, exc: DomainError) -> None:
+        """Answer a refusal made before the body was read, once the body is read and dropped
+        (``kit.asgi.drain``): the keep-alive connection stays usable."""
+        complete = not isinstance(exc, TooLarge) and await drain(receive, self.max_body)
+        await send_domain_error(send, exc, close=not complete)
+
+
+def _declared_length(scope: Scope) -> int:
+    value = _header(scope, b"content-length")
+    return int(value) if value is not None and value.isdigit() else 0
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
