@@ -105,7 +105,7 @@ def test_the_next_request_on_the_connection_is_answered(
     good = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
-        for round_ in range(6):
+        for round_ in range(4):
             headers = {k: v for k, v in {**good, **extra}.items() if v}
             got, connection, data = _post(conn, body, headers, split=round_ % 2 == 1)
             assert got == status, (what, got, data[:200])
@@ -137,7 +137,7 @@ def test_the_framework_routes_keep_the_connection_too(
     good = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
-        for round_ in range(4):
+        for round_ in range(2):
             headers = {**good, **extra}
             got, _, data = _post(conn, _events(400, 400), headers, split=True, path=path)
             assert got == status, (path, got, data[:200])
