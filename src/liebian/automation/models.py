@@ -104,12 +104,24 @@ class JourneyStepExecution(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "step_id", name="uq_journey_steps_run_step"),
         Index("ix_journey_steps_due", "status", "due_at"),
-        Index("ix_journey_steps_waiting", "waiting_event", "status"),
+        # Only the rows of wait_event steps (decision 0056): every other row — nearly all —
+        # is inserted and marked without an entry here (a mark changes ``status``, so it is
+        # never an in-place update and adds an entry to each index that holds the row).
+        Index(
+            "ix_journey_steps_waiting",
+            "waiting_event",
+            "status",
+            sqlite_where=text("waiting_event IS NOT NULL"),
+            postgresql_where=text("waiting_event IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    workspace_id: Mapped[str] = mapped_column(ForeignKey(_WS, ondelete="CASCADE"))
-    journey_id: Mapped[str] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
+    # The run's workspace and journey, kept for reads; no foreign keys of their own: the run
+    # (``run_id``, cascading) already ties a step to both, and each key cost every inserted
+    # step row a lock of the same parent row (decision 0056).
+    workspace_id: Mapped[str] = mapped_column(String(40))
+    journey_id: Mapped[str] = mapped_column(String(40))
     run_id: Mapped[str] = mapped_column(ForeignKey("journey_runs.id", ondelete="CASCADE"))
     step_id: Mapped[str] = mapped_column(String(40))
     step_type: Mapped[str] = mapped_column(String(20))
