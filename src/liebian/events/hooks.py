@@ -55,7 +55,7 @@ from liebian.events import repository
 from liebian.events.schemas import EventIn
 from liebian.events.spool import Spool, _name_os_thread
 from liebian.kit.clock import utcnow
-from liebian.kit.db import open_batch_memo, session_scope
+from liebian.kit.db import open_batch_memo, raise_sqlite_cache, session_scope
 
 log = logging.getLogger("liebian.events.hooks")
 
@@ -67,6 +67,9 @@ WORKER_INTERVAL = 0.1
 # Events per transaction: large enough that the per-batch queries are amortized, small enough
 # that the SQLite writer lock is never held for long (a few tens of ms).
 BATCH_SIZE = 2_000
+# Page cache of a batch's SQLite connection while the batch runs (KiB; SQLite's default is
+# 2 MB): a batch of 2,000 conversions changes ~20-40 MB of pages (decision 0055).
+BATCH_CACHE_KIB = 64 * 1024
 # The worker shares the serving process (and its GIL) with the request threads: after each
 # batch it rests so that its CPU stays under this share of one core (a batch of 2,000
 # conversions is ~0.2 s of CPU: it then rests ~0.2 s). At ~100 µs per conversion that still
@@ -380,6 +383,9 @@ class HookWorker:
         now = utcnow()
         with session_scope(self.sessions) as session:
             open_batch_memo(session)  # lookups the consumers share (kit/db.py)
+            # A batch touches tens of MB of contacts, markers and conversions pages (decision
+            # 0055): on SQLite its connection keeps them while the batch runs.
+            raise_sqlite_cache(session, BATCH_CACHE_KIB)
             fresh, markers = repository.claim_unapplied(session, events, now)
             for consumer in self.queue.registry.consumers:
                 if getattr(consumer, "select", None) is not None:
