@@ -1,6 +1,6 @@
 """kit.db.raise_sqlite_cache: a transaction's SQLite connection keeps more pages while it runs
 and has its own cache size back once it returns to the pool (the hooks worker's batches,
-decision 0055); elsewhere nothing changes."""
+decision 0057); elsewhere nothing changes."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ WORKER_INTERVAL = 0.1
 # that the SQLite writer lock is never held for long (a few tens of ms).
 BATCH_SIZE = 2_000
 # Page cache of a batch's SQLite connection while the batch runs (KiB; SQLite's default is
-# 2 MB): a batch of 2,000 conversions changes ~20-40 MB of pages (decision 0055).
+# 2 MB): a batch of 2,000 conversions writes ~10,000 pages of 4 KiB (decision 0057).
 BATCH_CACHE_KIB = 64 * 1024
 # The worker shares the serving process (and its GIL) with the request threads: after each
 # batch it rests so that its CPU stays under this share of one core (a batch of 2,000
@@ -384,7 +384,7 @@ class HookWorker:
         with session_scope(self.sessions) as session:
             open_batch_memo(session)  # lookups the consumers share (kit/db.py)
             # A batch touches tens of MB of contacts, markers and conversions pages (decision
-            # 0055): on SQLite its connection keeps them while the batch runs.
+            # 0057): on SQLite its connection keeps them while the batch runs.
             raise_sqlite_cache(session, BATCH_CACHE_KIB)
             fresh, markers = repository.claim_unapplied(session, events, now)
             for consumer in self.queue.registry.consumers:

@@ -425,7 +425,7 @@ def raise_sqlite_cache(session: Session, kib: int) -> None:
     database pages until it goes back to the pool, where it gets its own cache size back
     (SQLite's default is 2 MB a connection). A transaction that touches more pages than that
     reads them again and again and spills its changed ones to the WAL before the commit
-    writes them again (the event hooks worker's batches: decision 0055). Elsewhere nothing."""
+    writes them again (the event hooks worker's batches: decision 0057). Elsewhere nothing."""
     connection = session.connection()
     if connection.dialect.name != "sqlite":
         return
