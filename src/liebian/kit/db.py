@@ -362,7 +362,10 @@ def _configure_sqlite(engine: Engine, writer_lock: threading.Lock) -> None:
         # A cache raised for one transaction (raise_sqlite_cache) goes back to what it was.
         previous = record.info.pop(_RAISED_CACHE, None)
         if previous is not None and dbapi_conn is not None:
-            dbapi_conn.execute(f"PRAGMA cache_size={int(previous)}")
+            try:
+                dbapi_conn.execute(f"PRAGMA cache_size={int(previous)}")
+            except sqlite3.Error:  # a broken connection: the pool finds out at its next use
+                log.warning("could not set an SQLite connection's cache size back", exc_info=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
