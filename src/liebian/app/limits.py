@@ -56,7 +56,7 @@ class BodySizeLimit:
                         await limited_receive()
                 except _BodyTooLarge:
                     done = True  # over the limit: the server drops the connection, as it must
-                    message = {**message, "headers": [*message["headers"], _CLOSE]}
+                    message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
             await send(message)
 
         try:
