@@ -29,6 +29,7 @@ class FlusherComponent:
     async def start(self) -> None:
         spool, store = self.runtime.spool, self.runtime.event_store
         assert spool is not None and store is not None, "wire() opens both before start"
+        budget = self.runtime.extras.get("duckdb_budget")
         self.flusher = Flusher(
             spool,
             store,
@@ -36,6 +37,7 @@ class FlusherComponent:
             defer=self.runtime.extras.get("defer_loads"),
             max_defer=self.runtime.settings.flush_max_defer,
             defer_budget=self.runtime.settings.flush_defer_budget,
+            load_budget=budget.loading if budget is not None else None,
         )
         self.flusher.start()
         self.runtime.extras["flusher"] = self.flusher  # read by /readyz and /metrics

@@ -653,6 +653,7 @@ _MIN_TIMED_BYTES: Final = 1 << 20
 # (in process, 1M mix events onto 2.8M stored: 6.55 against 7.79 µs of CPU an event).
 GROUP_LINES: Final = 2 * ROW_GROUP_ROWS
 GROUP_BYTES: Final = 64 * 1024 * 1024
+LARGE_LOAD_BYTES: Final = 8 * 1024 * 1024
 _RATE_WEIGHT: Final = 0.3
 
 
@@ -679,8 +680,10 @@ class Flusher:
         defer: Callable[[], bool] | None = None,
         max_defer: float = 30.0,
         defer_budget: float | None = None,
+        load_budget: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
     ) -> None:
         self.spool = spool
+        self.load_budget = load_budget
         self.store = store
         self.interval = interval
         self.catch_up_after = catch_up_after
@@ -756,7 +759,8 @@ class Flusher:
     def _load(self, path: Path, name: str) -> None:
         size = path.stat().st_size
         started = time.perf_counter()
-        self.store.insert_ndjson(path, segment=name)
+        with self._budget_for(size):
+            self.store.insert_ndjson(path, segment=name)
         if size >= _MIN_TIMED_BYTES:  # a tiny segment's time is the statements', not its rows'
             rate = (time.perf_counter() - started) / size
             self.load_seconds_per_byte += _RATE_WEIGHT * (rate - self.load_seconds_per_byte)
@@ -764,12 +768,19 @@ class Flusher:
     def _load_group(self, segments: list[tuple[Path, str]]) -> None:
         size = sum(path.stat().st_size for path, _ in segments)
         started = time.perf_counter()
-        self.store.insert_segments(segments)  # type: ignore[attr-defined]
+        with self._budget_for(size):
+            self.store.insert_segments(segments)  # type: ignore[attr-defined]
         if size >= _MIN_TIMED_BYTES:
             rate = (time.perf_counter() - started) / size
             self.load_seconds_per_byte += _RATE_WEIGHT * (rate - self.load_seconds_per_byte)
 
-    def _tick(self) -> None:
+    def _budget_for(self, size: int) -> contextlib.AbstractContextManager[None]:
+        if self.load_budget is None or size < LARGE_LOAD_BYTES:
+            return contextlib.nullcontext()
+        return self.load_budget()
+
+    def _tick(self) -> int:
+        """One pass: seal by age or quiet, then load what is sealed; returns segments loaded."""
         self.spool.maybe_rotate()
         behind = self.spool.oldest_sealed_age()
         # Sampled every tick, so its rate covers the time since the previous one.
@@ -777,28 +788,33 @@ class Flusher:
         self._deferring = bursting and self._may_defer(behind)
         if self._deferring:
             self.deferred_ticks += 1
-            return
+            return 0
         self._use_idle_priority(behind is None or behind < self.catch_up_after)
         if hasattr(self.store, "insert_segments"):
             # Waiting segments are loaded two row groups at a time (decision 0053).
-            self.spool.load_sealed(
+            return self.spool.load_sealed(
                 self._load, group=self._load_group, group_lines=GROUP_LINES, group_bytes=GROUP_BYTES
             )
-        else:
-            self.spool.load_sealed(self._load)
+        return self.spool.load_sealed(self._load)
 
     def _run(self) -> None:
         _name_os_thread("liebian-flusher")
         self._thread_id = threading.get_native_id()
         self._use_idle_priority(True)
         sealed = self.spool.segment_sealed
+        loaded = 0
         while not self._stop.is_set():
-            sealed.wait(self.interval)  # a tick, or a segment filled up meanwhile
+            if not loaded:
+                sealed.wait(self.interval)  # a tick, or a segment filled up meanwhile
+            # After a pass that loaded something, the next one starts at once: a segment
+            # that went quiet while the loads ran (the end of a burst) is sealed and loaded
+            # now, not an interval later.
             sealed.clear()
             if self._stop.is_set():
                 break
+            loaded = 0
             try:
-                self._tick()
+                loaded = self._tick()
             except Exception as exc:  # keep the thread alive; the data stays spooled
                 self.last_error = exc
                 self.failed_ticks += 1

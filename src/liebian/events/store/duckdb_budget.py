@@ -90,6 +90,16 @@ class DuckDBBudget:
                 if self._running == 0:
                     self._lower()
 
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """Hold the larger budget for one large load of the spool, unless the process is
+        answering a burst (then the load keeps the idle budget, as before)."""
+        if self.serving_first is not None and self.serving_first():
+            yield
+            return
+        with self.analytics():
+            yield
+
     def _lower(self) -> None:
         # Called with the lock held and no query running.
         try:
