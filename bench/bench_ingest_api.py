@@ -61,8 +61,18 @@ def rss_mb(pid: int) -> float:
 
 
 def server_pids(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    return [pid] + ([int(p) for p in children.read_text().split()] if children.exists() else [])
+    """The server and its descendants: granian's worker, and the worker's ingest pool
+    processes (spawned from one of its threads, so every thread's children are read)."""
+    found, pending = [], [pid]
+    while pending:
+        one = pending.pop(0)
+        found.append(one)
+        for task in Path(f"/proc/{one}/task").glob("*"):
+            try:
+                pending.extend(int(p) for p in (task / "children").read_text().split())
+            except FileNotFoundError:
+                continue
+    return found
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
@@ -72,8 +82,10 @@ def thread_cpu(pid: int) -> dict[str, float]:
     worker threads show as "python")."""
     tick = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = {}
-    for one in server_pids(pid):
-        process = "launcher" if one == pid else "worker"
+    pids = server_pids(pid)
+    for one in pids:
+        # The launcher, granian's worker (its child), the worker's ingest pool processes.
+        process = "launcher" if one == pid else "worker" if one == pids[1] else "pool"
         for task in Path(f"/proc/{one}/task").glob("*"):
             try:
                 stat = (task / "stat").read_text()

@@ -132,6 +132,9 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         segments_rebuild_interval=0,
         journeys_interval=0,
         gc_freeze=False,
+        # Large batches are prepared in the request thread; tests/events/test_ingest_pool.py
+        # runs the pool of processes itself.
+        ingest_processes=0,
         # No test reaches the internet: WeCom API calls go nowhere unless a test starts the
         # loopback fake (tests/connectors/wecom_fake.py) and points this at it.
         wecom_api_base="http://127.0.0.1:9",

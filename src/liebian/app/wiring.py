@@ -6,6 +6,7 @@ Kept in one place so the whole process can be read top to bottom.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 
@@ -13,10 +14,13 @@ from liebian.app.lifecycle import Component
 from liebian.app.runtime import Runtime
 from liebian.app.scheduler import Scheduler, jobs_for
 from liebian.events.hooks import HookRegistry, HookWorker, open_hooks
+from liebian.events.ingest_pool import IngestPool
 from liebian.events.spool import Flusher, Spool
 from liebian.events.store.factory import open_event_store
 from liebian.kit.ratelimit import Rate, limiter_for
 from liebian.workspaces.key_cache import REVOKED_TOPIC, KeyCache
+
+log = logging.getLogger("liebian.app")
 
 
 class FlusherComponent:
@@ -47,6 +51,35 @@ class FlusherComponent:
             # The final flush may take a moment: keep the event loop free meanwhile.
             await asyncio.to_thread(self.flusher.stop)
             self.flusher = None
+
+
+class IngestPoolComponent:
+    """The processes that prepare large event batches off the serving process's GIL
+    (events/ingest_pool.py); none with ``ingest_processes = 0``."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.pool: IngestPool | None = None
+
+    async def start(self) -> None:
+        processes = self.runtime.settings.ingest_processes
+        if processes <= 0:
+            return
+        pool = IngestPool(processes)
+        try:
+            await asyncio.to_thread(pool.start)
+        except Exception as exc:  # the request threads prepare every body then
+            log.warning("ingest pool did not start (%s); batches are prepared in-process", exc)
+            await asyncio.to_thread(pool.stop)
+            return
+        self.pool = pool
+        self.runtime.extras["ingest_pool"] = pool
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            self.runtime.extras.pop("ingest_pool", None)
+            await asyncio.to_thread(self.pool.stop)
+            self.pool = None
 
 
 class HookWorkerComponent:
@@ -199,6 +232,7 @@ def wire(runtime: Runtime) -> list[Component]:
     components: list[Component] = [
         FlusherComponent(runtime),
         HookWorkerComponent(runtime),
+        IngestPoolComponent(runtime),
         SchedulerComponent(runtime),
     ]
     # WeCom: welcomes of 联系我 ways sent right after the add callback (connectors/wecom).

@@ -15,6 +15,7 @@ from typing import Any
 from liebian.app.deps import bearer_token, lookup_key
 from liebian.app.runtime import Runtime
 from liebian.events import service
+from liebian.events.ingest_pool import POOL_BYTES, HookFilter, IngestPool
 from liebian.kit.asgi import drain, send_domain_error, send_json
 from liebian.kit.auth import Principal, Role
 from liebian.kit.client_ip import client_ip
@@ -78,6 +79,23 @@ class IngestApp:
             idempotency_key=key,
         )
 
+    def _accept_large(self, workspace_id: str, raw: bytes, key: str | None) -> bytes:
+        """A large body, in a worker thread: prepared by the ingest pool when the server has
+        one (events/ingest_pool.py, decision 0058), written to the spool here; the 202's body."""
+        runtime = self.runtime
+        pool: IngestPool | None = runtime.extras.get("ingest_pool")
+        if pool is not None and len(raw) >= POOL_BYTES:
+            assert runtime.spool is not None
+            hooks = runtime.extras.get("event_hooks")
+            now = utcnow()
+            prepared = pool.run(workspace_id, raw, now, key, HookFilter.of(hooks))
+            if prepared is not None:
+                service.commit(
+                    runtime.spool, prepared.line, workspace_id, prepared.candidates, now, hooks
+                )
+                return prepared.payload
+        return self._accept(workspace_id, raw, key).payload()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Whatever escapes (a database fault on a key look-up, a full disk under the spool, a
         # failing hook) is logged with a request id and answered as JSON (503 when transient).
@@ -100,10 +118,9 @@ class IngestApp:
             # Small bodies inline: a thread hop costs more than spooling one event.
             ws = principal.workspace_id
             if len(raw) > INLINE_BYTES:
-                accepted = await asyncio.to_thread(self._accept, ws, raw, key)
+                payload = await asyncio.to_thread(self._accept_large, ws, raw, key)
             else:
-                accepted = self._accept(ws, raw, key)
-            payload = accepted.payload()
+                payload = self._accept(ws, raw, key).payload()
         except Unavailable:
             raise
         except TooLarge as exc:

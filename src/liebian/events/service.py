@@ -50,6 +50,8 @@ SPOOL_RETRY_AFTER = 5
 class Accepted:
     events: list[EventIn]
     result: IngestResult
+    # The spool lines of ``events`` (written by ``commit``).
+    line: bytes = b""
 
     def payload(self) -> bytes:
         """``result`` as JSON: what ``orjson.dumps(result.model_dump())`` gives, without
@@ -542,6 +544,17 @@ def ingest(
     hooks: HookQueue | None = None,
     idempotency_key: str | None = None,
 ) -> Accepted:
+    accepted = prepare(workspace_id=workspace_id, raw=raw, now=now, idempotency_key=idempotency_key)
+    commit(spool, accepted.line, workspace_id, accepted.events, now, hooks)
+    return accepted
+
+
+def prepare(
+    *, workspace_id: str, raw: bytes, now: datetime, idempotency_key: str | None = None
+) -> Accepted:
+    """Parse, check and complete a request's events, and make their spool lines; nothing is
+    written. Raises Invalid or TooLarge when nothing of the request can be accepted. Pure:
+    a large batch may run it in another process (events/ingest_pool.py)."""
     parsed, rejected, count, is_batch = _parse_and_validate(raw)
     if idempotency_key is not None:
         _keyed_ids(parsed, idempotency_key)
@@ -565,6 +578,24 @@ def ingest(
             code="invalid_events",
             details=[r.model_dump() for r in rejected],
         )
+    # Every accepted event has a str id (validated, or given by _apply_rules).
+    ids: list[str] = list(map(itemgetter("event_id"), events))
+    # Built without validation (the values are the server's own): validating a 10,000-item
+    # id list would cost more than spooling the batch.
+    result = IngestResult.model_construct(accepted=len(events), event_ids=ids, rejected=rejected)
+    return Accepted(events, result, line)
+
+
+def commit(
+    spool: Spool,
+    line: bytes,
+    workspace_id: str,
+    events: list[EventIn],
+    now: datetime,
+    hooks: HookQueue | None,
+) -> None:
+    """Write a request's prepared lines to the spool, and the ones among ``events`` that a
+    hooks consumer wants to the hooks spool: both before the answer."""
     # One write for the whole request: durable against a process crash once it returns.
     spool_append(spool, line)
     if hooks is not None:
@@ -576,12 +607,6 @@ def ingest(
     # Events carrying both visitor_id and user_id tie the two together in the event store's
     # identity map when the flusher loads them (same transaction as the events), not here:
     # on the request path that write waited behind the flusher's lock (decision 0026).
-    # Every accepted event has a str id (validated, or given by _apply_rules).
-    ids: list[str] = list(map(itemgetter("event_id"), events))
-    # Built without validation (the values are the server's own): validating a 10,000-item
-    # id list would cost more than spooling the batch.
-    result = IngestResult.model_construct(accepted=len(events), event_ids=ids, rejected=rejected)
-    return Accepted(events, result)
 
 
 def spool_append(spool: Spool, line: bytes) -> None:
