@@ -258,6 +258,17 @@ class LiebianCollector(Collector):
             "analytics queries answered 429 (the workspace's rate or places were used up)",
             value=admission.refused if admission is not None else 0,
         )
+        pool = self.runtime.extras.get("ingest_pool")
+        yield CounterMetricFamily(
+            "liebian_ingest_pool_fallbacks",
+            "large event batches prepared in the request thread because the pool failed",
+            value=pool.fallbacks if pool is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "liebian_ingest_pool_restarts",
+            "times the ingest pool was started again after a process of it died",
+            value=pool.restarts if pool is not None else 0,
+        )
         lag = GaugeMetricFamily(
             "liebian_job_lag_seconds", "seconds a periodic job is overdue", labels=["job"]
         )

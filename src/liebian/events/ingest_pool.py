@@ -6,38 +6,45 @@ process's GIL — which the event loop, the spool flusher and the hooks worker n
 Under a stream of such batches the GIL, not the cores, was the limit: the server used ~1.2
 of 2 cores while the request threads waited for it (docs/benchmarks.md, session 13).
 
-So a body of at least ``POOL_BYTES`` goes to a small pool of processes (spawned, so no lock
-or thread of the server is copied into them) that runs ``service.prepare`` on it and sends
-back the spool lines, the 202's body, and the events a hooks consumer may want
-(``HookFilter``: a superset of what ``HookQueue.lines`` selects, computed from names alone).
-The serving process then does what must happen there, in the same order as before the
-answer: the one write to the spool, the hooks selection and its write (``service.commit``).
-Nothing is written by the pool's processes, so a crash of one loses nothing: the request is
-prepared in the request thread instead (``IngestPool.run`` returns None) and the pool is
-started again.
+So a body of at least ``POOL_BYTES`` goes to one of a few processes (spawned, so no lock or
+thread of the server is copied into them; each with its own pipe, one request at a time)
+that runs ``service.prepare`` on it and sends back the spool lines, the 202's body, and the
+events a hooks consumer may want (``HookFilter``: a superset of what ``HookQueue.lines``
+selects, computed from names alone). The serving process then does what must happen there,
+in the same order as before the answer: the one write to the spool, the hooks selection and
+its write (``service.commit``). Nothing is written by the pool's processes, so the death of
+one loses nothing: the server sees the end of its pipe at once, prepares that body in the
+request thread (``IngestPool.run`` returns None) and starts another process in the
+background. (``concurrent.futures.ProcessPoolExecutor`` was tried first: with its process
+SIGKILLed mid-request, requests could wait on their futures for good.)
 """
 
 from __future__ import annotations
 
+import gc
+import itertools
 import logging
 import multiprocessing
 import threading
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from typing import Any
 
 from liebian.events import service
 from liebian.events.hooks import HookQueue
 from liebian.events.schemas import EventIn
+from liebian.kit.errors import DomainError
 
 log = logging.getLogger("liebian.events")
 
 # Below this a body is prepared in the request thread: the round trip to another process
 # (~0.2-0.5 ms) would cost more than the work it moves (~1,000 events).
 POOL_BYTES = 96 * 1024
-# How long start() waits for the first process to answer (it imports liebian).
-START_TIMEOUT = 60.0
+# A tiny body each new process prepares once before it takes requests.
+_WARM_UP = ("ws", b'[{"event":"warm_up"}]', datetime(2026, 1, 1, tzinfo=UTC), None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,33 +90,140 @@ def prepare(
     return Prepared(accepted.line, candidates, accepted.payload())
 
 
-def _ready() -> bool:
-    return True
+def _serve(conn: Connection) -> None:
+    """A pool process: prepare each request it is sent, in order, until the server closes
+    the pipe (or dies: the same end of file)."""
+    # What liebian's imports made lives as long as the process: out of the collector's way,
+    # as in the serving process (Settings.gc_freeze), so that the ~10,000 dicts a batch
+    # makes do not have the collector walk every module, schema and mapper again and again.
+    gc.freeze()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:  # the server stops the pool
+            return
+        number, args = message
+        try:
+            reply: tuple[int, str, Any] = (number, "ok", prepare(*args))
+        except DomainError as exc:
+            reply = (number, "refused", exc)
+        except Exception as exc:  # a bug: the server prepares the body itself and logs it
+            reply = (number, "failed", f"{type(exc).__name__}: {exc}")
+        conn.send(reply)
+        del message, args, reply  # the batch's objects go now, not during the next one
+
+
+class _Process:
+    """One pool process and the server's end of its pipe. Requests are sent as they come
+    (the next body waits in the pipe while the process prepares the one before: it is never
+    idle between two) and a reader thread hands each reply to the request that waits for it.
+    When the process dies the reader sees the end of the pipe and fails every waiting
+    request at once: none waits for good."""
+
+    def __init__(self, on_death: Callable[[_Process, BaseException], None]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child,), name="liebian-ingest", daemon=True
+        )
+        self.process.start()
+        # Only the pool process holds the other end now: its death is an end of file here.
+        child.close()
+        self._on_death = on_death
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._waiting: dict[int, Future[tuple[str, Any]]] = {}
+        self._numbers = itertools.count()
+        self.dead: BaseException | None = None
+        self._reader = threading.Thread(
+            target=self._read, name="liebian-ingest-reader", daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def load(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, args: tuple[Any, ...]) -> Future[tuple[str, Any]]:
+        future: Future[tuple[str, Any]] = Future()
+        with self._lock:
+            if self.dead is not None:
+                raise EOFError("the ingest pool process is gone")
+            number = next(self._numbers)
+            self._waiting[number] = future
+        try:
+            with self._send_lock:
+                self.conn.send((number, args))
+        except OSError as exc:  # the process died (EPIPE): the reader fails the rest
+            with self._lock:
+                self._waiting.pop(number, None)
+            raise EOFError("the ingest pool process is gone") from exc
+        return future
+
+    def _read(self) -> None:
+        while True:
+            try:
+                number, kind, value = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                with self._lock:
+                    self.dead = exc
+                    waiting, self._waiting = self._waiting, {}
+                for future in waiting.values():
+                    future.set_exception(EOFError("the ingest pool process is gone"))
+                self._on_death(self, exc)
+                return
+            with self._lock:
+                future = self._waiting.pop(number)
+            future.set_result((kind, value))
+
+    def close(self) -> None:
+        with self._lock:
+            self.dead = self.dead or EOFError("closed")
+        try:
+            with self._send_lock:
+                self.conn.send(None)  # the process returns; the reader then sees the end
+        except OSError:
+            pass  # gone already
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self._reader.join(timeout=5)
+        self.conn.close()
 
 
 class IngestPool:
     def __init__(self, processes: int) -> None:
         self.processes = processes
-        self.restarts = 0  # times a broken pool was replaced
+        self.restarts = 0  # pool processes started again after one died
         self.fallbacks = 0  # bodies prepared in the request thread because the pool failed
+        self._live: list[_Process] = []
         self._lock = threading.Lock()
-        self._executor: ProcessPoolExecutor | None = None
         self._stopped = False
 
     def start(self) -> None:
-        executor = self._open()
-        # Spawned processes import liebian first: wait for them here, at startup, rather
-        # than in the first large request.
-        for future in [executor.submit(_ready) for _ in range(self.processes)]:
-            future.result(timeout=START_TIMEOUT)
+        """Start the processes and wait until each has imported liebian and answered, so the
+        first large request does not wait for that."""
+        for _ in range(self.processes):
+            self._add()
 
-    def _open(self) -> ProcessPoolExecutor:
+    def _add(self) -> None:
+        process = _Process(self._died)
+        kind, _ = process.submit(_WARM_UP).result()
+        if kind != "ok":
+            process.close()
+            raise RuntimeError(f"ingest pool process could not start: {kind}")
         with self._lock:
-            if self._executor is None:
-                self._executor = ProcessPoolExecutor(
-                    max_workers=self.processes, mp_context=multiprocessing.get_context("spawn")
-                )
-            return self._executor
+            if not self._stopped:
+                self._live.append(process)
+                return
+        process.close()
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [p.process.pid for p in self._live if p.process.pid is not None]
 
     def run(
         self,
@@ -119,35 +233,55 @@ class IngestPool:
         key: str | None,
         wanted: HookFilter | None,
     ) -> Prepared | None:
-        """The prepared request, or None when the pool could not prepare it (a process
-        died; stopping): the caller prepares it itself. Domain errors (Invalid, TooLarge)
-        are raised as they were in the pool process."""
-        executor = self._executor
-        if executor is None or self._stopped:
-            return None
-        try:
-            future: Future[Prepared] = executor.submit(prepare, workspace_id, raw, now, key, wanted)
-            return future.result()
-        except (BrokenProcessPool, CancelledError, RuntimeError) as exc:
-            # RuntimeError: submit after shutdown; CancelledError: the future was waiting in
-            # a pool that another request thread found broken and shut down.
-            self.fallbacks += 1
-            self._replace(executor, exc)
-            return None
-
-    def _replace(self, broken: ProcessPoolExecutor, exc: BaseException) -> None:
+        """The prepared request, or None when the pool could not prepare it (its process
+        died; none is running; stopped): the caller prepares it. A refusal (Invalid,
+        TooLarge) is raised as the pool process raised it."""
         with self._lock:
-            if self._executor is not broken or self._stopped:
-                return  # replaced already by another request thread
-            log.warning("ingest pool failed (%s: %s); starting it again", type(exc).__name__, exc)
-            self._executor = None
-            self.restarts += 1
-        broken.shutdown(wait=False, cancel_futures=True)
-        self._open()
+            live = [p for p in self._live if p.dead is None]
+        if not live or self._stopped:
+            self.fallbacks += 1
+            return None
+        process = min(live, key=lambda p: p.load)
+        try:
+            kind, value = process.submit((workspace_id, raw, now, key, wanted)).result()
+        except EOFError:
+            self.fallbacks += 1
+            return None
+        if kind == "ok":
+            prepared: Prepared = value
+            return prepared
+        if kind == "refused":
+            raise value
+        self.fallbacks += 1
+        log.error("ingest pool could not prepare a batch (%s); prepared in-process", value)
+        return None
+
+    def _died(self, dead: _Process, exc: BaseException) -> None:
+        """Called by a process's reader when its pipe ended: forget it, and unless the pool
+        is stopping start another (it imports liebian for ~1 s; meanwhile large bodies are
+        prepared in the request threads)."""
+        with self._lock:
+            if dead in self._live:
+                self._live.remove(dead)
+            elif self._stopped:
+                return
+            stopped = self._stopped
+        if stopped:
+            return
+        log.warning("ingest pool process died (%s: %s); starting another", type(exc).__name__, exc)
+        self.restarts += 1
+        threading.Thread(target=self._restart, args=(dead,), daemon=True).start()
+
+    def _restart(self, dead: _Process) -> None:
+        dead.close()
+        try:
+            self._add()
+        except Exception as exc:  # the next death, or stop(), will try again
+            log.error("ingest pool process did not start again: %s", exc)
 
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            processes, self._live = self._live, []
+        for process in processes:
+            process.close()
