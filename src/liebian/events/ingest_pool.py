@@ -3,12 +3,12 @@
 A 10,000-event batch costs the request thread ~4-5 µs an event of pure Python (orjson's parse,
 the checks of ``service._plain_batch``, the completed lines), all of it holding the serving
 process's GIL — which the event loop, the spool flusher and the hooks worker need as well.
-Under a stream of such batches the GIL, not the cores, was the limit: the server used ~1.2
-of 2 cores while the request threads waited for it (docs/benchmarks.md, session 13).
+Under a stream of such batches the GIL, not the cores, was the limit: the server used
+~1.0-1.5 of 2 cores while the request threads waited for it (docs/benchmarks.md, session 13).
 
 So a body of at least ``POOL_BYTES`` goes to one of a few processes (spawned, so no lock or
-thread of the server is copied into them; each with its own pipe, one request at a time)
-that runs ``service.prepare`` on it and sends back the spool lines, the 202's body, and the
+thread of the server is copied into them; each with its own pipe, preparing what it is sent
+in order) that runs ``service.prepare`` on it and sends back the spool lines, the 202's body, and the
 events a hooks consumer may want (``HookFilter``: a superset of what ``HookQueue.lines``
 selects, computed from names alone). The serving process then does what must happen there,
 in the same order as before the answer: the one write to the spool, the hooks selection and
