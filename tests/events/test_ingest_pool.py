@@ -197,6 +197,18 @@ def test_served_batches_survive_a_sigkilled_pool_process(tmp_path: Path) -> None
     try:
         key = server.key()
         headers = {"Authorization": f"Bearer {key}"}
+        # No pool process until a large batch comes: that one is prepared in the request
+        # thread while the pool starts for the next ones.
+        assert _pool_pids(server.proc.pid) == []
+        first_events = _mix(1500, seed=99)
+        for i, event in enumerate(first_events):
+            event["event_id"] = f"first-{i}"
+        first = json.dumps(first_events)
+        resp = httpx.post(server.base + "/api/v1/events", content=first, headers=headers)
+        assert resp.status_code == 202 and resp.json()["accepted"] == 1500
+        deadline = time.monotonic() + 60
+        while not _pool_pids(server.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         pids = _pool_pids(server.proc.pid)
         assert len(pids) == 1, pids
         statuses: list[int] = []
@@ -253,13 +265,30 @@ def test_served_batches_survive_a_sigkilled_pool_process(tmp_path: Path) -> None
             )
             if resp.status_code == 200:
                 stored = sum(int(row["count"]) for row in resp.json()["rows"])
-                if stored >= 16 * 1500:
+                if stored >= 17 * 1500:
                     break
             time.sleep(0.2)
-        assert stored == 16 * 1500
+        assert stored == 17 * 1500
         assert len(_pool_pids(server.proc.pid)) == 1  # started again
         metrics = httpx.get(server.base + "/metrics").text
         assert "liebian_ingest_pool_restarts_total 1.0" in metrics
         assert "liebian_ingest_pool_fallbacks_total 0.0" not in metrics
     finally:
         server.stop()
+
+
+def test_the_processes_start_with_the_first_large_body() -> None:
+    pool = IngestPool(1)
+    try:
+        raw = json.dumps(_mix(1500)).encode()
+        assert pool.pids() == []  # nothing started by constructing it
+        assert pool.run("ws1", raw, NOW, None, None) is None  # the caller prepares this one
+        deadline = time.monotonic() + 60
+        while not pool.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pool.pids()) == 1
+        prepared = pool.run("ws1", raw, NOW, None, None)
+        assert prepared is not None and json.loads(prepared.payload)["accepted"] == 1500
+        assert pool.fallbacks == 0 and pool.restarts == 0  # starting is not a failure
+    finally:
+        pool.stop()

@@ -6,7 +6,6 @@ Kept in one place so the whole process can be read top to bottom.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import httpx
 
@@ -19,8 +18,6 @@ from liebian.events.spool import Flusher, Spool
 from liebian.events.store.factory import open_event_store
 from liebian.kit.ratelimit import Rate, limiter_for
 from liebian.workspaces.key_cache import REVOKED_TOPIC, KeyCache
-
-log = logging.getLogger("liebian.app")
 
 
 class FlusherComponent:
@@ -55,7 +52,8 @@ class FlusherComponent:
 
 class IngestPoolComponent:
     """The processes that prepare large event batches off the serving process's GIL
-    (events/ingest_pool.py); none with ``ingest_processes = 0``."""
+    (events/ingest_pool.py), started with the first large batch; none with
+    ``ingest_processes = 0``."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -63,17 +61,9 @@ class IngestPoolComponent:
 
     async def start(self) -> None:
         processes = self.runtime.settings.ingest_processes
-        if processes <= 0:
-            return
-        pool = IngestPool(processes)
-        try:
-            await asyncio.to_thread(pool.start)
-        except Exception as exc:  # the request threads prepare every body then
-            log.warning("ingest pool did not start (%s); batches are prepared in-process", exc)
-            await asyncio.to_thread(pool.stop)
-            return
-        self.pool = pool
-        self.runtime.extras["ingest_pool"] = pool
+        if processes > 0:
+            self.pool = IngestPool(processes)
+            self.runtime.extras["ingest_pool"] = self.pool
 
     async def stop(self) -> None:
         if self.pool is not None:

@@ -26,6 +26,7 @@ import itertools
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ log = logging.getLogger("liebian.events")
 # Below this a body is prepared in the request thread: the round trip to another process
 # (~0.2-0.5 ms) would cost more than the work it moves (~1,000 events).
 POOL_BYTES = 96 * 1024
+# Seconds before a pool that failed to start is tried again.
+RETRY_START = 60.0
 # A tiny body each new process prepares once before it takes requests.
 _WARM_UP = ("ws", b'[{"event":"warm_up"}]', datetime(2026, 1, 1, tzinfo=UTC), None, None)
 
@@ -202,12 +205,26 @@ class IngestPool:
         self._live: list[_Process] = []
         self._lock = threading.Lock()
         self._stopped = False
+        # The processes start with the first large body (``run``), in the background: a
+        # server that is never sent one (redirects only, small events) never pays their
+        # ~60 MB. A start that failed is not tried again before ``_next_start``.
+        self._starting = False
+        self._next_start = 0.0
 
     def start(self) -> None:
-        """Start the processes and wait until each has imported liebian and answered, so the
-        first large request does not wait for that."""
+        """Start the processes now and wait until each has imported liebian and answered."""
         for _ in range(self.processes):
             self._add()
+
+    def _start_in_background(self) -> None:
+        try:
+            for _ in range(self.processes):
+                self._add()
+        except Exception as exc:  # the request threads prepare every body meanwhile
+            log.error("ingest pool did not start (%s); trying again in a minute", exc)
+            self._next_start = time.monotonic() + RETRY_START
+        finally:
+            self._starting = False
 
     def _add(self) -> None:
         process = _Process(self._died)
@@ -238,6 +255,21 @@ class IngestPool:
         TooLarge) is raised as the pool process raised it."""
         with self._lock:
             live = [p for p in self._live if p.dead is None]
+            first = (
+                not self._live
+                and not self._starting
+                and not self._stopped
+                and self.restarts == 0
+                and time.monotonic() >= self._next_start
+            )
+            if first:
+                self._starting = True
+        if first:
+            # The first large body: prepared here while the processes start for the next.
+            threading.Thread(
+                target=self._start_in_background, name="liebian-ingest-start", daemon=True
+            ).start()
+            return None
         if not live or self._stopped:
             self.fallbacks += 1
             return None

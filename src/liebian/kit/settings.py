@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     flush_max_defer: float = Field(default=120.0, ge=0)
     flush_defer_budget: float = Field(default=15.0, ge=0)
     # Processes beside the server that parse and check large event batches (a body of 96 KiB
-    # or more), so that this work does not hold the serving process's GIL; 0: the request
-    # thread does it (events/ingest_pool.py, decision 0058).
+    # or more), so that this work does not hold the serving process's GIL; started with the
+    # first such body; 0: the request thread does it (events/ingest_pool.py, decision 0058).
     ingest_processes: int = Field(default=1, ge=0, le=16)
     # Buffer pool the embedded DuckDB may use while an analytics query runs in the server
     # (between queries it keeps 96 MB; events/store/duckdb_budget.py).
