@@ -91,7 +91,12 @@ def live_server(app: Any) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # A browser may keep a connection open at the end: after 5 s uvicorn closes it and runs the
+    # app's shutdown anyway, so its background threads stop before the test's database goes.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        timeout_graceful_shutdown=5,
+    )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -104,4 +109,6 @@ def live_server(app: Any) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=20)
+        thread.join(timeout=60)
+        if thread.is_alive():
+            raise RuntimeError("live server did not stop within 60 s (its app's shutdown hangs)")

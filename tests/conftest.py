@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from liebian.app.runtime import Runtime
 from liebian.kit.settings import Settings
@@ -97,11 +98,39 @@ class _Emptier:
                 )
             ]
 
-    def empty(self) -> None:
+    def empty(self, lock_timeout: str = "15s") -> None:
+        """Empty every table. A connection an earlier test left inside a transaction (a thread
+        it never stopped) would make the DELETEs wait for good: after ``lock_timeout`` the
+        wait ends, the sessions of this database are printed (a test's bug to find) and
+        ended, and it goes again."""
         script = " ".join(f'DELETE FROM "{name}";' for name in self.tables)
         script += " ".join(f'ALTER SEQUENCE "{name}" RESTART;' for name in self.sequences)
+        try:
+            self._run(script, lock_timeout)
+        except OperationalError as exc:
+            if "lock timeout" not in str(exc):
+                raise
+            self._end_other_sessions()
+            self._run(script, lock_timeout)
+
+    def _run(self, script: str, lock_timeout: str) -> None:
         with self.engine.begin() as conn:
+            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": lock_timeout})
             conn.exec_driver_sql(script)
+
+    def _end_other_sessions(self) -> None:
+        with self.engine.begin() as conn:
+            others = conn.execute(
+                text(
+                    "SELECT pid, state, application_name, left(query, 200) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+            for pid, state, app, query in others:
+                print(
+                    f"\nleft behind by an earlier test, ended: pid {pid} {state} {app!r} {query!r}"
+                )
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
 
 @pytest.fixture(params=BACKENDS)

@@ -45,11 +45,16 @@ def test_component_triggers_and_runs_steps(db_url: str, tmp_path: Path) -> None:
             ensure_ids(s, _ws.id, {"v1"})
         r = client.post("/api/v1/contacts/v1/tags", json={"tag_ids": [vip]}, headers=owner)
         assert r.status_code == 200, r.text
+        # The receiver counts the POST before the executor marks the step sent: wait for both.
         deadline = time.monotonic() + 20
-        while rx.total < 1 and time.monotonic() < deadline:
+        while True:
+            explained: Any = client.get("/api/v1/journeys/explain", params={"contact": "v1"},
+                                        headers=owner).json()  # fmt: skip
+            runs = explained.get("runs") or [{}]
+            done = (runs[0].get("steps") or [{}])[0].get("result") is not None
+            if (rx.total >= 1 and done) or time.monotonic() > deadline:
+                break
             time.sleep(0.05)
-        explained: Any = client.get("/api/v1/journeys/explain", params={"contact": "v1"},
-                                    headers=owner).json()  # fmt: skip
     runtime.close()
     assert rx.total == 1, explained
     assert explained["runs"][0]["steps"][0]["result"] == "sent"
