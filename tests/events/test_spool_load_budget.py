@@ -140,7 +140,8 @@ def test_after_a_pass_that_loaded_the_next_starts_at_once(
         time.sleep(0.6)  # ... for longer than the open one needs to count as quiet
         watched.hold.set()
         deadline = time.monotonic() + 20
-        while store.count("ws1") < 120 and time.monotonic() < deadline:
+        # Loaded, then its file removed: wait for both (a 60 s interval would miss the deadline).
+        while (store.count("ws1") < 120 or spool.sealed_segments()) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert store.count("ws1") == 120
         assert spool.sealed_segments() == []
