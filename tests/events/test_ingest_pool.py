@@ -5,6 +5,7 @@ same through a real ``liebian serve``, with its pool process SIGKILLed while bat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from faults_support import Server
-from liebian.events import service
+from liebian.events import ingest_pool, service
 from liebian.events.hooks import HookQueue, HookRegistry
 from liebian.events.ingest_pool import POOL_BYTES, HookFilter, IngestPool
 from liebian.events.schemas import EventIn
@@ -170,6 +171,30 @@ def test_a_killed_pool_process_falls_back_then_the_pool_starts_again() -> None:
     finally:
         pool.stop()
     assert pool.run("ws1", raw, NOW, None, None) is None  # stopped: callers prepare themselves
+
+
+def test_a_pool_process_that_stops_answering_is_killed_and_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stuck process (here SIGSTOPped) costs its request a bounded wait, not a hang."""
+    monkeypatch.setattr(ingest_pool, "REPLY_TIMEOUT", 1.0)
+    pool = IngestPool(1)
+    pool.start()
+    try:
+        raw = json.dumps(_mix(2000)).encode()
+        (pid,) = pool.pids()
+        os.kill(pid, signal.SIGSTOP)
+        assert pool.run("ws1", raw, NOW, None, None) is None  # the caller prepares it
+        assert pool.fallbacks == 1
+        deadline = time.monotonic() + 60
+        while pool.pids() in ([], [pid]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pool.pids()) == 1 and pool.pids() != [pid]
+        assert pool.run("ws1", raw, NOW, None, None) is not None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        pool.stop()
 
 
 def _pool_pids(server_pid: int) -> list[int]:

@@ -46,6 +46,12 @@ log = logging.getLogger("liebian.events")
 POOL_BYTES = 96 * 1024
 # Seconds before a pool that failed to start is tried again.
 RETRY_START = 60.0
+# Bounds on waiting for a pool process: a new one must answer its warm-up within
+# START_TIMEOUT (it imports liebian: ~1 s), and a body within REPLY_TIMEOUT (~0.05 s for
+# 10,000 events). A process that does not is killed: its request, and those queued behind it,
+# are prepared in the request threads, and another process starts. No request waits for good.
+START_TIMEOUT = 60.0
+REPLY_TIMEOUT = 60.0
 # A tiny body each new process prepares once before it takes requests.
 _WARM_UP = ("ws", b'[{"event":"warm_up"}]', datetime(2026, 1, 1, tzinfo=UTC), None, None)
 
@@ -228,7 +234,12 @@ class IngestPool:
 
     def _add(self) -> None:
         process = _Process(self._died)
-        kind, _ = process.submit(_WARM_UP).result()
+        try:
+            kind, _ = process.submit(_WARM_UP).result(timeout=START_TIMEOUT)
+        except TimeoutError:
+            kind = f"no answer within {START_TIMEOUT:.0f} s"
+        except EOFError:
+            kind = "it died"
         if kind != "ok":
             process.close()
             raise RuntimeError(f"ingest pool process could not start: {kind}")
@@ -275,9 +286,21 @@ class IngestPool:
             return None
         process = min(live, key=lambda p: p.load)
         try:
-            kind, value = process.submit((workspace_id, raw, now, key, wanted)).result()
+            kind, value = process.submit((workspace_id, raw, now, key, wanted)).result(
+                timeout=REPLY_TIMEOUT
+            )
         except EOFError:
             self.fallbacks += 1
+            return None
+        except TimeoutError:
+            self.fallbacks += 1
+            log.error(
+                "ingest pool process %s did not answer within %.0f s; killed, and the body "
+                "prepared in-process",
+                process.process.pid,
+                REPLY_TIMEOUT,
+            )
+            process.process.kill()  # its reader sees the end of the pipe: another starts
             return None
         if kind == "ok":
             prepared: Prepared = value
