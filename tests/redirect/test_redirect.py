@@ -179,6 +179,28 @@ def test_max_clicks_survives_a_new_process(
         assert resp.headers["location"] == "https://example.com/sold-out"
 
 
+def test_each_app_stops_the_hooks_worker_it_started(settings: Any, runtime: Any) -> None:
+    """Two apps built on one runtime one after the other (as above): each stops its own
+    worker, though the runtime's extras hold the second's by the time the first stops. The
+    first's used to run on into the next tests (and log that their database was gone)."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from liebian.app.factory import create_app
+
+    def hooks_threads() -> int:
+        return sum(t.name == "liebian-hooks" and t.is_alive() for t in threading.enumerate())
+
+    before = hooks_threads()
+    with TestClient(create_app(settings, runtime)):
+        runtime.extras["event_hooks"].spool.close()
+        runtime.extras.clear()
+        with TestClient(create_app(settings, runtime)):
+            assert hooks_threads() == before + 2
+    assert hooks_threads() == before
+
+
 # -- platforms --------------------------------------------------------------------------
 
 

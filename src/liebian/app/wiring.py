@@ -78,15 +78,19 @@ class HookWorkerComponent:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.worker: HookWorker | None = None
 
     async def start(self) -> None:
-        worker: HookWorker = self.runtime.extras["event_hooks_worker"]
-        worker.start()
+        # The worker this component started is the one it stops, whatever the runtime's
+        # extras hold by then (a second app built on the same runtime puts its own there).
+        self.worker = self.runtime.extras["event_hooks_worker"]
+        self.worker.start()
 
     async def stop(self) -> None:
-        worker: HookWorker = self.runtime.extras["event_hooks_worker"]
-        # The last batch may be mid-transaction: wait for it off the event loop.
-        await asyncio.to_thread(worker.stop)
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            # The last batch may be mid-transaction: wait for it off the event loop.
+            await asyncio.to_thread(worker.stop)
 
 
 class SchedulerComponent:
