@@ -4,6 +4,9 @@ running (app/lifecycle.py)."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from typing import Any
 
 import pytest
 
@@ -43,3 +46,29 @@ def test_a_failed_stop_does_not_leave_the_others_running() -> None:
     with pytest.raises(RuntimeError, match="b cannot stop"):
         asyncio.run(stop_components(parts))
     assert log == ["start a", "start b", "start c", "stop c", "stop b", "stop a"]
+
+
+def test_closing_the_runtime_ends_the_thread_pools_it_holds(settings: Any) -> None:
+    """The community welcomes' pool (communities/welcome.py) and any other pool a domain keeps
+    in the extras: their threads end with the runtime instead of idling on per test."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from liebian.app.factory import create_app
+    from liebian.app.runtime import Runtime
+
+    def welcome_threads() -> int:
+        return sum(t.name.startswith("community-welcome") for t in threading.enumerate())
+
+    before = welcome_threads()
+    runtime = Runtime.build(settings)
+    create_app(settings, runtime)
+    pools = [v for v in runtime.extras.values() if isinstance(v, ThreadPoolExecutor)]
+    assert pools, "the communities domain keeps its welcome pool in the extras"
+    for pool in pools:
+        pool.submit(time.sleep, 0.01).result()  # a thread exists now
+    assert welcome_threads() > before
+    runtime.close()
+    deadline = time.monotonic() + 10
+    while welcome_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert welcome_threads() == before

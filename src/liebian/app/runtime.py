@@ -6,6 +6,7 @@ reaches for globals.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,13 @@ class Runtime:
         return int(worker.drain()) if worker is not None else 0
 
     def close(self) -> None:
+        # Thread pools the domains keep in the extras (community welcomes): their idle threads
+        # go with the runtime; work still queued is dropped, as when the process stops (a
+        # welcome message is best effort).
+        for key, value in list(self.extras.items()):
+            if isinstance(value, ThreadPoolExecutor):
+                del self.extras[key]
+                value.shutdown(wait=False, cancel_futures=True)
         wecom_http = self.extras.pop("wecom_http", None)  # connectors/wecom's pooled client
         if wecom_http is not None:
             wecom_http.close()
