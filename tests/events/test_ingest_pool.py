@@ -197,6 +197,57 @@ def test_a_pool_process_that_stops_answering_is_killed_and_replaced(
         pool.stop()
 
 
+def test_a_start_that_fails_is_tried_again_without_waiting_for_a_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first start's process died in its warm-up (seen: SIGKILLed by a test at that
+    moment): the pool used to stay empty for good, every body prepared in the request thread."""
+    monkeypatch.setattr(ingest_pool, "RETRY_FIRST", 0.1)
+    real_add = IngestPool._add
+    calls: list[int] = []
+
+    def flaky_add(self: IngestPool) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("ingest pool process could not start: it died")
+        real_add(self)
+
+    monkeypatch.setattr(IngestPool, "_add", flaky_add)
+    pool = IngestPool(1)
+    try:
+        raw = json.dumps(_mix(2000)).encode()
+        assert pool.run("ws1", raw, NOW, None, None) is None  # the first: prepared by the caller
+        deadline = time.monotonic() + 60
+        while not pool.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pool.pids()) == 1 and len(calls) == 2  # no request was needed for it
+        assert pool.run("ws1", raw, NOW, None, None) is not None
+    finally:
+        pool.stop()
+
+
+def test_a_dead_process_closed_twice_at_once_is_closed_once() -> None:
+    """The starter (its warm-up failed) and the death handler may close the same process at the
+    same moment: neither may fail (one did, with EBADF, and no process was started again)."""
+    process = ingest_pool._Process(lambda _p, _e: None)
+    assert process.submit(ingest_pool._WARM_UP).result(timeout=60)[0] == "ok"
+    os.kill(process.process.pid or 0, signal.SIGKILL)
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            process.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=close) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors and not process.process.is_alive()
+
+
 def _pool_pids(server_pid: int) -> list[int]:
     """The spawned pool processes among the server's descendants (multiprocessing's)."""
     found: list[int] = []
@@ -231,8 +282,13 @@ def test_served_batches_survive_a_sigkilled_pool_process(tmp_path: Path) -> None
         first = json.dumps(first_events)
         resp = httpx.post(server.base + "/api/v1/events", content=first, headers=headers)
         assert resp.status_code == 202 and resp.json()["accepted"] == 1500
+        # Ready (warmed up, taking bodies), not only spawned: one killed in its warm-up is
+        # not a restart but a start tried again (test above).
         deadline = time.monotonic() + 60
-        while not _pool_pids(server.proc.pid) and time.monotonic() < deadline:
+        while (
+            "liebian_ingest_pool_processes 1.0" not in httpx.get(server.base + "/metrics").text
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         pids = _pool_pids(server.proc.pid)
         assert len(pids) == 1, pids

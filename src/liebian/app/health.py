@@ -269,6 +269,11 @@ class LiebianCollector(Collector):
             "times the ingest pool was started again after a process of it died",
             value=pool.restarts if pool is not None else 0,
         )
+        yield GaugeMetricFamily(
+            "liebian_ingest_pool_processes",
+            "ingest pool processes ready to prepare large event batches",
+            value=len(pool.pids()) if pool is not None else 0,
+        )
         lag = GaugeMetricFamily(
             "liebian_job_lag_seconds", "seconds a periodic job is overdue", labels=["job"]
         )

@@ -21,12 +21,12 @@ SIGKILLed mid-request, requests could wait on their futures for good.)
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import logging
 import multiprocessing
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -44,7 +44,8 @@ log = logging.getLogger("liebian.events")
 # Below this a body is prepared in the request thread: the round trip to another process
 # (~0.2-0.5 ms) would cost more than the work it moves (~1,000 events).
 POOL_BYTES = 96 * 1024
-# Seconds before a pool that failed to start is tried again.
+# Seconds before a start that failed is tried again: RETRY_FIRST, doubling up to RETRY_START.
+RETRY_FIRST = 2.0
 RETRY_START = 60.0
 # Bounds on waiting for a pool process: a new one must answer its warm-up within
 # START_TIMEOUT (it imports liebian: ~1 s), and a body within REPLY_TIMEOUT (~0.05 s for
@@ -146,6 +147,7 @@ class _Process:
         self._waiting: dict[int, Future[tuple[str, Any]]] = {}
         self._numbers = itertools.count()
         self.dead: BaseException | None = None
+        self._closed = False
         self._reader = threading.Thread(
             target=self._read, name="liebian-ingest-reader", daemon=True
         )
@@ -188,8 +190,13 @@ class _Process:
             future.set_result((kind, value))
 
     def close(self) -> None:
+        """End the process and the pipe. Idempotent: the pool's starter and the death of the
+        process may both close it, at the same moment."""
         with self._lock:
             self.dead = self.dead or EOFError("closed")
+            if self._closed:
+                return
+            self._closed = True
         try:
             with self._send_lock:
                 self.conn.send(None)  # the process returns; the reader then sees the end
@@ -199,8 +206,10 @@ class _Process:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=5)
-        self._reader.join(timeout=5)
-        self.conn.close()
+        if threading.current_thread() is not self._reader:
+            self._reader.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self.conn.close()
 
 
 class IngestPool:
@@ -213,24 +222,45 @@ class IngestPool:
         self._stopped = False
         # The processes start with the first large body (``run``), in the background: a
         # server that is never sent one (redirects only, small events) never pays their
-        # ~60 MB. A start that failed is not tried again before ``_next_start``.
+        # ~60 MB. One starter thread at a time brings the pool to ``processes`` live ones,
+        # trying again with a growing pause while a start fails; a process that dies is
+        # replaced the same way.
         self._starting = False
-        self._next_start = 0.0
+        self._wake = threading.Event()  # set by stop(): a starter's pause ends at once
 
     def start(self) -> None:
         """Start the processes now and wait until each has imported liebian and answered."""
         for _ in range(self.processes):
             self._add()
 
-    def _start_in_background(self) -> None:
+    def _begin_start(self) -> bool:
+        """Start the starter thread unless one runs or the pool is stopped (under no lock)."""
+        with self._lock:
+            if self._starting or self._stopped:
+                return False
+            self._starting = True
+        threading.Thread(target=self._fill, name="liebian-ingest-start", daemon=True).start()
+        return True
+
+    def _fill(self) -> None:
+        pause = RETRY_FIRST
         try:
-            for _ in range(self.processes):
-                self._add()
-        except Exception as exc:  # the request threads prepare every body meanwhile
-            log.error("ingest pool did not start (%s); trying again in a minute", exc)
-            self._next_start = time.monotonic() + RETRY_START
+            while not self._stopped:
+                with self._lock:
+                    missing = self.processes - sum(p.dead is None for p in self._live)
+                if missing <= 0:
+                    return
+                try:
+                    for _ in range(missing):
+                        self._add()
+                except Exception as exc:  # the request threads prepare every body meanwhile
+                    log.error("ingest pool did not start (%s); trying again in %.0f s", exc, pause)
+                    if self._wake.wait(pause):
+                        return
+                    pause = min(pause * 2, RETRY_START)
         finally:
-            self._starting = False
+            with self._lock:
+                self._starting = False
 
     def _add(self) -> None:
         process = _Process(self._died)
@@ -266,20 +296,9 @@ class IngestPool:
         TooLarge) is raised as the pool process raised it."""
         with self._lock:
             live = [p for p in self._live if p.dead is None]
-            first = (
-                not self._live
-                and not self._starting
-                and not self._stopped
-                and self.restarts == 0
-                and time.monotonic() >= self._next_start
-            )
-            if first:
-                self._starting = True
-        if first:
-            # The first large body: prepared here while the processes start for the next.
-            threading.Thread(
-                target=self._start_in_background, name="liebian-ingest-start", daemon=True
-            ).start()
+        if not live and self._begin_start():
+            # The first large body (or the first since the pool lost its processes):
+            # prepared here while the processes start for the next.
             return None
         if not live or self._stopped:
             self.fallbacks += 1
@@ -312,29 +331,23 @@ class IngestPool:
         return None
 
     def _died(self, dead: _Process, exc: BaseException) -> None:
-        """Called by a process's reader when its pipe ended: forget it, and unless the pool
-        is stopping start another (it imports liebian for ~1 s; meanwhile large bodies are
-        prepared in the request threads)."""
+        """Called by a process's reader when its pipe ended. A live one is forgotten and,
+        unless the pool is stopping, replaced by the starter (it imports liebian for ~1 s;
+        meanwhile large bodies are prepared in the request threads). One that died during
+        its warm-up was never live: the starter that waits for it sees that and tries again."""
         with self._lock:
-            if dead in self._live:
-                self._live.remove(dead)
-            elif self._stopped:
+            if dead not in self._live:
                 return
-            stopped = self._stopped
-        if stopped:
-            return
+            self._live.remove(dead)
+            if self._stopped:
+                return
         log.warning("ingest pool process died (%s: %s); starting another", type(exc).__name__, exc)
         self.restarts += 1
-        threading.Thread(target=self._restart, args=(dead,), daemon=True).start()
-
-    def _restart(self, dead: _Process) -> None:
-        dead.close()
-        try:
-            self._add()
-        except Exception as exc:  # the next death, or stop(), will try again
-            log.error("ingest pool process did not start again: %s", exc)
+        threading.Thread(target=dead.close, name="liebian-ingest-close", daemon=True).start()
+        self._begin_start()
 
     def stop(self) -> None:
+        self._wake.set()
         with self._lock:
             self._stopped = True
             processes, self._live = self._live, []
