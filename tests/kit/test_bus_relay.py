@@ -258,3 +258,36 @@ def test_two_server_processes_invalidate_each_others_caches(
     finally:
         runtime_a.close()
         runtime_b.close()
+
+
+def test_stop_returns_when_a_task_swallows_its_cancellation(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client library that swallows a cancellation (seen once: a test's stop waited for good
+    under load) costs the stop a bounded wait and a warning, not a hang."""
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                continue  # swallowed, as a library may
+
+    async def run() -> float:
+        a = Process(prefix, timeout=0.2)
+        await a.relay.start()
+        a.relay._tasks.append(asyncio.create_task(stubborn()))
+        await asyncio.sleep(0.05)  # it runs (a task cancelled before its start cannot refuse)
+        started = time.monotonic()
+        await a.relay.stop()
+        return time.monotonic() - started
+
+    async def main() -> float:
+        took = await run()
+        for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            task.get_coro().close()  # type: ignore[union-attr]  # the stubborn one, for good
+        return took
+
+    took = asyncio.run(main())
+    assert took < 30  # bounded (two waits of 0.2 s here), not a measurement
+    assert "did not stop" in caplog.text
