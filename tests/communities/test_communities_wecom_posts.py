@@ -8,7 +8,6 @@ calendar's slot to a WeCom group goes the same way. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import sys
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from liebian.kit.auth import Principal, Role
 from liebian.kit.clock import utcnow
 from liebian.kit.db import session_scope
 from liebian.workspaces.service import bootstrap
+from testkit import errors_in_threads
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -194,19 +194,8 @@ def test_a_recorded_group_task_is_sent_to_wecom_once(runtime: Any) -> None:
                 text="一次",
             )  # fmt: skip
         assert fresh
-        errors: list[BaseException] = []
 
-        def go() -> None:
-            try:
-                group_sends.dispatch(runtime, ws, row_id)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=go) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = errors_in_threads(lambda: group_sends.dispatch(runtime, ws, row_id), 4)
         assert errors == []
         group_sends.poll(runtime, utcnow() + timedelta(minutes=5), min_age=timedelta(0))
         assert len(fake.group_templates()) == 1

@@ -27,6 +27,7 @@ from liebian.events.ingest_pool import POOL_BYTES, HookFilter, IngestPool
 from liebian.events.schemas import EventIn
 from liebian.events.spool import Spool
 from liebian.kit.errors import Invalid
+from testkit import errors_in_threads
 
 NOW = datetime(2026, 12, 4, 3, 0, 0, 123456, tzinfo=UTC)
 
@@ -232,19 +233,7 @@ def test_a_dead_process_closed_twice_at_once_is_closed_once() -> None:
     process = ingest_pool._Process(lambda _p, _e: None)
     assert process.submit(ingest_pool._WARM_UP).result(timeout=60)[0] == "ok"
     os.kill(process.process.pid or 0, signal.SIGKILL)
-    errors: list[BaseException] = []
-
-    def close() -> None:
-        try:
-            process.close()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=close) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    errors = errors_in_threads(process.close, 4)
     assert not errors and not process.process.is_alive()
 
 
