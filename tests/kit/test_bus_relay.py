@@ -273,21 +273,14 @@ def test_stop_returns_when_a_task_swallows_its_cancellation(
             except asyncio.CancelledError:
                 continue  # swallowed, as a library may
 
-    async def run() -> float:
+    async def main() -> None:
         a = Process(prefix, timeout=0.2)
         await a.relay.start()
         a.relay._tasks.append(asyncio.create_task(stubborn()))
         await asyncio.sleep(0.05)  # it runs (a task cancelled before its start cannot refuse)
-        started = time.monotonic()
-        await a.relay.stop()
-        return time.monotonic() - started
-
-    async def main() -> float:
-        took = await run()
+        await a.relay.stop()  # returns (the old stop awaited the task for good)
         for task in asyncio.all_tasks() - {asyncio.current_task()}:
             task.get_coro().close()  # type: ignore[union-attr]  # the stubborn one, for good
-        return took
 
-    took = asyncio.run(main())
-    assert took < 30  # bounded (two waits of 0.2 s here), not a measurement
+    asyncio.run(main())
     assert "did not stop" in caplog.text
